@@ -1,0 +1,187 @@
+"""End to end: the documented preprocess + pretrain command pairs, resume, and bad inputs."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from uer.io.checkpoint import load_checkpoint, step_checkpoints
+from uer.stages import run_stage
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
+
+pytestmark = pytest.mark.e2e
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_mlm_pair_as_documented_loss_falls(tmp_path):
+    """The README's pair, verbatim but for output paths: loss after 200 steps is clearly below the first report."""
+    data, model = tmp_path / "br_mlm", tmp_path / "br_tiny"
+    pre = run_main(["stage=preprocess", "target=mlm", "preprocess.corpus_path=corpora/book_review.txt",
+                    f"preprocess.dataset_path={data}", "preprocess.processes_num=2"], tmp_path / "run_pre")
+    assert pre.returncode == 0, pre.stderr
+    train = run_main(["stage=pretrain", "encoder=bert", "size=tiny", "target=mlm", f"pretrain.dataset_path={data}",
+                      "pretrain.total_steps=200", "pretrain.batch_size=16", "pretrain.report_steps=20",
+                      f"output_model_path={model}"], tmp_path / "run")
+    assert train.returncode == 0, train.stderr
+    reports = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in reports] == list(range(20, 201, 20))
+    first, last = reports[0]["mlm_loss"], reports[-1]["mlm_loss"]
+    assert last < first - 1.0, (first, last)
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+    payload = load_checkpoint(model / "step_200.pt")
+    assert payload["config"]["encoder"]["hidden_size"] == 384
+    assert payload["vocab"]["vocab_size"] == 21128
+
+
+PAIRS = {
+    "bert": (["target=bert"], "corpora/book_review_bert.txt", ["target=bert"]),
+    "albert": (["target=albert"], "corpora/book_review_bert.txt", ["target=albert", "size=albert_base"]),
+    "gpt": (["target=lm"], "corpora/book_review.txt", ["encoder=gpt", "target=lm"]),
+    "span": (["target=mlm", "preprocess.span_masking=true"], "corpora/book_review.txt", ["target=mlm"]),
+    "dynamic": (["target=mlm", "preprocess.dynamic_masking=true"], "corpora/book_review.txt", ["target=mlm"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_other_pairs_train_and_checkpoint(tmp_path, name):
+    pre_args, corpus, train_args = PAIRS[name]
+    lines = (ROOT / corpus).read_text(encoding="utf-8").splitlines()[:600]
+    small_corpus = tmp_path / "corpus.txt"
+    small_corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data, model = tmp_path / "data", tmp_path / "model"
+    pre = run_main(["stage=preprocess", *pre_args, f"preprocess.corpus_path={small_corpus}",
+                    f"preprocess.dataset_path={data}", "preprocess.seq_length=64", "preprocess.processes_num=2"],
+                   tmp_path / "run_pre")
+    assert pre.returncode == 0, pre.stderr
+    size = [a for a in train_args if a.startswith("size=")] or ["size=tiny"]
+    train = run_main(["stage=pretrain", *[a for a in train_args if not a.startswith("size=")], *size, *SMALL,
+                      f"pretrain.dataset_path={data}", "pretrain.total_steps=20", "pretrain.batch_size=8",
+                      "pretrain.report_steps=10", f"output_model_path={model}"], tmp_path / "run")
+    assert train.returncode == 0, train.stderr
+    reports = read_metrics(tmp_path / "run")
+    loss_keys = {k for k in reports[-1] if k.endswith("_loss")}
+    expected = {"bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"}, "gpt": {"lm_loss"}}
+    assert loss_keys == expected.get(name, {"mlm_loss"})
+    assert [s for s, _ in step_checkpoints(model)] == [20]
+
+
+def _train_cfg(data, model, *extra):
+    return compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={data}",
+                           "pretrain.total_steps=200", "pretrain.batch_size=4", "pretrain.report_steps=50",
+                           "pretrain.save_checkpoint_steps=50", f"output_model_path={model}", *extra])
+
+
+@pytest.fixture(scope="module")
+def dynamic_dataset(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dyn")
+    corpus = tmp / "corpus.txt"
+    corpus.write_text("\n".join((ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:300]),
+                      encoding="utf-8")
+    cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={tmp/'d'}",
+                          "preprocess.seq_length=32", "preprocess.dynamic_masking=true"])
+    run_stage(cfg)
+    return tmp / "d"
+
+
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, dynamic_dataset):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_stage(_train_cfg(dynamic_dataset, straight))
+    run_stage(_train_cfg(dynamic_dataset, split, "pretrain.stop_after_steps=100"))
+    assert [s for s, _ in step_checkpoints(split)] == [50, 100]
+    run_stage(_train_cfg(dynamic_dataset, split, "resume=true"))
+    a = load_checkpoint(straight / "step_200.pt")
+    b = load_checkpoint(split / "step_200.pt")
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-6, msg=key)
+    # And the run really trained: the weights moved from the step-50 state.
+    early = load_checkpoint(straight / "step_50.pt")["model"]
+    assert any(not torch.equal(early[k], a["model"][k]) for k in a["model"])
+
+
+def expect_user_error(capsys, cfg, *fragments):
+    with pytest.raises(SystemExit) as exc:
+        run_stage(cfg)
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def test_resume_refuses_changed_architecture(tmp_path, dynamic_dataset, capsys):
+    run_stage(_train_cfg(dynamic_dataset, tmp_path / "m", "pretrain.stop_after_steps=50"))
+    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m", "resume=true", "model.layers_num=3"),
+                      "layers_num")
+
+
+def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, dynamic_dataset, capsys):
+    run_stage(_train_cfg(dynamic_dataset, tmp_path / "m", "pretrain.stop_after_steps=50"))
+    before = (tmp_path / "m" / "step_50.pt").read_bytes()
+    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m"), "resume=true", str(tmp_path / "m"))
+    assert (tmp_path / "m" / "step_50.pt").read_bytes() == before
+
+
+@pytest.fixture
+def existing_dataset(tmp_path, dynamic_dataset):
+    target = tmp_path / "existing"
+    shutil.copytree(dynamic_dataset, target)
+    return target, {p.name: p.read_bytes() for p in target.iterdir()}
+
+
+def assert_untouched(existing):
+    target, files = existing
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == files
+
+
+@pytest.mark.parametrize("content, fragment", [(b"", "empty"), (b"\n\n  \n", "empty"),
+                                               ("好书\n".encode() + b"\xff\xfe bad\n", ":2")])
+def test_bad_corpus_is_one_line_and_keeps_existing_dataset(tmp_path, capsys, existing_dataset, content, fragment):
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes(content)
+    cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}",
+                          f"preprocess.dataset_path={existing_dataset[0]}"])
+    line = expect_user_error(capsys, cfg, str(corpus))
+    assert fragment in line.lower() if fragment == "empty" else fragment in line
+    assert_untouched(existing_dataset)
+
+
+def test_missing_vocab_via_main(tmp_path, existing_dataset):
+    proc = run_main(["stage=preprocess", "preprocess.corpus_path=corpora/literature_mini.txt",
+                     f"preprocess.dataset_path={existing_dataset[0]}", "tokenizer.vocab_path=models/nope.txt"],
+                    tmp_path / "run")
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "models/nope.txt" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert_untouched(existing_dataset)
+
+
+def test_vocab_without_mask_is_refused(tmp_path, capsys, existing_dataset):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(t for t in VOCAB.read_text(encoding="utf-8").splitlines() if t != "[MASK]") + "\n",
+                     encoding="utf-8")
+    cfg = compose_config(["stage=preprocess", "preprocess.corpus_path=corpora/literature_mini.txt",
+                          f"preprocess.dataset_path={existing_dataset[0]}", f"tokenizer.vocab_path={vocab}"])
+    expect_user_error(capsys, cfg, str(vocab), "[MASK]")
+    assert_untouched(existing_dataset)
+
+
+def test_pretrain_refuses_dataset_of_another_target(tmp_path, capsys, dynamic_dataset):
+    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m", "target=bert"), str(dynamic_dataset))
+    assert not (tmp_path / "m").exists()
+
+
+def test_pretrain_refuses_dataset_of_another_vocabulary(tmp_path, capsys, dynamic_dataset):
+    vocab = tmp_path / "vocab.txt"
+    tokens = VOCAB.read_text(encoding="utf-8").splitlines()
+    tokens[200], tokens[201] = tokens[201], tokens[200]
+    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    cfg = _train_cfg(dynamic_dataset, tmp_path / "m", f"tokenizer.vocab_path={vocab}")
+    expect_user_error(capsys, cfg, str(dynamic_dataset))
+    assert not (tmp_path / "m").exists()

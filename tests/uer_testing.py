@@ -1,0 +1,39 @@
+"""Shared helpers for tests: compose the real configs, run main.py, small model sizes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from uer.config.schema import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = ROOT / "models" / "google_zh_vocab.txt"
+
+# Shrinks any size preset to something that trains in milliseconds per step on a CPU.
+SMALL = ["model.emb_size=32", "model.hidden_size=32", "model.feedforward_size=64",
+         "model.heads_num=2", "model.layers_num=2"]
+
+register_configs()
+
+
+def compose_config(overrides: list[str]):
+    """The config main.py would build from these overrides (no run directory)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"tokenizer.vocab_path={VOCAB}", *overrides])
+
+
+def run_main(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python main.py ARGS`` from the repo root as a user would, with Hydra's run dir at ``run_dir``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, "main.py", f"hydra.run.dir={run_dir}", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]

@@ -1,0 +1,136 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Each group's YAML files extend the schema named in their defaults list, so an unknown
+key or a value of the wrong type fails at composition, with Hydra naming the key.
+Sizes shared by several parts live once under ``model`` (filled by the ``size`` group)
+and are interpolated into the parts (``${model.hidden_size}``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelSizeConfig:
+    """Sizes shared by embedding, encoder and target (one ``size=`` preset)."""
+
+    emb_size: int = 768
+    hidden_size: int = 768
+    feedforward_size: int = 3072
+    heads_num: int = 12
+    layers_num: int = 12
+    dropout: float = 0.1
+    hidden_act: str = "gelu"
+    max_seq_length: int = 512
+    parameter_sharing: bool = False
+
+
+@dataclass
+class TokenizerConfig:
+    type: str = "bert"  # bert | char | space
+    vocab_path: Optional[str] = "models/google_zh_vocab.txt"
+    spm_model_path: Optional[str] = None
+    do_lower_case: bool = True
+
+
+@dataclass
+class EmbeddingConfig:
+    type: str = "word_pos_seg"  # word_pos_seg | word_pos
+    emb_size: int = "${model.emb_size}"  # type: ignore[assignment]
+    max_seq_length: int = "${model.max_seq_length}"  # type: ignore[assignment]
+    dropout: float = "${model.dropout}"  # type: ignore[assignment]
+    layernorm_eps: float = 1e-6
+
+
+@dataclass
+class EncoderConfig:
+    type: str = "transformer"
+    mask: str = "fully_visible"  # fully_visible | causal
+    hidden_size: int = "${model.hidden_size}"  # type: ignore[assignment]
+    feedforward_size: int = "${model.feedforward_size}"  # type: ignore[assignment]
+    heads_num: int = "${model.heads_num}"  # type: ignore[assignment]
+    layers_num: int = "${model.layers_num}"  # type: ignore[assignment]
+    dropout: float = "${model.dropout}"  # type: ignore[assignment]
+    hidden_act: str = "${model.hidden_act}"
+    parameter_sharing: bool = "${model.parameter_sharing}"  # type: ignore[assignment]
+    layernorm_eps: float = 1e-6
+
+
+@dataclass
+class TargetConfig:
+    type: str = "mlm"  # mlm | bert | albert | lm
+    tie_weights: bool = True
+
+
+@dataclass
+class HardwareConfig:
+    """Where and how the numbers are crunched; the same run scales by changing ``hardware=``."""
+
+    device: str = "cpu"  # cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
+    compile: bool = False  # torch.compile the model
+    num_threads: int = 0  # intra-op CPU threads; 0 = torch's default
+    nproc_per_node: int = 1
+    nnodes: int = 1
+
+
+@dataclass
+class PreprocessConfig:
+    corpus_path: Optional[str] = None
+    dataset_path: str = "outputs/data/dataset"
+    seq_length: int = 128
+    dup_factor: int = 1
+    short_seq_prob: float = 0.1
+    full_sentences: bool = False
+    docs_buffer_size: int = 100000
+    processes_num: int = 1
+    dynamic_masking: bool = False
+    span_masking: bool = False
+    span_geo_prob: float = 0.2
+    span_max_length: int = 10
+
+
+@dataclass
+class PretrainConfig:
+    dataset_path: str = "outputs/data/dataset"
+    total_steps: int = 100000
+    save_checkpoint_steps: int = 10000
+    report_steps: int = 100
+    accumulation_steps: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    warmup: float = 0.1  # fraction of total_steps with linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    # End this run after this many optimizer steps (leaving a checkpoint to resume from),
+    # for clusters with per-job time limits; null = run to total_steps.
+    stop_after_steps: Optional[int] = None
+    keep_checkpoints: int = 0  # keep only the newest N step checkpoints; 0 = keep all
+
+
+@dataclass
+class Config:
+    stage: str = "pretrain"
+    seed: int = 7
+    output_model_path: Optional[str] = None
+    pretrained_model_path: Optional[str] = None
+    resume: bool = False
+    model: ModelSizeConfig = field(default_factory=ModelSizeConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+def register_configs() -> None:
+    """Store the schemas so ``conf/config.yaml`` can extend ``uer_schema``."""
+    cs = ConfigStore.instance()
+    cs.store(name="uer_schema", node=Config)

@@ -1,0 +1,184 @@
+"""Read and write the original UER-py ``.bin`` layout (see shared FORMATS.md).
+
+Our module names were chosen to equal UER's, so the mapping is a few local renames and
+needs no config:
+
+* Backbone keys: our models hold embedding + encoder under ``backbone.`` (a bare
+  ``Backbone`` has no prefix); UER files have none.  ``backbone_prefix`` says which.
+* Attention: our fused ``self_attn.qkv`` (3H, H) is UER's
+  ``self_attn.linear_layers.{0,1,2}`` (query, key, value) stacked along dim 0.
+* LayerNorm ``weight``/``bias`` are UER's ``gamma``/``beta``.  Every LayerNorm of ours is
+  named ``layer_norm``, ``layer_norm_1`` or ``layer_norm_2``, which is how they are found.
+* Layer index and ALBERT sharing are already in the names: ``encoder.transformer.L.*``
+  for a layer list, ``encoder.transformer.*`` for the one shared layer;
+  ``encoder.linear`` is the factorized-embedding projection in both layouts.
+* Keys we do not know (fine-tuning heads such as ``output_layer_1``) pass unchanged.
+
+Tied weights: ``state_dict()`` lists a tied parameter under each of its names, so written
+files carry ``target.mlm_linear_2.weight`` (or ``target.output_layer.weight``)
+explicitly, as UER's do.  On loading, a tied group is satisfied by any one of its names;
+if a file has several, the first name in the model's order (the word embedding) wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from uer.errors import UerError, where
+from uer.io.checkpoint import atomic_torch_save
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_PREFIX = "backbone."
+BACKBONE_PARTS = ("embedding.", "encoder.")
+
+_FUSED_QKV = re.compile(r"^(?P<attn>.*\.self_attn)\.qkv\.(?P<kind>weight|bias)$")
+_SPLIT_QKV = re.compile(r"^(?P<attn>.*\.self_attn)\.linear_layers\.(?P<index>[012])\.(?P<kind>weight|bias)$")
+_OUR_LAYER_NORM = re.compile(r"^(?P<module>(?:.*\.)?layer_norm(?:_\d+)?)\.(?P<kind>weight|bias)$")
+_UER_LAYER_NORM = re.compile(r"^(?P<module>.*)\.(?P<kind>gamma|beta)$")
+_TO_UER_LN = {"weight": "gamma", "bias": "beta"}
+_FROM_UER_LN = {"gamma": "weight", "beta": "bias"}
+
+StateDict = dict[str, torch.Tensor]
+
+
+def to_uer_state_dict(state_dict: StateDict, backbone_prefix: str = BACKBONE_PREFIX) -> StateDict:
+    """Our parameter names -> UER names (see the module docstring)."""
+    uer: StateDict = {}
+    for key, tensor in state_dict.items():
+        if backbone_prefix and key.startswith(backbone_prefix):
+            key = key[len(backbone_prefix):]
+        if match := _FUSED_QKV.match(key):
+            for index, part in enumerate(tensor.chunk(3, dim=0)):
+                uer[f"{match['attn']}.linear_layers.{index}.{match['kind']}"] = part.clone()
+        elif match := _OUR_LAYER_NORM.match(key):
+            uer[f"{match['module']}.{_TO_UER_LN[match['kind']]}"] = tensor
+        else:
+            uer[key] = tensor
+    return uer
+
+
+def from_uer_state_dict(uer_state_dict: StateDict, backbone_prefix: str = BACKBONE_PREFIX) -> StateDict:
+    """UER names -> our parameter names; the inverse of :func:`to_uer_state_dict`."""
+    ours: StateDict = {}
+    projections: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+    for key, tensor in uer_state_dict.items():
+        if match := _SPLIT_QKV.match(key):
+            projections.setdefault((match["attn"], match["kind"]), {})[int(match["index"])] = tensor
+            continue
+        if match := _UER_LAYER_NORM.match(key):
+            key = f"{match['module']}.{_FROM_UER_LN[match['kind']]}"
+        ours[_with_prefix(key, backbone_prefix)] = tensor
+    for (attn, kind), parts in projections.items():
+        names = [f"{attn}.linear_layers.{index}.{kind}" for index in range(3)]
+        absent = [name for index, name in enumerate(names) if index not in parts]
+        if absent:
+            raise UerError(f"{absent[0]} is missing; query, key and value projections must all be present")
+        shapes = [tuple(parts[index].shape) for index in range(3)]
+        if len(set(shapes)) > 1:
+            raise UerError(f"{attn}.linear_layers.{{0,1,2}}.{kind} have different shapes {shapes}")
+        ours[_with_prefix(f"{attn}.qkv.{kind}", backbone_prefix)] = torch.cat([parts[index] for index in range(3)])
+    return ours
+
+
+def _with_prefix(key: str, backbone_prefix: str) -> str:
+    return backbone_prefix + key if key.startswith(BACKBONE_PARTS) else key
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside DataParallel/DDP and ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, (DataParallel, DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def save_uer_bin(model: nn.Module, path, backbone_prefix: str = BACKBONE_PREFIX) -> None:
+    """Write ``model``'s weights as a UER-format ``.bin`` (CPU tensors, atomic replace)."""
+    state = to_uer_state_dict(unwrap(model).state_dict(), backbone_prefix)
+    atomic_torch_save({key: tensor.detach().cpu() for key, tensor in state.items()}, path)
+
+
+def load_uer_bin(path) -> StateDict:
+    """Read a UER-format ``.bin`` (UER names, CPU tensors); any problem is a :class:`UerError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UerError(f"model file {path} not found; check the path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, corrupt, not a torch file, or unsafe pickle
+        message = str(err).strip()
+        reason = message.splitlines()[0] if message else type(err).__name__
+        raise UerError(f"model file {path} cannot be read ({reason}); it is corrupt or not a torch file") from None
+    if not isinstance(state, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+    ):
+        raise UerError(f"model file {path} is not a UER-format .bin (expected a flat dict of name -> tensor)")
+    return state
+
+
+@dataclass
+class LoadReport:
+    """What a partial load did: model keys left as they were, file keys with no place."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"loaded {len(self.loaded)} tensors"]
+        if self.missing:
+            parts.append(f"missing (kept initialised): {', '.join(self.missing)}")
+        if self.unexpected:
+            parts.append(f"unexpected (ignored): {', '.join(self.unexpected)}")
+        return "; ".join(parts)
+
+
+def load_into_model(model: nn.Module, state_dict: StateDict, source: Optional[str] = None) -> LoadReport:
+    """Copy matching tensors of ``state_dict`` (our names) into ``model``.
+
+    Missing and unexpected keys are reported (returned and logged), not fatal; a shape
+    clash is a :class:`UerError` naming the key and both shapes.  ``source`` (a file
+    name) is used in messages.
+    """
+    model = unwrap(model)
+    expected = model.state_dict(keep_vars=True)
+    aliases = _tied_names(expected)
+    state = dict(state_dict)
+    for names in {tuple(group) for group in aliases.values() if len(group) > 1}:
+        for name in [name for name in names if name in state][1:]:
+            del state[name]
+    prefix = f"{where(source)}: " if source is not None else ""
+    for key, tensor in state.items():
+        if key in expected and tensor.shape != expected[key].shape:
+            raise UerError(
+                f"{prefix}{key} has shape {tuple(tensor.shape)} in the checkpoint but "
+                f"{tuple(expected[key].shape)} in the model; check the model size settings"
+            )
+    report = LoadReport(
+        loaded=[key for key in state if key in expected],
+        missing=[key for key in expected if not any(name in state for name in aliases[key])],
+        unexpected=[key for key in state if key not in expected],
+    )
+    model.load_state_dict({key: state[key] for key in report.loaded}, strict=False)
+    logger.log(logging.WARNING if report.missing or report.unexpected else logging.INFO, "%s%s", prefix, report)
+    return report
+
+
+def _tied_names(state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Each key -> every key naming the same tensor (itself included), in model order."""
+    groups: dict[int, list[str]] = {}
+    for key, tensor in state.items():
+        groups.setdefault(id(tensor), []).append(key)
+    return {key: groups[id(tensor)] for key, tensor in state.items()}

@@ -1,0 +1,18 @@
+"""Models: embedding + encoder (a :class:`Backbone`) + target, each chosen by name."""
+
+from uer.models.embeddings import EMBEDDINGS
+from uer.models.encoders import ENCODERS
+from uer.models.model import Backbone, ModelOutput, PretrainModel, build_backbone, build_model
+from uer.models.targets import TARGETS, ModelDims
+
+__all__ = [
+    "EMBEDDINGS",
+    "ENCODERS",
+    "TARGETS",
+    "Backbone",
+    "ModelDims",
+    "ModelOutput",
+    "PretrainModel",
+    "build_backbone",
+    "build_model",
+]

@@ -1,0 +1,74 @@
+"""Encoders: embeddings (B, L, emb_size) + segments -> hidden states (B, L, hidden_size)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from uer.errors import UerError
+from uer.models.layers import TransformerLayer
+from uer.registry import Registry
+
+ENCODERS: Registry = Registry("encoder")
+
+MASKS = ("fully_visible", "causal")
+
+
+def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tensor], bool]:
+    """``(attn_mask, is_causal)`` for SDPA from segment ids (0 = padding).
+
+    Without padding no mask tensor is built, so the fused kernels can run.  A query that
+    would see no key at all (a fully padded row, or left padding under a causal mask)
+    makes SDPA return NaN; such queries are padding, so they are let see every key
+    instead.  Real queries never see padded keys, so nothing leaks into real positions.
+    """
+    keep = seg != 0
+    if bool(keep.all()):
+        return None, causal
+    mask = keep[:, None, None, :]  # (B, 1, 1, L): key padding
+    if causal:
+        length = seg.size(1)
+        mask = mask & torch.ones(length, length, dtype=torch.bool, device=seg.device).tril()
+    return mask | ~mask.any(dim=-1, keepdim=True), False
+
+
+@ENCODERS.register("transformer")
+class TransformerEncoder(nn.Module):
+    """A stack of post-LN transformer layers (BERT, GPT with ``mask: causal``, ALBERT).
+
+    ALBERT: with ``parameter_sharing`` one layer (``transformer``) is applied
+    ``layers_num`` times; when ``emb_size != hidden_size`` a ``linear`` projection
+    owned by the encoder maps embeddings to the hidden size first.
+    """
+
+    def __init__(self, cfg, emb_size: int):
+        super().__init__()
+        if cfg.mask not in MASKS:
+            raise UerError(f"unknown encoder.mask {cfg.mask!r}; choose one of: {', '.join(MASKS)}")
+        if cfg.hidden_size % cfg.heads_num:
+            raise UerError(f"hidden_size {cfg.hidden_size} is not divisible by heads_num {cfg.heads_num}")
+        self.hidden_size = cfg.hidden_size
+        self.layers_num = cfg.layers_num
+        self.causal = cfg.mask == "causal"
+        self.parameter_sharing = bool(cfg.parameter_sharing)
+        self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
+
+        def make_layer() -> TransformerLayer:
+            return TransformerLayer(
+                cfg.hidden_size, cfg.feedforward_size, cfg.heads_num, cfg.dropout, cfg.hidden_act, cfg.layernorm_eps
+            )
+
+        if self.parameter_sharing:
+            self.transformer = make_layer()
+        else:
+            self.transformer = nn.ModuleList(make_layer() for _ in range(cfg.layers_num))
+
+    def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        hidden = self.linear(emb) if self.linear is not None else emb
+        attn_mask, is_causal = attention_mask(seg, self.causal)
+        layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer
+        for layer in layers:
+            hidden = layer(hidden, attn_mask, is_causal)
+        return hidden

@@ -1,0 +1,105 @@
+"""Building blocks shared by encoders and targets: activations, BERT init, attention, FFN.
+
+LayerNorm itself is ``torch.nn.LayerNorm``.  Every LayerNorm in this package is named
+``layer_norm``, ``layer_norm_1`` or ``layer_norm_2``: the UER-format mapping relies on
+that to rename ``weight``/``bias`` to ``gamma``/``beta``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uer.errors import UerError
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,  # exact (erf) GELU, as in Google BERT
+    "gelu_fast": partial(F.gelu, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise UerError(f"unknown hidden_act {name!r}; choose one of: {', '.join(sorted(ACTIVATIONS))}") from None
+
+
+def init_bert_weights(module: nn.Module) -> None:
+    """BERT initialisation; use with ``model.apply``."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class MultiHeadedAttention(nn.Module):
+    """Self-attention with one fused query/key/value projection and SDPA kernels.
+
+    ``qkv.weight`` rows are [query; key; value], each split into heads contiguously, so
+    it is exactly UER's ``linear_layers.{0,1,2}`` stacked.
+    """
+
+    def __init__(self, hidden_size: int, heads_num: int, dropout: float):
+        super().__init__()
+        self.heads_num = heads_num
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.final_linear = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        context = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class PositionwiseFeedForward(nn.Module):
+    def __init__(self, hidden_size: int, feedforward_size: int, hidden_act: str):
+        super().__init__()
+        self.linear_1 = nn.Linear(hidden_size, feedforward_size)
+        self.act = activation(hidden_act)
+        self.linear_2 = nn.Linear(feedforward_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class TransformerLayer(nn.Module):
+    """Post-LayerNorm transformer layer (BERT / UER-py)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        feedforward_size: int,
+        heads_num: int,
+        dropout: float,
+        hidden_act: str,
+        layernorm_eps: float,
+    ):
+        super().__init__()
+        self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout)
+        self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
+        self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
+        self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+        x = self.layer_norm_1(x + self.dropout(self.self_attn(x, attn_mask, is_causal)))
+        return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))

@@ -1,0 +1,131 @@
+"""Pre-training targets: hidden states + batch -> (loss, stats).
+
+``stats`` maps a name to ``(numerator, denominator)``, detached 0-dim float tensors, so
+a trainer can report ``sum(numerators) / sum(denominators)`` over any window:
+``{task}_loss`` = (summed cross-entropy, count) and ``{task}_acc`` = (correct, count)
+for task ``mlm``, ``nsp``, ``sop`` or ``lm``.
+
+Output logits are computed only where a label exists (masked positions for MLM,
+non-ignored positions for LM): the vocabulary projection is the most expensive matmul
+of pre-training and most positions carry no loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uer.models.layers import activation
+from uer.registry import Registry
+
+TARGETS: Registry = Registry("target")
+
+IGNORE_INDEX = -100
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes and settings a target needs from the rest of the model."""
+
+    vocab_size: int
+    emb_size: int
+    hidden_size: int
+    hidden_act: str
+    layernorm_eps: float
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, Stats]:
+    """Mean cross-entropy (0 when there are no labels) and its ``{task}_loss``/``{task}_acc`` stats."""
+    logits = logits.float()
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+    correct = (logits.argmax(dim=-1) == labels).sum().float()
+    count = torch.tensor(float(labels.numel()), device=logits.device)
+    stats = {f"{task}_loss": (loss_sum.detach(), count), f"{task}_acc": (correct.detach(), count)}
+    return loss_sum / max(labels.numel(), 1), stats
+
+
+@TARGETS.register("mlm")
+class MlmTarget(nn.Module):
+    """Masked language model head: linear (H -> E), activation, LayerNorm, linear (E -> V).
+
+    With ``tie_weights`` the output matrix is the word embedding (its bias stays separate).
+    """
+
+    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        self.mlm_linear_1 = nn.Linear(dims.hidden_size, dims.emb_size)
+        self.act = activation(dims.hidden_act)
+        self.layer_norm = nn.LayerNorm(dims.emb_size, eps=dims.layernorm_eps)
+        self.mlm_linear_2 = nn.Linear(dims.emb_size, dims.vocab_size)
+        if cfg.tie_weights:
+            self.mlm_linear_2.weight = word_embedding.weight
+
+    def mlm(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        """Loss over ``mlm_positions`` (flat indices into B*L) against ``mlm_labels``."""
+        masked = hidden.reshape(-1, hidden.size(-1)).index_select(0, batch["mlm_positions"])
+        logits = self.mlm_linear_2(self.layer_norm(self.act(self.mlm_linear_1(masked))))
+        return classification_loss(logits, batch["mlm_labels"], "mlm")
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        return self.mlm(hidden, batch)
+
+
+class MlmSentencePairTarget(MlmTarget):
+    """MLM plus a 2-way sentence-pair task on the first ([CLS]) position.
+
+    The head's modules are named ``{task}_linear_1`` (H, H, tanh: BERT's pooler) and
+    ``{task}_linear_2`` (2, H) after the task, because UER files name them so.
+    """
+
+    task: str  # "nsp" or "sop"
+
+    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__(cfg, dims, word_embedding)
+        self.add_module(f"{self.task}_linear_1", nn.Linear(dims.hidden_size, dims.hidden_size))
+        self.add_module(f"{self.task}_linear_2", nn.Linear(dims.hidden_size, 2))
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        mlm_loss, stats = self.mlm(hidden, batch)
+        pooled = torch.tanh(getattr(self, f"{self.task}_linear_1")(hidden[:, 0]))
+        logits = getattr(self, f"{self.task}_linear_2")(pooled)
+        pair_loss, pair_stats = classification_loss(logits, batch["sentence_labels"], self.task)
+        return mlm_loss + pair_loss, {**stats, **pair_stats}
+
+
+@TARGETS.register("bert")
+class BertTarget(MlmSentencePairTarget):
+    """MLM + next sentence prediction."""
+
+    task = "nsp"
+
+
+@TARGETS.register("albert")
+class AlbertTarget(MlmSentencePairTarget):
+    """MLM + sentence order prediction."""
+
+    task = "sop"
+
+
+@TARGETS.register("lm")
+class LmTarget(nn.Module):
+    """Next-token language model (GPT): ``lm_labels`` (B, L), ``-100`` where ignored.
+
+    The output matrix is tied to the word embedding only when ``tie_weights`` and the
+    shapes agree (``emb_size == hidden_size``).
+    """
+
+    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size)
+        if cfg.tie_weights and dims.emb_size == dims.hidden_size:
+            self.output_layer.weight = word_embedding.weight
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        labels = batch["lm_labels"].reshape(-1)
+        keep = labels != IGNORE_INDEX
+        logits = self.output_layer(hidden.reshape(-1, hidden.size(-1))[keep])
+        return classification_loss(logits, labels[keep], "lm")

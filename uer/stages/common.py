@@ -1,0 +1,21 @@
+"""Pieces every stage needs: the tokenizer from config, the model config a checkpoint records."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from uer.tokenizers import build_tokenizer
+
+# The config nodes that determine a model's architecture and input ids; a checkpoint
+# stores them resolved, so later stages can rebuild the model from the checkpoint alone.
+MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
+
+
+def tokenizer_from_config(cfg: DictConfig):
+    t = cfg.tokenizer
+    return build_tokenizer(type=t.type, vocab_path=t.vocab_path, spm_model_path=t.spm_model_path,
+                           do_lower_case=t.do_lower_case)
+
+
+def model_config(cfg: DictConfig) -> dict:
+    return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES}

@@ -1,0 +1,191 @@
+"""Vocabularies (token <-> id) and the tokenizer base class that maps through one.
+
+A vocabulary comes from one of two places:
+
+* a vocab file: one token per line, the id is the line number counted from 0.  Only the
+  line break (``\\n`` or ``\\r\\n``) is removed, so tokens such as ``\\u2028`` in the
+  Google Chinese vocab survive; empty lines at the end of the file are ignored, an empty
+  line anywhere else is an error (it would hold an id no text can reach).
+  The unknown token is ``[UNK]``.
+* a SentencePiece model: the pieces in id order.  The unknown token is the model's own
+  unknown piece (``<unk>`` unless the model was trained with another ``--unk_piece``; the
+  bundled ``models/cluecorpussmall_spm.model`` uses ``[UNK]``).  The other special
+  tokens have the same names as in vocab files, so the model must have been trained with
+  ``[PAD]`` as piece 0 and ``[CLS]``, ``[SEP]``, ``[MASK]`` among its pieces, which the
+  bundled model does.  Models without them cannot feed the BERT-style targets and are
+  rejected when loaded, with the trainer flags that fix them.
+
+Both kinds must have ``[PAD]`` at id 0 (padding is id 0 everywhere downstream) and
+``[CLS]``, ``[SEP]``, ``[MASK]``; each violation is a :class:`~uer.errors.UerError`
+naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Iterable, Sequence
+
+from uer.errors import UerError, where
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+MASK_TOKEN = "[MASK]"
+
+
+class Vocab:
+    """An immutable, validated token list; ``sha256`` fingerprints what decides the ids."""
+
+    def __init__(self, tokens: Sequence[str], *, unk_token: str, path: str, sha256: str, fix: str):
+        self._tokens = tuple(tokens)
+        self._ids = {token: i for i, token in enumerate(self._tokens)}
+        self.unk_token = unk_token
+        self.path = str(path)
+        self.sha256 = sha256
+        if not self._tokens:
+            raise UerError(f"{where(path)}: the vocabulary is empty; {fix}")
+        if self._tokens[0] != PAD_TOKEN:
+            raise UerError(
+                f"{where(path)}: id 0 is {self._tokens[0]!r} but must be {PAD_TOKEN} "
+                f"(padding uses id 0); {fix}"
+            )
+        for token in (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, unk_token):
+            if token not in self._ids:
+                raise UerError(f"{where(path)}: the vocabulary has no {token} token; {fix}")
+        self.pad_id = 0
+        self.unk_id = self._ids[unk_token]
+        self.cls_id = self._ids[CLS_TOKEN]
+        self.sep_id = self._ids[SEP_TOKEN]
+        self.mask_id = self._ids[MASK_TOKEN]
+        self.special_ids = frozenset((self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id))
+
+    @classmethod
+    def from_file(cls, path) -> "Vocab":
+        """Load a one-token-per-line vocab file (UTF-8)."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise UerError(f"vocab file {path} not found; set tokenizer.vocab_path=...") from None
+        except IsADirectoryError:
+            raise UerError(f"vocab file {path} is a directory; set tokenizer.vocab_path=...") from None
+        lines = raw.split(b"\n")
+        while lines and lines[-1] in (b"", b"\r"):
+            lines.pop()
+        tokens: list[str] = []
+        first_line: dict[str, int] = {}
+        for number, line in enumerate(lines, start=1):
+            try:
+                token = line.removesuffix(b"\r").decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UerError(
+                    f"{where(path, number)}: not valid UTF-8 (byte {e.start + 1} of the line); "
+                    "save the vocab file as UTF-8"
+                ) from None
+            if not token:
+                raise UerError(
+                    f"{where(path, number)}: empty line in the vocab file; every line must hold "
+                    "one token (use a placeholder such as [unused1] to keep the ids)"
+                )
+            if token in first_line:
+                raise UerError(
+                    f"{where(path, number)}: duplicate token {token!r} (also on line "
+                    f"{first_line[token]}); each token must appear once"
+                )
+            first_line[token] = number
+            tokens.append(token)
+        digest = hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+        fix = f"add it to {path} or set tokenizer.vocab_path=... to a BERT-style vocab"
+        return cls(tokens, unk_token=UNK_TOKEN, path=path, sha256=digest, fix=fix)
+
+    @classmethod
+    def from_spm(cls, path) -> "Vocab":
+        """The pieces of a SentencePiece model, in id order."""
+        return cls.from_spm_processor(open_spm(path), path)
+
+    @classmethod
+    def from_spm_processor(cls, processor, path) -> "Vocab":
+        """Like :meth:`from_spm` for a model already loaded from ``path``."""
+        pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+        # The model proto decides the segmentation as well as the ids, so hash all of it.
+        digest = hashlib.sha256(processor.serialized_model_proto()).hexdigest()
+        fix = (
+            "retrain the SentencePiece model with --pad_id=0 --pad_piece=[PAD] "
+            "--user_defined_symbols=[CLS],[SEP],[MASK]"
+        )
+        unk = processor.id_to_piece(processor.unk_id())
+        return cls(pieces, unk_token=unk, path=path, sha256=digest, fix=fix)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._ids
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """All tokens in id order."""
+        return self._tokens
+
+    def token_to_id(self, token: str) -> int:
+        return self._ids.get(token, self.unk_id)
+
+    def id_to_token(self, index: int) -> str:
+        return self._tokens[index]
+
+
+def open_spm(path):
+    """Load a SentencePiece model, turning the library's errors into :class:`UerError`."""
+    import sentencepiece
+
+    hint = "set tokenizer.spm_model_path=..."
+    if not os.path.isfile(path):
+        raise UerError(f"sentencepiece model {path} not found; {hint}")
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.load(str(path))
+    except (OSError, RuntimeError) as e:
+        raise UerError(f"{where(path)}: not a SentencePiece model ({e}); {hint}") from None
+    return processor
+
+
+class VocabTokenizer:
+    """Base class: subclasses define ``tokenize``; ids always go through ``self.vocab``."""
+
+    #: the segmentation name reported by :meth:`identity`
+    kind = ""
+    #: whether this tokenizer actually lowercases (reported by :meth:`identity`)
+    lowercases = False
+
+    def __init__(self, vocab: Vocab, source: str):
+        self.vocab = vocab
+        self.source = source
+
+    def tokenize(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        lookup = self.vocab.token_to_id
+        return [lookup(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        return [self.vocab.id_to_token(int(i)) for i in ids]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``; no [CLS]/[SEP] are added."""
+        return self.convert_tokens_to_ids(self.tokenize(text))
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(text) for text in texts]
+
+    def identity(self) -> dict:
+        """What decides the ids: equal dicts give equal ids for the same text."""
+        return {
+            "type": self.kind,
+            "vocab_sha256": self.vocab.sha256,
+            "vocab_size": len(self.vocab),
+            "do_lower_case": self.lowercases,
+            "source": self.source,
+        }

@@ -1,0 +1,76 @@
+"""Progress reports: one log line per ``report_steps``, the same numbers as JSON lines and TensorBoard scalars.
+
+Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
+summed over the report window, so e.g. ``mlm_acc`` is correct/masked over the window,
+not a mean of per-batch means.  Tensors stay on the device until a report is due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("uer.train")
+
+
+class Reporter:
+    def __init__(self, out_dir: Path | None, total_steps: int, enabled: bool = True, tensorboard: bool = True):
+        self.total_steps = total_steps
+        self.enabled = enabled
+        self.out_dir = out_dir
+        self._writer = None
+        self._tensorboard = tensorboard and enabled and out_dir is not None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sums: dict[str, list[torch.Tensor]] = {}
+        self._tokens = 0
+        self._real_tokens = 0
+        self._start = time.perf_counter()
+
+    def add(self, stats: dict, src: torch.Tensor) -> None:
+        for name, (num, den) in stats.items():
+            acc = self._sums.get(name)
+            if acc is None:
+                self._sums[name] = [num.detach().double(), den.detach().double()]
+            else:
+                acc[0] += num.detach()
+                acc[1] += den.detach()
+        self._tokens += src.numel()
+        self._real_tokens += int(src.ne(0).sum())
+
+    def report(self, step: int, lr: float) -> dict:
+        seconds = max(time.perf_counter() - self._start, 1e-9)
+        values = {name: float(num / den) if float(den) > 0 else float("nan") for name, (num, den) in self._sums.items()}
+        record = {"step": step, "lr": lr, **values,
+                  "tokens_per_s": self._tokens / seconds, "real_tokens_per_s": self._real_tokens / seconds}
+        if self.enabled:
+            parts = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
+            log.info("step %d/%d | lr %.3g | %s | %.0f tokens/s (%.0f non-padding)",
+                     step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"])
+            if self.out_dir is not None:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(record) + "\n")
+            if self._tensorboard:
+                self._scalars(step, record)
+        self._reset()
+        return record
+
+    def _scalars(self, step: int, record: dict) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+        for key, value in record.items():
+            if key != "step":
+                self._writer.add_scalar(f"train/{key}", value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
