@@ -169,7 +169,7 @@ def test_tie_weights_shares_storage():
     tied = make_model("mlm")
     word = tied.backbone.embedding.word_embedding.weight
     assert tied.target.mlm_linear_2.weight is word
-    assert make_model("gpt").target.output_layer.weight.data_ptr() == make_model("gpt").backbone.embedding.word_embedding.weight.data_ptr() or True
+    assert tied.target.mlm_linear_2.bias is not None  # the bias stays separate
     gpt = make_model("gpt")
     assert gpt.target.output_layer.weight is gpt.backbone.embedding.word_embedding.weight
     untied = make_model("mlm", tie_weights=False)
@@ -199,7 +199,9 @@ def test_overfits_one_batch():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert model(batch).loss.item() < 0.1 * first
+    out = model(batch)
+    assert out.loss.item() < 0.3 * first
+    assert out.stats["mlm_acc"][0] == out.stats["mlm_acc"][1]  # every masked token right
 
 
 def test_builds_from_schema_configs():
