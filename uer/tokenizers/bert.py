@@ -1,21 +1,23 @@
 """BERT tokenization: basic splitting, then greedy longest-match-first WordPiece.
 
-:class:`BasicTokenizer` and :class:`WordpieceTokenizer` are the reference: they give the
-same tokens as Google's original ``tokenization.py`` (clean the text, space out CJK
-characters, lowercase and strip accents when ``do_lower_case``, split off punctuation,
-then WordPiece with ``##`` continuations, words over 100 characters -> ``[UNK]``), except
-that the vocabulary's special tokens (``[CLS]``, ``[MASK]``, ...) written in the text are
-kept whole.  ``tokenize()`` always uses them.
+The tokens are those of Google's original ``tokenization.py``: clean the text (drop NUL,
+U+FFFD and control characters, whitespace -> space), space out CJK ideographs, lowercase
+and strip accents (NFD, drop Mn) when ``do_lower_case``, split off punctuation, then
+WordPiece with ``##`` continuations, words over 100 characters -> ``[UNK]``.  One addition:
+the vocabulary's special tokens (``[CLS]``, ``[MASK]``, ...) written in the text stay whole.
 
-Why a second implementation: ``encode``/``encode_batch`` run the same pipeline in the
-HuggingFace ``tokenizers`` Rust library (BertNormalizer + BertPreTokenizer + WordPiece).
-On ``corpora/book_review.txt`` (20,000 lines, about 107 characters each, 2-core machine)
-the pure-Python ``encode`` does about 13,000 lines/s and the Rust ``encode_batch`` about
-135,000 lines/s (one thread: 60,000), which is what makes preprocessing a large corpus
-bearable.  The two give the same ids on every bundled line (``tests/test_tokenizers.py``
-checks it) and, over all Unicode code points, differ only on the characters matched by
-``_PYTHON_ONLY``; a text containing one of those goes through the Python reference, so
-``encode(text) == convert_tokens_to_ids(tokenize(text))`` for every text.
+Why pure Python and not the HuggingFace ``tokenizers`` Rust library: each per-character
+step is one C-level ``str.translate`` over the whole text with a lazily filled table,
+which on ``corpora/book_review.txt`` (20,000 lines, ~107 characters each, shared 2-core
+machine) gives ~96,000 lines/s for ``encode_batch`` in one thread; the Rust pipeline
+(BertNormalizer + BertPreTokenizer + WordPiece, ``encode_batch_fast``) gives the same ids
+on every bundled line but manages only ~31,000 lines/s per thread (~59,000 on both
+cores), and a per-character Python transcription of the original ~15,000.  Rust also
+disagrees with the original on rarer text: it keeps unassigned code points (Python drops
+them as category Cn), misclassifies characters newer than its Unicode tables, and
+lowercases a word-final "Σ" to "σ" instead of "ς".  This module matched a per-token
+transcription of the original on every code point in several contexts.  Results for
+characters added in recent Unicode versions follow the running Python's ``unicodedata``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,6 @@ from typing import Sequence
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, Vocab, VocabTokenizer
 
 MAX_CHARS_PER_WORD = 100
-
-# Characters on which the Rust normalizer and the reference disagree (found by running
-# both on every code point, see the module docstring): "Σ", which Python lowercases to
-# "ς" at the end of a word and Rust always to "σ".
-_PYTHON_ONLY = re.compile("[\u03a3]")
 
 
 def _is_whitespace(char: str) -> bool:
@@ -124,7 +121,6 @@ class BasicTokenizer:
             if never_split
             else None
         )
-        self._punctuation = _SPLIT_PUNCTUATION[do_lower_case]
 
     def tokenize(self, text: str) -> list[str]:
         if self._never_split_re is None or "[" not in text:
@@ -143,7 +139,7 @@ class BasicTokenizer:
             text = text.lower()
             if not text.isascii():
                 text = unicodedata.normalize("NFD", text)
-        return text.translate(self._punctuation).split()
+        return text.translate(_SPLIT_PUNCTUATION[self.do_lower_case]).split()
 
 
 class WordpieceTokenizer:
@@ -175,22 +171,6 @@ class WordpieceTokenizer:
         return pieces
 
 
-def _rust_tokenizer(vocab: Vocab, do_lower_case: bool, never_split: Sequence[str]):
-    """The same pipeline in the HuggingFace ``tokenizers`` library."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-
-    ids = {token: i for i, token in enumerate(vocab.tokens)}
-    rust = Tokenizer(
-        models.WordPiece(ids, unk_token=vocab.unk_token, max_input_chars_per_word=MAX_CHARS_PER_WORD)
-    )
-    rust.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=do_lower_case, lowercase=do_lower_case
-    )
-    rust.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    rust.add_special_tokens(list(never_split))
-    return rust
-
-
 class BertTokenizer(VocabTokenizer):
     kind = "bert"
 
@@ -200,21 +180,20 @@ class BertTokenizer(VocabTokenizer):
         never_split = [PAD_TOKEN, vocab.unk_token, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN]
         self.basic = BasicTokenizer(do_lower_case, never_split)
         self.wordpiece = WordpieceTokenizer(vocab)
-        self._rust = _rust_tokenizer(vocab, do_lower_case, never_split)
 
     def tokenize(self, text: str) -> list[str]:
         wordpiece = self.wordpiece.tokenize
         return [piece for word in self.basic.tokenize(text) for piece in wordpiece(word)]
 
     def encode(self, text: str) -> list[int]:
-        if _PYTHON_ONLY.search(text):
-            return self.convert_tokens_to_ids(self.tokenize(text))
-        return self._rust.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        texts = list(texts)
-        encodings = self._rust.encode_batch_fast(texts, add_special_tokens=False)
-        return [
-            self.convert_tokens_to_ids(self.tokenize(text)) if _PYTHON_ONLY.search(text) else encoding.ids
-            for text, encoding in zip(texts, encodings)
-        ]
+        # Same result as convert_tokens_to_ids(tokenize(text)), a third faster: most words
+        # (every CJK character) are whole vocabulary entries and skip WordPiece.
+        ids = self.vocab.ids
+        out: list[int] = []
+        for word in self.basic.tokenize(text):
+            index = ids.get(word) if len(word) <= MAX_CHARS_PER_WORD else None
+            if index is None:
+                out.extend(self.vocab.token_to_id(piece) for piece in self.wordpiece.tokenize(word))
+            else:
+                out.append(index)
+        return out

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterable, Sequence
+import types
+from typing import Iterable, Mapping, Sequence
 
 from uer.errors import UerError, where
 
@@ -129,6 +130,11 @@ class Vocab:
         """All tokens in id order."""
         return self._tokens
 
+    @property
+    def ids(self) -> Mapping[str, int]:
+        """Read-only token -> id mapping without the [UNK] fallback, for fast lookups."""
+        return types.MappingProxyType(self._ids)
+
     def token_to_id(self, token: str) -> int:
         return self._ids.get(token, self.unk_id)
 
@@ -181,7 +187,12 @@ class VocabTokenizer:
         return [self.encode(text) for text in texts]
 
     def identity(self) -> dict:
-        """What decides the ids: equal dicts give equal ids for the same text."""
+        """What decides the ids: equal dicts give equal ids for the same text.
+
+        ``type`` is the segmentation actually used (``spm`` whenever a SentencePiece model
+        is given) and ``do_lower_case`` whether lowercasing actually happens (only ``bert``
+        lowercases), so settings that cannot change the ids do not change the identity.
+        """
         return {
             "type": self.kind,
             "vocab_sha256": self.vocab.sha256,
