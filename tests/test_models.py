@@ -45,7 +45,11 @@ def configs(arch: str, **overrides):
         **overrides,
     }
     embedding = SimpleNamespace(
-        type=spec["embedding"], emb_size=spec["emb_size"], max_seq_length=512, dropout=spec["dropout"], layernorm_eps=1e-6
+        type=spec["embedding"],
+        emb_size=spec["emb_size"],
+        max_seq_length=512,
+        dropout=spec["dropout"],
+        layernorm_eps=1e-6,
     )
     encoder = SimpleNamespace(
         type="transformer",
