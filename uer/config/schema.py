@@ -114,6 +114,47 @@ class PretrainConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What is fine-tuned (one ``task=`` file).  Later tasks add their own fields here."""
+
+    type: str = "classifier"  # a name in uer.tasks.TASKS
+    pooling: str = "first"  # first | mean | max | last: how token states become one vector
+    labels_num: Optional[int] = None  # null = max label in train_path + 1
+
+
+@dataclass
+class FinetuneConfig:
+    train_path: Optional[str] = None
+    dev_path: Optional[str] = None
+    test_path: Optional[str] = None  # optional: evaluated once, with the best model, at the end
+    epochs_num: int = 3
+    batch_size: int = 64
+    learning_rate: float = 2e-5
+    warmup: float = 0.1  # fraction of all steps with linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6
+    max_grad_norm: float = 1.0
+    accumulation_steps: int = 1
+    seq_length: int = 128
+    report_steps: int = 100
+    # The dev metric that picks the best epoch and that run() returns (for sweepers);
+    # null = the task's first metric (accuracy for the classifier).
+    metric: Optional[str] = None
+    skip_bad_rows: bool = False  # skip malformed rows (and count them) instead of failing
+
+
+@dataclass
+class InferConfig:
+    load_model_path: Optional[str] = None  # a best.pt written by stage=finetune
+    test_path: Optional[str] = None
+    prediction_path: Optional[str] = None  # null = predictions.tsv in the run directory
+    batch_size: int = 64
+    seq_length: Optional[int] = None  # null = the seq_length the model was fine-tuned with
+    output_logits: bool = False
+    output_prob: bool = False
+
+
+@dataclass
 class Config:
     stage: str = "pretrain"
     seed: int = 7
@@ -128,6 +169,9 @@ class Config:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
 
 
 def register_configs() -> None:

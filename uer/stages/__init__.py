@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from uer.errors import UerError
 
-STAGES = ("preprocess", "pretrain")
+STAGES = ("preprocess", "pretrain", "finetune", "infer")
 
 log = logging.getLogger("uer")
 

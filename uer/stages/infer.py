@@ -1,0 +1,85 @@
+"""stage=infer: predict with a model written by stage=finetune.
+
+Everything about the model comes from ``infer.load_model_path``: the architecture, the
+task and its ``labels_num``, the tokenizer (checked against the vocabulary identity the
+model was trained with) and the fine-tuning ``seq_length`` (unless ``infer.seq_length``
+is set).  The output has one row per input row, under a header row (``label``, plus
+``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from uer.errors import UerError
+from uer.io.checkpoint import load_checkpoint
+from uer.models import build_backbone
+from uer.runtime import configure_threads, resolve_device, run_dir
+from uer.stages.common import tokenizer_from_config
+from uer.stages.finetune import check_vocabulary
+from uer.tasks import get_task, predict
+from uer.tokenizers import build_tokenizer
+
+log = logging.getLogger("uer.infer")
+
+
+def run(cfg: DictConfig) -> str:
+    i = cfg.infer
+    if not i.load_model_path:
+        raise UerError("infer.load_model_path is not set; e.g. infer.load_model_path=outputs/models/clf/best.pt")
+    if not i.test_path:
+        raise UerError("infer.test_path is not set; e.g. infer.test_path=datasets/test_data/book_review/"
+                       "test_nolabel.tsv")
+    if i.batch_size < 1:
+        raise UerError(f"infer.batch_size={i.batch_size} must be at least 1")
+    configure_threads(cfg.hardware.num_threads)
+    device = resolve_device(cfg.hardware.device)
+
+    payload = load_checkpoint(i.load_model_path)
+    config = payload.get("config") or {}
+    if "task" not in config:
+        raise UerError(f"checkpoint {i.load_model_path} is not a fine-tuned model (it stores no task); "
+                       "fine-tune it first: stage=finetune pretrained_model_path=... output_model_path=...")
+    tokenizer = _tokenizer(cfg, payload, i.load_model_path)
+    seq_length = i.seq_length or config.get("finetune", {}).get("seq_length", 128)
+    positions = config["embedding"]["max_seq_length"]
+    if seq_length > positions:
+        raise UerError(f"infer.seq_length={seq_length} exceeds the {positions} positions the model has; "
+                       f"use infer.seq_length={positions} or less")
+    task_cfg = config["task"]
+    task = get_task(task_cfg["type"])(task_cfg, tokenizer, seq_length, info=config.get("task_info"))
+    data = task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
+
+    backbone = build_backbone(OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"]),
+                              len(tokenizer.vocab))
+    model = task.build_model(backbone, task_cfg["labels_num"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UerError(f"checkpoint {i.load_model_path} does not fit the model its config describes ({first}); "
+                       "it was modified after fine-tuning") from None
+    model.to(device)
+
+    outputs = predict(model, task, data, batch_size=i.batch_size, device=device, precision=cfg.hardware.precision)
+    path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+    task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
+    log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
+    return str(path)
+
+
+def _tokenizer(cfg: DictConfig, payload: dict, path):
+    """The checkpoint's own tokenizer settings; else the composed ones, if they give the same ids."""
+    stored = (payload.get("config") or {}).get("tokenizer") or {}
+    try:
+        tokenizer = build_tokenizer(**stored)
+        if tokenizer.identity() == payload.get("vocab"):
+            return tokenizer
+    except (UerError, TypeError):
+        pass
+    tokenizer = tokenizer_from_config(cfg)
+    check_vocabulary(payload.get("vocab"), stored, tokenizer, path)
+    return tokenizer

@@ -1,0 +1,112 @@
+"""Fine-tuning tasks: each says how to read its files, which head to put on the backbone,
+how to score predictions and how to write them.
+
+``task.type=NAME`` picks ``TASKS.get(NAME)``, a :class:`Task` subclass; the finetune and
+infer stages only talk to this interface, so a new task (NER, reading comprehension,
+...) is one module that registers itself here and a ``conf/task/NAME.yaml``.
+
+The contract, in the order the stages use it:
+
+* ``Task(cfg, tokenizer, seq_length, info)`` -- ``cfg`` is the ``task`` config node (or
+  the dict a checkpoint stored); ``info`` holds what an earlier ``read`` of the training
+  file learnt (e.g. that inputs are text pairs) and is stored in the checkpoint.
+* ``read(path, split=, labels_num=, skip_bad_rows=)`` -> :class:`TaskData`.  ``split`` is
+  ``train``/``dev``/``test`` (labelled) or ``infer`` (labels, if any, ignored).  Problems
+  are :class:`~uer.errors.UerError` naming ``file:line``.
+* ``labels_num_from(train)`` -> the number of outputs when ``task.labels_num`` is unset.
+* ``build_model(backbone, labels_num)`` -> a module holding the backbone as ``backbone``
+  (so UER-format key mapping applies) whose ``forward(batch)`` returns
+  :class:`~uer.models.ModelOutput` (for the Trainer) and ``predict(batch)`` a tensor.
+* ``collate(examples)`` -> a batch dict of tensors (``src``, ``seg``, ...).
+* ``evaluate(outputs, data, labels_num)`` -> ``{metric: float}`` with the keys in ``metrics``.
+* ``write_predictions(path, outputs, data, output_logits=, output_prob=)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from uer.errors import UerError
+from uer.registry import Registry
+from uer.runtime import autocast
+from uer.training.trainer import to_device
+
+TASKS: Registry = Registry("task")
+
+# Modules that register tasks; imported lazily by get_task.
+TASK_MODULES = ("uer.tasks.classifier",)
+
+
+@dataclass
+class TaskData:
+    """The examples of one file, in file order."""
+
+    path: str
+    examples: list
+    skipped: int = 0
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+
+class Task:
+    name = ""
+    #: keys of ``evaluate``; the first is what picks the best epoch unless finetune.metric says otherwise
+    metrics: tuple[str, ...] = ()
+
+    def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.seq_length = seq_length
+        self.info = dict(info or {})
+
+    def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
+        raise NotImplementedError
+
+    def labels_num_from(self, train: TaskData) -> int:
+        raise NotImplementedError
+
+    def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
+        raise NotImplementedError
+
+    def collate(self, examples: list) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
+                          output_prob: bool) -> None:
+        raise NotImplementedError
+
+
+def get_task(name: str) -> type[Task]:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    try:
+        return TASKS.get(name)
+    except KeyError as err:
+        raise UerError(f"task.type: {err.args[0]}") from None
+
+
+def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, device: torch.device,
+            precision: str) -> list[torch.Tensor]:
+    """``model.predict`` over ``data`` in file order, one CPU tensor per batch, without gradients."""
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(data), batch_size):
+                batch = to_device(task.collate(data.examples[start:start + batch_size]), device)
+                with autocast(device, precision):
+                    out = model.predict(batch)
+                outputs.append(out.float().cpu())
+    finally:
+        model.train(was_training)
+    return outputs

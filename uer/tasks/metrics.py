@@ -1,0 +1,60 @@
+"""Scores for predicted class ids against gold ones: accuracy and macro-averaged F1.
+
+Macro-F1 is the unweighted mean of per-class F1 over the classes that occur in the gold
+labels or in the predictions (a class that is neither predicted nor present cannot be
+scored and is left out); a class with no true positives scores 0.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def confusion_matrix(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> np.ndarray:
+    """``m[g, p]`` = how many examples of gold class ``g`` were predicted as ``p``."""
+    gold, pred = _arrays(gold, pred)
+    n = labels_num if labels_num is not None else int(max(gold.max(initial=-1), pred.max(initial=-1))) + 1
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (gold, pred), 1)
+    return matrix
+
+
+def accuracy(gold: Sequence[int], pred: Sequence[int]) -> float:
+    gold, pred = _arrays(gold, pred)
+    return float((gold == pred).mean()) if len(gold) else 0.0
+
+
+def per_class_prf(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> dict[int, tuple]:
+    """``class -> (precision, recall, f1, support)`` for each class seen in gold or predictions."""
+    matrix = confusion_matrix(gold, pred, labels_num)
+    out = {}
+    for c in _seen(matrix):
+        tp = int(matrix[c, c])
+        predicted, support = int(matrix[:, c].sum()), int(matrix[c, :].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[c] = (precision, recall, f1, support)
+    return out
+
+
+def macro_f1(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> float:
+    scores = per_class_prf(gold, pred, labels_num)
+    return float(np.mean([f1 for _, _, f1, _ in scores.values()])) if scores else 0.0
+
+
+def classification_metrics(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> dict:
+    return {"acc": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred, labels_num)}
+
+
+def _seen(matrix: np.ndarray) -> Iterable[int]:
+    return [c for c in range(len(matrix)) if matrix[c, :].sum() or matrix[:, c].sum()]
+
+
+def _arrays(gold, pred) -> tuple[np.ndarray, np.ndarray]:
+    gold, pred = np.asarray(gold, dtype=np.int64).reshape(-1), np.asarray(pred, dtype=np.int64).reshape(-1)
+    if gold.shape != pred.shape:
+        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predictions")
+    return gold, pred
