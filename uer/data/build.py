@@ -1,0 +1,326 @@
+"""Corpus -> pre-training dataset directory, in parallel and reproducibly.
+
+The corpus is indexed once (validation + document byte offsets), then cut into *units*
+of consecutive documents: a ``docs_buffer_size`` buffer where instances mix documents
+(bert/albert pick random next sentences from the buffer, ``full_sentences`` shuffles it),
+otherwise the documents starting in the same ``UNIT_BYTES`` stretch of the file.  Unit
+boundaries depend only on the corpus and the options, and every random draw for a unit
+comes from ``np.random.default_rng([seed, repeat, unit])``, so the dataset is
+byte-identical whatever ``processes_num`` is: workers (spawned processes) write one shard
+per unit and the parent merges the shards in unit order.
+
+``dup_factor`` repeats each unit with fresh random draws (masks, shuffles, pairs).  When
+a repetition could only reproduce the same instances -- mlm with dynamic masking or lm,
+without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
+masking already varies the masks every epoch.
+
+The dataset is built in a temporary directory beside ``dataset_path`` and renamed into
+place only when complete; on any error the temporary directory is removed and an
+existing dataset is left as it was.
+
+Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
+
+    meta.json            format/version, target, options, seed, masking scheme,
+                         tokenizer identity, corpus path/size, counts, array dtypes/shapes
+    tokens.npy           all instances' token ids, flat (uint16 when the vocab fits, else int32);
+                         statically masked instances are stored already corrupted
+    offsets.npy          int64, n+1: instance i is tokens[offsets[i]:offsets[i+1]]
+    seg_a_len.npy        length of the first segment incl. [CLS] and its [SEP] (whole instance
+                         for mlm/lm)
+    sentence_label.npy   int8, bert/albert only (see uer.data.instances)
+    mask_positions.npy   static masking only: positions within the instance, flat
+    mask_labels.npy      ... the original ids there
+    mask_offsets.npy     int64, n+1: instance i's masks are [mask_offsets[i]:mask_offsets[i+1]]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from uer.data.corpus import CorpusIndex, index_corpus, read_documents
+from uer.data.instances import TARGETS, InstanceOptions, TokenizedDocuments
+from uer.data.masking import MaskingScheme, mask_instances
+from uer.data.mmap_dataset import merge_shards, save_arrays
+from uer.errors import UerError
+
+logger = logging.getLogger("uer.preprocess")
+
+FORMAT = "uer-pretrain-dataset"
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+UNIT_BYTES = 1 << 18
+ENCODE_LINES = 8192
+PROGRESS_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """What a worker needs, besides the tokenizer, to build any unit (picklable)."""
+
+    corpus_path: str
+    target: str
+    options: InstanceOptions
+    masking: MaskingScheme | None  # set for static masking only
+    seed: int
+    repeats: int
+    token_dtype: str
+    position_dtype: str
+    shard_root: str
+
+    def shard_dir(self, unit: int) -> Path:
+        return Path(self.shard_root) / f"{unit:07d}"
+
+
+def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *, seq_length: int = 128,
+                           dup_factor: int = 1, short_seq_prob: float = 0.1, full_sentences: bool = False,
+                           docs_buffer_size: int = 100000, processes_num: int = 1, seed: int = 7,
+                           dynamic_masking: bool = False, span_masking: bool = False,
+                           span_geo_prob: float = 0.2, span_max_length: int = 10,
+                           tokenizer_cfg: dict | None = None) -> dict:
+    """Build the dataset; returns counts (documents, instances, tokens) and seconds.
+
+    Worker processes receive the tokenizer pickled.  ``tokenizer_cfg``, the settings the
+    tokenizer was built from, is only recorded in meta.json (``tokenizer_settings``) so a
+    user can see how to rebuild a compatible dataset; ``tokenizer.identity()`` is what
+    compatibility checks compare.
+    """
+    started = time.perf_counter()
+    if target not in TARGETS:
+        raise UerError(f"unknown pre-training target {target!r}; set target= one of {', '.join(TARGETS.names())}")
+    builder = TARGETS.get(target)
+    _check_options(builder, seq_length=seq_length, dup_factor=dup_factor, short_seq_prob=short_seq_prob,
+                   docs_buffer_size=docs_buffer_size, processes_num=processes_num, seed=seed,
+                   dynamic_masking=dynamic_masking, span_masking=span_masking,
+                   span_geo_prob=span_geo_prob, span_max_length=span_max_length)
+    dataset_path = Path(dataset_path)
+    _check_replaceable(dataset_path)
+    index = index_corpus(corpus_path, builder.layout)
+    if builder.sentence_task and len(index) == 1:
+        logger.warning("%s holds a single document: %s expects documents separated by blank lines",
+                       corpus_path, target)
+
+    vocab = tokenizer.vocab
+    options = InstanceOptions(seq_length, full_sentences, short_seq_prob, vocab.cls_id, vocab.sep_id)
+    masking = None
+    if builder.masked:
+        masking = MaskingScheme(len(vocab), vocab.mask_id, tuple(sorted(vocab.special_ids)),
+                                span_masking, span_geo_prob, span_max_length)
+    static = masking is not None and not dynamic_masking
+    repeats = dup_factor if static or builder.randomized(options) else 1
+    units = _plan_units(index, docs_buffer_size if builder.uses_buffers(options) else None)
+
+    dataset_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dataset_path.parent / f".{dataset_path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        job = BuildJob(
+            corpus_path=str(corpus_path), target=target, options=options,
+            masking=masking if static else None, seed=seed, repeats=repeats,
+            token_dtype="<u2" if len(vocab) <= 1 << 16 else "<i4",
+            position_dtype="<u2" if seq_length + 1 < 1 << 16 else "<i4",
+            shard_root=str(tmp / "shards"),
+        )
+        totals = _run_units(job, index, units, tokenizer, processes_num)
+        if totals["instances"] == 0:
+            raise UerError(f"corpus {corpus_path} yields no {target} instances: its documents are empty after "
+                           "tokenization or too short to split into two segments; check the corpus and the "
+                           "tokenizer settings")
+        flat = ["tokens", "seg_a_len"] + ["sentence_label"] * bool(builder.sentence_task)
+        counts = {"lengths": "offsets"}
+        if static:
+            flat += ["mask_positions", "mask_labels"]
+            counts["mask_counts"] = "mask_offsets"
+        arrays = merge_shards([job.shard_dir(u) for u in range(len(units))], tmp, flat, counts)
+        shutil.rmtree(job.shard_root)
+        meta = {
+            "format": FORMAT, "version": FORMAT_VERSION, "target": target,
+            "seq_length": seq_length, "full_sentences": full_sentences, "short_seq_prob": short_seq_prob,
+            "docs_buffer_size": docs_buffer_size, "dup_factor": dup_factor, "stored_repeats": repeats,
+            "seed": seed, "dynamic_masking": bool(dynamic_masking),
+            "masking": masking.to_dict() if masking else None,
+            "tokenizer": tokenizer.identity(),
+            "tokenizer_settings": dict(tokenizer_cfg) if tokenizer_cfg is not None else None,
+            "corpus": {"path": os.path.abspath(corpus_path), "bytes": index.size},
+            "counts": {"documents": len(index), **totals},
+            "arrays": arrays,
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _move_into_place(tmp, dataset_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    seconds = time.perf_counter() - started
+    summary = {"documents": len(index), "instances": totals["instances"], "tokens": totals["tokens"],
+               "seconds": seconds}
+    logger.info("%s: %d documents -> %d %s instances, %d tokens in %.1fs (%.0f tokens/s) -> %s",
+                corpus_path, len(index), totals["instances"], target, totals["tokens"], seconds,
+                totals["tokens"] / max(seconds, 1e-9), dataset_path)
+    return summary
+
+
+def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np.ndarray) -> dict:
+    """Build every repetition of one unit and write its shard; returns its counts."""
+    lines, line_counts = read_documents(job.corpus_path, starts, ends)
+    docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype))
+    builder = TARGETS.get(job.target)
+    parts = []
+    for repeat in range(job.repeats):
+        rng = np.random.default_rng([job.seed, repeat, unit])
+        block = builder.build(docs, rng, job.options)
+        arrays = {"tokens": block.tokens, "lengths": block.lengths, "seg_a_len": block.seg_a_len}
+        if block.sentence_label is not None:
+            arrays["sentence_label"] = block.sentence_label
+        if job.masking is not None:
+            masked = mask_instances(block.tokens, block.offsets, rng, job.masking)
+            arrays.update(tokens=masked.tokens, mask_positions=masked.positions,
+                          mask_labels=masked.labels, mask_counts=masked.counts)
+        parts.append(arrays)
+    dtypes = {"tokens": job.token_dtype, "mask_labels": job.token_dtype, "seg_a_len": job.position_dtype,
+              "mask_positions": job.position_dtype, "sentence_label": "i1"}
+    shard = {name: np.concatenate([part[name] for part in parts]).astype(dtypes.get(name, "<i4"))
+             for name in parts[0]}
+    save_arrays(job.shard_dir(unit), shard)
+    masked_tokens = len(shard["mask_positions"]) if "mask_positions" in shard else 0
+    return {"instances": len(shard["lengths"]), "tokens": len(shard["tokens"]), "masked_tokens": masked_tokens}
+
+
+def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtype: np.dtype) -> TokenizedDocuments:
+    """Encode the lines in batches; lines and documents without any token are dropped."""
+    id_parts, length_parts = [], []
+    for first in range(0, len(lines), ENCODE_LINES):
+        encoded = tokenizer.encode_batch(lines[first:first + ENCODE_LINES])
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        id_parts.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(lengths.sum())))
+        length_parts.append(lengths)
+    lengths = np.concatenate(length_parts)
+    kept = lengths > 0
+    document_of_line = np.repeat(np.arange(len(line_counts)), line_counts)
+    per_document = np.bincount(document_of_line[kept], minlength=len(line_counts))
+    return TokenizedDocuments(
+        ids=np.concatenate(id_parts),
+        sentence_offsets=np.concatenate(([0], np.cumsum(lengths[kept]))),
+        document_offsets=np.concatenate(([0], np.cumsum(per_document[per_document > 0]))),
+    )
+
+
+def _plan_units(index: CorpusIndex, buffer_docs: int | None) -> list[tuple[int, int]]:
+    """[first, end) document ranges: fixed-size buffers, or the documents starting in each UNIT_BYTES."""
+    if buffer_docs:
+        key = np.arange(len(index)) // buffer_docs
+    else:
+        key = index.starts // UNIT_BYTES
+    bounds = [0, *(np.flatnonzero(np.diff(key)) + 1).tolist(), len(index)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _run_units(job: BuildJob, index: CorpusIndex, units, tokenizer, processes_num: int) -> dict:
+    tasks = [(unit, index.starts[a:b], index.ends[a:b]) for unit, (a, b) in enumerate(units)]
+    workers = min(processes_num, len(tasks))
+    method = _start_method() if workers > 1 else "in-process"
+    logger.info("%s: %d documents in %d units, %d process(es) (%s)", job.corpus_path, len(index), len(tasks),
+                workers, method)
+    totals = {"instances": 0, "tokens": 0, "masked_tokens": 0}
+    progress = _Progress(len(tasks))
+    if workers == 1:
+        for task in tasks:
+            progress.add(totals, build_unit(job, tokenizer, *task))
+        return totals
+    context = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(job, tokenizer)) as pool:
+        for counts in pool.map(_build_unit_in_worker, tasks):
+            progress.add(totals, counts)
+    return totals
+
+
+class _Progress:
+    def __init__(self, units: int):
+        self.units, self.done, self.last = units, 0, time.perf_counter()
+
+    def add(self, totals: dict, counts: dict) -> None:
+        for key, value in counts.items():
+            totals[key] += value
+        self.done += 1
+        if time.perf_counter() - self.last >= PROGRESS_SECONDS:
+            self.last = time.perf_counter()
+            logger.info("%d/%d units, %d instances, %d tokens", self.done, self.units,
+                        totals["instances"], totals["tokens"])
+
+
+def _start_method() -> str:
+    """``fork`` where it exists and no other Python thread runs (so none can hold a lock
+    across the fork), as in ``python main.py`` preprocessing: workers then start in
+    milliseconds instead of re-importing everything.  Otherwise ``spawn``; everything the
+    workers get is picklable, so both work.  (Native thread pools such as OpenBLAS's
+    handle fork themselves.)"""
+    fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    return "fork" if fork else "spawn"
+
+
+_worker: dict = {}
+
+
+def _init_worker(job: BuildJob, tokenizer) -> None:
+    _worker.update(job=job, tokenizer=tokenizer)
+
+
+def _build_unit_in_worker(task) -> dict:
+    return build_unit(_worker["job"], _worker["tokenizer"], *task)
+
+
+def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buffer_size, processes_num, seed,
+                   dynamic_masking, span_masking, span_geo_prob, span_max_length) -> None:
+    problems = []
+    if seq_length < 8:
+        problems.append(f"preprocess.seq_length={seq_length} must be at least 8")
+    for name, value in (("dup_factor", dup_factor), ("docs_buffer_size", docs_buffer_size),
+                        ("processes_num", processes_num), ("span_max_length", span_max_length)):
+        if value < 1:
+            problems.append(f"preprocess.{name}={value} must be at least 1")
+    if seed < 0:
+        problems.append(f"seed={seed} must not be negative")
+    if not 0 <= short_seq_prob <= 1:
+        problems.append(f"preprocess.short_seq_prob={short_seq_prob} must lie in [0, 1]")
+    if not 0 < span_geo_prob <= 1:
+        problems.append(f"preprocess.span_geo_prob={span_geo_prob} must lie in (0, 1]")
+    if not builder.masked and (dynamic_masking or span_masking):
+        problems.append("preprocess.dynamic_masking and preprocess.span_masking apply to the masked-LM "
+                        "targets (mlm, bert, albert), not lm; set them to false")
+    if problems:
+        raise UerError("; ".join(problems))
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to overwrite anything that is not a dataset (or an empty directory)."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UerError(f"preprocess.dataset_path {path} exists and is not a directory; "
+                       "remove it or set preprocess.dataset_path= elsewhere")
+    if not (path / META_FILE).is_file() and any(path.iterdir()):
+        raise UerError(f"preprocess.dataset_path {path} is a non-empty directory without {META_FILE}, not a dataset; "
+                       "remove it or set preprocess.dataset_path= elsewhere")
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old)

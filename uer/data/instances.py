@@ -1,0 +1,239 @@
+"""Turning tokenized documents into training instances, one builder per target.
+
+Every instance starts with ``[CLS]``.  ``seg_a_len`` is the length of the first segment
+including ``[CLS]`` and its ``[SEP]``; for the single-segment targets it is the whole
+instance.
+
+* ``mlm`` / ``lm`` (:class:`StreamTarget`): a document's tokens followed by ``[SEP]``
+  form a stream; with ``full_sentences`` the documents of a buffer are shuffled and
+  concatenated into one stream.  A stream is cut into pieces of ``seq_length - 1``
+  (mlm) or ``seq_length`` (lm) tokens, each stored behind a ``[CLS]``: mlm instances have
+  at most ``seq_length`` tokens, lm instances ``seq_length + 1`` (input = all but the
+  last, labels = all but the first), so every stream token is predicted exactly once.
+  For mlm a trailing piece holding only the ``[SEP]`` is dropped (nothing to mask).
+* ``bert`` / ``albert`` (:class:`PairTarget`): Google BERT's sentence-pair sampling,
+  ``[CLS] A [SEP] B [SEP]``.  ``sentence_label``: NSP 0 = B is the real continuation,
+  1 = B comes from another document; SOP 0 = right order, 1 = A and B swapped.
+  One change: a chunk of a single sentence is split inside the sentence, where Google
+  always pairs it with a random B -- on corpora of short documents that made most NSP
+  labels "random"; now both labels are equally likely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from uer.data.corpus import DOCUMENTS, LINES
+from uer.registry import Registry
+
+TARGETS: Registry = Registry("pre-training target")
+
+
+@dataclass(frozen=True)
+class InstanceOptions:
+    seq_length: int
+    full_sentences: bool
+    short_seq_prob: float
+    cls_id: int
+    sep_id: int
+
+
+@dataclass
+class TokenizedDocuments:
+    """Consecutive documents as flat ids: sentence ``s`` is ``ids[sentence_offsets[s]:sentence_offsets[s+1]]``,
+    document ``d`` holds sentences ``document_offsets[d]`` to ``document_offsets[d+1]``."""
+
+    ids: np.ndarray
+    sentence_offsets: np.ndarray
+    document_offsets: np.ndarray
+
+    @property
+    def token_offsets(self) -> np.ndarray:
+        """Where each document's tokens begin and end in ``ids`` (D+1 entries)."""
+        return self.sentence_offsets[self.document_offsets]
+
+    def __len__(self) -> int:
+        return len(self.document_offsets) - 1
+
+
+@dataclass
+class InstanceBlock:
+    tokens: np.ndarray
+    lengths: np.ndarray
+    seg_a_len: np.ndarray
+    sentence_label: np.ndarray | None = None
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate(([0], np.cumsum(self.lengths, dtype=np.int64)))
+
+
+def concat_ranges(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                  prefix: int | None = None, suffix: int | None = None) -> np.ndarray:
+    """``source[starts[i]:starts[i]+lengths[i]]`` for all i, concatenated, each range
+    optionally preceded by ``prefix`` and followed by ``suffix`` (vectorised gather)."""
+    front = prefix is not None
+    out_lengths = lengths + front + (suffix is not None)
+    out_starts = (np.cumsum(out_lengths) - out_lengths).astype(np.int64)
+    gather = np.arange(int(out_lengths.sum()), dtype=np.int64) - np.repeat(out_starts + front - starts, out_lengths)
+    out = np.take(source, gather, mode="clip")
+    if front:
+        out[out_starts] = prefix
+    if suffix is not None:
+        out[out_starts + out_lengths - 1] = suffix
+    return out
+
+
+class StreamTarget:
+    """mlm and lm: single-segment instances cut from document streams."""
+
+    layout = LINES
+    sentence_task = None
+
+    def __init__(self, masked: bool, extra_tokens: int):
+        self.masked = masked
+        self.extra_tokens = extra_tokens  # lm stores one token more: inputs and labels are shifted views
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        """Whether instance creation draws random numbers (else repetitions are identical)."""
+        return options.full_sentences
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return options.full_sentences
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        token_offsets = docs.token_offsets
+        doc_starts, doc_lengths = token_offsets[:-1], np.diff(token_offsets)
+        if options.full_sentences:
+            order = rng.permutation(len(docs))
+            doc_starts, doc_lengths = doc_starts[order], doc_lengths[order]
+        stream = concat_ranges(docs.ids, doc_starts, doc_lengths, suffix=options.sep_id)
+        stream_lengths = doc_lengths + 1
+        if options.full_sentences:
+            stream_lengths = stream_lengths.sum(keepdims=True)
+        piece_length = options.seq_length - 1 + self.extra_tokens
+        # mlm: a trailing piece holding only the [SEP] has nothing to mask, so it is dropped;
+        # lm keeps it (the [SEP] ends the document and is predicted too).
+        pieces = -(-(stream_lengths - int(self.masked)) // piece_length)
+        stream_starts = np.cumsum(stream_lengths) - stream_lengths
+        index_in_stream = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        offset_in_stream = index_in_stream * piece_length
+        lengths = np.minimum(piece_length, np.repeat(stream_lengths, pieces) - offset_in_stream)
+        tokens = concat_ranges(stream, np.repeat(stream_starts, pieces) + offset_in_stream, lengths,
+                               prefix=options.cls_id)
+        lengths = (lengths + 1).astype(np.int32)
+        return InstanceBlock(tokens=tokens, lengths=lengths, seg_a_len=lengths)
+
+
+class PairTarget:
+    """bert (next-sentence prediction) and albert (sentence-order prediction)."""
+
+    layout = DOCUMENTS
+    masked = True
+    extra_tokens = 0
+
+    def __init__(self, sentence_task: str):
+        self.sentence_task = sentence_task  # "nsp" | "sop"
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        return True
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return True
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        sentences = np.split(docs.ids, docs.sentence_offsets[1:-1])
+        documents = [sentences[a:b] for a, b in zip(docs.document_offsets[:-1].tolist(),
+                                                      docs.document_offsets[1:].tolist())]
+        pairs: list[tuple[np.ndarray, np.ndarray, int]] = []
+        for index in range(len(documents)):
+            pairs.extend(self._document_pairs(documents, index, rng, options.seq_length - 3, options))
+        cls, sep = np.array([options.cls_id], docs.ids.dtype), np.array([options.sep_id], docs.ids.dtype)
+        pieces = [part for a, b, _ in pairs for part in (cls, a, sep, b, sep)]
+        return InstanceBlock(
+            tokens=np.concatenate(pieces) if pieces else np.zeros(0, docs.ids.dtype),
+            lengths=np.array([len(a) + len(b) + 3 for a, b, _ in pairs], dtype=np.int32),
+            seg_a_len=np.array([len(a) + 2 for a, _, _ in pairs], dtype=np.int32),
+            sentence_label=np.array([label for _, _, label in pairs], dtype=np.int8),
+        )
+
+    def _document_pairs(self, documents, index, rng, max_tokens, options):
+        """Google BERT's ``create_instances_from_document``: gather sentences into a chunk
+        of about the target length, split it into A and B at a random sentence boundary."""
+        document = documents[index]
+        target_length = max_tokens
+        if rng.random() < options.short_seq_prob:
+            target_length = int(rng.integers(2, max_tokens + 1))
+        pairs = []
+        chunk: list[np.ndarray] = []
+        chunk_length = 0
+        i = 0
+        while i < len(document):
+            chunk.append(document[i])
+            chunk_length += len(document[i])
+            if i == len(document) - 1 or chunk_length >= target_length:
+                pair = self._pair(chunk, documents, index, target_length, rng)
+                if pair is not None:
+                    a, b, label, put_back = pair
+                    i -= put_back
+                    a, b = _truncate_pair(a, b, max_tokens, rng)
+                    pairs.append((a, b, label))
+                chunk, chunk_length = [], 0
+            i += 1
+        return pairs
+
+    def _pair(self, chunk, documents, index, target_length, rng):
+        """(A, B, label, sentences of the chunk to put back), or None if the chunk is one token."""
+        if len(chunk) == 1:
+            if len(chunk[0]) < 2:
+                return None
+            cut = int(rng.integers(1, len(chunk[0])))
+            chunk, a_end = [chunk[0][:cut], chunk[0][cut:]], 1
+            put_back = 0
+        else:
+            a_end = int(rng.integers(1, len(chunk)))
+            put_back = len(chunk) - a_end
+        a, b = np.concatenate(chunk[:a_end]), np.concatenate(chunk[a_end:])
+        if self.sentence_task == "sop":
+            return (b, a, 1, 0) if rng.random() < 0.5 else (a, b, 0, 0)
+        if len(documents) > 1 and rng.random() < 0.5:
+            return a, _random_continuation(documents, index, target_length - len(a), rng), 1, put_back
+        return a, b, 0, 0
+
+
+def _random_continuation(documents, index, target_length, rng) -> np.ndarray:
+    """Sentences of another document from a random sentence on, about ``target_length`` tokens."""
+    other = int(rng.integers(len(documents) - 1))
+    other += other >= index
+    document = documents[other]
+    parts, length = [], 0
+    for sentence in document[int(rng.integers(len(document))):]:
+        parts.append(sentence)
+        length += len(sentence)
+        if length >= target_length:
+            break
+    return np.concatenate(parts)
+
+
+def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Shorten the longer of A and B until both fit, each token from the front or back at random.
+
+    Removes tokens in runs while one side stays the longer, drawing how many come off the
+    front from a binomial: the same distribution as Google's token-by-token loop.
+    """
+    while len(a) + len(b) > max_tokens:
+        longer_is_a = len(a) > len(b)
+        longer, shorter = (a, b) if longer_is_a else (b, a)
+        count = min(len(a) + len(b) - max_tokens, max(1, len(longer) - len(shorter)))
+        front = int(rng.binomial(count, 0.5))
+        longer = longer[front:len(longer) - (count - front)]
+        a, b = (longer, shorter) if longer_is_a else (shorter, longer)
+    return a, b
+
+
+TARGETS.register("mlm")(StreamTarget(masked=True, extra_tokens=0))
+TARGETS.register("lm")(StreamTarget(masked=False, extra_tokens=1))
+TARGETS.register("bert")(PairTarget("nsp"))
+TARGETS.register("albert")(PairTarget("sop"))

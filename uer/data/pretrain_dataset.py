@@ -1,0 +1,166 @@
+"""Reading a pre-training dataset built by :mod:`uer.data.build` and collating its batches.
+
+The arrays are memory-mapped, so opening a dataset costs the same whatever its size.
+A batch is padded to its own longest instance and holds:
+
+* ``src`` (B, L) token ids, 0 = padding; ``seg`` (B, L) 1 = first segment
+  (``[CLS]`` A ``[SEP]``), 2 = second segment, 0 = padding;
+* mlm, bert, albert: ``mlm_positions`` (N,) indices into the flattened (B*L) batch of the
+  tokens to predict and ``mlm_labels`` (N,) their original ids;
+* bert, albert: ``sentence_labels`` (B,) -- NSP 0 = real next segment, 1 = random;
+  SOP 0 = right order, 1 = swapped;
+* lm: ``lm_labels`` (B, L), ``src`` shifted by one, -100 at padding.
+
+With dynamic masking the masks are drawn here, from ``default_rng([seed, epoch, index])``
+per instance: the same instance gets the same mask in the same epoch whatever batch it
+lands in, which keeps a resumed run identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uer.data.build import FORMAT, FORMAT_VERSION, META_FILE
+from uer.data.instances import TARGETS
+from uer.data.masking import MaskingScheme, mask_instances
+from uer.data.mmap_dataset import open_arrays
+from uer.errors import UerError
+
+_META_KEYS = ("target", "seq_length", "dynamic_masking", "masking", "tokenizer", "arrays")
+
+
+class PretrainDataset:
+    """A dataset directory written by :func:`uer.data.build.build_pretrain_dataset`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        fix = f"re-run preprocess to rebuild {self.path}"
+        self.meta = _read_meta(self.path, fix)
+        self.target = self.meta["target"]
+        builder = TARGETS.get(self.target)
+        static = builder.masked and not self.meta["dynamic_masking"]
+        names = ["tokens", "offsets", "seg_a_len"]
+        names += ["sentence_label"] * bool(builder.sentence_task)
+        names += ["mask_positions", "mask_labels", "mask_offsets"] * static
+        missing = [name for name in names if name not in self.meta["arrays"]]
+        if missing:
+            raise UerError(f"{self.path / META_FILE} lists no array {', '.join(missing)}; {fix}")
+        arrays = open_arrays(self.path, {name: self.meta["arrays"][name] for name in names}, fix)
+        self._tokens, self._offsets, self._seg_a_len = arrays["tokens"], arrays["offsets"], arrays["seg_a_len"]
+        self._sentence_label = arrays.get("sentence_label")
+        self._mask_positions = arrays.get("mask_positions")
+        self._mask_labels = arrays.get("mask_labels")
+        self._mask_offsets = arrays.get("mask_offsets")
+        self._check_consistent(fix)
+        self._dynamic = MaskingScheme.from_dict(self.meta["masking"]) if builder.masked and self.meta["dynamic_masking"] else None
+        self._masked = builder.masked
+        self._shift = builder.extra_tokens  # lm: inputs and labels are the instance shifted by one
+
+    def _check_consistent(self, fix: str) -> None:
+        n = len(self._offsets) - 1
+        ok = all(len(a) == n for a in (self._seg_a_len, self._sentence_label) if a is not None)
+        for offsets, *values in ((self._offsets, self._tokens),
+                                 (self._mask_offsets, self._mask_positions, self._mask_labels)):
+            if offsets is not None:
+                ok = ok and len(offsets) == n + 1 and n >= 0 and offsets[0] == 0
+                ok = ok and all(offsets[-1] == len(v) for v in values)
+        if not ok:
+            raise UerError(f"{self.path}: the array sizes do not match each other; {fix}")
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getstate__(self) -> dict:
+        # Pickle (e.g. for spawned data-loader workers) as the path, not the mapped arrays.
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    def check_compatible(self, target: str, tokenizer_identity: dict) -> None:
+        """Raise a UerError unless the dataset was built for ``target`` with this tokenizer."""
+        built_identity = self.meta["tokenizer"]
+        tokenizer_identity = json.loads(json.dumps(tokenizer_identity))  # as stored: tuples -> lists
+        if target == self.target and tokenizer_identity == built_identity:
+            return
+        differing = sorted(k for k in set(built_identity) | set(tokenizer_identity)
+                           if built_identity.get(k) != tokenizer_identity.get(k))
+        raise UerError(
+            f"{self.path} was built for target {self.target!r} with tokenizer {_describe(built_identity, differing)}"
+            f" but training asks for target {target!r} with tokenizer {_describe(tokenizer_identity, differing)};"
+            f" re-run preprocess with target={target} and the training's tokenizer settings"
+            f" (or set pretrain.dataset_path= to a dataset built for them)"
+        )
+
+    def batch(self, indices: np.ndarray, epoch: int, seed: int) -> dict[str, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        starts, ends = self._offsets[indices], self._offsets[indices + 1]
+        instances = [np.asarray(self._tokens[s:e], dtype=np.int64) for s, e in zip(starts.tolist(), ends.tolist())]
+        lengths = (ends - starts) - self._shift
+        width = int(lengths.max())
+        src = np.zeros((len(indices), width), dtype=np.int64)
+        position = np.arange(width)
+        first = np.minimum(self._seg_a_len[indices].astype(np.int64), lengths)[:, None]
+        seg = np.where(position < first, 1, np.where(position < lengths[:, None], 2, 0))
+        batch = {}
+        if self._masked:
+            batch["mlm_positions"], batch["mlm_labels"] = self._fill_masked(src, instances, indices, epoch, seed)
+        else:
+            labels = np.full_like(src, -100)
+            for row, tokens in enumerate(instances):
+                src[row, :len(tokens) - 1] = tokens[:-1]
+                labels[row, :len(tokens) - 1] = tokens[1:]
+            batch["lm_labels"] = labels
+        if self._sentence_label is not None:
+            batch["sentence_labels"] = self._sentence_label[indices].astype(np.int64)
+        batch.update(src=src, seg=seg)
+        return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in batch.items()}
+
+    def _fill_masked(self, src, instances, indices, epoch, seed):
+        """Write the (masked) instances into ``src``; return flat positions and labels."""
+        positions, labels = [], []
+        for row, (tokens, index) in enumerate(zip(instances, indices.tolist())):
+            if self._dynamic is not None:
+                rng = np.random.default_rng([seed, epoch, index])
+                masked = mask_instances(tokens, np.array([0, len(tokens)]), rng, self._dynamic)
+                tokens, row_positions, row_labels = masked.tokens, masked.positions, masked.labels
+            else:
+                first, last = self._mask_offsets[index], self._mask_offsets[index + 1]
+                row_positions, row_labels = self._mask_positions[first:last], self._mask_labels[first:last]
+            src[row, :len(tokens)] = tokens
+            positions.append(row * src.shape[1] + np.asarray(row_positions, dtype=np.int64))
+            labels.append(np.asarray(row_labels, dtype=np.int64))
+        return np.concatenate(positions), np.concatenate(labels)
+
+
+def _read_meta(path: Path, fix: str) -> dict:
+    meta_path = path / META_FILE
+    if not path.is_dir():
+        raise UerError(f"pre-training dataset {path} not found; run preprocess first or set pretrain.dataset_path=")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UerError(f"{meta_path} is missing, so {path} is not a complete dataset; {fix}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UerError(f"{meta_path} is not valid JSON ({e}); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UerError(f"{meta_path} does not describe a {FORMAT}; {fix}")
+    if meta.get("version") != FORMAT_VERSION:
+        raise UerError(f"{meta_path} has format version {meta.get('version')}, this code reads "
+                       f"{FORMAT_VERSION}; {fix}")
+    missing = [key for key in _META_KEYS if key not in meta]
+    if missing:
+        raise UerError(f"{meta_path} lacks {', '.join(missing)}; {fix}")
+    if meta["target"] not in TARGETS:
+        raise UerError(f"{meta_path} names an unknown target {meta['target']!r}; {fix}")
+    return meta
+
+
+def _describe(identity: dict, keys: list[str]) -> str:
+    """The differing entries of a tokenizer identity, long values (hashes) shortened."""
+    shown = keys or sorted(identity)
+    return "(" + ", ".join(f"{key}={str(identity.get(key))[:16]}" for key in shown) + ")"
