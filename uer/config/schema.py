@@ -115,11 +115,21 @@ class PretrainConfig:
 
 @dataclass
 class TaskConfig:
-    """What is fine-tuned (one ``task=`` file).  Later tasks add their own fields here."""
+    """What is fine-tuned (one ``task=`` file); each field says which tasks read it."""
 
     type: str = "classifier"  # a name in uer.tasks.TASKS
-    pooling: str = "first"  # first | mean | max | last: how token states become one vector
-    labels_num: Optional[int] = None  # null = max label in train_path + 1
+    pooling: str = "first"  # classifier, dbqa, mt_classifier: first | mean | max | last
+    labels_num: Optional[int] = None  # classifier: null = max label in train_path + 1
+    # classifier distillation: train on a `logits` column (teacher) mixed with the labels
+    soft_targets: bool = False
+    soft_alpha: float = 0.5  # weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy
+    label2id_path: Optional[str] = None  # ner: JSON {tag: id}; null = tags collected from train_path
+    doc_stride: int = 128  # cmrc: step between overlapping document windows
+    max_answer_length: int = 30  # cmrc: longest answer span considered, in tokens
+    max_choices_num: int = 4  # c3: choices per question (fewer are padded)
+    folds_num: int = 5  # classifier_cv: number of folds
+    train_features_path: Optional[str] = None  # classifier_cv: out-of-fold probabilities (.npy)
+    dataset_paths: list[str] = field(default_factory=list)  # mt_classifier: folders with train.tsv/dev.tsv
 
 
 @dataclass

@@ -25,6 +25,7 @@ The contract, in the order the stages use it:
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass, field
 
 import torch
@@ -37,8 +38,6 @@ from uer.training.trainer import to_device
 
 TASKS: Registry = Registry("task")
 
-# Modules that register tasks; imported lazily by get_task.
-TASK_MODULES = ("uer.tasks.classifier",)
 
 
 @dataclass
@@ -86,8 +85,10 @@ class Task:
 
 
 def get_task(name: str) -> type[Task]:
-    for module in TASK_MODULES:
-        importlib.import_module(module)
+    # Every module of this package may register tasks; importing them all (lazily, on
+    # first use) means a new task is just a new module, with no list to keep in step.
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
     try:
         return TASKS.get(name)
     except KeyError as err:
