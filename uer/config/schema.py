@@ -111,6 +111,8 @@ class PretrainConfig:
     # for clusters with per-job time limits; null = run to total_steps.
     stop_after_steps: Optional[int] = None
     keep_checkpoints: int = 0  # keep only the newest N step checkpoints; 0 = keep all
+    # Batch rows of similar length together (less padding; see uer/data/sampler.py).
+    length_bucketing: bool = True
 
 
 @dataclass

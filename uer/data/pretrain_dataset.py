@@ -71,6 +71,10 @@ class PretrainDataset:
         if not ok:
             raise UerError(f"{self.path}: the array sizes do not match each other; {fix}")
 
+    def lengths(self) -> np.ndarray:
+        """Tokens per instance (as stored), for length bucketing."""
+        return np.diff(self._offsets)
+
     def __len__(self) -> int:
         return len(self._offsets) - 1
 

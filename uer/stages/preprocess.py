@@ -31,5 +31,4 @@ def run(cfg: DictConfig):
         span_geo_prob=p.span_geo_prob, span_max_length=p.span_max_length,
         tokenizer_cfg=tokenizer.identity(),
     )
-    log.info("wrote %s: %s", p.dataset_path, summary)
     return summary

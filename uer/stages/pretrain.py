@@ -55,7 +55,8 @@ def run(cfg: DictConfig):
 
     optimizer = build_optimizer(model, p.learning_rate, p.weight_decay, p.adam_epsilon)
     scheduler = linear_warmup_decay(optimizer, p.total_steps, p.warmup)
-    sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}")
+    sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
+                           lengths=dataset.lengths() if p.length_bucketing else None)
     reporter = Reporter(run_dir(out_dir), p.total_steps)
     trainer = Trainer(model, optimizer, scheduler, device=device, precision=cfg.hardware.precision,
                       accumulation_steps=p.accumulation_steps, max_grad_norm=p.max_grad_norm, reporter=reporter)

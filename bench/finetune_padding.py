@@ -1,0 +1,150 @@
+"""Fine-tuning throughput: padding each batch to its own longest row (uer) vs to seq_length (the original).
+
+    python bench/finetune_padding.py                      # 2,000 douban_book_review rows, size=tiny
+    python bench/finetune_padding.py --rows 500 --batch 32 --threads 2
+
+The same classifier is fine-tuned twice in one process, from the same initial weights and
+on the same batches (``finetune.seq_length=--seq``, the library's reader, collate,
+Trainer and optimiser): once with the task's own batches, padded to the batch's longest
+row, and once with those batches padded further to ``--seq`` tokens, as the original
+toolkit feeds every example.  Steps of the two alternate, so a busy machine slows both
+alike.  Printed: training examples/s of each (after ``--warmup`` steps each), their
+ratio, then the same for inference (``predict`` over the rows).  Nothing here is a
+library option: the padding to ``--seq`` is done on the collated tensors below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from uer.config.schema import register_configs  # noqa: E402
+from uer.runtime import autocast  # noqa: E402
+from uer.stages import finetune  # noqa: E402
+from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E402
+from uer.training.report import Reporter  # noqa: E402
+from uer.training.trainer import Trainer, to_device  # noqa: E402
+
+
+def pad_to(batch: dict, width: int, pad_id: int) -> dict:
+    """``batch`` with ``src`` (pad id) and ``seg`` (0) right-padded to ``width`` columns."""
+    out = dict(batch)
+    extra = width - batch["src"].size(1)
+    if extra > 0:
+        out["src"] = torch.nn.functional.pad(batch["src"], (0, extra), value=pad_id)
+        out["seg"] = torch.nn.functional.pad(batch["seg"], (0, extra), value=0)
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2000, help="training rows from the top of train.tsv")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq", type=int, default=128, help="finetune.seq_length, and the fixed padding width")
+    parser.add_argument("--size", default="tiny")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each variant")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "train.tsv"))
+    args = parser.parse_args()
+
+    lines = Path(args.data).read_text(encoding="utf-8").splitlines()[:args.rows + 1]
+    work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
+    train_path = work / "train.tsv"
+    train_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "stage=finetune", "task=classifier", f"size={args.size}", f"finetune.seq_length={args.seq}",
+            f"finetune.batch_size={args.batch}", f"finetune.train_path={train_path}", f"finetune.dev_path={train_path}",
+            f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
+            f"hardware.precision={args.precision}", f"tokenizer.vocab_path={ROOT / 'models' / 'google_zh_vocab.txt'}",
+        ])
+    setup = finetune.prepare(cfg)
+    task, device = setup.task, setup.device
+    train = task.read(train_path, split="train", labels_num=None, skip_bad_rows=False)
+    labels_num = task.labels_num_from(train)
+    pad_id = setup.tokenizer.vocab.pad_id
+    model = finetune.new_model(setup, labels_num)
+    models = {"per-batch padding (uer)": model, f"padding to {args.seq} (original)": copy.deepcopy(model)}
+
+    batches = finetune.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
+    steps = batches.batches_per_epoch
+    if steps <= args.warmup:
+        raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "
+                         f"{args.warmup}")
+    lengths = [len(example.src) for example in train.examples]
+    print(f"{len(train)} rows of {args.data}, mean {sum(lengths) / len(lengths):.1f} tokens (max {max(lengths)}), "
+          f"size={args.size} batch={args.batch} seq_length={args.seq} device={device} precision={args.precision} "
+          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+
+    trainers = {}
+    for name, m in models.items():
+        optimizer = build_optimizer(m, 2e-5, 0.01, 1e-6)
+        trainers[name] = Trainer(m, optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
+                                 precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
+                                 reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+    padded_name = list(models)[1]
+    seconds = dict.fromkeys(models, 0.0)
+    timed_rows = 0
+    for step in range(steps):
+        batch = batches.next_batch()
+        for name, trainer in trainers.items():
+            inputs = pad_to(batch, args.seq, pad_id) if name == padded_name else batch
+            sync(device)
+            start = time.perf_counter()
+            trainer.train_step([inputs])
+            sync(device)
+            if step >= args.warmup:
+                seconds[name] += time.perf_counter() - start
+        if step >= args.warmup:
+            timed_rows += batch["src"].size(0)
+    print(f"training, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
+    rates = {name: timed_rows / seconds[name] for name in models}
+    for name, rate in rates.items():
+        print(f"  {name:<28} {rate:9.1f} examples/s")
+    ours, theirs = rates.values()
+    print(f"  ratio per-batch / fixed: {ours / theirs:.2f}x")
+
+    print(f"inference over the {len(train)} rows:")
+    infer_s = dict.fromkeys(models, 0.0)
+    with torch.inference_mode():
+        for m in models.values():
+            m.eval()
+        for start_row in range(0, len(train), args.batch):
+            batch = to_device(task.collate(train.examples[start_row:start_row + args.batch]), device)
+            for name, m in models.items():
+                inputs = pad_to(batch, args.seq, pad_id) if name == padded_name else batch
+                sync(device)
+                start = time.perf_counter()
+                with autocast(device, args.precision):
+                    m.predict(inputs)
+                sync(device)
+                infer_s[name] += time.perf_counter() - start
+    infer_rates = {name: len(train) / infer_s[name] for name in models}
+    for name, rate in infer_rates.items():
+        print(f"  {name:<28} {rate:9.1f} examples/s")
+    ours, theirs = infer_rates.values()
+    print(f"  ratio per-batch / fixed: {ours / theirs:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
