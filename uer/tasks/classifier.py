@@ -5,15 +5,26 @@ in any order.  Inputs are ``[CLS] text_a [SEP]`` (``text_b [SEP]``) with segment
 the first part and 2 for the second, cut to ``seq_length`` tokens; a batch is padded to
 its own longest input.  The head is UER's: the pooled vector goes through
 ``output_layer_1`` (H -> H) and tanh, then ``output_layer_2`` (H -> labels_num).
+
+Distillation (``task.soft_targets=true``): the training file has one more column,
+``logits``, holding the teacher's logits for the row -- ``labels_num`` numbers separated by
+spaces (e.g. ``2.1 -0.7``).  The loss is ``soft_alpha * MSE(student logits, teacher
+logits) + (1 - soft_alpha) * cross-entropy(label)``, with the MSE averaged over every
+logit of the batch, and the report gains ``soft_loss`` (that MSE).  Only the training
+file is read for logits; dev/test/infer files, and every file without
+``soft_targets``, may have the column and it is ignored.  With ``task.labels_num`` unset,
+the number of teacher logits is the number of classes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from uer.errors import UerError, where
 from uer.models.layers import init_bert_weights
@@ -42,13 +53,17 @@ def pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
 
 
 class ClassifierModel(nn.Module):
-    def __init__(self, backbone: nn.Module, labels_num: int, pooling: str):
+    """Pooled backbone output -> logits.  With ``soft_alpha`` set, a batch holding teacher
+    logits (``soft``) is trained on ``soft_alpha * MSE + (1 - soft_alpha) * CE``."""
+
+    def __init__(self, backbone: nn.Module, labels_num: int, pooling: str, soft_alpha: float | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise UerError(f"unknown task.pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
         self.backbone = backbone
         self.pooling = pooling
         self.labels_num = labels_num
+        self.soft_alpha = soft_alpha
         hidden = backbone.hidden_size
         self.output_layer_1 = nn.Linear(hidden, hidden)
         self.output_layer_2 = nn.Linear(hidden, labels_num)
@@ -62,7 +77,13 @@ class ClassifierModel(nn.Module):
         return self.output_layer_2(torch.tanh(self.output_layer_1(pooled)))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        loss, stats = classification_loss(self.predict(batch), batch["label"], "cls")
+        logits = self.predict(batch)
+        loss, stats = classification_loss(logits, batch["label"], "cls")
+        if self.soft_alpha is not None and "soft" in batch:
+            soft_loss = F.mse_loss(logits.float(), batch["soft"].float())
+            loss = self.soft_alpha * soft_loss + (1 - self.soft_alpha) * loss
+            count = torch.tensor(float(logits.size(0)), device=logits.device)
+            stats["soft_loss"] = (soft_loss.detach() * count, count)
         return ModelOutput(loss, stats)
 
 
@@ -72,6 +93,7 @@ class ClsExample:
     seg: list[int]
     label: int  # -1 when unlabelled
     line: int
+    soft: list[float] | None = None  # teacher logits (train file with task.soft_targets)
 
 
 @TASKS.register("classifier")
@@ -85,37 +107,99 @@ class ClassifierTask(Task):
             raise UerError(f"unknown task.pooling {cfg['pooling']!r}; choose one of: {', '.join(POOLINGS)}")
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
+        self.soft_targets = bool(cfg.get("soft_targets", False))
+        if self.soft_targets:
+            alpha = cfg.get("soft_alpha", 0.5)
+            if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+                raise UerError(f"task.soft_alpha={alpha} is the weight of the teacher-logit MSE; "
+                               "use a value in [0, 1]")
 
     def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
         labelled = split != "infer"
         bad = BadRows(path, skip_bad_rows and labelled, "finetune.skip_bad_rows=true" if labelled else None)
-        example_header = "label<TAB>text_a (or label<TAB>text_a<TAB>text_b)" if labelled else "text_a"
-        table = read_tsv(path, required=("label", "text_a") if labelled else ("text_a",), bad=bad,
-                         example=example_header)
-        pair = table.has("text_b")
-        self._check_pair(path, pair)
-        label_at = table.index("label") if labelled else None
-        a_at = table.index("text_a")
-        b_at = table.index("text_b") if pair else None
-        vocab = self.tokenizer.vocab
+        table = read_tsv(path, required=self.columns(split), bad=bad, example=self.header_example(split))
+        self._check_pair(path, table.has("text_b"))
+        soft = self.soft_targets and split == "train"
+        if soft and not table.has("logits"):
+            raise UerError(
+                f"{where(path, 1)}: task.soft_targets=true needs a 'logits' column of teacher logits "
+                f"(labels_num numbers separated by spaces) in the training file, but the header has "
+                f"{', '.join(repr(c) for c in table.columns)}; add the column, or set task.soft_targets=false"
+            )
+        width = labels_num  # how many teacher logits each row must hold (null: as many as the first row)
         examples = []
         for line, fields in table.rows:
-            label = -1
-            if labelled:
-                label = self._label(fields[label_at], line, labels_num, bad)
-                if label is None:
+            row = dict(zip(table.columns, fields))
+            example = self.example(row, line, split, labels_num, bad)
+            if example is None:
+                continue
+            if soft:
+                example.soft = self._teacher_logits(row["logits"], line, example.label, width, labels_num, bad)
+                if example.soft is None:
                     continue
-            src = [vocab.cls_id, *self.tokenizer.encode(fields[a_at]), vocab.sep_id]
-            seg = [1] * len(src)
-            if pair:
-                second = [*self.tokenizer.encode(fields[b_at]), vocab.sep_id]
-                src += second
-                seg += [2] * len(second)
-            examples.append(ClsExample(src[:self.seq_length], seg[:self.seq_length], label, line))
+                width = len(example.soft)
+            examples.append(example)
         bad.summary()
         if not examples:
             raise UerError(f"{where(path)}: no usable rows; the file must hold a header row and at least one example")
         return TaskData(str(path), examples, skipped=bad.count)
+
+    def columns(self, split: str) -> tuple[str, ...]:
+        """Columns the header of a ``split`` file must name."""
+        return ("label", "text_a") if split != "infer" else ("text_a",)
+
+    def header_example(self, split: str) -> str:
+        """A header to suggest when one is wrong."""
+        if split == "infer":
+            return "text_a"
+        logits = "<TAB>logits" if self.soft_targets and split == "train" else ""
+        return f"label<TAB>text_a{logits} (or label<TAB>text_a<TAB>text_b{logits})"
+
+    def example(self, row: dict[str, str], line: int, split: str, labels_num: int | None,
+                bad: BadRows) -> ClsExample | None:
+        """One row (``column -> field``) as an example, or None if ``bad`` skipped it."""
+        label = -1
+        if split != "infer":
+            label = self._label(row["label"], line, labels_num, bad)
+            if label is None:
+                return None
+        src, seg = self.encode(row["text_a"], row.get("text_b"))
+        return ClsExample(src, seg, label, line)
+
+    def encode(self, text_a: str, text_b: str | None = None) -> tuple[list[int], list[int]]:
+        """``[CLS] a [SEP] (b [SEP])`` ids and segments 1 (2), cut to ``seq_length``."""
+        vocab = self.tokenizer.vocab
+        src = [vocab.cls_id, *self.tokenizer.encode(text_a), vocab.sep_id]
+        seg = [1] * len(src)
+        if text_b is not None:
+            second = [*self.tokenizer.encode(text_b), vocab.sep_id]
+            src += second
+            seg += [2] * len(second)
+        return src[:self.seq_length], seg[:self.seq_length]
+
+    @staticmethod
+    def _teacher_logits(text: str, line: int, label: int, width: int | None, labels_num: int | None,
+                        bad: BadRows) -> list[float] | None:
+        fix = "give one teacher logit per class, separated by spaces (e.g. 2.1 -0.7)"
+        try:
+            values = [float(x) for x in text.split()]
+        except ValueError:
+            bad.bad(line, f"logits {text!r} are not all numbers", fix)
+            return None
+        if not all(math.isfinite(x) for x in values):
+            bad.bad(line, f"logits {text!r} are not all finite numbers", fix)
+            return None
+        if width is not None and len(values) != width:
+            against = f"labels_num={labels_num}" if labels_num is not None else f"earlier rows hold {width}"
+            bad.bad(line, f"the logits column holds {len(values)} values but {against}", fix)
+            return None
+        if len(values) < 2:
+            bad.bad(line, f"the logits column holds {len(values)} value{'' if len(values) == 1 else 's'}", fix)
+            return None
+        if label >= len(values):
+            bad.bad(line, f"label {label} has no teacher logit: the logits column holds {len(values)} values", fix)
+            return None
+        return values
 
     def _check_pair(self, path, pair: bool) -> None:
         known = self.info.get("text_pair")
@@ -147,6 +231,8 @@ class ClassifierTask(Task):
         return label
 
     def labels_num_from(self, train: TaskData) -> int:
+        if train.examples[0].soft is not None:
+            return len(train.examples[0].soft)  # every row holds one teacher logit per class
         labels_num = max(example.label for example in train.examples) + 1
         if labels_num < 2:
             raise UerError(f"{where(train.path)}: every label is 0, so there is nothing to classify; "
@@ -154,7 +240,8 @@ class ClassifierTask(Task):
         return labels_num
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        return ClassifierModel(backbone, labels_num, self.cfg["pooling"])
+        alpha = float(self.cfg.get("soft_alpha", 0.5)) if self.soft_targets else None
+        return ClassifierModel(backbone, labels_num, self.cfg["pooling"], soft_alpha=alpha)
 
     def collate(self, examples: list[ClsExample]) -> dict[str, torch.Tensor]:
         width = max(len(example.src) for example in examples)
@@ -164,7 +251,10 @@ class ClassifierTask(Task):
             src[row, :len(example.src)] = torch.tensor(example.src)
             seg[row, :len(example.seg)] = torch.tensor(example.seg)
         label = torch.tensor([example.label for example in examples], dtype=torch.long)
-        return {"src": src, "seg": seg, "label": label}
+        batch = {"src": src, "seg": seg, "label": label}
+        if all(example.soft is not None for example in examples):
+            batch["soft"] = torch.tensor([example.soft for example in examples], dtype=torch.float)
+        return batch
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
         pred = torch.cat(outputs).argmax(dim=-1).tolist()
@@ -173,17 +263,30 @@ class ClassifierTask(Task):
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:
-        logits = torch.cat(outputs)
+        header, rows = self.prediction_columns(torch.cat(outputs), output_logits=output_logits,
+                                               output_prob=output_prob)
+        write_table(path, header, rows)
+
+    @staticmethod
+    def prediction_columns(logits: torch.Tensor, *, output_logits: bool,
+                           output_prob: bool) -> tuple[list[str], list[list[str]]]:
+        """Header and per-row fields: ``label`` (argmax), then ``logits``/``prob`` (space-separated) if asked."""
         probs = torch.softmax(logits, dim=-1)
         header = ["label"] + (["logits"] if output_logits else []) + (["prob"] if output_prob else [])
-        lines = ["\t".join(header)]
+        rows = []
         for row, label in enumerate(logits.argmax(dim=-1).tolist()):
             fields = [str(label)]
             if output_logits:
                 fields.append(" ".join(f"{x:.6g}" for x in logits[row].tolist()))
             if output_prob:
                 fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
-            lines.append("\t".join(fields))
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            rows.append(fields)
+        return header, rows
+
+
+def write_table(path, header: list[str], rows: list[list[str]]) -> None:
+    """A TSV file with a header row, written in one go."""
+    lines = ["\t".join(header), *("\t".join(fields) for fields in rows)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
