@@ -13,6 +13,8 @@ from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
+from uer.config.tool_schema import ToolConfig
+
 
 @dataclass
 class ModelSizeConfig:
@@ -184,6 +186,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    tool: ToolConfig = field(default_factory=ToolConfig)
 
 
 def register_configs() -> None:

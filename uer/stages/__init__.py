@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from uer.errors import UerError
 
-STAGES = ("preprocess", "pretrain", "finetune", "infer")
+STAGES = ("preprocess", "pretrain", "finetune", "infer", "tool")
 
 log = logging.getLogger("uer")
 
