@@ -3,14 +3,20 @@
     python bench/finetune_padding.py                      # 2,000 douban_book_review rows, size=tiny
     python bench/finetune_padding.py --rows 500 --batch 32 --threads 2
 
-The same classifier is fine-tuned twice in one process, from the same initial weights and
-on the same batches (``finetune.seq_length=--seq``, the library's reader, collate,
-Trainer and optimiser): once with the task's own batches, padded to the batch's longest
-row, and once with those batches padded further to ``--seq`` tokens, as the original
-toolkit feeds every example.  Steps of the two alternate, so a busy machine slows both
-alike.  Printed: training examples/s of each (after ``--warmup`` steps each), their
-ratio, then the same for inference (``predict`` over the rows).  Nothing here is a
-library option: the padding to ``--seq`` is done on the collated tensors below.
+The same classifier is fine-tuned in one process, from the same initial weights
+(``finetune.seq_length=--seq``, the library's reader, collate, Trainer and optimiser), as:
+
+* ``padding to SEQ (original)``: the task's batches padded further to ``--seq`` tokens,
+  as the original toolkit feeds every example;
+* ``per-batch padding (uer)``: the same batches as the task collates them, padded to the
+  batch's longest row;
+* ``per-batch + length buckets``: ``SampledBatches(length_bucketing=True)``, rows of every
+  50 batches regrouped by length (:mod:`uer.data.sampler`; other batches, same rows).
+
+Steps of the variants alternate, so a busy machine slows all alike.  Printed: training
+examples/s of each (after ``--warmup`` steps each) and ratios to the original, then the
+same for inference (``predict`` over the rows, in file order and sorted by length).  The
+padding to ``--seq`` is done on the collated tensors here, not by a library option.
 """
 
 from __future__ import annotations
@@ -84,9 +90,12 @@ def main() -> None:
     labels_num = task.labels_num_from(train)
     pad_id = setup.tokenizer.vocab.pad_id
     model = finetune.new_model(setup, labels_num)
-    models = {"per-batch padding (uer)": model, f"padding to {args.seq} (original)": copy.deepcopy(model)}
-
+    fixed, dynamic, bucketed = f"padding to {args.seq} (original)", "per-batch padding (uer)", \
+        "per-batch + length buckets"
+    models = {fixed: copy.deepcopy(model), dynamic: model, bucketed: copy.deepcopy(model)}
     batches = finetune.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
+    buckets = finetune.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
+                                      length_bucketing=True)
     steps = batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "
@@ -102,13 +111,16 @@ def main() -> None:
         trainers[name] = Trainer(m, optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
                                  precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
                                  reporter=Reporter(None, steps, enabled=False, tensorboard=False))
-    padded_name = list(models)[1]
     seconds = dict.fromkeys(models, 0.0)
+    tokens = dict.fromkeys(models, 0)
     timed_rows = 0
     for step in range(steps):
         batch = batches.next_batch()
+        feeds = {fixed: pad_to(batch, args.seq, pad_id), dynamic: batch, bucketed: buckets.next_batch()}
         for name, trainer in trainers.items():
-            inputs = pad_to(batch, args.seq, pad_id) if name == padded_name else batch
+            inputs = feeds[name]
+            if step >= args.warmup:
+                tokens[name] += inputs["src"].numel()
             sync(device)
             start = time.perf_counter()
             trainer.train_step([inputs])
@@ -118,32 +130,35 @@ def main() -> None:
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"training, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
-    rates = {name: timed_rows / seconds[name] for name in models}
-    for name, rate in rates.items():
-        print(f"  {name:<28} {rate:9.1f} examples/s")
-    ours, theirs = rates.values()
-    print(f"  ratio per-batch / fixed: {ours / theirs:.2f}x")
+    report({name: timed_rows / seconds[name] for name in models}, tokens, fixed)
 
-    print(f"inference over the {len(train)} rows:")
+    by_length = sorted(train.examples, key=lambda example: len(example.src))
+    print(f"inference over the {len(train)} rows (buckets: rows sorted by length):")
     infer_s = dict.fromkeys(models, 0.0)
+    tokens = dict.fromkeys(models, 0)
     with torch.inference_mode():
         for m in models.values():
             m.eval()
         for start_row in range(0, len(train), args.batch):
             batch = to_device(task.collate(train.examples[start_row:start_row + args.batch]), device)
+            feeds = {fixed: pad_to(batch, args.seq, pad_id), dynamic: batch,
+                     bucketed: to_device(task.collate(by_length[start_row:start_row + args.batch]), device)}
             for name, m in models.items():
-                inputs = pad_to(batch, args.seq, pad_id) if name == padded_name else batch
+                inputs = feeds[name]
+                tokens[name] += inputs["src"].numel()
                 sync(device)
                 start = time.perf_counter()
                 with autocast(device, args.precision):
                     m.predict(inputs)
                 sync(device)
                 infer_s[name] += time.perf_counter() - start
-    infer_rates = {name: len(train) / infer_s[name] for name in models}
-    for name, rate in infer_rates.items():
-        print(f"  {name:<28} {rate:9.1f} examples/s")
-    ours, theirs = infer_rates.values()
-    print(f"  ratio per-batch / fixed: {ours / theirs:.2f}x")
+    report({name: len(train) / infer_s[name] for name in models}, tokens, fixed)
+
+
+def report(rates: dict, tokens: dict, baseline: str) -> None:
+    for name, rate in rates.items():
+        ratio = "" if name == baseline else f"  {rate / rates[baseline]:.2f}x the original"
+        print(f"  {name:<30} {rate:9.1f} examples/s  ({tokens[name]} token slots){ratio}")
 
 
 if __name__ == "__main__":

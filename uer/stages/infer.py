@@ -5,6 +5,12 @@ task and its ``labels_num``, the tokenizer (checked against the vocabulary ident
 model was trained with) and the fine-tuning ``seq_length`` (unless ``infer.seq_length``
 is set).  The output has one row per input row, under a header row (``label``, plus
 ``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).
+
+``infer.load_model_path`` is a checkpoint (``best.pt``), a directory holding one, or the
+output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A
+cross-validated model predicts with the mean of its fold models' class probabilities;
+its ``logits`` column then holds the log of those mean probabilities (so ``prob`` is
+their softmax, and ``label`` their argmax).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uer.errors import UerError
@@ -19,7 +26,8 @@ from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.runtime import configure_threads, resolve_device, run_dir
 from uer.stages.common import tokenizer_from_config
-from uer.stages.finetune import check_vocabulary
+from uer.stages.cross_validation import MANIFEST, read_manifest
+from uer.stages.finetune import BEST, check_vocabulary
 from uer.tasks import get_task, predict
 from uer.tokenizers import build_tokenizer
 
@@ -38,12 +46,13 @@ def run(cfg: DictConfig) -> str:
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
 
-    payload = load_checkpoint(i.load_model_path)
+    paths = model_paths(i.load_model_path)
+    payload = load_checkpoint(paths[0])
     config = payload.get("config") or {}
     if "task" not in config:
-        raise UerError(f"checkpoint {i.load_model_path} is not a fine-tuned model (it stores no task); "
+        raise UerError(f"checkpoint {paths[0]} is not a fine-tuned model (it stores no task); "
                        "fine-tune it first: stage=finetune pretrained_model_path=... output_model_path=...")
-    tokenizer = _tokenizer(cfg, payload, i.load_model_path)
+    tokenizer = _tokenizer(cfg, payload, paths[0])
     seq_length = i.seq_length or config.get("finetune", {}).get("seq_length", 128)
     positions = config["embedding"]["max_seq_length"]
     if seq_length > positions:
@@ -53,22 +62,64 @@ def run(cfg: DictConfig) -> str:
     task = get_task(task_cfg["type"])(task_cfg, tokenizer, seq_length, info=config.get("task_info"))
     data = task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
 
-    backbone = build_backbone(OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"]),
-                              len(tokenizer.vocab))
-    model = task.build_model(backbone, task_cfg["labels_num"])
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UerError(f"checkpoint {i.load_model_path} does not fit the model its config describes ({first}); "
-                       "it was modified after fine-tuning") from None
-    model.to(device)
+    def outputs_of(path, payload) -> list[torch.Tensor]:
+        model = _model(payload, config, task, tokenizer, path).to(device)
+        return predict(model, task, data, batch_size=i.batch_size, device=device, precision=cfg.hardware.precision)
 
-    outputs = predict(model, task, data, batch_size=i.batch_size, device=device, precision=cfg.hardware.precision)
+    outputs = outputs_of(paths[0], payload)
+    if len(paths) > 1:
+        probs = torch.softmax(torch.cat(outputs), dim=-1)
+        for path in paths[1:]:
+            fold = load_checkpoint(path)
+            _check_same_model(fold, payload, path, paths[0])
+            probs += torch.softmax(torch.cat(outputs_of(path, fold)), dim=-1)
+        outputs = [torch.log((probs / len(paths)).clamp(min=torch.finfo(probs.dtype).tiny))]
+        log.info("predicting with the mean probabilities of %d fold models", len(paths))
+
     path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
     task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
     log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
     return str(path)
+
+
+def model_paths(load_model_path) -> list[Path]:
+    """The checkpoint(s) ``infer.load_model_path`` names: a file, a directory with best.pt, or fold models."""
+    path = Path(load_model_path)
+    if path.is_dir():
+        if (path / MANIFEST).is_file():
+            return read_manifest(path / MANIFEST)
+        if (path / BEST).is_file():
+            return [path / BEST]
+        raise UerError(f"infer.load_model_path={path} is a directory with neither {BEST} nor {MANIFEST} (written by "
+                       "task=classifier_cv); give a checkpoint file or a fine-tuning output directory")
+    if path.suffix == ".json" and path.is_file():
+        return read_manifest(path)
+    return [path]
+
+
+def _model(payload: dict, config: dict, task, tokenizer, path):
+    backbone = build_backbone(OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"]),
+                              len(tokenizer.vocab))
+    model = task.build_model(backbone, config["task"].get("labels_num"))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise UerError(f"checkpoint {path} does not fit the model its config describes ({first}); "
+                       "it was modified after fine-tuning") from None
+    return model
+
+
+def _check_same_model(payload: dict, first: dict, path, first_path) -> None:
+    """Fold models share the architecture, task, tokenizer and vocabulary of the first one."""
+    config, reference = payload.get("config") or {}, first.get("config") or {}
+    for key in ("embedding", "encoder", "task", "task_info", "finetune"):
+        if config.get(key) != reference.get(key):
+            raise UerError(f"fold model {path} has another {key} config than {first_path}; the fold models of one "
+                           "cross-validation must come from one run (rerun it)")
+    if payload.get("vocab") != first.get("vocab"):
+        raise UerError(f"fold model {path} was trained with another vocabulary than {first_path}; the fold models "
+                       "of one cross-validation must come from one run (rerun it)")
 
 
 def _tokenizer(cfg: DictConfig, payload: dict, path):
