@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from uer.errors import UerError
 
 
 def run_dir(fallback: Path) -> Path:
-    """Hydra's output directory for this run; ``fallback`` when called outside ``main.py`` (tests, notebooks)."""
+    """Hydra's output directory for this run (also in workers main.py started); ``fallback``
+    when called outside ``main.py`` (tests, notebooks)."""
     from hydra.core.hydra_config import HydraConfig
 
+    if os.environ.get("UER_RUN_DIR"):
+        return Path(os.environ["UER_RUN_DIR"])
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(fallback)
@@ -28,11 +32,13 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``hardware.device`` as a torch device, refusing CUDA where none is visible."""
+    """``hardware.device`` as a torch device (``auto``: CUDA when visible, else CPU), refusing CUDA where none is."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UerError(f"hardware.device={name} is not a device; use cpu, cuda or cuda:N") from None
+        raise UerError(f"hardware.device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UerError(f"hardware.device={name} but no CUDA device is visible; use hardware=cpu")
     return device

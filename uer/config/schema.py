@@ -29,6 +29,8 @@ class ModelSizeConfig:
     hidden_act: str = "gelu"
     max_seq_length: int = 512
     parameter_sharing: bool = False
+    kernel_size: int = 3  # cnn, gatedcnn, rcnn, crnn: convolution width
+    block_size: int = 2  # cnn, gatedcnn: a residual connection every block_size layers
 
 
 @dataclass
@@ -41,7 +43,7 @@ class TokenizerConfig:
 
 @dataclass
 class EmbeddingConfig:
-    type: str = "word_pos_seg"  # word_pos_seg | word_pos
+    type: str = "word_pos_seg"  # word_pos_seg | word_pos | word (no position: RNN/CNN encoders)
     emb_size: int = "${model.emb_size}"  # type: ignore[assignment]
     max_seq_length: int = "${model.max_seq_length}"  # type: ignore[assignment]
     dropout: float = "${model.dropout}"  # type: ignore[assignment]
@@ -60,24 +62,40 @@ class EncoderConfig:
     hidden_act: str = "${model.hidden_act}"
     parameter_sharing: bool = "${model.parameter_sharing}"  # type: ignore[assignment]
     layernorm_eps: float = 1e-6
+    # lstm, gru, rcnn, crnn: one stack reading both ways (hidden_size/2 per direction)
+    bidirectional: bool = False
+    kernel_size: int = "${model.kernel_size}"  # type: ignore[assignment]
+    block_size: int = "${model.block_size}"  # type: ignore[assignment]
+    synt_type: str = "dense"  # synt: dense | random
+    max_seq_length: int = "${model.max_seq_length}"  # type: ignore[assignment]  # synt: attention width
 
 
 @dataclass
 class TargetConfig:
-    type: str = "mlm"  # mlm | bert | albert | lm
+    type: str = "mlm"  # mlm | bert | albert | lm | bilm | cls
     tie_weights: bool = True
+    pooling: str = "first"  # cls: first | mean | max | last
+    labels_num: Optional[int] = None  # cls: null = from the pre-training dataset
 
 
 @dataclass
 class HardwareConfig:
     """Where and how the numbers are crunched; the same run scales by changing ``hardware=``."""
 
-    device: str = "cpu"  # cpu | cuda | cuda:N
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (CUDA when visible)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
     compile: bool = False  # torch.compile the model
     num_threads: int = 0  # intra-op CPU threads; 0 = torch's default
+    # Processes: nproc_per_node workers on each of nnodes machines.  main.py starts the
+    # workers itself (torchrun-compatible rendezvous) unless it already runs as one.
     nproc_per_node: int = 1
     nnodes: int = 1
+    backend: Optional[str] = None  # gloo | nccl; null = nccl on CUDA, gloo on CPU
+    rdzv_endpoint: str = "127.0.0.1:0"  # host:port of the rendezvous; port 0 = pick a free one (single node)
+    rdzv_id: str = "uer"  # the same on every node of one run
+    rdzv_timeout: int = 300  # seconds to wait for all nodes to join
+    max_restarts: int = 0  # restart failed workers this many times; they resume from the last checkpoint
+    timeout: int = 1800  # seconds a collective may wait before the run is declared hung
 
 
 @dataclass

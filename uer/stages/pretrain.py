@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from uer import distributed, launch
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
@@ -29,6 +30,8 @@ def run(cfg: DictConfig):
     _check_steps(p)
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
+    env = distributed.init(cfg.hardware, device)
+    device = distributed.worker_device(device, env)
     seed_everything(cfg.seed)
 
     tokenizer = tokenizer_from_config(cfg)
@@ -50,22 +53,25 @@ def run(cfg: DictConfig):
     elif cfg.pretrained_model_path:
         load_pretrained_weights(model, cfg.pretrained_model_path)
     model.to(device)
+    if env.active:
+        torch.manual_seed(cfg.seed + env.rank)  # same initial weights, different dropout per rank
     log.info("model: %s parameters, %s", f"{sum(x.numel() for x in model.parameters()):,}",
              {k: architecture[k].get("type") for k in ("embedding", "encoder", "target")})
 
     optimizer = build_optimizer(model, p.learning_rate, p.weight_decay, p.adam_epsilon)
     scheduler = linear_warmup_decay(optimizer, p.total_steps, p.warmup)
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
-                           lengths=dataset.lengths() if p.length_bucketing else None)
-    reporter = Reporter(run_dir(out_dir), p.total_steps)
+                           lengths=dataset.lengths() if p.length_bucketing else None,
+                           rank=env.rank, world_size=env.world_size)
+    reporter = Reporter(run_dir(out_dir), p.total_steps, enabled=env.is_main, reduce_device=device)
     trainer = Trainer(model, optimizer, scheduler, device=device, precision=cfg.hardware.precision,
                       accumulation_steps=p.accumulation_steps, max_grad_norm=p.max_grad_norm, reporter=reporter)
     if resume_payload is not None:
         trainer.load_state_dict(resume_payload["trainer"])
         sampler.load_state_dict(resume_payload["trainer"]["data"])
         log.info("resumed from step %d of %s", trainer.step, out_dir)
-    train_model = torch.compile(model) if cfg.hardware.compile else model
-    trainer.model = train_model
+    train_model = distributed.wrap(model, env, device)
+    trainer.model = torch.compile(train_model) if cfg.hardware.compile else train_model
 
     end_step = p.total_steps
     if p.stop_after_steps is not None:
@@ -76,6 +82,8 @@ def run(cfg: DictConfig):
         return dataset.batch(indices, epoch, cfg.seed)
 
     def save(step: int) -> None:
+        if not env.is_main:
+            return
         state = trainer.state_dict()
         state["data"] = sampler.state_dict()
         path = checkpoint_path(out_dir, step)
@@ -94,6 +102,9 @@ def run(cfg: DictConfig):
         last = trainer.fit(next_batch, end_step, p.report_steps, on_step_end)
     finally:
         reporter.close()
+        del trainer, train_model
+        distributed.barrier()
+        distributed.shutdown()
     if last is None:
         log.info("nothing to do: the checkpoint in %s is already at step %d", out_dir, trainer.step)
         return None
@@ -110,7 +121,9 @@ def _check_steps(p) -> None:
 
 def _resume_payload(cfg: DictConfig, out_dir: Path, architecture: dict) -> dict | None:
     existing = step_checkpoints(out_dir)
-    if not cfg.resume:
+    if launch.restarted() and existing:
+        log.warning("worker restarted: resuming from %s", existing[-1][1])
+    elif not cfg.resume:
         if existing:
             raise UerError(
                 f"output_model_path {out_dir} already holds {existing[-1][1].name} from an earlier run; "

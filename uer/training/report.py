@@ -1,7 +1,7 @@
 """Progress reports: one log line per ``report_steps``, the same numbers as JSON lines and TensorBoard scalars.
 
 Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
-summed over the report window, so e.g. ``mlm_acc`` is correct/masked over the window,
+summed over the report window and over the ranks of a multi-process run, so e.g. ``mlm_acc`` is correct/masked over the window,
 not a mean of per-batch means.  Tensors stay on the device until a report is due.
 """
 
@@ -14,12 +14,16 @@ from pathlib import Path
 
 import torch
 
+from uer.distributed import all_reduce_sum
+
 log = logging.getLogger("uer.train")
 
 
 class Reporter:
-    def __init__(self, out_dir: Path | None, total_steps: int, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, out_dir: Path | None, total_steps: int, enabled: bool = True, tensorboard: bool = True,
+                 reduce_device: torch.device | str = "cpu"):
         self.total_steps = total_steps
+        self._reduce_device = torch.device(reduce_device)  # NCCL reduces CUDA tensors only
         self.enabled = enabled
         self.out_dir = out_dir
         self._writer = None
@@ -44,10 +48,16 @@ class Reporter:
         self._real_tokens += int(src.ne(0).sum())
 
     def report(self, step: int, lr: float) -> dict:
+        """Summarise the window (over all ranks of a multi-process run; every rank must call this)."""
         seconds = max(time.perf_counter() - self._start, 1e-9)
-        values = {name: float(num / den) if float(den) > 0 else float("nan") for name, (num, den) in self._sums.items()}
+        names = sorted(self._sums)
+        totals = torch.stack([torch.stack([self._sums[n][0].cpu(), self._sums[n][1].cpu()]) for n in names]
+                             + [torch.tensor([self._tokens, self._real_tokens], dtype=torch.float64)])
+        totals = all_reduce_sum(totals.to(self._reduce_device)).cpu()
+        values = {n: float(num / den) if den > 0 else float("nan") for n, (num, den) in zip(names, totals.tolist())}
+        tokens, real_tokens = totals[-1].tolist()
         record = {"step": step, "lr": lr, **values,
-                  "tokens_per_s": self._tokens / seconds, "real_tokens_per_s": self._real_tokens / seconds}
+                  "tokens_per_s": tokens / seconds, "real_tokens_per_s": real_tokens / seconds}
         if self.enabled:
             parts = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
             log.info("step %d/%d | lr %.3g | %s | %.0f tokens/s (%.0f non-padding)",

@@ -8,6 +8,7 @@ reports and the resumable state (step, optimiser, schedule, RNG).
 
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import Callable, Iterable
 
@@ -41,11 +42,15 @@ class Trainer:
         """One optimiser step over ``accumulation_steps`` micro-batches."""
         self.model.train()
         micro_batches = list(micro_batches)
-        for batch in micro_batches:
+        for index, batch in enumerate(micro_batches):
             batch = to_device(batch, self.device)
-            with self.autocast():
-                out = self.model(batch)
-            self.scaler.scale(out.loss / len(micro_batches)).backward()
+            # Under DDP only the last micro-batch all-reduces gradients; the others accumulate locally.
+            final = index == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if final or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.model(batch)
+                self.scaler.scale(out.loss / len(micro_batches)).backward()
             self.reporter.add(out.stats, batch["src"])
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)

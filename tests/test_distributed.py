@@ -1,0 +1,165 @@
+"""Multi-process pre-training on CPU with gloo: equivalence, two nodes on one machine, restarts, failures."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from uer.data.pretrain_dataset import PretrainDataset
+from uer.data.sampler import EpochSampler
+from uer.io.checkpoint import load_checkpoint, step_checkpoints
+from uer.stages import run_stage
+from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
+
+pytestmark = pytest.mark.e2e
+
+STEPS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    lines = (ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:300]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def dataset(tmp_path_factory, corpus, name, *options):
+    path = tmp_path_factory.mktemp(name) / "data"
+    run_stage(compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={path}",
+                              "preprocess.seq_length=32", *options]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm_data(tmp_path_factory, corpus):
+    return dataset(tmp_path_factory, corpus, "lm", "target=lm", "preprocess.full_sentences=true")
+
+
+@pytest.fixture(scope="module")
+def mlm_data(tmp_path_factory, corpus):
+    return dataset(tmp_path_factory, corpus, "mlm", "target=mlm", "preprocess.dynamic_masking=true")
+
+
+def train(data, out, *extra):
+    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.0", f"pretrain.dataset_path={data}",
+                              f"pretrain.total_steps={STEPS}", "pretrain.report_steps=1", "pretrain.length_bucketing=false",
+                              "hardware.num_threads=1", f"output_model_path={out}", *extra]))
+    return load_checkpoint(out / f"step_{STEPS}.pt")
+
+
+def assert_same_weights(a, b):
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_two_processes_equal_one_with_twice_the_batch(tmp_path, lm_data):
+    # Each rank averages its loss over its own targets and DDP averages the ranks, so this is
+    # exact when every rank has as many targets: full-length LM rows.
+    lengths = PretrainDataset(lm_data).lengths()
+    sampler = EpochSampler(len(lengths), 8, 7)
+    used = np.concatenate([sampler.next_indices()[0] for _ in range(STEPS)])
+    assert len(set(lengths[used].tolist())) == 1, "precondition: equal-length rows"
+    two = train(lm_data, tmp_path / "two", "target=lm", "encoder=gpt", "pretrain.batch_size=4",
+                "hardware.nproc_per_node=2")
+    one = train(lm_data, tmp_path / "one", "target=lm", "encoder=gpt", "pretrain.batch_size=8")
+    assert_same_weights(two, one)
+
+
+def test_two_processes_equal_gradient_accumulation_for_any_target_counts(tmp_path, mlm_data):
+    two = train(mlm_data, tmp_path / "two", "pretrain.batch_size=4", "hardware.nproc_per_node=2")
+    accumulated = train(mlm_data, tmp_path / "acc", "pretrain.batch_size=4", "pretrain.accumulation_steps=2")
+    assert_same_weights(two, accumulated)
+    assert two["trainer"]["step"] == STEPS
+
+
+def main_cmd(run_dir, *args):
+    return [sys.executable, "main.py", f"hydra.run.dir={run_dir}", *args]
+
+
+def env():
+    e = dict(os.environ, PYTHONPATH=str(ROOT))
+    e.pop("HYDRA_FULL_ERROR", None)
+    return e
+
+
+def test_two_nodes_on_one_machine_rendezvous_and_write_one_checkpoint(tmp_path, mlm_data):
+    endpoint = f"127.0.0.1:{free_port()}"
+    args = ["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}", "pretrain.total_steps=4",
+            "pretrain.batch_size=4", "hardware=multinode", "hardware.nnodes=2", "hardware.nproc_per_node=1",
+            f"hardware.rdzv_endpoint={endpoint}", "hardware.rdzv_timeout=120", "hardware.num_threads=1",
+            f"output_model_path={tmp_path / 'model'}"]
+    nodes = [subprocess.Popen(main_cmd(tmp_path / f"node{i}", *args), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs):
+        assert node.returncode == 0, err
+    assert [s for s, _ in step_checkpoints(tmp_path / "model")] == [4]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_killed_worker_is_restarted_and_the_run_finishes_from_the_last_checkpoint(tmp_path, mlm_data):
+    model = tmp_path / "model"
+    proc = subprocess.Popen(
+        main_cmd(tmp_path / "run", "stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                 "pretrain.total_steps=300", "pretrain.save_checkpoint_steps=5", "pretrain.keep_checkpoints=2",
+                 "pretrain.batch_size=4", "hardware.nproc_per_node=2", "hardware.max_restarts=1",
+                 "hardware.num_threads=1", f"output_model_path={model}"),
+        cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not step_checkpoints(model) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert step_checkpoints(model), "no checkpoint appeared"
+    workers = [pid for pid in children(proc.pid)]  # the elastic agent runs in the main process
+    victims = [pid for pid in workers if b"spawn" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    assert victims, workers
+    os.kill(victims[-1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "resuming from" in err
+    assert step_checkpoints(model)[-1][0] == 300
+
+
+def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_data):
+    start = time.monotonic()
+    proc = run_main(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                     "hardware=multinode", "hardware.nproc_per_node=1", f"hardware.rdzv_endpoint=127.0.0.1:{free_port()}",
+                     "hardware.rdzv_timeout=5", f"output_model_path={tmp_path / 'm'}"], tmp_path / "run", timeout=120)
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert lines and "rendezvous" in lines[-1] and "5s" in lines[-1]
+    assert time.monotonic() - start < 90
+
+
+def test_worker_error_surfaces_with_non_zero_exit(tmp_path):
+    proc = run_main(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={tmp_path / 'missing'}",
+                     "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={tmp_path / 'm'}"],
+                    tmp_path / "run", timeout=180)
+    assert proc.returncode == 2
+    assert str(tmp_path / "missing") in proc.stderr
+    assert any("worker rank" in line for line in error_lines(proc))

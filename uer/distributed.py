@@ -1,0 +1,92 @@
+"""This process's place in a multi-process run, and the few collective operations we need.
+
+A worker learns its rank from the environment torchrun (or our own launcher, see
+:mod:`uer.launch`) sets: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``.  Without them the
+run is a single process and every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from uer.errors import UerError
+
+log = logging.getLogger("uer.distributed")
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+def env_from_os() -> DistEnv:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return DistEnv()
+    return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+
+
+def default_backend(device_type: str) -> str:
+    return "nccl" if device_type == "cuda" else "gloo"
+
+
+def init(hardware, device: torch.device) -> DistEnv:
+    """Join the process group when started as one of several workers; returns where we are."""
+    env = env_from_os()
+    if env.active and not dist.is_initialized():
+        backend = hardware.backend or default_backend(device.type)
+        if backend == "nccl" and device.type != "cuda":
+            raise UerError("hardware.backend=nccl needs hardware.device=cuda; use gloo on CPU")
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=hardware.timeout))
+        log.info("rank %d of %d joined (%s)", env.rank, env.world_size, backend)
+    return env
+
+
+def worker_device(device: torch.device, env: DistEnv) -> torch.device:
+    """Each worker on a CUDA machine takes the GPU of its local rank."""
+    if device.type == "cuda" and env.active and device.index is None:
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return device
+
+
+def wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
+    if not env.active:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group.  Callers drop their DDP model first: destroying the group
+    while a DDP module is alive can abort a gloo worker at exit."""
+    if dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()

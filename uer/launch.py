@@ -1,0 +1,101 @@
+"""Start the workers of a multi-process run from ``main.py`` itself.
+
+When ``hardware.nproc_per_node * hardware.nnodes > 1`` and this process is not already a
+worker (torchrun sets ``RANK``), the composed config is resolved once and handed to
+``nproc_per_node`` workers started by torch.distributed's elastic launcher — the same
+machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
+machines, ``max_restarts`` restarts of failed workers.  Workers do not re-compose the
+config and write into this run's directory; a restarted worker resumes pre-training
+from the newest checkpoint.  Multi-node: run the same command on every node.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from uer.errors import UerError
+
+log = logging.getLogger("uer.launch")
+
+DISTRIBUTED_STAGES = ("pretrain", "finetune")
+RUN_DIR_ENV = "UER_RUN_DIR"
+
+
+def world_size(cfg: DictConfig) -> int:
+    return cfg.hardware.nproc_per_node * cfg.hardware.nnodes
+
+
+def needed(cfg: DictConfig) -> bool:
+    return world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES and "RANK" not in os.environ
+
+
+def launch(cfg: DictConfig):
+    """Run the stage in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.rendezvous.api import RendezvousError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    hw = cfg.hardware
+    if hw.nnodes > 1 and hw.rdzv_endpoint.endswith(":0"):
+        raise UerError(f"hardware.nnodes={hw.nnodes} needs a fixed rendezvous port every node can reach: "
+                       "set hardware.rdzv_endpoint=HOST:PORT (the same on every node)")
+    # Restarted workers often fail to reconnect to a rendezvous store shared with the agent.
+    os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    config = LaunchConfig(
+        min_nodes=hw.nnodes, max_nodes=hw.nnodes, nproc_per_node=hw.nproc_per_node, run_id=hw.rdzv_id,
+        rdzv_backend="c10d", rdzv_endpoint=hw.rdzv_endpoint,
+        rdzv_configs={"join_timeout": hw.rdzv_timeout, "timeout": hw.rdzv_timeout},
+        max_restarts=hw.max_restarts, monitor_interval=0.5, start_method="spawn",
+    )
+    container = OmegaConf.to_container(cfg, resolve=True)
+    # Workers write into this Hydra run's directory; outside main.py (tests, notebooks)
+    # they fall back to where the stage would write in-process (e.g. output_model_path).
+    run_directory = os.environ.get(RUN_DIR_ENV) or (
+        HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None)
+    log.info("starting %d worker(s) on this node (%d node(s), rendezvous %s)", hw.nproc_per_node, hw.nnodes,
+             hw.rdzv_endpoint)
+    try:
+        results = elastic_launch(config, _worker)(container, run_directory)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed above") \
+            from None
+    except RendezvousError as err:
+        raise UerError(f"rendezvous at {hw.rdzv_endpoint} did not complete within {hw.rdzv_timeout}s "
+                       f"({hw.nnodes} node(s) expected): start the same command on every node, or check "
+                       f"hardware.rdzv_endpoint ({type(err).__name__})") from None
+    return results.get(0) if results else None
+
+
+def _worker(container: dict, run_directory: str | None):
+    """Entry point of one worker (a fresh interpreter: spawn start method)."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(_run_worker)(container, run_directory)
+
+
+def _run_worker(container: dict, run_directory: str | None):
+    from uer.stages import run_stage
+
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
+                        format=f"[%(asctime)s][%(name)s][%(levelname)s][rank {rank}] - %(message)s")
+    if run_directory is not None:
+        os.environ[RUN_DIR_ENV] = run_directory
+    if rank == 0 and run_directory is not None:
+        handler = logging.FileHandler(Path(run_directory) / "main.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(handler)
+    return run_stage(OmegaConf.create(container))
+
+
+def restarted() -> bool:
+    """True in a worker the elastic agent restarted after a failure."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
