@@ -163,3 +163,18 @@ def test_worker_error_surfaces_with_non_zero_exit(tmp_path):
     assert proc.returncode == 2
     assert str(tmp_path / "missing") in proc.stderr
     assert any("worker rank" in line for line in error_lines(proc))
+
+
+def finetune(out, *extra):
+    data = ROOT / "datasets/test_data/book_review"
+    run_stage(compose_config(["stage=finetune", "task=classifier", "size=tiny", *SMALL, "model.dropout=0.0",
+                              f"finetune.train_path={data}/train.tsv", f"finetune.dev_path={data}/dev.tsv",
+                              "finetune.epochs_num=1", "finetune.learning_rate=1e-3", "hardware.num_threads=1",
+                              f"output_model_path={out}", *extra]))
+    return load_checkpoint(out / "best.pt")
+
+
+def test_finetune_two_processes_equal_one_with_twice_the_batch(tmp_path):
+    two = finetune(tmp_path / "two", "finetune.batch_size=16", "hardware.nproc_per_node=2")
+    one = finetune(tmp_path / "one", "finetune.batch_size=32")
+    assert_same_weights(two, one)

@@ -104,7 +104,8 @@ def run(cfg: DictConfig) -> float:
         model = finetune.new_model(setup, labels_num)
         dev = TaskData(train.path, [train.examples[i] for i in held], info=dict(train.info))
         batches = finetune.SampledBatches(task, [train.examples[i] for i in trained], f.batch_size, cfg.seed + k,
-                                          source=f"fold {k} of finetune.train_path {f.train_path}")
+                                          source=f"fold {k} of finetune.train_path {f.train_path}",
+                                          length_bucketing=f.length_bucketing)
         fold_dir = out_dir / f"fold_{k}"
         name = f"fold {k + 1}/{folds_num}"
         best = finetune.fit(

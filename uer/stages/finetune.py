@@ -39,7 +39,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from uer import distributed, launch
 from uer.data.sampler import EpochSampler
+from uer.distributed import DistEnv
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
@@ -60,8 +62,13 @@ RESULTS = "results.jsonl"
 def run(cfg: DictConfig) -> float:
     runner = getattr(get_task(cfg.task.type), "finetune_runner", None)
     if runner:
+        if launch.world_size(cfg) > 1:
+            raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
         return importlib.import_module(runner).run(cfg)
-    return run_single(cfg)
+    try:
+        return run_single(cfg)
+    finally:
+        distributed.shutdown()
 
 
 def run_single(cfg: DictConfig) -> float:
@@ -83,12 +90,12 @@ def run_single(cfg: DictConfig) -> float:
     model = new_model(setup, labels_num)
     out_dir = output_dir(cfg)
     report_dir = run_dir(out_dir)
-    batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed,
-                             source=f"finetune.train_path {f.train_path}")
+    batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed, source=f"finetune.train_path {f.train_path}",
+                             length_bucketing=f.length_bucketing, env=setup.env)
     best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num), metric=metric,
                best_path=out_dir / BEST, report_dir=report_dir, checkpoint_config=checkpoint_config(setup))
 
-    if test is not None:
+    if test is not None and setup.env.is_main:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = evaluate(setup, model, test, labels_num)
         log.info("test (epoch %d model): %s", best.epoch, format_scores(scores))
@@ -108,6 +115,7 @@ class Setup:
     source: str | None  # where ``state`` came from, for messages
     task_cfg: dict  # the task node as a plain dict; runs fill in what they learn (labels_num)
     task: Task
+    env: DistEnv = DistEnv()  # this process's rank in a multi-process run
 
 
 def prepare(cfg: DictConfig) -> Setup:
@@ -116,6 +124,8 @@ def prepare(cfg: DictConfig) -> Setup:
     _check_options(f)
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
+    env = distributed.init(cfg.hardware, device)
+    device = distributed.worker_device(device, env)
     seed_everything(cfg.seed)
 
     architecture, tokenizer, state, source = starting_point(cfg)
@@ -128,7 +138,7 @@ def prepare(cfg: DictConfig) -> Setup:
     if task_cfg.get("labels_num") is not None and task_cfg["labels_num"] < 1:
         raise UerError(f"task.labels_num={task_cfg['labels_num']} must be at least 1 (or null to count from train)")
     task = get_task(task_cfg["type"])(task_cfg, tokenizer, f.seq_length)
-    return Setup(cfg, device, architecture, tokenizer, state, source, task_cfg, task)
+    return Setup(cfg, device, architecture, tokenizer, state, source, task_cfg, task, env)
 
 
 def selection_metric(setup: Setup) -> str:
@@ -177,11 +187,12 @@ class SampledBatches:
     """
 
     def __init__(self, task: Task, examples: list, batch_size: int, seed: int, *, source: str,
-                 length_bucketing: bool = False):
+                 length_bucketing: bool = False, env: DistEnv = DistEnv()):
         self.task = task
         self.examples = examples
         lengths = np.array([len(example.src) for example in examples]) if length_bucketing else None
-        self.sampler = EpochSampler(len(examples), batch_size, seed, source=source, lengths=lengths)
+        self.sampler = EpochSampler(len(examples), batch_size, seed, source=source, lengths=lengths,
+                                    rank=env.rank, world_size=env.world_size)
         self.batches_per_epoch = self.sampler.batches_per_epoch
 
     def next_batch(self) -> dict:
@@ -220,11 +231,12 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         log.warning("%s exists from an earlier run and will be replaced", best_path)
     optimizer = build_optimizer(model, f.learning_rate, f.weight_decay, f.adam_epsilon)
     scheduler = linear_warmup_decay(optimizer, total_steps, f.warmup)
-    reporter = Reporter(progress_dir or report_dir, total_steps)
+    reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main,
+                        reduce_device=setup.device)
     trainer = Trainer(model, optimizer, scheduler, device=setup.device, precision=cfg.hardware.precision,
                       accumulation_steps=f.accumulation_steps, max_grad_norm=f.max_grad_norm, reporter=reporter)
-    if cfg.hardware.compile:
-        trainer.model = torch.compile(model)
+    train_model = distributed.wrap(model, setup.env, setup.device)
+    trainer.model = torch.compile(train_model) if cfg.hardware.compile else train_model
     best = Best(best_path)
     prefix = f"{name} " if name else ""
 
@@ -232,13 +244,16 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         if step % steps_per_epoch:
             return
         epoch = step // steps_per_epoch
-        scores = evaluate_dev()
+        scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best epoch
         improved = best.score is None or scores[metric] > best.score
+        if improved:
+            best.score, best.epoch, best.scores = scores[metric], epoch, dict(scores)
+        if not setup.env.is_main:
+            return
         log.info("%sepoch %d/%d dev: %s%s", prefix, epoch, f.epochs_num, format_scores(scores),
                  " (best so far)" if improved else "")
         record(report_dir, {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores})
         if improved:
-            best.score, best.epoch, best.scores = scores[metric], epoch, dict(scores)
             save_checkpoint(best_path, model_state=model.state_dict(), config=checkpoint_config,
                             vocab=setup.tokenizer.identity(), trainer=None)
 
@@ -246,6 +261,8 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         trainer.fit(batches.next_batch, total_steps, f.report_steps, on_step_end)
     finally:
         reporter.close()
+        del trainer, train_model
+        distributed.barrier()
     log.info("%sbest dev %s %.4f at epoch %d; saved %s", prefix, metric, best.score, best.epoch, best_path)
     return best
 

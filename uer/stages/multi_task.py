@@ -72,7 +72,7 @@ def run(cfg: DictConfig) -> float:
     model = finetune.new_model(setup, None)
     out_dir = finetune.output_dir(cfg)
     report_dir = run_dir(out_dir)
-    batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders)
+    batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders, f.length_bucketing)
 
     def scores_on(datasets: list[tuple[int, TaskData]]) -> dict[str, float]:
         per = {i: finetune.evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
@@ -114,9 +114,11 @@ def dataset_folders(paths) -> list[Path]:
 class InterleavedBatches:
     """Batches of several datasets, each batch from one; an epoch interleaves all their batches at random."""
 
-    def __init__(self, task, datasets: list[TaskData], batch_size: int, seed: int, folders: list[Path]):
+    def __init__(self, task, datasets: list[TaskData], batch_size: int, seed: int, folders: list[Path],
+                 length_bucketing: bool = False):
         self.sources = [SampledBatches(task, data.examples, batch_size, seed + i,
-                                       source=f"task.dataset_paths[{i}] {folders[i] / 'train.tsv'}")
+                                       source=f"task.dataset_paths[{i}] {folders[i] / 'train.tsv'}",
+                                       length_bucketing=length_bucketing)
                         for i, data in enumerate(datasets)]
         self.counts = [source.batches_per_epoch for source in self.sources]
         self.batches_per_epoch = sum(self.counts)
