@@ -178,3 +178,31 @@ def test_finetune_two_processes_equal_one_with_twice_the_batch(tmp_path):
     two = finetune(tmp_path / "two", "finetune.batch_size=16", "hardware.nproc_per_node=2")
     one = finetune(tmp_path / "one", "finetune.batch_size=32")
     assert_same_weights(two, one)
+
+
+def test_slurm_preset_selects_submitit_with_one_task_per_gpu():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hardware=slurm", "hydra.launcher.nodes=3"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (3, 8, 8)
+
+
+def test_slurm_tasks_become_ranks(monkeypatch):
+    pytest.importorskip("submitit")
+    from uer import distributed
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    slurm = {"SLURM_JOB_ID": "12", "SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1",
+             "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2",
+             "SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_TASKS_PER_NODE": "2(x2)", "SUBMITIT_EXECUTOR": "slurm"}
+    for key, value in slurm.items():
+        monkeypatch.setenv(key, value)
+    distributed.adopt_slurm_tasks()
+    assert distributed.env_from_os() == distributed.DistEnv(rank=3, local_rank=1, world_size=4)
+    assert os.environ["MASTER_ADDR"] == "node1"

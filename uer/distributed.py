@@ -43,6 +43,19 @@ def env_from_os() -> DistEnv:
     return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
 
 
+def adopt_slurm_tasks() -> None:
+    """Under SLURM with one task per worker (``hardware=slurm``: srun through Hydra's submitit
+    launcher) export torch.distributed's variables from SLURM's, so each task joins as a rank
+    instead of starting workers of its own."""
+    if "RANK" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+    except ImportError:
+        raise UerError("running as one of several SLURM tasks needs submitit: pip install -e \".[slurm]\"") from None
+    TorchDistributedEnvironment().export()
+
+
 def default_backend(device_type: str) -> str:
     return "nccl" if device_type == "cuda" else "gloo"
 

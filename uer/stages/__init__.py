@@ -14,7 +14,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from uer import launch
+from uer import distributed, launch
 from uer.config.compat import check_stage_config
 from uer.errors import UerError
 
@@ -29,6 +29,7 @@ def run_stage(cfg: DictConfig):
     module = importlib.import_module(f"uer.stages.{cfg.stage}")
     try:
         check_stage_config(cfg)  # combinations that cannot work fail here, before any work
+        distributed.adopt_slurm_tasks()
         if launch.needed(cfg):
             return launch.launch(cfg)
         return module.run(cfg)
