@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from uer.distributed import all_reduce_sum
+from uer.tensorboard import summary_writer
 
 log = logging.getLogger("uer.train")
 
@@ -73,9 +74,7 @@ class Reporter:
 
     def _scalars(self, step: int, record: dict) -> None:
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+            self._writer = summary_writer(str(self.out_dir / "tensorboard"))
         for key, value in record.items():
             if key != "step":
                 self._writer.add_scalar(f"train/{key}", value, step)
