@@ -38,3 +38,4 @@ class ToolConfig:
     top_k: int = 0
     top_p: float = 1.0
     use_cache: bool = True
+    pooling: str = "mean"  # extract_feature: mean | first | last | max (over each line's tokens)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from uer.errors import UerError
-from uer.models.layers import TransformerLayer
+from uer.models.layers import KeyValueCache, TransformerLayer
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
@@ -71,4 +71,26 @@ class TransformerEncoder(nn.Module):
         layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer
         for layer in layers:
             hidden = layer(hidden, attn_mask, is_causal)
+        return hidden
+
+    def new_cache(self, max_length: int) -> KeyValueCache:
+        """An empty key/value cache for :meth:`forward_incremental`, room for ``max_length`` positions."""
+        return KeyValueCache(self.layers_num, max_length)
+
+    def forward_incremental(self, emb: torch.Tensor, cache: KeyValueCache) -> torch.Tensor:
+        """Hidden states of new positions given the earlier ones' keys/values (causal encoders only).
+
+        ``emb`` (B, new, emb_size) are the embeddings of the positions after the
+        ``cache.length`` already encoded; none of them is padding.  The result equals
+        :meth:`forward`'s last ``new`` positions on the whole sequence (eval mode), at the
+        cost of the new positions alone.  The cache is advanced past them.
+        """
+        if not self.causal:
+            raise UerError("incremental decoding needs a causal encoder (encoder.mask=causal, e.g. encoder=gpt); "
+                           "a bidirectional encoder must re-encode the whole sequence")
+        hidden = self.linear(emb) if self.linear is not None else emb
+        layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer
+        for slot, layer in enumerate(layers):
+            hidden = layer.forward_incremental(hidden, cache, slot)
+        cache.advance(emb.size(1))
         return hidden

@@ -42,6 +42,40 @@ def init_bert_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class KeyValueCache:
+    """Keys and values of the positions already seen, for incremental (left-to-right) decoding.
+
+    One slot per layer *application* (an ALBERT model applies its shared layer
+    ``layers_num`` times, so it needs ``layers_num`` slots too).  Buffers of
+    ``max_length`` positions are allocated on first use, so each decoding step writes in
+    place instead of concatenating.  ``length`` is the number of positions stored; it
+    advances once per step, after every layer has appended (:meth:`advance`).
+    """
+
+    def __init__(self, slots: int, max_length: int):
+        self.max_length = max_length
+        self.length = 0
+        self.keys: list[Optional[torch.Tensor]] = [None] * slots
+        self.values: list[Optional[torch.Tensor]] = [None] * slots
+
+    def append(self, slot: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store ``key``/``value`` (B, heads, new, d) after the cached ones; all keys/values so far."""
+        start, end = self.length, self.length + key.size(2)
+        if end > self.max_length:
+            raise UerError(f"the key/value cache holds {self.max_length} positions but {end} are needed; "
+                           "allocate a larger cache")
+        if self.keys[slot] is None:
+            shape = (key.size(0), key.size(1), self.max_length, key.size(3))
+            self.keys[slot] = key.new_empty(shape)
+            self.values[slot] = value.new_empty(shape)
+        self.keys[slot][:, :, start:end] = key
+        self.values[slot][:, :, start:end] = value
+        return self.keys[slot][:, :, :end], self.values[slot][:, :, :end]
+
+    def advance(self, steps: int) -> None:
+        self.length += steps
+
+
 class MultiHeadedAttention(nn.Module):
     """Self-attention with one fused query/key/value projection and SDPA kernels.
 
@@ -64,6 +98,34 @@ class MultiHeadedAttention(nn.Module):
             key,
             value,
             attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
+
+    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
+        """Causal attention of the new positions ``x`` (B, new, H) over the cached ones and themselves.
+
+        Every position is real (no padding); new position ``i`` sees the cached positions
+        and the new positions up to ``i``.  Equal to :meth:`forward` with a causal mask over
+        the whole sequence, restricted to the new positions (in eval mode).
+        """
+        batch, length, hidden = x.shape
+        query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        past = cache.length
+        key, value = cache.append(slot, key, value)
+        if length == 1:
+            mask, is_causal = None, False  # one new query sees every stored key
+        elif past == 0:
+            mask, is_causal = None, True
+        else:  # query i (absolute position past + i) sees keys 0 .. past + i
+            mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            is_causal = False
+        context = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )
@@ -102,4 +164,9 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         x = self.layer_norm_1(x + self.dropout(self.self_attn(x, attn_mask, is_causal)))
+        return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))
+
+    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
+        """:meth:`forward` under a causal mask for the new positions only, keys/values from ``cache``."""
+        x = self.layer_norm_1(x + self.dropout(self.self_attn.forward_incremental(x, cache, slot)))
         return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))

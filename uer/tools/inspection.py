@@ -1,0 +1,135 @@
+"""Looking inside a model: check_model, extract_embedding, extract_feature.
+
+* ``check_model``: every tensor's name, shape and dtype (TSV at ``tool.output_path`` when
+  given, a summary in the log); for our checkpoints also that the weights rebuild the
+  model their config describes.  Non-finite values (NaN/Inf) are an error naming the
+  tensor, after the report is written.
+* ``extract_embedding``: the word embedding matrix (vocab_size, emb_size), row i = token
+  id i, as float32 ``.npy`` (or a torch tensor in ``.pt``).
+* ``extract_feature``: one row per non-blank line of ``tool.test_path`` (or one row for
+  ``tool.text``): the last layer's hidden states of ``[CLS] line [SEP]`` (cut to
+  ``tool.seq_length``), pooled over those tokens by ``tool.pooling`` (``mean`` over all of
+  them, ``first`` = the [CLS] position, ``last`` = the [SEP] position, ``max``
+  element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from uer.errors import UerError
+from uer.runtime import autocast
+from uer.tools import TOOLS
+from uer.tools.model_loading import (WORD_EMBEDDING, inputs, load_model, logger, model_file, output_file,
+                                     read_state, write_array, write_text)
+
+POOLINGS = ("mean", "first", "last", "max")
+
+
+@TOOLS.register("check_model")
+def check_model(cfg) -> dict:
+    path = model_file(cfg.tool.input_path)
+    state, payload = read_state(path)
+    storages: set[int] = set()
+    parameters, non_finite = 0, []
+    for key, tensor in state.items():
+        if tensor.untyped_storage().data_ptr() not in storages:  # tied tensors are counted once
+            storages.add(tensor.untyped_storage().data_ptr())
+            parameters += tensor.numel()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            non_finite.append(key)
+    summary = {"path": str(path), "format": "bin" if payload is None else "pt", "tensors": len(state),
+               "parameters": parameters, "non_finite": non_finite}
+    if payload is not None:
+        config = payload.get("config") or {}
+        summary["config"] = {node: (config.get(node) or {}).get("type")
+                             for node in ("embedding", "encoder", "target", "task", "tokenizer") if node in config}
+        summary["vocab_size"] = (payload.get("vocab") or {}).get("vocab_size")
+        summary["trainer_step"] = (payload.get("trainer") or {}).get("step")
+        load_model(cfg, path, with_tokenizer=False)  # a UerError if the weights do not fit the config
+    if cfg.tool.output_path:
+        out = output_file(cfg, "model.tsv")
+        rows = ["name\tshape\tdtype\tnumel\n"] + [
+            f"{key}\t{'x'.join(map(str, tensor.shape))}\t{str(tensor.dtype).removeprefix('torch.')}\t{tensor.numel()}\n"
+            for key, tensor in state.items()]
+        write_text(out, "".join(rows))
+        summary["output_path"] = str(out)
+    for key, tensor in state.items():
+        logger.info("%s %s %s", key, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+    logger.info("%s: %s", path, {k: v for k, v in summary.items() if k != "path"})
+    if non_finite:
+        more = f" and {len(non_finite) - 1} more tensors" if len(non_finite) > 1 else ""
+        raise UerError(f"model {path} has NaN or Inf values in {non_finite[0]}{more}; it is broken (train again "
+                       "from an earlier checkpoint)")
+    return summary
+
+
+@TOOLS.register("extract_embedding")
+def extract_embedding(cfg) -> str:
+    path = model_file(cfg.tool.input_path)
+    state, _ = read_state(path)
+    if WORD_EMBEDDING not in state:
+        raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a model "
+                       "of this toolkit")
+    matrix = state[WORD_EMBEDDING].detach().float().numpy()
+    out = write_array(output_file(cfg, "word_embedding.npy"), matrix)
+    logger.info("wrote the word embedding of %s, shape %s, to %s", path, matrix.shape, out)
+    return str(out)
+
+
+@TOOLS.register("extract_feature")
+def extract_feature(cfg) -> str:
+    t = cfg.tool
+    if t.pooling not in POOLINGS:
+        raise UerError(f"tool.pooling={t.pooling} is not known; choose one of: {', '.join(POOLINGS)}")
+    if t.batch_size < 1:
+        raise UerError(f"tool.batch_size={t.batch_size} must be at least 1")
+    lines = inputs(cfg)
+    out = output_file(cfg, "features.npy")
+    if out.suffix not in (".npy", ".pt"):
+        raise UerError(f"tool.output_path={out} must end in .npy (numpy) or .pt (torch tensor)")
+    loaded = load_model(cfg)
+    seq_length = sequence_length(cfg, loaded)
+    vocab = loaded.tokenizer.vocab
+    sequences = [[vocab.cls_id, *loaded.tokenizer.encode(text)[: seq_length - 2], vocab.sep_id] for _, text in lines]
+    rows = []
+    with torch.no_grad(), autocast(loaded.device, cfg.hardware.precision):
+        for start in range(0, len(sequences), t.batch_size):
+            src, seg = pad_batch(sequences[start:start + t.batch_size], loaded.device)
+            hidden = loaded.backbone(src, seg).float()
+            rows.append(pool(hidden, seg != 0, t.pooling).cpu())
+    features = torch.cat(rows).numpy()
+    write_array(out, features)
+    logger.info("wrote %s features of %d lines of %s (pooling=%s) to %s", features.shape, len(lines),
+                t.test_path or "tool.text", t.pooling, out)
+    return str(out)
+
+
+def sequence_length(cfg, loaded) -> int:
+    positions = int(loaded.config["embedding"]["max_seq_length"])
+    if cfg.tool.seq_length < 3:
+        raise UerError(f"tool.seq_length={cfg.tool.seq_length} must be at least 3")
+    return min(cfg.tool.seq_length, positions)
+
+
+def pad_batch(sequences: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(src, seg)``: ids padded with 0 on the right, segment 1 on real tokens and 0 on padding."""
+    length = max(len(ids) for ids in sequences)
+    src = torch.zeros(len(sequences), length, dtype=torch.long)
+    seg = torch.zeros(len(sequences), length, dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        src[row, :len(ids)] = torch.tensor(ids)
+        seg[row, :len(ids)] = 1
+    return src.to(device), seg.to(device)
+
+
+def pool(hidden: torch.Tensor, keep: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, L, H) -> (B, H) over the positions where ``keep`` (B, L) is true."""
+    if pooling == "first":
+        return hidden[:, 0]
+    if pooling == "last":
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), keep.sum(dim=1) - 1]
+    if pooling == "max":
+        return hidden.masked_fill(~keep[..., None], float("-inf")).max(dim=1).values
+    weights = keep[..., None].to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)

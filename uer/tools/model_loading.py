@@ -1,0 +1,251 @@
+"""What the model scripts share: read a model file, rebuild the model, find its tokenizer, write outputs.
+
+A model file is either
+
+* this project's checkpoint (``.pt``, or a directory holding ``step_N.pt``/``best.pt``):
+  it describes itself, so ``load_checkpoint(path)["config"]`` rebuilds the model and
+  names the tokenizer it was trained with; or
+* an original UER-py ``.bin`` (a flat dict of tensors): the architecture comes from the
+  composed config (``embedding=``, ``encoder=``, ``target=``, ``size=`` ...) and the
+  tokenizer from ``tokenizer.*``; the vocabulary size is the word embedding's row count.
+
+Fine-tuned checkpoints (they store a ``task``) give their backbone only: no pre-training
+target.  Outputs are written atomically (a temporary file renamed into place).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from uer.errors import UerError
+from uer.io.checkpoint import load_checkpoint, step_checkpoints
+from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
+from uer.models import Backbone, build_backbone, build_model
+from uer.runtime import configure_threads, resolve_device, run_dir
+from uer.stages.common import tokenizer_from_config
+from uer.tokenizers import build_tokenizer
+
+logger = logging.getLogger("uer.tools")
+
+WORD_EMBEDDING = "backbone.embedding.word_embedding.weight"
+BEST = "best.pt"
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a file, in eval mode on the configured device."""
+
+    path: Path
+    kind: str  # "pt" (ours) or "bin" (original UER)
+    backbone: Backbone
+    target: Optional[nn.Module]  # None for fine-tuned checkpoints
+    config: dict  # plain dicts: embedding, encoder, target (if any), tokenizer
+    vocab_size: int
+    device: torch.device
+    tokenizer: object = None  # a VocabTokenizer when asked for
+    missing: list[str] = field(default_factory=list)  # model keys the file did not fill (.bin)
+
+    def require_target(self, types: tuple[str, ...], tool: str) -> nn.Module:
+        """The pre-training target, which must be one of ``types``; else one line saying what to give."""
+        target_type = (self.config.get("target") or {}).get("type")
+        if self.target is None:
+            raise UerError(f"model {self.path} is a fine-tuned model without its pre-training head; tool={tool} "
+                           f"needs a pre-trained model with target={' or '.join(types)}")
+        if target_type not in types:
+            raise UerError(f"model {self.path} has target={target_type} but tool={tool} needs target="
+                           f"{' or '.join(types)}")
+        absent = [key for key in self.missing if key.startswith("target.")]
+        if absent:
+            raise UerError(f"model file {self.path} has no weights for {absent[0]} (target={target_type}); give a "
+                           f"model saved with its {target_type} head or compose the target it was trained with")
+        return self.target
+
+
+def model_file(path, key: str = "tool.input_path") -> Path:
+    """``path`` as a model file: a directory means its ``best.pt`` or newest ``step_N.pt``."""
+    if not path:
+        raise UerError(f"{key} is not set; give a model file (.pt checkpoint or UER .bin)")
+    path = Path(path)
+    if path.is_dir():
+        if (path / BEST).is_file():
+            return path / BEST
+        steps = step_checkpoints(path)
+        if not steps:
+            raise UerError(f"{key}={path} is a directory with no {BEST} or step_N.pt checkpoint; give a model file")
+        return steps[-1][1]
+    if not path.is_file():
+        raise UerError(f"model file {path} ({key}) not found; check the path")
+    return path
+
+
+def read_state(path) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+    """The weights of a model file under our parameter names, and the checkpoint payload (None for .bin)."""
+    path = Path(path)
+    if path.suffix == ".bin":
+        return from_uer_state_dict(load_uer_bin(path)), None
+    payload = load_checkpoint(path)
+    return payload["model"], payload
+
+
+def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with_tokenizer: bool = True,
+               device: Optional[torch.device] = None) -> LoadedModel:
+    """Rebuild the model stored at ``path`` (default ``tool.input_path``), eval mode, on ``hardware.device``."""
+    configure_threads(cfg.hardware.num_threads)
+    path = model_file(cfg.tool.input_path if path is None else path, key)
+    device = device or resolve_device(cfg.hardware.device)
+    state, payload = read_state(path)
+    if WORD_EMBEDDING not in state:
+        raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a "
+                       "model of this toolkit")
+    vocab_size = int(state[WORD_EMBEDDING].shape[0])
+    missing: list[str] = []
+    if payload is not None:
+        config = payload.get("config") or {}
+        if "embedding" not in config or "encoder" not in config:
+            raise UerError(f"checkpoint {path} stores no model config; it was not written by this toolkit")
+        embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
+        if "task" in config or "target" not in config:
+            backbone, target = build_backbone(embedding, encoder, vocab_size), None
+            module: nn.Module = backbone
+            state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        else:
+            model = build_model(embedding, encoder, OmegaConf.create(config["target"]), vocab_size)
+            backbone, target, module = model.backbone, model.target, model
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise UerError(f"checkpoint {path} does not fit the model its config describes ({first}); "
+                           "it was modified after it was written") from None
+        config = {k: v for k, v in config.items() if k in ("embedding", "encoder", "target", "tokenizer", "task")}
+    else:
+        config = {node: OmegaConf.to_container(cfg[node], resolve=True)
+                  for node in ("embedding", "encoder", "target", "tokenizer")}
+        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
+        missing = load_into_model(model, state, source=str(path)).missing
+        backbone_missing = [k for k in missing if k.startswith("backbone.")]
+        if backbone_missing:
+            raise UerError(f"model file {path} has no weights for {backbone_missing[0].removeprefix('backbone.')}; "
+                           "compose the architecture it was trained with (embedding=, encoder=, size=, model.*)")
+        backbone, target = model.backbone, model.target
+    backbone.to(device).eval()
+    if target is not None:
+        target.to(device).eval()
+    loaded = LoadedModel(path=path, kind="bin" if payload is None else "pt", backbone=backbone, target=target,
+                         config=config, vocab_size=vocab_size, device=device, missing=missing)
+    if with_tokenizer:
+        loaded.tokenizer = model_tokenizer(cfg, loaded, payload)
+    return loaded
+
+
+def model_tokenizer(cfg: DictConfig, loaded: LoadedModel, payload: Optional[dict]):
+    """The tokenizer a checkpoint was trained with (else the composed one, if it gives the same ids)."""
+    from uer.stages.finetune import check_vocabulary
+
+    if payload is not None:
+        stored = (payload.get("config") or {}).get("tokenizer") or {}
+        try:
+            tokenizer = build_tokenizer(**stored)
+            if tokenizer.identity() == payload.get("vocab"):
+                return tokenizer
+        except (UerError, TypeError):
+            pass
+        tokenizer = tokenizer_from_config(cfg)
+        check_vocabulary(payload.get("vocab"), stored, tokenizer, loaded.path)
+        return tokenizer
+    tokenizer = tokenizer_from_config(cfg)
+    if len(tokenizer.vocab) != loaded.vocab_size:
+        raise UerError(f"model file {loaded.path} has {loaded.vocab_size} word embedding rows but vocab "
+                       f"{tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens; set tokenizer.vocab_path= to the "
+                       "vocabulary the model was trained with")
+    return tokenizer
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+
+def output_file(cfg: DictConfig, default_name: str) -> Path:
+    """``tool.output_path``, or ``default_name`` in the run directory when it is not set."""
+    if cfg.tool.output_path:
+        path = Path(cfg.tool.output_path)
+        if path.is_dir():
+            raise UerError(f"tool.output_path={path} is a directory; give a file name")
+        return path
+    return run_dir(Path.cwd()) / default_name
+
+
+def atomic_write(path, write: Callable[[object], None], binary: bool = False) -> Path:
+    """Call ``write(handle)`` on a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda handle: handle.write(text))
+
+
+def write_array(path, array: np.ndarray) -> Path:
+    """``.npy`` (numpy) or ``.pt`` (a torch tensor), by the file name's suffix."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        return atomic_write(path, lambda handle: torch.save(torch.from_numpy(np.ascontiguousarray(array)), handle),
+                            binary=True)
+    if path.suffix != ".npy":
+        raise UerError(f"tool.output_path={path} must end in .npy (numpy) or .pt (torch tensor)")
+    return atomic_write(path, lambda handle: np.save(handle, array), binary=True)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def read_lines(path, key: str = "tool.test_path") -> list[tuple[int, str]]:
+    """``(line number, text)`` of every non-blank line (stripped of its line break and outer spaces)."""
+    if not path:
+        raise UerError(f"{key} is not set; give a UTF-8 text file, one input per line")
+    path = Path(path)
+    if not path.is_file():
+        raise UerError(f"input file {path} ({key}) not found; check the path")
+    lines = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise UerError(f"{path}:{number}: not valid UTF-8; save {key} as UTF-8") from None
+            if number == 1:
+                text = text.removeprefix("\ufeff")
+            if text:
+                lines.append((number, text))
+    if not lines:
+        raise UerError(f"input file {path} ({key}) has no non-blank line; give one input per line")
+    return lines
+
+
+def inputs(cfg: DictConfig) -> list[tuple[str, str]]:
+    """``(where, text)`` from ``tool.text`` (one input) or the lines of ``tool.test_path``."""
+    if cfg.tool.text:
+        return [("tool.text", str(cfg.tool.text))]
+    if not cfg.tool.test_path:
+        raise UerError(f"tool={cfg.tool.name} needs tool.text=... (one input) or tool.test_path=... (one per line)")
+    return [(f"{cfg.tool.test_path}:{number}", text) for number, text in read_lines(cfg.tool.test_path)]
