@@ -173,6 +173,7 @@ class FinetuneConfig:
     # null = the task's first metric (accuracy for the classifier).
     metric: Optional[str] = None
     skip_bad_rows: bool = False  # skip malformed rows (and count them) instead of failing
+    length_bucketing: bool = True  # batch rows of similar length together (less padding)
 
 
 @dataclass

@@ -28,6 +28,7 @@ Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
     seg_a_len.npy        length of the first segment incl. [CLS] and its [SEP] (whole instance
                          for mlm/lm)
     sentence_label.npy   int8, bert/albert only (see uer.data.instances)
+    label.npy            int32, cls only: the class of each instance
     mask_positions.npy   static masking only: positions within the instance, flat
     mask_labels.npy      ... the original ids there
     mask_offsets.npy     int64, n+1: instance i's masks are [mask_offsets[i]:mask_offsets[i+1]]
@@ -55,6 +56,7 @@ from uer.data.instances import TARGETS, InstanceOptions, TokenizedDocuments
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
+from uer.progress import Progress
 
 logger = logging.getLogger("uer.preprocess")
 
@@ -139,6 +141,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
                            "tokenization or too short to split into two segments; check the corpus and the "
                            "tokenizer settings")
         flat = ["tokens", "seg_a_len"] + ["sentence_label"] * bool(builder.sentence_task)
+        flat += ["label"] * builder.labelled
         counts = {"lengths": "offsets"}
         if static:
             flat += ["mask_positions", "mask_labels"]
@@ -175,8 +178,9 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
 def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np.ndarray) -> dict:
     """Build every repetition of one unit and write its shard; returns its counts."""
     lines, line_counts = read_documents(job.corpus_path, starts, ends)
-    docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype))
     builder = TARGETS.get(job.target)
+    lines, line_counts, labels = builder.parse_documents(lines, line_counts, job.corpus_path, starts)
+    docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype), labels)
     parts = []
     for repeat in range(job.repeats):
         rng = np.random.default_rng([job.seed, repeat, unit])
@@ -184,13 +188,15 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
         arrays = {"tokens": block.tokens, "lengths": block.lengths, "seg_a_len": block.seg_a_len}
         if block.sentence_label is not None:
             arrays["sentence_label"] = block.sentence_label
+        if block.label is not None:
+            arrays["label"] = block.label
         if job.masking is not None:
             masked = mask_instances(block.tokens, block.offsets, rng, job.masking)
             arrays.update(tokens=masked.tokens, mask_positions=masked.positions,
                           mask_labels=masked.labels, mask_counts=masked.counts)
         parts.append(arrays)
     dtypes = {"tokens": job.token_dtype, "mask_labels": job.token_dtype, "seg_a_len": job.position_dtype,
-              "mask_positions": job.position_dtype, "sentence_label": "i1"}
+              "mask_positions": job.position_dtype, "sentence_label": "i1", "label": "<i4"}
     shard = {name: np.concatenate([part[name] for part in parts]).astype(dtypes.get(name, "<i4"))
              for name in parts[0]}
     save_arrays(job.shard_dir(unit), shard)
@@ -198,8 +204,10 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
     return {"instances": len(shard["lengths"]), "tokens": len(shard["tokens"]), "masked_tokens": masked_tokens}
 
 
-def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtype: np.dtype) -> TokenizedDocuments:
-    """Encode the lines in batches; lines and documents without any token are dropped."""
+def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtype: np.dtype,
+                       labels: np.ndarray | None = None) -> TokenizedDocuments:
+    """Encode the lines in batches; lines and documents without any token are dropped
+    (and so are their ``labels``, one per document, where given)."""
     id_parts, length_parts = [], []
     for first in range(0, len(lines), ENCODE_LINES):
         encoded = tokenizer.encode_batch(lines[first:first + ENCODE_LINES])
@@ -214,6 +222,7 @@ def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtyp
         ids=np.concatenate(id_parts),
         sentence_offsets=np.concatenate(([0], np.cumsum(lengths[kept]))),
         document_offsets=np.concatenate(([0], np.cumsum(per_document[per_document > 0]))),
+        labels=None if labels is None else np.asarray(labels)[per_document > 0],
     )
 
 
@@ -248,17 +257,17 @@ def _run_units(job: BuildJob, index: CorpusIndex, units, tokenizer, processes_nu
 
 
 class _Progress:
+    """Units done, instances and tokens so far, and the time left (a bar on a terminal, else a line every 10 s)."""
+
     def __init__(self, units: int):
-        self.units, self.done, self.last = units, 0, time.perf_counter()
+        self.bar = Progress(units, "preprocess", "units", interval=PROGRESS_SECONDS, logger=logger)
 
     def add(self, totals: dict, counts: dict) -> None:
         for key, value in counts.items():
             totals[key] += value
-        self.done += 1
-        if time.perf_counter() - self.last >= PROGRESS_SECONDS:
-            self.last = time.perf_counter()
-            logger.info("%d/%d units, %d instances, %d tokens", self.done, self.units,
-                        totals["instances"], totals["tokens"])
+        self.bar.update(postfix=f"{totals['instances']:,} instances, {totals['tokens']:,} tokens")
+        if self.bar.done >= self.bar.total:
+            self.bar.close()
 
 
 def _start_method() -> str:

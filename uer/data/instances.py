@@ -11,6 +11,12 @@ instance.
   at most ``seq_length`` tokens, lm instances ``seq_length + 1`` (input = all but the
   last, labels = all but the first), so every stream token is predicted exactly once.
   For mlm a trailing piece holding only the ``[SEP]`` is dropped (nothing to mask).
+* ``bilm``: stored as ``lm`` (``seq_length + 1`` tokens); the batch adds backward labels
+  (token ``i - 1`` at position ``i``).
+* ``cls`` (:class:`LabelledTarget`): one labelled example per line, ``label<TAB>text``
+  or ``label<TAB>text_a<TAB>text_b`` (a header line starting with ``label`` is skipped),
+  stored as ``[CLS] text [SEP]`` (``[CLS] a [SEP] b [SEP]``) cut to ``seq_length``, with
+  the label (``label``).
 * ``bert`` / ``albert`` (:class:`PairTarget`): Google BERT's sentence-pair sampling,
   ``[CLS] A [SEP] B [SEP]``.  ``sentence_label``: NSP 0 = B is the real continuation,
   1 = B comes from another document; SOP 0 = right order, 1 = A and B swapped.
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from uer.data.corpus import DOCUMENTS, LINES
+from uer.errors import UerError, where
 from uer.registry import Registry
 
 TARGETS: Registry = Registry("pre-training target")
@@ -48,6 +55,7 @@ class TokenizedDocuments:
     ids: np.ndarray
     sentence_offsets: np.ndarray
     document_offsets: np.ndarray
+    labels: np.ndarray | None = None  # one per document (cls)
 
     @property
     def token_offsets(self) -> np.ndarray:
@@ -64,6 +72,7 @@ class InstanceBlock:
     lengths: np.ndarray
     seg_a_len: np.ndarray
     sentence_label: np.ndarray | None = None
+    label: np.ndarray | None = None  # cls: the class of each instance
 
     @property
     def offsets(self) -> np.ndarray:
@@ -86,15 +95,30 @@ def concat_ranges(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     return out
 
 
-class StreamTarget:
-    """mlm and lm: single-segment instances cut from document streams."""
+class InstanceBuilder:
+    """What every target's builder says about its instances (defaults: plain text, no labels)."""
 
     layout = LINES
-    sentence_task = None
+    sentence_task = None  # "nsp" | "sop": a sentence_label per instance
+    masked = False  # masked-LM labels (mlm_positions/mlm_labels)
+    extra_tokens = 0  # lm, bilm: one token more is stored; inputs and labels are shifted views
+    backward = False  # bilm: backward-LM labels too
+    labelled = False  # cls: a label per instance, read from the corpus
 
-    def __init__(self, masked: bool, extra_tokens: int):
+    def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
+        """``(lines, line_counts, labels)`` to tokenize: the corpus lines of consecutive
+        documents (``starts``: their byte offsets in ``path``), split into text and labels
+        where the format has them; ``labels`` is None without."""
+        return lines, line_counts, None
+
+
+class StreamTarget(InstanceBuilder):
+    """mlm, lm and bilm: single-segment instances cut from document streams."""
+
+    def __init__(self, masked: bool, extra_tokens: int, backward: bool = False):
         self.masked = masked
         self.extra_tokens = extra_tokens  # lm stores one token more: inputs and labels are shifted views
+        self.backward = backward
 
     def randomized(self, options: InstanceOptions) -> bool:
         """Whether instance creation draws random numbers (else repetitions are identical)."""
@@ -127,7 +151,7 @@ class StreamTarget:
         return InstanceBlock(tokens=tokens, lengths=lengths, seg_a_len=lengths)
 
 
-class PairTarget:
+class PairTarget(InstanceBuilder):
     """bert (next-sentence prediction) and albert (sentence-order prediction)."""
 
     layout = DOCUMENTS
@@ -233,7 +257,93 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng) -> tuple[
     return a, b
 
 
+class LabelledTarget(InstanceBuilder):
+    """cls: ``label<TAB>text_a[<TAB>text_b]`` per line -> ``[CLS] a [SEP] (b [SEP])`` + label."""
+
+    labelled = True
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        return False
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return False
+
+    def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
+        texts: list[str] = []
+        counts: list[int] = []
+        labels: list[int] = []
+        for line, start in zip(lines, starts.tolist()):  # LINES layout: one line per document
+            fields = line.split("\t")
+            if fields[0].strip().lower() == "label" and start <= 3:  # a header (after a BOM, maybe)
+                continue
+            label = fields[0].strip()
+            if len(fields) not in (2, 3) or not label.isdigit():
+                raise UerError(f"{where(path, _line_number(path, start))}: a cls corpus line is "
+                               f"label<TAB>text or label<TAB>text_a<TAB>text_b with a label 0, 1, 2 ..., "
+                               f"but this line is {line[:60]!r}")
+            texts.extend(fields[1:])
+            counts.append(len(fields) - 1)
+            labels.append(int(label))
+        if not texts:
+            raise UerError(f"{where(path)}: a cls corpus needs label<TAB>text lines, but it holds only a header")
+        return texts, counts, np.array(labels, dtype=np.int64)
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        if docs.labels is None:
+            raise RuntimeError("cls documents arrived without labels: the dataset builder must pass the labels of "
+                               "parse_documents to tokenize_documents (uer.data.build.build_unit)")
+        room = options.seq_length
+        cls, sep = np.array([options.cls_id], docs.ids.dtype), np.array([options.sep_id], docs.ids.dtype)
+        pieces, lengths, seg_a_len = [], [], []
+        for first, end in zip(docs.document_offsets[:-1].tolist(), docs.document_offsets[1:].tolist()):
+            parts = [docs.ids[docs.sentence_offsets[s]:docs.sentence_offsets[s + 1]] for s in range(first, end)]
+            if len(parts) == 1:
+                a = parts[0][:room - 2]
+                pieces += [cls, a, sep]
+                lengths.append(len(a) + 2)
+                seg_a_len.append(len(a) + 2)
+            else:
+                a, b = _truncate_longer(parts[0], parts[1], room - 3)
+                pieces += [cls, a, sep, b, sep]
+                lengths.append(len(a) + len(b) + 3)
+                seg_a_len.append(len(a) + 2)
+        return InstanceBlock(
+            tokens=np.concatenate(pieces) if pieces else np.zeros(0, docs.ids.dtype),
+            lengths=np.array(lengths, dtype=np.int32),
+            seg_a_len=np.array(seg_a_len, dtype=np.int32),
+            label=np.asarray(docs.labels, dtype=np.int64),
+        )
+
+
+def _truncate_longer(a: np.ndarray, b: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the end of the longer of ``a`` and ``b`` until both fit in ``room`` tokens (BERT's
+    ``truncate_seq_pair``, all at once): a short side is kept whole, two long ones get half each."""
+    if len(a) + len(b) <= room:
+        return a, b
+    half = room // 2
+    if len(a) <= half:
+        return a, b[:room - len(a)]
+    if len(b) <= half:
+        return a[:room - len(b)], b
+    return a[:room - half], b[:half]
+
+
+def _line_number(path: str, offset: int) -> int:
+    """The 1-based line that starts at byte ``offset`` of ``path`` (for messages)."""
+    count = 0
+    with open(path, "rb") as f:
+        while offset > 0:
+            chunk = f.read(min(offset, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            offset -= len(chunk)
+    return count + 1
+
+
 TARGETS.register("mlm")(StreamTarget(masked=True, extra_tokens=0))
 TARGETS.register("lm")(StreamTarget(masked=False, extra_tokens=1))
+TARGETS.register("bilm")(StreamTarget(masked=False, extra_tokens=1, backward=True))
+TARGETS.register("cls")(LabelledTarget())
 TARGETS.register("bert")(PairTarget("nsp"))
 TARGETS.register("albert")(PairTarget("sop"))

@@ -9,7 +9,9 @@ A batch is padded to its own longest instance and holds:
   tokens to predict and ``mlm_labels`` (N,) their original ids;
 * bert, albert: ``sentence_labels`` (B,) -- NSP 0 = real next segment, 1 = random;
   SOP 0 = right order, 1 = swapped;
-* lm: ``lm_labels`` (B, L), ``src`` shifted by one, -100 at padding.
+* lm, bilm: ``lm_labels`` (B, L), ``src`` shifted by one (the next token), -100 at padding;
+* bilm: ``lm_backward_labels`` (B, L), the previous token, -100 at position 0 and padding;
+* cls: ``cls_labels`` (B,) the class of each row.
 
 With dynamic masking the masks are drawn here, from ``default_rng([seed, epoch, index])``
 per instance: the same instance gets the same mask in the same epoch whatever batch it
@@ -45,6 +47,7 @@ class PretrainDataset:
         static = builder.masked and not self.meta["dynamic_masking"]
         names = ["tokens", "offsets", "seg_a_len"]
         names += ["sentence_label"] * bool(builder.sentence_task)
+        names += ["label"] * builder.labelled
         names += ["mask_positions", "mask_labels", "mask_offsets"] * static
         missing = [name for name in names if name not in self.meta["arrays"]]
         if missing:
@@ -52,6 +55,7 @@ class PretrainDataset:
         arrays = open_arrays(self.path, {name: self.meta["arrays"][name] for name in names}, fix)
         self._tokens, self._offsets, self._seg_a_len = arrays["tokens"], arrays["offsets"], arrays["seg_a_len"]
         self._sentence_label = arrays.get("sentence_label")
+        self._label = arrays.get("label")
         self._mask_positions = arrays.get("mask_positions")
         self._mask_labels = arrays.get("mask_labels")
         self._mask_offsets = arrays.get("mask_offsets")
@@ -59,10 +63,11 @@ class PretrainDataset:
         self._dynamic = MaskingScheme.from_dict(self.meta["masking"]) if builder.masked and self.meta["dynamic_masking"] else None
         self._masked = builder.masked
         self._shift = builder.extra_tokens  # lm: inputs and labels are the instance shifted by one
+        self._backward = builder.backward
 
     def _check_consistent(self, fix: str) -> None:
         n = len(self._offsets) - 1
-        ok = all(len(a) == n for a in (self._seg_a_len, self._sentence_label) if a is not None)
+        ok = all(len(a) == n for a in (self._seg_a_len, self._sentence_label, self._label) if a is not None)
         for offsets, *values in ((self._offsets, self._tokens),
                                  (self._mask_offsets, self._mask_positions, self._mask_labels)):
             if offsets is not None:
@@ -70,6 +75,12 @@ class PretrainDataset:
                 ok = ok and all(offsets[-1] == len(v) for v in values)
         if not ok:
             raise UerError(f"{self.path}: the array sizes do not match each other; {fix}")
+
+    def labels_num(self) -> int:
+        """cls: the number of classes, one more than the largest label."""
+        if self._label is None:
+            raise UerError(f"dataset {self.path} holds no labels: it was built for target {self.target!r}, not cls")
+        return int(np.max(self._label)) + 1 if len(self._label) else 0
 
     def lengths(self) -> np.ndarray:
         """Tokens per instance (as stored), for length bucketing."""
@@ -113,12 +124,22 @@ class PretrainDataset:
         batch = {}
         if self._masked:
             batch["mlm_positions"], batch["mlm_labels"] = self._fill_masked(src, instances, indices, epoch, seed)
-        else:
+        elif self._shift:
             labels = np.full_like(src, -100)
+            backward = np.full_like(src, -100) if self._backward else None
             for row, tokens in enumerate(instances):
                 src[row, :len(tokens) - 1] = tokens[:-1]
                 labels[row, :len(tokens) - 1] = tokens[1:]
+                if backward is not None:
+                    backward[row, 1:len(tokens) - 1] = tokens[:-2]
             batch["lm_labels"] = labels
+            if backward is not None:
+                batch["lm_backward_labels"] = backward
+        else:
+            for row, tokens in enumerate(instances):
+                src[row, :len(tokens)] = tokens
+        if self._label is not None:
+            batch["cls_labels"] = self._label[indices].astype(np.int64)
         if self._sentence_label is not None:
             batch["sentence_labels"] = self._sentence_label[indices].astype(np.int64)
         batch.update(src=src, seg=seg)

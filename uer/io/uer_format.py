@@ -6,7 +6,11 @@ needs no config:
 * Backbone keys: our models hold embedding + encoder under ``backbone.`` (a bare
   ``Backbone`` has no prefix); UER files have none.  ``backbone_prefix`` says which.
 * Attention: our fused ``self_attn.qkv`` (3H, H) is UER's
-  ``self_attn.linear_layers.{0,1,2}`` (query, key, value) stacked along dim 0.
+  ``self_attn.linear_layers.{0,1,2}`` (query, key, value) stacked along dim 0; the same
+  for the ``attn`` encoder's layer list ``encoder.self_attn.L``.
+* RNN encoders need no renaming: ``encoder.rnn.*`` (``lstm``, ``gru``, ``rcnn``,
+  ``crnn``) and ``encoder.rnn_forward.*``/``encoder.rnn_backward.*`` (``bilstm``,
+  ``bigru``) hold torch's LSTM/GRU parameter names, as UER's files do.
 * LayerNorm ``weight``/``bias`` are UER's ``gamma``/``beta``.  Every LayerNorm of ours is
   named ``layer_norm``, ``layer_norm_1`` or ``layer_norm_2``, which is how they are found.
 * Layer index and ALBERT sharing are already in the names: ``encoder.transformer.L.*``
@@ -40,8 +44,9 @@ logger = logging.getLogger(__name__)
 BACKBONE_PREFIX = "backbone."
 BACKBONE_PARTS = ("embedding.", "encoder.")
 
-_FUSED_QKV = re.compile(r"^(?P<attn>.*\.self_attn)\.qkv\.(?P<kind>weight|bias)$")
-_SPLIT_QKV = re.compile(r"^(?P<attn>.*\.self_attn)\.linear_layers\.(?P<index>[012])\.(?P<kind>weight|bias)$")
+_FUSED_QKV = re.compile(r"^(?P<attn>(?:.*\.)?self_attn(?:\.\d+)?)\.qkv\.(?P<kind>weight|bias)$")
+_SPLIT_QKV = re.compile(
+    r"^(?P<attn>(?:.*\.)?self_attn(?:\.\d+)?)\.linear_layers\.(?P<index>[012])\.(?P<kind>weight|bias)$")
 _OUR_LAYER_NORM = re.compile(r"^(?P<module>(?:.*\.)?layer_norm(?:_\d+)?)\.(?P<kind>weight|bias)$")
 _UER_LAYER_NORM = re.compile(r"^(?P<module>.*)\.(?P<kind>gamma|beta)$")
 _TO_UER_LN = {"weight": "gamma", "bias": "beta"}

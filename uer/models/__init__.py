@@ -2,6 +2,7 @@
 
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
+from uer.models import attention_encoders, cnn_encoders, rnn_encoders  # noqa: F401, I001  (they register encoders)
 from uer.models.model import Backbone, ModelOutput, PretrainModel, build_backbone, build_model
 from uer.models.targets import TARGETS, ModelDims
 

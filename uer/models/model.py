@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from uer.config.compat import check_model
 from uer.errors import UerError
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
@@ -60,7 +61,13 @@ def _lookup(registry: Registry, name: str):
 
 
 def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
-    """Build and BERT-initialise a backbone; configs need only attribute access."""
+    """Build and BERT-initialise a backbone; configs need only attribute access.
+
+    Linear, Embedding and LayerNorm get BERT's initialisation; RNN and convolution weights
+    keep torch's.  An embedding x encoder pair that cannot work is a UerError
+    (:mod:`uer.config.compat`).
+    """
+    check_model(embedding_cfg, encoder_cfg)
     embedding = _lookup(EMBEDDINGS, embedding_cfg.type)(embedding_cfg, vocab_size)
     encoder = _lookup(ENCODERS, encoder_cfg.type)(encoder_cfg, embedding_cfg.emb_size)
     backbone = Backbone(embedding, encoder)
@@ -70,13 +77,14 @@ def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
 
 def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> PretrainModel:
     """Build a pre-training model.  The target's activation and LayerNorm epsilon are the encoder's."""
+    check_model(embedding_cfg, encoder_cfg, target_cfg)
     backbone = build_backbone(embedding_cfg, encoder_cfg, vocab_size)
     dims = ModelDims(
         vocab_size=vocab_size,
         emb_size=embedding_cfg.emb_size,
         hidden_size=encoder_cfg.hidden_size,
-        hidden_act=encoder_cfg.hidden_act,
-        layernorm_eps=encoder_cfg.layernorm_eps,
+        hidden_act=getattr(encoder_cfg, "hidden_act", "gelu"),
+        layernorm_eps=getattr(encoder_cfg, "layernorm_eps", 1e-6),
     )
     target = _lookup(TARGETS, target_cfg.type)(target_cfg, dims, backbone.embedding.word_embedding)
     target.apply(init_bert_weights)

@@ -3,7 +3,8 @@
 ``stats`` maps a name to ``(numerator, denominator)``, detached 0-dim float tensors, so
 a trainer can report ``sum(numerators) / sum(denominators)`` over any window:
 ``{task}_loss`` = (summed cross-entropy, count) and ``{task}_acc`` = (correct, count)
-for task ``mlm``, ``nsp``, ``sop`` or ``lm``.
+for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``lm_forward``/``lm_backward`` (bilm) or
+``cls``.
 
 Output logits are computed only where a label exists (masked positions for MLM,
 non-ignored positions for LM): the vocabulary projection is the most expensive matmul
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.errors import UerError
 from uer.models.layers import activation
 from uer.registry import Registry
 
@@ -129,3 +131,76 @@ class LmTarget(nn.Module):
         keep = labels != IGNORE_INDEX
         logits = self.output_layer(hidden.reshape(-1, hidden.size(-1))[keep])
         return classification_loss(logits, labels[keep], "lm")
+
+
+@TARGETS.register("bilm")
+class BilmTarget(nn.Module):
+    """ELMo's bidirectional language model, on an encoder with separate forward and backward
+    stacks whose output is ``[forward; backward]`` (``bilstm``, ``bigru``).
+
+    The forward half of position ``i`` predicts ``lm_labels[i]`` (token ``i + 1``), the
+    backward half predicts ``lm_backward_labels[i]`` (token ``i - 1``); ``-100`` where
+    ignored.  One output layer (H/2 -> V, UER's ``output_layer``) serves both directions;
+    it is tied to the word embedding when ``tie_weights`` and ``emb_size == H/2``.
+    """
+
+    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        if dims.hidden_size % 2:
+            raise UerError(f"target bilm splits hidden_size {dims.hidden_size} into forward and backward halves; "
+                           "use an even model.hidden_size")
+        self.half = dims.hidden_size // 2
+        self.output_layer = nn.Linear(self.half, dims.vocab_size)
+        if cfg.tie_weights and dims.emb_size == self.half:
+            self.output_layer.weight = word_embedding.weight
+
+    def direction(self, hidden: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, Stats]:
+        labels = labels.reshape(-1)
+        keep = labels != IGNORE_INDEX
+        logits = self.output_layer(hidden.reshape(-1, hidden.size(-1))[keep])
+        return classification_loss(logits, labels[keep], task)
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        forward_loss, stats = self.direction(hidden[..., :self.half], batch["lm_labels"], "lm_forward")
+        backward_loss, backward_stats = self.direction(hidden[..., self.half:], batch["lm_backward_labels"],
+                                                       "lm_backward")
+        return forward_loss + backward_loss, {**stats, **backward_stats}
+
+
+POOLINGS = ("first", "mean", "max", "last")
+
+
+def pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
+    """(B, L, H) -> (B, H) over the real positions (``seg != 0``) of right-padded rows."""
+    if pooling == "first":
+        return hidden[:, 0]
+    keep = (seg != 0).unsqueeze(-1)
+    if pooling == "mean":
+        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(~keep, torch.finfo(hidden.dtype).min).max(dim=1).values
+    last = (seg != 0).sum(dim=1).clamp(min=1) - 1
+    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+
+
+@TARGETS.register("cls")
+class ClsTarget(nn.Module):
+    """Sentence classification as a pre-training target: pooled hidden states (``pooling``)
+    -> ``linear_1`` (H -> H), tanh -> ``linear_2`` (H -> labels_num), against ``cls_labels``."""
+
+    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        labels_num = getattr(cfg, "labels_num", None)
+        if not labels_num or labels_num < 1:
+            raise UerError("target cls needs target.labels_num (the number of classes; set automatically from "
+                           "the dataset by stage=pretrain); e.g. target.labels_num=2")
+        self.pooling = getattr(cfg, "pooling", "first")
+        if self.pooling not in POOLINGS:
+            raise UerError(f"unknown target.pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        self.linear_1 = nn.Linear(dims.hidden_size, dims.hidden_size)
+        self.linear_2 = nn.Linear(dims.hidden_size, labels_num)
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        pooled = pool(hidden, batch["seg"], self.pooling)
+        logits = self.linear_2(torch.tanh(self.linear_1(pooled)))
+        return classification_loss(logits, batch["cls_labels"], "cls")
