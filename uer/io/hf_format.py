@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -42,6 +40,7 @@ from typing import Callable, Optional
 import torch
 
 from uer.errors import UerError
+from uer.io.atomic import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -381,15 +380,8 @@ def bert_config(arch: dict, google: bool = False) -> dict:
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """``write(tmp_name)`` into a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        write(str(tmp))
 
 
 def save_hf_weights(state: StateDict, path) -> None:

@@ -21,6 +21,7 @@ from torch import nn
 
 from uer.errors import UerError
 from uer.models.layers import activation
+from uer.models.pooling import check_pooling, pool
 from uer.registry import Registry
 
 TARGETS: Registry = Registry("target")
@@ -167,22 +168,6 @@ class BilmTarget(nn.Module):
         return forward_loss + backward_loss, {**stats, **backward_stats}
 
 
-POOLINGS = ("first", "mean", "max", "last")
-
-
-def pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, L, H) -> (B, H) over the real positions (``seg != 0``) of right-padded rows."""
-    if pooling == "first":
-        return hidden[:, 0]
-    keep = (seg != 0).unsqueeze(-1)
-    if pooling == "mean":
-        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1).to(hidden.dtype)
-    if pooling == "max":
-        return hidden.masked_fill(~keep, torch.finfo(hidden.dtype).min).max(dim=1).values
-    last = (seg != 0).sum(dim=1).clamp(min=1) - 1
-    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-
-
 @TARGETS.register("cls")
 class ClsTarget(nn.Module):
     """Sentence classification as a pre-training target: pooled hidden states (``pooling``)
@@ -194,9 +179,7 @@ class ClsTarget(nn.Module):
         if not labels_num or labels_num < 1:
             raise UerError("target cls needs target.labels_num (the number of classes; set automatically from "
                            "the dataset by stage=pretrain); e.g. target.labels_num=2")
-        self.pooling = getattr(cfg, "pooling", "first")
-        if self.pooling not in POOLINGS:
-            raise UerError(f"unknown target.pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        self.pooling = check_pooling(getattr(cfg, "pooling", "first"), "target.pooling")
         self.linear_1 = nn.Linear(dims.hidden_size, dims.hidden_size)
         self.linear_2 = nn.Linear(dims.hidden_size, labels_num)
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ import torch
 from omegaconf import DictConfig
 
 from uer.errors import UerError
+from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir, seed_everything
 from uer.stages import finetune
@@ -150,31 +149,13 @@ def run(cfg: DictConfig) -> float:
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to ``path`` (its directory created) through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: np.save(handle, array), binary=True)
 
 
 def write_manifest(path: Path, models: list[str], task: str, labels_num: int) -> None:
     text = json.dumps({"format": MANIFEST_FORMAT, "task": task, "labels_num": labels_num, "models": models},
                       indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def read_manifest(path: Path) -> list[Path]:

@@ -102,7 +102,8 @@ def run(cfg: DictConfig):
         last = trainer.fit(next_batch, end_step, p.report_steps, on_step_end)
     finally:
         reporter.close()
-        del trainer, train_model
+        # Drop the DDP wrapper before leaving the process group: a live one can abort gloo at exit.
+        trainer.model = train_model = None
         distributed.barrier()
         distributed.shutdown()
     if last is None:

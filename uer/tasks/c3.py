@@ -34,7 +34,7 @@ from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, Task, TaskData
-from uer.tasks.classifier import POOLINGS, pool
+from uer.models.pooling import check_pooling, pool
 from uer.tasks.cmrc import SKIP_OPTION, BadItems, check_outputs_num, load_json, write_json
 from uer.tasks.metrics import accuracy
 
@@ -89,8 +89,7 @@ class C3Task(Task):
             raise UerError(f"task.max_choices_num={cfg.get('max_choices_num')} must be at least 2")
         check_outputs_num("c3", cfg, self.choices_num)
         self.pooling = cfg.get("pooling") or "first"
-        if self.pooling not in POOLINGS:
-            raise UerError(f"unknown task.pooling {self.pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        check_pooling(self.pooling, "task.pooling")
         if seq_length < 4:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] choice [SEP] question [SEP] "
                            "dialogue [SEP]; use at least 4 (C3 models use 512)")

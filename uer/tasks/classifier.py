@@ -29,28 +29,11 @@ from torch.nn import functional as F
 from uer.errors import UerError, where
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
+from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, Task, TaskData
 from uer.tasks.metrics import classification_metrics
 from uer.tasks.tsv import BadRows, read_tsv
-
-POOLINGS = ("first", "mean", "max", "last")
-
-
-def pool(hidden: torch.Tensor, seg: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, L, H) -> (B, H) over the non-padding positions (``seg != 0``); inputs are right-padded."""
-    if pooling == "first":
-        return hidden[:, 0]
-    keep = (seg != 0).unsqueeze(-1)
-    if pooling == "mean":
-        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1).to(hidden.dtype)
-    if pooling == "max":
-        return hidden.masked_fill(~keep, torch.finfo(hidden.dtype).min).max(dim=1).values
-    if pooling == "last":
-        last = (seg != 0).sum(dim=1).clamp(min=1) - 1
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-    raise UerError(f"unknown task.pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
-
 
 class ClassifierModel(nn.Module):
     """Pooled backbone output -> logits.  With ``soft_alpha`` set, a batch holding teacher
@@ -58,8 +41,7 @@ class ClassifierModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, labels_num: int, pooling: str, soft_alpha: float | None = None):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise UerError(f"unknown task.pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        check_pooling(pooling, "task.pooling")
         self.backbone = backbone
         self.pooling = pooling
         self.labels_num = labels_num
@@ -103,8 +85,7 @@ class ClassifierTask(Task):
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)
-        if cfg["pooling"] not in POOLINGS:
-            raise UerError(f"unknown task.pooling {cfg['pooling']!r}; choose one of: {', '.join(POOLINGS)}")
+        check_pooling(cfg["pooling"], "task.pooling")
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
         self.soft_targets = bool(cfg.get("soft_targets", False))

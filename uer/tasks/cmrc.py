@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.errors import UerError, where
+from uer.io.atomic import atomic_write
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.tasks import TASKS, Task, TaskData
@@ -117,16 +116,7 @@ def write_json(path, value: list | dict) -> None:
     else:
         entries, brackets = [dump(item) for item in value], "[]"
     text = brackets[0] + "\n" + ",\n".join(entries) + "\n" + brackets[1] + "\n"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: handle.write(text))
 
 
 def check_outputs_num(task: str, cfg, expected: int) -> None:

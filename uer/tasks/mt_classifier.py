@@ -27,15 +27,15 @@ from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, TaskData
-from uer.tasks.classifier import POOLINGS, ClassifierTask, pool
+from uer.models.pooling import check_pooling, pool
+from uer.tasks.classifier import ClassifierTask
 from uer.tasks.metrics import classification_metrics
 
 
 class MtClassifierModel(nn.Module):
     def __init__(self, backbone: nn.Module, labels_nums: list[int], pooling: str):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise UerError(f"unknown task.pooling {pooling!r}; choose one of: {', '.join(POOLINGS)}")
+        check_pooling(pooling, "task.pooling")
         self.backbone = backbone
         self.pooling = pooling
         self.labels_nums = list(labels_nums)

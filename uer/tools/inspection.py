@@ -18,12 +18,12 @@ from __future__ import annotations
 import torch
 
 from uer.errors import UerError
+from uer.models.pooling import check_pooling, pool
 from uer.runtime import autocast
 from uer.tools import TOOLS
 from uer.tools.model_loading import (WORD_EMBEDDING, inputs, load_model, logger, model_file, output_file,
                                      read_state, write_array, write_text)
 
-POOLINGS = ("mean", "first", "last", "max")
 
 
 @TOOLS.register("check_model")
@@ -80,8 +80,7 @@ def extract_embedding(cfg) -> str:
 @TOOLS.register("extract_feature")
 def extract_feature(cfg) -> str:
     t = cfg.tool
-    if t.pooling not in POOLINGS:
-        raise UerError(f"tool.pooling={t.pooling} is not known; choose one of: {', '.join(POOLINGS)}")
+    check_pooling(t.pooling, "tool.pooling")
     if t.batch_size < 1:
         raise UerError(f"tool.batch_size={t.batch_size} must be at least 1")
     lines = inputs(cfg)
@@ -97,7 +96,7 @@ def extract_feature(cfg) -> str:
         for start in range(0, len(sequences), t.batch_size):
             src, seg = pad_batch(sequences[start:start + t.batch_size], loaded.device)
             hidden = loaded.backbone(src, seg).float()
-            rows.append(pool(hidden, seg != 0, t.pooling).cpu())
+            rows.append(pool(hidden, seg, t.pooling).cpu())
     features = torch.cat(rows).numpy()
     write_array(out, features)
     logger.info("wrote %s features of %d lines of %s (pooling=%s) to %s", features.shape, len(lines),
@@ -121,15 +120,3 @@ def pad_batch(sequences: list[list[int]], device) -> tuple[torch.Tensor, torch.T
         src[row, :len(ids)] = torch.tensor(ids)
         seg[row, :len(ids)] = 1
     return src.to(device), seg.to(device)
-
-
-def pool(hidden: torch.Tensor, keep: torch.Tensor, pooling: str) -> torch.Tensor:
-    """(B, L, H) -> (B, H) over the positions where ``keep`` (B, L) is true."""
-    if pooling == "first":
-        return hidden[:, 0]
-    if pooling == "last":
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), keep.sum(dim=1) - 1]
-    if pooling == "max":
-        return hidden.masked_fill(~keep[..., None], float("-inf")).max(dim=1).values
-    weights = keep[..., None].to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)

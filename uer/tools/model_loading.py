@@ -16,11 +16,9 @@ target.  Outputs are written atomically (a temporary file renamed into place).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from uer.errors import UerError
+from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
 from uer.models import Backbone, build_backbone, build_model
@@ -182,23 +181,6 @@ def output_file(cfg: DictConfig, default_name: str) -> Path:
             raise UerError(f"tool.output_path={path} is a directory; give a file name")
         return path
     return run_dir(Path.cwd()) / default_name
-
-
-def atomic_write(path, write: Callable[[object], None], binary: bool = False) -> Path:
-    """Call ``write(handle)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_text(path, text: str) -> Path:
