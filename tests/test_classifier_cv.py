@@ -8,18 +8,12 @@ import pytest
 from uer.io.checkpoint import load_checkpoint
 from uer.stages import run_stage
 from uer.tasks.classifier_cv import assign_folds
-from uer_testing import ROOT, SMALL, compose_config, run_main
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main, slice_file
 
 VIRUS = ROOT / "datasets" / "smp2020-ewect" / "virus" / "train.tsv"
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
         "finetune.report_steps=100", "size=tiny", *SMALL]
 ROWS, FOLDS, LABELS = 120, 3, 6
-
-
-def slice_file(src, dst, rows):
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
-    return dst
 
 
 def cv_cfg(train, out, *extra):
@@ -36,17 +30,6 @@ def infer(model_path, test_path, pred_path, *extra):
 
 def probs_of(rows, column):
     return np.array([[float(x) for x in row[column].split()] for row in rows])
-
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from uer.stages import run_stage
 from uer.stages.common import model_config, tokenizer_from_config
 from uer.tasks import get_task
 from uer.tasks.classifier import ClassifierModel
-from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
 # One thread: on a shared 2-core machine two spinning torch threads run ~100x slower.
@@ -21,12 +21,6 @@ FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size
         "finetune.report_steps=100"]
 WORD_EMB = "backbone.embedding.word_embedding.weight"
 LAYER = "backbone.encoder.transformer.0.self_attn.qkv.weight"
-
-
-def slice_file(src, dst, rows):
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +43,6 @@ def infer(model_path, test_path, pred_path, *extra):
     run_stage(cfg)
     lines = pred_path.read_text(encoding="utf-8").splitlines()
     return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
-
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from uer.tasks import TaskData, get_task
 from uer.tasks.classifier import ClsExample
 from uer.tasks.metrics import classification_metrics
 from uer.tasks.mt_classifier import MtClassifierModel
-from uer_testing import ROOT, SMALL, compose_config, run_main
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main
 
 DATA = ROOT / "datasets" / "test_data"
 BOOK, SENTI = DATA / "book_review", DATA / "chnsenticorp"
@@ -36,17 +36,6 @@ def infer(model_path, test_path, pred_path, *extra):
                               f"infer.prediction_path={pred_path}", "hardware.num_threads=1", *extra]))
     lines = pred_path.read_text(encoding="utf-8").splitlines()
     return lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
-
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def copy_dataset(src, dst, **replace):

@@ -8,7 +8,7 @@ import torch
 
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer.stages import run_stage
-from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -106,17 +106,6 @@ def test_resume_after_stop_matches_uninterrupted_run(tmp_path, dynamic_dataset):
 def vocab_lines() -> list[str]:
     # Not splitlines(): the vocabulary holds tokens such as U+2028 that it treats as line breaks.
     return VOCAB.read_text(encoding="utf-8").rstrip("\n").split("\n")
-
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_resume_refuses_changed_architecture(tmp_path, dynamic_dataset, capsys):

@@ -13,7 +13,7 @@ from uer.stages.common import tokenizer_from_config
 from uer.tasks import TaskData, get_task
 from uer.tasks.dbqa import DbqaExample
 from uer.tasks.ranking_metrics import average_precision, ranked_relevance, ranking_metrics, reciprocal_rank
-from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
 
 REVIEWS = ROOT / "datasets" / "test_data" / "book_review" / "train.tsv"
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
@@ -199,17 +199,6 @@ def test_documented_command_via_main(data, tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
 
 BAD_ROWS = {
     "not_integer": ("q9\tyes\t问题\t回答\n", "'yes' is not an integer"),

@@ -13,7 +13,7 @@ from uer.stages import run_stage
 from uer.stages.common import tokenizer_from_config
 from uer.tasks import get_task
 from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_scores
-from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "msra_ner"
 LABEL2ID = ROOT / "datasets" / "msra_ner" / "label2id.json"
@@ -158,12 +158,6 @@ def test_infer_rows_ignore_labels_and_keep_empty_rows(tmp_path):
 
 # --------------------------------------------------------------------------- fine-tune and infer
 
-def slice_file(src, dst, rows):
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
-    return dst
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A slice of msra_ner: 96 train rows (6 batches), 24 dev, 24 test, 24 unlabelled."""
@@ -241,17 +235,6 @@ def test_label2id_file_is_used_and_stored_so_infer_needs_nothing_else(data, tmp_
 
 
 # --------------------------------------------------------------------------- bad input
-
-def expect_user_error(capsys, cfg, *fragments):
-    with pytest.raises(SystemExit) as exc:
-        run_stage(cfg)
-    assert exc.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
 
 def with_row(src, dst, row, at=3):
     """``src`` with ``row`` inserted as file line ``at + 1``."""

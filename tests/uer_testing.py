@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from uer.config.schema import register_configs
+from uer.stages import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "models" / "google_zh_vocab.txt"
@@ -37,3 +39,22 @@ def run_main(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.C
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def expect_user_error(capsys, cfg, *fragments) -> str:
+    """Run a stage in-process; assert it stops with exit 2 and ONE ``error:`` line holding ``fragments``."""
+    with pytest.raises(SystemExit) as exc:
+        run_stage(cfg)
+    assert exc.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def slice_file(src: Path, dst: Path, rows: int) -> Path:
+    """The header and first ``rows`` rows of a TSV file."""
+    lines = src.read_text(encoding="utf-8").splitlines()
+    dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
+    return dst

@@ -37,16 +37,22 @@ def save_checkpoint(path, *, model_state, config: dict, vocab: dict, trainer: di
     )
 
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
+def safe_torch_load(path, what: str):
+    """``torch.load(weights_only=True)`` on CPU; a missing, truncated, corrupt or unsafe file is one
+    clear line naming ``what`` (e.g. "checkpoint") and the path."""
     path = Path(path)
     if not path.is_file():
-        raise UerError(f"checkpoint {path} not found; check the path")
+        raise UerError(f"{what} {path} not found; check the path")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/corrupt/unsafe files
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UerError(f"checkpoint {path} cannot be read ({first_line}); it is corrupt or not a torch file") from None
+        raise UerError(f"{what} {path} cannot be read ({first_line}); it is corrupt or not a torch file") from None
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
+    payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UerError(
             f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker); "

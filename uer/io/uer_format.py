@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -37,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from uer.errors import UerError, where
-from uer.io.checkpoint import atomic_torch_save
+from uer.io.checkpoint import atomic_torch_save, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +116,7 @@ def save_uer_bin(model: nn.Module, path, backbone_prefix: str = BACKBONE_PREFIX)
 
 def load_uer_bin(path) -> StateDict:
     """Read a UER-format ``.bin`` (UER names, CPU tensors); any problem is a :class:`UerError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UerError(f"model file {path} not found; check the path")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, corrupt, not a torch file, or unsafe pickle
-        message = str(err).strip()
-        reason = message.splitlines()[0] if message else type(err).__name__
-        raise UerError(f"model file {path} cannot be read ({reason}); it is corrupt or not a torch file") from None
+    state = safe_torch_load(path, "model file")
     if not isinstance(state, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
     ):
