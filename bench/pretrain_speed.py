@@ -5,8 +5,9 @@
 
 Both models see the same batches and do forward + backward + AdamW step.  Printed:
 1. full-length batches (every row ``--seq`` tokens, as ``full_sentences`` gives): tokens/s, ratio;
-2. real reviews from corpora/book_review.txt (about 43 tokens each): uer pads each batch
-   to its longest row, HF pads every row to ``--seq``; non-padding tokens/s, ratio;
+2. real reviews from corpora/book_review.txt (about 43 tokens each), batched by length as
+   ``stage=pretrain`` does: uer pads each batch to its longest row, HF pads every row to
+   ``--seq``; non-padding tokens/s, ratio;
 3. with ``--flops``: achieved model FLOP/s as a fraction of this machine's measured fp32 matmul rate;
 4. with ``--bf16``: uer under bf16 autocast vs fp32.
 """
@@ -74,7 +75,8 @@ def datasets(tokenizer, lines: list[str], seq: int, work: Path) -> dict:
 
 def batches(dataset, batch: int, count: int, seq: int, seed: int = 0):
     """(uer batch padded to its longest row, the same rows as HF inputs padded to seq) pairs."""
-    sampler = EpochSampler(len(dataset), batch, seed)
+    # As stage=pretrain does by default (pretrain.length_bucketing): rows of similar length share a batch.
+    sampler = EpochSampler(len(dataset), batch, seed, lengths=dataset.lengths())
     out = []
     for _ in range(count):
         indices, epoch = sampler.next_indices()
