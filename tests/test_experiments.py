@@ -1,5 +1,5 @@
 """conf/experiment/: every reproduction preset composes, points at the bundled data, and its tiny smoke
-variant (`experiment=NAME size=tiny`, random weights, slices of the data) runs a step of every stage it has."""
+variant (`+experiment=NAME size=tiny`, random weights, slices of the data) runs a step of every stage it has."""
 
 import json
 import re
@@ -45,27 +45,27 @@ def test_every_preset_is_here():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_preset_composes_and_reads_bundled_data(name):
-    cfg = compose_config([f"experiment={name}"])
+    cfg = compose_config([f"+experiment={name}"])
     assert cfg.stage in ("pretrain", "finetune")
     assert cfg.output_model_path.startswith("outputs/models/")
     missing = [p for p in read_paths(cfg) if not (ROOT / p).exists() and p not in NOT_BUNDLED]
     assert not missing, missing
     text = (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text(encoding="utf-8")
     assert text.startswith("# @package _global_\n")
-    assert f"python main.py experiment={name}" in text and "Smoke" in text
+    assert f"python main.py +experiment={name}" in text and "Smoke" in text
     if cfg.stage == "finetune":
         assert re.search(r"^# Published: ", text, re.M), "a fine-tuning preset states the original's number"
         assert "pretrained_model_path" in text
 
 
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS
-                                  if str(compose_config([f"experiment={n}"]).pretrained_model_path or "")
+                                  if str(compose_config([f"+experiment={n}"]).pretrained_model_path or "")
                                   .startswith("outputs/")])
 def test_fine_tuning_starts_from_the_last_checkpoint_of_its_pretraining_preset(name):
-    cfg = compose_config([f"experiment={name}"])
+    cfg = compose_config([f"+experiment={name}"])
     match = re.fullmatch(r"outputs/models/(\w+)/step_(\d+)\.pt", cfg.pretrained_model_path)
     assert match, cfg.pretrained_model_path
-    pretrain = compose_config([f"experiment={match.group(1)}"])
+    pretrain = compose_config([f"+experiment={match.group(1)}"])
     assert pretrain.stage == "pretrain" and pretrain.output_model_path == f"outputs/models/{match.group(1)}"
     assert pretrain.pretrain.total_steps == int(match.group(2))
     for node in ("encoder", "embedding", "model"):  # the same architecture on both sides
@@ -158,8 +158,8 @@ def smoke_overrides(cfg, tmp) -> list[str]:
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_tiny_smoke_variant_runs(name, tmp_path):
-    cfg = compose_config([f"experiment={name}"])
-    overrides = [f"experiment={name}", *smoke_overrides(cfg, tmp_path)]
+    cfg = compose_config([f"+experiment={name}"])
+    overrides = [f"+experiment={name}", *smoke_overrides(cfg, tmp_path)]
     if cfg.stage == "pretrain":
         run_stage(compose_config([*overrides, "stage=preprocess"]))
         loss = run_stage(compose_config(overrides))

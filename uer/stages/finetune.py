@@ -253,6 +253,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         log.info("%sepoch %d/%d dev: %s%s", prefix, epoch, f.epochs_num, format_scores(scores),
                  " (best so far)" if improved else "")
         record(report_dir, {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores})
+        reporter.scalars("dev", scores, step)
         if improved:
             save_checkpoint(best_path, model_state=model.state_dict(), config=checkpoint_config,
                             vocab=setup.tokenizer.identity(), trainer=None)
@@ -261,7 +262,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         trainer.fit(batches.next_batch, total_steps, f.report_steps, on_step_end)
     finally:
         reporter.close()
-        del trainer, train_model
+        trainer.model = train_model = None  # drop the DDP wrapper before the process group goes
         distributed.barrier()
     log.info("%sbest dev %s %.4f at epoch %d; saved %s", prefix, metric, best.score, best.epoch, best_path)
     return best

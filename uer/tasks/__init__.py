@@ -27,11 +27,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from uer.errors import UerError
+from uer.progress import Progress
 from uer.registry import Registry
 from uer.runtime import autocast
 from uer.training.trainer import to_device
@@ -101,6 +103,7 @@ def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, de
     was_training = model.training
     model.eval()
     outputs = []
+    progress = Progress(-(-len(data) // batch_size), f"predict {Path(str(data.path)).name}", "batches")
     try:
         with torch.inference_mode():
             for start in range(0, len(data), batch_size):
@@ -108,6 +111,8 @@ def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, de
                 with autocast(device, precision):
                     out = model.predict(batch)
                 outputs.append(out.float().cpu())
+                progress.update()
     finally:
+        progress.close()
         model.train(was_training)
     return outputs

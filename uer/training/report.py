@@ -1,5 +1,11 @@
 """Progress reports: one log line per ``report_steps``, the same numbers as JSON lines and TensorBoard scalars.
 
+The log line ends with the time left at the average pace so far (``eta``); on a terminal a
+progress bar follows every step between reports (:mod:`uer.progress`).  TensorBoard gets
+``train/<name>`` for every reported number (each target part's loss and accuracy, ``lr``,
+``tokens_per_s``, ``real_tokens_per_s``) and whatever a stage adds with :meth:`Reporter.scalars`
+(fine-tuning: ``dev/<metric>`` after every epoch).
+
 Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
 summed over the report window and over the ranks of a multi-process run, so e.g. ``mlm_acc`` is correct/masked over the window,
 not a mean of per-batch means.  Tensors stay on the device until a report is due.
@@ -15,6 +21,7 @@ from pathlib import Path
 import torch
 
 from uer.distributed import all_reduce_sum
+from uer.progress import Progress, format_duration
 from uer.tensorboard import summary_writer
 
 log = logging.getLogger("uer.train")
@@ -29,6 +36,8 @@ class Reporter:
         self.out_dir = out_dir
         self._writer = None
         self._tensorboard = tensorboard and enabled and out_dir is not None
+        self._bar: Progress | None = None
+        self._first_add: float | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -38,6 +47,8 @@ class Reporter:
         self._start = time.perf_counter()
 
     def add(self, stats: dict, src: torch.Tensor) -> None:
+        if self._first_add is None:
+            self._first_add = time.perf_counter()
         for name, (num, den) in stats.items():
             acc = self._sums.get(name)
             if acc is None:
@@ -47,6 +58,17 @@ class Reporter:
                 acc[1] += den.detach()
         self._tokens += src.numel()
         self._real_tokens += int(src.ne(0).sum())
+
+    def step_done(self, step: int) -> None:
+        """Optimizer step ``step`` is done (called by the Trainer after every step): advance the bar."""
+        if self._bar is None:
+            self._bar = Progress(self.total_steps, "train", "steps", initial=step - 1, enabled=self.enabled,
+                                 plain=False, start=self._first_add)
+        self._bar.update(step - self._bar.done)
+
+    def eta(self) -> float | None:
+        """Seconds until ``total_steps`` at the average pace of this process so far."""
+        return self._bar.eta() if self._bar is not None else None
 
     def report(self, step: int, lr: float) -> dict:
         """Summarise the window (over all ranks of a multi-process run; every rank must call this)."""
@@ -61,8 +83,10 @@ class Reporter:
                   "tokens_per_s": tokens / seconds, "real_tokens_per_s": real_tokens / seconds}
         if self.enabled:
             parts = " | ".join(f"{k} {v:.4f}" for k, v in values.items())
-            log.info("step %d/%d | lr %.3g | %s | %.0f tokens/s (%.0f non-padding)",
-                     step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"])
+            eta = self.eta() if step < self.total_steps else None
+            log.info("step %d/%d | lr %.3g | %s | %.0f tokens/s (%.0f non-padding)%s",
+                     step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"],
+                     f" | eta {format_duration(eta)}" if eta is not None else "")
             if self.out_dir is not None:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
@@ -73,13 +97,21 @@ class Reporter:
         return record
 
     def _scalars(self, step: int, record: dict) -> None:
+        self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        """``prefix/<name>`` TensorBoard scalars at ``step`` (e.g. ``dev/acc``); numbers only, main process only."""
+        if not self._tensorboard:
+            return
         if self._writer is None:
             self._writer = summary_writer(str(self.out_dir / "tensorboard"))
-        for key, value in record.items():
-            if key != "step":
-                self._writer.add_scalar(f"train/{key}", value, step)
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._writer.add_scalar(f"{prefix}/{key}", value, step)
         self._writer.flush()
 
     def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
         if self._writer is not None:
             self._writer.close()

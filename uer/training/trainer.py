@@ -67,6 +67,7 @@ class Trainer:
         last = None
         while self.step < end_step:
             self.train_step(next_batch() for _ in range(self.accumulation_steps))
+            self.reporter.step_done(self.step)
             if self.step % report_steps == 0 or self.step == end_step:
                 last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
             if on_step_end is not None:
