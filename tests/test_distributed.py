@@ -196,8 +196,11 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     pytest.importorskip("submitit")
     from uer import distributed
 
+    # submitit writes RANK, MASTER_ADDR, ... straight into os.environ: give it a copy that is
+    # thrown away after the test, or later in-process runs would wait for that "cluster".
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+        os.environ.pop(key, None)
     slurm = {"SLURM_JOB_ID": "12", "SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1",
              "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NODELIST": "node[1-2]", "SLURM_JOB_NUM_NODES": "2",
              "SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_TASKS_PER_NODE": "2(x2)", "SUBMITIT_EXECUTOR": "slurm"}
