@@ -25,6 +25,7 @@ The contract, in the order the stages use it:
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,9 @@ class TaskData:
         return len(self.examples)
 
 
-class Task:
+class Task(ABC):
+    """The interface every task implements (see the module docstring for the contract)."""
+
     name = ""
     #: keys of ``evaluate``; the first is what picks the best epoch unless finetune.metric says otherwise
     metrics: tuple[str, ...] = ()
@@ -66,24 +69,30 @@ class Task:
         self.seq_length = seq_length
         self.info = dict(info or {})
 
+    @abstractmethod
     def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def labels_num_from(self, train: TaskData) -> int:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def collate(self, examples: list) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
-        raise NotImplementedError
+        """See the module docstring."""
 
+    @abstractmethod
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:
-        raise NotImplementedError
+        """See the module docstring."""
 
 
 def get_task(name: str) -> type[Task]:
