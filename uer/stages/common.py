@@ -19,3 +19,21 @@ def tokenizer_from_config(cfg: DictConfig):
 
 def model_config(cfg: DictConfig) -> dict:
     return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES}
+
+
+def checkpoint_tokenizer(cfg: DictConfig, payload: dict, path):
+    """The tokenizer a checkpoint was trained with (its stored settings); else the composed one,
+    if it gives the same ids; else a UerError naming both vocabularies."""
+    from uer.errors import UerError
+    from uer.stages.finetune import check_vocabulary  # finetune imports this module
+
+    stored = (payload.get("config") or {}).get("tokenizer") or {}
+    try:
+        tokenizer = build_tokenizer(**stored)
+        if tokenizer.identity() == payload.get("vocab"):
+            return tokenizer
+    except (UerError, TypeError):
+        pass
+    tokenizer = tokenizer_from_config(cfg)
+    check_vocabulary(payload.get("vocab"), stored, tokenizer, path)
+    return tokenizer

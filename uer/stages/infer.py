@@ -25,11 +25,10 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.runtime import configure_threads, resolve_device, run_dir
-from uer.stages.common import tokenizer_from_config
+from uer.stages.common import checkpoint_tokenizer
 from uer.stages.cross_validation import MANIFEST, read_manifest
-from uer.stages.finetune import BEST, check_vocabulary
+from uer.stages.finetune import BEST
 from uer.tasks import get_task, predict
-from uer.tokenizers import build_tokenizer
 
 log = logging.getLogger("uer.infer")
 
@@ -52,7 +51,7 @@ def run(cfg: DictConfig) -> str:
     if "task" not in config:
         raise UerError(f"checkpoint {paths[0]} is not a fine-tuned model (it stores no task); "
                        "fine-tune it first: stage=finetune pretrained_model_path=... output_model_path=...")
-    tokenizer = _tokenizer(cfg, payload, paths[0])
+    tokenizer = checkpoint_tokenizer(cfg, payload, paths[0])
     seq_length = i.seq_length or config.get("finetune", {}).get("seq_length", 128)
     positions = config["embedding"]["max_seq_length"]
     if seq_length > positions:
@@ -120,17 +119,3 @@ def _check_same_model(payload: dict, first: dict, path, first_path) -> None:
     if payload.get("vocab") != first.get("vocab"):
         raise UerError(f"fold model {path} was trained with another vocabulary than {first_path}; the fold models "
                        "of one cross-validation must come from one run (rerun it)")
-
-
-def _tokenizer(cfg: DictConfig, payload: dict, path):
-    """The checkpoint's own tokenizer settings; else the composed ones, if they give the same ids."""
-    stored = (payload.get("config") or {}).get("tokenizer") or {}
-    try:
-        tokenizer = build_tokenizer(**stored)
-        if tokenizer.identity() == payload.get("vocab"):
-            return tokenizer
-    except (UerError, TypeError):
-        pass
-    tokenizer = tokenizer_from_config(cfg)
-    check_vocabulary(payload.get("vocab"), stored, tokenizer, path)
-    return tokenizer

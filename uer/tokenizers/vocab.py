@@ -23,6 +23,7 @@ naming the file and what to do.
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import os
 import types
 from typing import Iterable, Mapping, Sequence
@@ -157,7 +158,7 @@ def open_spm(path):
     return processor
 
 
-class VocabTokenizer:
+class VocabTokenizer(ABC):
     """Base class: subclasses define ``tokenize``; ids always go through ``self.vocab``."""
 
     #: the segmentation name reported by :meth:`identity`
@@ -169,8 +170,9 @@ class VocabTokenizer:
         self.vocab = vocab
         self.source = source
 
+    @abstractmethod
     def tokenize(self, text: str) -> list[str]:
-        raise NotImplementedError
+        """The tokens of ``text`` (no special tokens added)."""
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         lookup = self.vocab.token_to_id

@@ -31,8 +31,7 @@ from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
 from uer.models import Backbone, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
-from uer.stages.common import tokenizer_from_config
-from uer.tokenizers import build_tokenizer
+from uer.stages.common import checkpoint_tokenizer, tokenizer_from_config
 
 logger = logging.getLogger("uer.tools")
 
@@ -149,19 +148,8 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
 
 def model_tokenizer(cfg: DictConfig, loaded: LoadedModel, payload: Optional[dict]):
     """The tokenizer a checkpoint was trained with (else the composed one, if it gives the same ids)."""
-    from uer.stages.finetune import check_vocabulary
-
     if payload is not None:
-        stored = (payload.get("config") or {}).get("tokenizer") or {}
-        try:
-            tokenizer = build_tokenizer(**stored)
-            if tokenizer.identity() == payload.get("vocab"):
-                return tokenizer
-        except (UerError, TypeError):
-            pass
-        tokenizer = tokenizer_from_config(cfg)
-        check_vocabulary(payload.get("vocab"), stored, tokenizer, loaded.path)
-        return tokenizer
+        return checkpoint_tokenizer(cfg, payload, loaded.path)
     tokenizer = tokenizer_from_config(cfg)
     if len(tokenizer.vocab) != loaded.vocab_size:
         raise UerError(f"model file {loaded.path} has {loaded.vocab_size} word embedding rows but vocab "
