@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.dropout import Dropout
 from uer.models.encoders import ENCODERS, MASKS, attention_mask
 from uer.models.layers import MultiHeadedAttention, PositionwiseFeedForward
 
@@ -53,7 +54,7 @@ class AttnEncoder(nn.Module):
         self.self_attn = nn.ModuleList(
             MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout) for _ in range(cfg.layers_num)
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         hidden = self.linear(emb) if self.linear is not None else emb
@@ -71,7 +72,7 @@ class SynthesizerAttention(nn.Module):
         self.heads_num = heads_num
         self.max_length = max_length
         self.synt_type = synt_type
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         if synt_type == "dense":
             self.dense_1 = nn.Linear(hidden_size, hidden_size)
             self.dense_2 = nn.Linear(hidden_size // heads_num, max_length)
@@ -108,7 +109,7 @@ class SyntLayer(nn.Module):
         self.layer_norm_1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
         self.feed_forward = PositionwiseFeedForward(cfg.hidden_size, cfg.feedforward_size, cfg.hidden_act)
         self.layer_norm_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         x = self.layer_norm_1(x + self.dropout(self.self_attn(x, attn_mask, is_causal)))

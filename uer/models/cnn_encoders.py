@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.dropout import Dropout
 from uer.models.encoders import ENCODERS
 from uer.models.rnn_encoders import direction_size, make_rnn, run_rnn
 
@@ -80,7 +81,7 @@ class ConvEncoder(CausalConvs):
         _check(cfg)
         self.hidden_size = cfg.hidden_size
         self.init_convs(emb_size, cfg.hidden_size, cfg.layers_num, cfg.kernel_size, self.gated, cfg.block_size)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         return self.drop(self.convolve(emb))
@@ -107,7 +108,7 @@ class RcnnEncoder(CausalConvs):
         self.bidirectional = bool(getattr(cfg, "bidirectional", False))
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn("lstm", emb_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.init_convs(cfg.hidden_size, cfg.hidden_size, cfg.layers_num, cfg.kernel_size, gated=False)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
@@ -126,7 +127,7 @@ class CrnnEncoder(CausalConvs):
         self.init_convs(emb_size, cfg.hidden_size, cfg.layers_num, cfg.kernel_size, gated=False)
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn("lstm", cfg.hidden_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         return self.drop(run_rnn(self.rnn, self.convolve(emb), seg))

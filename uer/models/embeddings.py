@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.dropout import Dropout
 from uer.registry import Registry
 
 EMBEDDINGS: Registry = Registry("embedding")
@@ -23,7 +24,7 @@ class WordPositionEmbedding(nn.Module):
         self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if use_position else None
         self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if use_segment else None
         self.layer_norm = nn.LayerNorm(cfg.emb_size, eps=cfg.layernorm_eps)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         emb = self.word_embedding(src)

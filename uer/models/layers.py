@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.errors import UerError
+from uer.models.dropout import Dropout, attention
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,  # exact (erf) GELU, as in Google BERT
@@ -93,14 +94,7 @@ class MultiHeadedAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         batch, length, hidden = x.shape
         query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        context = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0)
         return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
@@ -121,14 +115,7 @@ class MultiHeadedAttention(nn.Module):
         else:  # query i (absolute position past + i) sees keys 0 .. past + i
             mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(diagonal=past)
             is_causal = False
-        context = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        context = attention(query, key, value, mask, is_causal, self.dropout if self.training else 0.0)
         return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
 
 
@@ -160,7 +147,7 @@ class TransformerLayer(nn.Module):
         self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
         self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
         self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         x = self.layer_norm_1(x + self.dropout(self.self_attn(x, attn_mask, is_causal)))

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from uer.errors import UerError
+from uer.models.dropout import Dropout
 from uer.models.encoders import ENCODERS
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -84,7 +85,7 @@ class RnnEncoder(nn.Module):
         self.hidden_size = cfg.hidden_size
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn(self.kind, emb_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         return self.drop(run_rnn(self.rnn, emb, seg))
@@ -117,7 +118,7 @@ class BiRnnEncoder(nn.Module):
         units = direction_size(cfg, 2)
         self.rnn_forward = make_rnn(self.kind, emb_size, units, cfg.layers_num, cfg.dropout)
         self.rnn_backward = make_rnn(self.kind, emb_size, units, cfg.layers_num, cfg.dropout)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         forward = self.rnn_forward(emb)[0]

@@ -1,0 +1,76 @@
+"""The CPU dropout and attention in uer.models.dropout keep the semantics of torch's."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uer.models.dropout import Dropout, attention, dropout
+
+
+def test_dropout_drops_p_and_scales_the_rest():
+    torch.manual_seed(0)
+    x = torch.rand(1_000_000) + 0.5  # no zeros of its own
+    y = dropout(x, 0.1, training=True)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - 0.1) < 0.002
+    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.9)
+
+
+def test_dropout_gradient_is_the_mask_times_the_scale():
+    torch.manual_seed(1)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = dropout(x, 0.25, training=True)
+    y.sum().backward()
+    kept = (y != 0).float()
+    torch.testing.assert_close(x.grad, kept / 0.75)
+
+
+def test_dropout_is_identity_in_eval_and_at_zero():
+    x = torch.randn(8, 8)
+    assert dropout(x, 0.5, training=False) is x
+    assert dropout(x, 0.0, training=True) is x
+    module = Dropout(0.5).eval()
+    assert module(x) is x
+    assert torch.count_nonzero(dropout(x, 1.0, training=True)) == 0
+
+
+def test_dropout_follows_the_seed():
+    x = torch.randn(100, 100)
+    torch.manual_seed(3)
+    first = dropout(x, 0.3, training=True)
+    torch.manual_seed(3)
+    assert torch.equal(first, dropout(x, 0.3, training=True))
+
+
+def _qkv(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(2, 3, 6, 4, generator=g) for _ in range(3)]
+
+
+PADDING = torch.tensor([[1, 1, 1, 1, 0, 0], [1] * 6], dtype=torch.bool)[:, None, None, :]
+
+
+@pytest.mark.parametrize("mask,causal", [(None, False), (PADDING, False), (None, True)],
+                         ids=["no-mask", "padding", "causal"])
+def test_attention_with_dropout_path_matches_sdpa(mask, causal):
+    """A vanishing dropout rate takes the explicit CPU path; its math must be SDPA's."""
+    q, k, v = _qkv()
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    torch.testing.assert_close(attention(q, k, v, mask, causal, 1e-12), expected)
+
+
+def test_attention_dropout_drops_probabilities_not_outputs():
+    q, k, v = _qkv(1)
+    v = torch.ones_like(v)  # every row of probabilities sums to 1, so outputs are the kept mass
+    torch.manual_seed(0)
+    out = attention(q, k, v, None, False, 0.5)
+    assert not torch.allclose(out, torch.ones_like(out))
+    assert abs(out.mean().item() - 1.0) < 0.2
+
+
+def test_attention_under_bf16_autocast_stays_close_to_fp32():
+    q, k, v = _qkv(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = attention(q, k, v, PADDING, False, 1e-12)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), attention(q, k, v, PADDING, False, 1e-12), atol=0.05, rtol=0.05)
