@@ -85,6 +85,9 @@ class HardwareConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (CUDA when visible)
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 only on CUDA, with a grad scaler)
     compile: bool = False  # torch.compile the model
+    # Recompute each transformer layer in backward instead of keeping its activations:
+    # about a third more compute for a fraction of the activation memory.
+    activation_checkpointing: bool = False
     num_threads: int = 0  # intra-op CPU threads; 0 = torch's default
     # Processes: nproc_per_node workers on each of nnodes machines.  main.py starts the
     # workers itself (torchrun-compatible rendezvous) unless it already runs as one.

@@ -14,11 +14,14 @@ dropout) SDPA's fused kernels run, as they should.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from uer.models.recompute import recompute_in_backward
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -27,7 +30,14 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
-    keep = torch.rand(x.shape, dtype=torch.float32) >= p
+    return _apply_mask(x, _keep_mask(x.shape, p), p)
+
+
+def _keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
+    return torch.rand(shape, dtype=torch.float32) >= p
+
+
+def _apply_mask(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - p))
 
 
@@ -60,4 +70,12 @@ def attention(
         bias = torch.zeros(attn_mask.shape, dtype=scores.dtype).masked_fill_(~attn_mask, float("-inf"))
         scores = scores + bias
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # in fp32 under bf16/fp16 autocast too
-    return torch.matmul(dropout(probs, dropout_p, True).to(value.dtype), value)
+    keep = _keep_mask(probs.shape, dropout_p)
+    dropped = _apply_mask(probs, keep, dropout_p).to(value.dtype)
+    # Softmax keeps probs and the mask is kept: save the dropped probabilities as a recipe.
+    with recompute_in_backward(dropped, partial(_dropped_again, probs, keep, dropout_p, value.dtype)):
+        return torch.matmul(dropped, value)
+
+
+def _dropped_again(probs: torch.Tensor, keep: torch.Tensor, p: float, dtype: torch.dtype) -> torch.Tensor:
+    return _apply_mask(probs, keep, p).to(dtype)

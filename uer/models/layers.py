@@ -16,6 +16,7 @@ from torch import nn
 
 from uer.errors import UerError
 from uer.models.dropout import Dropout, attention
+from uer.models.recompute import recompute_in_backward
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,  # exact (erf) GELU, as in Google BERT
@@ -23,6 +24,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "silu": F.silu,
 }
+
+# Activations whose backward keeps their input (ReLU keeps its output instead).
+BACKWARD_KEEPS_INPUT = frozenset({"gelu", "gelu_fast", "silu"})
 
 
 def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -125,9 +129,21 @@ class PositionwiseFeedForward(nn.Module):
         self.linear_1 = nn.Linear(hidden_size, feedforward_size)
         self.act = activation(hidden_act)
         self.linear_2 = nn.Linear(feedforward_size, hidden_size)
+        self.recompute_activation = hidden_act in BACKWARD_KEEPS_INPUT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(x)))
+        hidden = self.linear_1(x)
+        activated = self.act(hidden)
+        if not self.recompute_activation:
+            return self.linear_2(activated)
+        # GELU's backward keeps ``hidden``: linear_2 need not keep ``activated`` too.
+        with recompute_in_backward(activated, partial(_activate_again, self.act, hidden, activated.dtype)):
+            return self.linear_2(activated)
+
+
+def _activate_again(act: Callable[[torch.Tensor], torch.Tensor], hidden: torch.Tensor,
+                    dtype: torch.dtype) -> torch.Tensor:
+    return act(hidden.to(dtype))
 
 
 class TransformerLayer(nn.Module):

@@ -1,9 +1,13 @@
-"""Pieces every stage needs: the tokenizer from config, the model config a checkpoint records."""
+"""Pieces every stage needs: the tokenizer from config, the model config a checkpoint records,
+the model as the Trainer runs it."""
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
+from uer import distributed
+from uer.errors import UerError
 from uer.tokenizers import build_tokenizer
 
 # The config nodes that determine a model's architecture and input ids; a checkpoint
@@ -37,3 +41,15 @@ def checkpoint_tokenizer(cfg: DictConfig, payload: dict, path):
     tokenizer = tokenizer_from_config(cfg)
     check_vocabulary(payload.get("vocab"), stored, tokenizer, path)
     return tokenizer
+
+
+def training_model(model, hardware: DictConfig, env, device):
+    """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks, ``torch.compile``."""
+    if hardware.activation_checkpointing:
+        encoder = model.backbone.encoder
+        if not hasattr(encoder, "activation_checkpointing"):
+            raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
+                           f"albert), not {type(encoder).__name__}; set it to false")
+        encoder.activation_checkpointing = True
+    train_model = distributed.wrap(model, env, device)
+    return torch.compile(train_model) if hardware.compile else train_model

@@ -47,7 +47,7 @@ from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
 from uer.models import build_backbone
 from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
-from uer.stages.common import MODEL_NODES, model_config, tokenizer_from_config
+from uer.stages.common import MODEL_NODES, model_config, tokenizer_from_config, training_model
 from uer.tasks import Task, TaskData, get_task, predict
 from uer.training.optim import build_optimizer, linear_warmup_decay
 from uer.training.report import Reporter
@@ -235,8 +235,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
                         reduce_device=setup.device)
     trainer = Trainer(model, optimizer, scheduler, device=setup.device, precision=cfg.hardware.precision,
                       accumulation_steps=f.accumulation_steps, max_grad_norm=f.max_grad_norm, reporter=reporter)
-    train_model = distributed.wrap(model, setup.env, setup.device)
-    trainer.model = torch.compile(train_model) if cfg.hardware.compile else train_model
+    trainer.model = training_model(model, cfg.hardware, setup.env, setup.device)
     best = Best(best_path)
     prefix = f"{name} " if name else ""
 
@@ -262,7 +261,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         trainer.fit(batches.next_batch, total_steps, f.report_steps, on_step_end)
     finally:
         reporter.close()
-        trainer.model = train_model = None  # drop the DDP wrapper before the process group goes
+        trainer.model = None  # drop the DDP wrapper before the process group goes
         distributed.barrier()
     log.info("%sbest dev %s %.4f at epoch %d; saved %s", prefix, metric, best.score, best.epoch, best_path)
     return best

@@ -17,7 +17,7 @@ from uer.io.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint,
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
-from uer.stages.common import model_config, tokenizer_from_config
+from uer.stages.common import model_config, tokenizer_from_config, training_model
 from uer.training.optim import build_optimizer, linear_warmup_decay
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
@@ -70,8 +70,7 @@ def run(cfg: DictConfig):
         trainer.load_state_dict(resume_payload["trainer"])
         sampler.load_state_dict(resume_payload["trainer"]["data"])
         log.info("resumed from step %d of %s", trainer.step, out_dir)
-    train_model = distributed.wrap(model, env, device)
-    trainer.model = torch.compile(train_model) if cfg.hardware.compile else train_model
+    trainer.model = training_model(model, cfg.hardware, env, device)
 
     end_step = p.total_steps
     if p.stop_after_steps is not None:
@@ -103,7 +102,7 @@ def run(cfg: DictConfig):
     finally:
         reporter.close()
         # Drop the DDP wrapper before leaving the process group: a live one can abort gloo at exit.
-        trainer.model = train_model = None
+        trainer.model = None
         distributed.barrier()
         distributed.shutdown()
     if last is None:

@@ -1,0 +1,56 @@
+"""Save a cheap recipe for backward instead of a large tensor.
+
+Autograd keeps every tensor an operation needs for its backward.  Some of them are cheap
+to compute again from tensors autograd keeps anyway: the GELU output that the second
+feed-forward matmul saves (recomputed from the GELU input, which GELU's own backward
+saves), and the dropped-out attention probabilities that the probabilities x values
+matmul saves (recomputed from the softmax output and the dropout mask).  At ``size=base``,
+batch 16, sequence 128 these two are 430 MB of the ~1.5 GB of saved activations, and
+their recomputation costs one elementwise pass each in backward.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator
+
+import torch
+
+
+@contextmanager
+def _recompute_saved(output: torch.Tensor, recipe: Callable[[], torch.Tensor]) -> Iterator[None]:
+    # Only the address and dtype: the hooks outlive this block, and must not keep ``output`` alive.
+    address, dtype = output.untyped_storage().data_ptr(), output.dtype
+
+    def pack(saved: torch.Tensor):
+        if saved.dtype == dtype and saved.untyped_storage().data_ptr() == address:
+            return _Recipe(saved.size(), saved.stride(), saved.storage_offset())
+        return saved
+
+    def unpack(packed):
+        if isinstance(packed, _Recipe):
+            return recipe().as_strided(packed.size, packed.stride, packed.offset)
+        return packed
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+class _Recipe:
+    __slots__ = ("size", "stride", "offset")
+
+    def __init__(self, size, stride, offset):
+        self.size, self.stride, self.offset = size, stride, offset
+
+
+def recompute_in_backward(output: torch.Tensor, recipe: Callable[[], torch.Tensor]):
+    """A context in which ``output`` (and views of it) is saved for backward as ``recipe``.
+
+    ``recipe()`` must return a tensor equal to ``output`` (same dtype, contiguous) from
+    tensors that are kept alive anyway; it must not hold ``output`` itself.  Without
+    autograd, or when ``output`` is not a fresh contiguous tensor, this is a no-op.
+    """
+    if not (torch.is_grad_enabled() and output.requires_grad and output.is_contiguous()
+            and output.storage_offset() == 0):
+        return nullcontext()
+    return _recompute_saved(output, recipe)
