@@ -1,17 +1,24 @@
 """Peak resident memory of ``stage=pretrain`` and how it scales with corpus size.
 
     python bench/pretrain_memory.py                 # size=base, batch 16, seq 128, corpus x1 and x10
+    python bench/pretrain_memory.py --variants      # also the memory savers, on corpus x1
 
 Builds an MLM dataset from corpora/book_review.txt and from the same corpus repeated
 ``--times`` times, runs a few pre-training steps on each through ``main.py`` in a child
 process, and prints each child's peak RSS (from ``wait4``).  Because pre-training
 memory-maps the dataset, the two peaks should match; the goal at size=base is <= 3 GiB.
+
+``--variants`` also runs the ways to trade speed for memory: activation checkpointing, bf16
+autocast, both, and glibc's ``MALLOC_MMAP_THRESHOLD_`` (freed activations go back to the
+system at once instead of staying in the heap, at the cost of page faults); each line
+gives the last step's tokens/s beside the peak.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,14 +27,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(args: list[str], cwd: Path) -> int:
-    """Run main.py with ``args``; return the child's peak RSS in bytes."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), f"hydra.run.dir={cwd}/run", *args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+VARIANTS = {
+    "hardware.activation_checkpointing=true": (["hardware.activation_checkpointing=true"], {}),
+    "hardware.precision=bf16": (["hardware.precision=bf16"], {}),
+    "bf16 + activation checkpointing": (["hardware.precision=bf16", "hardware.activation_checkpointing=true"], {}),
+    "MALLOC_MMAP_THRESHOLD_=2097152": ([], {"MALLOC_MMAP_THRESHOLD_": "2097152"}),
+}
+TOKENS_PER_S = re.compile(r"\| (\d+) tokens/s")
+
+
+def run(args: list[str], cwd: Path, env: dict | None = None) -> tuple[int, str]:
+    """Run main.py with ``args``; the child's peak RSS in bytes and its last tokens/s report."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), f"hydra.run.dir={cwd}/run", *args], cwd=ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        log.seek(0)
+        output = log.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"main.py {' '.join(args)} failed:\n{proc.stderr.read().decode()}")
-    return usage.ru_maxrss * 1024  # kilobytes on Linux
+        raise SystemExit(f"main.py {' '.join(args)} failed:\n{output}")
+    rates = TOKENS_PER_S.findall(output)
+    return usage.ru_maxrss * 1024, f"{rates[-1]} tokens/s" if rates else ""  # ru_maxrss: kilobytes on Linux
 
 
 def main() -> None:
@@ -37,12 +57,20 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--times", type=int, default=10)
+    parser.add_argument("--variants", action="store_true", help="also measure the memory-saving settings")
     args = parser.parse_args()
 
     text = (ROOT / "corpora/book_review.txt").read_text(encoding="utf-8")
     print(f"size={args.size} batch={args.batch} seq={args.seq} steps={args.steps}")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
+
+        def pretrain(data: Path, name: str, extra: list[str] = (), env: dict | None = None) -> str:
+            peak, rate = run(["stage=pretrain", f"size={args.size}", f"pretrain.dataset_path={data}",
+                              f"pretrain.batch_size={args.batch}", f"pretrain.total_steps={args.steps}",
+                              "pretrain.report_steps=1", f"output_model_path={work}/model_{name}", *extra], work, env)
+            return f"peak RSS {peak / 2**30:.2f} GiB  ({rate}, last step)"
+
         for times in (1, args.times):
             corpus = work / f"corpus_x{times}.txt"
             corpus.write_text(text * times, encoding="utf-8")
@@ -50,12 +78,11 @@ def main() -> None:
             run(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={data}",
                  f"preprocess.seq_length={args.seq}", "preprocess.full_sentences=true"], work)
             dataset_mb = sum(f.stat().st_size for f in data.iterdir()) / 2**20
-            peak = run(["stage=pretrain", f"size={args.size}", f"pretrain.dataset_path={data}",
-                        f"pretrain.batch_size={args.batch}", f"pretrain.total_steps={args.steps}",
-                        f"output_model_path={work}/model_x{times}"], work)
             print(f"  corpus x{times:<3} ({corpus.stat().st_size / 2**20:6.1f} MiB text, dataset {dataset_mb:6.1f} MiB): "
-                  f"peak RSS {peak / 2**30:.2f} GiB")
-
+                  f"{pretrain(data, f'x{times}')}")
+        if args.variants:
+            for number, (label, (extra, env)) in enumerate(VARIANTS.items()):
+                print(f"  corpus x1, {label}: {pretrain(work / 'data_x1', f'variant{number}', extra, env)}")
 
 if __name__ == "__main__":
     main()

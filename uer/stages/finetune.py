@@ -47,7 +47,7 @@ from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
 from uer.models import build_backbone
 from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
-from uer.stages.common import MODEL_NODES, model_config, tokenizer_from_config, training_model
+from uer.stages.common import MODEL_NODES, check_vocabulary, model_config, tokenizer_from_config, training_model
 from uer.tasks import Task, TaskData, get_task, predict
 from uer.training.optim import build_optimizer, linear_warmup_decay
 from uer.training.report import Reporter
@@ -297,40 +297,6 @@ def starting_point(cfg: DictConfig):
     log.info("starting from %s; its stored config rebuilds the model (composed embedding/encoder/size ignored)",
              path)
     return {node: stored[node] for node in MODEL_NODES if node in stored}, tokenizer, payload["model"], str(path)
-
-
-def check_vocabulary(stored_identity, stored_tokenizer, tokenizer, path) -> None:
-    """A UerError naming both vocabularies unless ``tokenizer`` gives the ids the checkpoint was trained with."""
-    current = tokenizer.identity()
-    if stored_identity == current:
-        return
-    stored_identity = stored_identity or {}
-    keys = sorted(k for k in set(stored_identity) | set(current) if stored_identity.get(k) != current.get(k))
-    stored_tokenizer = stored_tokenizer or {}
-    fix = "set tokenizer.* to the checkpoint's"
-    if stored_tokenizer.get("vocab_path") or stored_tokenizer.get("spm_model_path"):
-        option = "spm_model_path" if stored_tokenizer.get("spm_model_path") else "vocab_path"
-        fix = (f"pass tokenizer.type={stored_tokenizer.get('type')} "
-               f"tokenizer.{option}={stored_tokenizer[option]}")
-        if str(stored_tokenizer[option]) == str(tokenizer.vocab.path):
-            fix = (f"{stored_tokenizer[option]} changed since the checkpoint was written; restore that file "
-                   "or start from a checkpoint trained with the current one")
-    raise UerError(
-        f"checkpoint {path} was trained with vocabulary {describe_identity(stored_identity, keys)} "
-        f"({describe_tokenizer(stored_tokenizer)}) but the current tokenizer is {describe_identity(current, keys)} "
-        f"({describe_tokenizer(None, tokenizer)}); {fix}"
-    )
-
-
-def describe_identity(identity: dict, keys: list[str]) -> str:
-    return "(" + ", ".join(f"{key}={str(identity.get(key))[:12]}" for key in keys or sorted(identity)) + ")"
-
-
-def describe_tokenizer(stored: dict | None, tokenizer=None) -> str:
-    if tokenizer is not None:
-        return f"from {tokenizer.vocab.path}"
-    path = (stored or {}).get("spm_model_path") or (stored or {}).get("vocab_path")
-    return f"from {path}" if path else "vocabulary file unknown"
 
 
 def usable_weights(state: dict, model: torch.nn.Module) -> dict:
