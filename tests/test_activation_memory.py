@@ -62,7 +62,7 @@ def test_activation_checkpointing_gives_the_same_gradients(arch):
     model = make_model(arch, dropout=0.1)
     batch = make_batch(arch)
     plain = gradients(model, batch)
-    model.backbone.encoder.activation_checkpointing = True
+    model.backbone.encoder.enable_activation_checkpointing()
     assert_same_gradients(plain, gradients(model, batch))
 
 

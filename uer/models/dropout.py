@@ -55,10 +55,12 @@ def attention(
     attn_mask: Optional[torch.Tensor],
     is_causal: bool,
     dropout_p: float,
+    recompute: bool = True,
 ) -> torch.Tensor:
     """``F.scaled_dot_product_attention`` semantics (boolean ``attn_mask``: True = may attend).
 
-    Every query must see at least one key (the encoders' masks guarantee it).
+    Every query must see at least one key (the encoders' masks guarantee it).  With
+    ``recompute`` the dropped-out probabilities are rebuilt in backward instead of kept.
     """
     if dropout_p == 0.0 or query.device.type != "cpu":
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
@@ -72,6 +74,8 @@ def attention(
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32)  # in fp32 under bf16/fp16 autocast too
     keep = _keep_mask(probs.shape, dropout_p)
     dropped = _apply_mask(probs, keep, dropout_p).to(value.dtype)
+    if not recompute:
+        return torch.matmul(dropped, value)
     # Softmax keeps probs and the mask is kept: save the dropped probabilities as a recipe.
     with recompute_in_backward(dropped, partial(_dropped_again, probs, keep, dropout_p, value.dtype)):
         return torch.matmul(dropped, value)

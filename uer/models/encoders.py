@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from uer.errors import UerError
-from uer.models.layers import KeyValueCache, TransformerLayer
+from uer.models.layers import KeyValueCache, MultiHeadedAttention, PositionwiseFeedForward, TransformerLayer
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
@@ -65,8 +65,6 @@ class TransformerEncoder(nn.Module):
             self.transformer = make_layer()
         else:
             self.transformer = nn.ModuleList(make_layer() for _ in range(cfg.layers_num))
-        # hardware.activation_checkpointing: keep only each layer's input for backward and
-        # run the layer again there (about a third more compute, a fraction of the memory).
         self.activation_checkpointing = False
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
@@ -80,6 +78,20 @@ class TransformerEncoder(nn.Module):
             else:
                 hidden = layer(hidden, attn_mask, is_causal)
         return hidden
+
+    def enable_activation_checkpointing(self) -> None:
+        """Keep only each layer's input for backward and run the layer again there
+        (hardware.activation_checkpointing: about a third more compute, a fraction of the memory).
+
+        The layers' own recompute recipes are switched off: under checkpointing they would
+        keep tensors that checkpointing would otherwise drop.
+        """
+        self.activation_checkpointing = True
+        for module in self.modules():
+            if isinstance(module, PositionwiseFeedForward):
+                module.recompute_activation = False
+            elif isinstance(module, MultiHeadedAttention):
+                module.recompute_probabilities = False
 
     def new_cache(self, max_length: int) -> KeyValueCache:
         """An empty key/value cache for :meth:`forward_incremental`, room for ``max_length`` positions."""

@@ -94,11 +94,13 @@ class MultiHeadedAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.final_linear = nn.Linear(hidden_size, hidden_size)
+        self.recompute_probabilities = True  # see uer.models.dropout.attention
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         batch, length, hidden = x.shape
         query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0)
+        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0,
+                            self.recompute_probabilities)
         return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:

@@ -79,9 +79,9 @@ def training_model(model, hardware: DictConfig, env, device):
     """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks, ``torch.compile``."""
     if hardware.activation_checkpointing:
         encoder = model.backbone.encoder
-        if not hasattr(encoder, "activation_checkpointing"):
+        if not hasattr(encoder, "enable_activation_checkpointing"):
             raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
                            f"albert), not {type(encoder).__name__}; set it to false")
-        encoder.activation_checkpointing = True
+        encoder.enable_activation_checkpointing()
     train_model = distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model
