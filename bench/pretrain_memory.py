@@ -8,7 +8,7 @@ Builds an MLM dataset from corpora/book_review.txt and from the same corpus repe
 process, and prints each child's peak RSS (from ``wait4``).  Because pre-training
 memory-maps the dataset, the two peaks should match; the goal at size=base is <= 3 GiB.
 
-``--variants`` also runs the ways to trade speed for memory: activation checkpointing, bf16
+``--variants`` also runs, on both corpora, the ways to trade speed for memory: activation checkpointing, bf16
 autocast, both, and glibc's ``MALLOC_MMAP_THRESHOLD_`` (freed activations go back to the
 system at once instead of staying in the heap, at the cost of page faults); each line
 gives the last step's tokens/s beside the peak.
@@ -71,10 +71,11 @@ def main() -> None:
                               "pretrain.report_steps=1", f"output_model_path={work}/model_{name}", *extra], work, env)
             return f"peak RSS {peak / 2**30:.2f} GiB  ({rate}, last step)"
 
+        datasets = {}
         for times in (1, args.times):
             corpus = work / f"corpus_x{times}.txt"
             corpus.write_text(text * times, encoding="utf-8")
-            data = work / f"data_x{times}"
+            data = datasets[times] = work / f"data_x{times}"
             run(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={data}",
                  f"preprocess.seq_length={args.seq}", "preprocess.full_sentences=true"], work)
             dataset_mb = sum(f.stat().st_size for f in data.iterdir()) / 2**20
@@ -82,7 +83,9 @@ def main() -> None:
                   f"{pretrain(data, f'x{times}')}")
         if args.variants:
             for number, (label, (extra, env)) in enumerate(VARIANTS.items()):
-                print(f"  corpus x1, {label}: {pretrain(work / 'data_x1', f'variant{number}', extra, env)}")
+                for times, data in datasets.items():
+                    print(f"  corpus x{times:<3} {label}: {pretrain(data, f'variant{number}_x{times}', extra, env)}")
+
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,7 @@ fine-tuned from random weights and from a model pre-trained on corpora/book_revi
     python experiments/pretraining_helps.py --recipe bert_tiny     # tiny BERT, MLM pre-training
     python experiments/pretraining_helps.py --recipe lstm --device cuda --threads 8
     python experiments/pretraining_helps.py --dry-run              # print the commands only
+    python experiments/pretraining_helps.py --corpus my_reviews.txt  # pre-train on another corpus
     python experiments/pretraining_helps.py --quick                # a minutes-long smoke run of the same steps
 
 The original toolkit's recipes, as commands of this project (each one a ``python main.py``
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--threads", type=int, default=0, help="hardware.num_threads; 0 = torch's default")
     parser.add_argument("--pretrain-steps", type=int, default=20000)
+    parser.add_argument("--corpus", default=str(ROOT / "corpora" / "book_review.txt"),
+                        help="pre-training corpus (the bundled one is the text of the Douban train split)")
     parser.add_argument("--seq-length", type=int, default=128, help="pre-training and fine-tuning sequence length")
     parser.add_argument("--processes", type=int, default=4, help="preprocess.processes_num")
     parser.add_argument("--quick", action="store_true",
@@ -67,7 +70,9 @@ def main() -> None:
     recipe = RECIPES[args.recipe]
     out = Path(args.out or ROOT / "outputs" / f"pretraining_helps_{args.recipe}")
     train, dev, test = DATA / "train.tsv", DATA / "dev.tsv", DATA / "test.tsv"
-    corpus = ROOT / "corpora" / "book_review.txt"
+    corpus = Path(args.corpus)
+    if not corpus.is_file():
+        parser.error(f"--corpus {corpus} not found; give a text file, one document per line")
     model = list(recipe["model"])
     hardware = [f"hardware.device={args.device}", f"hardware.precision={args.precision}",
                 f"hardware.num_threads={args.threads}"]
