@@ -3,6 +3,8 @@ variant (`+experiment=NAME size=tiny`, random weights, slices of the data) runs 
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from omegaconf import OmegaConf
@@ -176,3 +178,18 @@ def test_tiny_smoke_variant_runs(name, tmp_path):
                                   f"infer.prediction_path={tmp_path / 'label_logits.tsv'}"]))
         header, *rows = (tmp_path / "label_logits.tsv").read_text(encoding="utf-8").splitlines()
         assert header == "label\tlogits" and len(rows) == ROWS
+
+
+def test_pretraining_helps_dry_run_uses_the_given_corpus(tmp_path):
+    corpus = tmp_path / "reviews.txt"
+    corpus.write_text("一本好书\n", encoding="utf-8")
+    script = [sys.executable, str(ROOT / "experiments" / "pretraining_helps.py"), "--dry-run", "--out", str(tmp_path / "o")]
+    shown = subprocess.run([*script, "--corpus", str(corpus)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"preprocess.corpus_path={corpus}" in shown.stdout
+
+    missing = subprocess.run([*script, "--corpus", str(tmp_path / "missing.txt")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2
+    assert "missing.txt not found" in missing.stderr
+    assert not (tmp_path / "o").exists()
