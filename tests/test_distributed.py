@@ -209,3 +209,15 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     distributed.adopt_slurm_tasks()
     assert distributed.env_from_os() == distributed.DistEnv(rank=3, local_rank=1, world_size=4)
     assert os.environ["MASTER_ADDR"] == "node1"
+
+
+def test_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path, mlm_data):
+    """Each rank's RNG state is saved and restored, so both ranks' dropout continues as if never stopped."""
+    common = ["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.1", f"pretrain.dataset_path={mlm_data}",
+              f"pretrain.total_steps={STEPS}", "pretrain.report_steps=1", "pretrain.batch_size=4",
+              "hardware.nproc_per_node=2", "hardware.num_threads=1"]
+    run_stage(compose_config([*common, f"output_model_path={tmp_path / 'whole'}"]))
+    run_stage(compose_config([*common, f"output_model_path={tmp_path / 'split'}", "pretrain.stop_after_steps=2"]))
+    run_stage(compose_config([*common, f"output_model_path={tmp_path / 'split'}", "resume=true"]))
+    assert_same_weights(load_checkpoint(tmp_path / "whole" / f"step_{STEPS}.pt"),
+                        load_checkpoint(tmp_path / "split" / f"step_{STEPS}.pt"))

@@ -81,9 +81,9 @@ def run(cfg: DictConfig):
         return dataset.batch(indices, epoch, cfg.seed)
 
     def save(step: int) -> None:
+        state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not env.is_main:
             return
-        state = trainer.state_dict()
         state["data"] = sampler.state_dict()
         path = checkpoint_path(out_dir, step)
         save_checkpoint(path, model_state=model.state_dict(), config=architecture, vocab=tokenizer.identity(),

@@ -9,14 +9,18 @@ reports and the resumable state (step, optimiser, schedule, RNG).
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from uer import distributed
 from uer.runtime import autocast
 from uer.training.report import Reporter
+
+log = logging.getLogger("uer.train")
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -84,6 +88,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
+            # Each rank draws its own dropout masks: every rank's generators, so all of them resume.
+            "rng_per_rank": distributed.all_gather_object(rng),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -93,6 +99,13 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
+        per_rank = state.get("rng_per_rank")
+        rank, world_size = distributed.current_rank_and_size()
+        if per_rank and len(per_rank) == world_size:
+            rng = per_rank[rank]
+        elif per_rank:
+            log.warning("the checkpoint was written by %d processes, this run has %d: every rank continues "
+                        "rank 0's random streams", len(per_rank), world_size)
         torch.set_rng_state(rng["torch"])
         random.setstate(_as_random_state(rng["python"]))
         if "cuda" in rng and torch.cuda.is_available():
