@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -38,12 +37,9 @@ from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E40
 from uer.training.report import Reporter  # noqa: E402
 from uer.training.trainer import Trainer, to_device  # noqa: E402
 
+from timing import timed  # noqa: E402  (bench/timing.py)
+
 BASELINE = "bert size=tiny"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -121,12 +117,9 @@ def main() -> None:
     for step in range(steps):
         batch = batches.next_batch()
         for name, trainer in trainers.items():
-            sync(device)
-            start = time.perf_counter()
-            trainer.train_step([batch])
-            sync(device)
+            elapsed = timed(device, lambda: trainer.train_step([batch]))
             if step >= args.warmup:
-                seconds[name] += time.perf_counter() - start
+                seconds[name] += elapsed
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"fine-tuning, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
@@ -139,12 +132,8 @@ def main() -> None:
         for start_row in range(0, len(train), args.batch):
             batch = to_device(task.collate(train.examples[start_row:start_row + args.batch]), device)
             for name, model in models.items():
-                sync(device)
-                start = time.perf_counter()
                 with autocast(device, args.precision):
-                    model.predict(batch)
-                sync(device)
-                infer_s[name] += time.perf_counter() - start
+                    infer_s[name] += timed(device, lambda: model.predict(batch))
     print(f"inference over the {len(train)} rows:")
     report({name: len(train) / infer_s[name] for name in models})
 

@@ -25,7 +25,6 @@ import argparse
 import copy
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -42,6 +41,8 @@ from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E40
 from uer.training.report import Reporter  # noqa: E402
 from uer.training.trainer import Trainer, to_device  # noqa: E402
 
+from timing import timed  # noqa: E402  (bench/timing.py)
+
 
 def pad_to(batch: dict, width: int, pad_id: int) -> dict:
     """``batch`` with ``src`` (pad id) and ``seg`` (0) right-padded to ``width`` columns."""
@@ -51,11 +52,6 @@ def pad_to(batch: dict, width: int, pad_id: int) -> dict:
         out["src"] = torch.nn.functional.pad(batch["src"], (0, extra), value=pad_id)
         out["seg"] = torch.nn.functional.pad(batch["seg"], (0, extra), value=0)
     return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -121,12 +117,9 @@ def main() -> None:
             inputs = feeds[name]
             if step >= args.warmup:
                 tokens[name] += inputs["src"].numel()
-            sync(device)
-            start = time.perf_counter()
-            trainer.train_step([inputs])
-            sync(device)
+            elapsed = timed(device, lambda: trainer.train_step([inputs]))
             if step >= args.warmup:
-                seconds[name] += time.perf_counter() - start
+                seconds[name] += elapsed
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"training, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
@@ -146,12 +139,8 @@ def main() -> None:
             for name, m in models.items():
                 inputs = feeds[name]
                 tokens[name] += inputs["src"].numel()
-                sync(device)
-                start = time.perf_counter()
                 with autocast(device, args.precision):
-                    m.predict(inputs)
-                sync(device)
-                infer_s[name] += time.perf_counter() - start
+                    infer_s[name] += timed(device, lambda: m.predict(inputs))
     report({name: len(train) / infer_s[name] for name in models}, tokens, fixed)
 
 
