@@ -87,7 +87,6 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng,
             # Each rank draws its own dropout masks: every rank's generators, so all of them resume.
             "rng_per_rank": distributed.all_gather_object(rng),
         }
@@ -98,12 +97,10 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        per_rank = state.get("rng_per_rank")
+        per_rank = state.get("rng_per_rank") or [state["rng"]]  # "rng": rank 0's, in older checkpoints
         rank, world_size = distributed.current_rank_and_size()
-        if per_rank and len(per_rank) == world_size:
-            rng = per_rank[rank]
-        elif per_rank:
+        rng = per_rank[rank] if len(per_rank) == world_size else per_rank[0]
+        if len(per_rank) != world_size:
             log.warning("the checkpoint was written by %d processes, this run has %d: every rank continues "
                         "rank 0's random streams", len(per_rank), world_size)
         torch.set_rng_state(rng["torch"])
