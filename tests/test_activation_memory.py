@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import weakref
 
@@ -10,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import uer.models.dropout as dropout_module
-import uer.models.layers as layers_module
+from uer.models.layers import PositionwiseFeedForward, TransformerLayer
 from uer.models.recompute import recompute_in_backward
 from test_models import make_batch, make_model
 from uer_testing import SMALL, compose_config, expect_user_error
@@ -46,15 +44,50 @@ def test_recomputed_tensor_is_freed_and_rebuilt():
     torch.testing.assert_close(linear_2.weight.grad, reference.expand(8, 32))
 
 
+def set_recompute(model, on: bool) -> None:
+    for module in model.modules():
+        if isinstance(module, (PositionwiseFeedForward, TransformerLayer)):
+            module.recompute = on
+
+
+def saved_bytes(model, batch) -> int:
+    """Bytes of the distinct non-parameter storages autograd keeps for backward of one forward pass."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(batch)
+    return sum(storages.values())
+
+
 @pytest.mark.parametrize("arch", ["mlm", "gpt"])
-def test_recompute_recipes_leave_gradients_unchanged(arch, monkeypatch):
+def test_recompute_recipes_leave_gradients_unchanged(arch):
     model = make_model(arch, dropout=0.1)
     batch = make_batch(arch)
     with_recipes = gradients(model, batch)
-    off = lambda *args: contextlib.nullcontext()  # noqa: E731
-    monkeypatch.setattr(layers_module, "recompute_in_backward", off)
-    monkeypatch.setattr(dropout_module, "recompute_in_backward", off)
+    set_recompute(model, False)
     assert_same_gradients(with_recipes, gradients(model, batch))
+
+
+def test_recompute_recipes_keep_less_for_backward():
+    model = make_model("mlm", dropout=0.1)
+    batch = make_batch("mlm")
+    with_recipes = saved_bytes(model, batch)
+    set_recompute(model, False)
+    without = saved_bytes(model, batch)
+    hidden = model.backbone.encoder.hidden_size
+    feedforward = model.backbone.encoder.transformer[0].feed_forward.linear_1.out_features
+    tokens = batch["src"].numel()
+    layers = model.backbone.encoder.layers_num
+    # per layer: the GELU output and the first LayerNorm's output (fp32)
+    assert without - with_recipes == layers * tokens * (feedforward + hidden) * 4
 
 
 @pytest.mark.parametrize("arch", ["mlm", "albert", "gpt"])

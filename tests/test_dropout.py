@@ -74,3 +74,54 @@ def test_attention_under_bf16_autocast_stays_close_to_fp32():
         low = attention(q, k, v, PADDING, False, 1e-12)
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), attention(q, k, v, PADDING, False, 1e-12), atol=0.05, rtol=0.05)
+
+
+def test_inplace_dropout_writes_into_its_input_and_matches_the_copying_one():
+    x = torch.randn(50, 40)
+    torch.manual_seed(4)
+    expected = dropout(x, 0.2, training=True)
+    torch.manual_seed(4)
+    copy = x.clone()
+    assert dropout(copy, 0.2, training=True, inplace=True) is copy
+    torch.testing.assert_close(copy, expected)
+
+
+def _reference_attention(q, k, v, mask, p, keep):
+    """Autograd's own attention with dropout, given the kept-probabilities mask."""
+    scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return (torch.softmax(scores, dim=-1) * keep / (1 - p)) @ v
+
+
+@pytest.mark.parametrize("mask,causal", [(None, False), (PADDING, False), (None, True)],
+                         ids=["no-mask", "padding", "causal"])
+def test_attention_with_dropout_has_autograds_gradients(mask, causal):
+    q, k, v = (t.requires_grad_() for t in _qkv(3))
+    grad_out = torch.randn(2, 3, 6, 4)
+    torch.manual_seed(5)
+    attention(q, k, v, mask, causal, 0.3).backward(grad_out)
+    ours = [t.grad.clone() for t in (q, k, v)]
+    torch.manual_seed(5)  # the same mask: the first draw, (batch x heads, queries, keys) floats
+    keep = (torch.rand(6, 6, 6) >= 0.3).view(2, 3, 6, 6)
+    reference_mask = torch.ones(6, 6, dtype=torch.bool).tril() if causal else mask
+    for t in (q, k, v):
+        t.grad = None
+    _reference_attention(q, k, v, reference_mask, 0.3, keep).backward(grad_out)
+    for got, want in zip(ours, (q.grad, k.grad, v.grad)):
+        torch.testing.assert_close(got, want)
+
+
+def test_attention_with_dropout_keeps_no_probabilities_for_backward():
+    q, k, v = (t.requires_grad_() for t in _qkv(4))
+    saved = []
+
+    def pack(tensor):
+        saved.append((tuple(tensor.shape), tensor.dtype))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        attention(q, k, v, PADDING, False, 0.1)
+    probability_shaped = [shape for shape, dtype in saved if shape[-2:] == (6, 6) and dtype.is_floating_point]
+    assert probability_shaped == []
+    assert ((6, 6, 6), torch.bool) in saved  # the dropout mask, one byte an entry

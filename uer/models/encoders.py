@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from uer.errors import UerError
-from uer.models.layers import KeyValueCache, MultiHeadedAttention, PositionwiseFeedForward, TransformerLayer
+from uer.models.layers import KeyValueCache, PositionwiseFeedForward, TransformerLayer
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder")
@@ -88,10 +88,8 @@ class TransformerEncoder(nn.Module):
         """
         self.activation_checkpointing = True
         for module in self.modules():
-            if isinstance(module, PositionwiseFeedForward):
-                module.recompute_activation = False
-            elif isinstance(module, MultiHeadedAttention):
-                module.recompute_probabilities = False
+            if isinstance(module, (PositionwiseFeedForward, TransformerLayer)):
+                module.recompute = False
 
     def new_cache(self, max_length: int) -> KeyValueCache:
         """An empty key/value cache for :meth:`forward_incremental`, room for ``max_length`` positions."""

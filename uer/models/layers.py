@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uer.errors import UerError
-from uer.models.dropout import Dropout, attention
+from uer.models.dropout import Dropout, attention, dropout
 from uer.models.recompute import recompute_in_backward
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -94,13 +94,11 @@ class MultiHeadedAttention(nn.Module):
         self.dropout = dropout
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.final_linear = nn.Linear(hidden_size, hidden_size)
-        self.recompute_probabilities = True  # see uer.models.dropout.attention
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         batch, length, hidden = x.shape
         query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0,
-                            self.recompute_probabilities)
+        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0)
         return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
@@ -131,12 +129,17 @@ class PositionwiseFeedForward(nn.Module):
         self.linear_1 = nn.Linear(hidden_size, feedforward_size)
         self.act = activation(hidden_act)
         self.linear_2 = nn.Linear(feedforward_size, hidden_size)
-        self.recompute_activation = hidden_act in BACKWARD_KEEPS_INPUT
+        self.recompute = hidden_act in BACKWARD_KEEPS_INPUT  # see uer.models.recompute
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.linear_1(x)
+    def forward(self, x: torch.Tensor, input_recipe: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
+        """``input_recipe``: rebuilds ``x`` in backward (see :func:`recompute_in_backward`) instead of keeping it."""
+        if input_recipe is None:
+            hidden = self.linear_1(x)
+        else:
+            with recompute_in_backward(x, input_recipe):
+                hidden = self.linear_1(x)
         activated = self.act(hidden)
-        if not self.recompute_activation:
+        if not self.recompute:
             return self.linear_2(activated)
         # GELU's backward keeps ``hidden``: linear_2 need not keep ``activated`` too.
         with recompute_in_backward(activated, partial(_activate_again, self.act, hidden, activated.dtype)):
@@ -166,12 +169,22 @@ class TransformerLayer(nn.Module):
         self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
         self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
         self.dropout = Dropout(dropout)
+        self.recompute = True  # see uer.models.recompute
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
-        x = self.layer_norm_1(x + self.dropout(self.self_attn(x, attn_mask, is_causal)))
-        return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))
+        summed = self._residual(x, self.self_attn(x, attn_mask, is_causal))
+        x = self.layer_norm_1(summed)
+        # The feed-forward input is the LayerNorm's output: rebuilt in backward from the LayerNorm's input.
+        out = self.feed_forward(x, partial(self.layer_norm_1, summed) if self.recompute else None)
+        return self.layer_norm_2(self._residual(x, out))
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
         """:meth:`forward` under a causal mask for the new positions only, keys/values from ``cache``."""
-        x = self.layer_norm_1(x + self.dropout(self.self_attn.forward_incremental(x, cache, slot)))
-        return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))
+        x = self.layer_norm_1(self._residual(x, self.self_attn.forward_incremental(x, cache, slot)))
+        return self.layer_norm_2(self._residual(x, self.feed_forward(x)))
+
+    def _residual(self, x: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
+        """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
+        out = dropout(sublayer_out, self.dropout.p, self.training, inplace=True)
+        return out.add_(x) if out.dtype == x.dtype else x + out
+

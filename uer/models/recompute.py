@@ -3,10 +3,11 @@
 Autograd keeps every tensor an operation needs for its backward.  Some of them are cheap
 to compute again from tensors autograd keeps anyway: the GELU output that the second
 feed-forward matmul saves (recomputed from the GELU input, which GELU's own backward
-saves), and the dropped-out attention probabilities that the probabilities x values
-matmul saves (recomputed from the softmax output and the dropout mask).  At ``size=base``,
-batch 16, sequence 128 these two are 430 MB of the ~1.5 GB of saved activations, and
-their recomputation costs one elementwise pass each in backward.
+saves), and the first LayerNorm's output that the first feed-forward matmul saves
+(recomputed from the LayerNorm's input, which its backward saves).  At ``size=base``,
+batch 16, sequence 128 these are 360 MB of saved activations, and their recomputation
+costs one elementwise pass each in backward.  Modules using recipes have a ``recompute``
+flag; activation checkpointing turns it off (see ``TransformerEncoder``).
 """
 
 from __future__ import annotations
