@@ -4,11 +4,16 @@
     python main.py stage=pretrain encoder=bert size=tiny target=mlm pretrain.total_steps=200
 """
 
-import hydra
-from omegaconf import DictConfig
+if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc settings at start-up
+    from uer.malloc_tuning import restart_with_tuned_malloc
 
-from uer.config.schema import register_configs
-from uer.stages import run_stage
+    restart_with_tuned_malloc()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from uer.config.schema import register_configs  # noqa: E402
+from uer.stages import run_stage  # noqa: E402
 
 register_configs()
 

@@ -8,10 +8,10 @@ Builds an MLM dataset from corpora/book_review.txt and from the same corpus repe
 process, and prints each child's peak RSS (from ``wait4``).  Because pre-training
 memory-maps the dataset, the two peaks should match; the goal at size=base is <= 3 GiB.
 
-``--variants`` also runs, on both corpora, the ways to trade speed for memory: activation checkpointing, bf16
-autocast, both, and glibc's ``MALLOC_MMAP_THRESHOLD_`` (freed activations go back to the
-system at once instead of staying in the heap, at the cost of page faults); each line
-gives the last step's tokens/s beside the peak.
+``--variants`` also runs, on both corpora, the ways to trade speed for memory: activation
+checkpointing, bf16 autocast, both; and glibc malloc at its defaults (``UER_MALLOC_TUNING=0``,
+see uer/malloc_tuning.py), to show what main.py's malloc settings save.  Each line gives
+the last step's tokens/s beside the peak.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ VARIANTS = {
     "hardware.activation_checkpointing=true": (["hardware.activation_checkpointing=true"], {}),
     "hardware.precision=bf16": (["hardware.precision=bf16"], {}),
     "bf16 + activation checkpointing": (["hardware.precision=bf16", "hardware.activation_checkpointing=true"], {}),
-    "MALLOC_MMAP_THRESHOLD_=2097152": ([], {"MALLOC_MMAP_THRESHOLD_": "2097152"}),
+    "UER_MALLOC_TUNING=0 (glibc malloc defaults)": ([], {"UER_MALLOC_TUNING": "0", "GLIBC_TUNABLES": ""}),
 }
 TOKENS_PER_S = re.compile(r"\| (\d+) tokens/s")
 

@@ -10,6 +10,9 @@ Both models see the same batches and do forward + backward + AdamW step.  Printe
    ``--seq``; non-padding tokens/s, ratio;
 3. with ``--flops``: achieved model FLOP/s as a fraction of this machine's measured fp32 matmul rate;
 4. with ``--bf16``: uer under bf16 autocast vs fp32.
+
+Like main.py, the script restarts itself once with uer's glibc malloc settings
+(uer/malloc_tuning.py; ``UER_MALLOC_TUNING=0`` keeps glibc's defaults).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from uer import malloc_tuning  # noqa: E402
+
+malloc_tuning.restart_with_tuned_malloc()  # as main.py does: both models run under the same allocator
+
+import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from uer.data.build import build_pretrain_dataset  # noqa: E402
@@ -158,7 +164,7 @@ def main() -> None:
     vocab_size = len(tokenizer.vocab)
     warmup = 2
     print(f"size={args.size} batch={args.batch} seq={args.seq} threads={torch.get_num_threads()} "
-          f"torch={torch.__version__}")
+          f"torch={torch.__version__}; {malloc_tuning.describe()}")
 
     def run(name, model, call, inputs, tokens_of, precision=None):
         optimizer = build_optimizer(model, 1e-4, 0.01, 1e-6)

@@ -3,16 +3,20 @@ the model as the Trainer runs it."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from uer import distributed
+from uer import distributed, malloc_tuning
 from uer.errors import UerError
 from uer.tokenizers import build_tokenizer
 
 # The config nodes that determine a model's architecture and input ids; a checkpoint
 # stores them resolved, so later stages can rebuild the model from the checkpoint alone.
 MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
+
+log = logging.getLogger("uer")
 
 
 def tokenizer_from_config(cfg: DictConfig):
@@ -83,5 +87,7 @@ def training_model(model, hardware: DictConfig, env, device):
             raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
                            f"albert), not {type(encoder).__name__}; set it to false")
         encoder.enable_activation_checkpointing()
+    if device.type == "cpu":
+        log.info("memory: %s", malloc_tuning.describe())
     train_model = distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model
