@@ -92,26 +92,31 @@ class _DroppedOutAttention(torch.autograd.Function):
         probs = _probabilities(q, k, attn_mask, batch)
         keep = _keep_mask(probs.shape, p)
         ctx.save_for_backward(q, k, v, keep)
-        out = torch.bmm(probs.mul_(keep).mul_(1.0 / (1.0 - p)).to(v.dtype), v)  # probs are not kept: in place
+        # probs are not kept: dropped in place; the 1 / (1 - p) scale goes on the smaller output
+        out = torch.bmm(probs.mul_(keep).to(v.dtype), v).mul_(1.0 / (1.0 - p))
         return out.view(*batch, length, v.size(-1))
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, keep = ctx.saved_tensors
+        scale = 1.0 / (1.0 - ctx.p)
         probs = _probabilities(q, k, ctx.attn_mask, ctx.batch)
         grad_out = grad_out.reshape(-1, *grad_out.shape[-2:]).to(v.dtype)
-        grad_value = torch.bmm(_apply_mask(probs, keep, ctx.p).to(v.dtype).transpose(1, 2), grad_out)
-        # d softmax: probs * (g - sum(g * probs)), g the gradient of the kept, scaled probabilities
-        grad = torch.bmm(grad_out, v.transpose(1, 2)).float().masked_fill_(~keep, 0.0).mul_(1.0 / (1.0 - ctx.p))
-        grad = grad.sub_((grad * probs).sum(-1, keepdim=True)).mul_(probs).mul_(q.size(-1) ** -0.5).to(q.dtype)
+        grad = torch.bmm(grad_out, v.transpose(1, 2)).float().mul_(keep)
+        # softmax backward, probs * (grad - sum(grad * probs)), in one fused pass; then both scales at once
+        grad = torch._softmax_backward_data(grad, probs, -1, torch.float32)
+        grad = grad.mul_(scale * q.size(-1) ** -0.5).to(q.dtype)
         grad_query, grad_key = torch.bmm(grad, k), torch.bmm(grad.transpose(1, 2), q)
+        grad_value = torch.bmm(probs.mul_(keep).to(v.dtype).transpose(1, 2), grad_out).mul_(scale)
         shapes = [(*ctx.batch, *t.shape[-2:]) for t in (q, k, v)]
         return (grad_query.view(shapes[0]), grad_key.view(shapes[1]), grad_value.view(shapes[2]), None, None)
 
 
 def _probabilities(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor], batch) -> torch.Tensor:
     """Attention probabilities (N, Lq, Lk) in fp32, from q (N, Lq, d) and k (N, Lk, d)."""
-    scores = torch.bmm(q, k.transpose(1, 2)).mul_(q.size(-1) ** -0.5)
+    # the 1 / sqrt(d) scale inside the matmul (baddbmm's alpha; beta=0 ignores the input)
+    scores = torch.baddbmm(q.new_empty(1, 1, 1).expand(q.size(0), q.size(1), k.size(1)), q, k.transpose(1, 2),
+                           beta=0.0, alpha=q.size(-1) ** -0.5)
     if attn_mask is not None:
         scores.view(*batch, *scores.shape[-2:]).masked_fill_(~attn_mask, float("-inf"))
     return torch.softmax(scores, dim=-1, dtype=torch.float32)
