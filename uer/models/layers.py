@@ -187,4 +187,3 @@ class TransformerLayer(nn.Module):
         """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
         out = dropout(sublayer_out, self.dropout.p, self.training, inplace=True)
         return out.add_(x) if out.dtype == x.dtype else x + out
-
