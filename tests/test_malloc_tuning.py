@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from uer.errors import UerError
 from uer.malloc_tuning import SWITCH, TUNABLES, tuned_environment, uses_glibc
-from uer_testing import ROOT, SMALL, compose_config, run_main
+from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
 from uer.stages import run_stage
 
 ALL = ":".join(f"{name}={value}" for name, value in TUNABLES.items())
@@ -31,12 +32,27 @@ def test_a_legacy_variable_counts_as_set():
 
 @pytest.mark.parametrize("environ,glibc", [
     ({SWITCH: "0"}, True),  # switched off
+    ({SWITCH: "Off"}, True),
     ({SWITCH: "applied", "GLIBC_TUNABLES": ""}, True),  # already restarted once: never loop
     ({"GLIBC_TUNABLES": ALL}, True),  # nothing missing
     ({}, False),  # not glibc
 ])
 def test_no_restart_when_nothing_is_to_change(environ, glibc):
     assert tuned_environment(environ, glibc) is None
+
+
+def test_an_unknown_switch_value_is_refused_naming_the_variable():
+    with pytest.raises(UerError, match=f"{SWITCH}='maybe'.*set it to 0"):
+        tuned_environment({SWITCH: "maybe"}, glibc=True)
+
+
+def test_main_py_stops_with_one_line_on_an_unknown_switch_value(tmp_path, monkeypatch):
+    monkeypatch.setenv(SWITCH, "maybe")
+    proc = run_main(["stage=preprocess", f"preprocess.dataset_path={tmp_path / 'data'}"], tmp_path / "run", timeout=60)
+    assert proc.returncode == 2
+    assert error_lines(proc) == [f"error: environment variable {SWITCH}='maybe' is not understood; "
+                                 "set it to 0 to keep glibc's malloc defaults, or unset it"]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,11 @@ import os
 import sys
 from typing import Mapping, Optional
 
-SWITCH = "UER_MALLOC_TUNING"  # "0": leave malloc alone; "applied": set by the restart
+from uer.errors import UerError
+
+SWITCH = "UER_MALLOC_TUNING"  # off: leave malloc alone; "applied": set by the restart
+OFF = ("0", "off", "false", "no")
+ON = ("", "1", "on", "true", "yes")
 
 TUNABLES = {
     "glibc.malloc.tcache_count": "0",
@@ -50,7 +54,11 @@ def uses_glibc() -> bool:
 
 def tuned_environment(environ: Mapping[str, str], glibc: bool) -> Optional[dict[str, str]]:
     """``environ`` with the tunables added, or None when nothing needs to change."""
-    if not glibc or environ.get(SWITCH) in ("0", "applied"):
+    switch = environ.get(SWITCH, "").strip().lower()
+    if switch not in OFF + ON + ("applied",):
+        raise UerError(f"environment variable {SWITCH}={environ[SWITCH]!r} is not understood; "
+                       f"set it to 0 to keep glibc's malloc defaults, or unset it")
+    if not glibc or switch in OFF or switch == "applied":
         return None
     current = environ.get("GLIBC_TUNABLES", "")
     named = {item.split("=", 1)[0] for item in current.split(":") if item}
@@ -63,7 +71,11 @@ def tuned_environment(environ: Mapping[str, str], glibc: bool) -> Optional[dict[
 
 def restart_with_tuned_malloc() -> None:
     """Replace this process by the same command with the tunables set, if they are not yet."""
-    environ = tuned_environment(os.environ, uses_glibc())
+    try:
+        environ = tuned_environment(os.environ, uses_glibc())
+    except UerError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     if environ is None:
         return
     sys.stdout.flush()
