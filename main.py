@@ -1,7 +1,8 @@
-"""The one entry point: compose conf/ into one config and run its stage.
+"""The one entry point: compose conf/ into one config and run its stage (uer/cli.py).
 
     python main.py stage=preprocess target=mlm preprocess.corpus_path=corpora/book_review.txt
     python main.py stage=pretrain encoder=bert size=tiny target=mlm pretrain.total_steps=200
+    python main.py task=classifier finetune.train_path=...      # task= implies stage=finetune
 """
 
 if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc settings at start-up
@@ -9,19 +10,6 @@ if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc set
 
     restart_with_tuned_malloc()
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+    from uer.cli import main
 
-from uer.config.schema import register_configs  # noqa: E402
-from uer.stages import run_stage  # noqa: E402
-
-register_configs()
-
-
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig):
-    return run_stage(cfg)
-
-
-if __name__ == "__main__":
     main()

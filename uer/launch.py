@@ -1,11 +1,12 @@
 """Start the workers of a multi-process run from ``main.py`` itself.
 
 When ``hardware.nproc_per_node * hardware.nnodes > 1`` and this process is not already a
-worker (torchrun sets ``RANK``), the composed config is resolved once and handed to
-``nproc_per_node`` workers started by torch.distributed's elastic launcher — the same
-machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
-machines, ``max_restarts`` restarts of failed workers.  Workers do not re-compose the
-config and write into this run's directory; a restarted worker resumes pre-training
+worker (torchrun sets ``RANK``), the checked and prepared config is resolved once and
+handed to ``nproc_per_node`` workers started by torch.distributed's elastic launcher — the
+same machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
+machines, ``max_restarts`` restarts of failed workers.  Each worker calls ``entry`` (a
+module-level function, passed by reference, so this module imports no stage) on the
+config; workers write into this run's directory; a restarted worker resumes pre-training
 from the newest checkpoint.  Multi-node: run the same command on every node.
 """
 
@@ -15,6 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,12 +32,32 @@ def world_size(cfg: DictConfig) -> int:
     return cfg.hardware.nproc_per_node * cfg.hardware.nnodes
 
 
+def check_devices(cfg: DictConfig) -> None:
+    """In the launching process, before any worker: the devices the run asks for are there."""
+    hardware = cfg.get("hardware")
+    if hardware is None:
+        return
+    device = str(hardware.device)
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    wanted = hardware.nproc_per_node if world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES else 1
+    if not torch.cuda.is_available():
+        raise UerError(f"hardware.device={device} but no CUDA device is visible (torch.cuda.is_available() is false); "
+                       f"use hardware=cpu, or hardware.device=cpu to keep the other settings")
+    visible = torch.cuda.device_count()
+    if visible < wanted:
+        raise UerError(f"hardware.nproc_per_node={wanted} wants one CUDA device per process but {visible} are "
+                       f"visible; set hardware.nproc_per_node={visible}")
+
+
 def needed(cfg: DictConfig) -> bool:
     return world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES and "RANK" not in os.environ
 
 
-def launch(cfg: DictConfig):
-    """Run the stage in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
+def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
+    """``entry(cfg)`` in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
     from hydra.core.hydra_config import HydraConfig
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -62,7 +84,7 @@ def launch(cfg: DictConfig):
     log.info("starting %d worker(s) on this node (%d node(s), rendezvous %s)", hw.nproc_per_node, hw.nnodes,
              hw.rdzv_endpoint)
     try:
-        results = elastic_launch(config, _worker)(container, run_directory)
+        results = elastic_launch(config, _worker)(entry, container, run_directory)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed above") \
@@ -74,16 +96,14 @@ def launch(cfg: DictConfig):
     return results.get(0) if results else None
 
 
-def _worker(container: dict, run_directory: str | None):
+def _worker(entry, container: dict, run_directory: str | None):
     """Entry point of one worker (a fresh interpreter: spawn start method)."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    return record(_run_worker)(container, run_directory)
+    return record(_run_worker)(entry, container, run_directory)
 
 
-def _run_worker(container: dict, run_directory: str | None):
-    from uer.stages import run_stage
-
+def _run_worker(entry, container: dict, run_directory: str | None):
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format=f"[%(asctime)s][%(name)s][%(levelname)s][rank {rank}] - %(message)s")
@@ -93,7 +113,7 @@ def _run_worker(container: dict, run_directory: str | None):
         handler = logging.FileHandler(Path(run_directory) / "main.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         logging.getLogger().addHandler(handler)
-    return run_stage(OmegaConf.create(container))
+    return entry(OmegaConf.create(container))
 
 
 def restarted() -> bool:

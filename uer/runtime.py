@@ -1,16 +1,43 @@
-"""Facts about the current process: run directory, device, precision, seeding."""
+"""Facts about the current process: run directory, device, precision, seeding; the ``hardware`` schema."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
+from uer.config.fields import setting
 from uer.errors import UerError
+
+log = logging.getLogger("uer")
+
+
+@dataclass
+class HardwareConfig:
+    """``hardware=``: where and how the numbers are crunched; the same run scales by changing it."""
+
+    device: str = setting("cpu", "cpu | cuda | cuda:N | auto (CUDA when visible, else CPU; the choice is logged)")
+    precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (CUDA only, with a grad scaler)")
+    compile: bool = setting(False, "torch.compile the model")
+    activation_checkpointing: bool = setting(
+        False, "recompute each transformer layer in backward: about a third more compute, a fraction of the "
+               "activation memory")
+    num_threads: int = setting(0, "intra-op CPU threads; 0 = torch's default")
+    nproc_per_node: int = setting(1, "worker processes on each machine (main.py starts them)")
+    nnodes: int = setting(1, "machines of a multi-node run")
+    backend: Optional[str] = setting(None, "gloo | nccl; null = nccl on CUDA, gloo on CPU")
+    rdzv_endpoint: str = setting("127.0.0.1:0", "host:port of the rendezvous; port 0 = pick a free one (one node)")
+    rdzv_id: str = setting("uer", "the same on every node of one run")
+    rdzv_timeout: int = setting(300, "seconds to wait for all nodes to join")
+    max_restarts: int = setting(0, "restart failed workers this many times; they resume from the last checkpoint")
+    timeout: int = setting(1800, "seconds a collective may wait before the run is declared hung")
 
 
 def run_dir(fallback: Path) -> Path:
@@ -35,6 +62,8 @@ def resolve_device(name: str) -> torch.device:
     """``hardware.device`` as a torch device (``auto``: CUDA when visible, else CPU), refusing CUDA where none is."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("hardware.device=auto: %s", "CUDA is visible, using cuda" if name == "cuda" else
+                 "no CUDA device is visible (torch.cuda.is_available() is false), using cpu")
     try:
         device = torch.device(name)
     except RuntimeError:

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from uer.data.corpus import CorpusIndex, index_corpus, read_documents
-from uer.data.instances import TARGETS, InstanceOptions, TokenizedDocuments
+from uer.data.instances import INSTANCE_BUILDERS, InstanceOptions, TokenizedDocuments
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
@@ -100,9 +100,9 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     compatibility checks compare.
     """
     started = time.perf_counter()
-    if target not in TARGETS:
-        raise UerError(f"unknown pre-training target {target!r}; set target= one of {', '.join(TARGETS.names())}")
-    builder = TARGETS.get(target)
+    if target not in INSTANCE_BUILDERS:
+        raise UerError(f"unknown pre-training target {target!r}; set target= one of {', '.join(INSTANCE_BUILDERS.names())}")
+    builder = INSTANCE_BUILDERS.get(target)
     _check_options(builder, seq_length=seq_length, dup_factor=dup_factor, short_seq_prob=short_seq_prob,
                    docs_buffer_size=docs_buffer_size, processes_num=processes_num, seed=seed,
                    dynamic_masking=dynamic_masking, span_masking=span_masking,
@@ -178,7 +178,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
 def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np.ndarray) -> dict:
     """Build every repetition of one unit and write its shard; returns its counts."""
     lines, line_counts = read_documents(job.corpus_path, starts, ends)
-    builder = TARGETS.get(job.target)
+    builder = INSTANCE_BUILDERS.get(job.target)
     lines, line_counts, labels = builder.parse_documents(lines, line_counts, job.corpus_path, starts)
     docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype), labels)
     parts = []

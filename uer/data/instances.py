@@ -4,7 +4,7 @@ Every instance starts with ``[CLS]``.  ``seg_a_len`` is the length of the first 
 including ``[CLS]`` and its ``[SEP]``; for the single-segment targets it is the whole
 instance.
 
-* ``mlm`` / ``lm`` (:class:`StreamTarget`): a document's tokens followed by ``[SEP]``
+* ``mlm`` / ``lm`` (:class:`StreamInstances`): a document's tokens followed by ``[SEP]``
   form a stream; with ``full_sentences`` the documents of a buffer are shuffled and
   concatenated into one stream.  A stream is cut into pieces of ``seq_length - 1``
   (mlm) or ``seq_length`` (lm) tokens, each stored behind a ``[CLS]``: mlm instances have
@@ -13,11 +13,11 @@ instance.
   For mlm a trailing piece holding only the ``[SEP]`` is dropped (nothing to mask).
 * ``bilm``: stored as ``lm`` (``seq_length + 1`` tokens); the batch adds backward labels
   (token ``i - 1`` at position ``i``).
-* ``cls`` (:class:`LabelledTarget`): one labelled example per line, ``label<TAB>text``
+* ``cls`` (:class:`LabelledInstances`): one labelled example per line, ``label<TAB>text``
   or ``label<TAB>text_a<TAB>text_b`` (a header line starting with ``label`` is skipped),
   stored as ``[CLS] text [SEP]`` (``[CLS] a [SEP] b [SEP]``) cut to ``seq_length``, with
   the label (``label``).
-* ``bert`` / ``albert`` (:class:`PairTarget`): Google BERT's sentence-pair sampling,
+* ``bert`` / ``albert`` (:class:`PairInstances`): Google BERT's sentence-pair sampling,
   ``[CLS] A [SEP] B [SEP]``.  ``sentence_label``: NSP 0 = B is the real continuation,
   1 = B comes from another document; SOP 0 = right order, 1 = A and B swapped.
   One change: a chunk of a single sentence is split inside the sentence, where Google
@@ -35,7 +35,7 @@ from uer.data.corpus import DOCUMENTS, LINES
 from uer.errors import UerError, where
 from uer.registry import Registry
 
-TARGETS: Registry = Registry("pre-training target")
+INSTANCE_BUILDERS: Registry = Registry("instance builder")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class InstanceBuilder:
         return lines, line_counts, None
 
 
-class StreamTarget(InstanceBuilder):
+class StreamInstances(InstanceBuilder):
     """mlm, lm and bilm: single-segment instances cut from document streams."""
 
     def __init__(self, masked: bool, extra_tokens: int, backward: bool = False):
@@ -151,7 +151,7 @@ class StreamTarget(InstanceBuilder):
         return InstanceBlock(tokens=tokens, lengths=lengths, seg_a_len=lengths)
 
 
-class PairTarget(InstanceBuilder):
+class PairInstances(InstanceBuilder):
     """bert (next-sentence prediction) and albert (sentence-order prediction)."""
 
     layout = DOCUMENTS
@@ -257,7 +257,7 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng) -> tuple[
     return a, b
 
 
-class LabelledTarget(InstanceBuilder):
+class LabelledInstances(InstanceBuilder):
     """cls: ``label<TAB>text_a[<TAB>text_b]`` per line -> ``[CLS] a [SEP] (b [SEP])`` + label."""
 
     labelled = True
@@ -341,9 +341,9 @@ def _line_number(path: str, offset: int) -> int:
     return count + 1
 
 
-TARGETS.register("mlm")(StreamTarget(masked=True, extra_tokens=0))
-TARGETS.register("lm")(StreamTarget(masked=False, extra_tokens=1))
-TARGETS.register("bilm")(StreamTarget(masked=False, extra_tokens=1, backward=True))
-TARGETS.register("cls")(LabelledTarget())
-TARGETS.register("bert")(PairTarget("nsp"))
-TARGETS.register("albert")(PairTarget("sop"))
+INSTANCE_BUILDERS.register("mlm")(StreamInstances(masked=True, extra_tokens=0))
+INSTANCE_BUILDERS.register("lm")(StreamInstances(masked=False, extra_tokens=1))
+INSTANCE_BUILDERS.register("bilm")(StreamInstances(masked=False, extra_tokens=1, backward=True))
+INSTANCE_BUILDERS.register("cls")(LabelledInstances())
+INSTANCE_BUILDERS.register("bert")(PairInstances("nsp"))
+INSTANCE_BUILDERS.register("albert")(PairInstances("sop"))

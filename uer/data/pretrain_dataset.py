@@ -20,6 +20,7 @@ lands in, which keeps a resumed run identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from uer.data.build import FORMAT, FORMAT_VERSION, META_FILE
-from uer.data.instances import TARGETS
+from uer.data.instances import INSTANCE_BUILDERS
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import open_arrays
 from uer.errors import UerError
@@ -43,7 +44,7 @@ class PretrainDataset:
         fix = f"re-run preprocess to rebuild {self.path}"
         self.meta = _read_meta(self.path, fix)
         self.target = self.meta["target"]
-        builder = TARGETS.get(self.target)
+        builder = INSTANCE_BUILDERS.get(self.target)
         static = builder.masked and not self.meta["dynamic_masking"]
         names = ["tokens", "offsets", "seg_a_len"]
         names += ["sentence_label"] * bool(builder.sentence_task)
@@ -95,6 +96,10 @@ class PretrainDataset:
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["path"])
+
+    def fingerprint(self) -> str:
+        """A hash of what the dataset holds (its meta.json: options, tokenizer, corpus, counts, array shapes)."""
+        return hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode("utf-8")).hexdigest()
 
     def check_compatible(self, target: str, tokenizer_identity: dict) -> None:
         """Raise a UerError unless the dataset was built for ``target`` with this tokenizer."""
@@ -180,7 +185,7 @@ def _read_meta(path: Path, fix: str) -> dict:
     missing = [key for key in _META_KEYS if key not in meta]
     if missing:
         raise UerError(f"{meta_path} lacks {', '.join(missing)}; {fix}")
-    if meta["target"] not in TARGETS:
+    if meta["target"] not in INSTANCE_BUILDERS:
         raise UerError(f"{meta_path} names an unknown target {meta['target']!r}; {fix}")
     return meta
 

@@ -2,7 +2,9 @@
 
 Everything goes to a temporary file in the destination's directory (same file system) and
 is renamed over the destination only once complete; on any error the temporary file is
-removed and an existing destination is left as it was.
+removed and an existing destination is left as it was.  The temporary file is created
+private (0600) and given the permissions a plain ``open`` would have (0666 less the
+user's umask) before it is renamed, so checkpoints are as readable as any other output.
 """
 
 from __future__ import annotations
@@ -10,8 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; the lock keeps threads of ours from racing)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -23,6 +36,7 @@ def replacing(path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,12 +1,24 @@
 """This project's checkpoint: one ``.pt`` file that describes itself.
 
-A checkpoint holds the model weights, the resolved config that built the model
-(embedding, encoder, target, sizes, tokenizer), the vocabulary identity, and the trainer
-state (optimizer, scheduler, step, RNG, data position) so that ``resume=true`` continues
-exactly.  Only tensors and plain Python values are stored, so loading uses
-``torch.load(weights_only=True)`` and never unpickles arbitrary objects.  Writes go to a
-temporary file in the same directory and are renamed into place, so a crash mid-write
-never leaves a truncated checkpoint under the real name.
+A checkpoint (format version 2) holds:
+
+* ``model``: the weights;
+* ``config``: the full resolved config of the run that wrote it -- every group (sizes,
+  tokenizer, embedding, encoder, target or task, hardware, optimizer, schedule) and the
+  stage's training settings -- with what the run learnt filled in (``task.labels_num``);
+* ``tokenizer``: the tokenizer itself (settings plus the token list, or the
+  SentencePiece model's bytes), so no vocabulary file is needed to use the checkpoint;
+* ``vocab``: the vocabulary identity (hashes that decide the ids), compared with datasets
+  and other tokenizers;
+* ``task_info``: what fine-tuning learnt from its training file (e.g. NER's tag set);
+* ``trainer``: optimizer, schedule, step, RNG and data position, so ``resume=true``
+  continues exactly (absent from fine-tuned models).
+
+Version 1 checkpoints (model nodes only, vocabulary by path) still load.  Only tensors and
+plain Python values are stored, so loading uses ``torch.load(weights_only=True)`` and
+never unpickles arbitrary objects.  Writes go to a temporary file in the same directory
+and are renamed into place, so a crash mid-write never leaves a truncated checkpoint
+under the real name.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ from uer.errors import UerError
 from uer.io.atomic import atomic_write
 
 FORMAT = "uer-checkpoint"
-VERSION = 1
+VERSION = 2
+# The config nodes that decide a model's architecture and input ids.
+MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -30,11 +44,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle), binary=True)
 
 
-def save_checkpoint(path, *, model_state, config: dict, vocab: dict, trainer: dict | None) -> None:
-    atomic_torch_save(
-        {"format": FORMAT, "version": VERSION, "model": model_state, "config": config, "vocab": vocab, "trainer": trainer},
-        path,
-    )
+def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict | None,
+                    task_info: dict | None = None) -> None:
+    """Write a checkpoint of ``model_state`` trained by the run ``config`` (resolved, plain) with ``tokenizer``."""
+    from uer.tokenizers import tokenizer_state
+
+    payload = {"format": FORMAT, "version": VERSION, "model": model_state, "config": config,
+               "tokenizer": tokenizer_state(tokenizer, config["tokenizer"]), "vocab": tokenizer.identity(),
+               "trainer": trainer}
+    if task_info is not None:
+        payload["task_info"] = task_info
+    atomic_torch_save(payload, path)
 
 
 def safe_torch_load(path, what: str):
@@ -54,13 +74,45 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
     payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UerError(
-            f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker); "
-            "for an original UER-format .bin file give a path ending in .bin"
-        )
+        raise UerError(f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker); an original UER model "
+                       "file is read where a model can start from (pretrained_model_path, tool.input_path)")
+    return check_payload(payload, path)
+
+
+def check_payload(payload: dict, path) -> dict:
+    """``payload`` if this uer can read its format version."""
     if payload.get("version", 0) > VERSION:
         raise UerError(f"checkpoint {path} has format version {payload['version']}; this uer reads up to {VERSION}")
     return payload
+
+
+def stored_tokenizer_config(payload: dict) -> dict:
+    """The tokenizer settings a checkpoint records (version 1: in its config)."""
+    if payload.get("tokenizer") is not None:
+        return dict(payload["tokenizer"]["config"])
+    return dict((payload.get("config") or {}).get("tokenizer") or {})
+
+
+def checkpoint_tokenizer(payload: dict, path):
+    """The tokenizer a checkpoint was trained with: its stored copy, or (version 1) the files its
+    config names, checked to give the ids it was trained with."""
+    from uer.tokenizers import build_tokenizer, tokenizer_from_state
+
+    if payload.get("tokenizer") is not None:
+        return tokenizer_from_state(payload["tokenizer"], str(path))
+    stored = stored_tokenizer_config(payload)
+    if not stored:
+        raise UerError(f"checkpoint {path} records no tokenizer; it was not written by this project")
+    try:
+        tokenizer = build_tokenizer(stored)
+    except UerError as err:
+        raise UerError(f"checkpoint {path} (an older checkpoint, without its vocabulary inside) needs its vocabulary "
+                       f"file: {err}; run from the directory it was trained in, or re-save it with a current uer "
+                       "(stage=tool tool=convert tool.input_format=uer_ckpt tool.output_format=uer_ckpt)") from None
+    if tokenizer.identity() != payload.get("vocab"):
+        raise UerError(f"checkpoint {path} was trained with another vocabulary than {tokenizer.vocab.path} holds now "
+                       f"(the file changed since); restore that file")
+    return tokenizer
 
 
 def step_checkpoints(directory) -> list[tuple[int, Path]]:

@@ -21,35 +21,56 @@ positions (``word_pos`` or ``word_pos_seg``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import II
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
-from uer.models.encoders import ENCODERS, MASKS, attention_mask
+from uer.models.encoders import ENCODERS, MASKS, MaskedAttentionConfig, attention_mask, mask_context
 from uer.models.layers import MultiHeadedAttention, PositionwiseFeedForward
 
 SYNT_TYPES = ("dense", "random")
 
 
-def _check_heads(cfg) -> None:
-    mask = getattr(cfg, "mask", "fully_visible")
-    if mask not in MASKS:
-        raise UerError(f"unknown encoder.mask {mask!r}; choose one of: {', '.join(MASKS)}")
+@dataclass
+class SyntEncoderConfig(MaskedAttentionConfig):
+    """``encoder=synt``: transformer layers with synthesized attention weights."""
+
+    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width")
+    hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    synt_type: str = setting("dense", "dense (weights from each position's vector) | random (learned matrix)")
+    max_seq_length: int = setting(II("model.max_seq_length"), "positions the synthesized weights span")
+
+
+def _check_heads(cfg: MaskedAttentionConfig) -> None:
+    if cfg.mask not in MASKS:
+        raise UerError(f"unknown encoder.mask {cfg.mask!r}; choose one of: {', '.join(MASKS)}")
     if cfg.hidden_size % cfg.heads_num:
         raise UerError(f"hidden_size {cfg.hidden_size} is not divisible by heads_num {cfg.heads_num}")
 
 
-@ENCODERS.register("attn")
-class AttnEncoder(nn.Module):
-    def __init__(self, cfg, emb_size: int):
+class AttentionOnlyEncoder(nn.Module):
+    """What ``attn`` and ``synt`` declare: order-blind, context from ``mask``."""
+
+    needs_positions = True
+    variants = ("encoder.mask=causal",)
+    context = staticmethod(mask_context)
+
+
+@ENCODERS.register("attn", config=MaskedAttentionConfig)
+class AttnEncoder(AttentionOnlyEncoder):
+    def __init__(self, cfg: MaskedAttentionConfig, emb_size: int):
         super().__init__()
         _check_heads(cfg)
         self.hidden_size = cfg.hidden_size
-        self.causal = getattr(cfg, "mask", "fully_visible") == "causal"
+        self.causal = cfg.mask == "causal"
         self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
         self.self_attn = nn.ModuleList(
             MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout) for _ in range(cfg.layers_num)
@@ -116,17 +137,17 @@ class SyntLayer(nn.Module):
         return self.layer_norm_2(x + self.dropout(self.feed_forward(x)))
 
 
-@ENCODERS.register("synt")
-class SyntEncoder(nn.Module):
-    def __init__(self, cfg, emb_size: int):
+@ENCODERS.register("synt", config=SyntEncoderConfig)
+class SyntEncoder(AttentionOnlyEncoder):
+    def __init__(self, cfg: SyntEncoderConfig, emb_size: int):
         super().__init__()
         _check_heads(cfg)
-        synt_type = getattr(cfg, "synt_type", "dense")
+        synt_type = cfg.synt_type
         if synt_type not in SYNT_TYPES:
             raise UerError(f"unknown encoder.synt_type {synt_type!r}; choose one of: {', '.join(SYNT_TYPES)}")
         self.hidden_size = cfg.hidden_size
         self.max_length = cfg.max_seq_length
-        self.causal = getattr(cfg, "mask", "fully_visible") == "causal"
+        self.causal = cfg.mask == "causal"
         self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
         self.transformer = nn.ModuleList(SyntLayer(cfg, synt_type) for _ in range(cfg.layers_num))
 

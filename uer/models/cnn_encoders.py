@@ -22,19 +22,39 @@ Module names are UER's (``conv_1`` for the first convolution, ``conv.L`` for the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+from omegaconf import II
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
+from uer.models.context import CAUSAL
 from uer.models.dropout import Dropout
-from uer.models.encoders import ENCODERS
-from uer.models.rnn_encoders import direction_size, make_rnn, run_rnn
+from uer.models.encoders import ENCODERS, EncoderConfig
+from uer.models.rnn_encoders import RnnEncoderConfig, direction_size, make_rnn, rnn_context, run_rnn
 
 
-def _check(cfg) -> None:
-    for key in ("kernel_size", "block_size", "layers_num"):
-        value = getattr(cfg, key, 1)
+@dataclass
+class CnnEncoderConfig(EncoderConfig):
+    """``encoder=cnn`` / ``gatedcnn``: causal convolutions with residual blocks."""
+
+    kernel_size: int = setting(II("model.kernel_size"), "convolution width")
+    block_size: int = setting(II("model.block_size"), "a residual connection every block_size layers")
+
+
+@dataclass
+class RcnnEncoderConfig(RnnEncoderConfig):
+    """``encoder=rcnn`` / ``crnn``: an LSTM and causal convolutions."""
+
+    kernel_size: int = setting(II("model.kernel_size"), "convolution width")
+
+
+def _check(cfg, keys) -> None:
+    for key in ("layers_num", *keys):
+        value = getattr(cfg, key)
         if value < 1:
             raise UerError(f"encoder.{key}={value} must be at least 1 (model.{key})")
 
@@ -75,37 +95,51 @@ class CausalConvs(nn.Module):
 
 class ConvEncoder(CausalConvs):
     gated = False
+    needs_positions = False
+    variants: tuple[str, ...] = ()
 
-    def __init__(self, cfg, emb_size: int):
+    def __init__(self, cfg: CnnEncoderConfig, emb_size: int):
         super().__init__()
-        _check(cfg)
+        _check(cfg, ("kernel_size", "block_size"))
         self.hidden_size = cfg.hidden_size
         self.init_convs(emb_size, cfg.hidden_size, cfg.layers_num, cfg.kernel_size, self.gated, cfg.block_size)
         self.drop = Dropout(cfg.dropout)
+
+    @staticmethod
+    def context(cfg) -> str:
+        return CAUSAL
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         return self.drop(self.convolve(emb))
 
 
-@ENCODERS.register("cnn")
+@ENCODERS.register("cnn", config=CnnEncoderConfig)
 class CnnEncoder(ConvEncoder):
     gated = False
 
 
-@ENCODERS.register("gatedcnn")
+@ENCODERS.register("gatedcnn", config=CnnEncoderConfig)
 class GatedCnnEncoder(ConvEncoder):
     gated = True
 
 
-@ENCODERS.register("rcnn")
-class RcnnEncoder(CausalConvs):
+class MixedEncoder(CausalConvs):
+    """What ``rcnn`` and ``crnn`` share: their context is their LSTM's."""
+
+    needs_positions = False
+    variants = ("encoder.bidirectional=true",)
+    context = staticmethod(rnn_context)
+
+
+@ENCODERS.register("rcnn", config=RcnnEncoderConfig)
+class RcnnEncoder(MixedEncoder):
     """LSTM, then causal ReLU convolutions (UER's ``rcnn``)."""
 
-    def __init__(self, cfg, emb_size: int):
+    def __init__(self, cfg: RcnnEncoderConfig, emb_size: int):
         super().__init__()
-        _check(cfg)
+        _check(cfg, ("kernel_size",))
         self.hidden_size = cfg.hidden_size
-        self.bidirectional = bool(getattr(cfg, "bidirectional", False))
+        self.bidirectional = bool(cfg.bidirectional)
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn("lstm", emb_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)
         self.drop = Dropout(cfg.dropout)
@@ -115,15 +149,15 @@ class RcnnEncoder(CausalConvs):
         return self.convolve(self.drop(run_rnn(self.rnn, emb, seg)))
 
 
-@ENCODERS.register("crnn")
-class CrnnEncoder(CausalConvs):
+@ENCODERS.register("crnn", config=RcnnEncoderConfig)
+class CrnnEncoder(MixedEncoder):
     """Causal ReLU convolutions, then an LSTM (UER's ``crnn``)."""
 
-    def __init__(self, cfg, emb_size: int):
+    def __init__(self, cfg: RcnnEncoderConfig, emb_size: int):
         super().__init__()
-        _check(cfg)
+        _check(cfg, ("kernel_size",))
         self.hidden_size = cfg.hidden_size
-        self.bidirectional = bool(getattr(cfg, "bidirectional", False))
+        self.bidirectional = bool(cfg.bidirectional)
         self.init_convs(emb_size, cfg.hidden_size, cfg.layers_num, cfg.kernel_size, gated=False)
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn("lstm", cfg.hidden_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)

@@ -1,15 +1,40 @@
-"""Embedding layers: token ids (and segments) -> (B, L, emb_size)."""
+"""Embedding layers: token ids (and segments) -> (B, L, emb_size).
+
+Each option declares what it is: ``has_positions`` (a learned position embedding, so
+the encoder need not know the order by itself) and its schema.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from omegaconf import II, MISSING
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
 from uer.registry import Registry
 
-EMBEDDINGS: Registry = Registry("embedding")
+EMBEDDINGS: Registry = Registry("embedding", group="embedding")
+
+
+@dataclass
+class WordEmbeddingConfig:
+    """``embedding=word``: word embedding, LayerNorm, dropout."""
+
+    type: str = setting(MISSING, "word_pos_seg | word_pos | word (pick with embedding=)")
+    emb_size: int = setting(II("model.emb_size"), "embedding width")
+    dropout: float = setting(II("model.dropout"), "dropout after the embedding's LayerNorm", tunable=True)
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+
+
+@dataclass
+class PositionEmbeddingConfig(WordEmbeddingConfig):
+    """``embedding=word_pos`` / ``word_pos_seg``: word + learned position (+ segment) embeddings."""
+
+    max_seq_length: int = setting(II("model.max_seq_length"), "positions of the position embedding: the longest input")
 
 SEGMENT_ROWS = 3  # 0 = padding, 1 = first segment, 2 = second segment (UER layout)
 
@@ -17,12 +42,15 @@ SEGMENT_ROWS = 3  # 0 = padding, 1 = first segment, 2 = second segment (UER layo
 class WordPositionEmbedding(nn.Module):
     """Word (+ learned position) (+ segment) embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, cfg, vocab_size: int, use_segment: bool, use_position: bool = True):
+    has_positions = True
+    uses_segments = True
+
+    def __init__(self, cfg: WordEmbeddingConfig, vocab_size: int):
         super().__init__()
         self.emb_size = cfg.emb_size
         self.word_embedding = nn.Embedding(vocab_size, cfg.emb_size)
-        self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if use_position else None
-        self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if use_segment else None
+        self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if self.has_positions else None
+        self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if self.uses_segments else None
         self.layer_norm = nn.LayerNorm(cfg.emb_size, eps=cfg.layernorm_eps)
         self.dropout = Dropout(cfg.dropout)
 
@@ -41,19 +69,21 @@ class WordPositionEmbedding(nn.Module):
         return self.dropout(self.layer_norm(emb))
 
 
-@EMBEDDINGS.register("word_pos_seg")
-def word_pos_seg(cfg, vocab_size: int) -> WordPositionEmbedding:
+@EMBEDDINGS.register("word_pos_seg", config=PositionEmbeddingConfig)
+class WordPosSegEmbedding(WordPositionEmbedding):
     """BERT / ALBERT embedding."""
-    return WordPositionEmbedding(cfg, vocab_size, use_segment=True)
 
 
-@EMBEDDINGS.register("word_pos")
-def word_pos(cfg, vocab_size: int) -> WordPositionEmbedding:
+@EMBEDDINGS.register("word_pos", config=PositionEmbeddingConfig)
+class WordPosEmbedding(WordPositionEmbedding):
     """GPT embedding: no segments."""
-    return WordPositionEmbedding(cfg, vocab_size, use_segment=False)
+
+    uses_segments = False
 
 
-@EMBEDDINGS.register("word")
-def word(cfg, vocab_size: int) -> WordPositionEmbedding:
+@EMBEDDINGS.register("word", config=WordEmbeddingConfig)
+class WordEmbedding(WordPositionEmbedding):
     """Word embedding alone, for encoders that know the order themselves (RNN, CNN)."""
-    return WordPositionEmbedding(cfg, vocab_size, use_segment=False, use_position=False)
+
+    has_positions = False
+    uses_segments = False

@@ -1,20 +1,63 @@
-"""Encoders: embeddings (B, L, emb_size) + segments -> hidden states (B, L, hidden_size)."""
+"""Encoders: embeddings (B, L, emb_size) + segments -> hidden states (B, L, hidden_size).
+
+Every encoder declares what it is (see :mod:`uer.models.context`): ``context(cfg)``, what
+its output at position ``i`` has seen (causal, bidirectional, or separate
+forward+backward stacks); ``needs_positions``, whether it needs an embedding with
+positions; and ``variants``, the overrides that change its context (for the README's
+combination table).  Its schema lists exactly the keys it reads.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from omegaconf import II, MISSING
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from uer.config.fields import setting
 from uer.errors import UerError
+from uer.models.context import BIDIRECTIONAL, CAUSAL
 from uer.models.layers import KeyValueCache, PositionwiseFeedForward, TransformerLayer
 from uer.registry import Registry
 
-ENCODERS: Registry = Registry("encoder")
+ENCODERS: Registry = Registry("encoder", group="encoder")
 
 MASKS = ("fully_visible", "causal")
+
+
+@dataclass
+class EncoderConfig:
+    """Keys every encoder reads."""
+
+    type: str = setting(MISSING, "the encoder class: transformer | attn | synt | lstm | gru | bilstm | bigru | cnn | "
+                                 "gatedcnn | rcnn | crnn (pick with encoder=)")
+    hidden_size: int = setting(II("model.hidden_size"), "encoder width")
+    layers_num: int = setting(II("model.layers_num"), "encoder layers")
+    dropout: float = setting(II("model.dropout"), "dropout probability inside the encoder", tunable=True)
+
+
+@dataclass
+class MaskedAttentionConfig(EncoderConfig):
+    heads_num: int = setting(II("model.heads_num"), "attention heads")
+    mask: str = setting("fully_visible", "fully_visible (bidirectional) | causal (left to right)")
+
+
+@dataclass
+class TransformerEncoderConfig(MaskedAttentionConfig):
+    """``encoder=bert`` / ``gpt``: post-LN transformer layers."""
+
+    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width")
+    hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
+    parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+
+
+def mask_context(cfg) -> str:
+    """Context of an attention encoder from its ``mask``."""
+    return CAUSAL if cfg.mask == "causal" else BIDIRECTIONAL
 
 
 def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tensor], bool]:
@@ -35,7 +78,7 @@ def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tens
     return mask | ~mask.any(dim=-1, keepdim=True), False
 
 
-@ENCODERS.register("transformer")
+@ENCODERS.register("transformer", config=TransformerEncoderConfig)
 class TransformerEncoder(nn.Module):
     """A stack of post-LN transformer layers (BERT, GPT with ``mask: causal``, ALBERT).
 
@@ -44,7 +87,11 @@ class TransformerEncoder(nn.Module):
     owned by the encoder maps embeddings to the hidden size first.
     """
 
-    def __init__(self, cfg, emb_size: int):
+    needs_positions = True
+    variants: tuple[str, ...] = ()  # bert and gpt are separate options (conf/encoder/)
+    context = staticmethod(mask_context)
+
+    def __init__(self, cfg: TransformerEncoderConfig, emb_size: int):
         super().__init__()
         if cfg.mask not in MASKS:
             raise UerError(f"unknown encoder.mask {cfg.mask!r}; choose one of: {', '.join(MASKS)}")

@@ -1,4 +1,8 @@
-"""Assemble embedding + encoder (the backbone) and a target into a model."""
+"""Assemble embedding + encoder (the backbone) and a target into a model.
+
+The builders take each part's schema instance (or a config node / plain dict with
+``type``, e.g. what a checkpoint recorded: :meth:`uer.registry.Registry.build_config`).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,29 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from uer.config.compat import check_model
-from uer.errors import UerError
+from uer.config.fields import setting
+from uer.models.compat import check_model
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
 from uer.models.layers import init_bert_weights
 from uer.models.targets import TARGETS, ModelDims, Stats
-from uer.registry import Registry
+
+
+@dataclass
+class ModelSizeConfig:
+    """``size=``: the sizes embedding, encoder and target share (``${model.KEY}`` in their schemas)."""
+
+    emb_size: int = setting(768, "embedding width (smaller than hidden_size: ALBERT's factorized embedding)")
+    hidden_size: int = setting(768, "encoder width")
+    feedforward_size: int = setting(3072, "transformer feed-forward width")
+    heads_num: int = setting(12, "attention heads")
+    layers_num: int = setting(12, "encoder layers")
+    dropout: float = setting(0.1, "dropout probability everywhere", tunable=True)
+    hidden_act: str = setting("gelu", "feed-forward activation: gelu | gelu_fast | relu | silu")
+    max_seq_length: int = setting(512, "positions of the position embedding: the longest input")
+    parameter_sharing: bool = setting(False, "one layer shared across the stack (ALBERT)")
+    kernel_size: int = setting(3, "cnn, gatedcnn, rcnn, crnn: convolution width")
+    block_size: int = setting(2, "cnn, gatedcnn: a residual connection every block_size layers")
 
 
 class Backbone(nn.Module):
@@ -53,23 +73,17 @@ class PretrainModel(nn.Module):
         return ModelOutput(loss, stats)
 
 
-def _lookup(registry: Registry, name: str):
-    try:
-        return registry.get(name)
-    except KeyError as err:
-        raise UerError(err.args[0]) from None
-
-
 def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
-    """Build and BERT-initialise a backbone; configs need only attribute access.
+    """Build and BERT-initialise a backbone.
 
     Linear, Embedding and LayerNorm get BERT's initialisation; RNN and convolution weights
     keep torch's.  An embedding x encoder pair that cannot work is a UerError
-    (:mod:`uer.config.compat`).
+    (:mod:`uer.models.compat`).
     """
+    embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
     check_model(embedding_cfg, encoder_cfg)
-    embedding = _lookup(EMBEDDINGS, embedding_cfg.type)(embedding_cfg, vocab_size)
-    encoder = _lookup(ENCODERS, encoder_cfg.type)(encoder_cfg, embedding_cfg.emb_size)
+    embedding = EMBEDDINGS.lookup(embedding_cfg.type)(embedding_cfg, vocab_size)
+    encoder = ENCODERS.lookup(encoder_cfg.type)(encoder_cfg, embedding_cfg.emb_size)
     backbone = Backbone(embedding, encoder)
     backbone.apply(init_bert_weights)
     return backbone
@@ -77,6 +91,8 @@ def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
 
 def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> PretrainModel:
     """Build a pre-training model.  The target's activation and LayerNorm epsilon are the encoder's."""
+    embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
+    target_cfg = TARGETS.build_config(target_cfg)
     check_model(embedding_cfg, encoder_cfg, target_cfg)
     backbone = build_backbone(embedding_cfg, encoder_cfg, vocab_size)
     dims = ModelDims(
@@ -86,6 +102,6 @@ def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> Pret
         hidden_act=getattr(encoder_cfg, "hidden_act", "gelu"),
         layernorm_eps=getattr(encoder_cfg, "layernorm_eps", 1e-6),
     )
-    target = _lookup(TARGETS, target_cfg.type)(target_cfg, dims, backbone.embedding.word_embedding)
+    target = TARGETS.lookup(target_cfg.type)(target_cfg, dims, backbone.embedding.word_embedding)
     target.apply(init_bert_weights)
     return PretrainModel(backbone, target)

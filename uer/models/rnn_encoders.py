@@ -19,13 +19,28 @@ files load without renaming.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from uer.config.fields import setting
 from uer.errors import UerError
+from uer.models.context import BIDIRECTIONAL, CAUSAL, STACKS
 from uer.models.dropout import Dropout
-from uer.models.encoders import ENCODERS
+from uer.models.encoders import ENCODERS, EncoderConfig
+
+
+@dataclass
+class RnnEncoderConfig(EncoderConfig):
+    """``encoder=lstm`` / ``gru`` (and ``rcnn``/``crnn``'s LSTM): one stack."""
+
+    bidirectional: bool = setting(False, "one stack reading both ways (hidden_size/2 units per direction)")
+
+
+def rnn_context(cfg) -> str:
+    return BIDIRECTIONAL if cfg.bidirectional else CAUSAL
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -38,7 +53,7 @@ def make_rnn(kind: str, input_size: int, hidden_size: int, layers_num: int, drop
                        bidirectional=bidirectional)
 
 
-def direction_size(cfg, directions: int) -> int:
+def direction_size(cfg: EncoderConfig, directions: int) -> int:
     """Units per direction: ``hidden_size`` split evenly over ``directions``."""
     if cfg.hidden_size % directions:
         raise UerError(f"hidden_size {cfg.hidden_size} must be even for encoder {cfg.type} "
@@ -78,10 +93,13 @@ class RnnEncoder(nn.Module):
     """One LSTM/GRU stack (UER's ``lstm``/``gru`` encoders); see the module docstring."""
 
     kind = ""
+    needs_positions = False
+    variants = ("encoder.bidirectional=true",)
+    context = staticmethod(rnn_context)
 
-    def __init__(self, cfg, emb_size: int):
+    def __init__(self, cfg: RnnEncoderConfig, emb_size: int):
         super().__init__()
-        self.bidirectional = bool(getattr(cfg, "bidirectional", False))
+        self.bidirectional = bool(cfg.bidirectional)
         self.hidden_size = cfg.hidden_size
         units = direction_size(cfg, 2) if self.bidirectional else cfg.hidden_size
         self.rnn = make_rnn(self.kind, emb_size, units, cfg.layers_num, cfg.dropout, self.bidirectional)
@@ -91,12 +109,12 @@ class RnnEncoder(nn.Module):
         return self.drop(run_rnn(self.rnn, emb, seg))
 
 
-@ENCODERS.register("lstm")
+@ENCODERS.register("lstm", config=RnnEncoderConfig)
 class LstmEncoder(RnnEncoder):
     kind = "lstm"
 
 
-@ENCODERS.register("gru")
+@ENCODERS.register("gru", config=RnnEncoderConfig)
 class GruEncoder(RnnEncoder):
     kind = "gru"
 
@@ -111,8 +129,10 @@ class BiRnnEncoder(nn.Module):
     """
 
     kind = ""
+    needs_positions = False
+    variants: tuple[str, ...] = ()
 
-    def __init__(self, cfg, emb_size: int):
+    def __init__(self, cfg: EncoderConfig, emb_size: int):
         super().__init__()
         self.hidden_size = cfg.hidden_size
         units = direction_size(cfg, 2)
@@ -120,17 +140,21 @@ class BiRnnEncoder(nn.Module):
         self.rnn_backward = make_rnn(self.kind, emb_size, units, cfg.layers_num, cfg.dropout)
         self.drop = Dropout(cfg.dropout)
 
+    @staticmethod
+    def context(cfg) -> str:
+        return STACKS
+
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         forward = self.rnn_forward(emb)[0]
         backward = reverse_within_length(self.rnn_backward(reverse_within_length(emb, seg))[0], seg)
         return self.drop(torch.cat([forward, backward.to(forward.dtype)], dim=-1))
 
 
-@ENCODERS.register("bilstm")
+@ENCODERS.register("bilstm", config=EncoderConfig)
 class BiLstmEncoder(BiRnnEncoder):
     kind = "lstm"
 
 
-@ENCODERS.register("bigru")
+@ENCODERS.register("bigru", config=EncoderConfig)
 class BiGruEncoder(BiRnnEncoder):
     kind = "gru"

@@ -9,22 +9,48 @@ for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``lm_forward``/``lm_backward`` (bilm
 Output logits are computed only where a label exists (masked positions for MLM,
 non-ignored positions for LM): the vocabulary projection is the most expensive matmul
 of pre-training and most positions carry no loss.
+
+Each target declares which encoder contexts it can train (``contexts``, see
+:mod:`uer.models.context`) and why (``needs``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from omegaconf import MISSING
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
+from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
 from uer.models.layers import activation
 from uer.models.pooling import check_pooling, pool
 from uer.registry import Registry
 
-TARGETS: Registry = Registry("target")
+TARGETS: Registry = Registry("target", group="target")
+
+BOTH_SIDES = "context from both sides at every position"
+
+
+@dataclass
+class LmTargetConfig:
+    """``target=mlm`` / ``bert`` / ``albert`` / ``lm`` / ``bilm``: an output layer over the vocabulary."""
+
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls (pick with target=)")
+    tie_weights: bool = setting(True, "share the output projection with the word embedding")
+
+
+@dataclass
+class ClsTargetConfig:
+    """``target=cls``: sentence classification as a pre-training target."""
+
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls (pick with target=)")
+    pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
+    labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset")
 
 IGNORE_INDEX = -100
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -51,14 +77,17 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -
     return loss_sum / max(labels.numel(), 1), stats
 
 
-@TARGETS.register("mlm")
+@TARGETS.register("mlm", config=LmTargetConfig)
 class MlmTarget(nn.Module):
     """Masked language model head: linear (H -> E), activation, LayerNorm, linear (E -> V).
 
     With ``tie_weights`` the output matrix is the word embedding (its bias stays separate).
     """
 
-    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+    contexts = (BIDIRECTIONAL, STACKS)
+    needs = BOTH_SIDES
+
+    def __init__(self, cfg: LmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
         self.mlm_linear_1 = nn.Linear(dims.hidden_size, dims.emb_size)
         self.act = activation(dims.hidden_act)
@@ -86,7 +115,7 @@ class MlmSentencePairTarget(MlmTarget):
 
     task: str  # "nsp" or "sop"
 
-    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+    def __init__(self, cfg: LmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__(cfg, dims, word_embedding)
         self.add_module(f"{self.task}_linear_1", nn.Linear(dims.hidden_size, dims.hidden_size))
         self.add_module(f"{self.task}_linear_2", nn.Linear(dims.hidden_size, 2))
@@ -99,21 +128,21 @@ class MlmSentencePairTarget(MlmTarget):
         return mlm_loss + pair_loss, {**stats, **pair_stats}
 
 
-@TARGETS.register("bert")
+@TARGETS.register("bert", config=LmTargetConfig)
 class BertTarget(MlmSentencePairTarget):
     """MLM + next sentence prediction."""
 
     task = "nsp"
 
 
-@TARGETS.register("albert")
+@TARGETS.register("albert", config=LmTargetConfig)
 class AlbertTarget(MlmSentencePairTarget):
     """MLM + sentence order prediction."""
 
     task = "sop"
 
 
-@TARGETS.register("lm")
+@TARGETS.register("lm", config=LmTargetConfig)
 class LmTarget(nn.Module):
     """Next-token language model (GPT): ``lm_labels`` (B, L), ``-100`` where ignored.
 
@@ -121,7 +150,10 @@ class LmTarget(nn.Module):
     shapes agree (``emb_size == hidden_size``).
     """
 
-    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+    contexts = (CAUSAL,)
+    needs = "a causal encoder (position i must not see token i+1)"
+
+    def __init__(self, cfg: LmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
         self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size)
         if cfg.tie_weights and dims.emb_size == dims.hidden_size:
@@ -134,7 +166,7 @@ class LmTarget(nn.Module):
         return classification_loss(logits, labels[keep], "lm")
 
 
-@TARGETS.register("bilm")
+@TARGETS.register("bilm", config=LmTargetConfig)
 class BilmTarget(nn.Module):
     """ELMo's bidirectional language model, on an encoder with separate forward and backward
     stacks whose output is ``[forward; backward]`` (``bilstm``, ``bigru``).
@@ -145,7 +177,10 @@ class BilmTarget(nn.Module):
     it is tied to the word embedding when ``tie_weights`` and ``emb_size == H/2``.
     """
 
-    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+    contexts = (STACKS,)
+    needs = "separate forward and backward stacks (each half must not see the token it predicts)"
+
+    def __init__(self, cfg: LmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
         if dims.hidden_size % 2:
             raise UerError(f"target bilm splits hidden_size {dims.hidden_size} into forward and backward halves; "
@@ -168,18 +203,28 @@ class BilmTarget(nn.Module):
         return forward_loss + backward_loss, {**stats, **backward_stats}
 
 
-@TARGETS.register("cls")
+@TARGETS.register("cls", config=ClsTargetConfig)
 class ClsTarget(nn.Module):
     """Sentence classification as a pre-training target: pooled hidden states (``pooling``)
     -> ``linear_1`` (H -> H), tanh -> ``linear_2`` (H -> labels_num), against ``cls_labels``."""
 
-    def __init__(self, cfg, dims: ModelDims, word_embedding: nn.Embedding):
+    contexts = ALL_CONTEXTS
+    needs = "any encoder"
+
+    @staticmethod
+    def check_context(cfg: ClsTargetConfig, context: str, encoder_text: str) -> None:
+        """``pooling: first`` on a causal encoder would classify ``[CLS]`` alone."""
+        if context == CAUSAL and cfg.pooling == "first":
+            raise UerError(f"target.pooling=first reads position 0, which the causal {encoder_text} computes from "
+                           "[CLS] alone; use target.pooling=mean, max or last")
+
+    def __init__(self, cfg: ClsTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
-        labels_num = getattr(cfg, "labels_num", None)
+        labels_num = cfg.labels_num
         if not labels_num or labels_num < 1:
             raise UerError("target cls needs target.labels_num (the number of classes; set automatically from "
                            "the dataset by stage=pretrain); e.g. target.labels_num=2")
-        self.pooling = check_pooling(getattr(cfg, "pooling", "first"), "target.pooling")
+        self.pooling = check_pooling(cfg.pooling, "target.pooling")
         self.linear_1 = nn.Linear(dims.hidden_size, dims.hidden_size)
         self.linear_2 = nn.Linear(dims.hidden_size, labels_num)
 

@@ -1,82 +1,49 @@
-"""Pieces every stage needs: the tokenizer from config, the model config a checkpoint records,
+"""Pieces the training stages share: the run's config as recorded, starting from a checkpoint,
 the model as the Trainer runs it."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uer import distributed, malloc_tuning
+from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
-from uer.tokenizers import build_tokenizer
-
-# The config nodes that determine a model's architecture and input ids; a checkpoint
-# stores them resolved, so later stages can rebuild the model from the checkpoint alone.
-MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
+from uer.io.checkpoint import load_checkpoint
+from uer.io.formats import is_original_uer_file
 
 log = logging.getLogger("uer")
 
 
-def tokenizer_from_config(cfg: DictConfig):
-    t = cfg.tokenizer
-    return build_tokenizer(type=t.type, vocab_path=t.vocab_path, spm_model_path=t.spm_model_path,
-                           do_lower_case=t.do_lower_case)
+def run_config(cfg: DictConfig) -> dict:
+    """The run's whole config, resolved, as plain values: what its checkpoints record."""
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
-def model_config(cfg: DictConfig) -> dict:
-    return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES}
+def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
+    """The checkpoint ``pretrained_model_path`` names when it is one of ours (else None), after its
+    architecture (``nodes``) has replaced the composed one in ``cfg``.
 
-
-def checkpoint_tokenizer(cfg: DictConfig, payload: dict, path):
-    """The tokenizer a checkpoint was trained with (its stored settings); else the composed one,
-    if it gives the same ids; else a UerError naming both vocabularies."""
-    stored = (payload.get("config") or {}).get("tokenizer") or {}
-    try:
-        tokenizer = build_tokenizer(**stored)
-        if tokenizer.identity() == payload.get("vocab"):
-            return tokenizer
-    except (UerError, TypeError):
-        pass
-    tokenizer = tokenizer_from_config(cfg)
-    check_vocabulary(payload.get("vocab"), stored, tokenizer, path)
-    return tokenizer
-
-
-def check_vocabulary(stored_identity, stored_tokenizer, tokenizer, path) -> None:
-    """A UerError naming both vocabularies unless ``tokenizer`` gives the ids the checkpoint was trained with."""
-    current = tokenizer.identity()
-    if stored_identity == current:
-        return
-    stored_identity = stored_identity or {}
-    keys = sorted(k for k in set(stored_identity) | set(current) if stored_identity.get(k) != current.get(k))
-    stored_tokenizer = stored_tokenizer or {}
-    fix = "set tokenizer.* to the checkpoint's"
-    if stored_tokenizer.get("vocab_path") or stored_tokenizer.get("spm_model_path"):
-        option = "spm_model_path" if stored_tokenizer.get("spm_model_path") else "vocab_path"
-        fix = (f"pass tokenizer.type={stored_tokenizer.get('type')} "
-               f"tokenizer.{option}={stored_tokenizer[option]}")
-        if str(stored_tokenizer[option]) == str(tokenizer.vocab.path):
-            fix = (f"{stored_tokenizer[option]} changed since the checkpoint was written; restore that file "
-                   "or start from a checkpoint trained with the current one")
-    raise UerError(
-        f"checkpoint {path} was trained with vocabulary {describe_identity(stored_identity, keys)} "
-        f"({describe_tokenizer(stored_tokenizer)}) but the current tokenizer is {describe_identity(current, keys)} "
-        f"({describe_tokenizer(None, tokenizer)}); {fix}"
-    )
-
-
-def describe_identity(identity: dict, keys: list[str]) -> str:
-    return "(" + ", ".join(f"{key}={str(identity.get(key))[:12]}" for key in keys or sorted(identity)) + ")"
-
-
-def describe_tokenizer(stored: dict | None, tokenizer=None) -> str:
-    if tokenizer is not None:
-        return f"from {tokenizer.vocab.path}"
-    path = (stored or {}).get("spm_model_path") or (stored or {}).get("vocab_path")
-    return f"from {path}" if path else "vocabulary file unknown"
-
+    Runs in the launching process, so a conflicting override stops the run before any worker
+    starts; workers receive the adopted config.
+    """
+    path = cfg.get("pretrained_model_path")
+    if not path or is_original_uer_file(path):
+        return None
+    payload = load_checkpoint(path)
+    stored = payload.get("config") or {}
+    absent = [node for node in ("embedding", "encoder") if node not in stored]
+    if absent:
+        raise UerError(f"checkpoint {path} stores no {absent[0]} config, so its model cannot be rebuilt; "
+                       "give a checkpoint written by this project's pretrain or finetune stage")
+    stored = dict(stored)
+    if payload.get("tokenizer") is not None:
+        stored["tokenizer"] = payload["tokenizer"]["config"]
+    adopt_architecture(cfg, stored, nodes, path, command_line_overrides())
+    return payload
 
 
 def training_model(model, hardware: DictConfig, env, device):
@@ -91,3 +58,10 @@ def training_model(model, hardware: DictConfig, env, device):
         log.info("memory: %s", malloc_tuning.describe())
     train_model = distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """Where the stage writes its model: ``output_model_path``, else ``model/`` in the run directory."""
+    from uer.runtime import run_dir
+
+    return Path(cfg.output_model_path) if cfg.get("output_model_path") else run_dir(Path.cwd()) / "model"

@@ -16,21 +16,45 @@ their softmax, and ``label`` their argmax).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from uer.config.fields import setting
+from uer.config.run import RunConfig
 from uer.errors import UerError
-from uer.io.checkpoint import load_checkpoint
+from uer.finetuning.cross_validation import MANIFEST, read_manifest
+from uer.finetuning.loop import BEST
+from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_backbone
-from uer.runtime import configure_threads, resolve_device, run_dir
-from uer.stages.common import checkpoint_tokenizer
-from uer.stages.cross_validation import MANIFEST, read_manifest
-from uer.stages.finetune import BEST
-from uer.tasks import get_task, predict
+from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
+from uer.tasks import make_task, predict
 
 log = logging.getLogger("uer.infer")
+
+
+@dataclass
+class InferConfig:
+    load_model_path: Optional[str] = setting(None, "a best.pt written by stage=finetune, a directory holding one, "
+                                                   "or a cross-validation's output directory (or its folds.json)")
+    test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
+    prediction_path: Optional[str] = setting(None, "where predictions go; null = predictions.tsv in the run "
+                                                   "directory")
+    batch_size: int = setting(64, "examples per batch")
+    seq_length: Optional[int] = setting(None, "longest input in tokens; null = the seq_length the model was "
+                                              "fine-tuned with")
+    output_logits: bool = setting(False, "add a logits column")
+    output_prob: bool = setting(False, "add a probabilities column")
+
+
+@dataclass
+class InferRun(RunConfig):
+    stage: str = "infer"
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
 
 
 def run(cfg: DictConfig) -> str:
@@ -51,14 +75,13 @@ def run(cfg: DictConfig) -> str:
     if "task" not in config:
         raise UerError(f"checkpoint {paths[0]} is not a fine-tuned model (it stores no task); "
                        "fine-tune it first: stage=finetune pretrained_model_path=... output_model_path=...")
-    tokenizer = checkpoint_tokenizer(cfg, payload, paths[0])
+    tokenizer = checkpoint_tokenizer(payload, paths[0])
     seq_length = i.seq_length or config.get("finetune", {}).get("seq_length", 128)
-    positions = config["embedding"]["max_seq_length"]
-    if seq_length > positions:
+    positions = config["embedding"].get("max_seq_length")
+    if positions is not None and seq_length > positions:
         raise UerError(f"infer.seq_length={seq_length} exceeds the {positions} positions the model has; "
                        f"use infer.seq_length={positions} or less")
-    task_cfg = config["task"]
-    task = get_task(task_cfg["type"])(task_cfg, tokenizer, seq_length, info=config.get("task_info"))
+    task = make_task(config["task"], tokenizer, seq_length, info=task_info(payload))
     data = task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
 
     def outputs_of(path, payload) -> list[torch.Tensor]:
@@ -96,10 +119,17 @@ def model_paths(load_model_path) -> list[Path]:
     return [path]
 
 
+def task_info(payload: dict) -> dict:
+    """What fine-tuning learnt (version 1 checkpoints kept it in the config, labels_num in the task node)."""
+    config = payload.get("config") or {}
+    info = dict(payload.get("task_info") or config.get("task_info") or {})
+    info.setdefault("labels_num", (config.get("task") or {}).get("labels_num"))
+    return info
+
+
 def _model(payload: dict, config: dict, task, tokenizer, path):
-    backbone = build_backbone(OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"]),
-                              len(tokenizer.vocab))
-    model = task.build_model(backbone, config["task"].get("labels_num"))
+    backbone = build_backbone(config["embedding"], config["encoder"], len(tokenizer.vocab))
+    model = task.build_model(backbone, task.info.get("labels_num"))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -112,7 +142,7 @@ def _model(payload: dict, config: dict, task, tokenizer, path):
 def _check_same_model(payload: dict, first: dict, path, first_path) -> None:
     """Fold models share the architecture, task, tokenizer and vocabulary of the first one."""
     config, reference = payload.get("config") or {}, first.get("config") or {}
-    for key in ("embedding", "encoder", "task", "task_info", "finetune"):
+    for key in ("embedding", "encoder", "task", "finetune"):
         if config.get(key) != reference.get(key):
             raise UerError(f"fold model {path} has another {key} config than {first_path}; the fold models of one "
                            "cross-validation must come from one run (rerun it)")

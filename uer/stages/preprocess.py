@@ -3,27 +3,53 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from omegaconf import DictConfig
+from omegaconf import MISSING
 
+from uer.config.fields import setting
+from uer.config.run import RunConfig
 from uer.data.build import build_pretrain_dataset
 from uer.errors import UerError
-from uer.stages.common import tokenizer_from_config
+from uer.tokenizers import build_tokenizer
 
 log = logging.getLogger("uer.preprocess")
 
 
-def run(cfg: DictConfig):
+@dataclass
+class PreprocessConfig:
+    corpus_path: Optional[str] = setting(
+        None, "the corpus: one document per line (mlm, lm, bilm, cls) or documents separated by blank lines, "
+              "one sentence per line (bert, albert)")
+    dataset_path: str = setting("outputs/data/dataset", "the dataset folder to write (memory-mapped arrays and "
+                                                         "meta.json)")
+    seq_length: int = setting(128, "tokens per instance")
+    dup_factor: int = setting(1, "copies of the corpus with different static masks")
+    short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert)")
+    full_sentences: bool = setting(False, "let an instance run across documents (RoBERTa)")
+    docs_buffer_size: int = setting(100000, "documents shuffled and packed together")
+    processes_num: int = setting(1, "worker processes (the dataset is the same for any number)")
+    dynamic_masking: bool = setting(False, "draw masks at batch time, anew every epoch (RoBERTa)")
+    span_masking: bool = setting(False, "mask whole spans (SpanBERT)")
+    span_geo_prob: float = setting(0.2, "span lengths are geometric with this p")
+    span_max_length: int = setting(10, "longest masked span")
+
+
+@dataclass
+class PreprocessRun(RunConfig):
+    stage: str = "preprocess"
+    tokenizer: Any = setting(MISSING, "the tokenizer (tokenizer=)")
+    target: Any = setting(MISSING, "the target the dataset is built for (target=)")
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+def run(cfg) -> dict:
     p = cfg.preprocess
     if not p.corpus_path:
         raise UerError("preprocess.corpus_path is not set; e.g. preprocess.corpus_path=corpora/book_review.txt")
-    if p.seq_length > cfg.embedding.max_seq_length:
-        raise UerError(
-            f"preprocess.seq_length={p.seq_length} exceeds the {cfg.embedding.max_seq_length} positions "
-            "the embedding has (model.max_seq_length)"
-        )
-    tokenizer = tokenizer_from_config(cfg)
-    summary = build_pretrain_dataset(
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    return build_pretrain_dataset(
         p.corpus_path, p.dataset_path, tokenizer, cfg.target.type,
         seq_length=p.seq_length, dup_factor=p.dup_factor, short_seq_prob=p.short_seq_prob,
         full_sentences=p.full_sentences, docs_buffer_size=p.docs_buffer_size, processes_num=p.processes_num,
@@ -31,4 +57,3 @@ def run(cfg: DictConfig):
         span_geo_prob=p.span_geo_prob, span_max_length=p.span_max_length,
         tokenizer_cfg=tokenizer.identity(),
     )
-    return summary

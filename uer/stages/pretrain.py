@@ -4,62 +4,112 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
+from uer.config.fields import setting
+from uer.config.run import TrainingRun
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
-from uer.io.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, step_checkpoints
+from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkpoint, save_checkpoint, step_checkpoints
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
-from uer.stages.common import model_config, tokenizer_from_config, training_model
-from uer.training.optim import build_optimizer, linear_warmup_decay
+from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model
+from uer.stages.resume import check_resumable
+from uer.tokenizers import build_tokenizer
+from uer.training.optim import build_optimizer, build_scheduler, check_optimization
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
 
 log = logging.getLogger("uer.pretrain")
 
+# The backbone of a checkpoint pre-training starts from; the target is this run's choice.
+BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder")
+
+
+@dataclass
+class PretrainConfig:
+    dataset_path: str = setting("outputs/data/dataset", "a dataset written by stage=preprocess")
+    total_steps: int = setting(100000, "optimizer steps of the whole schedule")
+    save_checkpoint_steps: int = setting(10000, "write step_N.pt every this many steps (and at the end)")
+    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps")
+    accumulation_steps: int = setting(1, "micro-batches per optimizer step")
+    batch_size: int = setting(32, "instances per micro-batch (per worker in a multi-process run)")
+    learning_rate: float = setting(1e-4, "peak learning rate")
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping")
+    stop_after_steps: Optional[int] = setting(
+        None, "end this run after this many optimizer steps, leaving a checkpoint to resume from (clusters with "
+              "per-job time limits); null = run to total_steps")
+    keep_checkpoints: int = setting(0, "keep only the newest N step checkpoints; 0 = keep all")
+    length_bucketing: bool = setting(True, "batch instances of similar length together (less padding)")
+
+
+@dataclass
+class PretrainRun(TrainingRun):
+    stage: str = "pretrain"
+    target: Any = setting(MISSING, "the pre-training target (target=)")
+    resume: bool = setting(False, "continue from the newest readable step_N.pt in output_model_path")
+    resume_allow_changes: list[str] = setting(
+        [], "training settings resume=true may change, e.g. [pretrain.total_steps]; any other change is refused")
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+def prepare(cfg: DictConfig) -> None:
+    """Before any worker starts: settings, the starting checkpoint's architecture, resumability."""
+    _check_steps(cfg.pretrain)
+    check_optimization(cfg.optimizer, cfg.lr_scheduler)
+    if cfg.resume:
+        if cfg.pretrained_model_path:
+            raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
+    else:
+        starting_checkpoint(cfg, BACKBONE_NODES)
+
 
 def run(cfg: DictConfig):
     p = cfg.pretrain
-    _check_steps(p)
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
     env = distributed.init(cfg.hardware, device)
     device = distributed.worker_device(device, env)
     seed_everything(cfg.seed)
 
-    tokenizer = tokenizer_from_config(cfg)
+    out_dir = output_dir(cfg)
+    resume_payload = _resume_payload(cfg, out_dir)
+    start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
+    tokenizer = _tokenizer(cfg, resume_payload, start)
     dataset = PretrainDataset(p.dataset_path)
     dataset.check_compatible(cfg.target.type, tokenizer.identity())
-    if dataset.meta["seq_length"] > cfg.embedding.max_seq_length:
+    positions = cfg.embedding.get("max_seq_length")
+    if positions is not None and dataset.meta["seq_length"] > positions:
         raise UerError(
             f"dataset {p.dataset_path} has seq_length {dataset.meta['seq_length']} but the embedding has only "
-            f"{cfg.embedding.max_seq_length} positions; raise model.max_seq_length or re-run preprocess"
+            f"{positions} positions; raise model.max_seq_length or re-run preprocess"
         )
-
-    out_dir = Path(cfg.output_model_path) if cfg.output_model_path else run_dir(Path.cwd()) / "model"
-    architecture = model_config(cfg)
-    resume_payload = _resume_payload(cfg, out_dir, architecture)
+    config = run_config(cfg)
+    facts = {"world_size": env.world_size, "dataset": dataset.fingerprint()}
+    if resume_payload is not None:
+        check_resumable(resume_payload, config, facts, cfg.resume_allow_changes)
 
     model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab))
     if resume_payload is not None:
         model.load_state_dict(resume_payload["model"])
-    elif cfg.pretrained_model_path:
-        load_pretrained_weights(model, cfg.pretrained_model_path)
+    elif start:
+        load_pretrained_weights(model, start)
     model.to(device)
     if env.active:
         torch.manual_seed(cfg.seed + env.rank)  # same initial weights, different dropout per rank
     log.info("model: %s parameters, %s", f"{sum(x.numel() for x in model.parameters()):,}",
-             {k: architecture[k].get("type") for k in ("embedding", "encoder", "target")})
+             {node: cfg[node].type for node in ("embedding", "encoder", "target")})
 
-    optimizer = build_optimizer(model, p.learning_rate, p.weight_decay, p.adam_epsilon)
-    scheduler = linear_warmup_decay(optimizer, p.total_steps, p.warmup)
+    optimizer = build_optimizer(cfg.optimizer, model, p.learning_rate)
+    scheduler = build_scheduler(cfg.lr_scheduler, optimizer, p.total_steps)
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
                            lengths=dataset.lengths() if p.length_bucketing else None,
                            rank=env.rank, world_size=env.world_size)
@@ -85,9 +135,9 @@ def run(cfg: DictConfig):
         if not env.is_main:
             return
         state["data"] = sampler.state_dict()
+        state["run"] = facts
         path = checkpoint_path(out_dir, step)
-        save_checkpoint(path, model_state=model.state_dict(), config=architecture, vocab=tokenizer.identity(),
-                        trainer=state)
+        save_checkpoint(path, model_state=model.state_dict(), config=config, tokenizer=tokenizer, trainer=state)
         log.info("saved %s", path)
         if p.keep_checkpoints > 0:
             for _, old in step_checkpoints(out_dir)[:-p.keep_checkpoints]:
@@ -111,15 +161,28 @@ def run(cfg: DictConfig):
     return sum(v for k, v in last.items() if k.endswith("_loss") and math.isfinite(v))
 
 
+def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
+    """The checkpoint's own tokenizer when the run continues one; else the configured one."""
+    if resume_payload is not None:
+        return checkpoint_tokenizer(resume_payload, cfg.output_model_path or "output_model_path")
+    if start:
+        from uer.io.formats import CHECKPOINT, read_model_file
+
+        kind, payload = read_model_file(start)
+        if kind == CHECKPOINT:
+            return checkpoint_tokenizer(payload, start)
+    return build_tokenizer(cfg.tokenizer)
+
+
 def _check_steps(p) -> None:
     for key in ("total_steps", "save_checkpoint_steps", "report_steps", "accumulation_steps", "batch_size"):
         if p[key] < 1:
             raise UerError(f"pretrain.{key}={p[key]} must be at least 1")
-    if not 0 <= p.warmup < 1:
-        raise UerError(f"pretrain.warmup={p.warmup} is a fraction of total_steps; use a value in [0, 1)")
+    if not (p.learning_rate > 0 and math.isfinite(p.learning_rate)):
+        raise UerError(f"pretrain.learning_rate={p.learning_rate} must be a positive finite number")
 
 
-def _resume_payload(cfg: DictConfig, out_dir: Path, architecture: dict) -> dict | None:
+def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
     existing = step_checkpoints(out_dir)
     if launch.restarted() and existing:
         log.warning("worker restarted: resuming from %s", existing[-1][1])
@@ -135,21 +198,4 @@ def _resume_payload(cfg: DictConfig, out_dir: Path, architecture: dict) -> dict 
     payload = load_checkpoint(existing[-1][1])
     if payload.get("trainer") is None:
         raise UerError(f"checkpoint {existing[-1][1]} holds no trainer state; it cannot be resumed")
-    changed = _differences(payload["config"], architecture)
-    if changed:
-        raise UerError(
-            f"cannot resume {existing[-1][1]}: the model config changed ({'; '.join(changed[:3])}); "
-            "resume with the same embedding/encoder/target/size/tokenizer settings"
-        )
     return payload
-
-
-def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: checkpoint {a!r}, now {b!r}")
-    return out

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from dataclasses import dataclass, field
+from typing import Any
 
-from uer.errors import UerError
-from uer.tools import get_tool, tool_names
+from omegaconf import MISSING, DictConfig
+
+from uer.config.fields import setting
+from uer.config.run import BackboneGroups, RunConfig
+from uer.runtime import HardwareConfig
+from uer.tools import get_tool
+
+
+@dataclass
+class ToolRun(BackboneGroups, RunConfig):
+    """The model groups describe an original UER .bin (our checkpoints describe themselves)."""
+
+    stage: str = "tool"
+    target: Any = setting(MISSING, "the pre-training target of an original UER .bin (target=)")
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    tool: Any = setting(MISSING, "the tool (tool=)")
 
 
 def run(cfg: DictConfig):
-    if not cfg.tool.name:
-        raise UerError(f"stage=tool needs tool=NAME; choose one of: {', '.join(tool_names())}")
-    return get_tool(cfg.tool.name)(cfg)
+    return get_tool(cfg.tool.type)(cfg)

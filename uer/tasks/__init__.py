@@ -7,9 +7,10 @@ infer stages only talk to this interface, so a new task (NER, reading comprehens
 
 The contract, in the order the stages use it:
 
-* ``Task(cfg, tokenizer, seq_length, info)`` -- ``cfg`` is the ``task`` config node (or
-  the dict a checkpoint stored); ``info`` holds what an earlier ``read`` of the training
-  file learnt (e.g. that inputs are text pairs) and is stored in the checkpoint.
+* ``Task(cfg, tokenizer, seq_length, info)`` -- ``cfg`` is the task's schema instance
+  (``TASKS.build_config`` of the ``task`` node, or of what a checkpoint stored); ``info``
+  holds what fine-tuning learnt (``labels_num``, that inputs are text pairs, NER's tags)
+  and is stored in the checkpoint as ``task_info``.
 * ``read(path, split=, labels_num=, skip_bad_rows=)`` -> :class:`TaskData`.  ``split`` is
   ``train``/``dev``/``test`` (labelled) or ``infer`` (labels, if any, ignored).  Problems
   are :class:`~uer.errors.UerError` naming ``file:line``.
@@ -25,21 +26,30 @@ The contract, in the order the stages use it:
 from __future__ import annotations
 
 import importlib
-from abc import ABC, abstractmethod
 import pkgutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.progress import Progress
 from uer.registry import Registry
 from uer.runtime import autocast
 from uer.training.trainer import to_device
 
-TASKS: Registry = Registry("task")
+TASKS: Registry = Registry("task", group="task")
+
+
+@dataclass
+class TaskConfig:
+    """Keys of every task."""
+
+    type: str = setting(MISSING, "the task (pick with task=)")
 
 
 
@@ -69,6 +79,11 @@ class Task(ABC):
         self.seq_length = seq_length
         self.info = dict(info or {})
 
+    @property
+    def configured_labels_num(self) -> int | None:
+        """``task.labels_num`` where the task lets the user set it; else None (learnt from the data)."""
+        return getattr(self.cfg, "labels_num", None)
+
     @abstractmethod
     def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
         """See the module docstring."""
@@ -95,15 +110,26 @@ class Task(ABC):
         """See the module docstring."""
 
 
-def get_task(name: str) -> type[Task]:
-    # Every module of this package may register tasks; importing them all (lazily, on
-    # first use) means a new task is just a new module, with no list to keep in step.
+def import_tasks() -> None:
+    """Every module of this package may register tasks; importing them all means a new task is
+    just a new module, with no list to keep in step."""
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
+
+
+def get_task(name: str) -> type[Task]:
+    import_tasks()
     try:
         return TASKS.get(name)
     except KeyError as err:
         raise UerError(f"task.type: {err.args[0]}") from None
+
+
+def make_task(cfg, tokenizer, seq_length: int, info: dict | None = None) -> Task:
+    """The task a ``task`` config (schema instance, node or stored dict) describes."""
+    import_tasks()
+    cfg = TASKS.build_config(cfg)
+    return get_task(cfg.type)(cfg, tokenizer, seq_length, info)
 
 
 def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, device: torch.device,

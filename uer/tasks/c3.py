@@ -29,13 +29,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
-from uer.models.targets import classification_loss
-from uer.tasks import TASKS, Task, TaskData
 from uer.models.pooling import check_pooling, pool
-from uer.tasks.cmrc import SKIP_OPTION, BadItems, check_outputs_num, load_json, write_json
+from uer.models.targets import classification_loss
+from uer.tasks import TASKS, Task, TaskConfig, TaskData
+from uer.tasks.cmrc import SKIP_OPTION, BadItems, load_json, write_json
 from uer.tasks.metrics import accuracy
 
 ITEM_SHAPE = '[["dialogue sentence", ...], [{"question": "...", "choice": ["...", ...], "answer": "..."}], "id"]'
@@ -77,18 +78,25 @@ class ChoiceExample:
     choices: list[str]
 
 
-@TASKS.register("c3")
+@dataclass
+class C3Config(TaskConfig):
+    """``task=c3``: multiple-choice reading comprehension."""
+
+    max_choices_num: int = setting(4, "choices per question (fewer are padded; more is an error)")
+    pooling: str = setting("first", "the vector scored for each choice: first ([CLS]) | mean | max | last")
+
+
+@TASKS.register("c3", config=C3Config)
 class C3Task(Task):
     name = "c3"
     metrics = ("acc",)
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)
-        self.choices_num = int(cfg.get("max_choices_num") or 0)
+        self.choices_num = int(cfg.max_choices_num)
         if self.choices_num < 2:
-            raise UerError(f"task.max_choices_num={cfg.get('max_choices_num')} must be at least 2")
-        check_outputs_num("c3", cfg, self.choices_num)
-        self.pooling = cfg.get("pooling") or "first"
+            raise UerError(f"task.max_choices_num={cfg.max_choices_num} must be at least 2")
+        self.pooling = cfg.pooling
         check_pooling(self.pooling, "task.pooling")
         if seq_length < 4:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] choice [SEP] question [SEP] "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import torch
@@ -31,7 +32,8 @@ from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
-from uer.tasks import TASKS, Task, TaskData
+from uer.config.fields import setting
+from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.metrics import classification_metrics
 from uer.tasks.tsv import BadRows, read_tsv
 
@@ -78,22 +80,45 @@ class ClsExample:
     soft: list[float] | None = None  # teacher logits (train file with task.soft_targets)
 
 
-@TASKS.register("classifier")
+POOLING_HELP = "the vector classified: first ([CLS]) | mean | max | last"
+
+
+@dataclass
+class PooledTaskConfig(TaskConfig):
+    pooling: str = setting("first", POOLING_HELP)
+
+
+@dataclass
+class ClassifierConfig(PooledTaskConfig):
+    """``task=classifier``: text (pair) classification."""
+
+    labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1")
+    soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
+    soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy")
+
+
+@TASKS.register("classifier", config=ClassifierConfig)
 class ClassifierTask(Task):
     name = "classifier"
     metrics = ("acc", "macro_f1")
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)
-        check_pooling(cfg["pooling"], "task.pooling")
+        check_pooling(cfg.pooling, "task.pooling")
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
-        self.soft_targets = bool(cfg.get("soft_targets", False))
-        if self.soft_targets:
-            alpha = cfg.get("soft_alpha", 0.5)
-            if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-                raise UerError(f"task.soft_alpha={alpha} is the weight of the teacher-logit MSE; "
-                               "use a value in [0, 1]")
+        self.soft_alpha = self.teacher_weight(cfg)
+        self.soft_targets = self.soft_alpha is not None
+
+    @staticmethod
+    def teacher_weight(cfg) -> float | None:
+        """``task.soft_alpha`` when training on teacher logits (``task.soft_targets``), else None."""
+        if not cfg.soft_targets:
+            return None
+        alpha = cfg.soft_alpha
+        if not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+            raise UerError(f"task.soft_alpha={alpha} is the weight of the teacher-logit MSE; use a value in [0, 1]")
+        return float(alpha)
 
     def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
         labelled = split != "infer"
@@ -221,8 +246,7 @@ class ClassifierTask(Task):
         return labels_num
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        alpha = float(self.cfg.get("soft_alpha", 0.5)) if self.soft_targets else None
-        return ClassifierModel(backbone, labels_num, self.cfg["pooling"], soft_alpha=alpha)
+        return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha)
 
     def collate(self, examples: list[ClsExample]) -> dict[str, torch.Tensor]:
         width = max(len(example.src) for example in examples)

@@ -1,7 +1,7 @@
 """k-fold cross-validation of the classifier (the original toolkit's ``run_classifier_cv.py``).
 
 Same files, inputs and head as ``task=classifier``; what differs is how it is
-fine-tuned (:mod:`uer.stages.cross_validation`): the training file is split into
+fine-tuned (:mod:`uer.finetuning.cross_validation`): the training file is split into
 ``task.folds_num`` folds, one model is trained per fold on the other folds (its held-out
 fold plays dev), and the out-of-fold class probabilities of every training row are
 written to ``task.train_features_path`` -- features for stacking a second-level model.
@@ -10,17 +10,31 @@ written to ``task.train_features_path`` -- features for stacking a second-level 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.tasks import TASKS
-from uer.tasks.classifier import ClassifierTask
+from uer.tasks.classifier import ClassifierConfig, ClassifierTask
 
 
-@TASKS.register("classifier_cv")
+@dataclass
+class ClassifierCvConfig(ClassifierConfig):
+    """``task=classifier_cv``: the classifier, cross-validated."""
+
+    folds_num: int = setting(5, "number of folds (at least 2, at most the number of training rows)")
+    train_features_path: Optional[str] = setting(
+        None, "out-of-fold probabilities (.npy, rows x labels_num, file order); null = train_features.npy beside "
+              "the fold models")
+
+
+@TASKS.register("classifier_cv", config=ClassifierCvConfig)
 class ClassifierCvTask(ClassifierTask):
     name = "classifier_cv"
-    finetune_runner = "uer.stages.cross_validation"
+    finetune_runner = "uer.finetuning.cross_validation"
 
 
 def assign_folds(labels, folds_num: int, seed: int) -> np.ndarray:

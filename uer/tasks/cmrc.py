@@ -46,11 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError, where
 from uer.io.atomic import atomic_write
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
-from uer.tasks import TASKS, Task, TaskData
+from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.mrc_metrics import mrc_scores
 from uer.tasks.tsv import SHOWN_SKIPS
 from uer.tokenizers.bert import _is_cjk, _is_punctuation
@@ -117,14 +118,6 @@ def write_json(path, value: list | dict) -> None:
         entries, brackets = [dump(item) for item in value], "[]"
     text = brackets[0] + "\n" + ",\n".join(entries) + "\n" + brackets[1] + "\n"
     atomic_write(path, lambda handle: handle.write(text))
-
-
-def check_outputs_num(task: str, cfg, expected: int) -> None:
-    """A task whose output count is fixed refuses another ``task.labels_num``."""
-    given = cfg.get("labels_num")
-    if given is not None and given != expected:
-        raise UerError(f"task.labels_num={given} does not apply to task {task}, which has {expected} outputs; "
-                       f"leave task.labels_num unset (null)")
 
 
 # --------------------------------------------------------------------------- tokens -> characters
@@ -250,20 +243,27 @@ class Window:
     first: int  # index of that token among the context's tokens
 
 
-@TASKS.register("cmrc")
+@dataclass
+class CmrcConfig(TaskConfig):
+    """``task=cmrc``: span-extraction reading comprehension."""
+
+    doc_stride: int = setting(128, "tokens between the starts of overlapping windows over a long context")
+    max_answer_length: int = setting(30, "longest answer considered when decoding, in tokens")
+
+
+@TASKS.register("cmrc", config=CmrcConfig)
 class CmrcTask(Task):
     name = "cmrc"
     metrics = ("f1", "em")
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)
-        check_outputs_num("cmrc", cfg, 2)
         if seq_length < 8:
             raise UerError(f"seq_length={seq_length} is too short for [CLS] question [SEP] context [SEP]; "
                            "use at least 8 (CMRC 2018 models use 512)")
         for key in ("doc_stride", "max_answer_length"):
-            if int(cfg.get(key) or 0) < 1:
-                raise UerError(f"task.{key}={cfg.get(key)} must be at least 1")
+            if getattr(cfg, key) < 1:
+                raise UerError(f"task.{key}={getattr(cfg, key)} must be at least 1")
 
     def read(self, path, *, split: str, labels_num: int | None, skip_bad_rows: bool) -> TaskData:
         labelled, train = split != "infer", split == "train"
@@ -372,7 +372,7 @@ class CmrcTask(Task):
         query = self.tokenizer.encode(text)[:(self.seq_length - 3) // 2]
         offset = len(query) + 2
         room = self.seq_length - offset - 1
-        stride = min(int(self.cfg["doc_stride"]), room)
+        stride = min(int(self.cfg.doc_stride), room)
         out, first = [], 0
         while True:
             part = ids[first:first + room]
@@ -390,7 +390,7 @@ class CmrcTask(Task):
         return 2
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        return SpanModel(backbone, int(self.cfg["max_answer_length"]))
+        return SpanModel(backbone, int(self.cfg.max_answer_length))
 
     def collate(self, examples: list[Window]) -> dict[str, torch.Tensor]:
         width = max(len(example.src) for example in examples)

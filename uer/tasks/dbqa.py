@@ -32,7 +32,7 @@ from torch import nn
 
 from uer.errors import UerError, where
 from uer.tasks import TASKS, TaskData
-from uer.tasks.classifier import ClassifierTask, ClsExample, write_table
+from uer.tasks.classifier import PooledTaskConfig, ClassifierTask, ClsExample, write_table
 from uer.tasks.metrics import accuracy
 from uer.tasks.ranking_metrics import ranking_metrics
 from uer.tasks.tsv import BadRows
@@ -47,19 +47,14 @@ class DbqaExample(ClsExample):
     qid: str = ""
 
 
-@TASKS.register("dbqa")
+@TASKS.register("dbqa", config=PooledTaskConfig)
 class DbqaTask(ClassifierTask):
     name = "dbqa"
     metrics = ("mrr", "map", "acc")
 
-    def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
-        super().__init__(cfg, tokenizer, seq_length, info)
-        if self.soft_targets:
-            raise UerError("task.soft_targets=true is for task=classifier; dbqa trains on its 0/1 labels, "
-                           "so drop task.soft_targets")
-        if cfg.get("labels_num") not in (None, 2):
-            raise UerError(f"task.labels_num={cfg['labels_num']}: dbqa has two labels (relevant or not); "
-                           "leave task.labels_num unset")
+    @staticmethod
+    def teacher_weight(cfg) -> None:
+        return None  # dbqa trains on its 0/1 labels only
 
     def columns(self, split: str) -> tuple[str, ...]:
         return ("qid", "label", "text_a", "text_b") if split != "infer" else ("qid", "text_a", "text_b")

@@ -17,18 +17,21 @@ request.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError, where
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
+from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, TaskData
-from uer.models.pooling import check_pooling, pool
-from uer.tasks.classifier import ClassifierTask
+from uer.tasks.classifier import ClassifierTask, PooledTaskConfig
 from uer.tasks.metrics import classification_metrics
 
 
@@ -71,16 +74,24 @@ class MtClassifierModel(nn.Module):
         return ModelOutput(total / dataset.numel(), stats)
 
 
-@TASKS.register("mt_classifier")
+@dataclass
+class MtClassifierConfig(PooledTaskConfig):
+    """``task=mt_classifier``: one backbone, one classifier head per dataset."""
+
+    labels_num: Optional[int] = setting(None, "classes of every dataset; null = counted per dataset from its "
+                                              "train.tsv")
+    dataset_paths: list[str] = setting([], "folders holding train.tsv and dev.tsv (and optionally test.tsv), "
+                                           "e.g. [datasets/test_data/book_review,datasets/test_data/chnsenticorp]")
+
+
+@TASKS.register("mt_classifier", config=MtClassifierConfig)
 class MtClassifierTask(ClassifierTask):
     name = "mt_classifier"
-    finetune_runner = "uer.stages.multi_task"
+    finetune_runner = "uer.finetuning.multi_task"
 
-    def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
-        super().__init__(cfg, tokenizer, seq_length, info)
-        if cfg.get("soft_targets"):
-            raise UerError("task.soft_targets=true is for task=classifier; mt_classifier trains on the labels of "
-                           "its datasets, so drop task.soft_targets")
+    @staticmethod
+    def teacher_weight(cfg) -> None:
+        return None  # mt_classifier trains on the labels of its datasets only
 
     @property
     def labels_nums(self) -> list[int]:
@@ -108,7 +119,7 @@ class MtClassifierTask(ClassifierTask):
         if not self.labels_nums:
             raise UerError("mt_classifier has no datasets: its task info lists no labels_nums; "
                            "fine-tune it with task.dataset_paths=[DIR1,DIR2,...]")
-        return MtClassifierModel(backbone, self.labels_nums, self.cfg["pooling"])
+        return MtClassifierModel(backbone, self.labels_nums, self.cfg.pooling)
 
     def collate(self, examples: list) -> dict[str, torch.Tensor]:
         batch = super().collate(examples)

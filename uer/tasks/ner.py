@@ -32,16 +32,17 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
+from uer.config.fields import setting
 from uer.errors import UerError, where
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
-from uer.tasks import TASKS, Task, TaskData
+from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.tsv import BadRows, read_tsv
 
 log = logging.getLogger("uer.tasks")
@@ -186,7 +187,15 @@ class NerExample:
     line: int
 
 
-@TASKS.register("ner")
+@dataclass
+class NerConfig(TaskConfig):
+    """``task=ner``: BIO sequence labelling."""
+
+    label2id_path: Optional[str] = setting(None, 'JSON {"O": 0, "B-LOC": 1, ...}; null = tags collected from '
+                                                 "finetune.train_path")
+
+
+@TASKS.register("ner", config=NerConfig)
 class NerTask(Task):
     name = "ner"
     metrics = ("f1", "precision", "recall", "token_acc")
@@ -195,8 +204,8 @@ class NerTask(Task):
         super().__init__(cfg, tokenizer, seq_length, info)
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for characters after [CLS]; use at least 2")
-        if "label2id" not in self.info and cfg.get("label2id_path"):
-            self.info["label2id"] = load_label2id(cfg["label2id_path"])
+        if "label2id" not in self.info and cfg.label2id_path:
+            self.info["label2id"] = load_label2id(cfg.label2id_path)
 
     @property
     def label2id(self) -> dict[str, int] | None:
@@ -247,7 +256,7 @@ class NerTask(Task):
                 f"tag {tag!r} is not in the tag set ({', '.join(self.label2id)})")
             if problem:
                 fix = ("NER tags are BIO tags, e.g. O, B-LOC, I-LOC" if collect else
-                       "add it to task.label2id_path" if self.cfg.get("label2id_path") else
+                       "add it to task.label2id_path" if self.cfg.label2id_path else
                        "tags are collected from finetune.train_path, so this one must occur there "
                        "(or give all tags in task.label2id_path)")
                 bad.bad(line, problem, fix)

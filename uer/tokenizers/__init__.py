@@ -1,13 +1,22 @@
 """Tokenizers: text -> tokens -> ids, through a validated :class:`Vocab`.
 
-``build_tokenizer`` is the one entry point; ``type`` picks the segmentation
-(``bert``, ``char``, ``space``) unless ``spm_model_path`` is set, in which case the
-SentencePiece model supplies both segmentation and vocabulary whatever ``type`` says
-(``vocab_path`` is then ignored), as in the original toolkit.
+``tokenizer=NAME`` picks the segmentation; each option has its schema (the keys it
+reads).  ``bert``, ``char`` and ``space`` map tokens through a vocab file;
+``spm`` takes segmentation and vocabulary from a SentencePiece model.
+
+A checkpoint carries its tokenizer whole (:func:`tokenizer_state`): the settings and the
+vocabulary itself (the token list, or the SentencePiece model's bytes), so
+:func:`tokenizer_from_state` rebuilds it with no file and from any directory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
+from omegaconf import MISSING
+
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.registry import Registry
 from uer.tokenizers.bert import BertTokenizer
@@ -15,27 +24,80 @@ from uer.tokenizers.simple import CharTokenizer, SpaceTokenizer
 from uer.tokenizers.spm import SpmTokenizer
 from uer.tokenizers.vocab import Vocab, VocabTokenizer
 
-TOKENIZERS: Registry = Registry("tokenizer")
-TOKENIZERS.register("bert")(lambda vocab, do_lower_case: BertTokenizer(vocab, do_lower_case))
-TOKENIZERS.register("char")(lambda vocab, do_lower_case: CharTokenizer(vocab))
-TOKENIZERS.register("space")(lambda vocab, do_lower_case: SpaceTokenizer(vocab))
+# Each builder takes the schema instance and, when rebuilding from a checkpoint, the stored
+# vocabulary (a Vocab, or the SentencePiece model's bytes); None reads the configured file.
+TOKENIZERS: Registry = Registry("tokenizer", group="tokenizer")
 
 
-def build_tokenizer(
-    type: str = "bert",
-    vocab_path: str | None = None,
-    spm_model_path: str | None = None,
-    do_lower_case: bool = True,
-) -> VocabTokenizer:
-    if type not in TOKENIZERS:
-        raise UerError(
-            f"unknown tokenizer type {type!r}; set tokenizer.type= one of {', '.join(TOKENIZERS.names())}"
-        )
-    if spm_model_path:
-        return SpmTokenizer(spm_model_path)
-    if not vocab_path:
-        raise UerError("no vocabulary given; set tokenizer.vocab_path=... or tokenizer.spm_model_path=...")
-    return TOKENIZERS.get(type)(Vocab.from_file(vocab_path), do_lower_case)
+@dataclass
+class VocabFileTokenizerConfig:
+    """``tokenizer=char`` / ``space``: tokens looked up in a vocab file."""
+
+    type: str = setting(MISSING, "bert | char | space | spm (pick with tokenizer=)")
+    vocab_path: str = setting("models/google_zh_vocab.txt", "vocabulary file, one token a line ([PAD] first)")
 
 
-__all__ = ["TOKENIZERS", "Vocab", "VocabTokenizer", "build_tokenizer"]
+@dataclass
+class BertTokenizerConfig(VocabFileTokenizerConfig):
+    """``tokenizer=bert``: basic splitting + WordPiece over the vocab file."""
+
+    do_lower_case: bool = setting(True, "lower-case (and strip accents from) the text first")
+
+
+@dataclass
+class SpmTokenizerConfig:
+    """``tokenizer=spm``: a SentencePiece model gives both the pieces and their ids."""
+
+    type: str = setting(MISSING, "bert | char | space | spm (pick with tokenizer=)")
+    spm_model_path: str = setting(MISSING, "a SentencePiece model file (.model)")
+
+
+TOKENIZERS.register("bert", config=BertTokenizerConfig)(
+    lambda cfg, vocab: BertTokenizer(vocab or Vocab.from_file(cfg.vocab_path), cfg.do_lower_case))
+TOKENIZERS.register("char", config=VocabFileTokenizerConfig)(
+    lambda cfg, vocab: CharTokenizer(vocab or Vocab.from_file(cfg.vocab_path)))
+TOKENIZERS.register("space", config=VocabFileTokenizerConfig)(
+    lambda cfg, vocab: SpaceTokenizer(vocab or Vocab.from_file(cfg.vocab_path)))
+TOKENIZERS.register("spm", config=SpmTokenizerConfig)(lambda cfg, serialized: SpmTokenizer(cfg.spm_model_path,
+                                                                                             serialized))
+
+
+def build_tokenizer(cfg) -> VocabTokenizer:
+    """The tokenizer of a ``tokenizer`` config (schema instance, config node or plain dict)."""
+    cfg = tokenizer_config(cfg)
+    return TOKENIZERS.lookup(cfg.type)(cfg, None)
+
+
+def tokenizer_config(stored):
+    """The schema instance of a ``tokenizer`` config.  Older checkpoints recorded ``spm_model_path``
+    beside any ``type``: a set one meant SentencePiece."""
+    if isinstance(stored, dict) and stored.get("spm_model_path") and stored.get("type") != "spm":
+        stored = {"type": "spm", "spm_model_path": stored["spm_model_path"]}
+    return TOKENIZERS.build_config(stored)
+
+
+def tokenizer_state(tokenizer: VocabTokenizer, cfg) -> dict:
+    """What a checkpoint stores to rebuild ``tokenizer`` (built from ``cfg``) without any file."""
+    import dataclasses
+
+    state = {"config": dataclasses.asdict(tokenizer_config(cfg))}
+    if isinstance(tokenizer, SpmTokenizer):
+        state["spm_model"] = torch.frombuffer(bytearray(tokenizer.serialized()), dtype=torch.uint8)
+    else:
+        state["tokens"] = list(tokenizer.vocab.tokens)
+    return state
+
+
+def tokenizer_from_state(state: dict, where: str) -> VocabTokenizer:
+    """The tokenizer a :func:`tokenizer_state` describes; ``where`` names the checkpoint in messages."""
+    try:
+        cfg = tokenizer_config(state["config"])
+        if cfg.type == "spm":
+            return TOKENIZERS.lookup("spm")(cfg, bytes(state["spm_model"].numpy().tobytes()))
+        return TOKENIZERS.lookup(cfg.type)(cfg, Vocab.from_tokens(state["tokens"], f"{where} (stored vocabulary)"))
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UerError(f"checkpoint {where}: its stored tokenizer cannot be read ({type(err).__name__}: {err}); "
+                       "it was modified after it was written") from None
+
+
+__all__ = ["TOKENIZERS", "Vocab", "VocabTokenizer", "build_tokenizer", "tokenizer_from_state", "tokenizer_state"]

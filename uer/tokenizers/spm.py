@@ -14,9 +14,13 @@ from uer.tokenizers.vocab import Vocab, VocabTokenizer, open_spm
 class SpmTokenizer(VocabTokenizer):
     kind = "spm"
 
-    def __init__(self, model_path):
-        self.processor = open_spm(model_path)
+    def __init__(self, model_path, serialized: bytes | None = None):
+        """The model at ``model_path``, or its ``serialized`` bytes (a checkpoint's copy)."""
+        self.processor = open_spm(model_path, serialized)
         super().__init__(Vocab.from_spm_processor(self.processor, model_path), source="spm")
+
+    def serialized(self) -> bytes:
+        return self.processor.serialized_model_proto()
 
     def tokenize(self, text: str) -> list[str]:
         return self.processor.encode(text, out_type=str)

@@ -98,6 +98,11 @@ class Vocab:
                 )
             first_line[token] = number
             tokens.append(token)
+        return cls.from_tokens(tokens, path)
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str], path) -> "Vocab":
+        """A vocabulary from its token list (id = position); ``path`` names where it came from."""
         digest = hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
         fix = f"add it to {path} or set tokenizer.vocab_path=... to a BERT-style vocab"
         return cls(tokens, unk_token=UNK_TOKEN, path=path, sha256=digest, fix=fix)
@@ -143,16 +148,20 @@ class Vocab:
         return self._tokens[index]
 
 
-def open_spm(path):
-    """Load a SentencePiece model, turning the library's errors into :class:`UerError`."""
+def open_spm(path, serialized: bytes | None = None):
+    """Load a SentencePiece model (from ``path``, or from its ``serialized`` bytes, ``path`` naming
+    where they came from), turning the library's errors into :class:`UerError`."""
     import sentencepiece
 
     hint = "set tokenizer.spm_model_path=..."
-    if not os.path.isfile(path):
+    if serialized is None and not os.path.isfile(path):
         raise UerError(f"sentencepiece model {path} not found; {hint}")
     processor = sentencepiece.SentencePieceProcessor()
     try:
-        processor.load(str(path))
+        if serialized is None:
+            processor.load(str(path))
+        else:
+            processor.LoadFromSerializedProto(serialized)
     except (OSError, RuntimeError) as e:
         raise UerError(f"{where(path)}: not a SentencePiece model ({e}); {hint}") from None
     return processor

@@ -1,20 +1,59 @@
 """Tools: converters and the original toolkit's scripts, one registered function each.
 
-``python main.py stage=tool tool=NAME tool.KEY=VALUE ...`` runs ``TOOLS.get(NAME)(cfg)``
-(``conf/tool/NAME.yaml`` sets ``tool.name`` and the tool's defaults).  Every module of
-this package may register tools; they are imported on first use, so a new tool is a new
-module plus its YAML file.
+``python main.py tool=NAME tool.KEY=VALUE ...`` runs ``TOOLS.get(NAME)(cfg)``
+(``conf/tool/NAME.yaml`` extends the tool's schema and sets its defaults).  Every module
+of this package may register tools; they are imported on first use, so a new tool is a
+new module plus its YAML file.  The dataclasses below are the pieces tool schemas are
+made of: each tool declares exactly the keys it reads.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from dataclasses import dataclass
+from typing import Optional
 
+from omegaconf import MISSING
+
+from uer.config.fields import setting
 from uer.errors import UerError
 from uer.registry import Registry
 
-TOOLS: Registry = Registry("tool")
+TOOLS: Registry = Registry("tool", group="tool")
+
+
+@dataclass
+class ToolConfig:
+    type: str = setting(MISSING, "the tool (pick with tool=)")
+
+
+@dataclass
+class OutputFile:
+    output_path: Optional[str] = setting(None, "the tool's output file; null = a file in the run directory")
+
+
+@dataclass
+class ModelInput:
+    input_path: Optional[str] = setting(None, "the model: a .pt checkpoint (or a directory holding one) or an "
+                                              "original UER .bin")
+
+
+@dataclass
+class TextInputs:
+    text: Optional[str] = setting(None, "one input, given on the command line")
+    test_path: Optional[str] = setting(None, "a UTF-8 file of inputs, one a line")
+
+
+@dataclass
+class Batching:
+    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)")
+    batch_size: int = setting(32, "inputs per batch")
+
+
+@dataclass
+class ModelToolConfig(OutputFile, ModelInput, ToolConfig):
+    """A tool that reads a model and writes one file."""
 
 
 def tool_names() -> list[str]:
@@ -36,4 +75,4 @@ def require(cfg, *keys: str) -> None:
     missing = [key for key in keys if cfg.tool[key] in (None, "", [])]
     if missing:
         given = " ".join(f"tool.{key}=..." for key in missing)
-        raise UerError(f"tool={cfg.tool.name} needs {', '.join('tool.' + k for k in missing)}; add {given}")
+        raise UerError(f"tool={cfg.tool.type} needs {', '.join('tool.' + k for k in missing)}; add {given}")

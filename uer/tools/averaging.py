@@ -13,16 +13,26 @@ trainer state (a ``.pt`` output needs at least one ``.pt`` input to describe the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from uer.errors import UerError
-from uer.io.checkpoint import save_checkpoint
+from uer.io.checkpoint import checkpoint_tokenizer, save_checkpoint
 from uer.io.uer_format import to_uer_state_dict
-from uer.tools import TOOLS
+from uer.config.fields import setting
+from uer.tools import TOOLS, OutputFile, ToolConfig
 from uer.tools.model_loading import atomic_write, logger, model_file, output_file, read_state
 
 
-@TOOLS.register("average_model")
+@dataclass
+class AverageConfig(OutputFile, ToolConfig):
+    """``tool=average_model``."""
+
+    input_paths: list[str] = setting([], "the models to average (same architecture and vocabulary)")
+
+
+@TOOLS.register("average_model", config=AverageConfig)
 def average_model(cfg) -> str:
     paths = [model_file(path, "tool.input_paths") for path in cfg.tool.input_paths or []]
     if not paths:
@@ -43,8 +53,9 @@ def average_model(cfg) -> str:
                 raise UerError(f"models {described[0][0]} and {path} were trained with different vocabularies; "
                                "average only models of one vocabulary")
         first = described[0][1]
-        save_checkpoint(out, model_state=average, config=first.get("config") or {}, vocab=first.get("vocab") or {},
-                        trainer=None)
+        save_checkpoint(out, model_state=average, config=first.get("config") or {},
+                        tokenizer=checkpoint_tokenizer(first, described[0][0]), trainer=None,
+                        task_info=first.get("task_info"))
     logger.info("averaged %d models (%d tensors) into %s", len(paths), len(average), out)
     return str(out)
 

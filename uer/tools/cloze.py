@@ -14,13 +14,15 @@ probability], ...] per [MASK]]}``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import torch
 
 from uer.errors import UerError
 from uer.runtime import autocast
 from uer.tokenizers.vocab import MASK_TOKEN
-from uer.tools import TOOLS
+from uer.config.fields import setting
+from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import pad_batch, sequence_length
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
@@ -32,7 +34,14 @@ def mlm_logits(target, hidden: torch.Tensor) -> torch.Tensor:
     return target.mlm_linear_2(target.layer_norm(target.act(target.mlm_linear_1(hidden))))
 
 
-@TOOLS.register("cloze_test")
+@dataclass
+class ClozeConfig(Batching, TextInputs, ModelToolConfig):
+    """``tool=cloze_test``."""
+
+    topn: int = setting(10, "candidates listed at each [MASK]")
+
+
+@TOOLS.register("cloze_test", config=ClozeConfig)
 def cloze_test(cfg) -> str:
     if cfg.tool.topn < 1:
         raise UerError(f"tool.topn={cfg.tool.topn} must be at least 1")

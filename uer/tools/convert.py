@@ -49,7 +49,7 @@ from torch import nn
 
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from uer.io.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from uer.io.checkpoint import MODEL_NODES, atomic_torch_save, checkpoint_tokenizer, load_checkpoint, save_checkpoint
 from uer.io.hf_format import (
     DECODER,
     HF_CONFIG,
@@ -72,8 +72,9 @@ from uer.io.hf_format import (
 )
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
-from uer.stages.common import model_config, tokenizer_from_config
-from uer.tools import TOOLS, require
+from uer.tokenizers import build_tokenizer
+from uer.config.fields import setting
+from uer.tools import TOOLS, ModelInput, ToolConfig, require
 
 log = logging.getLogger("uer.tools")
 
@@ -100,7 +101,17 @@ class Loaded:
     payload: Optional[dict] = None  # uer_ckpt input: its config and vocabulary identity
 
 
-@TOOLS.register("convert")
+@dataclass
+class ConvertConfig(ModelInput, ToolConfig):
+    """``tool=convert``."""
+
+    input_format: Optional[str] = setting(None, "uer (original .bin) | hf (Hugging Face BERT) | tf (Google TF "
+                                                "checkpoint) | uer_ckpt (this project's .pt)")
+    output_path: Optional[str] = setting(None, "the converted model's file")
+    output_format: Optional[str] = setting(None, "the format to write (as input_format)")
+
+
+@TOOLS.register("convert", config=ConvertConfig)
 def convert(cfg: DictConfig) -> str:
     t = cfg.tool
     require(cfg, "input_path", "input_format", "output_path", "output_format")
@@ -342,10 +353,10 @@ def _warn_dropped(dropped: list[str], layout: str) -> None:
 
 
 def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
-    if loaded.payload is not None:  # uer_ckpt -> uer_ckpt: keep its config and vocabulary
-        config, vocab = loaded.payload.get("config") or {}, loaded.payload.get("vocab")
+    if loaded.payload is not None:  # uer_ckpt -> uer_ckpt: keep its config; the vocabulary moves inside
+        config, tokenizer = loaded.payload.get("config") or {}, checkpoint_tokenizer(loaded.payload, loaded.source)
     else:
-        config, vocab = checkpoint_config(cfg, arch), vocabulary_identity(cfg, arch, loaded.source)
+        config, tokenizer = checkpoint_config(cfg, arch), vocabulary_tokenizer(cfg, arch, loaded.source)
     model = _build(config, arch["vocab_size"], loaded.source)
     ours = from_uer_state_dict(loaded.state)
     expected = model.state_dict()
@@ -363,7 +374,7 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
         log.info("kept %d tensors the %s model does not use (so converting back loses nothing): %s", len(extras),
                  config.get("target", {}).get("type", "encoder-only"), ", ".join(sorted(extras)))
     state = {**model.state_dict(), **{key: tensor.detach().cpu() for key, tensor in extras.items()}}
-    save_checkpoint(path, model_state=state, config=config, vocab=vocab, trainer=None)
+    save_checkpoint(path, model_state=state, config=config, tokenizer=tokenizer, trainer=None)
 
 
 def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
@@ -374,7 +385,7 @@ def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
     composed = cfg.copy()
     with open_dict(composed):  # set the shared sizes first, so every ${model.*} interpolation follows them
         composed.model.update(sizes)
-    config = model_config(composed)
+    config = {node: OmegaConf.to_container(composed[node], resolve=True) for node in MODEL_NODES}
     config["embedding"].update(type="word_pos_seg" if arch["segment"] else "word_pos", emb_size=arch["emb_size"],
                                max_seq_length=arch["max_seq_length"], layernorm_eps=arch["layernorm_eps"])
     config["encoder"].update(type="transformer", mask=arch["mask"], layernorm_eps=arch["layernorm_eps"],
@@ -387,8 +398,9 @@ def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
     return config
 
 
-def vocabulary_identity(cfg: DictConfig, arch: dict, source: str) -> dict:
-    tokenizer = tokenizer_from_config(cfg)
+def vocabulary_tokenizer(cfg: DictConfig, arch: dict, source: str):
+    """The composed tokenizer, checked to have a token for every word embedding row."""
+    tokenizer = build_tokenizer(cfg.tokenizer)
     size = len(tokenizer.vocab)
     if size != arch["vocab_size"]:
         beside = Path(source).parent / "vocab.txt"
@@ -397,7 +409,7 @@ def vocabulary_identity(cfg: DictConfig, arch: dict, source: str) -> dict:
         raise UerError(f"tokenizer vocabulary {tokenizer.vocab.path} has {size} tokens but {source} has "
                        f"{arch['vocab_size']} word embedding rows; pass the vocabulary the model was trained with"
                        f"{hint}")
-    return tokenizer.identity()
+    return tokenizer
 
 
 def _build(config: dict, vocab_size: int, source: str) -> nn.Module:

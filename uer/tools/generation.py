@@ -22,13 +22,15 @@ line per prompt, the prompt followed by its continuation, at ``tool.output_path`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
 from uer.errors import UerError
 from uer.runtime import autocast
-from uer.tools import TOOLS
+from uer.config.fields import setting
+from uer.tools import TOOLS, ModelToolConfig, TextInputs
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
 Picker = Callable[[torch.Tensor], int]
@@ -107,7 +109,18 @@ def _wordlike(char: str) -> bool:
     return char.isascii() and char.isalnum()
 
 
-@TOOLS.register("generate")
+@dataclass
+class GenerateConfig(TextInputs, ModelToolConfig):
+    """``tool=generate``."""
+
+    max_new_tokens: int = setting(64, "tokens generated after each prompt (fewer if the model's positions end)")
+    temperature: float = setting(1.0, "divides the logits; 0 = greedy")
+    top_k: int = setting(40, "sample among the k most likely tokens; 0 = all")
+    top_p: float = setting(1.0, "sample among the most likely tokens whose probabilities sum to p")
+    use_cache: bool = setting(True, "keep earlier positions' keys and values instead of re-encoding the prompt")
+
+
+@TOOLS.register("generate", config=GenerateConfig)
 def generate(cfg) -> str:
     t = cfg.tool
     if t.max_new_tokens < 1:

@@ -15,18 +15,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from uer.errors import UerError
 from uer.models.pooling import check_pooling, pool
 from uer.runtime import autocast
-from uer.tools import TOOLS
+from uer.config.fields import setting
+from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.model_loading import (WORD_EMBEDDING, inputs, load_model, logger, model_file, output_file,
                                      read_state, write_array, write_text)
 
 
 
-@TOOLS.register("check_model")
+@dataclass
+class FeatureConfig(Batching, TextInputs, ModelToolConfig):
+    """``tool=extract_feature``."""
+
+    pooling: str = setting("mean", "how each line's hidden states become one row: mean | first ([CLS]) | "
+                                   "last ([SEP]) | max")
+
+
+@TOOLS.register("check_model", config=ModelToolConfig)
 def check_model(cfg) -> dict:
     path = model_file(cfg.tool.input_path)
     state, payload = read_state(path)
@@ -64,7 +75,7 @@ def check_model(cfg) -> dict:
     return summary
 
 
-@TOOLS.register("extract_embedding")
+@TOOLS.register("extract_embedding", config=ModelToolConfig)
 def extract_embedding(cfg) -> str:
     path = model_file(cfg.tool.input_path)
     state, _ = read_state(path)
@@ -77,7 +88,7 @@ def extract_embedding(cfg) -> str:
     return str(out)
 
 
-@TOOLS.register("extract_feature")
+@TOOLS.register("extract_feature", config=FeatureConfig)
 def extract_feature(cfg) -> str:
     t = cfg.tool
     check_pooling(t.pooling, "tool.pooling")

@@ -2,12 +2,14 @@
 
 A model file is either
 
-* this project's checkpoint (``.pt``, or a directory holding ``step_N.pt``/``best.pt``):
-  it describes itself, so ``load_checkpoint(path)["config"]`` rebuilds the model and
-  names the tokenizer it was trained with; or
-* an original UER-py ``.bin`` (a flat dict of tensors): the architecture comes from the
-  composed config (``embedding=``, ``encoder=``, ``target=``, ``size=`` ...) and the
-  tokenizer from ``tokenizer.*``; the vocabulary size is the word embedding's row count.
+* this project's checkpoint (a ``.pt``, or a directory holding ``step_N.pt``/``best.pt``):
+  it describes itself -- its architecture replaces the composed one (an explicit
+  conflicting override is an error, :mod:`uer.config.overrides`) and it carries its
+  tokenizer; or
+* an original UER-py model file (a flat dict of tensors, whatever its name): the
+  architecture comes from the composed config (``embedding=``, ``encoder=``, ``target=``,
+  ``size=`` ...) and the tokenizer from ``tokenizer.*``; the vocabulary size is the word
+  embedding's row count.
 
 Fine-tuned checkpoints (they store a ``task``) give their backbone only: no pre-training
 target.  Outputs are written atomically (a temporary file renamed into place).
@@ -25,13 +27,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.atomic import atomic_write
-from uer.io.checkpoint import load_checkpoint, step_checkpoints
-from uer.io.uer_format import from_uer_state_dict, load_into_model, load_uer_bin
+from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, step_checkpoints
+from uer.io.formats import CHECKPOINT, read_model_file
+from uer.io.uer_format import from_uer_state_dict, load_into_model
 from uer.models import Backbone, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
-from uer.stages.common import checkpoint_tokenizer, tokenizer_from_config
+from uer.tokenizers import build_tokenizer
 
 logger = logging.getLogger("uer.tools")
 
@@ -87,12 +91,11 @@ def model_file(path, key: str = "tool.input_path") -> Path:
 
 
 def read_state(path) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
-    """The weights of a model file under our parameter names, and the checkpoint payload (None for .bin)."""
-    path = Path(path)
-    if path.suffix == ".bin":
-        return from_uer_state_dict(load_uer_bin(path)), None
-    payload = load_checkpoint(path)
-    return payload["model"], payload
+    """The weights of a model file under our parameter names, and the checkpoint payload (None for a UER file)."""
+    kind, content = read_model_file(path)
+    if kind == CHECKPOINT:
+        return content["model"], content
+    return from_uer_state_dict(content), None
 
 
 def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with_tokenizer: bool = True,
@@ -108,16 +111,21 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
     vocab_size = int(state[WORD_EMBEDDING].shape[0])
     missing: list[str] = []
     if payload is not None:
-        config = payload.get("config") or {}
-        if "embedding" not in config or "encoder" not in config:
+        stored = dict(payload.get("config") or {})
+        if "embedding" not in stored or "encoder" not in stored:
             raise UerError(f"checkpoint {path} stores no model config; it was not written by this toolkit")
-        embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
-        if "task" in config or "target" not in config:
-            backbone, target = build_backbone(embedding, encoder, vocab_size), None
+        if payload.get("tokenizer") is not None:
+            stored["tokenizer"] = payload["tokenizer"]["config"]
+        adopt_architecture(cfg, stored, MODEL_NODES, path, command_line_overrides())
+        config = _model_nodes(cfg, with_target="task" not in stored and "target" in stored)
+        if "task" in stored:
+            config["task"] = stored["task"]
+        if "target" not in config:
+            backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size), None
             module: nn.Module = backbone
             state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         else:
-            model = build_model(embedding, encoder, OmegaConf.create(config["target"]), vocab_size)
+            model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
             backbone, target, module = model.backbone, model.target, model
         try:
             module.load_state_dict(state)
@@ -125,10 +133,8 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
             first = str(err).strip().splitlines()[0]
             raise UerError(f"checkpoint {path} does not fit the model its config describes ({first}); "
                            "it was modified after it was written") from None
-        config = {k: v for k, v in config.items() if k in ("embedding", "encoder", "target", "tokenizer", "task")}
     else:
-        config = {node: OmegaConf.to_container(cfg[node], resolve=True)
-                  for node in ("embedding", "encoder", "target", "tokenizer")}
+        config = _model_nodes(cfg, with_target=True)
         model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
         missing = load_into_model(model, state, source=str(path)).missing
         backbone_missing = [k for k in missing if k.startswith("backbone.")]
@@ -146,11 +152,16 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
     return loaded
 
 
+def _model_nodes(cfg: DictConfig, with_target: bool) -> dict:
+    nodes = ("embedding", "encoder", "tokenizer", "target") if with_target else ("embedding", "encoder", "tokenizer")
+    return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in nodes}
+
+
 def model_tokenizer(cfg: DictConfig, loaded: LoadedModel, payload: Optional[dict]):
-    """The tokenizer a checkpoint was trained with (else the composed one, if it gives the same ids)."""
+    """The tokenizer a checkpoint was trained with; for an original UER file, the composed one."""
     if payload is not None:
-        return checkpoint_tokenizer(cfg, payload, loaded.path)
-    tokenizer = tokenizer_from_config(cfg)
+        return checkpoint_tokenizer(payload, loaded.path)
+    tokenizer = build_tokenizer(cfg.tokenizer)
     if len(tokenizer.vocab) != loaded.vocab_size:
         raise UerError(f"model file {loaded.path} has {loaded.vocab_size} word embedding rows but vocab "
                        f"{tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens; set tokenizer.vocab_path= to the "
@@ -217,5 +228,5 @@ def inputs(cfg: DictConfig) -> list[tuple[str, str]]:
     if cfg.tool.text:
         return [("tool.text", str(cfg.tool.text))]
     if not cfg.tool.test_path:
-        raise UerError(f"tool={cfg.tool.name} needs tool.text=... (one input) or tool.test_path=... (one per line)")
+        raise UerError(f"tool={cfg.tool.type} needs tool.text=... (one input) or tool.test_path=... (one per line)")
     return [(f"{cfg.tool.test_path}:{number}", text) for number, text in read_lines(cfg.tool.test_path)]

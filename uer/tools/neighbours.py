@@ -20,6 +20,7 @@ directory), ``{"word", "token", "neighbours": [[token, cosine], ...]}`` (plus
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -27,7 +28,8 @@ import torch.nn.functional as F
 
 from uer.errors import UerError
 from uer.runtime import autocast
-from uer.tools import TOOLS
+from uer.config.fields import setting
+from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import sequence_length
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
@@ -66,7 +68,21 @@ def _write(cfg, results: list[dict]) -> str:
     return str(out)
 
 
-@TOOLS.register("topn_words_indep")
+@dataclass
+class NeighboursConfig(TextInputs, ModelToolConfig):
+    """``tool=topn_words_indep``: nearest words by their embedding alone."""
+
+    topn: int = setting(10, "neighbours listed per word")
+
+
+@dataclass
+class ContextNeighboursConfig(Batching, NeighboursConfig):
+    """``tool=topn_words_dep``: nearest words in the line's context."""
+
+    batch_size: int = setting(256, "candidate sentences encoded per batch")
+
+
+@TOOLS.register("topn_words_indep", config=NeighboursConfig)
 def topn_words_indep(cfg) -> str:
     topn = _check_topn(cfg)
     words = [word for _, text in inputs(cfg) for word in text.split()]
@@ -86,7 +102,7 @@ def topn_words_indep(cfg) -> str:
     return _write(cfg, results)
 
 
-@TOOLS.register("topn_words_dep")
+@TOOLS.register("topn_words_dep", config=ContextNeighboursConfig)
 def topn_words_dep(cfg) -> str:
     topn = _check_topn(cfg)
     if cfg.tool.batch_size < 1:

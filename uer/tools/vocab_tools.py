@@ -21,20 +21,24 @@ of both vocabularies keeps its old row, and a new token gets a fresh row (normal
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from uer.errors import UerError
-from uer.io.checkpoint import save_checkpoint
+from uer.io.checkpoint import checkpoint_tokenizer, save_checkpoint, stored_tokenizer_config
 from uer.io.uer_format import to_uer_state_dict
-from uer.tokenizers import TOKENIZERS, Vocab, build_tokenizer
+from uer.tokenizers import TOKENIZERS, Vocab, build_tokenizer, tokenizer_config
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
-from uer.tools import TOOLS, require
+from uer.config.fields import setting
+from uer.tools import TOOLS, ModelInput, OutputFile, ToolConfig, require
 from uer.tools.model_loading import (WORD_EMBEDDING, atomic_write, logger, model_file, output_file, read_state,
                                      write_text)
 
@@ -47,15 +51,39 @@ VOCAB_ROWS = ("embedding.word_embedding.weight", "mlm_linear_2.weight", "mlm_lin
 # ----------------------------------------------------------------------------- build_vocab
 
 
-@TOOLS.register("build_vocab")
+@dataclass
+class BuildVocabConfig(OutputFile, ToolConfig):
+    """``tool=build_vocab``."""
+
+    corpus_path: Optional[str] = setting(None, "the text to count tokens in")
+    min_count: int = setting(1, "keep tokens seen at least this often")
+    vocab_size: Optional[int] = setting(None, "keep at most this many lines (special tokens included); null = no "
+                                              "limit")
+    processes_num: int = setting(1, "worker processes")
+
+
+@dataclass
+class VocabPairConfig(OutputFile, ToolConfig):
+    """``tool=diff_vocab``."""
+
+    vocab_path: Optional[str] = setting(None, "the first (old) vocabulary file")
+    new_vocab_path: Optional[str] = setting(None, "the second (new) vocabulary file")
+
+
+@dataclass
+class AdaptVocabConfig(ModelInput, VocabPairConfig):
+    """``tool=dynamic_vocab_adapter``."""
+
+    vocab_path: Optional[str] = setting(None, "the model's vocabulary (.bin only; a .pt knows its own)")
+
+
+@TOOLS.register("build_vocab", config=BuildVocabConfig)
 def build_vocab(cfg) -> str:
     t = cfg.tool
     require(cfg, "corpus_path")
-    if cfg.tokenizer.spm_model_path:
+    if cfg.tokenizer.type == "spm":
         raise UerError("tool=build_vocab builds vocab files; a SentencePiece model is its own vocabulary "
-                       "(unset tokenizer.spm_model_path)")
-    if cfg.tokenizer.type not in TOKENIZERS:
-        raise UerError(f"unknown tokenizer type {cfg.tokenizer.type!r}; add tokenizer=char or tokenizer=space")
+                       "(add tokenizer=char or tokenizer=space)")
     if cfg.tokenizer.type == "bert":
         raise UerError("tool=build_vocab does not learn WordPiece vocabularies (tokenizer.type=bert); add "
                        "tokenizer=char (one token per character) or tokenizer=space (whitespace-separated words)")
@@ -129,7 +157,8 @@ def _pieces(corpus: Path, size: int) -> list[tuple[int, int]]:
 def _splitter(tokenizer_type: str):
     """The composed tokenizer's ``tokenize`` (it never looks at its vocabulary)."""
     placeholder = Vocab(SPECIAL_TOKENS, unk_token=UNK_TOKEN, path="<build_vocab>", sha256="", fix="")
-    return TOKENIZERS.get(tokenizer_type)(placeholder, False).tokenize
+    cfg = TOKENIZERS.build_config({"type": tokenizer_type})
+    return TOKENIZERS.get(tokenizer_type)(cfg, placeholder).tokenize
 
 
 def _count_piece(task) -> Counter | int:
@@ -171,7 +200,7 @@ def read_vocab(path, key: str) -> Vocab:
     return Vocab.from_file(path)
 
 
-@TOOLS.register("diff_vocab")
+@TOOLS.register("diff_vocab", config=VocabPairConfig)
 def diff_vocab(cfg) -> dict:
     old = read_vocab(cfg.tool.vocab_path, "tool.vocab_path")
     new = read_vocab(cfg.tool.new_vocab_path, "tool.new_vocab_path")
@@ -197,7 +226,7 @@ def diff_vocab(cfg) -> dict:
 # -------------------------------------------------------------------- dynamic_vocab_adapter
 
 
-@TOOLS.register("dynamic_vocab_adapter")
+@TOOLS.register("dynamic_vocab_adapter", config=AdaptVocabConfig)
 def dynamic_vocab_adapter(cfg) -> str:
     path = model_file(cfg.tool.input_path)
     new = read_vocab(cfg.tool.new_vocab_path, "tool.new_vocab_path")
@@ -220,13 +249,11 @@ def dynamic_vocab_adapter(cfg) -> str:
             raise UerError(f"tool.output_path={out} would be a .pt checkpoint, but {path} is a UER .bin with no "
                            "config to describe it; give an output path ending in .bin")
         config = dict(payload.get("config") or {})
-        stored = dict(config.get("tokenizer") or {})
-        stored.update(vocab_path=str(cfg.tool.new_vocab_path), spm_model_path=None)
-        stored.setdefault("type", "bert")
-        stored.setdefault("do_lower_case", True)
+        stored = dataclasses.asdict(tokenizer_config(stored_tokenizer_config(payload)))
+        stored["vocab_path"] = str(cfg.tool.new_vocab_path)
         config["tokenizer"] = stored
-        vocab = build_tokenizer(**stored).identity()
-        save_checkpoint(out, model_state=adapted, config=config, vocab=vocab, trainer=None)
+        save_checkpoint(out, model_state=adapted, config=config, tokenizer=build_tokenizer(stored), trainer=None,
+                        task_info=payload.get("task_info"))
     shared = sum(1 for token in new.tokens if token in old.ids)
     logger.info("%s: moved from %s (%d tokens) to %s (%d tokens): %d rows kept, %d new rows, %d old tokens dropped; "
                 "wrote %s", path, old.path, len(old), new.path, len(new), shared, len(new) - shared, len(old) - shared,
@@ -235,25 +262,20 @@ def dynamic_vocab_adapter(cfg) -> str:
 
 
 def _old_vocab(cfg, path: Path, payload) -> Vocab:
-    """``tool.vocab_path``, else (for our checkpoints) the vocab file the model was trained with."""
-    if cfg.tool.vocab_path:
-        vocab = read_vocab(cfg.tool.vocab_path, "tool.vocab_path")
-    elif payload is not None:
-        stored = (payload.get("config") or {}).get("tokenizer") or {}
-        if stored.get("spm_model_path") or not stored.get("vocab_path"):
-            raise UerError(f"checkpoint {path} was not trained with a vocab file; give tool.vocab_path=...")
-        if not Path(stored["vocab_path"]).is_file():
-            raise UerError(f"vocab file {stored['vocab_path']} that checkpoint {path} was trained with is not found; "
-                           "give tool.vocab_path=...")
-        vocab = Vocab.from_file(stored["vocab_path"])
-    else:
+    """The model's vocabulary: a checkpoint's own; for a UER .bin, ``tool.vocab_path``."""
+    if payload is not None:
+        if cfg.tool.vocab_path:
+            raise UerError(f"checkpoint {path} carries its vocabulary, so tool.vocab_path is not used; drop it "
+                           "(tool.vocab_path names the vocabulary of a UER .bin)")
+        tokenizer = checkpoint_tokenizer(payload, path)
+        if tokenizer.kind == "spm":
+            raise UerError(f"checkpoint {path} tokenizes with a SentencePiece model; tool=dynamic_vocab_adapter "
+                           "moves models between vocab files")
+        return tokenizer.vocab
+    if not cfg.tool.vocab_path:
         raise UerError(f"model file {path} is a UER .bin, which does not name its vocabulary; give "
                        "tool.vocab_path=... (the vocab it was trained with)")
-    identity = (payload or {}).get("vocab") or {}
-    if identity.get("vocab_sha256") and identity.get("type") != "spm" and identity["vocab_sha256"] != vocab.sha256:
-        raise UerError(f"vocab {vocab.path} is not the vocabulary checkpoint {path} was trained with (its tokens "
-                       "differ); give tool.vocab_path= the model's vocab file")
-    return vocab
+    return read_vocab(cfg.tool.vocab_path, "tool.vocab_path")
 
 
 def adapt_state(state: dict[str, torch.Tensor], old: Vocab, new: Vocab, seed: int) -> dict[str, torch.Tensor]:

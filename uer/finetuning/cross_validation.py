@@ -39,11 +39,13 @@ import torch
 from omegaconf import DictConfig
 
 from uer.errors import UerError
+from uer.finetuning import loop, setup as finetune_setup
+from uer.finetuning.loop import BEST
+from uer.finetuning.single import check_paths
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir, seed_everything
-from uer.stages import finetune
-from uer.stages.finetune import BEST
+from uer.stages.common import output_dir
 from uer.tasks import TaskData
 from uer.tasks.classifier_cv import assign_folds
 
@@ -56,11 +58,11 @@ DEFAULT_FEATURES = "train_features.npy"
 
 def run(cfg: DictConfig) -> float:
     f = cfg.finetune
-    finetune.check_paths(f, ("train_path",))
+    check_paths(f, ("train_path",))
     folds_num = cfg.task.folds_num
     if folds_num < 2:
         raise UerError(f"task.folds_num={folds_num}: cross-validation needs at least 2 folds")
-    out_dir = finetune.output_dir(cfg)
+    out_dir = output_dir(cfg)
     features_path = Path(cfg.task.train_features_path) if cfg.task.train_features_path \
         else out_dir / DEFAULT_FEATURES
     if features_path.is_dir():
@@ -70,11 +72,12 @@ def run(cfg: DictConfig) -> float:
         log.warning("finetune.dev_path=%s is not used by classifier_cv: each fold's held-out part plays dev",
                     f.dev_path)
 
-    setup = finetune.prepare(cfg)
-    task, task_cfg = setup.task, setup.task_cfg
-    train = task.read(f.train_path, split="train", labels_num=task_cfg.get("labels_num"), skip_bad_rows=f.skip_bad_rows)
-    labels_num = task_cfg.get("labels_num") or task.labels_num_from(train)
-    task_cfg["labels_num"] = labels_num
+    setup = finetune_setup.prepare(cfg)
+    task = setup.task
+    train = task.read(f.train_path, split="train", labels_num=task.configured_labels_num,
+                      skip_bad_rows=f.skip_bad_rows)
+    labels_num = task.configured_labels_num or task.labels_num_from(train)
+    task.info["labels_num"] = labels_num
     folds = assign_folds([example.label for example in train.examples], folds_num, cfg.seed)
     largest = int(np.bincount(folds).max())
     if len(train) - largest < f.batch_size:
@@ -83,7 +86,7 @@ def run(cfg: DictConfig) -> float:
                        f"or task.folds_num")
     test = task.read(f.test_path, split="test", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows) \
         if f.test_path else None
-    metric = finetune.selection_metric(setup)
+    metric = finetune_setup.selection_metric(setup)
     log.info("%s: %d train rows in %d folds of %d-%d rows%s, labels_num=%d", task.name, len(train), folds_num,
              int(np.bincount(folds).min()), largest, f", {len(test)} test" if test is not None else "", labels_num)
 
@@ -100,21 +103,21 @@ def run(cfg: DictConfig) -> float:
         held = np.flatnonzero(folds == k)
         trained = np.flatnonzero(folds != k)
         seed_everything(cfg.seed + k)
-        model = finetune.new_model(setup, labels_num)
+        model = finetune_setup.new_model(setup, labels_num)
         dev = TaskData(train.path, [train.examples[i] for i in held], info=dict(train.info))
-        batches = finetune.SampledBatches(task, [train.examples[i] for i in trained], f.batch_size, cfg.seed + k,
+        batches = loop.SampledBatches(task, [train.examples[i] for i in trained], f.batch_size, cfg.seed + k,
                                           source=f"fold {k} of finetune.train_path {f.train_path}",
                                           length_bucketing=f.length_bucketing)
         fold_dir = out_dir / f"fold_{k}"
         name = f"fold {k + 1}/{folds_num}"
-        best = finetune.fit(
-            setup, model, batches, lambda: finetune.evaluate(setup, model, dev, labels_num), metric=metric,
+        best = loop.fit(
+            setup, model, batches, lambda: loop.evaluate(setup, model, dev, labels_num), metric=metric,
             best_path=fold_dir / BEST, report_dir=report_dir, progress_dir=report_dir / f"fold_{k}", name=name,
             record_extra={"fold": k},
-            checkpoint_config=finetune.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}),
+            checkpoint_config=finetune_setup.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}),
         )
         model.load_state_dict(load_checkpoint(best.path)["model"])
-        logits = torch.cat(finetune.model_outputs(setup, model, dev))
+        logits = torch.cat(loop.model_outputs(setup, model, dev))
         features[held] = torch.softmax(logits.float(), dim=-1).numpy()
         fold_scores.append(best.scores)
         fold_models.append(f"fold_{k}/{BEST}")
@@ -129,22 +132,22 @@ def run(cfg: DictConfig) -> float:
         summary[name] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     log.info("%d-fold cross-validation (best epoch of each fold): %s", folds_num,
-             finetune.format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
+             loop.format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
     log.info("out-of-fold probabilities (%d x %d) written to %s; fold models listed in %s", *features.shape,
              features_path, manifest)
-    finetune.record(report_dir, {"split": "cv", "folds_num": folds_num, **summary,
+    loop.record(report_dir, {"split": "cv", "folds_num": folds_num, **summary,
                                  "folds": [{"fold": k, **scores} for k, scores in enumerate(fold_scores)]})
 
     if test is not None:
         probs = None
         for path in fold_models:
-            model = finetune.new_model(setup, labels_num)
+            model = finetune_setup.new_model(setup, labels_num)
             model.load_state_dict(load_checkpoint(out_dir / path)["model"])
-            fold_probs = torch.softmax(torch.cat(finetune.model_outputs(setup, model, test)).float(), dim=-1)
+            fold_probs = torch.softmax(torch.cat(loop.model_outputs(setup, model, test)).float(), dim=-1)
             probs = fold_probs if probs is None else probs + fold_probs
         scores = task.evaluate([torch.log(probs / len(fold_models))], test, labels_num)
-        log.info("test (mean of %d fold models): %s", folds_num, finetune.format_scores(scores))
-        finetune.record(report_dir, {"split": "test", "folds_num": folds_num, **scores})
+        log.info("test (mean of %d fold models): %s", folds_num, loop.format_scores(scores))
+        loop.record(report_dir, {"split": "test", "folds_num": folds_num, **scores})
     return summary[metric]
 
 

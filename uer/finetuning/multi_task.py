@@ -33,10 +33,11 @@ import torch
 from omegaconf import DictConfig
 
 from uer.errors import UerError
+from uer.finetuning import loop, setup as finetune_setup
+from uer.finetuning.loop import BEST, SampledBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
-from uer.stages import finetune
-from uer.stages.finetune import BEST, SampledBatches
+from uer.stages.common import output_dir
 from uer.tasks import TaskData
 
 log = logging.getLogger("uer.finetune")
@@ -52,9 +53,9 @@ def run(cfg: DictConfig) -> float:
             log.warning("finetune.%s=%s is not used by mt_classifier: each folder of task.dataset_paths holds its "
                         "own train.tsv/dev.tsv/test.tsv", key, f[key])
 
-    setup = finetune.prepare(cfg)
-    task, task_cfg = setup.task, setup.task_cfg
-    labels_num = task_cfg.get("labels_num")
+    setup = finetune_setup.prepare(cfg)
+    task = setup.task
+    labels_num = task.configured_labels_num
     trains = [task.read_dataset(i, folder / "train.tsv", split="train", labels_num=labels_num,
                                 skip_bad_rows=f.skip_bad_rows) for i, folder in enumerate(folders)]
     labels_nums = [labels_num or task.labels_num_from(train) for train in trains]
@@ -64,32 +65,32 @@ def run(cfg: DictConfig) -> float:
     tests = [(i, task.read_dataset(i, folder / "test.tsv", split="test", labels_num=labels_nums[i],
                                    skip_bad_rows=f.skip_bad_rows))
              for i, folder in enumerate(folders) if (folder / "test.tsv").is_file()]
-    metric = finetune.selection_metric(setup)
+    metric = finetune_setup.selection_metric(setup)
     for i, folder in enumerate(folders):
         log.info("%s dataset %d (%s): %d train, %d dev examples, labels_num=%d", task.name, i, folder,
                  len(trains[i]), len(devs[i]), labels_nums[i])
 
-    model = finetune.new_model(setup, None)
-    out_dir = finetune.output_dir(cfg)
+    model = finetune_setup.new_model(setup, None)
+    out_dir = output_dir(cfg)
     report_dir = run_dir(out_dir)
     batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders, f.length_bucketing)
 
     def scores_on(datasets: list[tuple[int, TaskData]]) -> dict[str, float]:
-        per = {i: finetune.evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
+        per = {i: loop.evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
         names = list(next(iter(per.values())))
         flat = {name: float(np.mean([scores[name] for scores in per.values()])) for name in names}
         for i, scores in per.items():
             flat.update({f"{name}_{i}": value for name, value in scores.items()})
         return flat
 
-    best = finetune.fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))), metric=metric,
+    best = loop.fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))), metric=metric,
                         best_path=out_dir / BEST, report_dir=report_dir,
-                        checkpoint_config=finetune.checkpoint_config(setup))
+                        checkpoint_config=finetune_setup.checkpoint_config(setup))
     if tests:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = scores_on(tests)
-        log.info("test (epoch %d model): %s", best.epoch, finetune.format_scores(scores))
-        finetune.record(report_dir, {"split": "test", "epoch": best.epoch, **scores})
+        log.info("test (epoch %d model): %s", best.epoch, loop.format_scores(scores))
+        loop.record(report_dir, {"split": "test", "epoch": best.epoch, **scores})
     return float(best.score)
 
 

@@ -1,0 +1,53 @@
+"""The shape of a run's config: one root schema per stage, holding exactly what the stage uses.
+
+``conf/stage/NAME.yaml`` starts from ``schema/run/NAME`` (the stage's root dataclass) and
+adds its groups, so ``stage=finetune`` has no ``pretrain:`` section, and a key that no
+schema of the run declares fails at composition.  Group nodes are typed ``Any`` here
+because each option brings its own schema (``schema/<group>/<name>``, registered with the
+component); the shared ``model`` sizes and ``hardware`` have one schema each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from uer.config.fields import setting
+from uer.models.model import ModelSizeConfig
+from uer.runtime import HardwareConfig
+
+
+@dataclass
+class RunConfig:
+    """Keys of every run."""
+
+    stage: str = setting(MISSING, "what to run: preprocess | pretrain | finetune | infer | tool "
+                                  "(task= implies finetune, tool= implies tool)")
+    seed: int = setting(7, "seed of every random draw (weights, masks, batch order, dropout)")
+
+
+@dataclass
+class BackboneGroups:
+    """The nodes that describe a model's input and backbone."""
+
+    tokenizer: Any = setting(MISSING, "the tokenizer (tokenizer=)")
+    model: ModelSizeConfig = field(default_factory=ModelSizeConfig, metadata={"help": "sizes (size=)"})
+    embedding: Any = setting(MISSING, "the embedding (embedding=)")
+    encoder: Any = setting(MISSING, "the encoder (encoder=)")
+
+
+@dataclass
+class TrainingRun(BackboneGroups, RunConfig):
+    """Keys of the stages that train a model."""
+
+    output_model_path: Optional[str] = setting(
+        None, "where checkpoints go (pretrain: step_N.pt; finetune: best.pt); null = model/ in the run directory")
+    pretrained_model_path: Optional[str] = setting(
+        None, "weights to start from: one of our .pt checkpoints or an original UER .bin; null = random "
+              "initialisation.  A .pt also gives the architecture (a conflicting override is an error); tunable "
+              "settings such as dropout come from this run's config")
+    hardware: HardwareConfig = field(default_factory=HardwareConfig, metadata={"help": "devices (hardware=)"})
+    optimizer: Any = setting(MISSING, "the optimizer (optimizer=)")
+    lr_scheduler: Any = setting(MISSING, "the learning-rate schedule (lr_scheduler=)")

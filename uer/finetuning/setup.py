@@ -1,0 +1,120 @@
+"""What every fine-tuning run starts from, once the options are checked: :class:`Setup`.
+
+The backbone starts from one of three places:
+
+* this project's checkpoint (``pretrained_model_path=....pt``): the stage has already put its
+  architecture and tokenizer into the run's config (:func:`uer.stages.common.starting_checkpoint`),
+  and its weights are loaded here;
+* an original UER model file: the composed ``embedding``/``encoder``/``size`` describe it;
+* nothing (``pretrained_model_path=null``): random initialisation from the composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from uer import distributed
+from uer.distributed import DistEnv
+from uer.errors import UerError
+from uer.io.checkpoint import checkpoint_tokenizer
+from uer.io.formats import CHECKPOINT, read_model_file
+from uer.io.uer_format import from_uer_state_dict, load_into_model
+from uer.models import build_backbone
+from uer.runtime import configure_threads, resolve_device, seed_everything
+from uer.stages.common import run_config
+from uer.tasks import Task, make_task
+from uer.tokenizers import build_tokenizer
+
+log = logging.getLogger("uer.finetune")
+
+
+@dataclass
+class Setup:
+    """What every fine-tuning run starts from, once the options are checked."""
+
+    cfg: DictConfig
+    device: torch.device
+    tokenizer: object
+    state: dict | None  # starting weights in our names (None: random initialisation)
+    source: str | None  # where ``state`` came from, for messages
+    task: Task
+    env: DistEnv = DistEnv()  # this process's rank in a multi-process run
+
+
+def prepare(cfg: DictConfig) -> Setup:
+    """Set threads/device/seed, load the starting weights, make the task."""
+    f = cfg.finetune
+    configure_threads(cfg.hardware.num_threads)
+    device = resolve_device(cfg.hardware.device)
+    env = distributed.init(cfg.hardware, device)
+    device = distributed.worker_device(device, env)
+    seed_everything(cfg.seed)
+
+    tokenizer, state, source = starting_point(cfg)
+    positions = cfg.embedding.get("max_seq_length")
+    if positions is not None and f.seq_length > positions:
+        raise UerError(f"finetune.seq_length={f.seq_length} exceeds the {positions} positions the embedding has; "
+                       f"use finetune.seq_length={positions} or less")
+    task = make_task(cfg.task, tokenizer, f.seq_length)
+    return Setup(cfg, device, tokenizer, state, source, task, env)
+
+
+def selection_metric(setup: Setup) -> str:
+    """``finetune.metric`` (or the task's first metric), checked against what the task reports."""
+    task = setup.task
+    metric = setup.cfg.finetune.metric or task.metrics[0]
+    if metric not in task.metrics:
+        raise UerError(f"finetune.metric={metric} is not reported by task {task.name}; "
+                       f"choose one of: {', '.join(task.metrics)}")
+    return metric
+
+
+def new_model(setup: Setup, labels_num: int | None) -> nn.Module:
+    """The task's model on a fresh backbone, holding the starting weights, on the device."""
+    backbone = build_backbone(setup.cfg.embedding, setup.cfg.encoder, len(setup.tokenizer.vocab))
+    model = setup.task.build_model(backbone, labels_num)
+    if setup.state is not None:
+        load_into_model(model, usable_weights(setup.state, model), source=setup.source)
+    return model.to(setup.device)
+
+
+def checkpoint_config(setup: Setup, **extra) -> dict:
+    """The config a fine-tuned checkpoint records: the run's, with what it learnt (``task.labels_num``)."""
+    config = run_config(setup.cfg)
+    if "labels_num" in config["task"] and setup.task.info.get("labels_num") is not None:
+        config["task"]["labels_num"] = setup.task.info["labels_num"]
+    return {**config, **extra}
+
+
+def starting_point(cfg: DictConfig):
+    """``(tokenizer, state dict in our names or None, source)`` of the backbone to fine-tune."""
+    path = cfg.pretrained_model_path
+    if not path:
+        log.info("pretrained_model_path is null: the model starts from random weights")
+        return build_tokenizer(cfg.tokenizer), None, None
+    kind, content = read_model_file(path)
+    if kind != CHECKPOINT:
+        log.info("starting from the original UER model %s with the composed embedding/encoder/size config", path)
+        return build_tokenizer(cfg.tokenizer), from_uer_state_dict(content), str(path)
+    log.info("starting from %s, with its architecture and tokenizer", path)
+    return checkpoint_tokenizer(content, path), content["model"], str(path)
+
+
+def usable_weights(state: dict, model: torch.nn.Module) -> dict:
+    """Backbone weights, plus head weights whose shapes fit (a head for another labels_num starts afresh)."""
+    expected = model.state_dict()
+    keep, dropped = {}, []
+    for key, tensor in state.items():
+        if key.startswith("backbone.") or (key in expected and expected[key].shape == tensor.shape):
+            keep[key] = tensor
+        elif key in expected:
+            dropped.append(key)
+    if dropped:
+        log.warning("not loading %s: shapes differ from this task's head, which starts from random weights",
+                    ", ".join(dropped))
+    return keep

@@ -1,0 +1,75 @@
+"""``resume=true`` continues a run only with the settings it was started with.
+
+The checkpoint records its run's whole config and, in its trainer state, facts about the
+run (the number of processes, the dataset's fingerprint).  Resuming compares them with
+the run being started: a different architecture is refused outright; a different
+training setting (steps, batch size, accumulation, learning rate, optimizer, schedule,
+seed, processes, dataset) is refused naming each key, unless the user lists the key in
+``resume_allow_changes`` -- then the run goes on and says what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from uer.errors import UerError
+from uer.io.checkpoint import MODEL_NODES
+
+log = logging.getLogger("uer.resume")
+
+# Config keys (and everything below them) whose change alters the training trajectory.
+TRAINING_KEYS = ("seed", "hardware.precision", "pretrain.total_steps", "pretrain.batch_size", "pretrain.accumulation_steps",
+                 "pretrain.learning_rate", "pretrain.max_grad_norm", "pretrain.length_bucketing", "optimizer",
+                 "lr_scheduler")
+# Facts of the run recorded in the trainer state.
+RUN_FACTS = {"world_size": "processes (hardware.nproc_per_node x hardware.nnodes)",
+             "dataset": "the dataset's content (pretrain.dataset_path)"}
+
+
+def flatten(node, prefix: str = "") -> dict:
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node}
+    out = {}
+    for key, value in node.items():
+        out.update(flatten(value, f"{prefix}{key}."))
+    return out
+
+
+def _under(key: str, roots) -> bool:
+    return any(key == root or key.startswith(f"{root}.") for root in roots)
+
+
+def check_resumable(payload: dict, config: dict, facts: dict, allowed) -> None:
+    """A UerError unless the run ``config`` (with ``facts``) may continue the checkpoint ``payload``."""
+    saved, now = flatten(payload.get("config") or {}), flatten(config)
+    architecture = [key for key in sorted(set(saved) | set(now))
+                    if _under(key, MODEL_NODES) and key in saved and saved.get(key) != now.get(key)]
+    if architecture:
+        shown = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now.get(key)!r}" for key in architecture[:3])
+        raise UerError(f"cannot resume: the model changed ({shown}); resume with the settings the checkpoint was "
+                       "trained with")
+    if not any(_under(key, ("pretrain",)) for key in saved):
+        log.warning("the checkpoint was written by an older uer that did not record its training settings; "
+                    "they cannot be compared with this run's")
+        return
+    changed = [key for key in sorted(set(saved) | set(now))
+               if _under(key, TRAINING_KEYS) and saved.get(key) != now.get(key)]
+    recorded = (payload.get("trainer") or {}).get("run") or {}
+    changed += [name for name in RUN_FACTS if name in recorded and recorded[name] != facts.get(name)]
+    allowed = set(allowed or ())
+    refused = [key for key in changed if not _under(key, allowed)]
+    if refused:
+        described = [f"{key}: checkpoint {_value(key, saved, recorded)}, now {_value(key, now, facts)}"
+                     for key in refused[:4]]
+        raise UerError(f"cannot resume: {'; '.join(described)}; resume with the same settings, or allow the change "
+                       f"with resume_allow_changes=[{','.join(refused)}]")
+    for key in changed:
+        log.warning("resuming with %s changed (%s -> %s), as resume_allow_changes allows", key,
+                    _value(key, saved, recorded), _value(key, now, facts))
+
+
+def _value(key: str, config: dict, facts: dict):
+    if key in RUN_FACTS:
+        value = facts.get(key)
+        return f"{value[:12]}..." if isinstance(value, str) and len(value) > 12 else value
+    return repr(config.get(key))
