@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForPreTraining, BertModel
 
-from uer.io.checkpoint import load_checkpoint, save_checkpoint
+from uer.io.checkpoint import MODEL_NODES, load_checkpoint
 from uer.io.uer_format import load_uer_bin
 from uer.models import build_backbone, build_model
 from uer.stages import run_stage
-from uer_testing import SMALL, compose_config, error_lines, run_main
+from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
 
 H, LAYERS, HEADS, FF, V, POSITIONS = 32, 2, 2, 64, 100, 64
 ATOL = 1e-5
@@ -256,13 +256,10 @@ ARCHITECTURES = {
 
 def project_checkpoint(path, vocab, overrides, seed=4):
     """A checkpoint as stage=pretrain writes it, with random weights."""
-    from uer.stages.common import model_config, tokenizer_from_config
-
     cfg = compose_config([*overrides, f"tokenizer.vocab_path={vocab}"])
     model = randomized(build_model(cfg.embedding, cfg.encoder, cfg.target, V), seed=seed)
-    save_checkpoint(path, model_state=model.state_dict(), config=model_config(cfg),
-                    vocab=tokenizer_from_config(cfg).identity(), trainer={"step": 1})
-    return model, model_config(cfg)
+    save_model_checkpoint(path, model, cfg, trainer={"step": 1})
+    return model, {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES}
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -401,7 +398,7 @@ def files(tmp_path, hf_model):
     uer = tmp_path / "uer.bin"
     torch.save(hf_to_uer(hf_model.state_dict(), "x")[0], uer)
     ckpt = tmp_path / "model.pt"
-    save_checkpoint(ckpt, model_state={"w": torch.zeros(1)}, config={}, vocab={}, trainer=None)
+    torch.save({"format": "uer-checkpoint", "version": 2, "model": {"w": torch.zeros(1)}, "config": {}}, ckpt)
     garbage = tmp_path / "garbage.bin"
     garbage.write_bytes(b"\x00not a model" * 100)
     out = tmp_path / "out"

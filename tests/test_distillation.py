@@ -9,8 +9,8 @@ import torch
 
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import make_task as new_task
 from uer.tasks.classifier import ClassifierModel
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error
 
@@ -51,10 +51,10 @@ def finetune_cfg(data, out, *extra):
 
 
 def make_task(soft_targets=True, soft_alpha=0.5, labels_num=None):
-    tokenizer = tokenizer_from_config(compose_config([]))
+    tokenizer = build_tokenizer(compose_config([]).tokenizer)
     cfg = {"type": "classifier", "pooling": "first", "labels_num": labels_num, "soft_targets": soft_targets,
            "soft_alpha": soft_alpha}
-    return get_task("classifier")(cfg, tokenizer, 32)
+    return new_task(cfg, tokenizer, 32)
 
 
 # ---------------------------------------------------------------- the loss
@@ -124,7 +124,7 @@ def test_with_soft_alpha_1_the_student_moves_towards_the_teacher(tmp_path):
             "test_nolabel": slice_file(REVIEWS / "test_nolabel.tsv", tmp_path / "test_nolabel.tsv", 8)}
     out = tmp_path / "m"
     run_stage(finetune_cfg(data, out, "task.soft_alpha=1", "finetune.epochs_num=3", "finetune.report_steps=1",
-                           "finetune.learning_rate=1e-2", "finetune.warmup=0"))
+                           "finetune.learning_rate=1e-2", "lr_scheduler.warmup=0"))
     mse = [json.loads(line)["soft_loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(mse) == 12  # 64 rows / 16 per batch * 3 epochs, one report per step
     # A fresh head outputs ~0 against teacher logits of mean square ~1.9.

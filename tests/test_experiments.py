@@ -1,5 +1,5 @@
 """conf/experiment/: every reproduction preset composes, points at the bundled data, and its tiny smoke
-variant (`+experiment=NAME size=tiny`, random weights, slices of the data) runs a step of every stage it has."""
+variant (`experiment=NAME size=tiny`, random weights, slices of the data) runs a step of every stage it has."""
 
 import json
 import re
@@ -25,10 +25,21 @@ ROWS = 8  # rows (questions for C3) of each data slice
 BATCH = 4  # two steps of fine-tuning; CMRC's slice holds 4 questions
 
 
-def read_paths(cfg) -> list[str]:
+def header(name: str) -> str:
+    return (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def preprocess_command(name: str) -> dict[str, str]:
+    """``{key: value}`` of the stage=preprocess command a pre-training preset's header shows."""
+    lines = header(name).split("python main.py stage=preprocess", 1)[1].split("python main.py", 1)[0]
+    words = " ".join(line.lstrip("#").strip().rstrip("\\") for line in lines.splitlines()).split()
+    return dict(word.split("=", 1) for word in words if "=" in word)
+
+
+def read_paths(cfg, name: str) -> list[str]:
     """The data files a preset reads in its stages."""
     if cfg.stage == "pretrain":
-        return [cfg.preprocess.corpus_path]
+        return [preprocess_command(name)["preprocess.corpus_path"]]
     paths = [cfg.finetune.train_path, cfg.finetune.dev_path, cfg.finetune.test_path, cfg.task.label2id_path]
     for folder in cfg.task.dataset_paths:
         paths += [f"{folder}/train.tsv", f"{folder}/dev.tsv"]
@@ -47,28 +58,32 @@ def test_every_preset_is_here():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_preset_composes_and_reads_bundled_data(name):
-    cfg = compose_config([f"+experiment={name}"])
+    cfg = compose_config([f"experiment={name}"])
     assert cfg.stage in ("pretrain", "finetune")
-    assert cfg.output_model_path.startswith("outputs/models/")
-    missing = [p for p in read_paths(cfg) if not (ROOT / p).exists() and p not in NOT_BUNDLED]
+    assert cfg.output_model_path is None  # the run owns its outputs
+    missing = [p for p in read_paths(cfg, name) if not (ROOT / p).exists() and p not in NOT_BUNDLED]
     assert not missing, missing
-    text = (ROOT / "conf" / "experiment" / f"{name}.yaml").read_text(encoding="utf-8")
+    text = header(name)
     assert text.startswith("# @package _global_\n")
-    assert f"python main.py +experiment={name}" in text and "Smoke" in text
+    assert re.search(rf"python main.py experiment={name}\b", text) and "Smoke" in text
     if cfg.stage == "finetune":
         assert re.search(r"^# Published: ", text, re.M), "a fine-tuning preset states the original's number"
         assert "pretrained_model_path" in text
+    else:  # it pre-trains on what its header's preprocess command writes
+        assert cfg.pretrain.dataset_path == preprocess_command(name)["preprocess.dataset_path"]
 
 
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS
-                                  if str(compose_config([f"+experiment={n}"]).pretrained_model_path or "")
+                                  if str(compose_config([f"experiment={n}"]).pretrained_model_path or "")
                                   .startswith("outputs/")])
 def test_fine_tuning_starts_from_the_last_checkpoint_of_its_pretraining_preset(name):
-    cfg = compose_config([f"+experiment={name}"])
+    cfg = compose_config([f"experiment={name}"])
     match = re.fullmatch(r"outputs/models/(\w+)/step_(\d+)\.pt", cfg.pretrained_model_path)
     assert match, cfg.pretrained_model_path
-    pretrain = compose_config([f"+experiment={match.group(1)}"])
-    assert pretrain.stage == "pretrain" and pretrain.output_model_path == f"outputs/models/{match.group(1)}"
+    pretrain = compose_config([f"experiment={match.group(1)}"])
+    assert pretrain.stage == "pretrain"
+    assert f"python main.py experiment={match.group(1)} output_model_path=outputs/models/{match.group(1)}" \
+        in header(match.group(1))
     assert pretrain.pretrain.total_steps == int(match.group(2))
     for node in ("encoder", "embedding", "model"):  # the same architecture on both sides
         assert OmegaConf.to_container(pretrain[node], resolve=True) == OmegaConf.to_container(cfg[node], resolve=True)
@@ -127,13 +142,8 @@ def smoke_overrides(cfg, tmp) -> list[str]:
     out = ["size=tiny", *SMALL, "hardware.num_threads=1", "pretrained_model_path=null",
            f"output_model_path={tmp / 'model'}"]
     if cfg.stage == "pretrain":
-        corpus = ROOT / cfg.preprocess.corpus_path
-        lines = corpus.read_text(encoding="utf-8").splitlines()[:60]
-        (tmp / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return out + [f"preprocess.corpus_path={tmp / 'corpus.txt'}", f"preprocess.dataset_path={tmp / 'data'}",
-                      "preprocess.processes_num=1", "preprocess.seq_length=32", "preprocess.dup_factor=1",
-                      "pretrain.total_steps=1", "pretrain.save_checkpoint_steps=1", "pretrain.batch_size=4",
-                      "pretrain.report_steps=1"]
+        return out + [f"pretrain.dataset_path={tmp / 'data'}", "pretrain.total_steps=1",
+                      "pretrain.save_checkpoint_steps=1", "pretrain.batch_size=4", "pretrain.report_steps=1"]
     f = cfg.finetune
     out += ["finetune.epochs_num=1", f"finetune.batch_size={BATCH}", "finetune.seq_length=64",
             "finetune.report_steps=1"]
@@ -160,10 +170,16 @@ def smoke_overrides(cfg, tmp) -> list[str]:
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_tiny_smoke_variant_runs(name, tmp_path):
-    cfg = compose_config([f"+experiment={name}"])
-    overrides = [f"+experiment={name}", *smoke_overrides(cfg, tmp_path)]
-    if cfg.stage == "pretrain":
-        run_stage(compose_config([*overrides, "stage=preprocess"]))
+    cfg = compose_config([f"experiment={name}"])
+    overrides = [f"experiment={name}", *smoke_overrides(cfg, tmp_path)]
+    if cfg.stage == "pretrain":  # the header's preprocess command, on a slice of the corpus
+        command = preprocess_command(name)
+        lines = (ROOT / command["preprocess.corpus_path"]).read_text(encoding="utf-8").splitlines()[:60]
+        (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        command.update({"preprocess.corpus_path": str(tmp_path / "corpus.txt"),
+                        "preprocess.dataset_path": str(tmp_path / "data"), "preprocess.processes_num": "1",
+                        "preprocess.seq_length": "32", "preprocess.dup_factor": "1"})
+        run_stage(compose_config(["stage=preprocess", *(f"{key}={value}" for key, value in command.items())]))
         loss = run_stage(compose_config(overrides))
         assert loss > 0
         assert [step for step, _ in step_checkpoints(tmp_path / "model")] == [1]
@@ -173,9 +189,9 @@ def test_tiny_smoke_variant_runs(name, tmp_path):
     produced = tmp_path / "model" / ("folds.json" if cfg.task.type == "classifier_cv" else "best.pt")
     assert produced.exists()
     if name == "distill_teacher":  # step 2 of distillation: the teacher's labels and logits
-        texts = data_slice(cfg.infer.test_path, tmp_path, "texts")
-        run_stage(compose_config([*overrides, "stage=infer", f"infer.test_path={texts}",
-                                  f"infer.prediction_path={tmp_path / 'label_logits.tsv'}"]))
+        texts = data_slice(cfg.finetune.train_path, tmp_path, "texts")
+        run_stage(compose_config(["stage=infer", f"infer.load_model_path={produced}", f"infer.test_path={texts}",
+                                  "infer.output_logits=true", f"infer.prediction_path={tmp_path / 'label_logits.tsv'}"]))
         header, *rows = (tmp_path / "label_logits.tsv").read_text(encoding="utf-8").splitlines()
         assert header == "label\tlogits" and len(rows) == ROWS
 

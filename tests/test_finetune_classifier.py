@@ -6,14 +6,15 @@ import logging
 import pytest
 import torch
 
-from uer.io.checkpoint import load_checkpoint, save_checkpoint
+from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_backbone, build_model
 from uer.stages import run_stage
-from uer.stages.common import model_config, tokenizer_from_config
-from uer.tasks import get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import make_task
 from uer.tasks.classifier import ClassifierModel
-from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main, slice_file
+from uer_testing import (ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main,
+                         save_model_checkpoint, slice_file)
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
 # One thread: on a shared 2-core machine two spinning torch threads run ~100x slower.
@@ -62,7 +63,7 @@ def test_random_init_finetune_returns_dev_metric_and_records_results(random_init
     task = payload["config"]["task"]
     assert (task["type"], task["pooling"], task["labels_num"]) == ("classifier", "first", 2)
     assert payload["config"]["encoder"]["hidden_size"] == 32
-    assert payload["vocab"] == tokenizer_from_config(compose_config([])).identity()
+    assert payload["vocab"] == build_tokenizer(compose_config([]).tokenizer).identity()
     assert {"output_layer_1.weight", "output_layer_2.weight", WORD_EMB} <= set(payload["model"])
     assert payload["model"]["output_layer_2.weight"].shape == (2, 32)
 
@@ -85,7 +86,7 @@ def test_infer_writes_one_row_per_input_with_logits_and_probs(random_init_model,
 
 
 def pretrain_model(cfg):
-    tokenizer = tokenizer_from_config(cfg)
+    tokenizer = build_tokenizer(cfg.tokenizer)
     torch.manual_seed(3)
     return build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab)), tokenizer
 
@@ -93,9 +94,7 @@ def pretrain_model(cfg):
 def test_from_pt_checkpoint_needs_no_architecture_flags(data, tmp_path):
     arch_cfg = compose_config(["size=tiny", *SMALL, "model.layers_num=1"])
     model, tokenizer = pretrain_model(arch_cfg)
-    pt = tmp_path / "pre.pt"
-    save_checkpoint(pt, model_state=model.state_dict(), config=model_config(arch_cfg), vocab=tokenizer.identity(),
-                    trainer=None)
+    pt = save_model_checkpoint(tmp_path / "pre.pt", model, arch_cfg)
     # No size/model flags: the composed default is size=base, the checkpoint's config must win.
     score = run_stage(finetune_cfg(data, tmp_path / "clf", f"pretrained_model_path={pt}",
                                    "finetune.learning_rate=1e-12", arch=[]))
@@ -150,8 +149,8 @@ def test_pair_model_refuses_single_text_input(data, tmp_path, capsys):
 
 
 def encoder_for(cfg, pooling="first", info=None, seq_length=32):
-    tokenizer = tokenizer_from_config(cfg)
-    task = get_task("classifier")({"type": "classifier", "pooling": pooling, "labels_num": 3}, tokenizer, seq_length,
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    task = make_task({"type": "classifier", "pooling": pooling, "labels_num": 3}, tokenizer, seq_length,
                                   info)
     return task, tokenizer
 
@@ -245,19 +244,24 @@ def test_skip_bad_rows_skips_and_counts(data, tmp_path, caplog):
     assert (tmp_path / "clf" / "best.pt").exists()
 
 
-def test_pretrained_checkpoint_with_another_vocabulary_is_refused(data, tmp_path, capsys):
+def test_pretrained_checkpoint_brings_its_vocabulary_and_a_conflicting_one_is_refused(data, tmp_path):
     tokens = VOCAB.read_text(encoding="utf-8").rstrip("\n").split("\n")  # not splitlines: tokens hold U+2028
     tokens[200], tokens[201] = tokens[201], tokens[200]
     other = tmp_path / "vocab.txt"
     other.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     arch_cfg = compose_config(["size=tiny", *SMALL, f"tokenizer.vocab_path={other}"])
     model, tokenizer = pretrain_model(arch_cfg)
-    pt = tmp_path / "pre.pt"
-    save_checkpoint(pt, model_state=model.state_dict(), config=model_config(arch_cfg), vocab=tokenizer.identity(),
-                    trainer=None)
-    line = expect_user_error(capsys, finetune_cfg(data, tmp_path / "clf", f"pretrained_model_path={pt}", arch=[]),
-                             str(pt), str(other), str(VOCAB), "vocab_sha256")
-    assert "tokenizer.vocab_path=" in line
+    pt = save_model_checkpoint(tmp_path / "pre.pt", model, arch_cfg)
+    other.unlink()  # the checkpoint carries its vocabulary: the file is not needed any more
+    run_stage(finetune_cfg(data, tmp_path / "clf", f"pretrained_model_path={pt}", arch=[]))
+    best = load_checkpoint(tmp_path / "clf" / "best.pt")
+    assert best["vocab"] == tokenizer.identity() and best["tokenizer"]["tokens"] == tokens
+    # A tokenizer the user names that is not the checkpoint's stops the run, naming the key.
+    proc = run_main(["task=classifier", f"finetune.train_path={data['train']}", f"finetune.dev_path={data['dev']}",
+                     f"pretrained_model_path={pt}", f"tokenizer.vocab_path={VOCAB}", *FAST], tmp_path / "run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = error_lines(proc)[0]
+    assert f"pretrained_model_path={pt}" in line and "tokenizer.vocab_path" in line and str(other) in line
 
 
 def test_documented_commands_via_main(data, tmp_path):

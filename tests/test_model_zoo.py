@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uer.config.compat import (CAUSAL, ENCODER_CHOICES, STACKS, TARGET_CONTEXTS, check_model,
-                               combinations_markdown, encoder_context)
+from uer.models.compat import check_model, combination_rows, combinations_markdown, encoder_context
+from uer.models.context import CAUSAL, STACKS
+from uer.models.targets import TARGETS
 from uer.data.build import build_pretrain_dataset
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
@@ -28,11 +29,13 @@ from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
 
 THREADS = ["hardware.num_threads=1"]
-CHOICES = {choice.name: choice for choice in ENCODER_CHOICES}
+ENCODER_CHOICES = combination_rows()
+TARGET_CONTEXTS = {name: TARGETS.get(name).contexts for name in TARGETS.names()}
+CHOICES = {choice.text: choice for choice in ENCODER_CHOICES}
 POOLINGS = ("mean", "max", "first", "last")
-MATRIX = [(choice.name, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
+MATRIX = [(choice.text, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
           if choice.context in TARGET_CONTEXTS[target]]
-REFUSED = [(choice.name, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
+REFUSED = [(choice.text, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
            if choice.context not in TARGET_CONTEXTS[target]]
 BOOK_REVIEW = ROOT / "datasets" / "test_data" / "book_review"
 SMALL_VOCAB = 100
@@ -92,7 +95,7 @@ def test_combination_that_cannot_work_fails_before_any_work(name, target, tmp_pa
         run_stage(cfg)
     assert exc.value.code == 2
     line = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")][0]
-    assert f"target={target} needs" in line and "valid combinations" in line and "target=bilm: bilstm, bigru" in line
+    assert f"target={target} needs" in line and "valid combinations" in line and "target=bilm: bigru, bilstm" in line
     assert not (tmp_path / "m").exists()
 
 
@@ -103,7 +106,7 @@ def test_refusal_via_main_is_one_line_naming_the_valid_combinations(tmp_path):
     assert proc.returncode == 2
     lines = error_lines(proc)
     assert len(lines) == 1 and "Traceback" not in proc.stderr
-    assert "bidirectional=false is causal" in lines[0] and "target=bilm: bilstm, bigru" in lines[0]
+    assert "bidirectional=false is causal" in lines[0] and "target=bilm: bigru, bilstm" in lines[0]
 
 
 def test_word_embedding_needs_an_encoder_that_knows_the_order(capsys, tmp_path):
@@ -296,7 +299,7 @@ def test_cls_target_needs_labels_num():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_tokenizer(type="bert", vocab_path=str(VOCAB))
+    return build_tokenizer(dict(type="bert", vocab_path=str(VOCAB)))
 
 
 def test_bilm_dataset_batches_hold_both_label_directions(tokenizer, tmp_path):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from uer.config.schema import EmbeddingConfig, EncoderConfig, ModelSizeConfig, TargetConfig
+from uer_testing import compose_config
 from uer.errors import UerError
 from uer.models import build_backbone, build_model
 
@@ -44,14 +42,14 @@ def configs(arch: str, **overrides):
         **ARCHS[arch],
         **overrides,
     }
-    embedding = SimpleNamespace(
+    embedding = dict(
         type=spec["embedding"],
         emb_size=spec["emb_size"],
         max_seq_length=512,
         dropout=spec["dropout"],
         layernorm_eps=1e-6,
     )
-    encoder = SimpleNamespace(
+    encoder = dict(
         type="transformer",
         mask=spec["mask"],
         hidden_size=HIDDEN,
@@ -63,7 +61,7 @@ def configs(arch: str, **overrides):
         parameter_sharing=spec["parameter_sharing"],
         layernorm_eps=1e-6,
     )
-    target = SimpleNamespace(type=spec["target"], tie_weights=spec["tie_weights"])
+    target = dict(type=spec["target"], tie_weights=spec["tie_weights"])
     return embedding, encoder, target
 
 
@@ -208,17 +206,9 @@ def test_overfits_one_batch():
     assert out.stats["mlm_acc"][0] == out.stats["mlm_acc"][1]  # every masked token right
 
 
-def test_builds_from_schema_configs():
-    cfg = OmegaConf.create(
-        {
-            "model": OmegaConf.structured(
-                ModelSizeConfig(emb_size=16, hidden_size=16, feedforward_size=32, heads_num=2, layers_num=1)
-            ),
-            "embedding": OmegaConf.structured(EmbeddingConfig),
-            "encoder": OmegaConf.structured(EncoderConfig),
-            "target": OmegaConf.structured(TargetConfig(type="bert")),
-        }
-    )
+def test_builds_from_composed_configs():
+    cfg = compose_config(["target=bert", "model.emb_size=16", "model.hidden_size=16", "model.feedforward_size=32",
+                          "model.heads_num=2", "model.layers_num=1"])
     model = build_model(cfg.embedding, cfg.encoder, cfg.target, VOCAB)
     assert model.backbone.hidden_size == 16
     assert torch.isfinite(model(make_batch("bert")).loss)
@@ -242,7 +232,7 @@ def test_bad_names_are_user_errors(overrides, message):
 
 def test_too_long_sequence_is_a_user_error():
     embedding, encoder, _ = configs("mlm")
-    embedding.max_seq_length = 4
+    embedding["max_seq_length"] = 4
     backbone = build_backbone(embedding, encoder, VOCAB)
     with pytest.raises(UerError, match="max_seq_length 4"):
         backbone(torch.ones(1, 5, dtype=torch.long), torch.ones(1, 5, dtype=torch.long))

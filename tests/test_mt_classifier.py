@@ -11,10 +11,10 @@ from torch.nn import functional as F
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.stages.finetune import SampledBatches
-from uer.stages.multi_task import InterleavedBatches
-from uer.tasks import TaskData, get_task
+from uer.tokenizers import build_tokenizer
+from uer.finetuning.loop import SampledBatches
+from uer.finetuning.multi_task import InterleavedBatches
+from uer.tasks import TaskData, make_task
 from uer.tasks.classifier import ClsExample
 from uer.tasks.metrics import classification_metrics
 from uer.tasks.mt_classifier import MtClassifierModel
@@ -97,7 +97,7 @@ def test_checkpoint_reloads_for_infer_and_each_head_scores_its_dataset(mt_run, t
 
 def small_model(labels_nums=(2, 3)):
     cfg = compose_config([*SMALL])
-    tokenizer = tokenizer_from_config(cfg)
+    tokenizer = build_tokenizer(cfg.tokenizer)
     torch.manual_seed(0)
     backbone = build_backbone(cfg.embedding, cfg.encoder, len(tokenizer.vocab))
     return MtClassifierModel(backbone, list(labels_nums), "first").eval(), tokenizer
@@ -124,7 +124,7 @@ def test_loss_uses_each_rows_own_head_and_only_that_head_learns():
 
 def test_an_epoch_interleaves_every_batch_of_every_dataset_once():
     cfg = compose_config(["task=mt_classifier"])
-    task = get_task("mt_classifier")(dict(cfg.task), tokenizer_from_config(cfg), 8)
+    task = make_task(dict(cfg.task), build_tokenizer(cfg.tokenizer), 8)
     # Dataset i's rows are i + 3 tokens long, so a batch's width tells whose rows it holds.
     datasets = [TaskData(f"d{i}", [ClsExample([1] * (i + 3), [1] * (i + 3), 0, n) for n in range(rows)])
                 for i, rows in enumerate((12, 4))]
@@ -193,7 +193,7 @@ def test_documented_command_via_main(tmp_path):
 
 def test_length_bucketing_groups_similar_rows_and_keeps_each_row_once():
     cfg = compose_config([])
-    task = get_task("classifier")(dict(cfg.task), tokenizer_from_config(cfg), 64)
+    task = make_task(dict(cfg.task), build_tokenizer(cfg.tokenizer), 64)
     lengths = np.random.default_rng(5).permutation(np.arange(1, 41))  # 40 rows, lengths 1..40 in random order
     examples = [ClsExample([1] * int(n), [1] * int(n), 0, row) for row, n in enumerate(lengths)]
     # 10 batches are fewer than one bucket (50 batches): batches are the rows sorted by length, four by four.

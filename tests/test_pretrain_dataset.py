@@ -20,7 +20,7 @@ SEQ = 64
 
 @pytest.fixture(scope="module")
 def tok():
-    return build_tokenizer(type="bert", vocab_path=str(ROOT / "models/google_zh_vocab.txt"))
+    return build_tokenizer(dict(type="bert", vocab_path=str(ROOT / "models/google_zh_vocab.txt")))
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import make_task as new_task
 from uer.tasks.c3 import MultipleChoiceModel
 from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
 
@@ -39,11 +39,11 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return tokenizer_from_config(compose_config([]))
+    return build_tokenizer(compose_config([]).tokenizer)
 
 
 def make_task(tokenizer, seq_length=64, **cfg):
-    return get_task("c3")({"type": "c3", "labels_num": None, "max_choices_num": 4, "pooling": "first", **cfg},
+    return new_task({"type": "c3", "labels_num": None, "max_choices_num": 4, "pooling": "first", **cfg},
                           tokenizer, seq_length)
 
 
@@ -289,5 +289,5 @@ def test_finetune_learns_an_easily_found_answer(data, tmp_path):
 
     files = {"train": write(tmp_path / "train.json", make(240)), "dev": write(tmp_path / "dev.json", make(24))}
     score = run_stage(finetune_cfg(files, tmp_path / "out", "finetune.epochs_num=4", "finetune.batch_size=16",
-                                   "finetune.learning_rate=1e-3", "finetune.warmup=0.05"))
+                                   "finetune.learning_rate=1e-3", "lr_scheduler.warmup=0.05"))
     assert score == 1.0

@@ -11,8 +11,8 @@ import torch
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import make_task as new_task
 from uer.tasks.cmrc import best_spans, split_pieces, tokenize_with_offsets
 from uer.tasks.mrc_metrics import (exact_match, f1_score, longest_common_substring, mrc_scores, normalize)
 from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
@@ -24,11 +24,11 @@ FAST = ["hardware.num_threads=1", "finetune.seq_length=96", "task.doc_stride=64"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return tokenizer_from_config(compose_config([]))
+    return build_tokenizer(compose_config([]).tokenizer)
 
 
 def make_task(tokenizer, seq_length=96, **cfg):
-    return get_task("cmrc")({"type": "cmrc", "labels_num": None, "doc_stride": 64, "max_answer_length": 30, **cfg},
+    return new_task({"type": "cmrc", "labels_num": None, "doc_stride": 64, "max_answer_length": 30, **cfg},
                             tokenizer, seq_length)
 
 
@@ -395,5 +395,5 @@ def test_finetune_learns_an_easily_found_answer(tmp_path):
 
     train, dev = write(tmp_path / "train.json", make(240, "T")), write(tmp_path / "dev.json", make(24, "D"))
     score = run_stage(finetune_cfg(tmp_path / "out", "finetune.epochs_num=6", "finetune.learning_rate=1e-3",
-                                   "finetune.warmup=0.05", train=train, dev=dev, test=dev))
+                                   "lr_scheduler.warmup=0.05", train=train, dev=dev, test=dev))
     assert score == 1.0

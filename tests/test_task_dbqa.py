@@ -9,8 +9,8 @@ import torch
 
 from uer.io.checkpoint import load_checkpoint
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import TaskData, get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import TaskData, make_task as new_task
 from uer.tasks.dbqa import DbqaExample
 from uer.tasks.ranking_metrics import average_precision, ranked_relevance, ranking_metrics, reciprocal_rank
 from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
@@ -76,8 +76,8 @@ def test_no_scorable_question_gives_zero():
 
 
 def make_task(seq_length=32, **cfg):
-    tokenizer = tokenizer_from_config(compose_config([]))
-    return get_task("dbqa")({"type": "dbqa", "pooling": "first", "labels_num": None, **cfg}, tokenizer,
+    tokenizer = build_tokenizer(compose_config([]).tokenizer)
+    return new_task({"type": "dbqa", "pooling": "first", "labels_num": None, **cfg}, tokenizer,
                             seq_length), tokenizer
 
 

@@ -10,8 +10,8 @@ import torch
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import get_task
+from uer.tokenizers import build_tokenizer
+from uer.tasks import make_task as new_task
 from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_scores
 from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main, slice_file
 
@@ -87,8 +87,8 @@ def test_entity_scores_need_aligned_sentences():
 
 def make_task(tmp_path, rows, *, seq_length=6, cfg_extra=(), info=None):
     cfg = compose_config(["task=ner", *cfg_extra])
-    tokenizer = tokenizer_from_config(cfg)
-    task = get_task("ner")({"type": "ner", "labels_num": None, "label2id_path": None}, tokenizer, seq_length, info)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    task = new_task({"type": "ner", "labels_num": None, "label2id_path": None}, tokenizer, seq_length, info)
     path = tmp_path / "rows.tsv"
     path.write_text("text_a\tlabel\n" + "".join(f"{text}\t{tags}\n" for text, tags in rows), encoding="utf-8")
     return task, tokenizer, path

@@ -32,12 +32,12 @@ def _bundled_lines() -> list[str]:
 
 @pytest.fixture(scope="module")
 def bert():
-    return build_tokenizer(type="bert", vocab_path=str(VOCAB), do_lower_case=True)
+    return build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), do_lower_case=True))
 
 
 @pytest.fixture(scope="module")
 def bert_cased():
-    return build_tokenizer(type="bert", vocab_path=str(VOCAB), do_lower_case=False)
+    return build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), do_lower_case=False))
 
 
 def _write_vocab(tmp_path: Path, tokens: list[str], name: str = "vocab.txt") -> Path:
@@ -139,9 +139,9 @@ def test_word_over_100_characters_is_unknown_even_if_in_vocab(tmp_path):
 def test_tokenizers_survive_pickling_for_worker_processes():
     text = "我喜欢Hello世界"
     for tok in (
-        build_tokenizer(type="bert", vocab_path=str(VOCAB)),
-        build_tokenizer(type="space", vocab_path=str(VOCAB)),
-        build_tokenizer(spm_model_path=str(SPM)),
+        build_tokenizer(dict(type="bert", vocab_path=str(VOCAB))),
+        build_tokenizer(dict(type="space", vocab_path=str(VOCAB))),
+        build_tokenizer(dict(type="spm", spm_model_path=str(SPM))),
     ):
         copy = pickle.loads(pickle.dumps(tok))
         assert copy.identity() == tok.identity()
@@ -159,7 +159,7 @@ def test_ids_and_tokens_round_trip(bert):
 
 
 def test_char_tokenizer_splits_characters_without_lowercasing():
-    tok = build_tokenizer(type="char", vocab_path=str(VOCAB), do_lower_case=True)
+    tok = build_tokenizer(dict(type="char", vocab_path=str(VOCAB), do_lower_case=True))
     assert tok.tokenize(" 我爱 N\tlp ") == ["我", "爱", "N", "l", "p"]
     vocab = tok.vocab
     assert tok.encode("我N") == [vocab.token_to_id("我"), vocab.unk_id]  # no "N" in the uncased vocab
@@ -167,7 +167,7 @@ def test_char_tokenizer_splits_characters_without_lowercasing():
 
 
 def test_space_tokenizer_splits_on_whitespace():
-    tok = build_tokenizer(type="space", vocab_path=str(VOCAB))
+    tok = build_tokenizer(dict(type="space", vocab_path=str(VOCAB)))
     assert tok.tokenize(" 我 爱\t北京  abc\n") == ["我", "爱", "北京", "abc"]
     vocab = tok.vocab
     assert tok.encode("我 北京") == [vocab.token_to_id("我"), vocab.unk_id]
@@ -179,7 +179,7 @@ def test_spm_supplies_segmentation_and_vocab_whatever_the_type():
     sp = sentencepiece.SentencePieceProcessor(model_file=str(SPM))
     text = "我喜欢这本书 Hello World"
     tokenizers = [
-        build_tokenizer(type=t, vocab_path="no/such/vocab.txt", spm_model_path=str(SPM)) for t in ("bert", "char")
+        build_tokenizer(dict(type=t, vocab_path="no/such/vocab.txt", spm_model_path=str(SPM))) for t in ("bert", "char")
     ]
     for tok in tokenizers:
         assert tok.tokenize(text) == sp.encode(text, out_type=str)
@@ -239,19 +239,19 @@ def test_identity(tmp_path, bert, bert_cased):
     }
     copy = tmp_path / "copy.txt"
     shutil.copy(VOCAB, copy)
-    assert build_tokenizer(type="bert", vocab_path=str(copy)).identity() == identity  # path does not matter
+    assert build_tokenizer(dict(type="bert", vocab_path=str(copy))).identity() == identity  # path does not matter
     assert bert_cased.identity() != identity
-    assert build_tokenizer(type="char", vocab_path=str(VOCAB)).identity() != identity
+    assert build_tokenizer(dict(type="char", vocab_path=str(VOCAB))).identity() != identity
     # char/space never lowercase, so do_lower_case cannot change their ids
     assert (
-        build_tokenizer(type="char", vocab_path=str(VOCAB), do_lower_case=True).identity()
-        == build_tokenizer(type="char", vocab_path=str(VOCAB), do_lower_case=False).identity()
+        build_tokenizer(dict(type="char", vocab_path=str(VOCAB), do_lower_case=True)).identity()
+        == build_tokenizer(dict(type="char", vocab_path=str(VOCAB), do_lower_case=False)).identity()
     )
     tokens = VOCAB.read_text(encoding="utf-8").split("\n")[:-1]
     tokens[200] = "something-else"
     other = _write_vocab(tmp_path, tokens, "other.txt")
-    assert build_tokenizer(type="bert", vocab_path=str(other)).identity()["vocab_sha256"] != identity["vocab_sha256"]
-    spm_identity = build_tokenizer(spm_model_path=str(SPM)).identity()
+    assert build_tokenizer(dict(type="bert", vocab_path=str(other))).identity()["vocab_sha256"] != identity["vocab_sha256"]
+    spm_identity = build_tokenizer(dict(type="spm", spm_model_path=str(SPM))).identity()
     assert spm_identity["source"] == "spm" and spm_identity != identity
 
 
@@ -266,7 +266,7 @@ def _error(call) -> str:
 
 def test_missing_vocab_file(tmp_path):
     path = tmp_path / "missing.txt"
-    message = _error(lambda: build_tokenizer(type="bert", vocab_path=str(path)))
+    message = _error(lambda: build_tokenizer(dict(type="bert", vocab_path=str(path))))
     assert str(path) in message and "not found" in message and "tokenizer.vocab_path=" in message
 
 
@@ -307,7 +307,7 @@ def test_empty_vocab_and_empty_line(tmp_path):
 
 def test_missing_spm_model(tmp_path):
     path = tmp_path / "missing.model"
-    message = _error(lambda: build_tokenizer(type="bert", vocab_path=str(VOCAB), spm_model_path=str(path)))
+    message = _error(lambda: build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), spm_model_path=str(path))))
     assert str(path) in message and "not found" in message and "tokenizer.spm_model_path=" in message
 
 
@@ -319,12 +319,12 @@ def test_corrupt_spm_model(tmp_path):
 
 def test_spm_model_without_bert_specials(tmp_path):
     path = _train_spm(tmp_path)  # sentencepiece defaults: <unk>, <s>, </s>
-    message = _error(lambda: build_tokenizer(spm_model_path=str(path)))
+    message = _error(lambda: build_tokenizer(dict(type="spm", spm_model_path=str(path))))
     assert str(path) in message and "[PAD]" in message and "--pad_piece=[PAD]" in message
 
 
 def test_unknown_type_and_no_vocabulary():
-    message = _error(lambda: build_tokenizer(type="wordpiece", vocab_path=str(VOCAB)))
+    message = _error(lambda: build_tokenizer(dict(type="wordpiece", vocab_path=str(VOCAB))))
     assert "wordpiece" in message and "tokenizer.type=" in message
     assert set(TOKENIZERS.names()) == {"bert", "char", "space"}
-    assert "tokenizer.vocab_path=" in _error(lambda: build_tokenizer(type="bert", vocab_path=None))
+    assert "tokenizer.vocab_path=" in _error(lambda: build_tokenizer(dict(type="bert", vocab_path=None)))

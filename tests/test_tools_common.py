@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from uer.io.checkpoint import save_checkpoint
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
 from uer.stages import run_stage
-from uer.stages.common import model_config, tokenizer_from_config
+from uer.tokenizers import build_tokenizer
 from uer.tools.model_loading import load_model
-from uer_testing import SMALL, compose_config, error_lines, run_main
+from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("北京是中国的首都上海一座大城市天气很好我们喜欢读书这本有意思")
@@ -32,20 +31,18 @@ def arch(*extra: str, vocab: Path) -> list[str]:
 def make_model(vocab: Path, *extra: str, seed: int = 0):
     cfg = compose_config(arch(*extra, vocab=vocab))
     torch.manual_seed(seed)
-    tokenizer = tokenizer_from_config(cfg)
+    tokenizer = build_tokenizer(cfg.tokenizer)
     return cfg, build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab)), tokenizer
 
 
-def save_pt(path: Path, cfg, model, tokenizer) -> Path:
-    save_checkpoint(path, model_state=model.state_dict(), config=model_config(cfg), vocab=tokenizer.identity(),
-                    trainer=None)
-    return path
+def save_pt(path: Path, cfg, model, tokenizer=None) -> Path:
+    return save_model_checkpoint(path, model, cfg)
 
 
 def make_checkpoint(path: Path, vocab: Path, *extra: str, seed: int = 0):
     """A random tiny model saved as our .pt (``extra``: e.g. encoder=gpt target=lm); returns (path, model)."""
-    cfg, model, tokenizer = make_model(vocab, *extra, seed=seed)
-    return save_pt(path, cfg, model, tokenizer), model.eval()
+    cfg, model, _ = make_model(vocab, *extra, seed=seed)
+    return save_model_checkpoint(path, model, cfg), model.eval()
 
 
 def tool_config(name: str, *overrides: str, vocab: Path | None = None):
@@ -151,7 +148,7 @@ def test_fine_tuned_checkpoint_gives_its_backbone(tmp_path, capsys, vocab):
     state = {k: v for k, v in payload["model"].items() if k.startswith("backbone.")}
     state["output_layer_2.weight"] = torch.zeros(2, 32)
     config = {**{k: v for k, v in payload["config"].items() if k != "target"}, "task": {"type": "classifier"}}
-    save_checkpoint(tmp_path / "best.pt", model_state=state, config=config, vocab=payload["vocab"], trainer=None)
+    torch.save({**payload, "model": state, "config": config}, tmp_path / "best.pt")
     loaded = load_model(tool_config("extract_feature", f"tool.input_path={tmp_path}"))  # a directory with best.pt
     assert loaded.path.name == "best.pt" and loaded.target is None
     src = torch.tensor([[2, 7, 8, 3]])

@@ -2,15 +2,16 @@
 
 import torch
 
-from uer.training.optim import build_optimizer, linear_warmup_decay
+from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
 
 
 def make_trainer(tmp_path):
     model = torch.nn.Linear(4, 2)
-    optimizer = build_optimizer(model, 1e-3, 0.01, 1e-6)
-    return Trainer(model, optimizer, linear_warmup_decay(optimizer, 10, 0.1), device=torch.device("cpu"),
+    optimizer = build_optimizer({"type": "adamw"}, model, 1e-3)
+    return Trainer(model, optimizer, build_scheduler({"type": "linear", "warmup": 0.1}, optimizer, 10),
+                   device=torch.device("cpu"),
                    precision="fp32", accumulation_steps=1, max_grad_norm=1.0,
                    reporter=Reporter(tmp_path, 10, enabled=False))
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from uer.config.schema import register_configs
+from uer.cli import normalize_overrides
+from uer.config.store import compose
 from uer.stages import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,13 +20,16 @@ VOCAB = ROOT / "models" / "google_zh_vocab.txt"
 SMALL = ["model.emb_size=32", "model.hidden_size=32", "model.feedforward_size=64",
          "model.heads_num=2", "model.layers_num=2"]
 
-register_configs()
-
-
 def compose_config(overrides: list[str]):
-    """The config main.py would build from these overrides (no run directory)."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"tokenizer.vocab_path={VOCAB}", *overrides])
+    """The config main.py would build from these overrides (no run directory).
+
+    The vocabulary is given by absolute path where the stage has a tokenizer group.
+    """
+    overrides = normalize_overrides(list(overrides))
+    cfg = compose(overrides)
+    if "tokenizer" in cfg and cfg.tokenizer.get("vocab_path") == "models/google_zh_vocab.txt":
+        cfg.tokenizer.vocab_path = str(VOCAB)
+    return cfg
 
 
 def run_main(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -58,3 +61,16 @@ def slice_file(src: Path, dst: Path, rows: int) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines()
     dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
     return dst
+
+
+def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_config) -> Path:
+    """Write ``model`` as a checkpoint of the run ``cfg`` (its tokenizer from ``cfg.tokenizer``)."""
+    from omegaconf import OmegaConf
+
+    from uer.io.checkpoint import save_checkpoint
+    from uer.tokenizers import build_tokenizer
+
+    config = {**OmegaConf.to_container(cfg, resolve=True), **extra_config}
+    save_checkpoint(path, model_state=model.state_dict(), config=config, tokenizer=build_tokenizer(cfg.tokenizer),
+                    trainer=trainer)
+    return path

@@ -29,7 +29,8 @@ RUN_DIR_ENV = "UER_RUN_DIR"
 
 
 def world_size(cfg: DictConfig) -> int:
-    return cfg.hardware.nproc_per_node * cfg.hardware.nnodes
+    hardware = cfg.get("hardware") if cfg.stage in DISTRIBUTED_STAGES else None
+    return hardware.nproc_per_node * hardware.nnodes if hardware is not None else 1
 
 
 def check_devices(cfg: DictConfig) -> None:

@@ -46,7 +46,7 @@ from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir, seed_everything
 from uer.stages.common import output_dir
-from uer.tasks import TaskData
+from uer.tasks import TASKS, TaskData
 from uer.tasks.classifier_cv import assign_folds
 
 log = logging.getLogger("uer.finetune")
@@ -59,11 +59,12 @@ DEFAULT_FEATURES = "train_features.npy"
 def run(cfg: DictConfig) -> float:
     f = cfg.finetune
     check_paths(f, ("train_path",))
-    folds_num = cfg.task.folds_num
+    options = TASKS.build_config(cfg.task)
+    folds_num = options.folds_num
     if folds_num < 2:
         raise UerError(f"task.folds_num={folds_num}: cross-validation needs at least 2 folds")
     out_dir = output_dir(cfg)
-    features_path = Path(cfg.task.train_features_path) if cfg.task.train_features_path \
+    features_path = Path(options.train_features_path) if options.train_features_path \
         else out_dir / DEFAULT_FEATURES
     if features_path.is_dir():
         raise UerError(f"task.train_features_path={features_path} is a directory; give a file name, "

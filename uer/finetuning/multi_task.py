@@ -38,7 +38,7 @@ from uer.finetuning.loop import BEST, SampledBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
 from uer.stages.common import output_dir
-from uer.tasks import TaskData
+from uer.tasks import TASKS, TaskData
 
 log = logging.getLogger("uer.finetune")
 
@@ -47,7 +47,7 @@ FILES = ("train.tsv", "dev.tsv")
 
 def run(cfg: DictConfig) -> float:
     f = cfg.finetune
-    folders = dataset_folders(cfg.task.dataset_paths)
+    folders = dataset_folders(TASKS.build_config(cfg.task).dataset_paths)
     for key in ("train_path", "dev_path", "test_path"):
         if f[key]:
             log.warning("finetune.%s=%s is not used by mt_classifier: each folder of task.dataset_paths holds its "

@@ -9,6 +9,7 @@ task names in ``finetune_runner`` (cross-validation, multi-task).
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -19,9 +20,12 @@ from uer import distributed, launch
 from uer.config.fields import setting
 from uer.config.run import TrainingRun
 from uer.errors import UerError
+from uer.models.compat import check_model, first_pooling_warning
 from uer.stages.common import starting_checkpoint
 from uer.tasks import get_task
 from uer.training.optim import check_optimization
+
+log = logging.getLogger("uer.finetune")
 
 # What a checkpoint fine-tuning starts from decides: the backbone and its input ids.
 BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder")
@@ -60,6 +64,10 @@ def prepare(cfg: DictConfig) -> None:
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
     starting_checkpoint(cfg, BACKBONE_NODES)
+    check_model(cfg.embedding, cfg.encoder)
+    warning = first_pooling_warning(cfg.encoder, cfg.task.get("pooling"))
+    if warning:
+        log.warning("%s", warning)
 
 
 def run(cfg: DictConfig) -> float:

@@ -20,6 +20,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkpoint, save_checkpoint, step_checkpoints
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
+from uer.models.compat import check_model
 from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
 from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model
 from uer.stages.resume import check_resumable
@@ -62,7 +63,7 @@ class PretrainRun(TrainingRun):
 
 
 def prepare(cfg: DictConfig) -> None:
-    """Before any worker starts: settings, the starting checkpoint's architecture, resumability."""
+    """Before any worker starts: settings, the starting checkpoint's architecture, the combination."""
     _check_steps(cfg.pretrain)
     check_optimization(cfg.optimizer, cfg.lr_scheduler)
     if cfg.resume:
@@ -70,6 +71,24 @@ def prepare(cfg: DictConfig) -> None:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
     else:
         starting_checkpoint(cfg, BACKBONE_NODES)
+    check_model(cfg.embedding, cfg.encoder, cfg.target)
+    if cfg.target.type == "cls":
+        _resolve_cls_labels(cfg)
+
+
+def _resolve_cls_labels(cfg: DictConfig) -> None:
+    """``target.labels_num`` of target cls: null means the dataset's number of classes; a set one must cover it."""
+    dataset = PretrainDataset(cfg.pretrain.dataset_path)
+    if dataset.target != "cls":
+        return  # the run refuses a dataset of another target, naming both
+    found = dataset.labels_num()
+    wanted = cfg.target.labels_num
+    if wanted is None:
+        cfg.target.labels_num = found
+        log.info("target.labels_num=%d (labels 0..%d in %s)", found, found - 1, cfg.pretrain.dataset_path)
+    elif wanted < found:
+        raise UerError(f"target.labels_num={wanted} but dataset {cfg.pretrain.dataset_path} has labels up to "
+                       f"{found - 1}; set target.labels_num={found} or null (counted from the dataset)")
 
 
 def run(cfg: DictConfig):
