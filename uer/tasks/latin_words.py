@@ -25,8 +25,9 @@ This agrees with nltk 3.4 and 3.4.5 (the last release for Python 2) on every run
 CMRC 2018 dev answers and contexts and on 165,785 substrings of them (docs/metrics.md).
 Known differences: ``word_tokenize`` first cuts text into sentences with its Punkt model,
 so a period that ends a word *inside* a run (``learning. machine``) may be cut off there,
-where here it is not (no dev answer has one); and runs of apostrophes (``n't's'``,
-``#''n't``) can come out differently.
+where here it is not (nine dev answers have one, each after an initial, which Punkt's
+rule for initials should not take for a sentence end before a lowercase word); and runs
+of apostrophes (``n't's'``, ``#''n't``) can come out differently.
 """
 
 from __future__ import annotations
