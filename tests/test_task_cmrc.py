@@ -14,7 +14,8 @@ from uer.stages import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task as new_task
 from uer.tasks.cmrc import best_spans, split_pieces, tokenize_with_offsets
-from uer.tasks.mrc_metrics import (exact_match, f1_score, longest_common_substring, mrc_scores, normalize)
+from uer.tasks.latin_words import latin_words
+from uer.tasks.mrc_metrics import char_segments, exact_match, f1_score, longest_common_run, mrc_scores, segments
 from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
 
 DATA = ROOT / "datasets" / "test_data" / "cmrc"
@@ -48,42 +49,81 @@ def write(path, value):
 
 # ----------------------------------------------------------------------------- metrics, worked by hand
 
-def test_normalize_lowercases_and_drops_spaces_and_punctuation():
-    assert normalize("《战国无双3》") == "战国无双3"
-    assert normalize(" Port  Royal, CG-73。") == "portroyalcg73"
-    assert normalize("“光荣”和ω-force！") == "光荣和ωforce"
-    assert normalize("……，。？") == ""
-
-
-def test_longest_common_substring_is_contiguous():
-    assert longest_common_substring("北京大学", "北京") == 2
-    assert longest_common_substring("abcd", "acbd") == 1  # a common subsequence of 2 ("ab"? no: "ad") is not counted
-    assert longest_common_substring("xabcy", "zabcw") == 3
-    assert longest_common_substring("", "abc") == 0
-
-
-def test_f1_and_em_hand_examples():
-    # pred 北京大学 vs gold 北京: LCS 2, P = 2/4, R = 2/2, F1 = 2 * 0.5 * 1 / 1.5 = 2/3.
-    assert f1_score("北京大学", ["北京"]) == pytest.approx(2 / 3)
-    assert exact_match("北京大学", ["北京"]) == 0.0
-    # pred 北京 vs gold 北京大学: P = 1, R = 1/2 -> 2/3 as well.
-    assert f1_score("北京", ["北京大学"]) == pytest.approx(2 / 3)
-    # The best gold answer counts: 北京大学 vs 北京大学 is exact.
-    assert f1_score("北京大学", ["北京", "北京大学"]) == 1.0 and exact_match("北京大学", ["北京", "北京大学"]) == 1.0
-    # Punctuation, case and spaces do not matter.
-    assert exact_match("《战国无双3》", ["战国无双3"]) == 1.0
-    assert exact_match("Port Royal", ["port royal"]) == 1.0
-    # 1994年7月 vs 1994年7月9日: LCS 7, P = 7/7, R = 7/9 -> 2*(7/9)/(16/9) = 14/16.
-    assert f1_score("1994年7月", ["1994年7月9日"]) == pytest.approx(14 / 16)
+def test_official_f1_scores_words_of_latin_runs_and_single_chinese_characters():
+    # 1963 vs 1963年: segments [1963] vs [1963, 年]; LCS 1, P = 1, R = 1/2, F1 = 2/3.
+    assert segments("1963年") == ["1963", "年"]
+    assert f1_score("1963", ["1963年"]) == pytest.approx(2 / 3)
+    # Per character (the original toolkit): 4 of 5 characters, P = 1, R = 4/5, F1 = 8/9.
+    assert f1_score("1963", ["1963年"], char_segments) == pytest.approx(8 / 9)
+    assert exact_match("1963", ["1963年"]) == 0.0
+    # Mixed: （ ） are dropped, the rest is 罗 亚 尔 港 号 uss port royal (8); the prediction is 3 words
+    # of it: P = 1, R = 3/8, F1 = 6/11.  Per character: 14 of 19 (spaces count), F1 = 28/33.
+    assert segments("罗亚尔港号（USS Port Royal）") == ["罗", "亚", "尔", "港", "号", "uss", "port", "royal"]
+    assert f1_score("USS Port Royal", ["罗亚尔港号（USS Port Royal）"]) == pytest.approx(6 / 11)
+    assert f1_score("USS Port Royal", ["罗亚尔港号（USS Port Royal）"], char_segments) == pytest.approx(28 / 33)
+    # Windows vs Windows XP系统: [windows] vs [windows, xp, 系, 统], F1 = 2 * (1/4) / (5/4) = 2/5;
+    # per character 7 of 12, F1 = 14/19.
+    assert f1_score("Windows", ["Windows XP系统"]) == pytest.approx(2 / 5)
+    assert f1_score("Windows", ["Windows XP系统"], char_segments) == pytest.approx(14 / 19)
+    # Part of a word is no word: Royal vs Royale scores 0 (per character 10/11).
+    assert f1_score("Royal", ["Royale"]) == 0.0
+    assert f1_score("Royal", ["Royale"], char_segments) == pytest.approx(10 / 11)
+    # Chinese only: every character is a segment either way.
+    assert f1_score("北京大学", ["北京"]) == pytest.approx(2 / 3) == f1_score("北京大学", ["北京"], char_segments)
+    assert f1_score("1994年7月", ["1994年7月9日"]) == pytest.approx(2 * (4 / 6) / (1 + 4 / 6))  # [1994 年 7 月] of 6
     assert f1_score("法国", ["美国海军"]) == pytest.approx(2 * (1 / 2) * (1 / 4) / (1 / 2 + 1 / 4))
-    assert f1_score("无关", ["美国"]) == 0.0
-    assert f1_score("", ["美国"]) == 0.0
+    # The common run must be contiguous: [a b c d] and [a c b d] share runs of 1 only.
+    assert longest_common_run(list("abcd"), list("acbd")) == 1 and longest_common_run([], ["a"]) == 0
+    # The best answer counts; nothing in common, or nothing predicted, is 0.
+    assert f1_score("北京大学", ["北京", "北京大学"]) == 1.0
+    assert f1_score("无关", ["美国"]) == 0.0 and f1_score("", ["美国"]) == 0.0
+
+
+def test_official_f1_lowercases_and_the_original_toolkits_does_not():
+    assert f1_score("port royal", ["Port Royal"]) == 1.0
+    # Per character, case counts: the longest shared run is "ort " (or "oyal"), 4 of 10 each way.
+    assert f1_score("port royal", ["Port Royal"], char_segments) == pytest.approx(0.4)
+    # Punctuation in the script's list is dropped before segmenting, so it joins what is around it.
+    assert segments("ω-force") == ["ωforce"] and f1_score("ω-force", ["ωforce"]) == 1.0
+    # Marks outside the list are words of their own: (1963) is ( 1963 ), P = 1/3, R = 1, F1 = 1/2.
+    assert segments("(1963)") == ["(", "1963", ")"] and f1_score("(1963)", ["1963"]) == pytest.approx(0.5)
+    assert segments("J.K.罗琳") == ["j.k", ".", "罗", "琳"]
+    assert segments("约3.5%，共1,000人") == ["约", "3.5", "%", "共", "1,000", "人"]
+
+
+def test_official_em_drops_only_the_listed_punctuation():
+    assert exact_match("《战国无双3》", ["战国无双3"]) == 1.0
+    assert exact_match(" Port Royal ", ["port royal"]) == 1.0  # lowercased, ends stripped
+    assert exact_match("ω-force", ["ωforce"]) == 1.0
+    assert exact_match("PortRoyal", ["Port Royal"]) == 0.0  # a space inside is kept
+    assert exact_match("(1963)", ["1963"]) == 0.0  # ( ) are not in the list (（ ） are)
+    assert exact_match("（1963）", ["1963"]) == 1.0
+    assert exact_match("等等…", ["等等"]) == 0.0  # the list's "……" never matches a single "…"
+    assert exact_match("北京大学", ["北京", "北京大学"]) == 1.0
+    # Both empty once cleaned: EM 1, F1 0 (no segment to share), as in the script.
+    assert exact_match("。", ["，"]) == 1.0 and f1_score("。", ["，"]) == 0.0
+
+
+def test_latin_runs_are_cut_as_the_penn_treebank_tokenizer_cuts_them():
+    # Each expectation is what nltk.word_tokenize gives for the run.
+    cases = {
+        "henry a. walsh": ["henry", "a.", "walsh"], "u.s. army": ["u.s.", "army"], "j.k.": ["j.k", "."],
+        "1.6ghz intel atom": ["1.6ghz", "intel", "atom"], "$3,000,000": ["$", "3,000,000"],
+        "50% & more": ["50", "%", "&", "more"], "a, b": ["a", ",", "b"], "(cg 73)": ["(", "cg", "73", ")"],
+        '"umbra" \'shade\'': ["``", "umbra", "''", "\'shade", "\'"], 'a"b': ["a", "''", "b"],
+        "men's": ["men", "'s"], "don't": ["do", "n't"], "boys'": ["boys", "'"], "o'neill": ["o'neill"],
+        "cannot": ["can", "not"], "'tis": ["'t", "is"], "wait...": ["wait", "..."], "a?!": ["a", "?", "!"],
+        "a\u3000b\tc": ["a", "b", "c"], "'a": ["'", "a"], "37℃ 〈a〉": ["37℃", "〈a〉"], "end.)": ["end", ".", ")"],
+    }
+    assert {run: latin_words(run) for run in cases} == cases
 
 
 def test_scores_average_over_questions_as_fractions():
-    scores = mrc_scores(["北京大学", "上海", "广州"], [["北京"], ["上海"], ["深圳"]])
+    scores = mrc_scores(["北京大学", "上海", "1963"], [["北京"], ["上海"], ["1963年"]])
     assert scores["em"] == pytest.approx(1 / 3)
-    assert scores["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert scores["f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert scores["f1_char"] == pytest.approx((2 / 3 + 1 + 8 / 9) / 3)
+    assert mrc_scores([], []) == {"f1": 0.0, "em": 0.0, "f1_char": 0.0}
     with pytest.raises(ValueError):
         mrc_scores(["a"], [])
 
@@ -209,8 +249,9 @@ def test_answer_is_the_best_span_over_all_windows_sliced_from_the_context(tokeni
     # Window 3 starts at context token 30 (第6句话。); tokens 31..34 are "6句话。".
     assert data.examples[3].first == 30 and len(questions) == 2
     assert task.answers(outputs, data) == ["6句话。", "香蕉"]
-    # q1: "6句话" vs "第25句话": LCS 2 (句话), P = 2/3, R = 2/5, F1 = 1/2; q2 exact.
-    assert task.evaluate(outputs, data, 2) == pytest.approx({"f1": 0.75, "em": 0.5})
+    # q1: "6句话" ([6 句 话], 。 dropped) vs "第25句话" ([第 25 句 话]): LCS 2 (句话), P = 2/3, R = 2/4,
+    # F1 = 4/7; per character 句话 of 3 and 5, F1 = 1/2.  q2 exact.
+    assert task.evaluate(outputs, data, 2) == pytest.approx({"f1": (4 / 7 + 1) / 2, "em": 0.5, "f1_char": 0.75})
 
 
 # ----------------------------------------------------------------------------- fine-tune and infer

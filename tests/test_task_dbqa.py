@@ -30,8 +30,8 @@ HEADER = "qid\tlabel\ttext_a\ttext_b\n"
 #       RR = 1/2;  AP = (1/2) / 1 = 1/2
 #   q3: scores .6 .3 .4, relevant 1 1 0      -> ranked  .6(1) .4(0) .3(1)
 #       RR = 1;    AP = (1/1 + 2/3) / 2 = 5/6
-#   q4: scores .9 .1, relevant 0 0           -> no relevant candidate: skipped
-# MRR = (1/3 + 1/2 + 1) / 3 = 11/18;  MAP = (5/12 + 1/2 + 5/6) / 3 = 7/12
+#   q4: scores .9 .1, relevant 0 0           -> no relevant candidate: RR = AP = 0
+# MRR = (1/3 + 1/2 + 1 + 0) / 4 = 11/24;  MAP = (5/12 + 1/2 + 5/6 + 0) / 4 = 7/16
 ROWS = [("q1", .9, 0), ("q2", .2, 1), ("q1", .5, 1), ("q3", .6, 1), ("q4", .9, 0), ("q1", .7, 0),
         ("q3", .3, 1), ("q2", .8, 0), ("q1", .1, 1), ("q3", .4, 0), ("q4", .1, 0)]
 
@@ -43,22 +43,19 @@ def question(qid):
 @pytest.mark.parametrize("qid, rr, ap", [("q1", Fraction(1, 3), Fraction(5, 12)),
                                          ("q2", Fraction(1, 2), Fraction(1, 2)),
                                          ("q3", Fraction(1), Fraction(5, 6)),
-                                         ("q4", None, None)])
+                                         ("q4", Fraction(0), Fraction(0))])
 def test_reciprocal_rank_and_average_precision_per_question(qid, rr, ap):
     scores, relevant = question(qid)
-    if rr is None:
-        assert reciprocal_rank(scores, relevant) is None and average_precision(scores, relevant) is None
-    else:
-        assert reciprocal_rank(scores, relevant) == pytest.approx(float(rr))
-        assert average_precision(scores, relevant) == pytest.approx(float(ap))
+    assert reciprocal_rank(scores, relevant) == pytest.approx(float(rr))
+    assert average_precision(scores, relevant) == pytest.approx(float(ap))
 
 
-def test_mrr_map_over_questions_skip_those_without_relevant_candidates():
+def test_mrr_map_average_over_all_questions_those_without_relevant_candidates_scoring_0():
     qids, scores, relevant = zip(*ROWS)
     result = ranking_metrics(qids, scores, relevant)
-    assert result["mrr"] == pytest.approx(float(Fraction(11, 18)))
-    assert result["map"] == pytest.approx(float(Fraction(7, 12)))
-    assert (result["questions"], result["skipped"]) == (3, 1)
+    assert result["mrr"] == pytest.approx(float(Fraction(11, 24)))
+    assert result["map"] == pytest.approx(float(Fraction(7, 16)))
+    assert (result["questions"], result["unanswerable"]) == (4, 1)
 
 
 def test_ties_rank_relevant_candidates_after_irrelevant_ones():
@@ -71,8 +68,10 @@ def test_ties_rank_relevant_candidates_after_irrelevant_ones():
     assert reciprocal_rank([.9, .8, .1], [1, 1, 0]) == average_precision([.9, .8, .1], [1, 1, 0]) == 1.0
 
 
-def test_no_scorable_question_gives_zero():
-    assert ranking_metrics(["a", "a"], [.1, .2], [0, 0]) == {"mrr": 0.0, "map": 0.0, "questions": 0, "skipped": 1}
+def test_no_relevant_candidate_anywhere_gives_zero():
+    assert ranking_metrics(["a", "a"], [.1, .2], [0, 0]) == {"mrr": 0.0, "map": 0.0, "questions": 1,
+                                                             "unanswerable": 1}
+    assert ranking_metrics([], [], []) == {"mrr": 0.0, "map": 0.0, "questions": 0, "unanswerable": 0}
 
 
 def make_task(seq_length=32, **cfg):
@@ -81,18 +80,31 @@ def make_task(seq_length=32, **cfg):
                             seq_length), tokenizer
 
 
-def test_evaluate_scores_candidates_by_probability_of_label_1():
+def test_evaluate_ranks_candidates_by_how_much_label_1_wins():
     task, _ = make_task()
     examples = [DbqaExample([101], [1], rel, line, qid=q) for line, (q, _, rel) in enumerate(ROWS, start=2)]
-    # Logits [0, logit(p)] give softmax(.)[1] = p, so the scores are exactly those of ROWS.
+    # Logits [0, logit(p)]: the probability of label 1 is p, so the ranking is that of ROWS.
     probs = torch.tensor([s for _, s, _ in ROWS])
     logits = torch.stack([torch.zeros_like(probs), torch.log(probs / (1 - probs))], dim=1)
     scores = task.evaluate([logits[:4], logits[4:]], TaskData("x", examples), 2)
-    assert scores["mrr"] == pytest.approx(11 / 18, abs=1e-6) and scores["map"] == pytest.approx(7 / 12, abs=1e-6)
+    assert scores["mrr"] == pytest.approx(11 / 24, abs=1e-6) and scores["map"] == pytest.approx(7 / 16, abs=1e-6)
     # Predicted label = p > .5: rows .9 .2 .5 .6 .9 .7 .3 .8 .1 .4 .1 -> 1 0 0 1 1 1 0 1 0 0 0 (.5 ties to 0);
     # gold 0 1 1 1 0 0 1 0 1 0 0 -> right at rows 4 (q3 .6), 10, 11: 3 of 11.
     assert scores["acc"] == pytest.approx(3 / 11)
-    assert list(scores) == list(task.metrics) == ["mrr", "map", "acc"]
+    # Label 1: 1 right (row 4) of 5 predicted and of 5 gold -> P = R = F1 = 1/5.
+    assert scores["f1"] == pytest.approx(1 / 5)
+    assert list(scores) == list(task.metrics) == ["mrr", "map", "acc", "f1"]
+
+
+def test_sure_candidates_keep_their_order_where_the_probability_rounds_to_1():
+    task, _ = make_task()
+    # Margins 30 and 20 both give probability 1.0 in float32; ranked by margin, the relevant
+    # candidate (margin 30) is first: RR = AP = 1.  Ranked by probability it would tie and go last.
+    examples = [DbqaExample([101], [1], rel, line, qid="q") for line, rel in ((2, 0), (3, 1))]
+    logits = torch.tensor([[0.0, 20.0], [0.0, 30.0]])
+    assert torch.softmax(logits, dim=-1)[:, 1].tolist() == [1.0, 1.0]
+    scores = task.evaluate([logits], TaskData("x", examples), 2)
+    assert scores["mrr"] == 1.0 and scores["map"] == 1.0
 
 
 # ---------------------------------------------------------------- reading
@@ -160,10 +172,11 @@ def test_finetune_reports_mrr_map_acc_and_saves_a_two_label_model(model):
     out, score = model
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [(r["split"], r["epoch"]) for r in records] == [("dev", 1), ("test", 1)]
-    for record in records:
-        assert 0 < record["mrr"] <= 1 and 0 < record["map"] <= 1 and 0 <= record["acc"] <= 1
-        # Each answered question has 4 candidates, one relevant: RR is 1, 1/2, 1/3 or 1/4, and AP = RR.
-        assert record["mrr"] >= 0.25 and record["map"] == pytest.approx(record["mrr"])
+    for record, answered in zip(records, (5 / 6, 1)):  # dev: 1 of its 6 questions has no relevant candidate
+        assert all(0 <= record[key] <= 1 for key in ("mrr", "map", "acc", "f1"))
+        # Each answered question has 4 candidates, one relevant: RR is 1, 1/2, 1/3 or 1/4, and AP = RR;
+        # the unanswered one scores 0.
+        assert record["mrr"] >= 0.25 * answered and record["map"] == pytest.approx(record["mrr"])
     assert score == records[0]["mrr"]  # mrr picks the best epoch
     payload = load_checkpoint(out / "best.pt")
     task = payload["config"]["task"]
@@ -194,7 +207,7 @@ def test_documented_command_via_main(data, tmp_path):
                      f"finetune.dev_path={data['dev']}", f"output_model_path={out}", *FAST], tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "run" / "results.jsonl").read_text().splitlines()[0])
-    assert set(record) >= {"mrr", "map", "acc"}
+    assert set(record) >= {"mrr", "map", "acc", "f1"}
     assert (out / "best.pt").is_file()
 
 

@@ -10,9 +10,9 @@ import torch
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task as new_task
-from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_scores
+from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_scores, tag_accuracy
+from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "msra_ner"
@@ -37,6 +37,8 @@ def test_bio_entities_rule():
     ]
     assert bio_entities(["O", "O"]) == [] and bio_entities([]) == []
     assert bio_entities(["I-ORG", "I-ORG"]) == [(0, 2, "ORG")]  # I at the very start
+    # The type is all after the first "-" (conlleval since 2004): ORG-X and ORG differ.
+    assert bio_entities(["B-ORG-X", "I-ORG-X", "I-ORG"]) == [(0, 2, "ORG-X"), (2, 3, "ORG")]
 
 
 # Each case: gold sentences, predicted sentences, then (precision, recall, F1) worked out by hand.
@@ -76,6 +78,14 @@ def test_entity_scores_hand_worked(case):
     assert scores["precision"] == pytest.approx(float(precision), abs=1e-12)
     assert scores["recall"] == pytest.approx(float(recall), abs=1e-12)
     assert scores["f1"] == pytest.approx(float(f1), abs=1e-12)
+
+
+def test_tag_accuracy_counts_every_unit_of_every_sentence():
+    # 3 units right (B-PER, O, O) of 5; an empty sentence adds nothing.
+    gold = [["B-PER", "I-PER", "O"], [], ["O", "B-LOC"]]
+    pred = [["B-PER", "O", "O"], [], ["O", "I-LOC"]]
+    assert tag_accuracy(gold, pred) == pytest.approx(3 / 5)
+    assert tag_accuracy([], []) == 0.0
 
 
 def test_entity_scores_need_aligned_sentences():
@@ -137,10 +147,11 @@ def test_loss_covers_real_characters_only_and_predictions_pad_with_o(tmp_path):
     pred = [torch.tensor([[0, 1, 2, 0, 0], [0, 2, 2, 1, 2]], dtype=torch.float)]
     assert task.predicted_tags(pred, data) == [["B-LOC", "I-LOC"],
                                                ["I-LOC", "I-LOC", "B-LOC", "I-LOC", "O", "O", "O"]]
-    # Gold: LOC 0-2 | LOC 2-4. Pred: LOC 0-2 | LOC 0-2, LOC 2-4 -> P 2/3, R 2/2; tokens 4 of 6 right.
+    # Gold: LOC 0-2 | LOC 2-4. Pred: LOC 0-2 | LOC 0-2, LOC 2-4 -> P 2/3, R 2/2.  Tags, over whole
+    # sentences as conlleval counts them on the prediction file: 2 + 5 (the 3 unseen O are right) of 9.
     scores = task.evaluate(pred, data, 3)
     assert scores["precision"] == pytest.approx(2 / 3) and scores["recall"] == 1.0
-    assert scores["f1"] == pytest.approx(0.8) and scores["token_acc"] == pytest.approx(4 / 6)
+    assert scores["f1"] == pytest.approx(0.8) and scores["token_acc"] == pytest.approx(7 / 9)
 
 
 def test_infer_rows_ignore_labels_and_keep_empty_rows(tmp_path):

@@ -28,8 +28,9 @@ character to its last token's last character, so it is never a lowercased or
 The head is UER's: ``output_layer`` (H -> 2) gives start and end logits per token;
 the loss is the mean of the start and end cross-entropies.  Decoding takes, over all
 windows of a question, the span in the context part with ``start <= end``, at most
-``task.max_answer_length`` tokens long, that maximises start + end logit.  Scores are
-those of the CMRC 2018 evaluation (:mod:`uer.tasks.mrc_metrics`), as fractions.
+``task.max_answer_length`` tokens long, that maximises start + end logit.  Scores
+(:mod:`uer.tasks.mrc_metrics`), as fractions: ``f1`` and ``em`` of the official CMRC 2018
+evaluation, and ``f1_char``, the original toolkit's per-character F1.
 Predictions are a JSON object ``{question id: answer text}``.
 
 :class:`BadItems`, :func:`load_json` and :func:`write_json` serve the other JSON tasks too.
@@ -254,7 +255,7 @@ class CmrcConfig(TaskConfig):
 @TASKS.register("cmrc", config=CmrcConfig)
 class CmrcTask(Task):
     name = "cmrc"
-    metrics = ("f1", "em")
+    metrics = ("f1", "em", "f1_char")
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)

@@ -15,11 +15,14 @@ answers the question ``text_a`` and 0 if not.  Files for ``stage=infer`` need ``
 ``text_a`` and ``text_b`` (a ``label`` column is ignored).
 
 Each row is a text pair scored by the classifier (same inputs, head and pooling, two
-labels); a candidate's score is the probability of label 1.  Dev/test report ``mrr`` and
-``map`` over the questions (ranking as in :mod:`uer.tasks.ranking_metrics`; questions
-without a relevant candidate are skipped and counted in the log) and ``acc``, the
-accuracy of the 0/1 prediction over all rows.  Predictions have one row per input row:
-``qid``, ``score``, ``label`` (the predicted one), plus ``logits``/``prob`` on request.
+labels).  Candidates are ranked by ``logit_1 - logit_0``, which orders them as the
+probability of label 1 does without that probability's float rounding to 1.0 for very
+sure candidates.  Dev/test report ``mrr`` and ``map`` over all questions (as in
+:mod:`uer.tasks.ranking_metrics`; a question without a relevant candidate scores 0 and
+is counted in the log), ``acc``, the accuracy of the 0/1 prediction over all rows, and
+``f1``, the F1 of label 1 over all rows (the F1 published with NLPCC-DBQA MRR).
+Predictions have one row per input row: ``qid``, ``score`` (the probability of label 1),
+``label`` (the predicted one), plus ``logits``/``prob`` on request.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from torch import nn
 
 from uer.errors import UerError, where
 from uer.tasks import TASKS, TaskData
-from uer.tasks.classifier import PooledTaskConfig, ClassifierTask, ClsExample, write_table
-from uer.tasks.metrics import accuracy
+from uer.tasks.classifier import ClassifierTask, ClsExample, PooledTaskConfig, write_table
+from uer.tasks.metrics import accuracy, per_class_prf
 from uer.tasks.ranking_metrics import ranking_metrics
 from uer.tasks.tsv import BadRows
 
@@ -50,7 +53,7 @@ class DbqaExample(ClsExample):
 @TASKS.register("dbqa", config=PooledTaskConfig)
 class DbqaTask(ClassifierTask):
     name = "dbqa"
-    metrics = ("mrr", "map", "acc")
+    metrics = ("mrr", "map", "acc", "f1")
 
     @staticmethod
     def teacher_weight(cfg) -> None:
@@ -99,14 +102,16 @@ class DbqaTask(ClassifierTask):
         return super().build_model(backbone, 2)
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
-        logits = torch.cat(outputs)
-        scores = torch.softmax(logits.float(), dim=-1)[:, 1].tolist()
+        logits = torch.cat(outputs).float()
+        margins = (logits[:, 1] - logits[:, 0]).tolist()
         gold = [example.label for example in data.examples]
-        ranking = ranking_metrics([example.qid for example in data.examples], scores, gold)
-        if ranking["skipped"]:
-            log.info("%s: %d of %d questions have no relevant candidate and are left out of MRR/MAP",
-                     data.path, ranking["skipped"], ranking["skipped"] + ranking["questions"])
-        return {"mrr": ranking["mrr"], "map": ranking["map"], "acc": accuracy(gold, logits.argmax(dim=-1).tolist())}
+        ranking = ranking_metrics([example.qid for example in data.examples], margins, gold)
+        if ranking["unanswerable"]:
+            log.info("%s: %d of %d questions have no relevant candidate; they score 0 in MRR and MAP",
+                     data.path, ranking["unanswerable"], ranking["questions"])
+        pred = logits.argmax(dim=-1).tolist()
+        return {"mrr": ranking["mrr"], "map": ranking["map"], "acc": accuracy(gold, pred),
+                "f1": per_class_prf(gold, pred, 2).get(1, (0.0, 0.0, 0.0, 0))[2]}
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:

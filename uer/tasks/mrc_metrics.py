@@ -1,84 +1,113 @@
-"""Span-extraction reading comprehension scores, as the CMRC 2018 evaluation computes them.
+"""CMRC 2018 span scores: the official EM and F1, and the original toolkit's per-character F1.
 
-Both scores compare characters after :func:`normalize`: lowercase, then drop whitespace
-and punctuation (the Chinese and English marks of the CMRC 2018 script, plus anything
-Unicode calls punctuation and all non-alphanumeric ASCII).  Every remaining character is
-one unit, so Chinese and English text are scored the same way.
+``em`` and ``f1`` follow the organisers' evaluation script ``cmrc2018_evaluate.py`` (v5):
 
-* EM: 1 if the normalised prediction equals some normalised gold answer, else 0.
-* F1: for each gold answer, with ``lcs`` the length of the longest common *substring*
-  (contiguous) of prediction and answer, ``P = lcs / len(prediction)``,
-  ``R = lcs / len(answer)``, ``F1 = 2PR / (P + R)`` (0 when ``lcs`` is 0); the best
-  gold answer counts.
+* EM is 1 when the prediction equals some gold answer after each is lowercased, stripped
+  of whitespace at both ends and cleared of the characters in :data:`PUNCTUATION`.
+  Nothing else is removed: a space inside (``port royal`` vs ``portroyal``) or a mark the
+  list lacks (``(``, ``.``, ``…``, ``"``) makes them differ.
+* F1 compares *segments* (:func:`segments`): lowercase, strip, drop the characters in
+  :data:`PUNCTUATION`, then every Chinese character (U+4E00..U+9FA5) is one segment and
+  every run of other characters is cut into words as ``nltk.word_tokenize`` cuts it
+  (:func:`uer.tasks.latin_words.latin_words`), so ``1963年`` is ``1963`` ``年``.  With
+  ``lcs`` the length of the longest common *contiguous* run of segments,
+  ``P = lcs / len(prediction)``, ``R = lcs / len(answer)``, ``F1 = 2PR / (P + R)``
+  (0 when ``lcs`` is 0); the best gold answer counts.  ``1963`` vs ``1963年``: 2/3.
 
-:func:`mrc_scores` averages over questions and reports fractions in ``[0, 1]`` (the
-CMRC 2018 script prints them times 100), like the other tasks' accuracies.  As in that
-script, a pair that normalises to two empty strings has EM 1 but F1 0.
+``f1_char`` is the F1 of the original UER-py ``run_cmrc.py``, reported so its numbers can
+be compared: its copy of the script makes every character not in :data:`PUNCTUATION` one
+segment, and (it lowercases and strips a copy it then does not use) it neither lowercases
+nor strips, so case and spaces count.  ``1963`` vs ``1963年``: 8/9.  Its EM is the official
+one.
+
+:func:`mrc_scores` averages over questions and reports fractions in ``[0, 1]`` (the script
+prints them times 100).  An empty prediction has F1 0; it has EM 1 only against an answer
+that is empty once cleaned.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Sequence
+from typing import Callable, Sequence
 
-# The marks the CMRC 2018 script removes; the ASCII ones and most others are also
-# Unicode punctuation, listed anyway so the script's set is visibly covered.
-CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》…·、「」（）－～『』")
+from uer.tasks.latin_words import latin_words
 
-
-def _is_punctuation(char: str) -> bool:
-    if char in CMRC_PUNCTUATION:
-        return True
-    if char.isascii():
-        return not char.isalnum()
-    return unicodedata.category(char).startswith("P")
+# The script's list.  It also holds "……", two characters that never equal the one
+# character it is compared with, so "…" is kept.
+PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
 
 
-def normalize(text: str) -> str:
-    """Lowercase; drop whitespace and punctuation."""
-    return "".join(char for char in text.lower() if not char.isspace() and not _is_punctuation(char))
+def is_chinese(char: str) -> bool:
+    """The script's test for a character that is a segment of its own."""
+    return "\u4e00" <= char <= "\u9fa5"
 
 
-def longest_common_substring(a: str, b: str) -> int:
-    """Length of the longest contiguous run of characters that ``a`` and ``b`` share."""
-    if not a or not b:
-        return 0
+def clean(text: str) -> str:
+    """Lowercase, strip the ends, delete the characters in :data:`PUNCTUATION` (what EM compares)."""
+    return "".join(char for char in text.lower().strip() if char not in PUNCTUATION)
+
+
+def segments(text: str) -> list[str]:
+    """The official F1's units: each Chinese character, and the words of the runs between them."""
+    out: list[str] = []
+    run: list[str] = []
+    for char in clean(text):
+        if is_chinese(char):
+            if run:
+                out.extend(latin_words("".join(run)))
+                run.clear()
+            out.append(char)
+        else:
+            run.append(char)
+    if run:
+        out.extend(latin_words("".join(run)))
+    return out
+
+
+def char_segments(text: str) -> list[str]:
+    """The original toolkit's F1 units: every character not in :data:`PUNCTUATION`, case and spaces kept."""
+    return [char for char in text if char not in PUNCTUATION]
+
+
+def longest_common_run(a: Sequence, b: Sequence) -> int:
+    """Length of the longest contiguous run of items that ``a`` and ``b`` share."""
     best = 0
     previous = [0] * (len(b) + 1)
-    for char_a in a:
+    for item_a in a:
         current = [0] * (len(b) + 1)
-        for j, char_b in enumerate(b, start=1):
-            if char_a == char_b:
+        for j, item_b in enumerate(b, start=1):
+            if item_a == item_b:
                 current[j] = previous[j - 1] + 1
-                if current[j] > best:
-                    best = current[j]
+                best = max(best, current[j])
         previous = current
     return best
 
 
-def f1_score(prediction: str, answers: Sequence[str]) -> float:
-    prediction = normalize(prediction)
+def f1_score(prediction: str, answers: Sequence[str],
+             segment: Callable[[str], list[str]] = segments) -> float:
+    """The best F1 of ``prediction`` over ``answers``, both cut into units by ``segment``."""
+    predicted = segment(prediction)
     best = 0.0
     for answer in answers:
-        answer = normalize(answer)
-        lcs = longest_common_substring(prediction, answer)
+        gold = segment(answer)
+        lcs = longest_common_run(predicted, gold)
         if lcs:
-            precision, recall = lcs / len(prediction), lcs / len(answer)
+            precision, recall = lcs / len(predicted), lcs / len(gold)
             best = max(best, 2 * precision * recall / (precision + recall))
     return best
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
-    prediction = normalize(prediction)
-    return float(any(prediction == normalize(answer) for answer in answers))
+    prediction = clean(prediction)
+    return float(any(prediction == clean(answer) for answer in answers))
 
 
 def mrc_scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[str, float]:
-    """``{"f1", "em"}`` averaged over questions; ``answers[i]`` are the gold texts of question ``i``."""
+    """``{"f1", "em", "f1_char"}`` averaged over questions; ``answers[i]`` are the gold texts of question ``i``."""
     if len(predictions) != len(answers):
         raise ValueError(f"{len(predictions)} predictions but {len(answers)} questions")
-    if not predictions:
-        return {"f1": 0.0, "em": 0.0}
-    f1 = sum(f1_score(p, a) for p, a in zip(predictions, answers))
-    em = sum(exact_match(p, a) for p, a in zip(predictions, answers))
-    return {"f1": f1 / len(predictions), "em": em / len(predictions)}
+    totals = {"f1": 0.0, "em": 0.0, "f1_char": 0.0}
+    for prediction, gold in zip(predictions, answers):
+        totals["f1"] += f1_score(prediction, gold)
+        totals["em"] += exact_match(prediction, gold)
+        totals["f1_char"] += f1_score(prediction, gold, char_segments)
+    return {name: total / len(predictions) if predictions else 0.0 for name, total in totals.items()}

@@ -21,9 +21,10 @@ Tags: ``task.label2id_path`` is a JSON object ``{"O": 0, "B-LOC": 1, ...}`` with
 Head: UER's ``output_layer`` (H -> labels) on every token; cross-entropy over the real
 tokens, reported as ``ner_loss``/``ner_acc`` (token accuracy).
 
-Scores (see :func:`entity_scores`): entity-level precision, recall and F1 over whole
-sentences -- units beyond ``seq_length`` count as predicted ``O`` -- and token accuracy
-over the units the model saw.
+Scores, as ``conlleval`` (the CoNLL shared tasks' script) computes them on the prediction
+file: entity-level precision, recall and F1 (:func:`entity_scores`) and tag accuracy
+(:func:`tag_accuracy`), over whole sentences -- units beyond ``seq_length``, which the
+model never saw, count as predicted ``O``, as in the prediction file.
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ IGNORE = -100  # label of [CLS] and padding: no loss, not scored
 def bio_entities(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     """The entities of one tag sequence as ``(start, end exclusive, type)``, in order.
 
-    The rule (the conlleval convention for BIO): ``B-X`` always starts an entity of type
-    ``X``; ``I-X`` continues the open entity when that entity has type ``X``, and
-    otherwise (after ``O``, after another type, or at the start) starts a new one;
-    ``O`` (or any tag that is neither ``B-`` nor ``I-``) ends the open entity.
+    The rule (conlleval's for BIO): ``B-X`` always starts an entity of type ``X``;
+    ``I-X`` continues the open entity when that entity has type ``X``, and otherwise
+    (after ``O``, after another type, or at the start) starts a new one; ``O`` (or any
+    tag that is neither ``B-`` nor ``I-``) ends the open entity.  The type is all that
+    follows the first ``-``.
     """
     found = []
     start, kind = None, None
@@ -98,6 +100,13 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     recall = right / expected if expected else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def tag_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+    """The fraction of units whose predicted tag equals the gold one (conlleval's "accuracy")."""
+    total = sum(len(tags) for tags in gold)
+    right = sum(g == p for gold_tags, pred_tags in zip(gold, pred) for g, p in zip(gold_tags, pred_tags))
+    return right / total if total else 0.0
 
 
 # --------------------------------------------------------------------------- tags
@@ -318,13 +327,8 @@ class NerTask(Task):
         pred = self.predicted_tags(outputs, data)
         gold = [example.tags for example in data.examples]
         scores = entity_scores(gold, pred)
-        seen = right = 0
-        for example, tags in zip(data.examples, pred):
-            count = len(example.src) - 1
-            seen += count
-            right += sum(g == p for g, p in zip(example.tags[:count], tags[:count]))
         return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
-                "token_acc": right / seen if seen else 0.0}
+                "token_acc": tag_accuracy(gold, pred)}
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:

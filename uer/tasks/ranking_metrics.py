@@ -11,10 +11,10 @@ relevance do not change either metric).
   ranking cut just after each of them: ``(1/R) * sum_k [k-th is relevant] * hits@k / k``
   with ``R`` relevant candidates.
 
-MRR and MAP are their means over the questions.  A question without any relevant
-candidate has neither (there is nothing to find), so it is skipped, as in the usual
-evaluation of WikiQA/NLPCC-DBQA; ``ranking_metrics`` reports how many were scored and
-how many skipped.
+MRR and MAP are their means over *all* questions: a question without any relevant
+candidate scores 0 on both, as in ERNIE's ``evaluate_mrr``/``evaluate_map`` (the code
+behind the published NLPCC-DBQA numbers of ERNIE and BERT) and in TREC's MRR.  That code
+breaks ties by the file order, which only matters for exactly equal scores.
 """
 
 from __future__ import annotations
@@ -30,22 +30,22 @@ def ranked_relevance(scores: Sequence[float], relevant: Sequence[int]) -> list[b
     return [bool(relevant[i]) for i in order]
 
 
-def reciprocal_rank(scores: Sequence[float], relevant: Sequence[int]) -> float | None:
-    """1 / rank of the best-ranked relevant candidate; None when no candidate is relevant."""
+def reciprocal_rank(scores: Sequence[float], relevant: Sequence[int]) -> float:
+    """1 / rank of the best-ranked relevant candidate; 0 when no candidate is relevant."""
     for rank, hit in enumerate(ranked_relevance(scores, relevant), start=1):
         if hit:
             return 1.0 / rank
-    return None
+    return 0.0
 
 
-def average_precision(scores: Sequence[float], relevant: Sequence[int]) -> float | None:
-    """Mean precision at the rank of each relevant candidate; None when no candidate is relevant."""
+def average_precision(scores: Sequence[float], relevant: Sequence[int]) -> float:
+    """Mean precision at the rank of each relevant candidate; 0 when no candidate is relevant."""
     hits, total = 0, 0.0
     for rank, hit in enumerate(ranked_relevance(scores, relevant), start=1):
         if hit:
             hits += 1
             total += hits / rank
-    return total / hits if hits else None
+    return total / hits if hits else 0.0
 
 
 def group_by_question(qids: Sequence[Hashable], scores: Sequence[float],
@@ -62,21 +62,14 @@ def group_by_question(qids: Sequence[Hashable], scores: Sequence[float],
 
 
 def ranking_metrics(qids: Sequence[Hashable], scores: Sequence[float], relevant: Sequence[int]) -> dict:
-    """``{"mrr", "map", "questions", "skipped"}`` over the questions with a relevant candidate.
-
-    With no such question, MRR and MAP are 0.0 (and ``questions`` is 0).
-    """
-    rrs, aps, skipped = [], [], 0
-    for question_scores, question_relevant in group_by_question(qids, scores, relevant).values():
-        rr = reciprocal_rank(question_scores, question_relevant)
-        if rr is None:
-            skipped += 1
-            continue
-        rrs.append(rr)
-        aps.append(average_precision(question_scores, question_relevant))
+    """``{"mrr", "map", "questions", "unanswerable"}``: means over all questions, and how many
+    questions there are and how many of them have no relevant candidate (scoring 0)."""
+    groups = group_by_question(qids, scores, relevant).values()
+    rrs = [reciprocal_rank(question_scores, question_relevant) for question_scores, question_relevant in groups]
+    aps = [average_precision(question_scores, question_relevant) for question_scores, question_relevant in groups]
     return {
         "mrr": sum(rrs) / len(rrs) if rrs else 0.0,
         "map": sum(aps) / len(aps) if aps else 0.0,
         "questions": len(rrs),
-        "skipped": skipped,
+        "unanswerable": sum(not any(question_relevant) for _, question_relevant in groups),
     }
