@@ -40,8 +40,8 @@ def read_paths(cfg, name: str) -> list[str]:
     """The data files a preset reads in its stages."""
     if cfg.stage == "pretrain":
         return [preprocess_command(name)["preprocess.corpus_path"]]
-    paths = [cfg.finetune.train_path, cfg.finetune.dev_path, cfg.finetune.test_path, cfg.task.label2id_path]
-    for folder in cfg.task.dataset_paths:
+    paths = [cfg.finetune.train_path, cfg.finetune.dev_path, cfg.finetune.test_path, cfg.task.get("label2id_path")]
+    for folder in cfg.task.get("dataset_paths", []):
         paths += [f"{folder}/train.tsv", f"{folder}/dev.tsv"]
     return [p for p in paths if p]
 

@@ -137,7 +137,7 @@ def test_pair_input_trains_and_infers(data, tmp_path):
     # The header decides where the columns are, not their order.
     pairs["dev"] = write_pairs(data["dev"], tmp_path / "dev_reordered.tsv", ("text_b", "label", "text_a"))
     run_stage(finetune_cfg(pairs, tmp_path / "clf", "size=tiny"))
-    assert load_checkpoint(tmp_path / "clf" / "best.pt")["config"]["task_info"] == {"text_pair": True}
+    assert load_checkpoint(tmp_path / "clf" / "best.pt")["task_info"] == {"text_pair": True, "labels_num": 2}
     _, rows = infer(tmp_path / "clf" / "best.pt", pairs["test"], tmp_path / "pred.tsv")
     assert len(rows) == 24
 

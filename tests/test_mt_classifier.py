@@ -8,16 +8,18 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from uer.cli import preflight
+from uer.errors import UerError
+from uer.finetuning.loop import SampledBatches
+from uer.finetuning.multi_task import InterleavedBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.tokenizers import build_tokenizer
-from uer.finetuning.loop import SampledBatches
-from uer.finetuning.multi_task import InterleavedBatches
 from uer.tasks import TaskData, make_task
 from uer.tasks.classifier import ClsExample
 from uer.tasks.metrics import classification_metrics
 from uer.tasks.mt_classifier import MtClassifierModel
+from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main
 
 DATA = ROOT / "datasets" / "test_data"
@@ -59,7 +61,7 @@ def test_one_head_per_dataset_under_uer_names(mt_run):
     out, _ = mt_run
     payload = load_checkpoint(out / "best.pt")
     assert payload["config"]["task"]["type"] == "mt_classifier"
-    assert payload["config"]["task_info"] == {"text_pair": False, "labels_nums": [2, 2]}
+    assert payload["task_info"] == {"text_pair": False, "labels_nums": [2, 2]}
     heads = sorted(key for key in payload["model"] if key.startswith("output_layers_"))
     assert heads == [f"output_layers_{layer}.{i}.{kind}" for layer in (1, 2) for i in (0, 1)
                      for kind in ("bias", "weight")]
@@ -176,8 +178,11 @@ def test_datasets_with_different_columns_are_refused(tmp_path, capsys):
                       "needs the same columns")
 
 
-def test_soft_targets_are_refused(tmp_path, capsys):
-    expect_user_error(capsys, mt_cfg([BOOK, SENTI], tmp_path / "m", "task.soft_targets=true"), "task.soft_targets")
+def test_soft_targets_are_not_a_key_of_mt_classifier():
+    with pytest.raises(UerError) as err:
+        preflight(["stage=finetune", "task=mt_classifier", "task.soft_targets=true"], multirun=False)
+    assert str(err.value).startswith("task.soft_targets is a key of task=classifier / classifier_cv, not of "
+                                     "task=mt_classifier")
 
 
 def test_documented_command_via_main(tmp_path):
@@ -192,7 +197,7 @@ def test_documented_command_via_main(tmp_path):
 
 
 def test_length_bucketing_groups_similar_rows_and_keeps_each_row_once():
-    cfg = compose_config([])
+    cfg = compose_config(["task=classifier"])
     task = make_task(dict(cfg.task), build_tokenizer(cfg.tokenizer), 64)
     lengths = np.random.default_rng(5).permutation(np.arange(1, 41))  # 40 rows, lengths 1..40 in random order
     examples = [ClsExample([1] * int(n), [1] * int(n), 0, row) for row, n in enumerate(lengths)]

@@ -119,13 +119,13 @@ def test_task_classifier_cv_via_main_is_a_cross_validation(tmp_path):
                     tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run" / "model" / "folds.json").is_file()
-    assert "2-fold cross-validation" in proc.stderr
+    assert "2-fold cross-validation" in proc.stdout
 
 
 # --- the run owns its outputs; sweeps --------------------------------------------------------
 
 def test_a_sweep_with_one_explicit_output_path_is_refused_before_any_job(tmp_path):
-    message = refused("-m", "task=classifier", f"output_model_path={tmp_path / 'm'}", "seed=1,2", multirun=True)
+    message = refused("task=classifier", f"output_model_path={tmp_path / 'm'}", "seed=1,2", multirun=True)
     assert message.startswith(f"output_model_path={tmp_path / 'm'} is the same for every job of this sweep")
     # A per-job path is fine.
     preflight(normalize_overrides(["task=classifier", "output_model_path=m_${hydra:job.num}", "seed=1,2"]),
@@ -260,7 +260,7 @@ def test_a_conflicting_architecture_override_is_refused_naming_the_key(tiny_pret
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = error_lines(proc)[0]
     assert f"pretrained_model_path={tiny_pretrained} sets the architecture" in line
-    assert "model.hidden_size=768 (checkpoint: 32)" in line
+    assert "model.emb_size=768 (checkpoint: 32)" in line
 
 
 # --- resume compares the training settings ----------------------------------------------------

@@ -148,11 +148,21 @@ def _dbqa(tmp: Path) -> list[str]:
     return [f"finetune.train_path={tmp / 'd.tsv'}", f"finetune.dev_path={tmp / 'd.tsv'}"]
 
 
+def _distillation(tmp: Path) -> list[str]:
+    """The classifier trained on a teacher's logits too (task.soft_targets), so every key of it is used."""
+    rows = (DATA / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    lines = ["label\ttext_a\tlogits"] + [f"{row}\t{1.0 - 2 * int(row[0])} {2 * int(row[0]) - 1.0}" for row in rows]
+    (tmp / "soft.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"finetune.train_path={tmp / 'soft.tsv'}", f"finetune.dev_path={DATA / 'book_review' / 'dev.tsv'}",
+            "task.soft_targets=true"]
+
+
 def _files(task: str, tmp: Path) -> list[str]:
     book = DATA / "book_review"
     pair = [f"finetune.train_path={book / 'train.tsv'}", f"finetune.dev_path={book / 'dev.tsv'}"]
     return {
-        "classifier": pair, "classifier_cv": [pair[0], "task.folds_num=2"],
+        "classifier": _distillation(tmp), "classifier_cv": [_distillation(tmp)[0], "task.soft_targets=true",
+                                                            "task.folds_num=2"],
         "mt_classifier": [f"task.dataset_paths=[{book},{DATA / 'chnsenticorp'}]"],
         "ner": [f"finetune.train_path={DATA / 'msra_ner' / 'train.tsv'}", f"finetune.dev_path={DATA / 'msra_ner' / 'dev.tsv'}"],
         "cmrc": [f"finetune.train_path={DATA / 'cmrc' / 'train.json'}", f"finetune.dev_path={DATA / 'cmrc' / 'dev.json'}"],
@@ -184,6 +194,7 @@ OmegaConf.register_new_resolver("uer_test_read", _resolve, use_cache=False)
 def record_node(cfg, node: str) -> set[str]:
     """Make every value of ``cfg[node]`` an interpolation that records its key when resolved."""
     READ.clear()
+    RECORDED.clear()
     for key, value in OmegaConf.to_container(cfg[node], resolve=True).items():
         RECORDED[f"{node}.{key}"] = value
         cfg[node][key] = f"${{uer_test_read:{node}.{key}}}"
@@ -244,22 +255,25 @@ def tool_inputs(tmp_path_factory):
     mlm, model = make_checkpoint(tmp / "mlm.pt", vocab)
     lm, _ = make_checkpoint(tmp / "lm.pt", vocab, "encoder=gpt", "target=lm")
     save_uer_bin(model, tmp / "mlm.bin")
-    lines = tmp / "lines.txt"
-    lines.write_text("北京是中国的[MASK]都\n上海 北京\n", encoding="utf-8")
+    texts = {"lines": "北京是中国的首都\n上海一座大城市\n", "masked": "北京是中国的[MASK]都\n",
+             "words": "北京 上海\n", "contexts": "北京是中国的首都\t首\n"}
+    for name, text in texts.items():
+        (tmp / f"{name}.txt").write_text(text, encoding="utf-8")
     other = write_vocab(tmp / "other.txt", SPECIALS + CHARS[::-1])
-    return {"dir": tmp, "vocab": vocab, "mlm": mlm, "lm": lm, "bin": tmp / "mlm.bin", "lines": lines,
-            "other": other}
+    return {"dir": tmp, "vocab": vocab, "mlm": mlm, "lm": lm, "bin": tmp / "mlm.bin", "other": other,
+            **{name: tmp / f"{name}.txt" for name in texts}}
 
 
 def tool_overrides(name: str, inputs: dict) -> list[str]:
     out, lines = inputs["dir"] / f"out_{name}", inputs["lines"]
+    masked, words, contexts = inputs["masked"], inputs["words"], inputs["contexts"]
     model = [f"tool.input_path={inputs['mlm']}"]
     return {
         "average_model": [f"tool.input_paths=[{inputs['mlm']},{inputs['mlm']}]", f"tool.output_path={out}.pt"],
         "build_vocab": ["tokenizer=char", f"tool.corpus_path={lines}", f"tool.output_path={out}.txt",
                         "tool.vocab_size=20"],
         "check_model": [*model, f"tool.output_path={out}.tsv"],
-        "cloze_test": [*model, f"tool.test_path={lines}", f"tool.output_path={out}.jsonl"],
+        "cloze_test": [*model, f"tool.test_path={masked}", f"tool.output_path={out}.jsonl"],
         "convert": [*model, "tool.input_format=uer_ckpt", "tool.output_format=uer", f"tool.output_path={out}.bin"],
         "diff_vocab": [f"tool.vocab_path={inputs['vocab']}", f"tool.new_vocab_path={inputs['other']}",
                        f"tool.output_path={out}.json"],
@@ -270,8 +284,8 @@ def tool_overrides(name: str, inputs: dict) -> list[str]:
         "extract_feature": [*model, f"tool.test_path={lines}", f"tool.output_path={out}.npy"],
         "generate": [f"tool.input_path={inputs['lm']}", f"tool.test_path={lines}", f"tool.output_path={out}.txt",
                      "tool.max_new_tokens=2"],
-        "topn_words_dep": [*model, f"tool.test_path={lines}", f"tool.output_path={out}.jsonl"],
-        "topn_words_indep": [*model, f"tool.test_path={lines}", f"tool.output_path={out}.jsonl"],
+        "topn_words_dep": [*model, f"tool.test_path={contexts}", f"tool.output_path={out}.jsonl"],
+        "topn_words_indep": [*model, f"tool.test_path={words}", f"tool.output_path={out}.jsonl"],
     }[name]
 
 

@@ -88,7 +88,7 @@ def test_a_failing_job_is_a_failed_row_and_the_sweep_goes_on(data, tmp_path):
     rows = read_csv(tmp_path / "sweep" / "results.csv")
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok")]
     failed = rows[1]
-    assert "finetune.learning_rate=-1.0 must be positive" in failed["error"]
+    assert "finetune.learning_rate=-1.0 must be a positive finite number" in failed["error"]
     assert failed["score"] == "" and failed["best"] == "" and failed["checkpoint"] == ""
     assert rows[0]["dev_acc"] and rows[2]["dev_acc"]
     md = (tmp_path / "sweep" / "results.md").read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
@@ -43,7 +44,7 @@ def tokenizer():
 
 
 def make_task(tokenizer, seq_length=64, **cfg):
-    return new_task({"type": "c3", "labels_num": None, "max_choices_num": 4, "pooling": "first", **cfg},
+    return new_task({"type": "c3", "max_choices_num": 4, "pooling": "first", **cfg},
                           tokenizer, seq_length)
 
 
@@ -141,7 +142,7 @@ def test_finetune_writes_best_checkpoint_with_uer_head(trained):
     assert records[0]["acc"] == score and 0.0 <= score <= 1.0
     payload = load_checkpoint(out / "best.pt")
     task = payload["config"]["task"]
-    assert (task["type"], task["labels_num"], task["max_choices_num"]) == ("c3", 4, 4)
+    assert (task["type"], payload["task_info"]["labels_num"], task["max_choices_num"]) == ("c3", 4, 4)
     assert payload["model"]["output_layer.weight"].shape == (1, 32)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"c3_loss", "c3_acc"} <= set(metrics[-1])
@@ -264,8 +265,8 @@ def test_bad_train_file_stops_finetune_with_one_line_and_no_checkpoint(data, tmp
 
 
 def test_bad_options(tokenizer):
-    with pytest.raises(UerError, match="task.labels_num=2"):
-        make_task(tokenizer, labels_num=2)
+    with pytest.raises(UerError, match="task.labels_num is a key of task=classifier .*, not of task=c3"):
+        preflight(["task=c3", "task.labels_num=2"], multirun=False)
     with pytest.raises(UerError, match="task.max_choices_num=1"):
         make_task(tokenizer, max_choices_num=1)
     with pytest.raises(UerError, match="task.pooling"):

@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.stages import run_stage
@@ -29,7 +30,7 @@ def tokenizer():
 
 
 def make_task(tokenizer, seq_length=96, **cfg):
-    return new_task({"type": "cmrc", "labels_num": None, "doc_stride": 64, "max_answer_length": 30, **cfg},
+    return new_task({"type": "cmrc", "doc_stride": 64, "max_answer_length": 30, **cfg},
                             tokenizer, seq_length)
 
 
@@ -274,7 +275,7 @@ def test_finetune_writes_best_checkpoint_with_uer_head_and_scores(trained):
     assert [(r["split"], r["epoch"]) for r in records] == [("dev", 1), ("test", 1)]
     assert records[0]["f1"] == score and 0.0 <= score <= 1.0 and 0.0 <= records[0]["em"] <= records[0]["f1"]
     payload = load_checkpoint(out / "best.pt")
-    assert payload["config"]["task"]["type"] == "cmrc" and payload["config"]["task"]["labels_num"] == 2
+    assert payload["config"]["task"]["type"] == "cmrc" and payload["task_info"]["labels_num"] == 2
     assert payload["model"]["output_layer.weight"].shape == (2, 32)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"cmrc_loss", "cmrc_acc"} <= set(metrics[-1])
@@ -412,8 +413,8 @@ def test_bad_train_file_stops_finetune_with_one_line_and_no_checkpoint(tmp_path,
 
 
 def test_bad_options(tokenizer):
-    with pytest.raises(UerError, match="task.labels_num=3"):
-        make_task(tokenizer, labels_num=3)
+    with pytest.raises(UerError, match="task.labels_num is a key of task=classifier .*, not of task=cmrc"):
+        preflight(["task=cmrc", "task.labels_num=3"], multirun=False)
     with pytest.raises(UerError, match="task.doc_stride=0"):
         make_task(tokenizer, doc_stride=0)
     with pytest.raises(UerError, match="seq_length=4"):

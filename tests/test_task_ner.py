@@ -7,6 +7,8 @@ from fractions import Fraction
 import pytest
 import torch
 
+from uer.cli import preflight
+from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
@@ -98,7 +100,7 @@ def test_entity_scores_need_aligned_sentences():
 def make_task(tmp_path, rows, *, seq_length=6, cfg_extra=(), info=None):
     cfg = compose_config(["task=ner", *cfg_extra])
     tokenizer = build_tokenizer(cfg.tokenizer)
-    task = new_task({"type": "ner", "labels_num": None, "label2id_path": None}, tokenizer, seq_length, info)
+    task = new_task({"type": "ner", "label2id_path": None}, tokenizer, seq_length, info)
     path = tmp_path / "rows.tsv"
     path.write_text("text_a\tlabel\n" + "".join(f"{text}\t{tags}\n" for text, tags in rows), encoding="utf-8")
     return task, tokenizer, path
@@ -209,8 +211,8 @@ def test_finetune_writes_best_and_entity_scores(trained):
     for record in records:
         assert all(0.0 <= record[key] <= 1.0 for key in ("f1", "precision", "recall", "token_acc"))
     payload = load_checkpoint(out / "best.pt")
-    assert payload["config"]["task"]["type"] == "ner" and payload["config"]["task"]["labels_num"] == 7
-    assert list(payload["config"]["task_info"]["label2id"]) == MSRA_TAGS
+    assert payload["config"]["task"]["type"] == "ner" and payload["task_info"]["labels_num"] == 7
+    assert list(payload["task_info"]["label2id"]) == MSRA_TAGS
     assert tuple(payload["model"]["output_layer.weight"].shape) == (7, 32)
     metrics = (out / "metrics.jsonl").read_text()
     assert "ner_loss" in metrics and "ner_acc" in metrics
@@ -239,7 +241,7 @@ def test_label2id_file_is_used_and_stored_so_infer_needs_nothing_else(data, tmp_
     small = {name: slice_file(data[name], tmp_path / f"{name}.tsv", 16) for name in ("train", "dev", "test")}
     run_stage(finetune_cfg(small, tmp_path / "ner", f"task.label2id_path={label2id}", "finetune.test_path=null"))
     payload = load_checkpoint(tmp_path / "ner" / "best.pt")
-    assert payload["config"]["task_info"]["label2id"] == json.loads(LABEL2ID.read_text(encoding="utf-8"))
+    assert payload["task_info"]["label2id"] == json.loads(LABEL2ID.read_text(encoding="utf-8"))
     label2id.unlink()
     lines = infer(tmp_path / "ner" / "best.pt", small["test"], tmp_path / "pred.tsv")
     assert [len(row.split(" ")) for row in lines[1:-1]] == characters(small["test"])
@@ -323,9 +325,10 @@ def test_bad_label2id_file_is_one_clear_error(data, tmp_path, capsys, kind):
                       str(path), *fragments)
 
 
-def test_labels_num_disagreeing_with_tags_is_refused(data, tmp_path, capsys):
-    expect_user_error(capsys, finetune_cfg(data, tmp_path / "ner", "task.labels_num=3"),
-                      "task.labels_num=3", "7 tags", "task.labels_num=null")
+def test_labels_num_is_not_a_key_of_ner():
+    with pytest.raises(UerError) as err:
+        preflight(["task=ner", "task.labels_num=3"], multirun=False)
+    assert str(err.value).startswith("task.labels_num is a key of task=classifier")
 
 
 def test_skip_bad_rows_skips_and_counts(data, tmp_path, caplog):

@@ -131,7 +131,7 @@ def test_bert_cased_keeps_case_and_accents(bert_cased):
 
 def test_word_over_100_characters_is_unknown_even_if_in_vocab(tmp_path):
     long_word = "a" * 101
-    tok = build_tokenizer(type="bert", vocab_path=str(_write_vocab(tmp_path, SPECIALS + [long_word])))
+    tok = build_tokenizer(dict(type="bert", vocab_path=str(_write_vocab(tmp_path, SPECIALS + [long_word]))))
     assert tok.tokenize(long_word) == ["[UNK]"]
     assert tok.encode(long_word) == [tok.vocab.unk_id]
 
@@ -325,6 +325,6 @@ def test_spm_model_without_bert_specials(tmp_path):
 
 def test_unknown_type_and_no_vocabulary():
     message = _error(lambda: build_tokenizer(dict(type="wordpiece", vocab_path=str(VOCAB))))
-    assert "wordpiece" in message and "tokenizer.type=" in message
-    assert set(TOKENIZERS.names()) == {"bert", "char", "space"}
+    assert "unknown tokenizer 'wordpiece'; choose one of: bert, char, space, spm" in message
+    assert set(TOKENIZERS.names()) == {"bert", "char", "space", "spm"}
     assert "tokenizer.vocab_path=" in _error(lambda: build_tokenizer(dict(type="bert", vocab_path=None)))

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from uer.cli import preflight
+from uer.errors import UerError
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
 from uer.stages import run_stage
@@ -122,8 +124,11 @@ def test_bin_with_another_vocab_size_names_both(tmp_path, capsys, vocab):
     assert "m.bin" in line and "small.txt" in line and "tokenizer.vocab_path" in line
 
 
-def test_unknown_tool_lists_the_tools(capsys):
-    line = tool_error(capsys, "check_model", "tool.name=nope")
+def test_unknown_tool_lists_the_tools():
+    with pytest.raises(UerError) as err:
+        preflight(["tool=nope"], multirun=False)
+    line = str(err.value)
+    assert line.startswith("tool=nope is not an option")
     for name in ("average_model", "build_vocab", "cloze_test", "generate", "topn_words_dep"):
         assert name in line
 

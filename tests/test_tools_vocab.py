@@ -156,7 +156,7 @@ def test_adapter_bad_inputs(tmp_path, capsys):
     assert "missing.txt" in line and "tool.new_vocab_path" in line
     line = tool_error(capsys, "dynamic_vocab_adapter", f"tool.input_path={path}", f"tool.vocab_path={new_vocab}",
                       f"tool.new_vocab_path={new_vocab}", f"tool.output_path={out}")
-    assert "new.txt" in line and "m.pt" in line
+    assert "m.pt" in line and "carries its vocabulary" in line and "tool.vocab_path" in line
     line = tool_error(capsys, "dynamic_vocab_adapter", f"tool.input_path={tmp_path / 'gone.pt'}",
                       f"tool.new_vocab_path={new_vocab}")
     assert "gone.pt" in line

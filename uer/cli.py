@@ -106,6 +106,7 @@ def preflight(overrides: list[str], multirun: bool) -> None:
     """Compose and check the run (every job of a basic sweep); a UerError for the first problem."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    overrides = normalize_overrides(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:  # noqa: BLE001 - Hydra's parse errors have several types
@@ -169,6 +170,7 @@ def compose_with_hydra(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
@@ -215,8 +217,10 @@ def composition_error(err: Exception, overrides: list[str]) -> str:
 
     stage = _stage_of(overrides)
     text = str(err)
-    if isinstance(err, MissingConfigException) or "Could not find '" in text or "You must specify" in text:
+    if "Could not find '" in text or "You must specify" in text:
         return _missing_option(err, text, stage)
+    if isinstance(err, MissingConfigException):  # a file the config needs is not there
+        return _first_lines(err)
     match = re.search(r"Could not override '([^']+)'\. No match in the defaults list", text)
     if match:
         return _group_not_in_stage(match.group(1), stage)

@@ -66,6 +66,9 @@ class Vocab:
     @classmethod
     def from_file(cls, path) -> "Vocab":
         """Load a one-token-per-line vocab file (UTF-8)."""
+        if not path:
+            raise UerError("no vocabulary given; set tokenizer.vocab_path=... (or tokenizer=spm for a "
+                           "SentencePiece model)")
         try:
             with open(path, "rb") as f:
                 raw = f.read()
