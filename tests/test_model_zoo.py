@@ -239,7 +239,7 @@ def test_odd_hidden_size_for_two_directions_is_a_user_error():
 @pytest.mark.parametrize("name, keys", [
     ("lstm", ["encoder.rnn.weight_ih_l0", "encoder.rnn.weight_hh_l1", "encoder.rnn.bias_ih_l1",
               "embedding.layer_norm.gamma", "embedding.word_embedding.weight"]),
-    ("gru bidirectional", ["encoder.rnn.weight_ih_l0_reverse", "encoder.rnn.bias_hh_l1_reverse"]),
+    ("gru with bidirectional=true", ["encoder.rnn.weight_ih_l0_reverse", "encoder.rnn.bias_hh_l1_reverse"]),
     ("bilstm", ["encoder.rnn_forward.weight_ih_l0", "encoder.rnn_backward.weight_hh_l1"]),
     ("attn", ["encoder.self_attn.1.linear_layers.2.weight", "encoder.self_attn.0.final_linear.bias"]),
     ("synt", ["encoder.transformer.1.self_attn.dense_2.weight", "encoder.transformer.0.layer_norm_2.beta"]),

@@ -95,8 +95,8 @@ def test_a_failing_job_is_a_failed_row_and_the_sweep_goes_on(data, tmp_path):
     assert "| 1 | -1 | failed |" in md and "3 job(s), 1 failed" in md
     # The job's own one-line error, then the sweep's: which job failed and where the table is.
     errors = error_lines(proc)
-    assert errors[0] == "error: finetune.learning_rate=-1.0 must be positive"
-    assert errors[-1].startswith("error: 1 of 3 jobs failed (job 1: finetune.learning_rate=-1.0 must be positive)")
+    assert errors[0] == "error: finetune.learning_rate=-1.0 must be a positive finite number"
+    assert errors[-1].startswith("error: 1 of 3 jobs failed (job 1: finetune.learning_rate=-1.0 must be a positive finite number)")
     assert "results.md" in errors[-1]
 
 

@@ -19,12 +19,19 @@ from uer.models.model import ModelSizeConfig
 from uer.runtime import HardwareConfig
 
 
+STAGE_HELP = "what to run: preprocess | pretrain | finetune | infer | tool (task= implies finetune, tool= implies tool)"
+
+
+def stage_key(name: str):
+    """The ``stage`` field of stage ``name``'s root schema."""
+    return setting(name, STAGE_HELP)
+
+
 @dataclass
 class RunConfig:
     """Keys of every run."""
 
-    stage: str = setting(MISSING, "what to run: preprocess | pretrain | finetune | infer | tool "
-                                  "(task= implies finetune, tool= implies tool)")
+    stage: str = setting(MISSING, STAGE_HELP)
     seed: int = setting(7, "seed of every random draw (weights, masks, batch order, dropout)")
 
 

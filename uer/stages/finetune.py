@@ -18,7 +18,7 @@ from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
 from uer.config.fields import setting
-from uer.config.run import TrainingRun
+from uer.config.run import TrainingRun, stage_key
 from uer.errors import UerError
 from uer.models.compat import check_model, first_pooling_warning
 from uer.stages.common import starting_checkpoint
@@ -52,7 +52,7 @@ class FinetuneConfig:
 
 @dataclass
 class FinetuneRun(TrainingRun):
-    stage: str = "finetune"
+    stage: str = stage_key("finetune")
     task: Any = setting(MISSING, "the task (task=)")
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 

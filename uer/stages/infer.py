@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import RunConfig
+from uer.config.run import RunConfig, stage_key
 from uer.errors import UerError
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.finetuning.loop import BEST
@@ -52,7 +52,7 @@ class InferConfig:
 
 @dataclass
 class InferRun(RunConfig):
-    stage: str = "infer"
+    stage: str = stage_key("infer")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     infer: InferConfig = field(default_factory=InferConfig)
 

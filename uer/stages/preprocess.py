@@ -9,7 +9,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from uer.config.fields import setting
-from uer.config.run import RunConfig
+from uer.config.run import RunConfig, stage_key
 from uer.data.build import build_pretrain_dataset
 from uer.errors import UerError
 from uer.tokenizers import build_tokenizer
@@ -38,7 +38,7 @@ class PreprocessConfig:
 
 @dataclass
 class PreprocessRun(RunConfig):
-    stage: str = "preprocess"
+    stage: str = stage_key("preprocess")
     tokenizer: Any = setting(MISSING, "the tokenizer (tokenizer=)")
     target: Any = setting(MISSING, "the target the dataset is built for (target=)")
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)

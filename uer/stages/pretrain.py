@@ -13,7 +13,7 @@ from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
 from uer.config.fields import setting
-from uer.config.run import TrainingRun
+from uer.config.run import TrainingRun, stage_key
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
@@ -54,7 +54,7 @@ class PretrainConfig:
 
 @dataclass
 class PretrainRun(TrainingRun):
-    stage: str = "pretrain"
+    stage: str = stage_key("pretrain")
     target: Any = setting(MISSING, "the pre-training target (target=)")
     resume: bool = setting(False, "continue from the newest readable step_N.pt in output_model_path")
     resume_allow_changes: list[str] = setting(

@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import BackboneGroups, RunConfig
+from uer.config.run import BackboneGroups, RunConfig, stage_key
 from uer.runtime import HardwareConfig
 from uer.tools import get_tool
 
@@ -17,7 +17,7 @@ from uer.tools import get_tool
 class ToolRun(BackboneGroups, RunConfig):
     """The model groups describe an original UER .bin (our checkpoints describe themselves)."""
 
-    stage: str = "tool"
+    stage: str = stage_key("tool")
     target: Any = setting(MISSING, "the pre-training target of an original UER .bin (target=)")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     tool: Any = setting(MISSING, "the tool (tool=)")
