@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from uer.io.checkpoint import load_checkpoint
+from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
 from uer.stages.common import tokenizer_from_config
@@ -25,9 +25,16 @@ def tokenizer():
 
 
 def model_for(task, labels_num):
+    """A tiny model whose outputs differ clearly from example to example (BERT's initial
+    weights give nearly the same output for every input, so a mix-up would hardly show)."""
     cfg = compose_config(["size=tiny", *SMALL])
     torch.manual_seed(0)
-    return task.build_model(build_backbone(cfg.embedding, cfg.encoder, len(task.tokenizer.vocab)), labels_num)
+    model = task.build_model(build_backbone(cfg.embedding, cfg.encoder, len(task.tokenizer.vocab)), labels_num)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(std=0.3)
+    return model
 
 
 def both_orders(task, data, model, batch_size=4):
@@ -149,8 +156,9 @@ def test_padded_cat_pads_every_dimension_after_the_first_with_zeros():
 # ----------------------------------------------------------------------------- the stages use it
 
 @pytest.fixture(scope="module")
-def eval_batches(tmp_path_factory):
-    """A classifier fine-tuned one epoch; the example lengths of each batch collated under inference mode."""
+def eval_batches(tmp_path_factory, tokenizer):
+    """A classifier fine-tuned one epoch, then given weights whose outputs vary (:func:`model_for`) for
+    stage=infer; the example lengths of each batch collated under inference mode in each stage."""
     out = tmp_path_factory.mktemp("order") / "model"
     seen = []
     collate = ClassifierTask.collate
@@ -169,31 +177,31 @@ def eval_batches(tmp_path_factory):
             "finetune.epochs_num=1", "finetune.report_steps=100"]))
         dev_batches = list(seen)
         seen.clear()
+        payload = load_checkpoint(out / "best.pt")
+        task = ClassifierTask(payload["config"]["task"], tokenizer, 48, payload["config"]["task_info"])
+        model = model_for(task, 2)
+        save_checkpoint(out / "varied.pt", model_state=model.state_dict(), config=payload["config"],
+                        vocab=payload["vocab"], trainer=None)
         pred = out / "pred.tsv"
-        run_stage(compose_config(["stage=infer", f"infer.load_model_path={out / 'best.pt'}",
+        run_stage(compose_config(["stage=infer", f"infer.load_model_path={out / 'varied.pt'}",
                                   f"infer.test_path={DATA / 'book_review' / 'test_nolabel.tsv'}",
                                   f"infer.prediction_path={pred}", "infer.batch_size=8", "infer.output_logits=true",
                                   "hardware.num_threads=1"]))
-    return out, dev_batches, list(seen), pred
+    return dev_batches, list(seen), task, model, pred
 
 
-def test_dev_evaluation_batches_longest_first(eval_batches, tokenizer):
-    out, dev_batches, _, _ = eval_batches
-    task = ClassifierTask({"type": "classifier", "pooling": "first"}, tokenizer, 48)
-    lengths = [len(e.src) for e in task.read(DATA / "book_review" / "dev.tsv", split="dev", labels_num=2,
-                                             skip_bad_rows=False).examples]
+def test_dev_evaluation_batches_longest_first(eval_batches):
+    dev_batches, _, task, _, _ = eval_batches
+    data = task.read(DATA / "book_review" / "dev.tsv", split="dev", labels_num=2, skip_bad_rows=False)
+    lengths = [len(example.src) for example in data.examples]
     assert [n for batch in dev_batches for n in batch] == sorted(lengths, reverse=True) != lengths
 
 
-def test_infer_batches_longest_first_and_writes_rows_in_file_order(eval_batches, tokenizer):
-    out, _, infer_batches, pred = eval_batches
-    payload = load_checkpoint(out / "best.pt")
-    task = ClassifierTask(payload["config"]["task"], tokenizer, 48, payload["config"]["task_info"])
+def test_infer_batches_longest_first_and_writes_rows_in_file_order(eval_batches):
+    _, infer_batches, task, model, pred = eval_batches
     data = task.read(DATA / "book_review" / "test_nolabel.tsv", split="infer", labels_num=None, skip_bad_rows=False)
     lengths = [len(example.src) for example in data.examples]
     assert [n for batch in infer_batches for n in batch] == sorted(lengths, reverse=True) != lengths
-    model = model_for(task, 2)
-    model.load_state_dict(payload["model"])
     file_order = torch.cat(predict(model, task, data, batch_size=8, device=CPU, precision="fp32", by_length=False))
     rows = [line.split("\t") for line in pred.read_text(encoding="utf-8").splitlines()[1:]]
     written = torch.tensor([[float(x) for x in logits.split()] for _, logits in rows])
