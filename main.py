@@ -7,7 +7,7 @@
 if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc settings at start-up
     from uer.malloc_tuning import restart_with_tuned_malloc
 
-    restart_with_tuned_malloc()
+    restart_with_tuned_malloc(__file__)
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
