@@ -8,7 +8,7 @@
 if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc settings at start-up
     from uer.malloc_tuning import restart_with_tuned_malloc
 
-    restart_with_tuned_malloc()
+    restart_with_tuned_malloc(__file__)
 
     from uer.cli import main
 

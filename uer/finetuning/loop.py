@@ -34,7 +34,7 @@ class SampledBatches:
     """Collated batches of ``examples``, each epoch a fresh permutation drawn from ``seed``.
 
     An epoch is ``len(examples) // batch_size`` batches.  With ``length_bucketing`` the
-    sampler groups rows of similar length (``len(example.src)``) into batches, visited in
+    sampler groups rows of similar length (``task.length``) into batches, visited in
     random order (:mod:`uer.data.sampler`): a batch is padded to its longest row, so this
     cuts the padding that a few long rows otherwise add to most batches.
     """
@@ -43,7 +43,7 @@ class SampledBatches:
                  length_bucketing: bool = False, env: DistEnv = DistEnv()):
         self.task = task
         self.examples = examples
-        lengths = np.array([len(example.src) for example in examples]) if length_bucketing else None
+        lengths = np.array([task.length(example) for example in examples]) if length_bucketing else None
         self.sampler = EpochSampler(len(examples), batch_size, seed, source=source, lengths=lengths,
                                     rank=env.rank, world_size=env.world_size)
         self.batches_per_epoch = self.sampler.batches_per_epoch

@@ -4,7 +4,9 @@ Everything about the model comes from ``infer.load_model_path``: the architectur
 task and its ``labels_num``, the tokenizer (checked against the vocabulary identity the
 model was trained with) and the fine-tuning ``seq_length`` (unless ``infer.seq_length``
 is set).  The output has one row per input row, under a header row (``label``, plus
-``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).
+``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).  Rows are
+batched with rows of similar length (``infer.batch_size`` to a batch, longest first, so
+batches carry little padding) and written in the input's order.
 
 ``infer.load_model_path`` is a checkpoint (``best.pt``), a directory holding one, or the
 output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A

@@ -19,8 +19,13 @@ The contract, in the order the stages use it:
   (so UER-format key mapping applies) whose ``forward(batch)`` returns
   :class:`~uer.models.ModelOutput` (for the Trainer) and ``predict(batch)`` a tensor.
 * ``collate(examples)`` -> a batch dict of tensors (``src``, ``seg``, ...).
+* ``length(example)`` -> the width the example needs in a batch; training (with
+  length bucketing) and :func:`predict` batch examples of similar length.
 * ``evaluate(outputs, data, labels_num)`` -> ``{metric: float}`` with the keys in ``metrics``.
 * ``write_predictions(path, outputs, data, output_logits=, output_prob=)``.
+
+``outputs`` is what :func:`predict` returns: CPU tensors whose rows, concatenated, are the
+outputs of ``data.examples`` in order (one row per example).
 """
 
 from __future__ import annotations
@@ -100,6 +105,10 @@ class Task(ABC):
     def collate(self, examples: list) -> dict[str, torch.Tensor]:
         """See the module docstring."""
 
+    def length(self, example) -> int:
+        """Tokens ``collate`` pads ``example`` to at least (its ``src`` length, by default)."""
+        return len(example.src)
+
     @abstractmethod
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
         """See the module docstring."""
@@ -133,16 +142,27 @@ def make_task(cfg, tokenizer, seq_length: int, info: dict | None = None) -> Task
 
 
 def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, device: torch.device,
-            precision: str) -> list[torch.Tensor]:
-    """``model.predict`` over ``data`` in file order, one CPU tensor per batch, without gradients."""
+            precision: str, by_length: bool = True) -> list[torch.Tensor]:
+    """``model.predict`` over ``data`` without gradients: one CPU tensor whose rows follow ``data.examples``.
+
+    With ``by_length`` the examples are batched longest first (by ``task.length``), so each
+    batch holds examples of similar length and is padded little; the rows are put back in
+    the input's order afterwards.  ``by_length=False`` batches them in the input's order.
+    Outputs that differ in width from batch to batch (per-token ones) are right-padded with
+    zeros to the widest.
+    """
+    examples = data.examples
+    order = list(range(len(examples)))
+    if by_length:
+        order.sort(key=lambda index: -task.length(examples[index]))
     was_training = model.training
     model.eval()
     outputs = []
-    progress = Progress(-(-len(data) // batch_size), f"predict {Path(str(data.path)).name}", "batches")
+    progress = Progress(-(-len(order) // batch_size), f"predict {Path(str(data.path)).name}", "batches")
     try:
         with torch.inference_mode():
-            for start in range(0, len(data), batch_size):
-                batch = to_device(task.collate(data.examples[start:start + batch_size]), device)
+            for start in range(0, len(order), batch_size):
+                batch = to_device(task.collate([examples[i] for i in order[start:start + batch_size]]), device)
                 with autocast(device, precision):
                     out = model.predict(batch)
                 outputs.append(out.float().cpu())
@@ -150,4 +170,20 @@ def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, de
     finally:
         progress.close()
         model.train(was_training)
-    return outputs
+    if not outputs:
+        return []
+    rows = padded_cat(outputs)
+    restored = torch.empty_like(rows)
+    restored[torch.tensor(order)] = rows
+    return [restored]
+
+
+def padded_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along the first dimension, the others right-padded with zeros to the largest."""
+    shape = [max(sizes) for sizes in zip(*(t.shape[1:] for t in tensors))]
+    out = tensors[0].new_zeros((sum(t.size(0) for t in tensors), *shape))
+    at = 0
+    for t in tensors:
+        out[(slice(at, at + t.size(0)), *(slice(0, n) for n in t.shape[1:]))] = t
+        at += t.size(0)
+    return out

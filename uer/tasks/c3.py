@@ -190,6 +190,10 @@ class C3Task(Task):
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
         return MultipleChoiceModel(backbone, self.choices_num, self.pooling)
 
+    def length(self, example: ChoiceExample) -> int:
+        """The longest of the question's choice inputs: every input of a batch is padded to the longest."""
+        return max(len(src) for src in example.src)
+
     def collate(self, examples: list[ChoiceExample]) -> dict[str, torch.Tensor]:
         inputs = [(row * self.choices_num + k, src, seg)
                   for row, example in enumerate(examples) for k, (src, seg) in enumerate(zip(example.src, example.seg))]
