@@ -7,12 +7,12 @@ import random
 import pytest
 import torch
 
-from uer.io.checkpoint import load_checkpoint, save_checkpoint
+from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
-from uer.stages.common import tokenizer_from_config
-from uer.tasks import get_task, padded_cat, predict
+from uer.tasks import make_task, padded_cat, predict
 from uer.tasks.classifier import ClassifierTask
+from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, compose_config
 
 DATA = ROOT / "datasets" / "test_data"
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return tokenizer_from_config(compose_config([]))
+    return build_tokenizer(compose_config([]).tokenizer)
 
 
 def model_for(task, labels_num):
@@ -63,8 +63,8 @@ def assert_rows_in_order(task, data, model):
 
 
 def classifier_like(name, tokenizer, path, labels_num=2, info=None):
-    task = get_task(name)({"type": name, "labels_num": labels_num, "pooling": "first", "soft_targets": False},
-                          tokenizer, 48, info)
+    task = make_task({"type": name, "labels_num": labels_num, "pooling": "first", "soft_targets": False},
+                     tokenizer, 48, info)
     data = task.read(path, split="dev", labels_num=labels_num, skip_bad_rows=False)
     return task, data
 
@@ -106,7 +106,7 @@ def test_dbqa_candidates_keep_their_questions(tokenizer, tmp_path):
 
 
 def test_ner_tags_stay_with_their_sentences(tokenizer):
-    task = get_task("ner")({"type": "ner", "labels_num": None, "label2id_path": None}, tokenizer, 40)
+    task = make_task({"type": "ner", "labels_num": None, "label2id_path": None}, tokenizer, 40)
     train = task.read(DATA / "msra_ner" / "train.tsv", split="train", labels_num=None, skip_bad_rows=False)
     data = task.read(DATA / "msra_ner" / "dev.tsv", split="dev", labels_num=None, skip_bad_rows=False)
     model = model_for(task, task.labels_num_from(train))
@@ -123,7 +123,7 @@ def test_ner_tags_stay_with_their_sentences(tokenizer):
 
 
 def test_cmrc_windows_of_a_document_go_back_to_their_question(tokenizer):
-    task = get_task("cmrc")({"type": "cmrc", "labels_num": None, "doc_stride": 16, "max_answer_length": 8},
+    task = make_task({"type": "cmrc", "labels_num": None, "doc_stride": 16, "max_answer_length": 8},
                             tokenizer, 48)
     data = task.read(DATA / "cmrc" / "dev.json", split="dev", labels_num=None, skip_bad_rows=False)
     windows = [window.question for window in data.examples]
@@ -135,7 +135,7 @@ def test_cmrc_windows_of_a_document_go_back_to_their_question(tokenizer):
 
 
 def test_c3_choices_stay_with_their_question(tokenizer, tmp_path):
-    task = get_task("c3")({"type": "c3", "labels_num": None, "max_choices_num": 4, "pooling": "first"},
+    task = make_task({"type": "c3", "labels_num": None, "max_choices_num": 4, "pooling": "first"},
                           tokenizer, 64)
     items = json.loads((ROOT / "datasets" / "c3" / "dev.json").read_text(encoding="utf-8"))[:12]
     path = tmp_path / "c3.json"
@@ -178,10 +178,9 @@ def eval_batches(tmp_path_factory, tokenizer):
         dev_batches = list(seen)
         seen.clear()
         payload = load_checkpoint(out / "best.pt")
-        task = ClassifierTask(payload["config"]["task"], tokenizer, 48, payload["config"]["task_info"])
+        task = make_task(payload["config"]["task"], tokenizer, 48, payload["task_info"])
         model = model_for(task, 2)
-        save_checkpoint(out / "varied.pt", model_state=model.state_dict(), config=payload["config"],
-                        vocab=payload["vocab"], trainer=None)
+        torch.save({**payload, "model": model.state_dict()}, out / "varied.pt")
         pred = out / "pred.tsv"
         run_stage(compose_config(["stage=infer", f"infer.load_model_path={out / 'varied.pt'}",
                                   f"infer.test_path={DATA / 'book_review' / 'test_nolabel.tsv'}",
