@@ -18,15 +18,13 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from uer import distributed
 from uer.distributed import DistEnv
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.uer_format import from_uer_state_dict, load_into_model
 from uer.models import build_backbone
-from uer.runtime import configure_threads, resolve_device, seed_everything
-from uer.stages.common import run_config
+from uer.stages.common import run_config, training_process
 from uer.tasks import Task, make_task
 from uer.tokenizers import build_tokenizer
 
@@ -49,11 +47,7 @@ class Setup:
 def prepare(cfg: DictConfig) -> Setup:
     """Set threads/device/seed, load the starting weights, make the task."""
     f = cfg.finetune
-    configure_threads(cfg.hardware.num_threads)
-    device = resolve_device(cfg.hardware.device)
-    env = distributed.init(cfg.hardware, device)
-    device = distributed.worker_device(device, env)
-    seed_everything(cfg.seed)
+    device, env = training_process(cfg)
 
     tokenizer, state, source = starting_point(cfg)
     positions = cfg.embedding.get("max_seq_length")

@@ -14,6 +14,7 @@ from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import is_original_uer_file
+from uer.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger("uer")
 
@@ -44,6 +45,15 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
         stored["tokenizer"] = payload["tokenizer"]["config"]
     adopt_architecture(cfg, stored, nodes, path, command_line_overrides())
     return payload
+
+
+def training_process(cfg: DictConfig):
+    """``(device, distributed env)`` of this process of a training run: threads, device, process group, seed."""
+    configure_threads(cfg.hardware.num_threads)
+    device = resolve_device(cfg.hardware.device)
+    env = distributed.init(cfg.hardware, device)
+    seed_everything(cfg.seed)
+    return distributed.worker_device(device, env), env
 
 
 def training_model(model, hardware: DictConfig, env, device):

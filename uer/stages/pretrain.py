@@ -21,8 +21,8 @@ from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkp
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
-from uer.runtime import configure_threads, resolve_device, run_dir, seed_everything
-from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model
+from uer.runtime import run_dir
+from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model, training_process
 from uer.stages.resume import check_resumable
 from uer.tokenizers import build_tokenizer
 from uer.training.optim import build_optimizer, build_scheduler, check_optimization
@@ -93,11 +93,7 @@ def _resolve_cls_labels(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig):
     p = cfg.pretrain
-    configure_threads(cfg.hardware.num_threads)
-    device = resolve_device(cfg.hardware.device)
-    env = distributed.init(cfg.hardware, device)
-    device = distributed.worker_device(device, env)
-    seed_everything(cfg.seed)
+    device, env = training_process(cfg)
 
     out_dir = output_dir(cfg)
     resume_payload = _resume_payload(cfg, out_dir)
