@@ -296,3 +296,32 @@ def test_tool_reads_exactly_its_schema(name, tool_inputs):
     run_stage(cfg)
     assert _read_keys("tool") | {"type"} == declared
     assert registry_of("tool").config_class(name) is OmegaConf.get_type(cfg.tool)
+
+
+# --- the shared nodes: sizes and hardware --------------------------------------------------
+
+def test_every_size_is_used_by_some_component():
+    """``model.*`` holds the sizes the parts share: each must be interpolated into some part's schema."""
+    from uer.models.model import ModelSizeConfig
+
+    used = set()
+    for registry in registries():
+        for schema in registry.configs().values():
+            for f in dataclasses.fields(schema):
+                if isinstance(f.default, str) and f.default.startswith("${model."):
+                    used.add(f.default[len("${model."):-1])
+    assert used == fields(ModelSizeConfig)
+
+
+def test_every_hardware_key_is_read_where_runs_are_set_up():
+    """The hardware options share one schema; each key must be read by the code that sets runs up."""
+    import re
+
+    from uer.runtime import HardwareConfig
+
+    source = "".join((ROOT / "uer" / name).read_text(encoding="utf-8")
+                     for name in ("runtime.py", "launch.py", "distributed.py", "stages/common.py", "stages/infer.py",
+                                  "finetuning/loop.py", "stages/pretrain.py", "tools/model_loading.py"))
+    unread = [key for key in fields(HardwareConfig)
+              if not re.search(rf"\b(hardware|hw|cfg\.hardware)\.{key}\b", source)]
+    assert not unread, unread
