@@ -136,6 +136,9 @@ class PretrainConfig:
     keep_checkpoints: int = 0  # keep only the newest N step checkpoints; 0 = keep all
     # Batch rows of similar length together (less padding; see uer/data/sampler.py).
     length_bucketing: bool = True
+    # Processes that build batches ahead while the model trains (uer/data/prefetch.py); 0 = between
+    # steps in the training process, right on a CPU.  On a GPU, 1-2 keep it from waiting (bench/data_pipeline.py).
+    data_workers: int = 0
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from uer import distributed, launch
+from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
@@ -76,10 +77,6 @@ def run(cfg: DictConfig):
     if p.stop_after_steps is not None:
         end_step = min(end_step, trainer.step + p.stop_after_steps)
 
-    def next_batch() -> dict:
-        indices, epoch = sampler.next_indices()
-        return dataset.batch(indices, epoch, cfg.seed)
-
     def save(step: int) -> None:
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not env.is_main:
@@ -97,9 +94,11 @@ def run(cfg: DictConfig):
         if step % p.save_checkpoint_steps == 0 or step == end_step:
             save(step)
 
+    batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers, pin_memory=device.type == "cuda")
     try:
-        last = trainer.fit(next_batch, end_step, p.report_steps, on_step_end)
+        last = trainer.fit(batches.next_batch, end_step, p.report_steps, on_step_end)
     finally:
+        batches.close()
         reporter.close()
         # Drop the DDP wrapper before leaving the process group: a live one can abort gloo at exit.
         trainer.model = None
@@ -115,6 +114,9 @@ def _check_steps(p) -> None:
     for key in ("total_steps", "save_checkpoint_steps", "report_steps", "accumulation_steps", "batch_size"):
         if p[key] < 1:
             raise UerError(f"pretrain.{key}={p[key]} must be at least 1")
+    if p.data_workers < 0:
+        raise UerError(f"pretrain.data_workers={p.data_workers} must be 0 (build batches in the training process) "
+                       "or more")
     if not 0 <= p.warmup < 1:
         raise UerError(f"pretrain.warmup={p.warmup} is a fraction of total_steps; use a value in [0, 1)")
 
