@@ -37,6 +37,7 @@ from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E40
 from uer.training.report import Reporter  # noqa: E402
 from uer.training.trainer import Trainer, to_device  # noqa: E402
 
+import results  # noqa: E402  (bench/results.py)
 from timing import timed  # noqa: E402  (bench/timing.py)
 
 BASELINE = "bert size=tiny"
@@ -55,7 +56,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "train.tsv"))
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("encoders",
+                                f"RNN/CNN encoders fine-tuning, {args.rows:,} Douban rows, batch {args.batch}",
+                                f"the tiny BERT classifier ({BASELINE}), same batches", args.json, device=args.device,
+                                provisional=args.provisional)
 
     choices = {choice.name: choice for choice in ENCODER_CHOICES}
     wanted = [name.strip() for name in args.encoders.split(",") if name.strip()]
@@ -123,7 +129,7 @@ def main() -> None:
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"fine-tuning, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
-    report({name: timed_rows / seconds[name] for name in models})
+    report({name: timed_rows / seconds[name] for name in models}, recorder, "training")
 
     infer_s = dict.fromkeys(models, 0.0)
     with torch.inference_mode():
@@ -135,13 +141,16 @@ def main() -> None:
                 with autocast(device, args.precision):
                     infer_s[name] += timed(device, lambda: model.predict(batch))
     print(f"inference over the {len(train)} rows:")
-    report({name: len(train) / infer_s[name] for name in models})
+    report({name: len(train) / infer_s[name] for name in models}, recorder, "inference")
+    recorder.save()
 
 
-def report(rates: dict) -> None:
+def report(rates: dict, recorder, what: str) -> None:
     for name, rate in rates.items():
         ratio = "" if name == BASELINE else f"  {rate / rates[BASELINE]:.2f}x the transformer's"
         print(f"  {name:<22} {rate:9.1f} examples/s{ratio}")
+        if name != BASELINE:
+            recorder.add(f"{what}, {name}", rate, "examples/s", "tiny BERT", rates[BASELINE])
 
 
 if __name__ == "__main__":

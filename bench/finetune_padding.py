@@ -41,6 +41,7 @@ from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E40
 from uer.training.report import Reporter  # noqa: E402
 from uer.training.trainer import Trainer, to_device  # noqa: E402
 
+import results  # noqa: E402  (bench/results.py)
 from timing import timed  # noqa: E402  (bench/timing.py)
 
 
@@ -65,7 +66,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "train.tsv"))
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("finetune_padding", f"fine-tuning padding policy, `size={args.size}`, {args.rows:,} "
+                                f"Douban rows, batch {args.batch}", f"the same model and rows padded to {args.seq} "
+                                "(the original toolkit)", args.json, device=args.device, provisional=args.provisional)
 
     lines = Path(args.data).read_text(encoding="utf-8").splitlines()[:args.rows + 1]
     work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
@@ -123,7 +128,7 @@ def main() -> None:
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"training, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
-    report({name: timed_rows / seconds[name] for name in models}, tokens, fixed)
+    report({name: timed_rows / seconds[name] for name in models}, tokens, fixed, recorder, "training")
 
     by_length = sorted(train.examples, key=lambda example: len(example.src))
     print(f"inference over the {len(train)} rows (buckets: rows sorted by length):")
@@ -141,13 +146,16 @@ def main() -> None:
                 tokens[name] += inputs["src"].numel()
                 with autocast(device, args.precision):
                     infer_s[name] += timed(device, lambda: m.predict(inputs))
-    report({name: len(train) / infer_s[name] for name in models}, tokens, fixed)
+    report({name: len(train) / infer_s[name] for name in models}, tokens, fixed, recorder, "inference")
+    recorder.save()
 
 
-def report(rates: dict, tokens: dict, baseline: str) -> None:
+def report(rates: dict, tokens: dict, baseline: str, recorder, what: str) -> None:
     for name, rate in rates.items():
         ratio = "" if name == baseline else f"  {rate / rates[baseline]:.2f}x the original"
         print(f"  {name:<30} {rate:9.1f} examples/s  ({tokens[name]} token slots){ratio}")
+        if name != baseline:
+            recorder.add(f"{what}, {name}", rate, "examples/s", "padding to seq_length", rates[baseline])
 
 
 if __name__ == "__main__":

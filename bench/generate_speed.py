@@ -33,6 +33,9 @@ from uer.models import build_model  # noqa: E402
 from uer.stages.common import tokenizer_from_config  # noqa: E402
 from uer.tools.generation import generate_ids, token_picker  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import results  # noqa: E402  (bench/results.py)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,6 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
     parser.add_argument("--device", default="cpu")
+    results.add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,6 +84,14 @@ def main() -> None:
     print(f"without cache: {plain_s:.3f} s ({len(plain) / plain_s:.1f} tokens/s)")
     print(f"with cache:    {cached_s:.3f} s ({len(cached) / cached_s:.1f} tokens/s)")
     print(f"speed-up: {plain_s / cached_s:.2f}x; same tokens: {plain == cached}")
+    if plain != cached:
+        raise SystemExit("the cached and uncached runs produced different tokens: the cache is wrong")
+    recorder = results.Recorder("generation", f"generation, `size={args.size}` GPT, {len(prompt)}-token prompt, "
+                                f"{args.new_tokens} new tokens, greedy", "the same model without the key/value cache",
+                                args.json, device=args.device, provisional=args.provisional)
+    recorder.add("with the key/value cache", len(cached) / cached_s, "tokens/s", "without", len(plain) / plain_s,
+                 note=f"best of {args.repeats}; same tokens")
+    recorder.save()
 
 
 if __name__ == "__main__":
