@@ -145,7 +145,7 @@ def main() -> None:
     print(f"  uer model FLOP/s {figure.value:.1f} G of measured matmul {figure.reference_value:.1f} G "
           f"= {figure.ratio:.2f}")
 
-    test_rows = features(test.examples)
+    test_rows = [{k: v for k, v in row.items() if k != "labels"} for row in features(test.examples)]
     infer_s = {"uer": 0.0, "transformers": 0.0}
     hf_model = theirs[GROUPED].model.eval()
     for _ in range(args.repeats):
@@ -165,8 +165,7 @@ def hf_predict(model, collate, rows: list[dict], batch_size: int, device: torch.
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
-            inputs = collate([{k: v for k, v in r.items() if k != "labels"} for r in rows[start:start + batch_size]])
-            inputs = {key: value.to(device) for key, value in inputs.items()}
+            inputs = {key: value.to(device) for key, value in collate(rows[start:start + batch_size]).items()}
             with autocast(device, precision):
                 outputs.append(model(**inputs).logits.float().cpu())
     return outputs

@@ -155,13 +155,13 @@ def number(value: float) -> str:
 
 def describe(figure: dict) -> str:
     text = f"{figure['name']}: {number(figure['value'])} {figure['unit']}"
-    times = "" if figure["fraction"] else "x"
+    times = "" if figure.get("fraction") else "x"
     if figure["reference_value"] is not None:
         text += f" vs {figure['reference']} {number(figure['reference_value'])} = **{figure['ratio']:.2f}{times}**"
     if figure["goal"] is not None:
         met = "met" if figure["ratio"] >= figure["goal"] else "**not met**"
         text += f" (goal {figure['goal']:.2f}{times}: {met})"
-    if figure["at_most"] is not None:
+    if figure.get("at_most") is not None:
         met = "met" if figure["value"] <= figure["at_most"] else "**not met**"
         text += f" (goal at most {number(figure['at_most'])} {figure['unit']}: {met})"
     if figure["estimate"]:
