@@ -82,6 +82,31 @@ def batch_pairs(dataset: PretrainDataset, collator, batch: int, count: int, seed
     return pairs
 
 
+def time_variants(cfg, size: dict, vocab_size: int, precisions, pairs, warmup: int, device: torch.device):
+    """Seconds of each (side, precision) over the timed rounds, and matmul rates sampled between them.
+
+    All models live only here: the next dataset's models start from free memory."""
+    steps = {}
+    for precision in precisions:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
+        trainer = common.trainer(model, cfg.pretrain.learning_rate, device=device, precision=precision)
+        steps[("uer", precision)] = lambda pair, t=trainer: t.train_step([pair[0]])
+        peer = peers.Step(peers.masked_lm(size, vocab_size), cfg.pretrain.learning_rate, device=device,
+                          precision=precision)
+        steps[("transformers", precision)] = lambda pair, s=peer: s(pair[1])
+    seconds = dict.fromkeys(steps, 0.0)
+    rates = common.MatmulRates(precisions, device)
+    for round_, pair in enumerate(pairs):
+        for key, step in steps.items():
+            elapsed = common.timed(device, lambda: step(pair))
+            if round_ >= warmup:
+                seconds[key] += elapsed
+        if round_ >= warmup:
+            rates.sample()
+    return seconds, rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="tiny")
@@ -120,24 +145,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         dataset = build_dataset(tokenizer, lines, args.seq, name == "full", work / name)
         pairs = batch_pairs(dataset, peers.mlm_collator(hf_tokenizer), args.batch, args.warmup + args.steps, cfg.seed)
-        steps = {}
-        for precision in precisions:
-            torch.manual_seed(cfg.seed)
-            model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
-            trainer = common.trainer(model, cfg.pretrain.learning_rate, device=device, precision=precision)
-            steps[("uer", precision)] = lambda pair, t=trainer: t.train_step([pair[0]])
-            peer = peers.Step(peers.masked_lm(size, vocab_size), cfg.pretrain.learning_rate, device=device,
-                              precision=precision)
-            steps[("transformers", precision)] = lambda pair, s=peer: s(pair[1])
-        seconds = dict.fromkeys(steps, 0.0)
-        rates = common.MatmulRates(precisions, device)
-        for round_, pair in enumerate(pairs):
-            for key, step in steps.items():
-                elapsed = common.timed(device, lambda: step(pair))
-                if round_ >= args.warmup:
-                    seconds[key] += elapsed
-            if round_ >= args.warmup:
-                rates.sample()
+        seconds, rates = time_variants(cfg, size, vocab_size, precisions, pairs, args.warmup, device)
         timed = [ours for ours, _ in pairs[args.warmup:]]
         tokens = sum(int((batch["src"] != 0).sum()) for batch in timed)
         flops = sum(common.transformer_flops(size, *b["src"].shape, len(b["mlm_positions"]), vocab_size) for b in timed)
