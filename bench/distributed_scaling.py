@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import results  # noqa: E402  (bench/results.py)
 
 
 def main_py(args: list[str], run_dir: Path) -> None:
@@ -38,7 +41,11 @@ def main() -> None:
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--batch", type=int, default=16, help="per process")
     parser.add_argument("--steps", type=int, default=40)
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("distributed", f"data parallel pre-training, `size={args.size}`, batch {args.batch} "
+                                f"per process, {args.steps} steps", "1 process x 1 thread", args.json,
+                                provisional=args.provisional, threads="1 or 2 (per run)")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         data = work / "data"
@@ -59,6 +66,10 @@ def main() -> None:
         one, two = rates["1 process x 1 thread"], rates["2 processes x 1 thread"]
         print(f"scaling efficiency, 2 processes vs 1: {two / (2 * one):.2f} "
               f"(speed-up {two / one:.2f}x; 1 process x 2 threads: {rates['1 process x 2 threads'] / one:.2f}x)")
+        recorder.add("2 processes x 1 thread (gloo)", two, "tokens/s", "1 process x 1 thread", one,
+                     note=f"scaling efficiency {two / (2 * one):.2f}")
+        recorder.add("1 process x 2 threads", rates["1 process x 2 threads"], "tokens/s", "1 process x 1 thread", one)
+    recorder.save()
 
 
 if __name__ == "__main__":

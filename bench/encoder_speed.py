@@ -27,16 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from uer.config.compat import ENCODER_CHOICES  # noqa: E402
-from uer.config.schema import register_configs  # noqa: E402
+from uer.finetuning import loop, setup as finetune  # noqa: E402
+from uer.models.compat import combination_rows  # noqa: E402
 from uer.runtime import autocast  # noqa: E402
-from uer.stages import finetune  # noqa: E402
-from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E402
-from uer.training.report import Reporter  # noqa: E402
-from uer.training.trainer import Trainer, to_device  # noqa: E402
+from uer.training.trainer import to_device  # noqa: E402
 
+import common  # noqa: E402  (bench/common.py)
+import results  # noqa: E402  (bench/results.py)
 from timing import timed  # noqa: E402  (bench/timing.py)
 
 BASELINE = "bert size=tiny"
@@ -45,7 +42,8 @@ BASELINE = "bert size=tiny"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--encoders", default="lstm,gatedcnn",
-                        help="encoder choices (names in uer.config.compat.ENCODER_CHOICES), comma-separated")
+                        help="encoder choices (as uer.models.compat.combination_rows() names them: lstm, "
+                             "'lstm with bidirectional=true', ...), comma-separated")
     parser.add_argument("--size", default=None, help="one size= for the compared encoders (default: their own)")
     parser.add_argument("--rows", type=int, default=1024, help="training rows from the top of train.tsv")
     parser.add_argument("--batch", type=int, default=64)
@@ -55,9 +53,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "train.tsv"))
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("encoders",
+                                f"RNN/CNN encoders fine-tuning, {args.rows:,} Douban rows, batch {args.batch}",
+                                f"the tiny BERT classifier ({BASELINE}), same batches", args.json, device=args.device,
+                                provisional=args.provisional)
 
-    choices = {choice.name: choice for choice in ENCODER_CHOICES}
+    choices = {choice.text: choice for choice in combination_rows()}
     wanted = [name.strip() for name in args.encoders.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in choices]
     if unknown:
@@ -72,24 +75,21 @@ def main() -> None:
     for name in wanted:
         variants[name] = [*choices[name].overrides, *([f"size={args.size}"] if args.size else [])]
 
-    register_configs()
     setups = {}
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for name, overrides in variants.items():
-            cfg = compose(config_name="config", overrides=[
-                "stage=finetune", "task=classifier", "task.pooling=mean", *overrides,
-                f"finetune.seq_length={args.seq}", f"finetune.batch_size={args.batch}",
-                f"finetune.train_path={train_path}", f"finetune.dev_path={train_path}",
-                f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
-                f"hardware.precision={args.precision}",
-                f"tokenizer.vocab_path={ROOT / 'models' / 'google_zh_vocab.txt'}",
-            ])
-            setups[name] = finetune.prepare(cfg)
+    for name, overrides in variants.items():
+        cfg = common.compose([
+            "stage=finetune", "task=classifier", "task.pooling=mean", *overrides,
+            f"finetune.seq_length={args.seq}", f"finetune.batch_size={args.batch}",
+            f"finetune.train_path={train_path}", f"finetune.dev_path={train_path}",
+            f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
+            f"hardware.precision={args.precision}",
+        ])
+        setups[name] = finetune.prepare(cfg)
     first = next(iter(setups.values()))
     task, device = first.task, first.device
     train = task.read(train_path, split="train", labels_num=None, skip_bad_rows=False)
     labels_num = task.labels_num_from(train)
-    batches = finetune.SampledBatches(task, train.examples, args.batch, first.cfg.seed, source=str(train_path))
+    batches = loop.SampledBatches(task, train.examples, args.batch, first.cfg.seed, source=str(train_path))
     steps = batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "
@@ -98,18 +98,15 @@ def main() -> None:
     models, trainers = {}, {}
     for name, setup in setups.items():
         models[name] = finetune.new_model(setup, labels_num)
-        optimizer = build_optimizer(models[name], 1e-3, 0.01, 1e-6)
-        trainers[name] = Trainer(models[name], optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
-                                 precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
-                                 reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+        trainers[name] = common.trainer(models[name], 1e-3, device=device, precision=args.precision, steps=steps)
     lengths = [len(example.src) for example in train.examples]
     print(f"{len(train)} rows of {args.data}, mean {sum(lengths) / len(lengths):.1f} tokens (max {max(lengths)}), "
           f"batch={args.batch} seq_length={args.seq} device={device} precision={args.precision} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
     for name, setup in setups.items():
-        arch = setup.architecture
-        print(f"  {name:<22} embedding={arch['embedding']['type']} emb_size={arch['model']['emb_size']} "
-              f"hidden_size={arch['model']['hidden_size']} layers_num={arch['model']['layers_num']} "
+        arch = setup.cfg
+        print(f"  {name:<22} embedding={arch.embedding.type} emb_size={arch.model.emb_size} "
+              f"hidden_size={arch.model.hidden_size} layers_num={arch.model.layers_num} "
               f"parameters={sum(p.numel() for p in models[name].parameters()) / 1e6:.1f}M")
 
     seconds = dict.fromkeys(models, 0.0)
@@ -123,7 +120,7 @@ def main() -> None:
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"fine-tuning, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
-    report({name: timed_rows / seconds[name] for name in models})
+    report({name: timed_rows / seconds[name] for name in models}, recorder, "training")
 
     infer_s = dict.fromkeys(models, 0.0)
     with torch.inference_mode():
@@ -135,13 +132,16 @@ def main() -> None:
                 with autocast(device, args.precision):
                     infer_s[name] += timed(device, lambda: model.predict(batch))
     print(f"inference over the {len(train)} rows:")
-    report({name: len(train) / infer_s[name] for name in models})
+    report({name: len(train) / infer_s[name] for name in models}, recorder, "inference")
+    recorder.save()
 
 
-def report(rates: dict) -> None:
+def report(rates: dict, recorder, what: str) -> None:
     for name, rate in rates.items():
         ratio = "" if name == BASELINE else f"  {rate / rates[BASELINE]:.2f}x the transformer's"
         print(f"  {name:<22} {rate:9.1f} examples/s{ratio}")
+        if name != BASELINE:
+            recorder.add(f"{what}, {name}", rate, "examples/s", "tiny BERT", rates[BASELINE])
 
 
 if __name__ == "__main__":

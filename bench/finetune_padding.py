@@ -37,15 +37,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from uer.config.schema import register_configs  # noqa: E402
-from uer.stages import finetune  # noqa: E402
+from uer.finetuning import loop, setup as finetune  # noqa: E402
 from uer.tasks import predict  # noqa: E402
-from uer.training.optim import build_optimizer, linear_warmup_decay  # noqa: E402
-from uer.training.report import Reporter  # noqa: E402
-from uer.training.trainer import Trainer  # noqa: E402
 
+import common  # noqa: E402  (bench/common.py)
+import results  # noqa: E402  (bench/results.py)
 from timing import timed  # noqa: E402  (bench/timing.py)
 
 
@@ -87,21 +83,23 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "train.tsv"))
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("finetune_padding", f"fine-tuning padding policy, `size={args.size}`, {args.rows:,} "
+                                f"Douban rows, batch {args.batch}", f"the same model and rows padded to {args.seq} "
+                                "(the original toolkit)", args.json, device=args.device, provisional=args.provisional)
 
     lines = Path(args.data).read_text(encoding="utf-8").splitlines()[:args.rows + 1]
     work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     train_path = work / "train.tsv"
     train_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "stage=finetune", "task=classifier", f"size={args.size}", f"finetune.seq_length={args.seq}",
-            f"finetune.batch_size={args.batch}", f"finetune.train_path={train_path}", f"finetune.dev_path={train_path}",
-            f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
-            f"hardware.precision={args.precision}", f"tokenizer.vocab_path={ROOT / 'models' / 'google_zh_vocab.txt'}",
-        ])
+    cfg = common.compose([
+        "stage=finetune", "task=classifier", f"size={args.size}", f"finetune.seq_length={args.seq}",
+        f"finetune.batch_size={args.batch}", f"finetune.train_path={train_path}", f"finetune.dev_path={train_path}",
+        f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
+        f"hardware.precision={args.precision}",
+    ])
     setup = finetune.prepare(cfg)
     task, device = setup.task, setup.device
     train = task.read(train_path, split="train", labels_num=None, skip_bad_rows=False)
@@ -111,9 +109,9 @@ def main() -> None:
     fixed, dynamic, bucketed = f"padding to {args.seq} (original)", "per-batch padding (uer)", \
         "per-batch + length buckets"
     models = {fixed: copy.deepcopy(model), dynamic: model, bucketed: copy.deepcopy(model)}
-    batches = finetune.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
-    buckets = finetune.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
-                                      length_bucketing=True)
+    batches = loop.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
+    buckets = loop.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
+                                  length_bucketing=True)
     steps = batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "
@@ -123,12 +121,8 @@ def main() -> None:
           f"size={args.size} batch={args.batch} seq_length={args.seq} device={device} precision={args.precision} "
           f"threads={torch.get_num_threads()} torch={torch.__version__}")
 
-    trainers = {}
-    for name, m in models.items():
-        optimizer = build_optimizer(m, 2e-5, 0.01, 1e-6)
-        trainers[name] = Trainer(m, optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
-                                 precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
-                                 reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+    trainers = {name: common.trainer(m, 2e-5, device=device, precision=args.precision, steps=steps)
+                for name, m in models.items()}
     seconds = dict.fromkeys(models, 0.0)
     tokens = dict.fromkeys(models, 0)
     timed_rows = 0
@@ -145,7 +139,7 @@ def main() -> None:
         if step >= args.warmup:
             timed_rows += batch["src"].size(0)
     print(f"training, {steps - args.warmup} timed steps ({timed_rows} examples) each:")
-    report({name: timed_rows / seconds[name] for name in models}, tokens, fixed)
+    report({name: timed_rows / seconds[name] for name in models}, tokens, fixed, recorder, "training")
 
     print(f"inference over the {len(train)} rows, file order, through uer.tasks.predict "
           f"(best of {args.infer_rounds} passes):")
@@ -158,13 +152,16 @@ def main() -> None:
                 m, task, train, batch_size=args.batch, device=device, precision=args.precision, by_length=by_length)))
     tokens = {fixed: len(lengths) * args.seq, dynamic: token_slots(lengths, args.batch),
               bucketed: token_slots(sorted(lengths, reverse=True), args.batch)}
-    report({name: len(train) / infer_s[name] for name in models}, tokens, fixed)
+    report({name: len(train) / infer_s[name] for name in models}, tokens, fixed, recorder, "inference")
+    recorder.save()
 
 
-def report(rates: dict, tokens: dict, baseline: str) -> None:
+def report(rates: dict, tokens: dict, baseline: str, recorder, what: str) -> None:
     for name, rate in rates.items():
         ratio = "" if name == baseline else f"  {rate / rates[baseline]:.2f}x the original"
         print(f"  {name:<30} {rate:9.1f} examples/s  ({tokens[name]} token slots){ratio}")
+        if name != baseline:
+            recorder.add(f"{what}, {name}", rate, "examples/s", "padding to seq_length", rates[baseline])
 
 
 if __name__ == "__main__":

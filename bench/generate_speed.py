@@ -26,12 +26,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from uer.config.schema import register_configs  # noqa: E402
 from uer.models import build_model  # noqa: E402
-from uer.stages.common import tokenizer_from_config  # noqa: E402
+from uer.tokenizers import build_tokenizer  # noqa: E402
 from uer.tools.generation import generate_ids, token_picker  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+import common  # noqa: E402  (bench/common.py)
+import results  # noqa: E402  (bench/results.py)
 
 
 def main() -> None:
@@ -42,15 +43,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
     parser.add_argument("--device", default="cpu")
+    results.add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"size={args.size}", "encoder=gpt", "target=lm",
-                                                       f"tokenizer.vocab_path={ROOT / 'models/google_zh_vocab.txt'}"])
-    tokenizer = tokenizer_from_config(cfg)
+    cfg = common.compose([f"size={args.size}", "encoder=gpt", "target=lm"])
+    tokenizer = build_tokenizer(cfg.tokenizer)
     torch.manual_seed(0)
     model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab)).to(args.device).eval()
     text = (ROOT / "corpora" / "book_review.txt").read_text(encoding="utf-8").splitlines()[0]
@@ -80,6 +79,14 @@ def main() -> None:
     print(f"without cache: {plain_s:.3f} s ({len(plain) / plain_s:.1f} tokens/s)")
     print(f"with cache:    {cached_s:.3f} s ({len(cached) / cached_s:.1f} tokens/s)")
     print(f"speed-up: {plain_s / cached_s:.2f}x; same tokens: {plain == cached}")
+    if plain != cached:
+        raise SystemExit("the cached and uncached runs produced different tokens: the cache is wrong")
+    recorder = results.Recorder("generation", f"generation, `size={args.size}` GPT, {len(prompt)}-token prompt, "
+                                f"{args.new_tokens} new tokens, greedy", "the same model without the key/value cache",
+                                args.json, device=args.device, provisional=args.provisional)
+    recorder.add("with the key/value cache", len(cached) / cached_s, "tokens/s", "without", len(plain) / plain_s,
+                 note=f"best of {args.repeats}; same tokens")
+    recorder.save()
 
 
 if __name__ == "__main__":

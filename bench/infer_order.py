@@ -35,20 +35,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from uer.config.schema import register_configs  # noqa: E402
+from uer.finetuning import setup as finetune  # noqa: E402
 from uer.io.checkpoint import save_checkpoint  # noqa: E402
-from uer.stages import finetune  # noqa: E402
 from uer.stages import infer as infer_stage  # noqa: E402
 from uer.tasks import predict  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from common import compose as composed  # noqa: E402  (bench/common.py)
 from timing import sync  # noqa: E402  (bench/timing.py)
-
-
-def composed(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def main() -> None:
@@ -64,9 +58,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "datasets" / "douban_book_review" / "test.tsv"))
     args = parser.parse_args()
 
-    register_configs()
     common = [f"hardware.num_threads={args.threads}", f"hardware.device={args.device}",
-              f"hardware.precision={args.precision}", f"tokenizer.vocab_path={ROOT / 'models' / 'google_zh_vocab.txt'}"]
+              f"hardware.precision={args.precision}"]
     work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     header, *lines = Path(args.data).read_text(encoding="utf-8").splitlines()[:args.rows + 1]
     files = {"file order": work / "file_order.tsv", "pre-sorted": work / "sorted.tsv"}
@@ -80,10 +73,11 @@ def main() -> None:
     lengths = [setup.task.length(example) for example in data.examples]
     by_length = sorted(range(len(lines)), key=lengths.__getitem__)
     files["pre-sorted"].write_text("\n".join([header, *(lines[i] for i in by_length)]) + "\n", encoding="utf-8")
-    setup.task_cfg["labels_num"] = 2
+    setup.task.info["labels_num"] = 2
     checkpoint = work / "model.pt"
     save_checkpoint(checkpoint, model_state=finetune.new_model(setup, 2).state_dict(),
-                    config=finetune.checkpoint_config(setup), vocab=setup.tokenizer.identity(), trainer=None)
+                    config=finetune.checkpoint_config(setup), tokenizer=setup.tokenizer, trainer=None,
+                    task_info=dict(setup.task.info))
     print(f"{len(lines)} rows of {args.data}, mean {sum(lengths) / len(lengths):.1f} tokens (max {max(lengths)}), "
           f"size={args.size} infer.batch_size={args.batch} seq_length={args.seq} device={setup.device} "
           f"precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}")

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import results  # noqa: E402  (bench/results.py)
 from uer.data.build import build_pretrain_dataset  # noqa: E402
 from uer.tokenizers import build_tokenizer  # noqa: E402
 
@@ -43,7 +44,11 @@ def main() -> None:
     parser.add_argument("--target", default="mlm")
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    results.add_arguments(parser)
     args = parser.parse_args()
+    recorder = results.Recorder("preprocess", f"preprocess, target {args.target}, `{args.corpus}`",
+                                "Rust `tokenizers` `BertWordPieceTokenizer.encode_batch`, tokenization only (its own "
+                                "threads)", args.json, provisional=args.provisional)
 
     corpus, vocab = ROOT / args.corpus, ROOT / "models/google_zh_vocab.txt"
     tokenizer = build_tokenizer(type="bert", vocab_path=str(vocab))
@@ -60,6 +65,9 @@ def main() -> None:
             rate = summary["tokens"] / (time.perf_counter() - start)
             print(f"  uer preprocess, processes_num={processes:<2} (full build)            {rate:12,.0f} tokens/s "
                   f"({summary['tokens']:,} tokens)  ratio {rate / ref_rate:.2f}x")
+            recorder.add(f"full build, processes_num={processes}", rate / 1e6, "M tokens/s", "tokenization alone",
+                         ref_rate / 1e6)
+    recorder.save()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,31 @@
-"""Pre-training throughput: uer vs Hugging Face ``BertForMaskedLM`` with the same config, batch and length.
+"""Pre-training throughput: uer vs transformers ``BertForMaskedLM``, same config, rows and batches, one process.
 
     python bench/pretrain_speed.py --size tiny
-    python bench/pretrain_speed.py --size base --steps 4 --bf16
+    python bench/pretrain_speed.py --size base --steps 4
+    python bench/pretrain_speed.py --size base --device cuda --batch 32 --steps 30 --precisions bf16  # bench/gpu.sh
 
-Both models see the same batches and do forward + backward + AdamW step.  Printed:
-1. full-length batches (every row ``--seq`` tokens, as ``full_sentences`` gives): tokens/s, ratio;
-2. real reviews from corpora/book_review.txt (about 43 tokens each), batched by length as
-   ``stage=pretrain`` does: uer pads each batch to its longest row, HF pads every row to
-   ``--seq``; non-padding tokens/s, ratio;
-3. with ``--flops``: achieved model FLOP/s as a fraction of this machine's measured fp32 matmul rate;
-4. with ``--bf16``: uer under bf16 autocast vs fp32.
+uer trains the model ``python main.py stage=pretrain size=SIZE`` builds (BERT, MLM target),
+through its Trainer; transformers trains ``BertForMaskedLM`` of the same size as a competent
+user would (SDPA attention, fused AdamW, clipping, padding per batch: bench/peers.py).
+Both see the same rows in the same batches:
+
+1. full-length rows: every row ``--seq`` tokens, as ``preprocess.full_sentences=true`` gives;
+2. real reviews: corpora/book_review.txt one review per row (about 43 tokens), batched by
+   length as stage=pretrain does by default (``pretrain.length_bucketing``; transformers'
+   ``group_by_length`` groups the same way), each side padding a batch to its longest row.
+
+Masks: uer's come from its preprocess; transformers' from ``DataCollatorForLanguageModeling``
+over the same rows (the same 15%).  Batches are made before timing; the data pipeline has
+its own bench (bench/data_pipeline.py).  For every precision in ``--precisions`` both sides
+run; all steps alternate batch by batch, so a busy machine slows every variant alike.
+
+Printed, and recorded with ``--json``: non-padding tokens/s of each; uer / transformers
+and bf16 / fp32; uer's model FLOP/s (the step's matmul FLOPs / its time) as a fraction of
+this machine's matmul rate in the same precision, measured between the rounds; on CUDA
+also as a fraction of ``--peak-tflops`` (MFU).
 
 Like main.py, the script restarts itself once with uer's glibc malloc settings
-(uer/malloc_tuning.py; ``UER_MALLOC_TUNING=0`` keeps glibc's defaults).
+(uer/malloc_tuning.py; ``UER_MALLOC_TUNING=0`` keeps glibc's defaults); both sides run under them.
 """
 
 from __future__ import annotations
@@ -20,131 +33,78 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from uer import malloc_tuning  # noqa: E402
 
-malloc_tuning.restart_with_tuned_malloc()  # as main.py does: both models run under the same allocator
+malloc_tuning.restart_with_tuned_malloc()
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
+import common  # noqa: E402  (bench/common.py)
+import peers  # noqa: E402
+import results  # noqa: E402
 from uer.data.build import build_pretrain_dataset  # noqa: E402
 from uer.data.pretrain_dataset import PretrainDataset  # noqa: E402
 from uer.data.sampler import EpochSampler  # noqa: E402
 from uer.models import build_model  # noqa: E402
 from uer.tokenizers import build_tokenizer  # noqa: E402
-from uer.training.optim import build_optimizer  # noqa: E402
+
+DATASETS = {"full": "full-length rows", "reviews": "real reviews (non-padding tokens)"}
+GOALS = {("base", "full", "fp32"): 1.15}  # uer / transformers, CPU
+FLOP_GOALS = {("base", "fp32"): 0.9, ("base", "bf16"): 0.85}  # model FLOP/s / measured matmul, CPU
 
 
-def sizes(name: str) -> dict:
-    return dict(OmegaConf.load(ROOT / "conf" / "size" / f"{name}.yaml"))
-
-
-def uer_model(size: dict, vocab_size: int):
-    emb = SimpleNamespace(type="word_pos_seg", emb_size=size["emb_size"], max_seq_length=512,
-                          dropout=size["dropout"], layernorm_eps=1e-12)
-    enc = SimpleNamespace(type="transformer", mask="fully_visible", hidden_size=size["hidden_size"],
-                          feedforward_size=size["feedforward_size"], heads_num=size["heads_num"],
-                          layers_num=size["layers_num"], dropout=size["dropout"], hidden_act="gelu",
-                          parameter_sharing=False, layernorm_eps=1e-12)
-    return build_model(emb, enc, SimpleNamespace(type="mlm", tie_weights=True), vocab_size)
-
-
-def hf_model(size: dict, vocab_size: int):
-    from transformers import BertConfig, BertForMaskedLM
-
-    config = BertConfig(vocab_size=vocab_size, hidden_size=size["hidden_size"], num_hidden_layers=size["layers_num"],
-                        num_attention_heads=size["heads_num"], intermediate_size=size["feedforward_size"],
-                        hidden_dropout_prob=size["dropout"], attention_probs_dropout_prob=size["dropout"],
-                        max_position_embeddings=512, type_vocab_size=3, layer_norm_eps=1e-12)
-    return BertForMaskedLM(config)
-
-
-def datasets(tokenizer, lines: list[str], seq: int, work: Path) -> dict:
-    """Static-MLM datasets built by our preprocess: full-length rows, and one review per row."""
+def build_dataset(tokenizer, lines: list[str], seq: int, full: bool, work: Path) -> PretrainDataset:
+    work.mkdir(parents=True)
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    out = {}
-    for label, full in (("full-length batches", True), ("real reviews, non-padding tokens", False)):
-        path = work / ("full" if full else "reviews")
-        build_pretrain_dataset(corpus, path, tokenizer, "mlm", seq_length=seq, full_sentences=full,
-                               tokenizer_cfg=tokenizer.identity())
-        out[label] = PretrainDataset(path)
-    return out
+    path = work / "dataset"
+    build_pretrain_dataset(corpus, path, tokenizer, "mlm", seq_length=seq, full_sentences=full,
+                           tokenizer_cfg=tokenizer.identity())
+    return PretrainDataset(path)
 
 
-def batches(dataset, batch: int, count: int, seq: int, seed: int = 0):
-    """(uer batch padded to its longest row, the same rows as HF inputs padded to seq) pairs."""
-    # As stage=pretrain does by default (pretrain.length_bucketing): rows of similar length share a batch.
+def batch_pairs(dataset: PretrainDataset, collator, batch: int, count: int, seed: int) -> list[tuple[dict, dict]]:
+    """(uer batch, transformers batch) pairs of the same rows, in stage=pretrain's length-bucketed order."""
     sampler = EpochSampler(len(dataset), batch, seed, lengths=dataset.lengths())
-    out = []
+    pairs = []
     for _ in range(count):
         indices, epoch = sampler.next_indices()
         ours = dataset.batch(indices, epoch, seed)
-        b, longest = ours["src"].shape
-        padded = torch.zeros((b, seq), dtype=torch.long)
-        padded[:, :longest] = ours["src"]
-        labels = torch.full((b * seq,), -100, dtype=torch.long)
-        rows, cols = ours["mlm_positions"] // longest, ours["mlm_positions"] % longest
-        labels[rows * seq + cols] = ours["mlm_labels"]
-        hf = {"input_ids": padded, "token_type_ids": torch.zeros_like(padded), "attention_mask": (padded != 0).long(),
-              "labels": labels.view(b, seq)}
-        out.append((ours, hf))
-    return out
+        rows = ours["src"].clone().view(-1)
+        rows[ours["mlm_positions"]] = ours["mlm_labels"]  # the rows before masking
+        rows = rows.view(ours["src"].shape)
+        pairs.append((ours, collator([{"input_ids": row[row != 0].tolist()} for row in rows])))
+    return pairs
 
 
-def time_steps(step_fn, inputs, warmup: int) -> float:
-    for item in inputs[:warmup]:
-        step_fn(item)
-    start = time.perf_counter()
-    for item in inputs[warmup:]:
-        step_fn(item)
-    return time.perf_counter() - start
+def time_variants(cfg, size: dict, vocab_size: int, precisions, pairs, warmup: int, device: torch.device):
+    """Seconds of each (side, precision) over the timed rounds, and matmul rates sampled between them.
 
-
-def train_step(model, optimizer, call, precision=None):
-    def step(inputs):
-        ctx = torch.autocast("cpu", dtype=precision) if precision else torch.autocast("cpu", enabled=False)
-        with ctx:
-            loss = call(model, inputs)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return step
-
-
-def uer_call(model, batch):
-    return model(batch).loss
-
-
-def hf_call(model, inputs):
-    return model(**inputs).loss
-
-
-def matmul_flops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - start)
-
-
-def model_flops(size: dict, vocab_size: int, batch: dict) -> float:
-    """Forward + backward FLOPs of the matmuls uer runs on this batch (3x forward)."""
-    h, f, layers = size["hidden_size"], size["feedforward_size"], size["layers_num"]
-    b, length = batch["src"].shape
-    tokens = b * length
-    per_layer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * b * length * length * h
-    head = 2 * len(batch["mlm_positions"]) * (h * h + h * vocab_size)
-    return 3 * (layers * per_layer + head)
+    All models live only here: the next dataset's models start from free memory."""
+    steps = {}
+    for precision in precisions:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
+        trainer = common.trainer(model, cfg.pretrain.learning_rate, device=device, precision=precision)
+        steps[("uer", precision)] = lambda pair, t=trainer: t.train_step([pair[0]])
+        peer = peers.Step(peers.masked_lm(size, vocab_size), cfg.pretrain.learning_rate, device=device,
+                          precision=precision)
+        steps[("transformers", precision)] = lambda pair, s=peer: s(pair[1])
+    seconds = dict.fromkeys(steps, 0.0)
+    rates = common.MatmulRates(precisions, device)
+    for round_, pair in enumerate(pairs):
+        for key, step in steps.items():
+            elapsed = common.timed(device, lambda: step(pair))
+            if round_ >= warmup:
+                seconds[key] += elapsed
+        if round_ >= warmup:
+            rates.sample()
+    return seconds, rates
 
 
 def main() -> None:
@@ -152,46 +112,81 @@ def main() -> None:
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
-    parser.add_argument("--flops", action="store_true", help="print model FLOP/s as a fraction of matmul peak")
-    parser.add_argument("--bf16", action="store_true", help="also time uer under bf16 autocast")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each variant, after --warmup")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    parser.add_argument("--datasets", default="full,reviews", help=f"comma-separated: {', '.join(DATASETS)}")
+    parser.add_argument("--rows", type=int, default=4000, help="corpus lines read")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 = torch's default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's dense bf16 peak (spec sheet), for MFU; e.g. 989 for an H100/H200 SXM")
+    results.add_arguments(parser)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    precisions = args.precisions.split(",")
 
-    torch.manual_seed(0)
-    tokenizer = build_tokenizer(type="bert", vocab_path=str(ROOT / "models/google_zh_vocab.txt"))
-    lines = (ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:4000]
-    size = sizes(args.size)
-    vocab_size = len(tokenizer.vocab)
-    warmup = 2
-    print(f"size={args.size} batch={args.batch} seq={args.seq} threads={torch.get_num_threads()} "
+    cfg = common.compose(["stage=pretrain", f"size={args.size}", "target=mlm"])
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    hf_tokenizer = peers.tokenizer(str(common.VOCAB))
+    size, vocab_size = dict(cfg.model), len(tokenizer.vocab)
+    lines = (ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:args.rows]
+    recorder = results.Recorder(
+        f"pretrain_{args.size}" + ("" if device.type == "cpu" else f"_{device.type}"),
+        f"pre-training, `size={args.size}`, batch {args.batch}, seq {args.seq}, {device.type}",
+        "transformers `BertForMaskedLM` (SDPA, fused AdamW, per-batch padding; same rows and batches)",
+        args.json, device=device.type, provisional=args.provisional)
+    print(f"size={args.size} batch={args.batch} seq={args.seq} device={device} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}; {malloc_tuning.describe()}")
 
-    def run(name, model, call, inputs, tokens_of, precision=None):
-        optimizer = build_optimizer(model, 1e-4, 0.01, 1e-6)
-        seconds = time_steps(train_step(model, optimizer, call, precision), inputs, warmup)
-        rate = sum(tokens_of(x) for x in inputs[warmup:]) / seconds
-        print(f"  {name:<34} {rate:10.0f} tokens/s")
-        return rate, seconds
-
     work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
-    for label, dataset in datasets(tokenizer, lines, args.seq, work).items():
-        full = label.startswith("full")
-        pairs = batches(dataset, args.batch, warmup + args.steps, args.seq)
-        print(f"{label}:")
-        ours, ours_s = run("uer (fp32)", uer_model(size, vocab_size), uer_call, [p[0] for p in pairs],
-                           lambda b: int((b["src"] != 0).sum()))
-        theirs, _ = run("transformers BertForMaskedLM (fp32)", hf_model(size, vocab_size), hf_call,
-                        [p[1] for p in pairs], lambda b: int(b["attention_mask"].sum()))
-        print(f"  ratio uer / transformers: {ours / theirs:.2f}x")
-        if full and args.flops:
-            achieved = sum(model_flops(size, vocab_size, p[0]) for p in pairs[warmup:]) / ours_s
-            peak = matmul_flops()
-            print(f"  model FLOP/s {achieved / 1e9:.1f} G of measured fp32 matmul {peak / 1e9:.1f} G "
-                  f"= {achieved / peak:.2f}")
-        if full and args.bf16:
-            bf16, _ = run("uer (bf16 autocast)", uer_model(size, vocab_size), uer_call, [p[0] for p in pairs],
-                          lambda b: int((b["src"] != 0).sum()), torch.bfloat16)
-            print(f"  ratio bf16 / fp32: {bf16 / ours:.2f}x")
+    for name in args.datasets.split(","):
+        dataset = build_dataset(tokenizer, lines, args.seq, name == "full", work / name)
+        pairs = batch_pairs(dataset, peers.mlm_collator(hf_tokenizer), args.batch, args.warmup + args.steps, cfg.seed)
+        seconds, rates = time_variants(cfg, size, vocab_size, precisions, pairs, args.warmup, device)
+        timed = [ours for ours, _ in pairs[args.warmup:]]
+        tokens = sum(int((batch["src"] != 0).sum()) for batch in timed)
+        flops = sum(common.transformer_flops(size, *b["src"].shape, len(b["mlm_positions"]), vocab_size) for b in timed)
+        report(recorder, args, name, precisions, {k: tokens / s for k, s in seconds.items()},
+               {p: flops / seconds[("uer", p)] for p in precisions}, rates)
+        if device.type != "cpu":  # to set beside bench/data_pipeline.py's batches per CPU core
+            for precision in precisions:
+                ours, theirs = (args.steps / seconds[(side, precision)] for side in ("uer", "transformers"))
+                figure = recorder.add(f"{DATASETS[name]}, {precision}", ours, "steps/s", "transformers", theirs)
+                print(f"  uer steps/s, {precision}: {figure.value:.1f}")
+    recorder.save()
+
+
+def report(recorder, args, dataset: str, precisions, rate: dict, achieved: dict, rates) -> None:
+    label, cpu = DATASETS[dataset], recorder.device == "cpu"
+    print(f"{label}, {args.steps} timed steps of {args.batch} rows each:")
+    for (side, precision), value in rate.items():
+        print(f"  {side:<13} {precision}  {value:10.0f} tokens/s")
+    for precision in precisions:
+        ours, theirs = rate[("uer", precision)], rate[("transformers", precision)]
+        recorder.add(f"{label}, {precision}", ours, "tokens/s", "transformers", theirs,
+                     goal=GOALS.get((args.size, dataset, precision)) if cpu else None)
+        print(f"  uer / transformers, {precision}: {ours / theirs:.2f}x")
+    if "fp32" in precisions and "bf16" in precisions:
+        ratio = recorder.add(f"{label}, bf16 autocast", rate[("uer", "bf16")], "tokens/s", "our fp32",
+                             rate[("uer", "fp32")]).ratio
+        print(f"  uer bf16 / fp32: {ratio:.2f}x (transformers: "
+              f"{rate[('transformers', 'bf16')] / rate[('transformers', 'fp32')]:.2f}x)")
+    if dataset != "full":
+        return
+    for precision in precisions:
+        peak = rates.median(precision)
+        figure = recorder.add(f"model FLOP/s, {precision}", achieved[precision] / 1e9, "GFLOP/s",
+                              f"measured {precision} matmul", peak / 1e9, fraction=True,
+                              goal=FLOP_GOALS.get((args.size, precision)) if cpu else None)
+        print(f"  uer model FLOP/s, {precision}: {figure.value:.1f} G of measured {precision} matmul "
+              f"{figure.reference_value:.1f} G = {figure.ratio:.2f}")
+        if args.peak_tflops and precision == "bf16":
+            mfu = recorder.add("MFU, bf16", achieved[precision] / 1e12, "TFLOP/s", "bf16 dense peak (spec)",
+                               args.peak_tflops, fraction=True)
+            print(f"  MFU: {mfu.value:.1f} TFLOP/s of {args.peak_tflops:.0f} = {mfu.ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ def mlm_data(tmp_path_factory, corpus):
 
 
 def train(data, out, *extra):
+    # Length bucketing off: with it, the accumulating run would sort and cut batches of 4 rows while
+    # two processes cut batches of 8 and split them, so the two would train on other rows per step.
     run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.0", f"pretrain.dataset_path={data}",
                               f"pretrain.total_steps={STEPS}", "pretrain.report_steps=1", "pretrain.length_bucketing=false",
                               "hardware.num_threads=1", f"output_model_path={out}", *extra]))

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uer.models.dropout import Dropout, attention, dropout
+from uer.models.dropout import Dropout, attention, drop_mask, dropout, effective_rate, kept_scale
 
 
 def test_dropout_drops_p_and_scales_the_rest():
@@ -13,7 +13,29 @@ def test_dropout_drops_p_and_scales_the_rest():
     y = dropout(x, 0.1, training=True)
     dropped = y == 0
     assert abs(dropped.float().mean().item() - 0.1) < 0.002
-    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.9)
+    torch.testing.assert_close(y[~dropped], x[~dropped] * kept_scale(0.1))
+
+
+def test_the_rate_is_p_to_16_bits_and_the_scale_keeps_the_expectation():
+    assert effective_rate(0.1) == 6554 / 65536 and abs(effective_rate(0.1) - 0.1) < 2**-17
+    assert effective_rate(0.25) == 0.25 and kept_scale(0.25) == 1 / 0.75
+    assert effective_rate(1e-12) == 0.0 and kept_scale(1e-12) == 1.0
+    assert effective_rate(1 - 1e-9) < 1.0  # never everything: the scale stays finite
+    assert (1 - effective_rate(0.1)) * kept_scale(0.1) == pytest.approx(1.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1000)])
+def test_drop_mask_lanes_are_independent_and_at_the_rate(shape):
+    torch.manual_seed(0)
+    masks = torch.stack([drop_mask(shape, 0.3) for _ in range(4000 // shape[-1] + 200)])
+    assert masks.dtype == torch.bool and masks.shape[1:] == shape
+    rate = masks.float().mean().item()
+    assert abs(rate - 0.3) < 0.01
+    # the four 16-bit lanes of one draw must not agree more than independent draws would
+    flat = masks.flatten(1)
+    if flat.size(1) >= 4:
+        both = (flat[:, 0] & flat[:, 1]).float().mean().item()
+        assert abs(both - 0.09) < 0.03
 
 
 def test_dropout_gradient_is_the_mask_times_the_scale():
@@ -91,7 +113,7 @@ def _reference_attention(q, k, v, mask, p, keep):
     scores = q @ k.transpose(-2, -1) / q.size(-1) ** 0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return (torch.softmax(scores, dim=-1) * keep / (1 - p)) @ v
+    return (torch.softmax(scores, dim=-1) * keep * kept_scale(p)) @ v
 
 
 @pytest.mark.parametrize("mask,causal", [(None, False), (PADDING, False), (None, True)],
@@ -102,8 +124,8 @@ def test_attention_with_dropout_has_autograds_gradients(mask, causal):
     torch.manual_seed(5)
     attention(q, k, v, mask, causal, 0.3).backward(grad_out)
     ours = [t.grad.clone() for t in (q, k, v)]
-    torch.manual_seed(5)  # the same mask: the first draw, (batch x heads, queries, keys) floats
-    keep = (torch.rand(6, 6, 6) >= 0.3).view(2, 3, 6, 6)
+    torch.manual_seed(5)  # the same mask: the first draw, (batch x heads, queries, keys)
+    keep = (~drop_mask((6, 6, 6), 0.3)).view(2, 3, 6, 6)
     reference_mask = torch.ones(6, 6, dtype=torch.bool).tril() if causal else mask
     for t in (q, k, v):
         t.grad = None
@@ -125,3 +147,18 @@ def test_attention_with_dropout_keeps_no_probabilities_for_backward():
     probability_shaped = [shape for shape, dtype in saved if shape[-2:] == (6, 6) and dtype.is_floating_point]
     assert probability_shaped == []
     assert ((6, 6, 6), torch.bool) in saved  # the dropout mask, one byte an entry
+
+
+def test_attention_gradients_under_bf16_autocast_stay_close_to_fp32():
+    """bf16 keeps the probabilities and the softmax backward in bf16 (computed in fp32 inside)."""
+    grads = {}
+    for low in (False, True):
+        q, k, v = (t.requires_grad_() for t in _qkv(6))
+        torch.manual_seed(7)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            out = attention(q, k, v, PADDING, False, 0.2)
+        out.float().backward(torch.linspace(-1, 1, out.numel()).view(out.shape))
+        grads[low] = [t.grad for t in (q, k, v)]
+    for low, high in zip(grads[True], grads[False]):
+        assert low.dtype == torch.float32
+        torch.testing.assert_close(low, high, atol=0.03, rtol=0.03)

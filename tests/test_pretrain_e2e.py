@@ -87,12 +87,15 @@ def dynamic_dataset(tmp_path_factory):
     return tmp / "d"
 
 
-def test_resume_after_stop_matches_uninterrupted_run(tmp_path, dynamic_dataset):
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-loop batches", "data_workers=2"])
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, dynamic_dataset, workers):
+    """The interrupted run may build its batches in worker processes: the same batches, the same weights."""
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_stage(_train_cfg(dynamic_dataset, straight))
-    run_stage(_train_cfg(dynamic_dataset, split, "pretrain.stop_after_steps=100"))
+    workers_arg = f"pretrain.data_workers={workers}"
+    run_stage(_train_cfg(dynamic_dataset, split, "pretrain.stop_after_steps=100", workers_arg))
     assert [s for s, _ in step_checkpoints(split)] == [50, 100]
-    run_stage(_train_cfg(dynamic_dataset, split, "resume=true"))
+    run_stage(_train_cfg(dynamic_dataset, split, "resume=true", workers_arg))
     a = load_checkpoint(straight / "step_200.pt")
     b = load_checkpoint(split / "step_200.pt")
     assert a["model"].keys() == b["model"].keys()

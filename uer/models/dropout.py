@@ -1,10 +1,12 @@
 """Dropout and attention whose random masks are cheap on CPU.
 
-On CPU, ``torch.nn.Dropout`` draws its mask with ``bernoulli_``, which costs about twice
-``torch.rand`` per element, and the draws are serial (one generator), so at ``size=base``
-they were the largest cost after the matmuls (about 6% of a pre-training step).  Here a
-CPU mask is ``rand >= p``: the same distribution (keep with probability ``1 - p``, scale
-kept values by ``1 / (1 - p)``), half the time, and a one-byte mask kept for backward.
+On CPU, ``torch.nn.Dropout`` draws its mask with ``bernoulli_``: one call of the (serial)
+generator per element at twice the cost of ``torch.rand``.  At ``size=base`` those draws
+were the largest cost after the matmuls, and with two threads they do not get faster.
+Here one 64-bit draw decides four elements (:func:`drop_mask`): each is dropped with
+probability ``p`` rounded to a multiple of 2^-16 (0.1 -> 0.1000061) and the kept ones are
+scaled by ``1 / (1 - that rate)``, so the expectation is exactly the input's; the mask is
+one byte an element, kept for backward.
 
 ``scaled_dot_product_attention`` with ``dropout_p > 0`` on CPU falls back to its math
 path, which draws the attention-probability mask with ``bernoulli_`` as well, and
@@ -16,7 +18,8 @@ as they should.
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,18 +32,37 @@ def dropout(x: torch.Tensor, p: float, training: bool, inplace: bool = False) ->
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True, inplace=inplace)
-    keep = _keep_mask(x.shape, p)
+    drop = drop_mask(x.shape, p)
     if inplace:
-        return x.mul_(keep).mul_(1.0 / (1.0 - p))
-    return _apply_mask(x, keep, p)
+        return x.masked_fill_(drop, 0.0).mul_(kept_scale(p))
+    return x.masked_fill(drop, 0.0).mul_(kept_scale(p))
 
 
-def _keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
-    return torch.rand(shape, dtype=torch.float32) >= p
+def effective_rate(p: float) -> float:
+    """The rate :func:`drop_mask` drops at: ``p`` rounded to a multiple of 2^-16, below 1."""
+    return min(round(p * _LEVELS), _LEVELS - 1) / _LEVELS
 
 
-def _apply_mask(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
-    return torch.where(keep, x, 0.0).mul_(1.0 / (1.0 - p))
+def kept_scale(p: float) -> float:
+    """What kept elements are multiplied by: ``1 / (1 - effective_rate(p))``, so the expectation is unchanged."""
+    return 1.0 / (1.0 - effective_rate(p))
+
+
+def drop_mask(shape: Sequence[int], p: float) -> torch.Tensor:
+    """A boolean tensor of ``shape``, True (drop) with probability :func:`effective_rate` ``(p)``.
+
+    One 64-bit draw of the CPU generator gives four 16-bit uniform lanes, each compared with
+    the threshold: a quarter of the generator calls ``rand(shape) < p`` makes, and those
+    calls are serial.  A boolean mask is applied with ``masked_fill``; multiplying by it
+    would first convert it to the tensor's dtype.
+    """
+    numel = math.prod(shape)
+    words = torch.empty(-(-numel // 4), dtype=torch.int64).random_(-2**63, None)  # all 64 bits random
+    lanes = words.view(torch.int16)[:numel]  # uniform over [-2^15, 2^15)
+    return (lanes < round(effective_rate(p) * _LEVELS) - _LEVELS // 2).view(shape)
+
+
+_LEVELS = 1 << 16
 
 
 class Dropout(nn.Dropout):
@@ -80,8 +102,13 @@ class _DroppedOutAttention(torch.autograd.Function):
 
     Autograd would also keep the probabilities (B x heads x L x L floats: at size=base,
     batch 16, length 128, 12 MB a layer, two thirds of q, k and v together); backward
-    recomputes them from q and k instead, one small matmul and a softmax per layer.  The
-    softmax runs in fp32 under bf16 autocast too.
+    recomputes them from q and k instead, one small matmul and a softmax per layer.
+
+    Probabilities are in the inputs' dtype: under bf16 autocast, bf16.  torch's CPU
+    softmax computes a bf16 input in fp32 and rounds its result once, so forward gives
+    exactly what an fp32 softmax cast to bf16 for the next matmul gives, with half the
+    memory traffic and no casts.  Scales (1 / sqrt(d), :func:`kept_scale`) ride in the matmuls
+    (``baddbmm``'s alpha), not in passes of their own.
     """
 
     @staticmethod
@@ -89,34 +116,42 @@ class _DroppedOutAttention(torch.autograd.Function):
         *batch, length, _ = query.shape
         q, k, v = (t.reshape(-1, *t.shape[-2:]) for t in (query, key, value))
         ctx.attn_mask, ctx.p, ctx.batch = attn_mask, p, batch
-        probs = _probabilities(q, k, attn_mask, batch)
-        keep = _keep_mask(probs.shape, p)
-        ctx.save_for_backward(q, k, v, keep)
-        # probs are not kept: dropped in place; the 1 / (1 - p) scale goes on the smaller output
-        out = torch.bmm(probs.mul_(keep).to(v.dtype), v).mul_(1.0 / (1.0 - p))
+        probs = torch.softmax(_scores(q, k, attn_mask, batch), dim=-1)
+        drop = drop_mask(probs.shape, p)
+        ctx.save_for_backward(q, k, v, drop)
+        out = _scaled_bmm(probs.masked_fill_(drop, 0.0), v, kept_scale(p))
         return out.view(*batch, length, v.size(-1))
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, keep = ctx.saved_tensors
-        scale = 1.0 / (1.0 - ctx.p)
-        probs = _probabilities(q, k, ctx.attn_mask, ctx.batch)
+        q, k, v, drop = ctx.saved_tensors
+        scale = kept_scale(ctx.p)
         grad_out = grad_out.reshape(-1, *grad_out.shape[-2:]).to(v.dtype)
-        grad = torch.bmm(grad_out, v.transpose(1, 2)).float().mul_(keep)
-        # softmax backward, probs * (grad - sum(grad * probs)), in one fused pass; then both scales at once
-        grad = torch._softmax_backward_data(grad, probs, -1, torch.float32)
-        grad = grad.mul_(scale * q.size(-1) ** -0.5).to(q.dtype)
-        grad_query, grad_key = torch.bmm(grad, k), torch.bmm(grad.transpose(1, 2), q)
-        grad_value = torch.bmm(probs.mul_(keep).to(v.dtype).transpose(1, 2), grad_out).mul_(scale)
+        grad_probs = torch.bmm(grad_out, v.transpose(1, 2)).masked_fill_(drop, 0.0)
+        # softmax's own backward (one fused pass) through autograd, on scores recomputed from q and k
+        with torch.enable_grad():
+            scores = _scores(q, k, ctx.attn_mask, ctx.batch).requires_grad_()
+            probs = torch.softmax(scores, dim=-1)
+            (grad_scores,) = torch.autograd.grad(probs, scores, grad_probs)
+        # d scores / d q = k / sqrt(d): that scale and the dropout's ride in the matmuls
+        both = scale * q.size(-1) ** -0.5
+        grad_query = _scaled_bmm(grad_scores, k, both)
+        grad_key = _scaled_bmm(grad_scores.transpose(1, 2), q, both)
+        grad_value = _scaled_bmm(probs.detach().masked_fill_(drop, 0.0).transpose(1, 2), grad_out, scale)
         shapes = [(*ctx.batch, *t.shape[-2:]) for t in (q, k, v)]
         return (grad_query.view(shapes[0]), grad_key.view(shapes[1]), grad_value.view(shapes[2]), None, None)
 
 
-def _probabilities(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor], batch) -> torch.Tensor:
-    """Attention probabilities (N, Lq, Lk) in fp32, from q (N, Lq, d) and k (N, Lk, d)."""
-    # the 1 / sqrt(d) scale inside the matmul (baddbmm's alpha; beta=0 ignores the input)
-    scores = torch.baddbmm(q.new_empty(1, 1, 1).expand(q.size(0), q.size(1), k.size(1)), q, k.transpose(1, 2),
-                           beta=0.0, alpha=q.size(-1) ** -0.5)
+def _scaled_bmm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``alpha * (a @ b)`` for batches of matrices, the scale applied inside the matmul."""
+    # baddbmm with beta=0 ignores its input: an expanded 1-element tensor, never read or allocated
+    unused = a.new_empty(1, 1, 1).expand(a.size(0), a.size(1), b.size(2))
+    return torch.baddbmm(unused, a, b, beta=0.0, alpha=alpha)
+
+
+def _scores(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor], batch) -> torch.Tensor:
+    """q k^T / sqrt(d), -inf where ``attn_mask`` is False: (N, Lq, Lk) from q (N, Lq, d) and k (N, Lk, d)."""
+    scores = _scaled_bmm(q, k.transpose(1, 2), q.size(-1) ** -0.5)
     if attn_mask is not None:
         scores.view(*batch, *scores.shape[-2:]).masked_fill_(~attn_mask, float("-inf"))
-    return torch.softmax(scores, dim=-1, dtype=torch.float32)
+    return scores

@@ -96,10 +96,15 @@ class MultiHeadedAttention(nn.Module):
         self.final_linear = nn.Linear(hidden_size, hidden_size)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+        return self.flat_output(x, attn_mask, is_causal).view(x.shape)
+
+    def flat_output(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+        """:meth:`forward` as (B * L, H): the output projection's own tensor, not a view, so it may be
+        written in place (an in-place op on a view makes autograd copy the whole gradient in backward)."""
         batch, length, hidden = x.shape
         query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
         context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0)
-        return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
+        return self.final_linear(context.transpose(1, 2).reshape(batch * length, hidden))
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
         """Causal attention of the new positions ``x`` (B, new, H) over the cached ones and themselves.
@@ -172,11 +177,14 @@ class TransformerLayer(nn.Module):
         self.recompute = True  # see uer.models.recompute
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
-        summed = self._residual(x, self.self_attn(x, attn_mask, is_causal))
+        # (B * L, H) inside: every linear's output is then a tensor of its own, which the
+        # residual writes into in place (see MultiHeadedAttention.flat_output).
+        shape = x.shape
+        summed = self._residual(x.reshape(-1, shape[-1]), self.self_attn.flat_output(x, attn_mask, is_causal))
         x = self.layer_norm_1(summed)
         # The feed-forward input is the LayerNorm's output: rebuilt in backward from the LayerNorm's input.
         out = self.feed_forward(x, partial(self.layer_norm_1, summed) if self.recompute else None)
-        return self.layer_norm_2(self._residual(x, out))
+        return self.layer_norm_2(self._residual(x, out)).view(shape)
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
         """:meth:`forward` under a causal mask for the new positions only, keys/values from ``cache``."""

@@ -14,6 +14,7 @@ from omegaconf import MISSING, DictConfig
 from uer import distributed, launch
 from uer.config.fields import setting
 from uer.config.run import TrainingRun, stage_key
+from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
@@ -50,6 +51,9 @@ class PretrainConfig:
               "per-job time limits); null = run to total_steps")
     keep_checkpoints: int = setting(0, "keep only the newest N step checkpoints; 0 = keep all")
     length_bucketing: bool = setting(True, "batch instances of similar length together (less padding)")
+    data_workers: int = setting(0, "processes that build batches ahead while the model trains "
+                                   "(uer/data/prefetch.py); 0 = between steps in the training process, right on "
+                                   "a CPU; on a GPU 1-2 keep it from waiting (bench/data_pipeline.py)")
 
 
 @dataclass
@@ -141,10 +145,6 @@ def run(cfg: DictConfig):
     if p.stop_after_steps is not None:
         end_step = min(end_step, trainer.step + p.stop_after_steps)
 
-    def next_batch() -> dict:
-        indices, epoch = sampler.next_indices()
-        return dataset.batch(indices, epoch, cfg.seed)
-
     def save(step: int) -> None:
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not env.is_main:
@@ -162,9 +162,11 @@ def run(cfg: DictConfig):
         if step % p.save_checkpoint_steps == 0 or step == end_step:
             save(step)
 
+    batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers, pin_memory=device.type == "cuda")
     try:
-        last = trainer.fit(next_batch, end_step, p.report_steps, on_step_end)
+        last = trainer.fit(batches.next_batch, end_step, p.report_steps, on_step_end)
     finally:
+        batches.close()
         reporter.close()
         # Drop the DDP wrapper before leaving the process group: a live one can abort gloo at exit.
         trainer.model = None
@@ -193,6 +195,9 @@ def _check_steps(p) -> None:
     for key in ("total_steps", "save_checkpoint_steps", "report_steps", "accumulation_steps", "batch_size"):
         if p[key] < 1:
             raise UerError(f"pretrain.{key}={p[key]} must be at least 1")
+    if p.data_workers < 0:
+        raise UerError(f"pretrain.data_workers={p.data_workers} must be 0 (build batches in the training process) "
+                       "or more")
     if not (p.learning_rate > 0 and math.isfinite(p.learning_rate)):
         raise UerError(f"pretrain.learning_rate={p.learning_rate} must be a positive finite number")
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU benchmarks, as one prepared run for a machine with one CUDA GPU: under 8 minutes (the steps'
+# time limits add up to 7.7; about 5 expected on an H100/H200).  From the repository root, with a CUDA build of torch:
+#
+#   bash bench/gpu.sh              # tests, then benches into bench/results.json; regenerates the README table
+#   bash bench/gpu.sh --dry-run    # print the commands only
+#   bash bench/gpu.sh --cpu-check  # the benches shrunk, on the CPU, into a scratch file, and the tests
+#                                  # collected only: checks the scripts and their arguments where no GPU is
+#
+# 1. the CUDA tests (tests/test_cuda.py: fused attention, autocast bf16/fp16 and the gradient scaler,
+#    pinned batches from data workers) and the model/dropout tests, on the GPU;
+# 2. pre-training at size=base, bf16, batch 32, seq 128: uer vs transformers BertForMaskedLM (SDPA, fused
+#    AdamW) on the same GPU: tokens/s, steps/s, model FLOP/s against the measured bf16 matmul rate and
+#    against the GPU's dense bf16 peak (MFU; UER_GPU_PEAK_TFLOPS, default 989 = H100/H200 SXM);
+# 3. fine-tuning and inference at size=base, bf16: uer vs BertForSequenceClassification (dynamic padding).
+# Results go to bench/results.json (UER_BENCH_JSON to change) as the *_cuda entries; CPU entries stay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+json=${UER_BENCH_JSON:-bench/results.json}
+peak=${UER_GPU_PEAK_TFLOPS:-989}
+device=cuda
+slower=1  # time limits are for the GPU machine; a CPU check gets ten times as long
+tests=(tests/test_cuda.py tests/test_dropout.py tests/test_models.py)
+collect=()
+case "$mode" in
+  run) ;;
+  --dry-run) ;;
+  --cpu-check) json=$(mktemp --suffix=.json); device=cpu; slower=10; collect=(--collect-only); rm -f "$json" ;;
+  *) echo "usage: bash bench/gpu.sh [--dry-run | --cpu-check]" >&2; exit 2 ;;
+esac
+
+step() {  # step SECONDS COMMAND...: run (or print) one command under a time limit
+  local limit=$1
+  shift
+  echo "+ $*"
+  [ "$mode" = --dry-run ] && return 0
+  timeout $((limit * slower)) "$@"
+}
+
+if [ "$mode" = run ]; then
+  python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "error: no CUDA device visible to torch")'
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv || true
+fi
+
+if [ "$mode" = --cpu-check ]; then  # shrunk: tiny model, a step or two
+  pretrain=(--size tiny --batch 4 --steps 1 --warmup 1 --rows 300)
+  finetune=(--size tiny --rows 64 --batch 16 --warmup 1 --repeats 1)
+else
+  pretrain=(--size base --batch 32 --steps 30 --warmup 5)
+  finetune=(--size base --rows 4000 --batch 64 --warmup 3 --repeats 3)
+fi
+
+step 150 python -m pytest -q -x "${collect[@]}" "${tests[@]}"
+step 150 python bench/pretrain_speed.py "${pretrain[@]}" --device "$device" --precisions bf16 --datasets full \
+  --peak-tflops "$peak" --threads 0 --json "$json"
+step 140 python bench/finetune_speed.py "${finetune[@]}" --device "$device" --precision bf16 --threads 0 --json "$json"
+if [ "$mode" != --cpu-check ] && [ "$json" = bench/results.json ]; then
+  step 20 python bench/results.py
+fi
+if [ "$mode" = --cpu-check ]; then
+  echo "cpu-check: the scripts ran; results (not measurements) in $json"
+fi

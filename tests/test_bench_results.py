@@ -1,0 +1,86 @@
+"""The README Benchmarks table is generated from bench/results.json, whose figures come from the bench
+scripts (python bench/run_all.py); nothing here times anything."""
+
+import re
+import subprocess
+import sys
+from dataclasses import asdict
+
+import pytest
+
+from uer_testing import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import results  # noqa: E402  (bench/results.py)
+import suite  # noqa: E402
+
+
+def test_readme_table_is_the_one_generated_from_the_committed_results():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert results.table_in(readme) == results.render(results.load()), (
+        "the README Benchmarks table differs from bench/results.json: regenerate it with `python bench/results.py` "
+        "(or measure with `python bench/run_all.py`)")
+
+
+def test_every_recorded_bench_says_how_where_and_when_it_was_measured():
+    for name, entry in results.load()["benches"].items():
+        for key in ("title", "reference", "command", "date", "device", "threads", "torch", "machine", "provisional"):
+            assert entry.get(key) not in (None, ""), (name, key)
+        script = entry["command"].split()[1]
+        assert entry["command"].startswith("python bench/") and (ROOT / script).is_file(), entry["command"]
+        assert entry["figures"], name
+        for figure in entry["figures"]:
+            if figure["reference_value"] is None:
+                assert figure["ratio"] is None and figure["goal"] is None, (name, figure["name"])
+            else:
+                assert figure["ratio"] == pytest.approx(figure["value"] / figure["reference_value"]), (name, figure)
+
+
+def entry(figures, provisional=False):
+    return {"title": "t", "reference": "r", "command": "python bench/x.py", "date": "2026-01-02T03:04:05+00:00",
+            "device": "cpu", "threads": 2, "torch": "2.13.0", "provisional": provisional, "load_before": 0.1,
+            "machine": {"cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0"},
+            "figures": [asdict(f) for f in figures]}
+
+
+def test_render_marks_goals_estimates_and_provisional_numbers():
+    figures = [results.Figure("a", 130.0, "tokens/s", "peer", 100.0, goal=1.15),
+               results.Figure("b", 100.0, "tokens/s", "peer", 100.0, goal=1.15),
+               results.Figure("c", 2.9, "GiB", at_most=3.0),
+               results.Figure("d", 5.0, "batches/s", "GPU steps/s", 10.0, estimate=True),
+               results.Figure("e", 80.0, "GFLOP/s", "matmul", 100.0, goal=0.85, fraction=True)]
+    table = results.render({"schema": results.SCHEMA, "benches": {"x": entry(figures, provisional=True)}})
+    assert "a: 130 tokens/s vs peer 100 = **1.30x** (goal 1.15x: met)" in table
+    assert "b: 100 tokens/s vs peer 100 = **1.00x** (goal 1.15x: **not met**)" in table
+    assert "c: 2.90 GiB (goal at most 3.00 GiB: met)" in table
+    assert "e: 80.0 GFLOP/s vs matmul 100 = **0.80** (goal 0.85: **not met**)" in table
+    assert "(estimate, not measured)" in table and "**provisional**" in table
+
+
+def test_benches_of_the_set_without_results_say_not_measured():
+    table = results.render({"schema": results.SCHEMA, "benches": {}})
+    assert table.count("not measured yet") == len(suite.SUITE) + len(suite.GPU)
+    for title in suite.GPU.values():
+        assert f"| {title}<br>`bash bench/gpu.sh` | — | not measured yet |" in table
+    gpu = dict(entry([results.Figure("a", 1.0, "tokens/s", "peer", 1.0)]), device="cuda")
+    table = results.render({"schema": results.SCHEMA, "benches": {next(iter(suite.GPU)): gpu}})
+    assert table.count("not measured yet") == len(suite.SUITE) + len(suite.GPU) - 1
+
+
+def test_every_bench_of_the_set_records_its_figures():
+    for name, (command, quick) in suite.SUITE.items():
+        assert command[0] == quick[0], name
+        source = (ROOT / "bench" / command[0]).read_text(encoding="utf-8")
+        assert "results.add_arguments(parser)" in source and ".save()" in source, name
+        assert 'if __name__ == "__main__":\n    main()' in source, name
+
+
+def test_gpu_script_commands_name_existing_scripts_and_options():
+    out = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run"], capture_output=True, text=True,
+                         check=True).stdout
+    commands = [line[2:].split() for line in out.splitlines() if line.startswith("+ python bench/")]
+    assert {c[1] for c in commands} >= {"bench/pretrain_speed.py", "bench/finetune_speed.py", "bench/results.py"}
+    for command in commands:
+        source = (ROOT / command[1]).read_text(encoding="utf-8")
+        for option in (arg for arg in command[2:] if arg.startswith("--")):
+            assert re.search(rf'"{option}"', source) or option in ("--json", "--provisional"), (command[1], option)
