@@ -173,8 +173,8 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
             name = facts["metric"] or "dev"
             key = name.split(" ", 1)[-1]
             value = facts["dev"].get(key, facts["score"])
-            epoch = f" (epoch {facts['epoch']})" if facts["epoch"] is not None else ""
-            parts.append(f"best {name} {_fmt(value)}{epoch}")
+            at = [f"{unit} {facts[unit]}" for unit in ("epoch", "step") if facts[unit] is not None]
+            parts.append(f"best {name} {_fmt(value)}" + (f" ({', '.join(at)})" if at else ""))
         elif facts["score"] is not None:
             parts.append(f"{facts['metric']} {_fmt(facts['score'])}")
         if facts["test"]:

@@ -159,8 +159,8 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not setup.env.is_main:
             return stop
-        log.info("%sstep %d/%d (epoch %s) dev: %s%s", prefix, step, total_steps, epoch, format_scores(scores),
-                 " (best so far)" if improved else "")
+        log.info("%sepoch %s%s (step %d/%d) dev: %s%s", prefix, epoch, "" if f.max_steps else f"/{f.epochs_num}", step,
+                 total_steps, format_scores(scores), " (best so far)" if improved else "")
         if improved:
             save_checkpoint(best.path, model_state=model.state_dict(), config=checkpoint_config,
                             tokenizer=setup.tokenizer, trainer=None, task_info=dict(setup.task.info))
@@ -183,7 +183,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         reporter.close()
         trainer.model = None  # drop the DDP wrapper before the process group goes
         distributed.barrier()
-    log.info("%sbest dev %s %.4f at step %d (epoch %s); saved %s", prefix, metric, best.score, best.step, best.epoch,
+    log.info("%sbest dev %s %.4f at epoch %s (step %d); saved %s", prefix, metric, best.score, best.epoch, best.step,
              best.path)
     return best
 

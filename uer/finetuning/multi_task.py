@@ -91,7 +91,7 @@ def run(cfg: DictConfig) -> float:
     if tests:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = scores_on(tests)
-        log.info("test (model of step %d, epoch %s): %s", best.step, best.epoch, loop.format_scores(scores))
+        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, loop.format_scores(scores))
         loop.record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)
 

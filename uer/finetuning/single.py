@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> float:
     if test is not None and setup.env.is_main:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = evaluate(setup, model, test, labels_num)
-        log.info("test (model of step %d, epoch %s): %s", best.step, best.epoch, format_scores(scores))
+        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
         record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)
 
