@@ -17,7 +17,7 @@ from uer.io.checkpoint import load_checkpoint
 from uer.stages import run_stage
 from uer.tasks import make_task
 from uer.tokenizers import build_tokenizer
-from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main, slice_file
+from uer_testing import ROOT, SMALL, book_review_slices, compose_config, expect_user_error, run_main
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
 # 64 train rows in batches of 8: 8 steps an epoch.
@@ -28,8 +28,7 @@ FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("br")
-    return {name: slice_file(DATA / f"{name}.tsv", tmp / f"{name}.tsv", rows)
-            for name, rows in (("train", 64), ("dev", 24), ("test", 24))}
+    return book_review_slices(tmp, train=64, dev=24, test=24)
 
 
 def args(data, out, *extra):

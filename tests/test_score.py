@@ -5,7 +5,7 @@ import json
 import pytest
 
 from uer.stages import run_stage
-from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main, slice_file
+from uer_testing import ROOT, SMALL, book_review_slices, compose_config, error_lines, expect_user_error, run_main
 
 TEST_DATA = ROOT / "datasets" / "test_data"
 DATA = TEST_DATA / "book_review"
@@ -16,8 +16,7 @@ FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("br")
-    return {name: slice_file(DATA / f"{name}.tsv", tmp / f"{name}.tsv", rows)
-            for name, rows in (("train", 64), ("dev", 24), ("test", 24))}
+    return book_review_slices(tmp, train=64, dev=24, test=24)
 
 
 def read_jsonl(path):

@@ -128,17 +128,10 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     facts = {"world_size": setup.env.world_size, "dataset": files_fingerprint(data_files)}
     last_path = model_dir / LAST
     if (cfg.resume or launch.restarted()) and last_path.is_file():
-        payload = load_checkpoint(last_path)
-        check_resumable(payload, checkpoint_config, facts, cfg.resume_allow_changes)
-        state = payload["trainer"]
-        model.load_state_dict(payload["model"])
-        trainer.load_state_dict(state)
-        batches.load_state_dict(state["data"])
-        best.load_state_dict(state["best"])
-        evaluations = list(state["evaluations"])
+        evaluations = resume(last_path, model, trainer, batches, best, config=checkpoint_config, facts=facts,
+                             allowed=cfg.resume_allow_changes)
         if setup.env.is_main:
             restore_records(report_dir, evaluations, reporter)
-        log.info("resumed from step %d of %s", trainer.step, last_path)
     trainer.model = training_model(model, cfg.hardware, setup.env, setup.device)
     patience = f.early_stopping_patience
     prefix = f"{name} " if name else ""
@@ -146,9 +139,13 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     def epoch_of(step: int) -> float:
         return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 2)
 
+    def evaluation_due(step: int) -> bool:
+        every = f.eval_every_steps
+        return step % steps_per_epoch == 0 or step == total_steps or (every is not None and step % every == 0)
+
     def on_step_end(step: int) -> bool:
         """Evaluate when due; True to stop early."""
-        if step % steps_per_epoch and step != total_steps and not (f.eval_every_steps and step % f.eval_every_steps == 0):
+        if not evaluation_due(step):
             return False
         epoch = epoch_of(step)
         scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best and on stopping
@@ -186,6 +183,24 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     log.info("%sbest dev %s %.4f at epoch %s (step %d); saved %s", prefix, metric, best.score, best.epoch, best.step,
              best.path)
     return best
+
+
+def resume(last_path: Path, model: nn.Module, trainer: Trainer, batches, best: Best, *, config: dict, facts: dict,
+           allowed) -> list[dict]:
+    """Load ``last.pt`` into the run: weights, optimizer, schedule, step, random state, data position and
+    best so far, once its settings are checked against this run's; returns its evaluations so far."""
+    payload = load_checkpoint(last_path)
+    state = payload.get("trainer")
+    if not state or "best" not in state:
+        raise UerError(f"{last_path} holds no fine-tuning state to resume from; drop resume=true, or use the "
+                       "last.pt of the run to continue")
+    check_resumable(payload, config, facts, allowed)
+    model.load_state_dict(payload["model"])
+    trainer.load_state_dict(state)
+    batches.load_state_dict(state["data"])
+    best.load_state_dict(state["best"])
+    log.info("resumed from step %d of %s", trainer.step, last_path)
+    return list(state["evaluations"])
 
 
 def restore_records(report_dir: Path, evaluations: list[dict], reporter: Reporter) -> None:

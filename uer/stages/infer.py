@@ -115,7 +115,8 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     """The model ``cfg[section]`` (a :class:`FineTunedModelConfig`) names, on the run's device."""
     options = cfg[section]
     if not options.load_model_path:
-        raise UerError(f"{section}.load_model_path is not set; e.g. {section}.load_model_path=outputs/models/clf/best.pt")
+        raise UerError(f"{section}.load_model_path is not set; e.g. "
+                       f"{section}.load_model_path=outputs/models/clf/best.pt")
     if options.batch_size < 1:
         raise UerError(f"{section}.batch_size={options.batch_size} must be at least 1")
     configure_threads(cfg.hardware.num_threads)
