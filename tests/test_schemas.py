@@ -220,7 +220,7 @@ def _read_keys(node: str) -> set[str]:
     return {key.split(".", 1)[1] for key in READ if key.startswith(f"{node}.")}
 
 
-def test_stage_sections_are_all_read(tmp_path, quiet_dumps):
+def test_stage_sections_are_all_read(tmp_path, quiet_dumps, monkeypatch):
     corpus = ROOT / "corpora" / "book_review.txt"
     data = tmp_path / "data"
     cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={data}",
@@ -246,6 +246,12 @@ def test_stage_sections_are_all_read(tmp_path, quiet_dumps):
     declared = record_node(cfg, "infer")
     run_stage(cfg)
     assert _read_keys("infer") == declared
+    monkeypatch.setenv("UER_RUN_DIR", str(tmp_path / "score_run"))
+    cfg = compose_config(["stage=score", f"score.load_model_path={tmp_path / 'clf'}",
+                          f"score.test_path={book / 'test.tsv'}"])
+    declared = record_node(cfg, "score")
+    run_stage(cfg)
+    assert _read_keys("score") == declared
 
 
 @pytest.fixture(scope="module")

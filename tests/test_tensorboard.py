@@ -1,5 +1,6 @@
 """Seeing a run: TensorBoard scalars, progress lines with an ETA, and the summary line a run ends with."""
 
+import copy
 import io
 import logging
 import re
@@ -78,9 +79,11 @@ def test_summary_line_names_metric_time_and_checkpoint(finetuned, caplog):
     line = summary_line("finetune", facts, 65.2)
     assert line.startswith("finetune done in 1m05s | best dev acc ")
     assert f"| test acc {facts['test']['acc']:.4f} macro_f1" in line and line.endswith("best.pt")
-    # run_stage logs it as the run's last line.
+    # run_stage logs it as the run's last line (a run into another directory: this one holds a finished run).
+    again = copy.deepcopy(cfg)
+    again.output_model_path = str(out.parent / "again")
     with caplog.at_level(logging.INFO, logger="uer"):
-        run_stage(cfg)
+        run_stage(again)
     assert caplog.records[-1].getMessage().startswith("finetune done in ")
 
 

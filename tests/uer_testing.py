@@ -63,6 +63,12 @@ def slice_file(src: Path, dst: Path, rows: int) -> Path:
     return dst
 
 
+def book_review_slices(directory: Path, **rows: int) -> dict:
+    """``{split: path}`` of the first ``rows[split]`` rows of each named book_review test_data file."""
+    source = ROOT / "datasets" / "test_data" / "book_review"
+    return {name: slice_file(source / f"{name}.tsv", directory / f"{name}.tsv", count) for name, count in rows.items()}
+
+
 def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_config) -> Path:
     """Write ``model`` as a checkpoint of the run ``cfg`` (its tokenizer from ``cfg.tokenizer``)."""
     from omegaconf import OmegaConf

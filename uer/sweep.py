@@ -107,6 +107,12 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
         checkpoints = step_checkpoints(model_dir) if model_dir.is_dir() else []
         if checkpoints:
             out["checkpoint"] = str(checkpoints[-1][1])
+    elif stage == "score":
+        records = [r for r in _read_jsonl(run_directory / RESULTS) if r.get("split") == "score"]
+        if records:
+            last = records[-1]
+            out["test"] = {k: v for k, v in last.items() if k not in ("split", "path", "model", "metric")}
+            out.update(checkpoint=last.get("model"), metric=last.get("metric"))
     elif stage == "preprocess":
         out["output"] = str(cfg.preprocess.dataset_path)
         if isinstance(result, dict):
@@ -167,8 +173,8 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
             name = facts["metric"] or "dev"
             key = name.split(" ", 1)[-1]
             value = facts["dev"].get(key, facts["score"])
-            epoch = f" (epoch {facts['epoch']})" if facts["epoch"] is not None else ""
-            parts.append(f"best {name} {_fmt(value)}{epoch}")
+            at = [f"{unit} {facts[unit]}" for unit in ("epoch", "step") if facts[unit] is not None]
+            parts.append(f"best {name} {_fmt(value)}" + (f" ({', '.join(at)})" if at else ""))
         elif facts["score"] is not None:
             parts.append(f"{facts['metric']} {_fmt(facts['score'])}")
         if facts["test"]:
@@ -178,6 +184,8 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
             parts.append(f"step {facts['step']}")
         if facts["train"]:
             parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in facts["train"].items()))
+    elif stage == "score" and facts["test"]:
+        parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in facts["test"].items()))
     elif stage == "preprocess" and facts["counts"]:
         parts.append(", ".join(f"{v:,} {k}" for k, v in facts["counts"].items()))
     if facts["checkpoint"]:

@@ -19,7 +19,8 @@ from uer.models.model import ModelSizeConfig
 from uer.runtime import HardwareConfig
 
 
-STAGE_HELP = "what to run: preprocess | pretrain | finetune | infer | tool (task= implies finetune, tool= implies tool)"
+STAGE_HELP = ("what to run: preprocess | pretrain | finetune | infer | score | tool (task= implies finetune, tool= "
+              "implies tool)")
 
 
 def stage_key(name: str):
@@ -50,7 +51,8 @@ class TrainingRun(BackboneGroups, RunConfig):
     """Keys of the stages that train a model."""
 
     output_model_path: Optional[str] = setting(
-        None, "where checkpoints go (pretrain: step_N.pt; finetune: best.pt); null = model/ in the run directory")
+        None, "where checkpoints go (pretrain: step_N.pt; finetune: best.pt and last.pt); null = model/ in the run "
+              "directory")
     pretrained_model_path: Optional[str] = setting(
         None, "weights to start from: one of our .pt checkpoints or an original UER .bin; null = random "
               "initialisation.  A .pt also gives the architecture (a conflicting override is an error); tunable "
@@ -58,3 +60,8 @@ class TrainingRun(BackboneGroups, RunConfig):
     hardware: HardwareConfig = field(default_factory=HardwareConfig, metadata={"help": "devices (hardware=)"})
     optimizer: Any = setting(MISSING, "the optimizer (optimizer=)")
     lr_scheduler: Any = setting(MISSING, "the learning-rate schedule (lr_scheduler=)")
+    resume: bool = setting(False, "continue the run in output_model_path where it stopped (pretrain: from the newest "
+                                  "readable step_N.pt; finetune: from last.pt); rerun the same command with resume=true")
+    resume_allow_changes: list[str] = setting(
+        [], "training settings resume=true may change, e.g. [pretrain.total_steps] or [finetune.epochs_num]; any "
+            "other change is refused")

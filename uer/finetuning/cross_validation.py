@@ -6,10 +6,11 @@
 
 The rows of ``finetune.train_path`` are split into ``task.folds_num`` folds, stratified by
 label and fixed by ``seed`` (:func:`uer.tasks.classifier_cv.assign_folds`).  Fold ``k``'s
-model trains on the other folds, is evaluated on fold ``k`` after every epoch (the
-held-out fold plays dev: it picks the best epoch) and is kept as
-``output_model_path/fold_k/best.pt``; each fold starts from the same pretrained weights,
-with ``seed + k`` for its head and batch order.  Then:
+model trains on the other folds, is evaluated on fold ``k`` (the held-out fold plays dev:
+it picks the best evaluation; evaluations as in :mod:`uer.finetuning.loop`) and is kept as
+``output_model_path/fold_k/best.pt``, beside the ``last.pt`` that ``resume=true`` continues
+from (folds that had finished are not trained again); each fold starts from the same
+pretrained weights, with ``seed + k`` for its head and batch order.  Then:
 
 * ``task.train_features_path`` (default ``output_model_path/train_features.npy``) gets a
   float32 array of shape ``(rows, labels_num)``: row ``i`` holds the class probabilities
@@ -18,9 +19,9 @@ with ``seed + k`` for its head and batch order.  Then:
 * ``output_model_path/folds.json`` lists the fold models; ``stage=infer
   infer.load_model_path=OUTPUT_MODEL_PATH`` (the directory or that file) predicts with the
   mean of their probabilities.
-* The log and ``results.jsonl`` hold every fold's dev scores per epoch, then one
+* The log and ``results.jsonl`` hold every fold's dev scores at each evaluation, then one
   ``{"split": "cv", ...}`` record with the mean (and standard deviation) over folds of
-  each fold's best-epoch scores (``acc``, ``macro_f1``); with ``finetune.test_path`` the
+  each fold's best scores (``acc``, ``macro_f1``); with ``finetune.test_path`` the
   fold ensemble is scored on it (``{"split": "test", ...}``).
 
 ``run`` returns the mean over folds of the selection metric (``finetune.metric``).
@@ -40,7 +41,7 @@ from omegaconf import DictConfig
 
 from uer.errors import UerError
 from uer.finetuning import loop, setup as finetune_setup
-from uer.finetuning.loop import BEST
+from uer.finetuning.checkpoints import BEST
 from uer.finetuning.single import check_paths
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
@@ -113,8 +114,8 @@ def run(cfg: DictConfig) -> float:
         name = f"fold {k + 1}/{folds_num}"
         best = loop.fit(
             setup, model, batches, lambda: loop.evaluate(setup, model, dev, labels_num), metric=metric,
-            best_path=fold_dir / BEST, report_dir=report_dir, progress_dir=report_dir / f"fold_{k}", name=name,
-            record_extra={"fold": k},
+            model_dir=fold_dir, data_files=[f.train_path], report_dir=report_dir,
+            progress_dir=report_dir / f"fold_{k}", name=name, record_extra={"fold": k},
             checkpoint_config=finetune_setup.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}),
         )
         model.load_state_dict(load_checkpoint(best.path)["model"])
@@ -132,7 +133,7 @@ def run(cfg: DictConfig) -> float:
         values = np.array([scores[name] for scores in fold_scores], dtype=np.float64)
         summary[name] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
-    log.info("%d-fold cross-validation (best epoch of each fold): %s", folds_num,
+    log.info("%d-fold cross-validation (best evaluation of each fold): %s", folds_num,
              loop.format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
     log.info("out-of-fold probabilities (%d x %d) written to %s; fold models listed in %s", *features.shape,
              features_path, manifest)

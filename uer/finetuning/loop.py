@@ -1,4 +1,13 @@
-"""The epochs of a fine-tuning run: batches of one file, dev evaluation, the best-epoch checkpoint, scores."""
+"""The training of a fine-tuning run: batches of one file, dev evaluations, best.pt and last.pt, scores.
+
+:func:`fit` trains ``finetune.epochs_num`` epochs (or ``finetune.max_steps`` steps) and
+scores the dev data after every epoch, every ``finetune.eval_every_steps`` steps and at
+the last step.  Each evaluation is logged and recorded in ``results.jsonl``; the best one
+so far is kept as ``best.pt``, and ``last.pt`` gets the whole state (see
+:mod:`uer.finetuning.checkpoints`), from which ``resume=true`` continues a killed run to
+the same weights an uninterrupted run ends with.  ``finetune.early_stopping_patience``
+ends training after that many evaluations in a row without a better dev score.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from uer import distributed
+from uer import distributed, launch
 from uer.data.sampler import EpochSampler
 from uer.distributed import DistEnv
 from uer.errors import UerError
+from uer.finetuning.checkpoints import BEST, LAST, files_fingerprint
 from uer.finetuning.setup import Setup
-from uer.io.checkpoint import save_checkpoint
+from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.stages.common import training_model
+from uer.stages.resume import check_resumable
 from uer.tasks import Task, TaskData, predict
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.report import Reporter
@@ -26,7 +37,6 @@ from uer.training.trainer import Trainer
 
 log = logging.getLogger("uer.finetune")
 
-BEST = "best.pt"
 RESULTS = "results.jsonl"
 
 
@@ -52,72 +62,160 @@ class SampledBatches:
         indices, _ = self.sampler.next_indices()
         return self.task.collate([self.examples[i] for i in indices.tolist()])
 
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
 
 @dataclass
 class Best:
-    """The best epoch of a :func:`fit`: its score on the selection metric, all its dev scores, the checkpoint."""
+    """The best dev evaluation of a :func:`fit` so far, and how many evaluations since did not beat it."""
 
-    path: Path
-    score: float | None = None
-    epoch: int | None = None
+    path: Path  # its model, best.pt
+    score: float | None = None  # on the selection metric
+    epoch: float | None = None
+    step: int | None = None
     scores: dict = field(default_factory=dict)
+    stale: int = 0  # evaluations since the best one: early stopping counts these
+
+    def update(self, scores: dict, metric: str, epoch: float, step: int) -> bool:
+        """Take the evaluation ``scores`` into account; True if it is the new best."""
+        if self.score is not None and not scores[metric] > self.score:
+            self.stale += 1
+            return False
+        self.score, self.epoch, self.step, self.scores, self.stale = scores[metric], epoch, step, dict(scores), 0
+        return True
+
+    def state_dict(self) -> dict:
+        return {"score": self.score, "epoch": self.epoch, "step": self.step, "scores": self.scores,
+                "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.score, self.epoch, self.step = state["score"], state["epoch"], state["step"]
+        self.scores, self.stale = dict(state["scores"]), state["stale"]
 
 
-def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict], *, metric: str, best_path: Path,
-        report_dir: Path, checkpoint_config: dict, progress_dir: Path | None = None, name: str = "",
-        record_extra: dict | None = None) -> Best:
-    """Train ``finetune.epochs_num`` epochs of ``batches``; after each, ``evaluate_dev()`` and keep the best.
+def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict], *, metric: str, model_dir: Path,
+        data_files: list, report_dir: Path, checkpoint_config: dict, progress_dir: Path | None = None,
+        name: str = "", record_extra: dict | None = None) -> Best:
+    """Train ``model`` on ``batches``, scoring it with ``evaluate_dev()`` (see the module docstring).
 
-    ``batches`` has ``batches_per_epoch`` and ``next_batch()``.  ``evaluate_dev`` returns
-    flat ``{name: float}`` scores holding ``metric``; each epoch's scores are logged and
-    recorded in ``report_dir/results.jsonl`` (with ``record_extra``), and the best epoch's
-    model is saved to ``best_path``.  Training progress goes to ``progress_dir`` (default
-    ``report_dir``).  ``name`` prefixes the log lines (e.g. ``fold 2/5``).
+    ``batches`` has ``batches_per_epoch``, ``next_batch()`` and ``state_dict()``/``load_state_dict()``
+    (the data position).  ``evaluate_dev`` returns flat ``{name: float}`` scores holding
+    ``metric``; each evaluation is recorded in ``report_dir/results.jsonl`` (with
+    ``record_extra``).  ``model_dir`` gets ``best.pt`` and ``last.pt``; with ``resume=true``
+    training continues from its ``last.pt``, if there is one (a finished run trains no
+    further).  ``data_files`` are the files the run learns from; a resumed run checks they
+    did not change.  Training progress goes to ``progress_dir`` (default ``report_dir``).
+    ``name`` prefixes the log lines (e.g. ``fold 2/5``).
     """
     cfg, f = setup.cfg, setup.cfg.finetune
     if batches.batches_per_epoch < f.accumulation_steps:
         raise UerError(f"finetune.accumulation_steps={f.accumulation_steps} exceeds the {batches.batches_per_epoch} "
                        f"batches of one epoch; lower it or finetune.batch_size")
     steps_per_epoch = batches.batches_per_epoch // f.accumulation_steps
-    total_steps = steps_per_epoch * f.epochs_num
-    if best_path.exists():
-        log.warning("%s exists from an earlier run and will be replaced", best_path)
+    total_steps = f.max_steps or steps_per_epoch * f.epochs_num
     optimizer = build_optimizer(cfg.optimizer, model, f.learning_rate)
     scheduler = build_scheduler(cfg.lr_scheduler, optimizer, total_steps)
     reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main,
                         reduce_device=setup.device)
     trainer = Trainer(model, optimizer, scheduler, device=setup.device, precision=cfg.hardware.precision,
                       accumulation_steps=f.accumulation_steps, max_grad_norm=f.max_grad_norm, reporter=reporter)
+    best = Best(model_dir / BEST)
+    evaluations: list[dict] = []  # every dev record so far: last.pt carries them into a resumed run's results
+    facts = {"world_size": setup.env.world_size, "dataset": files_fingerprint(data_files)}
+    last_path = model_dir / LAST
+    if (cfg.resume or launch.restarted()) and last_path.is_file():
+        evaluations = resume(last_path, model, trainer, batches, best, config=checkpoint_config, facts=facts,
+                             allowed=cfg.resume_allow_changes)
+        if setup.env.is_main:
+            restore_records(report_dir, evaluations, reporter)
     trainer.model = training_model(model, cfg.hardware, setup.env, setup.device)
-    best = Best(best_path)
+    patience = f.early_stopping_patience
     prefix = f"{name} " if name else ""
 
-    def on_step_end(step: int) -> None:
-        if step % steps_per_epoch:
-            return
-        epoch = step // steps_per_epoch
-        scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best epoch
-        improved = best.score is None or scores[metric] > best.score
-        if improved:
-            best.score, best.epoch, best.scores = scores[metric], epoch, dict(scores)
+    def epoch_of(step: int) -> float:
+        return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 2)
+
+    def evaluation_due(step: int) -> bool:
+        every = f.eval_every_steps
+        return step % steps_per_epoch == 0 or step == total_steps or (every is not None and step % every == 0)
+
+    def on_step_end(step: int) -> bool:
+        """Evaluate when due; True to stop early."""
+        if not evaluation_due(step):
+            return False
+        epoch = epoch_of(step)
+        scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best and on stopping
+        improved = best.update(scores, metric, epoch, step)
+        stop = patience is not None and best.stale >= patience
+        entry = {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores}
+        evaluations.append(entry)
+        state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not setup.env.is_main:
-            return
-        log.info("%sepoch %d/%d dev: %s%s", prefix, epoch, f.epochs_num, format_scores(scores),
-                 " (best so far)" if improved else "")
-        record(report_dir, {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores})
-        reporter.scalars("dev", scores, step)
+            return stop
+        log.info("%sepoch %s%s (step %d/%d) dev: %s%s", prefix, epoch, "" if f.max_steps else f"/{f.epochs_num}", step,
+                 total_steps, format_scores(scores), " (best so far)" if improved else "")
         if improved:
-            save_checkpoint(best_path, model_state=model.state_dict(), config=checkpoint_config,
+            save_checkpoint(best.path, model_state=model.state_dict(), config=checkpoint_config,
                             tokenizer=setup.tokenizer, trainer=None, task_info=dict(setup.task.info))
+        state.update(data=batches.state_dict(), run=facts, best=best.state_dict(), evaluations=evaluations)
+        save_checkpoint(last_path, model_state=model.state_dict(), config=checkpoint_config,
+                        tokenizer=setup.tokenizer, trainer=state, task_info=dict(setup.task.info))
+        record(report_dir, entry)
+        reporter.scalars("dev", scores, step)
+        if stop and step < total_steps:
+            log.info("%searly stopping at step %d: no better dev %s in %d evaluations", prefix, step, metric, patience)
+        return stop
 
     try:
-        trainer.fit(batches.next_batch, total_steps, f.report_steps, on_step_end)
+        if trainer.step >= total_steps or (patience is not None and best.stale >= patience):
+            log.info("%snothing to train: %s is already at the end of training (step %d)", prefix, last_path,
+                     trainer.step)
+        else:
+            trainer.fit(batches.next_batch, total_steps, f.report_steps, on_step_end)
     finally:
         reporter.close()
         trainer.model = None  # drop the DDP wrapper before the process group goes
         distributed.barrier()
-    log.info("%sbest dev %s %.4f at epoch %d; saved %s", prefix, metric, best.score, best.epoch, best_path)
+    log.info("%sbest dev %s %.4f at epoch %s (step %d); saved %s", prefix, metric, best.score, best.epoch, best.step,
+             best.path)
     return best
+
+
+def resume(last_path: Path, model: nn.Module, trainer: Trainer, batches, best: Best, *, config: dict, facts: dict,
+           allowed) -> list[dict]:
+    """Load ``last.pt`` into the run: weights, optimizer, schedule, step, random state, data position and
+    best so far, once its settings are checked against this run's; returns its evaluations so far."""
+    payload = load_checkpoint(last_path)
+    state = payload.get("trainer")
+    if not state or "best" not in state:
+        raise UerError(f"{last_path} holds no fine-tuning state to resume from; drop resume=true, or use the "
+                       "last.pt of the run to continue")
+    check_resumable(payload, config, facts, allowed)
+    model.load_state_dict(payload["model"])
+    trainer.load_state_dict(state)
+    batches.load_state_dict(state["data"])
+    best.load_state_dict(state["best"])
+    log.info("resumed from step %d of %s", trainer.step, last_path)
+    return list(state["evaluations"])
+
+
+def restore_records(report_dir: Path, evaluations: list[dict], reporter: Reporter) -> None:
+    """Write the dev records of a resumed run's earlier part that ``report_dir/results.jsonl`` lacks
+    (a resumed run usually has a new run directory), so its results show every evaluation."""
+    path = report_dir / RESULTS
+    present = set()
+    if path.is_file():
+        present = {(entry.get("fold"), entry.get("step")) for entry in map(json.loads, path.read_text().splitlines())
+                   if entry.get("split") == "dev"}
+    for entry in evaluations:
+        if (entry.get("fold"), entry["step"]) not in present:
+            record(report_dir, entry)
+            reporter.scalars("dev", {k: v for k, v in entry.items() if k not in ("split", "fold", "epoch", "step")},
+                             entry["step"])
 
 
 def evaluate(setup: Setup, model: nn.Module, data: TaskData, labels_num: int | None) -> dict[str, float]:

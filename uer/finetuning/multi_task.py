@@ -15,10 +15,12 @@ fine-tuning), with the batches of all datasets interleaved in a random order dra
 ``(seed, epoch)`` -- so datasets are mixed in proportion to their sizes, as the original
 toolkit did.
 
-After each epoch every dataset's ``dev.tsv`` is scored with its head; the log and
-``results.jsonl`` hold, flat, the mean over datasets (``acc``, ``macro_f1``) and each
-dataset's scores (``acc_0``, ``macro_f1_0``, ``acc_1``, ...).  The best epoch by the mean of
-``finetune.metric`` is kept as ``output_model_path/best.pt``; at the end it scores every
+At every evaluation (after each epoch; see :mod:`uer.finetuning.loop`) every dataset's
+``dev.tsv`` is scored with its head; the log and ``results.jsonl`` hold, flat, the mean over
+datasets (``acc``, ``macro_f1``) and each dataset's scores (``acc_0``, ``macro_f1_0``,
+``acc_1``, ...).  The best evaluation by the mean of ``finetune.metric`` is kept as
+``output_model_path/best.pt`` (``last.pt`` beside it: ``resume=true`` continues from there,
+at the same position in the interleaved batches); at the end it scores every
 folder's ``test.tsv`` that exists (same keys), and ``run`` returns its mean dev score.
 ``finetune.train_path``/``dev_path``/``test_path`` are not used.
 """
@@ -34,7 +36,7 @@ from omegaconf import DictConfig
 
 from uer.errors import UerError
 from uer.finetuning import loop, setup as finetune_setup
-from uer.finetuning.loop import BEST, SampledBatches
+from uer.finetuning.loop import SampledBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
 from uer.stages.common import output_dir
@@ -84,13 +86,13 @@ def run(cfg: DictConfig) -> float:
         return flat
 
     best = loop.fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))), metric=metric,
-                        best_path=out_dir / BEST, report_dir=report_dir,
-                        checkpoint_config=finetune_setup.checkpoint_config(setup))
+                    model_dir=out_dir, data_files=[folder / name for folder in folders for name in FILES],
+                    report_dir=report_dir, checkpoint_config=finetune_setup.checkpoint_config(setup))
     if tests:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = scores_on(tests)
-        log.info("test (epoch %d model): %s", best.epoch, loop.format_scores(scores))
-        loop.record(report_dir, {"split": "test", "epoch": best.epoch, **scores})
+        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, loop.format_scores(scores))
+        loop.record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)
 
 
@@ -144,3 +146,14 @@ class InterleavedBatches:
         batch = self.sources[index].next_batch()
         batch["dataset"] = torch.full((batch["src"].size(0),), index, dtype=torch.long)
         return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor, "sources": [source.state_dict() for source in self.sources]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if len(state["sources"]) != len(self.sources):
+            raise UerError(f"the checkpoint was trained on {len(state['sources'])} datasets, this run has "
+                           f"{len(self.sources)}; resume with the same task.dataset_paths")
+        for source, saved in zip(self.sources, state["sources"]):
+            source.load_state_dict(saved)
+        self.epoch, self.cursor, self._order = state["epoch"], state["cursor"], None

@@ -1,9 +1,11 @@
 """One train file, one dev file (and optionally a test file): the usual fine-tuning.
 
-Each epoch ends with an evaluation on ``dev_path``; the best epoch (by ``finetune.metric``)
-is kept as ``best.pt`` in the output directory, a checkpoint that describes itself (the
+Each epoch ends with an evaluation on ``dev_path`` (and with ``finetune.eval_every_steps``,
+so does every that many steps); the best evaluation's model (by ``finetune.metric``) is
+kept as ``best.pt`` in the output directory, a checkpoint that describes itself (the
 run's config, the tokenizer, what the task learnt), so ``stage=infer`` needs nothing
-else.  At the end the best model is scored on ``test_path``.  Scores go to
+else; ``last.pt`` beside it is what ``resume=true`` continues from
+(:mod:`uer.finetuning.loop`).  At the end the best model is scored on ``test_path``.  Scores go to
 ``results.jsonl`` in the run directory and ``run`` returns the best dev score, for Hydra
 sweepers to optimise.
 """
@@ -15,7 +17,7 @@ import logging
 from omegaconf import DictConfig
 
 from uer.errors import UerError
-from uer.finetuning.loop import BEST, SampledBatches, evaluate, fit, format_scores, record
+from uer.finetuning.loop import SampledBatches, evaluate, fit, format_scores, record
 from uer.finetuning.setup import checkpoint_config, new_model, prepare, selection_metric
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
@@ -46,13 +48,14 @@ def run(cfg: DictConfig) -> float:
     batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed, source=f"finetune.train_path {f.train_path}",
                              length_bucketing=f.length_bucketing, env=setup.env)
     best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num), metric=metric,
-               best_path=out_dir / BEST, report_dir=report_dir, checkpoint_config=checkpoint_config(setup))
+               model_dir=out_dir, data_files=[f.train_path, f.dev_path], report_dir=report_dir,
+               checkpoint_config=checkpoint_config(setup))
 
     if test is not None and setup.env.is_main:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = evaluate(setup, model, test, labels_num)
-        log.info("test (epoch %d model): %s", best.epoch, format_scores(scores))
-        record(report_dir, {"split": "test", "epoch": best.epoch, **scores})
+        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
+        record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)
 
 

@@ -12,7 +12,8 @@ A checkpoint (format version 2) holds:
   and other tokenizers;
 * ``task_info``: what fine-tuning learnt from its training file (e.g. NER's tag set);
 * ``trainer``: optimizer, schedule, step, RNG and data position, so ``resume=true``
-  continues exactly (absent from fine-tuned models).
+  continues exactly (pre-training's ``step_N.pt``, fine-tuning's ``last.pt``; a
+  fine-tuned ``best.pt`` has none).
 
 Version 1 checkpoints (model nodes only, vocabulary by path) still load.  Only tensors and
 plain Python values are stored, so loading uses ``torch.load(weights_only=True)`` and

@@ -51,7 +51,7 @@ class Stage:
 
 STAGES = {stage.name: stage for stage in (
     Stage("preprocess", "PreprocessRun"), Stage("pretrain", "PretrainRun"), Stage("finetune", "FinetuneRun"),
-    Stage("infer", "InferRun"), Stage("tool", "ToolRun"))}
+    Stage("infer", "InferRun"), Stage("score", "ScoreRun"), Stage("tool", "ToolRun"))}
 
 
 def run_stage(cfg: DictConfig):

@@ -20,8 +20,9 @@ from uer import distributed, launch
 from uer.config.fields import setting
 from uer.config.run import TrainingRun, stage_key
 from uer.errors import UerError
+from uer.finetuning.checkpoints import check_output_dir
 from uer.models.compat import check_model, first_pooling_warning
-from uer.stages.common import starting_checkpoint
+from uer.stages.common import output_dir, starting_checkpoint
 from uer.tasks import get_task
 from uer.training.optim import check_optimization
 
@@ -35,9 +36,16 @@ SINGLE = "uer.finetuning.single"
 @dataclass
 class FinetuneConfig:
     train_path: Optional[str] = setting(None, "labelled training file (format: see the task)")
-    dev_path: Optional[str] = setting(None, "labelled file scored after every epoch; the best epoch is kept")
+    dev_path: Optional[str] = setting(None, "labelled file scored at every evaluation (after every epoch, every "
+                                            "eval_every_steps and at the end); the best model is kept as best.pt")
     test_path: Optional[str] = setting(None, "labelled file scored once, with the best model, at the end")
-    epochs_num: int = setting(3, "passes over train_path")
+    epochs_num: int = setting(3, "passes over train_path (max_steps, when set, decides instead)")
+    max_steps: Optional[int] = setting(None, "stop after this many optimizer steps, whatever epochs_num says; the "
+                                             "schedule then spans these steps; null = epochs_num epochs")
+    eval_every_steps: Optional[int] = setting(None, "also score dev_path every this many steps, inside epochs; "
+                                                    "null = after each epoch (and at the last step) only")
+    early_stopping_patience: Optional[int] = setting(
+        None, "stop when this many evaluations in a row have not improved the best dev score; null = never")
     batch_size: int = setting(64, "examples per micro-batch")
     learning_rate: float = setting(2e-5, "peak learning rate")
     max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping")
@@ -58,8 +66,9 @@ class FinetuneRun(TrainingRun):
 
 
 def prepare(cfg: DictConfig) -> None:
-    """Before any worker starts: settings, and the starting checkpoint's architecture."""
+    """Before any worker starts: settings, the output directory, and the starting checkpoint's architecture."""
     _check_options(cfg.finetune)
+    check_output_dir(output_dir(cfg), cfg.resume)
     check_optimization(cfg.optimizer, cfg.lr_scheduler)
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
@@ -85,5 +94,8 @@ def _check_options(f) -> None:
     for key in ("epochs_num", "batch_size", "report_steps", "accumulation_steps", "seq_length"):
         if f[key] < 1:
             raise UerError(f"finetune.{key}={f[key]} must be at least 1")
+    for key in ("max_steps", "eval_every_steps", "early_stopping_patience"):
+        if f[key] is not None and f[key] < 1:
+            raise UerError(f"finetune.{key}={f[key]} must be at least 1, or null")
     if not (f.learning_rate > 0 and math.isfinite(f.learning_rate)):
         raise UerError(f"finetune.learning_rate={f.learning_rate} must be a positive finite number")

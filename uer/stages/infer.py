@@ -12,7 +12,8 @@ batches carry little padding) and written in the input's order.
 output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A
 cross-validated model predicts with the mean of its fold models' class probabilities;
 its ``logits`` column then holds the log of those mean probabilities (so ``prob`` is
-their softmax, and ``label`` their argmax).
+their softmax, and ``label`` their argmax).  ``stage=score`` loads models the same way
+(:func:`load_fine_tuned`).
 """
 
 from __future__ import annotations
@@ -28,26 +29,33 @@ from omegaconf import DictConfig
 from uer.config.fields import setting
 from uer.config.run import RunConfig, stage_key
 from uer.errors import UerError
+from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
-from uer.finetuning.loop import BEST
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_backbone
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
-from uer.tasks import make_task, predict
+from uer.tasks import Task, TaskData, make_task, predict
 
 log = logging.getLogger("uer.infer")
 
 
 @dataclass
-class InferConfig:
-    load_model_path: Optional[str] = setting(None, "a best.pt written by stage=finetune, a directory holding one, "
-                                                   "or a cross-validation's output directory (or its folds.json)")
-    test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
-    prediction_path: Optional[str] = setting(None, "where predictions go; null = predictions.tsv in the run "
-                                                   "directory")
+class FineTunedModelConfig:
+    """Keys of the stages that use a fine-tuned model: which one, and how it reads its input."""
+
+    load_model_path: Optional[str] = setting(None, "a best.pt (or last.pt) written by stage=finetune, a directory "
+                                                   "holding best.pt, or a cross-validation's output directory (or "
+                                                   "its folds.json)")
     batch_size: int = setting(64, "examples per batch")
     seq_length: Optional[int] = setting(None, "longest input in tokens; null = the seq_length the model was "
                                               "fine-tuned with")
+
+
+@dataclass
+class InferConfig(FineTunedModelConfig):
+    test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
+    prediction_path: Optional[str] = setting(None, "where predictions go; null = predictions.tsv in the run "
+                                                   "directory")
     output_logits: bool = setting(False, "add a logits column")
     output_prob: bool = setting(False, "add a probabilities column")
 
@@ -61,61 +69,85 @@ class InferRun(RunConfig):
 
 def run(cfg: DictConfig) -> str:
     i = cfg.infer
-    if not i.load_model_path:
-        raise UerError("infer.load_model_path is not set; e.g. infer.load_model_path=outputs/models/clf/best.pt")
     if not i.test_path:
         raise UerError("infer.test_path is not set; e.g. infer.test_path=datasets/test_data/book_review/"
                        "test_nolabel.tsv")
-    if i.batch_size < 1:
-        raise UerError(f"infer.batch_size={i.batch_size} must be at least 1")
+    model = load_fine_tuned(cfg, "infer")
+    data = model.task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
+    outputs = model.outputs(data)
+    path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+    model.task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
+    log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
+    return str(path)
+
+
+@dataclass
+class FineTunedModel:
+    """A fine-tuned model as it was saved: its task, and its checkpoint (or a cross-validation's fold models)."""
+
+    paths: list[Path]
+    payload: dict  # the first checkpoint's
+    task: Task
+    device: torch.device
+    batch_size: int
+    precision: str
+
+    def outputs(self, data: TaskData) -> list[torch.Tensor]:
+        """The model's outputs on ``data``; fold models give the log of their mean class probabilities."""
+        def outputs_of(path, payload) -> list[torch.Tensor]:
+            model = _model(payload, self.task, path).to(self.device)
+            return predict(model, self.task, data, batch_size=self.batch_size, device=self.device,
+                           precision=self.precision)
+
+        outputs = outputs_of(self.paths[0], self.payload)
+        if len(self.paths) == 1:
+            return outputs
+        probs = torch.softmax(torch.cat(outputs), dim=-1)
+        for path in self.paths[1:]:
+            fold = load_checkpoint(path)
+            _check_same_model(fold, self.payload, path, self.paths[0])
+            probs += torch.softmax(torch.cat(outputs_of(path, fold)), dim=-1)
+        log.info("predicting with the mean probabilities of %d fold models", len(self.paths))
+        return [torch.log((probs / len(self.paths)).clamp(min=torch.finfo(probs.dtype).tiny))]
+
+
+def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
+    """The model ``cfg[section]`` (a :class:`FineTunedModelConfig`) names, on the run's device."""
+    options = cfg[section]
+    if not options.load_model_path:
+        raise UerError(f"{section}.load_model_path is not set; e.g. "
+                       f"{section}.load_model_path=outputs/models/clf/best.pt")
+    if options.batch_size < 1:
+        raise UerError(f"{section}.batch_size={options.batch_size} must be at least 1")
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
 
-    paths = model_paths(i.load_model_path)
+    paths = model_paths(options.load_model_path, section)
     payload = load_checkpoint(paths[0])
     config = payload.get("config") or {}
     if "task" not in config:
         raise UerError(f"checkpoint {paths[0]} is not a fine-tuned model (it stores no task); "
                        "fine-tune it first: stage=finetune pretrained_model_path=... output_model_path=...")
     tokenizer = checkpoint_tokenizer(payload, paths[0])
-    seq_length = i.seq_length or config.get("finetune", {}).get("seq_length", 128)
+    seq_length = options.seq_length or config.get("finetune", {}).get("seq_length", 128)
     positions = config["embedding"].get("max_seq_length")
     if positions is not None and seq_length > positions:
-        raise UerError(f"infer.seq_length={seq_length} exceeds the {positions} positions the model has; "
-                       f"use infer.seq_length={positions} or less")
+        raise UerError(f"{section}.seq_length={seq_length} exceeds the {positions} positions the model has; "
+                       f"use {section}.seq_length={positions} or less")
     task = make_task(config["task"], tokenizer, seq_length, info=task_info(payload))
-    data = task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
-
-    def outputs_of(path, payload) -> list[torch.Tensor]:
-        model = _model(payload, config, task, tokenizer, path).to(device)
-        return predict(model, task, data, batch_size=i.batch_size, device=device, precision=cfg.hardware.precision)
-
-    outputs = outputs_of(paths[0], payload)
-    if len(paths) > 1:
-        probs = torch.softmax(torch.cat(outputs), dim=-1)
-        for path in paths[1:]:
-            fold = load_checkpoint(path)
-            _check_same_model(fold, payload, path, paths[0])
-            probs += torch.softmax(torch.cat(outputs_of(path, fold)), dim=-1)
-        outputs = [torch.log((probs / len(paths)).clamp(min=torch.finfo(probs.dtype).tiny))]
-        log.info("predicting with the mean probabilities of %d fold models", len(paths))
-
-    path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
-    task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
-    log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
-    return str(path)
+    return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision)
 
 
-def model_paths(load_model_path) -> list[Path]:
-    """The checkpoint(s) ``infer.load_model_path`` names: a file, a directory with best.pt, or fold models."""
+def model_paths(load_model_path, section: str = "infer") -> list[Path]:
+    """The checkpoint(s) ``load_model_path`` names: a file, a directory with best.pt, or fold models."""
     path = Path(load_model_path)
     if path.is_dir():
         if (path / MANIFEST).is_file():
             return read_manifest(path / MANIFEST)
         if (path / BEST).is_file():
             return [path / BEST]
-        raise UerError(f"infer.load_model_path={path} is a directory with neither {BEST} nor {MANIFEST} (written by "
-                       "task=classifier_cv); give a checkpoint file or a fine-tuning output directory")
+        raise UerError(f"{section}.load_model_path={path} is a directory with neither {BEST} nor {MANIFEST} (written "
+                       "by task=classifier_cv); give a checkpoint file or a fine-tuning output directory")
     if path.suffix == ".json" and path.is_file():
         return read_manifest(path)
     return [path]
@@ -129,8 +161,9 @@ def task_info(payload: dict) -> dict:
     return info
 
 
-def _model(payload: dict, config: dict, task, tokenizer, path):
-    backbone = build_backbone(config["embedding"], config["encoder"], len(tokenizer.vocab))
+def _model(payload: dict, task: Task, path):
+    config = payload["config"]
+    backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab))
     model = task.build_model(backbone, task.info.get("labels_num"))
     try:
         model.load_state_dict(payload["model"])

@@ -60,9 +60,6 @@ class PretrainConfig:
 class PretrainRun(TrainingRun):
     stage: str = stage_key("pretrain")
     target: Any = setting(MISSING, "the pre-training target (target=)")
-    resume: bool = setting(False, "continue from the newest readable step_N.pt in output_model_path")
-    resume_allow_changes: list[str] = setting(
-        [], "training settings resume=true may change, e.g. [pretrain.total_steps]; any other change is refused")
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 

@@ -1,11 +1,13 @@
 """``resume=true`` continues a run only with the settings it was started with.
 
-The checkpoint records its run's whole config and, in its trainer state, facts about the
-run (the number of processes, the dataset's fingerprint).  Resuming compares them with
-the run being started: a different architecture is refused outright; a different
-training setting (steps, batch size, accumulation, learning rate, optimizer, schedule,
-seed, processes, dataset) is refused naming each key, unless the user lists the key in
-``resume_allow_changes`` -- then the run goes on and says what changed.
+The checkpoint a run resumes from (pre-training's newest ``step_N.pt``, fine-tuning's
+``last.pt``) records its run's whole config and, in its trainer state, facts about the
+run (the number of processes, the training data's fingerprint).  Resuming compares them
+with the run being started: a different architecture is refused outright; a different
+training setting of the stage (steps or epochs, batch size, accumulation, learning rate,
+optimizer, schedule, seed, processes, data; fine-tuning's task and evaluation settings too)
+is refused naming each key, unless the user lists the key in ``resume_allow_changes`` --
+then the run goes on and says what changed.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from uer.io.checkpoint import MODEL_NODES
 
 log = logging.getLogger("uer.resume")
 
-# Config keys (and everything below them) whose change alters the training trajectory.
-TRAINING_KEYS = ("seed", "hardware.precision", "pretrain.total_steps", "pretrain.batch_size", "pretrain.accumulation_steps",
-                 "pretrain.learning_rate", "pretrain.max_grad_norm", "pretrain.length_bucketing", "optimizer",
-                 "lr_scheduler")
+# Config keys (and everything below them) whose change alters the training trajectory, per stage.
+TRAINING_KEYS = {
+    "pretrain": ("pretrain.total_steps", "pretrain.batch_size", "pretrain.accumulation_steps", "pretrain.learning_rate",
+                 "pretrain.max_grad_norm", "pretrain.length_bucketing"),
+    "finetune": ("task", "finetune.epochs_num", "finetune.max_steps", "finetune.batch_size",
+                 "finetune.accumulation_steps", "finetune.learning_rate", "finetune.max_grad_norm",
+                 "finetune.seq_length", "finetune.length_bucketing", "finetune.skip_bad_rows", "finetune.metric",
+                 "finetune.eval_every_steps", "finetune.early_stopping_patience"),
+}
+COMMON_TRAINING_KEYS = ("seed", "hardware.precision", "optimizer", "lr_scheduler")
 # Facts of the run recorded in the trainer state.
 RUN_FACTS = {"world_size": "processes (hardware.nproc_per_node x hardware.nnodes)",
-             "dataset": "the dataset's content (pretrain.dataset_path)"}
+             "dataset": "the training data's content (pretrain.dataset_path; fine-tuning's train and dev files)"}
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -48,12 +56,13 @@ def check_resumable(payload: dict, config: dict, facts: dict, allowed) -> None:
         shown = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {now.get(key)!r}" for key in architecture[:3])
         raise UerError(f"cannot resume: the model changed ({shown}); resume with the settings the checkpoint was "
                        "trained with")
-    if not any(_under(key, ("pretrain",)) for key in saved):
+    stage = config.get("stage")
+    if not any(_under(key, (stage,)) for key in saved):
         log.warning("the checkpoint was written by an older uer that did not record its training settings; "
                     "they cannot be compared with this run's")
         return
     changed = [key for key in sorted(set(saved) | set(now))
-               if _under(key, TRAINING_KEYS) and saved.get(key) != now.get(key)]
+               if _under(key, COMMON_TRAINING_KEYS + TRAINING_KEYS[stage]) and saved.get(key) != now.get(key)]
     recorded = (payload.get("trainer") or {}).get("run") or {}
     changed += [name for name in RUN_FACTS if name in recorded and recorded[name] != facts.get(name)]
     allowed = set(allowed or ())

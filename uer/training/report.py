@@ -4,7 +4,7 @@ The log line ends with the time left at the average pace so far (``eta``); on a 
 progress bar follows every step between reports (:mod:`uer.progress`).  TensorBoard gets
 ``train/<name>`` for every reported number (each target part's loss and accuracy, ``lr``,
 ``tokens_per_s``, ``real_tokens_per_s``) and whatever a stage adds with :meth:`Reporter.scalars`
-(fine-tuning: ``dev/<metric>`` after every epoch).
+(fine-tuning: ``dev/<metric>`` at every dev evaluation).
 
 Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
 summed over the report window and over the ranks of a multi-process run, so e.g. ``mlm_acc`` is correct/masked over the window,

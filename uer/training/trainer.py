@@ -66,16 +66,20 @@ class Trainer:
         self.step += 1
 
     def fit(self, next_batch: Callable[[], dict], end_step: int, report_steps: int,
-            on_step_end: Callable[[int], None] | None = None) -> dict | None:
-        """Train until ``self.step == end_step``; returns the last report."""
+            on_step_end: Callable[[int], bool | None] | None = None) -> dict | None:
+        """Train until ``self.step == end_step``, or until ``on_step_end(step)`` returns True (early
+        stopping); returns the last report (a stopped run reports its last steps too)."""
         last = None
         while self.step < end_step:
             self.train_step(next_batch() for _ in range(self.accumulation_steps))
             self.reporter.step_done(self.step)
-            if self.step % report_steps == 0 or self.step == end_step:
+            reported = self.step % report_steps == 0 or self.step == end_step
+            if reported:
                 last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
-            if on_step_end is not None:
-                on_step_end(self.step)
+            if on_step_end is not None and on_step_end(self.step):
+                if not reported:
+                    last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
+                break
         return last
 
     def state_dict(self) -> dict:

@@ -1,0 +1,53 @@
+"""The files a fine-tuning run keeps in its output directory, and whether a run may write there.
+
+* ``best.pt`` -- the model of the best dev evaluation so far: what ``stage=infer`` and
+  ``stage=score`` use (no trainer state);
+* ``last.pt`` -- the state after the latest dev evaluation: the model, and in its
+  ``trainer`` entry the optimizer, schedule, step, every rank's random state, the data
+  position, the best score so far and the evaluations so far; ``resume=true`` continues
+  from it.
+
+Cross-validation keeps a pair per fold (``fold_K/best.pt``, ``fold_K/last.pt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from uer.errors import UerError
+
+BEST = "best.pt"
+LAST = "last.pt"
+
+
+def earlier_models(out_dir: Path) -> list[Path]:
+    """``best.pt``/``last.pt`` in ``out_dir`` or one folder below it (cross-validation's folds)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(path for name in (BEST, LAST) for pattern in (name, f"*/{name}") for path in out_dir.glob(pattern)
+                  if path.is_file())
+
+
+def check_output_dir(out_dir: Path, resume: bool) -> None:
+    """A fresh run must not replace an earlier run's models; ``resume=true`` needs a ``last.pt`` to continue."""
+    earlier = earlier_models(out_dir)
+    if resume:
+        if not any(path.name == LAST for path in earlier):
+            raise UerError(f"resume=true but {out_dir} holds no {LAST} (written at every dev evaluation); set "
+                           "output_model_path to the directory of the run to continue, or drop resume=true")
+    elif earlier:
+        raise UerError(f"output_model_path {out_dir} already holds {earlier[0].relative_to(out_dir)} from an earlier "
+                       "run; pass resume=true to continue it, or choose another output_model_path")
+
+
+def files_fingerprint(paths) -> str:
+    """One hash of the bytes of ``paths`` (in order): a resumed run checks its data did not change."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
