@@ -138,7 +138,7 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision)
 
 
-def model_paths(load_model_path, section: str = "infer") -> list[Path]:
+def model_paths(load_model_path, section: str) -> list[Path]:
     """The checkpoint(s) ``load_model_path`` names: a file, a directory with best.pt, or fold models."""
     path = Path(load_model_path)
     if path.is_dir():
