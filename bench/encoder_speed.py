@@ -101,7 +101,7 @@ def main() -> None:
         optimizer = build_optimizer(models[name], 1e-3, 0.01, 1e-6)
         trainers[name] = Trainer(models[name], optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
                                  precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
-                                 reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+                                 reporter=Reporter(None, steps, enabled=False))
     lengths = [len(example.src) for example in train.examples]
     print(f"{len(train)} rows of {args.data}, mean {sum(lengths) / len(lengths):.1f} tokens (max {max(lengths)}), "
           f"batch={args.batch} seq_length={args.seq} device={device} precision={args.precision} "

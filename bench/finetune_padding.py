@@ -128,7 +128,7 @@ def main() -> None:
         optimizer = build_optimizer(m, 2e-5, 0.01, 1e-6)
         trainers[name] = Trainer(m, optimizer, linear_warmup_decay(optimizer, steps, 0.1), device=device,
                                  precision=args.precision, accumulation_steps=1, max_grad_norm=1.0,
-                                 reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+                                 reporter=Reporter(None, steps, enabled=False))
     seconds = dict.fromkeys(models, 0.0)
     tokens = dict.fromkeys(models, 0)
     timed_rows = 0

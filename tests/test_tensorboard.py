@@ -138,7 +138,7 @@ def test_report_line_ends_with_an_eta(tmp_path, caplog):
 
     from uer.training.report import Reporter
 
-    reporter = Reporter(tmp_path, total_steps=4, tensorboard=False)
+    reporter = Reporter(tmp_path, total_steps=4)
     with caplog.at_level(logging.INFO, logger="uer.train"):
         for step in (1, 2):
             reporter.add({"x_loss": (torch.tensor(1.0), torch.tensor(1.0))}, torch.ones(2, 3, dtype=torch.long))

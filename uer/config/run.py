@@ -58,3 +58,4 @@ class TrainingRun(BackboneGroups, RunConfig):
     hardware: HardwareConfig = field(default_factory=HardwareConfig, metadata={"help": "devices (hardware=)"})
     optimizer: Any = setting(MISSING, "the optimizer (optimizer=)")
     lr_scheduler: Any = setting(MISSING, "the learning-rate schedule (lr_scheduler=)")
+    logger: Any = setting(MISSING, "where training numbers go besides the log (logger=)")
