@@ -1,4 +1,10 @@
-"""The epochs of a fine-tuning run: batches of one file, dev evaluation, the best-epoch checkpoint, scores."""
+"""The epochs of a fine-tuning run: batches of one file, dev evaluation, the best-epoch checkpoint, scores.
+
+Every evaluation's scores are logged and recorded in ``results.jsonl``; where the task has
+a per-class report (:meth:`uer.tasks.Task.report`: each label's or entity type's precision,
+recall and F1, a classifier's confusion matrix) it follows as a table in the log, under
+``report`` in the record and as ``dev/report`` text for the logger.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from uer.finetuning.setup import Setup
 from uer.io.checkpoint import save_checkpoint
 from uer.stages.common import training_model
 from uer.tasks import Task, TaskData, predict
+from uer.tasks.metrics import report_table
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
@@ -84,7 +91,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         log.warning("%s exists from an earlier run and will be replaced", best_path)
     optimizer = build_optimizer(cfg.optimizer, model, f.learning_rate)
     scheduler = build_scheduler(cfg.lr_scheduler, optimizer, total_steps)
-    reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main,
+    reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main, logger=cfg.logger,
                         reduce_device=setup.device)
     trainer = Trainer(model, optimizer, scheduler, device=setup.device, precision=cfg.hardware.precision,
                       accumulation_steps=f.accumulation_steps, max_grad_norm=f.max_grad_norm, reporter=reporter)
@@ -104,8 +111,12 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
             return
         log.info("%sepoch %d/%d dev: %s%s", prefix, epoch, f.epochs_num, format_scores(scores),
                  " (best so far)" if improved else "")
-        record(report_dir, {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores})
+        log_report(f"{prefix}epoch {epoch} dev", scores)
+        record(report_dir, {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores,
+                            **report_fields(scores)})
         reporter.scalars("dev", scores, step)
+        if getattr(scores, "report", None):
+            reporter.text("dev/report", report_table(scores.report), step)
         if improved:
             save_checkpoint(best_path, model_state=model.state_dict(), config=checkpoint_config,
                             tokenizer=setup.tokenizer, trainer=None, task_info=dict(setup.task.info))
@@ -120,9 +131,31 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     return best
 
 
-def evaluate(setup: Setup, model: nn.Module, data: TaskData, labels_num: int | None) -> dict[str, float]:
-    """The task's scores of ``model`` on labelled ``data``."""
-    return setup.task.evaluate(model_outputs(setup, model, data), data, labels_num)
+class Scores(dict):
+    """A task's flat ``{metric: float}`` scores, carrying its per-class report as ``report`` ({} if none)."""
+
+    def __init__(self, scores: dict, report: dict | None = None):
+        super().__init__(scores)
+        self.report = report or {}
+
+
+def evaluate(setup: Setup, model: nn.Module, data: TaskData, labels_num: int | None) -> Scores:
+    """The task's scores of ``model`` on labelled ``data``, with its report."""
+    outputs = model_outputs(setup, model, data)
+    return Scores(setup.task.evaluate(outputs, data, labels_num), setup.task.report(outputs, data, labels_num))
+
+
+def report_fields(scores: dict) -> dict:
+    """``{"report": ...}`` for a record of ``scores`` that carry a report, else nothing."""
+    report = getattr(scores, "report", None)
+    return {"report": report} if report else {}
+
+
+def log_report(what: str, scores: dict) -> None:
+    """The per-class table of ``scores`` (if they carry one) as a log record headed ``what``."""
+    report = getattr(scores, "report", None)
+    if report:
+        log.info("%s per class:\n%s", what, report_table(report))
 
 
 def model_outputs(setup: Setup, model: nn.Module, data: TaskData) -> list[torch.Tensor]:
