@@ -53,8 +53,9 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
         best = max(scored, key=lambda row: (sign * row["score"], -row["job"])) if scored else None
         best_jobs = {best["job"]} if best else set()
 
-    header = ["job", *varying_keys, "status", *[name for name, _ in columns],
-              *_published_header(entries), "seconds", "checkpoint", "best", "error"]
+    def header(markdown: bool) -> list[str]:
+        return ["job", *varying_keys, "status", *[name for name, _ in columns],
+                *_published_header(entries, markdown), "seconds", "checkpoint", "best", "error"]
 
     def cells(row: dict, markdown: bool) -> list[str]:
         is_best = row["job"] in best_jobs
@@ -72,7 +73,7 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
     group_of = {job: index for index, group in enumerate(groups) for job in group["jobs"]}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*header, *(["group"] if groups else []), "overrides", "run_dir"])
+    writer.writerow([*header(markdown=False), *(["group"] if groups else []), "overrides", "run_dir"])
     for row in rows:
         group = [str(group_of.get(row["job"], ""))] if groups else []
         writer.writerow([*cells(row, markdown=False), *group, " ".join(row["overrides"]), row["run_dir"]])
@@ -105,7 +106,7 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
                                                                markdown=False)))
     else:
         lines.append("")
-    lines += _markdown(header, [cells(row, markdown=True) for row in rows])
+    lines += _markdown(header(markdown=True), [cells(row, markdown=True) for row in rows])
     md_path = sweep_dir / TABLE_MD
     write_atomic(md_path, "\n".join(lines) + "\n")
     for row in rows:
@@ -159,7 +160,7 @@ def _group_table(groups, varying_keys, columns, entries, best, markdown: bool) -
         header = [*others, "n", *names, *_published_header(entries), "seeds", "jobs", "best"]
     else:
         header = [*others, "n", "failed", *[f"{name}_{what}" for name in names for what in ("mean", "std")],
-                  *_published_header(entries), "seeds", "jobs", "best"]
+                  *_published_header(entries, markdown=False), "seeds", "jobs", "best"]
     rows = []
     for group in groups:
         is_best = group is best
@@ -194,9 +195,10 @@ def _published_entries(rows: list[dict]) -> list[dict]:
     return list(seen.values())
 
 
-def _published_header(entries: list[dict]) -> list[str]:
-    return [name for entry in entries for name in (f"published {published.label(entry)}",
-                                                   f"difference {published.label(entry)}")]
+def _published_header(entries: list[dict], markdown: bool = True) -> list[str]:
+    names = [name for entry in entries for name in (f"published {published.label(entry)}",
+                                                    f"difference {published.label(entry)}")]
+    return names if markdown else [name.replace(" ", "_") for name in names]
 
 
 def _published_cells(entries: list[dict], value_of: Callable[[dict], tuple]) -> list[str]:
