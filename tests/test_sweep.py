@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from uer.sweep import FailedJob, collect_rows, write_tables
+from uer.sweep_tables import describe_best
 from uer_testing import ROOT, SMALL, VOCAB, error_lines
 
 pytestmark = pytest.mark.e2e
@@ -180,3 +181,49 @@ def test_job_rows_are_plain_json(tmp_path):
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "sweep_job.json").write_text(json.dumps(rows[0]), encoding="utf-8")
     assert collect_rows(tmp_path)[0]["job"] == 0
+
+
+def finetune_row(job, seed, lr, dev, test, status="ok"):
+    ok = status == "ok"
+    return {"job": job, "overrides": ["task=classifier", f"seed={seed}", f"finetune.learning_rate={lr}"],
+            "status": status, "error": None if ok else "boom", "score": dev if ok else None, "seconds": 2.0,
+            "run_dir": f"/sweep/{job}", "stage": "finetune", "metric": "dev acc", "train": {},
+            "dev": {"acc": dev} if ok else {}, "test": {"acc": test} if ok else {}, "epoch": 1,
+            "checkpoint": None, "output": None,
+            "published": [{"split": "test", "metric": "acc", "value": 0.875, "source": "UER-py README"}]}
+
+
+def test_jobs_differing_only_in_seed_are_one_row_of_mean_std_and_n(tmp_path):
+    # lr 1e-4: dev 0.80, 0.82, 0.84 (mean 0.82, sample std 0.02); lr 3e-4: dev 0.90 and a failed job,
+    # then 0.70 (mean 0.80 over n=2). Job 3 alone has the best dev score, but the best mean is lr 1e-4's.
+    rows = [finetune_row(0, 1, "1e-4", 0.80, 0.70), finetune_row(1, 1, "3e-4", 0.90, 0.72),
+            finetune_row(2, 2, "1e-4", 0.82, 0.74), finetune_row(3, 2, "3e-4", 0.0, 0.0, status="failed"),
+            finetune_row(4, 3, "1e-4", 0.84, 0.78), finetune_row(5, 3, "3e-4", 0.70, 0.70)]
+    csv_path, md_path, best = write_tables(tmp_path, rows, "maximize")
+    assert best["jobs"] == [0, 2, 4] and best["n"] == 3
+    groups = read_csv(tmp_path / "results_seeds.csv")
+    assert [(g["finetune.learning_rate"], g["n"], g["failed"], g["seeds"], g["jobs"], g["best"]) for g in groups] == [
+        ("1e-4", "3", "0", "1 2 3", "0 2 4", "best"), ("3e-4", "2", "1", "1 2 3", "1 3 5", "")]
+    assert float(groups[0]["dev_acc_mean"]) == pytest.approx(0.82) and float(groups[0]["dev_acc_std"]) == pytest.approx(0.02)
+    assert float(groups[0]["test_acc_mean"]) == pytest.approx(0.74) and float(groups[0]["test_acc_std"]) == pytest.approx(0.04)
+    assert float(groups[1]["score_mean"]) == pytest.approx(0.80)
+    # Published vs ours: the group's mean test accuracy minus the published 0.875.
+    assert groups[0]["published_test_acc"] == "0.8750" and groups[0]["difference_test_acc"] == "-0.1350"
+    md = md_path.read_text(encoding="utf-8")
+    assert "| 1e-4 | **3** | 0.8200 ± 0.0200 | 0.8200 ± 0.0200 | 0.7400 ± 0.0400 | 0.8750 | -0.1350 | 1 2 3 | 0 2 4 | best |" in md
+    assert "| 3e-4 | 2 (1 failed) | 0.8000 ± 0.1414 |" in md
+    assert "Published test acc: 0.8750 (UER-py README)" in md and "best: jobs 0, 2, 4 (mean)" in md
+    # The per-job table still lists every job; the best mark is on the jobs of the best group.
+    jobs = read_csv(csv_path)
+    assert [r["best"] for r in jobs] == ["best", "", "best", "", "best", ""]
+    assert [r["group"] for r in jobs] == ["0", "1", "0", "1", "0", "1"]
+    assert jobs[1]["difference_test_acc"] == "-0.1550"
+    assert describe_best(best) == "jobs 0, 2, 4 (finetune.learning_rate=1e-4) dev acc 0.8200 ± 0.0200 (n=3)"
+
+
+def test_one_seed_per_group_has_a_mean_without_std(tmp_path):
+    rows = [finetune_row(0, 1, "1e-4", 0.8, 0.7), finetune_row(1, 2, "1e-4", 0.6, 0.5)]
+    rows[1]["overrides"][2] = "finetune.learning_rate=3e-4"  # seed and lr change together: groups of one
+    write_tables(tmp_path, rows, "maximize")
+    groups = read_csv(tmp_path / "results_seeds.csv")
+    assert [(g["n"], g["score_mean"], g["score_std"]) for g in groups] == [("1", "0.8000", ""), ("1", "0.6000", "")]
