@@ -227,3 +227,26 @@ def test_one_seed_per_group_has_a_mean_without_std(tmp_path):
     write_tables(tmp_path, rows, "maximize")
     groups = read_csv(tmp_path / "results_seeds.csv")
     assert [(g["n"], g["score_mean"], g["score_std"]) for g in groups] == [("1", "0.8000", ""), ("1", "0.6000", "")]
+
+
+def test_joblib_launcher_runs_two_jobs_at_a_time_with_the_cores_shared_and_seeds_aggregated(data, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[parallel]'")
+    from test_tensorboard import hparams_of
+
+    args = [arg for arg in FAST if not arg.startswith("hardware.num_threads")]  # the launcher sets it
+    proc = sweep(["launcher=joblib", *args, *paths(data), "finetune.batch_size=16", "seed=1,2,3"], tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2," in proc.stdout + proc.stderr
+    cores = len(os.sched_getaffinity(0))
+    for job in range(3):
+        ran = yaml.safe_load((tmp_path / "s" / str(job) / "config.yaml").read_text(encoding="utf-8"))
+        assert ran["hardware"]["num_threads"] == max(1, cores // 2) and ran["seed"] == job + 1
+        params, _ = hparams_of(tmp_path / "s" / str(job) / "tensorboard")
+        assert params["seed"] == job + 1 and params["finetune.epochs_num"] == 1 and params["launcher"] == "joblib"
+    rows = read_csv(tmp_path / "s" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    (group,) = read_csv(tmp_path / "s" / "results_seeds.csv")
+    scores = [float(r["score"]) for r in rows]
+    assert group["n"] == "3" and group["seeds"] == "1 2 3" and group["best"] == "best"
+    assert float(group["score_mean"]) == pytest.approx(sum(scores) / 3, abs=1e-4)
+    assert "± = sample standard deviation" in (tmp_path / "s" / "results.md").read_text(encoding="utf-8")

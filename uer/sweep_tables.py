@@ -145,12 +145,12 @@ def mean_std(values: list) -> tuple[float | None, float | None]:
 def describe_best(best: dict) -> str:
     """``job 3 (lr=1e-4) dev acc 0.8125`` or, for a group, ``jobs 0, 1, 2 (lr=1e-4) dev acc 0.8125 ± 0.0100 (n=3)``."""
     overrides = " ".join(best["varying"]) or " ".join(best["overrides"])
+    settings = f" ({overrides})" if overrides else ""
     metric = best.get("metric") or "score"
     if "stats" in best:
         mean, std = best["stats"]["score"]
-        return (f"jobs {', '.join(map(str, best['jobs']))} ({overrides}) {metric} "
-                f"{fmt_mean(mean, std)} (n={best['n']})")
-    return f"job {best['job']} ({overrides}) {metric} {fmt(best['score'])}"
+        return f"jobs {', '.join(map(str, best['jobs']))}{settings} {metric} {fmt_mean(mean, std)} (n={best['n']})"
+    return f"job {best['job']}{settings} {metric} {fmt(best['score'])}"
 
 
 def _group_table(groups, varying_keys, columns, entries, best, markdown: bool) -> tuple[list[str], list[list[str]]]:

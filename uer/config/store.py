@@ -48,10 +48,10 @@ def registry_of(node: str) -> Optional[Registry]:
 @functools.lru_cache(maxsize=None)
 def register_configs() -> None:
     """Store every stage root and component schema (once per process)."""
-    from uer.config.run_dirs import register_resolver
+    from uer.config.resolvers import register_resolvers
     from uer.stages import STAGES
 
-    register_resolver()
+    register_resolvers()
     store = ConfigStore.instance()
     for stage in STAGES.values():
         store.store(group="schema/run", name=stage.name, node=stage.root)

@@ -208,7 +208,7 @@ def mlflow(cfg: MlflowConfig, directory: Path) -> RunLogger:
 
 
 def _experiment_name() -> str:
-    from uer.config.run_dirs import run_name
+    from uer.config.resolvers import run_name
 
     return run_name()
 
