@@ -128,20 +128,32 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
         run_stage(compose_config(["stage=finetune"]))
 
 
-def test_optuna_search_of_three_trials_reports_the_best_parameters(data, tmp_path):
+def test_optuna_search_of_three_trials_reports_the_best_parameters_and_resumes(data, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[search]'")
-    proc = sweep(["hparams_search=finetune_optuna", *FAST[1:], *paths(data), "finetune.batch_size=16",
-                  "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2"], tmp_path / "search")
+    from uer.search import JournalFileStorage
+
+    # The learning-rate range as the preset's header prints it.
+    search = ["hparams_search=finetune_optuna", *FAST[1:], *paths(data), "finetune.batch_size=16",
+              "finetune.learning_rate=tag(log, interval(5e-6, 5e-4))", "hydra.sweeper.sampler.n_startup_trials=2"]
+    proc = sweep([*search, "hydra.sweeper.n_trials=3"], tmp_path / "search")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text(encoding="utf-8"))
     # finetune.epochs_num and batch_size are fixed on the command line, so Optuna searches the other two.
     assert set(result["best_params"]) == {"finetune.learning_rate", "model.dropout"}
-    assert 1e-5 <= result["best_params"]["finetune.learning_rate"] <= 1e-3
+    assert 5e-6 <= result["best_params"]["finetune.learning_rate"] <= 5e-4
     assert "Best parameters" in proc.stdout + proc.stderr
     rows = read_csv(tmp_path / "search" / "results.csv")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     best = [r for r in rows if r["best"] == "best"]
     assert len(best) == 1 and float(best[0]["score"]) == pytest.approx(result["best_value"])
+    # The study is a file of the sweep directory: the same command into that directory adds a trial to it,
+    # numbered after the others, with parameters the first run did not draw.
+    proc = sweep([*search, "hydra.sweeper.n_trials=1"], tmp_path / "search")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_csv(tmp_path / "search" / "results.csv")
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"] and rows[3]["status"] == "ok"
+    assert rows[3]["finetune.learning_rate"] not in {r["finetune.learning_rate"] for r in rows[:3]}
+    assert JournalFileStorage(str(tmp_path / "search" / "optuna_study.jsonl")).trials_of("finetune") == 4
 
 
 # ----------------------------------------------------------------------------- the table itself
