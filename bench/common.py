@@ -41,7 +41,7 @@ def trainer(model, learning_rate: float, *, device: torch.device, precision: str
     optimizer = build_optimizer(cfg.optimizer, model, learning_rate)
     return Trainer(model, optimizer, build_scheduler(cfg.lr_scheduler, optimizer, steps), device=device,
                    precision=precision, accumulation_steps=1, max_grad_norm=1.0,
-                   reporter=Reporter(None, steps, enabled=False, tensorboard=False))
+                   reporter=Reporter(None, steps, enabled=False))
 
 
 def matmul_rate(precision: str, device: torch.device, n: int | None = None, reps: int = 3) -> float:

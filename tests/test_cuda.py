@@ -71,7 +71,7 @@ def test_trainer_steps_on_cuda_lower_the_loss(precision):
     optimizer = build_optimizer(model, 1e-3, 0.0, 1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     trainer = Trainer(model, optimizer, scheduler, device=CUDA, precision=precision, accumulation_steps=1,
-                      max_grad_norm=1.0, reporter=Reporter(None, 30, enabled=False, tensorboard=False))
+                      max_grad_norm=1.0, reporter=Reporter(None, 30, enabled=False))
     data = batch("cpu")
     with torch.no_grad():
         before = model(batch(CUDA)).loss.item()

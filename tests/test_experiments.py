@@ -1,17 +1,20 @@
-"""conf/experiment/: every reproduction preset composes, points at the bundled data, and its tiny smoke
-variant (`experiment=NAME size=tiny`, random weights, slices of the data) runs a step of every stage it has."""
+"""conf/experiment/: every reproduction preset composes, points at the bundled data, carries the published
+numbers its header states as data, and the smoke commands its header documents (random weights, the
+test_data-size files) run as written."""
 
-import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from uer.io.checkpoint import step_checkpoints
 from uer.stages import run_stage
-from uer_testing import ROOT, SMALL, compose_config
+from uer.published import check_published
+from uer.tasks import get_task
+from uer_testing import ROOT, compose_config, expect_user_error
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 # Files a preset names that are not bundled, each documented in its preset (the full splits
@@ -21,8 +24,6 @@ NOT_BUNDLED = {
     "datasets/nlpcc-dbqa/train.tsv", "datasets/nlpcc-dbqa/dev.tsv", "datasets/nlpcc-dbqa/test.tsv",
     "outputs/distill/text_label_logits.tsv",
 }
-ROWS = 8  # rows (questions for C3) of each data slice
-BATCH = 4  # two steps of fine-tuning; CMRC's slice holds 4 questions
 
 
 def header(name: str) -> str:
@@ -73,6 +74,34 @@ def test_preset_composes_and_reads_bundled_data(name):
         assert cfg.pretrain.dataset_path == preprocess_command(name)["preprocess.dataset_path"]
 
 
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_published_numbers_of_a_header_are_data(name):
+    cfg = compose_config([f"experiment={name}"])
+    if cfg.stage != "finetune":
+        assert "published" not in cfg  # pre-training presets point at their fine-tuning step's number
+        return
+    paragraph = header(name).split("# Published:", 1)[1].split("\n#\n", 1)[0]
+    if "no number" in paragraph:
+        assert cfg.published == []
+        return
+    assert cfg.published, f"{name}: its header states a published number; add it under published:"
+    for entry in cfg.published:
+        assert f"{entry.value * 100:.1f}" in paragraph, (name, entry.value)
+        assert entry.source.startswith("UER-py README (4e7597d)")
+    check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{metric: bleu, value: 0.3, source: x}", "published[0].metric=bleu is not reported by task classifier; "
+                                              "choose one of: acc, macro_f1"),
+    ("{metric: acc, value: 0.3, source: x, split: train}", "published[0].split=train is not a split we score"),
+    ("{metric: acc, value: 0.3, source: x, split: cv}", "published[0].split=cv compares with the mean over folds"),
+])
+def test_a_published_entry_that_cannot_be_compared_stops_the_run(entry, message, capsys):
+    cfg = compose_config(["task=classifier", f"published=[{entry}]"])
+    expect_user_error(capsys, cfg, message)
+
+
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS
                                   if str(compose_config([f"experiment={n}"]).pretrained_model_path or "")
                                   .startswith("outputs/")])
@@ -91,109 +120,67 @@ def test_fine_tuning_starts_from_the_last_checkpoint_of_its_pretraining_preset(n
 
 # ----------------------------------------------------------------------------- smoke runs
 
-def head_tsv(src, dst, rows=ROWS):
-    lines = src.read_text(encoding="utf-8").splitlines()
-    dst.write_text("\n".join(lines[:rows + 1]) + "\n", encoding="utf-8")
-    return dst
+def smoke_commands(name: str) -> list[list[str]]:
+    """The ``python main.py`` commands of a preset's "Smoke" block, each as its words after ``main.py``."""
+    lines = header(name).split("\n# Smoke", 1)[1].split("\n")[1:]
+    commands, current = [], None
+    for line in lines:
+        if not line.startswith("#   "):
+            break
+        text = line[1:].strip()
+        if text.startswith("python main.py"):
+            current = []
+            commands.append(current)
+            text = text[len("python main.py"):]
+        current += text.rstrip("\\").split()
+    return commands
 
 
-def head_json(src, dst, rows=ROWS):
-    data = json.loads(src.read_text(encoding="utf-8"))
-    if isinstance(data, list):  # C3: a list of [dialogue, questions, id]
-        data = data[:rows]
-    else:  # CMRC: SQuAD-style, keep one paragraph's first questions
-        article = data["data"][0]
-        paragraph = dict(article["paragraphs"][0], qas=article["paragraphs"][0]["qas"][:4])
-        data = {**data, "data": [dict(article, paragraphs=[paragraph])]}
-    dst.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    return dst
-
-
-def synthetic(path, dst):
-    """What a not-bundled file looks like, made from bundled text."""
-    reviews = [line.split("\t")[1] for line in
-               (ROOT / "datasets/test_data/book_review/train.tsv").read_text(encoding="utf-8").splitlines()[1:33]]
-    if "nlpcc-dbqa" in path:  # questions with three candidates each, one of them the answer
-        rows = ["qid\tlabel\ttext_a\ttext_b"]
-        for q in range(4):
-            for c in range(3):
-                rows.append(f"q{q}\t{int(c == q % 3)}\t{reviews[q][:12]}\t{reviews[q * 3 + c + 4]}")
-        dst.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    elif "text_label_logits" in path:  # the teacher's labels and logits next to each text
-        rows = ["text_a\tlabel\tlogits"] + [f"{text}\t{i % 2}\t{1.5 - 3 * (i % 2)} {-1.5 + 3 * (i % 2)}"
-                                           for i, text in enumerate(reviews[:ROWS])]
-        dst.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    elif path.endswith("c3/train.json"):
-        head_json(ROOT / "datasets/c3/dev.json", dst)
-    else:
-        raise AssertionError(f"no stand-in for {path}")
-    return dst
-
-
-def data_slice(path, tmp, tag, rows=ROWS):
-    src = ROOT / path
-    dst = tmp / f"{tag}_{src.name}"
-    if path in NOT_BUNDLED:
-        return synthetic(path, dst)
-    return head_json(src, dst, rows) if src.suffix == ".json" else head_tsv(src, dst, rows)
-
-
-def smoke_overrides(cfg, tmp) -> list[str]:
-    out = ["size=tiny", *SMALL, "hardware.num_threads=1", "pretrained_model_path=null",
-           f"output_model_path={tmp / 'model'}"]
-    if cfg.stage == "pretrain":
-        return out + [f"pretrain.dataset_path={tmp / 'data'}", "pretrain.total_steps=1",
-                      "pretrain.save_checkpoint_steps=1", "pretrain.batch_size=4", "pretrain.report_steps=1"]
-    f = cfg.finetune
-    out += ["finetune.epochs_num=1", f"finetune.batch_size={BATCH}", "finetune.seq_length=64",
-            "finetune.report_steps=1"]
-    if cfg.task.type == "classifier_cv":  # 20 rows in 5 folds: each fold trains on 16, 4 steps of 4
-        out += [f"finetune.train_path={data_slice(f.train_path, tmp, 'train', 20)}",
-                f"task.train_features_path={tmp / 'features.npy'}"]
-    elif cfg.task.type == "mt_classifier":
-        folders = []
-        for k, folder in enumerate(cfg.task.dataset_paths):
-            (tmp / f"set{k}").mkdir()
-            for split in ("train", "dev"):
-                head_tsv(ROOT / folder / f"{split}.tsv", tmp / f"set{k}" / f"{split}.tsv")
-            folders.append(str(tmp / f"set{k}"))
-        out.append(f"task.dataset_paths=[{','.join(folders)}]")
-    else:
-        for key in ("train_path", "dev_path", "test_path"):
-            if f[key]:
-                out.append(f"finetune.{key}={data_slice(f[key], tmp, key.split('_')[0])}")
-    if cfg.task.type == "cmrc":
-        out.append("task.doc_stride=32")
+def redirected(words: list[str], tmp) -> list[str]:
+    """The command with what it writes under outputs/ written under ``tmp`` instead (nothing else changes);
+    a training run without output_model_path gets ``tmp/model`` (main.py would use its run directory)."""
+    out = [word.replace("=outputs/", f"={tmp}/outputs/") for word in words]
+    keys = {word.split("=", 1)[0] for word in out}
+    if "stage=preprocess" not in out and "stage=infer" not in out and "output_model_path" not in keys:
+        out.append(f"output_model_path={tmp / 'model'}")
     return out
+
+
+def test_every_preset_has_smoke_commands_on_bundled_test_size_files():
+    for name in EXPERIMENTS:
+        commands = smoke_commands(name)
+        assert commands and f"experiment={name}" in commands[-1 if name != "distill_teacher" else 0], name
+        for words in commands:
+            for word in words:
+                value = word.split("=", 1)[-1]
+                if value.startswith(("datasets/", "corpora/")):
+                    assert (ROOT / value).stat().st_size < 400_000, (name, value)  # test_data-size files
+            if any(word.startswith("experiment=") for word in words):
+                assert "size=smoke" in words, name
+                assert any(w.startswith(("finetune.epochs_num=", "pretrain.total_steps=")) for w in words), name
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_tiny_smoke_variant_runs(name, tmp_path):
-    cfg = compose_config([f"experiment={name}"])
-    overrides = [f"experiment={name}", *smoke_overrides(cfg, tmp_path)]
-    if cfg.stage == "pretrain":  # the header's preprocess command, on a slice of the corpus
-        command = preprocess_command(name)
-        lines = (ROOT / command["preprocess.corpus_path"]).read_text(encoding="utf-8").splitlines()[:60]
-        (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        command.update({"preprocess.corpus_path": str(tmp_path / "corpus.txt"),
-                        "preprocess.dataset_path": str(tmp_path / "data"), "preprocess.processes_num": "1",
-                        "preprocess.seq_length": "32", "preprocess.dup_factor": "1"})
-        run_stage(compose_config(["stage=preprocess", *(f"{key}={value}" for key, value in command.items())]))
-        loss = run_stage(compose_config(overrides))
-        assert loss > 0
-        assert [step for step, _ in step_checkpoints(tmp_path / "model")] == [1]
+def test_smoke_commands_of_the_header_run(name, tmp_path, monkeypatch):
+    """Exactly the header's smoke lines, one after another from the repository root, with their outputs under
+    tmp_path and one torch thread (two spinning threads crawl on a loaded 2-core machine)."""
+    monkeypatch.chdir(ROOT)
+    results = [run_stage(compose_config([*redirected(words, tmp_path),
+                                         *(["hardware.num_threads=1"] if "stage=preprocess" not in words else [])]))
+               for words in smoke_commands(name)]
+    cfg = compose_config(redirected(smoke_commands(name)[-1], tmp_path))
+    if cfg.stage == "pretrain":
+        assert results[-1] > 0  # the training loss
+        assert [step for step, _ in step_checkpoints(cfg.output_model_path)] == [10]
         return
-    score = run_stage(compose_config(overrides))
-    assert 0.0 <= score <= 1.0
-    produced = tmp_path / "model" / ("folds.json" if cfg.task.type == "classifier_cv" else "best.pt")
-    assert produced.exists()
-    if name == "distill_teacher":  # step 2 of distillation: the teacher's labels and logits
-        texts = data_slice(cfg.finetune.train_path, tmp_path, "texts")
-        run_stage(compose_config(["stage=infer", f"infer.load_model_path={produced}", f"infer.test_path={texts}",
-                                  "infer.output_logits=true", f"infer.prediction_path={tmp_path / 'label_logits.tsv'}"]))
-        header, *rows = (tmp_path / "label_logits.tsv").read_text(encoding="utf-8").splitlines()
-        assert header == "label\tlogits" and len(rows) == ROWS
+    if name == "distill_teacher":  # step 2 of distillation: the teacher's labels and logits of every text
+        header_row, *rows = (tmp_path / "outputs/distill/smoke_label_logits.tsv").read_text(encoding="utf-8").splitlines()
+        assert header_row == "label\tlogits" and len(rows) == 200
+        cfg, results = compose_config(redirected(smoke_commands(name)[0], tmp_path)), results[:1]
+    assert 0.0 <= results[-1] <= 1.0
+    model = Path(cfg.output_model_path)
+    assert (model / ("folds.json" if cfg.task.type == "classifier_cv" else "best.pt")).exists()
 
 
 def test_pretraining_helps_dry_run_uses_the_given_corpus(tmp_path):

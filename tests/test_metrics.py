@@ -1,8 +1,9 @@
-"""Accuracy and macro-F1 against hand-worked examples."""
+"""Accuracy, macro-F1 and the per-class report against hand-worked examples."""
 
 import pytest
 
-from uer.tasks.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, per_class_prf
+from uer.tasks.metrics import (accuracy, class_report, classification_metrics, confusion_matrix, macro_f1,
+                               per_class_prf, report_table)
 
 
 def test_three_class_confusion_by_hand():
@@ -36,3 +37,15 @@ def test_perfect_and_mismatched_lengths():
     assert classification_metrics([1, 0, 2], [1, 0, 2]) == {"acc": 1.0, "macro_f1": 1.0}
     with pytest.raises(ValueError):
         accuracy([0, 1], [0])
+
+
+def test_class_report_is_the_per_label_table_and_confusion_matrix_people_read():
+    gold, pred = [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2]
+    report = class_report(gold, pred, labels_num=4)  # class 3 is neither gold nor predicted: no row
+    assert list(report["per_class"]) == ["0", "1", "2"]
+    assert report["per_class"]["0"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert report["per_class"]["2"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
+    assert report["confusion"] == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    table = report_table(report).splitlines()
+    assert table[2] == "| 0 | 1.0000 | 0.6667 | 0.8000 | 3 |"
+    assert "| 1 | 0 | 1 | 1 | 0 |" in table  # gold 1: once right, once taken for 2

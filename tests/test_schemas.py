@@ -133,6 +133,18 @@ def test_optimization_options_read_exactly_their_schema(group, reads):
         reads.clear()
 
 
+@pytest.mark.parametrize("option", options("logger"))
+def test_logger_options_read_exactly_their_schema(option, reads, tmp_path):
+    if option == "mlflow":
+        pytest.skip("test_loggers.py checks what logger=mlflow reads with its MLflow run (a store takes seconds)")
+    from test_loggers import exercise
+    from uer.training.loggers import build_logger
+
+    cfg = compose_config([f"logger={option}"])
+    exercise(build_logger(cfg.logger, tmp_path))
+    assert reads["logger"] == fields(OmegaConf.get_type(cfg.logger))
+
+
 # --- tasks: a whole tiny fine-tuning run each ------------------------------------------------
 
 def _c3(tmp: Path) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from uer.sweep import FailedJob, collect_rows, write_tables
+from uer.sweep_tables import describe_best
 from uer_testing import ROOT, SMALL, VOCAB, error_lines
 
 pytestmark = pytest.mark.e2e
@@ -127,20 +128,32 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
         run_stage(compose_config(["stage=finetune"]))
 
 
-def test_optuna_search_of_three_trials_reports_the_best_parameters(data, tmp_path):
+def test_optuna_search_of_three_trials_reports_the_best_parameters_and_resumes(data, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="pip install -e '.[search]'")
-    proc = sweep(["hparams_search=finetune_optuna", *FAST[1:], *paths(data), "finetune.batch_size=16",
-                  "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=2"], tmp_path / "search")
+    from uer.search import JournalFileStorage
+
+    # The learning-rate range as the preset's header prints it.
+    search = ["hparams_search=finetune_optuna", *FAST[1:], *paths(data), "finetune.batch_size=16",
+              "finetune.learning_rate=tag(log, interval(5e-6, 5e-4))", "hydra.sweeper.sampler.n_startup_trials=2"]
+    proc = sweep([*search, "hydra.sweeper.n_trials=3"], tmp_path / "search")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = yaml.safe_load((tmp_path / "search" / "optimization_results.yaml").read_text(encoding="utf-8"))
     # finetune.epochs_num and batch_size are fixed on the command line, so Optuna searches the other two.
     assert set(result["best_params"]) == {"finetune.learning_rate", "model.dropout"}
-    assert 1e-5 <= result["best_params"]["finetune.learning_rate"] <= 1e-3
+    assert 5e-6 <= result["best_params"]["finetune.learning_rate"] <= 5e-4
     assert "Best parameters" in proc.stdout + proc.stderr
     rows = read_csv(tmp_path / "search" / "results.csv")
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     best = [r for r in rows if r["best"] == "best"]
     assert len(best) == 1 and float(best[0]["score"]) == pytest.approx(result["best_value"])
+    # The study is a file of the sweep directory: the same command into that directory adds a trial to it,
+    # numbered after the others, with parameters the first run did not draw.
+    proc = sweep([*search, "hydra.sweeper.n_trials=1"], tmp_path / "search")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_csv(tmp_path / "search" / "results.csv")
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"] and rows[3]["status"] == "ok"
+    assert rows[3]["finetune.learning_rate"] not in {r["finetune.learning_rate"] for r in rows[:3]}
+    assert JournalFileStorage(str(tmp_path / "search" / "optuna_study.jsonl")).trials_of("finetune") == 4
 
 
 # ----------------------------------------------------------------------------- the table itself
@@ -180,3 +193,72 @@ def test_job_rows_are_plain_json(tmp_path):
     (tmp_path / "0").mkdir()
     (tmp_path / "0" / "sweep_job.json").write_text(json.dumps(rows[0]), encoding="utf-8")
     assert collect_rows(tmp_path)[0]["job"] == 0
+
+
+def finetune_row(job, seed, lr, dev, test, status="ok"):
+    ok = status == "ok"
+    return {"job": job, "overrides": ["task=classifier", f"seed={seed}", f"finetune.learning_rate={lr}"],
+            "status": status, "error": None if ok else "boom", "score": dev if ok else None, "seconds": 2.0,
+            "run_dir": f"/sweep/{job}", "stage": "finetune", "metric": "dev acc", "train": {},
+            "dev": {"acc": dev} if ok else {}, "test": {"acc": test} if ok else {}, "epoch": 1,
+            "checkpoint": None, "output": None,
+            "published": [{"split": "test", "metric": "acc", "value": 0.875, "source": "UER-py README"}]}
+
+
+def test_jobs_differing_only_in_seed_are_one_row_of_mean_std_and_n(tmp_path):
+    # lr 1e-4: dev 0.80, 0.82, 0.84 (mean 0.82, sample std 0.02); lr 3e-4: dev 0.90 and a failed job,
+    # then 0.70 (mean 0.80 over n=2). Job 3 alone has the best dev score, but the best mean is lr 1e-4's.
+    rows = [finetune_row(0, 1, "1e-4", 0.80, 0.70), finetune_row(1, 1, "3e-4", 0.90, 0.72),
+            finetune_row(2, 2, "1e-4", 0.82, 0.74), finetune_row(3, 2, "3e-4", 0.0, 0.0, status="failed"),
+            finetune_row(4, 3, "1e-4", 0.84, 0.78), finetune_row(5, 3, "3e-4", 0.70, 0.70)]
+    csv_path, md_path, best = write_tables(tmp_path, rows, "maximize")
+    assert best["jobs"] == [0, 2, 4] and best["n"] == 3
+    groups = read_csv(tmp_path / "results_seeds.csv")
+    assert [(g["finetune.learning_rate"], g["n"], g["failed"], g["seeds"], g["jobs"], g["best"]) for g in groups] == [
+        ("1e-4", "3", "0", "1 2 3", "0 2 4", "best"), ("3e-4", "2", "1", "1 2 3", "1 3 5", "")]
+    assert float(groups[0]["dev_acc_mean"]) == pytest.approx(0.82) and float(groups[0]["dev_acc_std"]) == pytest.approx(0.02)
+    assert float(groups[0]["test_acc_mean"]) == pytest.approx(0.74) and float(groups[0]["test_acc_std"]) == pytest.approx(0.04)
+    assert float(groups[1]["score_mean"]) == pytest.approx(0.80)
+    # Published vs ours: the group's mean test accuracy minus the published 0.875.
+    assert groups[0]["published_test_acc"] == "0.8750" and groups[0]["difference_test_acc"] == "-0.1350"
+    md = md_path.read_text(encoding="utf-8")
+    assert "| 1e-4 | **3** | 0.8200 ± 0.0200 | 0.8200 ± 0.0200 | 0.7400 ± 0.0400 | 0.8750 | -0.1350 | 1 2 3 | 0 2 4 | best |" in md
+    assert "| 3e-4 | 2 (1 failed) | 0.8000 ± 0.1414 |" in md
+    assert "Published test acc: 0.8750 (UER-py README)" in md and "best: jobs 0, 2, 4 (mean)" in md
+    # The per-job table still lists every job; the best mark is on the jobs of the best group.
+    jobs = read_csv(csv_path)
+    assert [r["best"] for r in jobs] == ["best", "", "best", "", "best", ""]
+    assert [r["group"] for r in jobs] == ["0", "1", "0", "1", "0", "1"]
+    assert jobs[1]["difference_test_acc"] == "-0.1550"
+    assert describe_best(best) == "jobs 0, 2, 4 (finetune.learning_rate=1e-4) dev acc 0.8200 ± 0.0200 (n=3)"
+
+
+def test_one_seed_per_group_has_a_mean_without_std(tmp_path):
+    rows = [finetune_row(0, 1, "1e-4", 0.8, 0.7), finetune_row(1, 2, "1e-4", 0.6, 0.5)]
+    rows[1]["overrides"][2] = "finetune.learning_rate=3e-4"  # seed and lr change together: groups of one
+    write_tables(tmp_path, rows, "maximize")
+    groups = read_csv(tmp_path / "results_seeds.csv")
+    assert [(g["n"], g["score_mean"], g["score_std"]) for g in groups] == [("1", "0.8000", ""), ("1", "0.6000", "")]
+
+
+def test_joblib_launcher_runs_two_jobs_at_a_time_with_the_cores_shared_and_seeds_aggregated(data, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[parallel]'")
+    from test_tensorboard import hparams_of
+
+    args = [arg for arg in FAST if not arg.startswith("hardware.num_threads")]  # the launcher sets it
+    proc = sweep(["launcher=joblib", *args, *paths(data), "finetune.batch_size=16", "seed=1,2,3"], tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2," in proc.stdout + proc.stderr
+    cores = len(os.sched_getaffinity(0))
+    for job in range(3):
+        ran = yaml.safe_load((tmp_path / "s" / str(job) / "config.yaml").read_text(encoding="utf-8"))
+        assert ran["hardware"]["num_threads"] == max(1, cores // 2) and ran["seed"] == job + 1
+        params, _ = hparams_of(tmp_path / "s" / str(job) / "tensorboard")
+        assert params["seed"] == job + 1 and params["finetune.epochs_num"] == 1 and params["launcher"] == "joblib"
+    rows = read_csv(tmp_path / "s" / "results.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    (group,) = read_csv(tmp_path / "s" / "results_seeds.csv")
+    scores = [float(r["score"]) for r in rows]
+    assert group["n"] == "3" and group["seeds"] == "1 2 3" and group["best"] == "best"
+    assert float(group["score_mean"]) == pytest.approx(sum(scores) / 3, abs=1e-4)
+    assert "± = sample standard deviation" in (tmp_path / "s" / "results.md").read_text(encoding="utf-8")

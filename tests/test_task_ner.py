@@ -13,7 +13,7 @@ from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages import run_stage
 from uer.tasks import make_task as new_task
-from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_scores, tag_accuracy
+from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_report, entity_scores, tag_accuracy
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main, slice_file
 
@@ -80,6 +80,20 @@ def test_entity_scores_hand_worked(case):
     assert scores["precision"] == pytest.approx(float(precision), abs=1e-12)
     assert scores["recall"] == pytest.approx(float(recall), abs=1e-12)
     assert scores["f1"] == pytest.approx(float(f1), abs=1e-12)
+
+
+def test_entity_report_scores_each_type_by_hand():
+    gold, pred, _ = METRIC_CASES["three_sentences"]
+    # LOC 0-2: gold once, predicted once, right.  PER: gold 3-4 (sentence 1), predicted 3-4 (right) and
+    # 0-1 in sentence 3 (wrong).  ORG: gold 1-4, predicted 0-2: wrong.
+    report = entity_report(gold, pred)["per_class"]
+    assert list(report) == ["LOC", "ORG", "PER"]
+    assert report["LOC"] == pytest.approx({"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1})
+    assert report["ORG"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
+    assert report["PER"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
+    # The types add up to entity_scores: 2 right of 4 predicted and 3 gold.
+    right = sum(round(r["recall"] * r["support"]) for r in report.values())
+    assert right == 2 and sum(r["support"] for r in report.values()) == 3
 
 
 def test_tag_accuracy_counts_every_unit_of_every_sentence():
@@ -208,6 +222,10 @@ def test_finetune_writes_best_and_entity_scores(trained):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [(r["split"], r["epoch"]) for r in records] == [("dev", 1), ("test", 1)]
     assert records[0]["f1"] == score
+    for record in records:  # per entity type, with the gold entities of each as support
+        types = record["report"]["per_class"]
+        assert set(types) <= {"LOC", "ORG", "PER"} and "confusion" not in record["report"]
+        assert all(0.0 <= row["f1"] <= 1.0 and row["support"] >= 0 for row in types.values())
     for record in records:
         assert all(0.0 <= record[key] <= 1.0 for key in ("f1", "precision", "recall", "token_acc"))
     payload = load_checkpoint(out / "best.pt")

@@ -1,7 +1,9 @@
-"""Seeing a run: TensorBoard scalars, progress lines with an ETA, and the summary line a run ends with."""
+"""Seeing a run: TensorBoard scalars, report tables and HParams, progress lines with an ETA, and the summary
+line a run ends with (with the published number it reproduces)."""
 
 import copy
 import io
+import json
 import logging
 import re
 import sys
@@ -29,6 +31,28 @@ def scalar_tags(log_dir):
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+def event_accumulator(log_dir):
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def hparams_of(log_dir) -> tuple[dict, list[str]]:
+    """``({hparam: value}, [metric tags])`` of the HParams summaries under ``log_dir``."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = event_accumulator(log_dir).PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    params = {}
+    for key, value in start.session_start_info.hparams.items():
+        params[key] = value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+    return params, [info.name.tag for info in experiment.experiment.metric_infos]
+
+
 def slice_file(src, dst, rows):
     dst.write_text("\n".join(src.read_text(encoding="utf-8").splitlines()[:rows + 1]) + "\n", encoding="utf-8")
     return dst
@@ -42,7 +66,7 @@ def finetuned(tmp_path_factory):
     cfg = compose_config(["stage=finetune", f"finetune.train_path={train}", f"finetune.dev_path={dev}",
                           f"finetune.test_path={test}", "finetune.batch_size=16", "finetune.epochs_num=2",
                           "finetune.report_steps=1", "finetune.seq_length=32", f"output_model_path={tmp / 'model'}",
-                          *FAST])
+                          "published=[{metric: acc, value: 0.875, source: UER-py README}]", *FAST])
     return cfg, run_stage(cfg), tmp / "model"
 
 
@@ -55,6 +79,33 @@ def test_finetune_events_hold_training_numbers_and_dev_metrics(finetuned):
     assert [step for step, _ in tags["train/cls_loss"]] == [1, 2, 3, 4]
     assert [step for step, _ in tags["dev/acc"]] == [2, 4]  # after each of the two epochs
     assert all(0.0 <= value <= 1.0 for _, value in tags["dev/acc"])
+
+
+def test_records_carry_the_per_label_report_and_the_logger_its_tables(finetuned):
+    _, _, out = finetuned
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["split"] for r in records] == ["dev", "dev", "test"]
+    for record in records:  # 16 dev rows, 16 test rows
+        report = record["report"]
+        assert set(report["per_class"]) <= {"0", "1"} and sum(map(sum, report["confusion"])) == 16
+        assert record["acc"] == pytest.approx(sum(report["confusion"][c][c] for c in range(2)) / 16)
+    texts = event_accumulator(out / "tensorboard").Tags()["tensors"]
+    assert {"dev/report/text_summary", "test/report/text_summary"} <= set(texts)
+
+
+def test_run_end_gives_tensorboard_the_test_scores_and_hparams(finetuned):
+    cfg, score, out = finetuned
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    best = max((r for r in records if r["split"] == "dev"), key=lambda r: r["acc"])
+    test = records[-1]
+    tags = scalar_tags(out / "tensorboard")
+    # The test scores of the best model, at the step that model was saved.
+    assert tags["test/acc"] == [(best["step"], pytest.approx(test["acc"]))]
+    assert tags["hparams/dev_acc"][0][1] == pytest.approx(score)
+    assert tags["hparams/test_macro_f1"][0][1] == pytest.approx(test["macro_f1"])
+    params, metrics = hparams_of(out / "tensorboard")
+    assert params == {"seed": 7, "finetune.learning_rate": 2e-5, "finetune.batch_size": 16}
+    assert set(metrics) == {"hparams/dev_acc", "hparams/dev_macro_f1", "hparams/test_acc", "hparams/test_macro_f1"}
 
 
 def test_pretrain_events_hold_every_target_part(tmp_path):
@@ -79,12 +130,20 @@ def test_summary_line_names_metric_time_and_checkpoint(finetuned, caplog):
     line = summary_line("finetune", facts, 65.2)
     assert line.startswith("finetune done in 1m05s | best dev acc ")
     assert f"| test acc {facts['test']['acc']:.4f} macro_f1" in line and line.endswith("best.pt")
-    # run_stage logs it as the run's last line (a run into another directory: this one holds a finished run).
+    # The number the run reproduces, ours beside it, and the difference.
+    ours = facts["test"]["acc"]
+    assert (f"| published test acc 0.8750 (UER-py README), ours {ours:.4f}, difference {ours - 0.875:+.4f} |"
+            in line)
+    # run_stage logs it as the run's last line, after the per-label tables of every evaluation (a run into
+    # another directory: this one holds a finished run).
     again = copy.deepcopy(cfg)
     again.output_model_path = str(out.parent / "again")
     with caplog.at_level(logging.INFO, logger="uer"):
         run_stage(again)
     assert caplog.records[-1].getMessage().startswith("finetune done in ")
+    tables = [r.getMessage() for r in caplog.records if "per class:" in r.getMessage()]
+    assert [t.split(" per class:")[0] for t in tables] == ["epoch 1 dev", "epoch 2 dev", "test"]
+    assert "| class | precision | recall | f1 | support |" in tables[-1] and "confusion matrix" in tables[-1]
 
 
 class FakeTerminal(io.StringIO):
@@ -141,7 +200,7 @@ def test_report_line_ends_with_an_eta(tmp_path, caplog):
 
     from uer.training.report import Reporter
 
-    reporter = Reporter(tmp_path, total_steps=4, tensorboard=False)
+    reporter = Reporter(tmp_path, total_steps=4)
     with caplog.at_level(logging.INFO, logger="uer.train"):
         for step in (1, 2):
             reporter.add({"x_loss": (torch.tensor(1.0), torch.tensor(1.0))}, torch.ones(2, 3, dtype=torch.long))

@@ -113,6 +113,12 @@ def preflight(overrides: list[str], multirun: bool) -> None:
         raise UerError(_first_lines(err)) from None
     sweeps = [override for override in parsed if override.is_sweep_override()]
     fixed = [override.input_line for override in parsed if not override.is_sweep_override()]
+    for override in sweeps:
+        if override.is_hydra_override():
+            key, _, value = override.input_line.partition("=")
+            own = key.removeprefix("hydra.sweeper.params.")
+            raise UerError(f"{override.input_line}: a setting of Hydra itself takes one value; a search sweeper reads "
+                           f"a key's search space from the key itself: '{own}={value}'")
     if sweeps and not multirun:
         raise UerError(f"{sweeps[0].input_line} lists several values, which only a sweep runs: add -m")
     first = check_point([*fixed, *[_first_value(override) for override in sweeps]], multirun)
@@ -136,7 +142,12 @@ def preflight(overrides: list[str], multirun: bool) -> None:
 
 
 def _first_value(override) -> str:
-    return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+    """One value of a sweep override, to compose a job with: the first listed, or an interval's start."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = override.value()
+    value = sweep.start if isinstance(sweep, IntervalSweep) else next(iter(override.sweep_string_iterator()))
+    return f"{override.get_key_element()}={value}"
 
 
 def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None, values=()) -> DictConfig:

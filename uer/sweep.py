@@ -20,8 +20,6 @@ with ``fail_on_error`` (the default), the exit status is 1 if any job failed.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -33,7 +31,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uer import published
 from uer.progress import format_duration
+from uer.sweep_tables import describe_best, fmt, number, short_path, write_atomic, write_tables
 
 try:  # Hydra >= 1.2
     from hydra.experimental.callback import Callback
@@ -43,8 +43,6 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("uer.sweep")
 
 JOB_FILE = "sweep_job.json"
-TABLE_CSV = "results.csv"
-TABLE_MD = "results.md"
 RESULTS = "results.jsonl"
 METRICS = "metrics.jsonl"
 
@@ -85,11 +83,14 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
 
     Keys: ``metric`` (the name of ``score``), ``score`` (the value returned to Hydra),
     ``higher_is_better``, ``train`` (the last training report of ``pretrain``), ``dev`` and
-    ``test`` (scores of ``finetune``), ``counts`` (of ``preprocess``), ``epoch``, ``step``,
-    ``checkpoint`` (the model to use next) and ``output`` (a dataset or predictions file).
+    ``test`` (scores of ``finetune``), ``reports`` (the per-class report of ``test``, where the
+    task has one), ``published`` (the results the run reproduces, :mod:`uer.published`),
+    ``counts`` (of ``preprocess``), ``epoch``, ``step``, ``checkpoint`` (the model to use
+    next) and ``output`` (a dataset or predictions file).
     """
-    out: dict = {"metric": None, "score": _number(result), "higher_is_better": True, "train": {}, "dev": {},
-                 "test": {}, "counts": {}, "epoch": None, "step": None, "checkpoint": None, "output": None}
+    out: dict = {"metric": None, "score": number(result), "higher_is_better": True, "train": {}, "dev": {},
+                 "test": {}, "reports": {}, "published": [], "counts": {}, "epoch": None, "step": None,
+                 "checkpoint": None, "output": None}
     stage = cfg.get("stage")
     run_directory = Path(run_directory)
     if stage == "finetune":
@@ -100,7 +101,7 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
         if records:
             last = records[-1]
             out["step"] = last.get("step")
-            out["train"] = {k: v for k, v in last.items() if k.endswith(("_loss", "_acc")) and _number(v) is not None}
+            out["train"] = {k: v for k, v in last.items() if k.endswith(("_loss", "_acc")) and number(v) is not None}
         model_dir = _model_dir(cfg, run_directory)
         from uer.io.checkpoint import step_checkpoints
 
@@ -135,10 +136,10 @@ def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
             metric = None
     out["metric"] = f"dev {metric}" if metric else "dev score"
     records = _read_jsonl(run_directory / RESULTS)
-    meta = {"split", "epoch", "step", "fold", "folds", "folds_num"}
     cv = [r for r in records if r.get("split") == "cv"]
+    out["published"] = OmegaConf.to_container(cfg.published, resolve=True) if cfg.get("published") else []
     if cv:  # classifier_cv: the mean over folds of each fold's best epoch
-        out["dev"] = {k: v for k, v in cv[-1].items() if k not in meta and not k.endswith("_std")}
+        out["dev"] = {k: v for k, v in _scores(cv[-1]).items() if not k.endswith("_std")}
         out["metric"] = f"cv {metric}" if metric else "cv score"
     else:
         dev = [r for r in records if r.get("split") == "dev" and "fold" not in r]
@@ -146,18 +147,26 @@ def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
             key = metric if metric in dev[0] else None
             best = dev[0]
             for record in dev[1:]:
-                if key is not None and _number(record.get(key)) is not None and record[key] > best.get(key, -math.inf):
+                if key is not None and number(record.get(key)) is not None and record[key] > best.get(key, -math.inf):
                     best = record
-            out["dev"] = {k: v for k, v in best.items() if k not in meta}
+            out["dev"] = _scores(best)
             out["epoch"], out["step"] = best.get("epoch"), best.get("step")
     tests = [r for r in records if r.get("split") == "test"]
     if tests:
-        out["test"] = {k: v for k, v in tests[-1].items() if k not in meta}
+        out["test"] = _scores(tests[-1])
+        if tests[-1].get("report"):
+            out["reports"]["test"] = tests[-1]["report"]
     model_dir = _model_dir(cfg, run_directory)
     if cfg.task.type == "classifier_cv":
         out["checkpoint"] = str(model_dir) if model_dir.is_dir() else None
     elif (model_dir / "best.pt").exists():
         out["checkpoint"] = str(model_dir / "best.pt")
+
+
+def _scores(record: dict) -> dict:
+    """The scores of a ``results.jsonl`` record: its numbers that are not bookkeeping."""
+    return {k: v for k, v in record.items()
+            if k not in ("epoch", "step", "fold", "folds_num") and number(v) is not None}
 
 
 def _model_dir(cfg: DictConfig, run_directory: Path) -> Path:
@@ -174,25 +183,27 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
             key = name.split(" ", 1)[-1]
             value = facts["dev"].get(key, facts["score"])
             at = [f"{unit} {facts[unit]}" for unit in ("epoch", "step") if facts[unit] is not None]
-            parts.append(f"best {name} {_fmt(value)}" + (f" ({', '.join(at)})" if at else ""))
+            parts.append(f"best {name} {fmt(value)}" + (f" ({', '.join(at)})" if at else ""))
         elif facts["score"] is not None:
-            parts.append(f"{facts['metric']} {_fmt(facts['score'])}")
+            parts.append(f"{facts['metric']} {fmt(facts['score'])}")
         if facts["test"]:
-            parts.append("test " + " ".join(f"{k} {_fmt(v)}" for k, v in facts["test"].items()))
+            parts.append("test " + " ".join(f"{k} {fmt(v)}" for k, v in facts["test"].items()))
+        for entry in facts.get("published") or []:
+            parts.append(published.comparison(entry, published.ours(facts, entry["split"], entry["metric"])))
     elif stage == "pretrain":
         if facts["step"] is not None:
             parts.append(f"step {facts['step']}")
         if facts["train"]:
-            parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in facts["train"].items()))
+            parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["train"].items()))
     elif stage == "score" and facts["test"]:
-        parts.append(" ".join(f"{k} {_fmt(v)}" for k, v in facts["test"].items()))
+        parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["test"].items()))
     elif stage == "preprocess" and facts["counts"]:
         parts.append(", ".join(f"{v:,} {k}" for k, v in facts["counts"].items()))
     if facts["checkpoint"]:
-        parts.append(f"checkpoint {_short_path(facts['checkpoint'])}")
+        parts.append(f"checkpoint {short_path(facts['checkpoint'])}")
     if facts["output"]:
         label = {"preprocess": "dataset", "infer": "predictions"}.get(stage, "output")
-        parts.append(f"{label} {_short_path(facts['output'])}")
+        parts.append(f"{label} {short_path(facts['output'])}")
     return " | ".join(parts)
 
 
@@ -234,7 +245,7 @@ class SweepResults(Callback):
             started, self._job_started = self._job_started, None
             seconds = time.perf_counter() - started if started is not None else None
             row = job_row(config, job_return, seconds)
-            _write_atomic(job_dir / JOB_FILE, json.dumps(row, indent=2, default=str) + "\n")
+            write_atomic(job_dir / JOB_FILE, json.dumps(row, indent=2, default=str) + "\n")
             sweep_dir = Path(str(config.hydra.sweep.dir))
             write_tables(sweep_dir, collect_rows(sweep_dir), self._direction(config))
         except Exception:  # noqa: BLE001 - a table problem must not end the sweep
@@ -251,14 +262,12 @@ class SweepResults(Callback):
         took = f" in {format_duration(time.perf_counter() - self._sweep_start)}" if self._sweep_start else ""
         text = f"sweep of {len(rows)} job(s){took}, {len(failed)} failed"
         if best is not None:
-            overrides = " ".join(best["varying"]) or " ".join(best["overrides"])
-            text += (f" | best: job {best['job']} ({overrides}) {best.get('metric') or 'score'} "
-                     f"{_fmt(best['score'])}")
-        log.info("%s | table %s", text, _short_path(md_path))
+            text += f" | best: {describe_best(best)}"
+        log.info("%s | table %s", text, short_path(md_path))
         if failed and self.fail_on_error:
             first = failed[0]
             message = (f"{len(failed)} of {len(rows)} jobs failed (job {first['job']}: {first['error']}); "
-                       f"see {_short_path(md_path)}")
+                       f"see {short_path(md_path)}")
             log.error(message)
             print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(1)
@@ -306,7 +315,7 @@ def job_row(config: DictConfig, job_return: Any, seconds: float | None) -> dict:
     row.update(metric=facts.get("metric"), score=facts.get("score"), train=facts.get("train") or {},
                dev=facts.get("dev") or {},
                test=facts.get("test") or {}, epoch=facts.get("epoch"), checkpoint=facts.get("checkpoint"),
-               output=facts.get("output"))
+               output=facts.get("output"), published=facts.get("published") or [])
     return row
 
 
@@ -322,134 +331,11 @@ def collect_rows(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def _split_override(text: str) -> tuple[str, str]:
-    key, _, value = text.partition("=")
-    return key.lstrip("+~"), value
-
-
-def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
-                 command: str | None = None) -> tuple[Path, Path, dict | None]:
-    """Write ``results.csv`` and ``results.md`` for ``rows``; returns both paths and the best row."""
-    sweep_dir = Path(sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    # The overrides that tell the jobs apart get a column each.
-    values: dict[str, set] = {}
-    for row in rows:
-        for text in row["overrides"]:
-            key, value = _split_override(text)
-            values.setdefault(key, set()).add(value)
-    varying_keys = [k for k in _ordered_keys(rows) if len(values[k]) > 1 or any(
-        k not in {_split_override(t)[0] for t in row["overrides"]} for row in rows)]
-    for row in rows:
-        mine = dict(_split_override(t) for t in row["overrides"])
-        row["varying"] = [f"{k}={mine[k]}" for k in varying_keys if k in mine]
-        row["_cells"] = {k: mine.get(k, "") for k in varying_keys}
-
-    sign = -1.0 if direction == "minimize" else 1.0
-    scored = [row for row in rows if row["status"] == "ok" and _number(row.get("score")) is not None
-              and math.isfinite(row["score"])]
-    best = max(scored, key=lambda row: (sign * row["score"], -row["job"])) if scored else None
-
-    train_keys = _keys(rows, "train")
-    dev_keys = _keys(rows, "dev")
-    test_keys = _keys(rows, "test")
-    metric_names = sorted({row["metric"] for row in rows if row.get("metric")})
-    header = (["job", *varying_keys, "status", "score", *[f"train_{k}" for k in train_keys],
-               *[f"dev_{k}" for k in dev_keys],
-               *[f"test_{k}" for k in test_keys], "seconds", "checkpoint", "best", "error"])
-
-    def cells(row: dict, markdown: bool) -> list[str]:
-        is_best = best is not None and row is best
-        job = str(row["job"])
-        if markdown and is_best:
-            job = f"**{job}**"
-        seconds = row.get("seconds")
-        time_cell = ("" if seconds is None else format_duration(seconds)) if markdown else (
-            "" if seconds is None else f"{seconds:.3f}")
-        path = row.get("checkpoint") or row.get("output") or ""
-        return [job, *[row["_cells"][k] for k in varying_keys], row["status"], _fmt(row.get("score")),
-                *[_fmt((row.get("train") or {}).get(k)) for k in train_keys],
-                *[_fmt(row["dev"].get(k)) for k in dev_keys], *[_fmt(row["test"].get(k)) for k in test_keys],
-                time_cell, _short_path(path) if (markdown and path) else path, "best" if is_best else "",
-                row.get("error") or ""]
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*header, "overrides", "run_dir"])
-    for row in rows:
-        writer.writerow([*cells(row, markdown=False), " ".join(row["overrides"]), row["run_dir"]])
-    csv_path = sweep_dir / TABLE_CSV
-    _write_atomic(csv_path, buffer.getvalue())
-
-    failed = sum(row["status"] != "ok" for row in rows)
-    lines = ["# Sweep results", ""]
-    if command:
-        lines += [f"`python main.py -m {command}`", ""]
-    what = " / ".join(metric_names) or "the value each job returned"
-    better = "lower" if direction == "minimize" else "higher"
-    lines.append(f"{len(rows)} job(s), {failed} failed. score = {what} ({better} is better)"
-                 + (f"; best: job {best['job']}." if best is not None else "; no job has a score."))
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(_md_cell(c) for c in cells(row, markdown=True)) + " |")
-    md_path = sweep_dir / TABLE_MD
-    _write_atomic(md_path, "\n".join(lines) + "\n")
-    for row in rows:
-        row.pop("_cells", None)
-    return csv_path, md_path, best
-
-
-def _ordered_keys(rows: list[dict]) -> list[str]:
-    keys: list[str] = []
-    for row in rows:
-        for text in row["overrides"]:
-            key = _split_override(text)[0]
-            if key not in keys:
-                keys.append(key)
-    return keys
-
-
-def _keys(rows: list[dict], part: str) -> list[str]:
-    keys: list[str] = []
-    for row in rows:
-        for key, value in (row.get(part) or {}).items():
-            if key not in keys and _number(value) is not None:
-                keys.append(key)
-    return keys
-
-
 def _command(config: DictConfig) -> str:
     try:
         return " ".join(str(o) for o in config.hydra.overrides.task)
     except Exception:  # noqa: BLE001
         return ""
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _fmt(value: Any) -> str:
-    number = _number(value)
-    if number is None:
-        return "" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    return f"{number:.4f}"
-
-
-def _short_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the working directory when it is inside it."""
-    try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else str(path)
-    except (OSError, ValueError):
-        return str(path)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -463,11 +349,3 @@ def _read_jsonl(path: Path) -> list[dict]:
             except ValueError:
                 continue
     return records
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -90,6 +90,11 @@ def generate() -> str:
             seen.add(f.name)
             add(f"| `{f.name}` | {_type_name(f.type)} | `{_value(_default(f))}` | {_cell(help_of(f))} |")
     add("")
+    for stage in STAGES.values():
+        for name, item in _list_items(stage.root).items():
+            add(f"Each entry of `{name}`:")
+            add("")
+            _keys_table(add, f"{name}[i]", item)
 
     add("## Config groups")
     add("")
@@ -140,7 +145,7 @@ def _group_section(add, name: str) -> None:
     add("")
     add(f"### `{name}`")
     add("")
-    if name in RECIPE_GROUPS or name == "stage":
+    if name in RECIPE_GROUPS or name in ("stage", "launcher"):
         add("| option | what it is |")
         add("| --- | --- |")
         for path in sorted((CONF / name).glob("*.yaml")):
@@ -193,7 +198,7 @@ def compose_group_option(group: str, option: str):
 
 def _groups() -> list[str]:
     first = ["stage", "experiment", "hparams_search", "tokenizer", "size", "embedding", "encoder", "target", "task",
-             "optimizer", "lr_scheduler", "hardware", "tool"]
+             "optimizer", "lr_scheduler", "logger", "hardware", "launcher", "tool"]
     present = {d.name for d in CONF.iterdir() if d.is_dir()}
     return [name for name in first if name in present] + sorted(present - set(first))
 
@@ -210,6 +215,17 @@ def _stage_defaults(stage: str) -> dict[str, str]:
                     out["model" if group == "size" else group] = value
                     if group == "size":
                         out["size"] = value
+    return out
+
+
+def _list_items(root: type) -> dict[str, type]:
+    """``{field: item dataclass}`` of the fields of ``root`` that hold a list of dataclasses."""
+    hints = typing.get_type_hints(root)
+    out = {}
+    for f in dataclasses.fields(root):
+        args = typing.get_args(hints[f.name])
+        if typing.get_origin(hints[f.name]) is list and args and dataclasses.is_dataclass(args[0]):
+            out[f.name] = args[0]
     return out
 
 

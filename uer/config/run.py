@@ -65,3 +65,4 @@ class TrainingRun(BackboneGroups, RunConfig):
     resume_allow_changes: list[str] = setting(
         [], "training settings resume=true may change, e.g. [pretrain.total_steps] or [finetune.epochs_num]; any "
             "other change is refused")
+    logger: Any = setting(MISSING, "where training numbers go besides the log (logger=)")

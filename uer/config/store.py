@@ -32,11 +32,12 @@ def registries() -> tuple[Registry, ...]:
     from uer.tasks import TASKS, import_tasks
     from uer.tokenizers import TOKENIZERS
     from uer.tools import TOOLS, tool_names
+    from uer.training.loggers import LOGGERS
     from uer.training.optim import OPTIMIZERS, SCHEDULERS
 
     import_tasks()
     tool_names()
-    return EMBEDDINGS, ENCODERS, TARGETS, TOKENIZERS, TASKS, TOOLS, OPTIMIZERS, SCHEDULERS
+    return EMBEDDINGS, ENCODERS, TARGETS, TOKENIZERS, TASKS, TOOLS, OPTIMIZERS, SCHEDULERS, LOGGERS
 
 
 def registry_of(node: str) -> Optional[Registry]:
@@ -47,8 +48,10 @@ def registry_of(node: str) -> Optional[Registry]:
 @functools.lru_cache(maxsize=None)
 def register_configs() -> None:
     """Store every stage root and component schema (once per process)."""
+    from uer.config.resolvers import register_resolvers
     from uer.stages import STAGES
 
+    register_resolvers()
     store = ConfigStore.instance()
     for stage in STAGES.values():
         store.store(group="schema/run", name=stage.name, node=stage.root)

@@ -147,9 +147,11 @@ def run(cfg: DictConfig) -> float:
             model.load_state_dict(load_checkpoint(out_dir / path)["model"])
             fold_probs = torch.softmax(torch.cat(loop.model_outputs(setup, model, test)).float(), dim=-1)
             probs = fold_probs if probs is None else probs + fold_probs
-        scores = task.evaluate([torch.log(probs / len(fold_models))], test, labels_num)
+        outputs = [torch.log(probs / len(fold_models))]
+        scores = loop.Scores(task.evaluate(outputs, test, labels_num), task.report(outputs, test, labels_num))
         log.info("test (mean of %d fold models): %s", folds_num, loop.format_scores(scores))
-        loop.record(report_dir, {"split": "test", "folds_num": folds_num, **scores})
+        loop.log_report("test", scores)
+        loop.record(report_dir, {"split": "test", "folds_num": folds_num, **scores, **loop.report_fields(scores)})
     return summary[metric]
 
 

@@ -7,6 +7,11 @@ so far is kept as ``best.pt``, and ``last.pt`` gets the whole state (see
 :mod:`uer.finetuning.checkpoints`), from which ``resume=true`` continues a killed run to
 the same weights an uninterrupted run ends with.  ``finetune.early_stopping_patience``
 ends training after that many evaluations in a row without a better dev score.
+
+Every evaluation's scores are logged and recorded in ``results.jsonl``; where the task has
+a per-class report (:meth:`uer.tasks.Task.report`: each label's or entity type's precision,
+recall and F1, a classifier's confusion matrix) it follows as a table in the log, under
+``report`` in the record and as ``dev/report`` text for the logger.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.stages.common import training_model
 from uer.stages.resume import check_resumable
 from uer.tasks import Task, TaskData, predict
+from uer.tasks.metrics import report_table
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
@@ -119,7 +125,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     total_steps = f.max_steps or steps_per_epoch * f.epochs_num
     optimizer = build_optimizer(cfg.optimizer, model, f.learning_rate)
     scheduler = build_scheduler(cfg.lr_scheduler, optimizer, total_steps)
-    reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main,
+    reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main, logger=cfg.logger,
                         reduce_device=setup.device)
     trainer = Trainer(model, optimizer, scheduler, device=setup.device, precision=cfg.hardware.precision,
                       accumulation_steps=f.accumulation_steps, max_grad_norm=f.max_grad_norm, reporter=reporter)
@@ -151,13 +157,14 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best and on stopping
         improved = best.update(scores, metric, epoch, step)
         stop = patience is not None and best.stale >= patience
-        entry = {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores}
+        entry = {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores, **report_fields(scores)}
         evaluations.append(entry)
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not setup.env.is_main:
             return stop
         log.info("%sepoch %s%s (step %d/%d) dev: %s%s", prefix, epoch, "" if f.max_steps else f"/{f.epochs_num}", step,
                  total_steps, format_scores(scores), " (best so far)" if improved else "")
+        log_report(f"{prefix}epoch {epoch} dev", scores)
         if improved:
             save_checkpoint(best.path, model_state=model.state_dict(), config=checkpoint_config,
                             tokenizer=setup.tokenizer, trainer=None, task_info=dict(setup.task.info))
@@ -166,6 +173,8 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
                         tokenizer=setup.tokenizer, trainer=state, task_info=dict(setup.task.info))
         record(report_dir, entry)
         reporter.scalars("dev", scores, step)
+        if getattr(scores, "report", None):
+            reporter.text("dev/report", report_table(scores.report), step)
         if stop and step < total_steps:
             log.info("%searly stopping at step %d: no better dev %s in %d evaluations", prefix, step, metric, patience)
         return stop
@@ -214,13 +223,37 @@ def restore_records(report_dir: Path, evaluations: list[dict], reporter: Reporte
     for entry in evaluations:
         if (entry.get("fold"), entry["step"]) not in present:
             record(report_dir, entry)
-            reporter.scalars("dev", {k: v for k, v in entry.items() if k not in ("split", "fold", "epoch", "step")},
+            reporter.scalars("dev", {k: v for k, v in entry.items() if k not in ("split", "fold", "epoch", "step", "report")},
                              entry["step"])
 
 
-def evaluate(setup: Setup, model: nn.Module, data: TaskData, labels_num: int | None) -> dict[str, float]:
-    """The task's scores of ``model`` on labelled ``data``."""
-    return setup.task.evaluate(model_outputs(setup, model, data), data, labels_num)
+
+
+class Scores(dict):
+    """A task's flat ``{metric: float}`` scores, carrying its per-class report as ``report`` ({} if none)."""
+
+    def __init__(self, scores: dict, report: dict | None = None):
+        super().__init__(scores)
+        self.report = report or {}
+
+
+def evaluate(setup: Setup, model: nn.Module, data: TaskData, labels_num: int | None) -> Scores:
+    """The task's scores of ``model`` on labelled ``data``, with its report."""
+    outputs = model_outputs(setup, model, data)
+    return Scores(setup.task.evaluate(outputs, data, labels_num), setup.task.report(outputs, data, labels_num))
+
+
+def report_fields(scores: dict) -> dict:
+    """``{"report": ...}`` for a record of ``scores`` that carry a report, else nothing."""
+    report = getattr(scores, "report", None)
+    return {"report": report} if report else {}
+
+
+def log_report(what: str, scores: dict) -> None:
+    """The per-class table of ``scores`` (if they carry one) as a log record headed ``what``."""
+    report = getattr(scores, "report", None)
+    if report:
+        log.info("%s per class:\n%s", what, report_table(report))
 
 
 def model_outputs(setup: Setup, model: nn.Module, data: TaskData) -> list[torch.Tensor]:

@@ -17,7 +17,7 @@ import logging
 from omegaconf import DictConfig
 
 from uer.errors import UerError
-from uer.finetuning.loop import SampledBatches, evaluate, fit, format_scores, record
+from uer.finetuning.loop import SampledBatches, evaluate, fit, format_scores, log_report, record, report_fields
 from uer.finetuning.setup import checkpoint_config, new_model, prepare, selection_metric
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
@@ -55,7 +55,8 @@ def run(cfg: DictConfig) -> float:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = evaluate(setup, model, test, labels_num)
         log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
-        record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
+        log_report("test", scores)
+        record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores, **report_fields(scores)})
     return float(best.score)
 
 

@@ -11,7 +11,8 @@ as one line on stderr and the process exits with status 2, instead of a tracebac
 Inside a sweep (``python main.py -m ...``) a failed job does not end the process: its
 error is logged and it returns a :class:`~uer.sweep.FailedJob`, a failed row in the
 sweep's results table (:mod:`uer.sweep`), while the other jobs run.  A run that finishes
-logs one summary line (:func:`uer.sweep.summary_line`).
+logs one summary line (:func:`uer.sweep.summary_line`) and, for a training stage, gives its
+logger the final numbers (:func:`uer.training.loggers.log_run_end`).
 """
 
 from __future__ import annotations
@@ -119,7 +120,12 @@ def _log_summary(cfg: DictConfig, result, seconds: float) -> None:
         return
     try:
         model_dir = Path(cfg.output_model_path) if cfg.get("output_model_path") else run_dir(Path.cwd()) / "model"
-        facts = sweep.outcome(cfg, result, run_dir(model_dir))
+        directory = run_dir(model_dir)
+        facts = sweep.outcome(cfg, result, directory)
         log.info("%s", sweep.summary_line(cfg.stage, facts, seconds))
+        if "logger" in cfg:
+            from uer.training.loggers import log_run_end
+
+            log_run_end(cfg, facts, directory)
     except Exception as err:  # noqa: BLE001 - a summary must never fail a finished run
         log.warning("could not summarise the run: %s", err)

@@ -22,8 +22,10 @@ from uer.config.run import TrainingRun, stage_key
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
 from uer.models.compat import check_model, first_pooling_warning
+from uer.published import PublishedResult, check_published
 from uer.stages.common import output_dir, starting_checkpoint
 from uer.tasks import get_task
+from uer.training.loggers import check_logger
 from uer.training.optim import check_optimization
 
 log = logging.getLogger("uer.finetune")
@@ -62,6 +64,9 @@ class FinetuneConfig:
 class FinetuneRun(TrainingRun):
     stage: str = stage_key("finetune")
     task: Any = setting(MISSING, "the task (task=)")
+    published: list[PublishedResult] = setting(
+        [], "published results this run reproduces ({metric, value, source, split}); the summary line and sweep "
+            "tables print ours beside them (uer/published.py)")
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -70,6 +75,8 @@ def prepare(cfg: DictConfig) -> None:
     _check_options(cfg.finetune)
     check_output_dir(output_dir(cfg), cfg.resume)
     check_optimization(cfg.optimizer, cfg.lr_scheduler)
+    check_logger(cfg.logger)
+    check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
     starting_checkpoint(cfg, BACKBONE_NODES)

@@ -26,6 +26,7 @@ from uer.runtime import run_dir
 from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model, training_process
 from uer.stages.resume import check_resumable
 from uer.tokenizers import build_tokenizer
+from uer.training.loggers import check_logger
 from uer.training.optim import build_optimizer, build_scheduler, check_optimization
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
@@ -67,6 +68,7 @@ def prepare(cfg: DictConfig) -> None:
     """Before any worker starts: settings, the starting checkpoint's architecture, the combination."""
     _check_steps(cfg.pretrain)
     check_optimization(cfg.optimizer, cfg.lr_scheduler)
+    check_logger(cfg.logger)
     if cfg.resume:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
@@ -129,7 +131,8 @@ def run(cfg: DictConfig):
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
                            lengths=dataset.lengths() if p.length_bucketing else None,
                            rank=env.rank, world_size=env.world_size)
-    reporter = Reporter(run_dir(out_dir), p.total_steps, enabled=env.is_main, reduce_device=device)
+    reporter = Reporter(run_dir(out_dir), p.total_steps, enabled=env.is_main, logger=cfg.logger,
+                        reduce_device=device)
     trainer = Trainer(model, optimizer, scheduler, device=device, precision=cfg.hardware.precision,
                       accumulation_steps=p.accumulation_steps, max_grad_norm=p.max_grad_norm, reporter=reporter)
     if resume_payload is not None:

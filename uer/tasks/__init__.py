@@ -22,6 +22,9 @@ The contract, in the order the stages use it:
 * ``length(example)`` -> the width the example needs in a batch; training (with
   length bucketing) and :func:`predict` batch examples of similar length.
 * ``evaluate(outputs, data, labels_num)`` -> ``{metric: float}`` with the keys in ``metrics``.
+* ``report(outputs, data, labels_num)`` -> the details people read beside the scores (optional):
+  ``{"per_class": {name: {precision, recall, f1, support}}}`` and, for classes, ``"confusion"``
+  (:func:`uer.tasks.metrics.class_report`); ``{}`` by default.
 * ``write_predictions(path, outputs, data, output_logits=, output_prob=)``.
 
 ``outputs`` is what :func:`predict` returns: CPU tensors whose rows, concatenated, are the
@@ -112,6 +115,10 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
         """See the module docstring."""
+
+    def report(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict:
+        """See the module docstring."""
+        return {}
 
     @abstractmethod
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,

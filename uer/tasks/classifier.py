@@ -34,7 +34,7 @@ from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
 from uer.config.fields import setting
 from uer.tasks import TASKS, Task, TaskConfig, TaskData
-from uer.tasks.metrics import classification_metrics
+from uer.tasks.metrics import class_report, classification_metrics
 from uer.tasks.tsv import BadRows, read_tsv
 
 class ClassifierModel(nn.Module):
@@ -265,6 +265,11 @@ class ClassifierTask(Task):
         pred = torch.cat(outputs).argmax(dim=-1).tolist()
         gold = [example.label for example in data.examples]
         return classification_metrics(gold, pred, labels_num)
+
+    def report(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict:
+        """Precision, recall, F1 and support of each label, and the confusion matrix."""
+        pred = torch.cat(outputs).argmax(dim=-1).tolist()
+        return class_report([example.label for example in data.examples], pred, labels_num)
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:

@@ -1,4 +1,6 @@
-"""Scores for predicted class ids against gold ones: accuracy and macro-averaged F1.
+"""Scores for predicted class ids against gold ones: accuracy and macro-averaged F1; and the
+per-class report people read (precision, recall, F1 and support of each class, the
+confusion matrix), with its table for logs and TensorBoard.
 
 Macro-F1 is the unweighted mean of per-class F1 over the classes that occur in the gold
 labels or in the predictions (a class that is neither predicted nor present cannot be
@@ -31,12 +33,8 @@ def per_class_prf(gold: Sequence[int], pred: Sequence[int], labels_num: int | No
     matrix = confusion_matrix(gold, pred, labels_num)
     out = {}
     for c in _seen(matrix):
-        tp = int(matrix[c, c])
-        predicted, support = int(matrix[:, c].sum()), int(matrix[c, :].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[c] = (precision, recall, f1, support)
+        support = int(matrix[c, :].sum())
+        out[c] = (*prf(int(matrix[c, c]), int(matrix[:, c].sum()), support), support)
     return out
 
 
@@ -47,6 +45,36 @@ def macro_f1(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = 
 
 def classification_metrics(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> dict:
     return {"acc": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred, labels_num)}
+
+
+def prf(right: int, predicted: int, expected: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts; each is 0 where its denominator is 0."""
+    precision = right / predicted if predicted else 0.0
+    recall = right / expected if expected else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def class_report(gold: Sequence[int], pred: Sequence[int], labels_num: int | None = None) -> dict:
+    """``{"per_class": {label: {precision, recall, f1, support}}, "confusion": [[...]]}`` (labels as strings,
+    ``confusion[g][p]`` = examples of gold class ``g`` predicted as ``p``), JSON as it is."""
+    per_class = {str(c): {"precision": p, "recall": r, "f1": f, "support": n}
+                 for c, (p, r, f, n) in per_class_prf(gold, pred, labels_num).items()}
+    return {"per_class": per_class, "confusion": confusion_matrix(gold, pred, labels_num).tolist()}
+
+
+def report_table(report: dict) -> str:
+    """A report (:func:`class_report`, or any ``per_class`` table with an optional ``confusion``) as Markdown."""
+    lines = ["| class | precision | recall | f1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, row in report.get("per_class", {}).items():
+        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+    matrix = report.get("confusion")
+    if matrix:
+        lines += ["", "confusion matrix (rows: gold, columns: predicted)", "",
+                  "| gold / predicted | " + " | ".join(str(c) for c in range(len(matrix))) + " |",
+                  "| --- |" + " ---: |" * len(matrix)]
+        lines += [f"| {g} | " + " | ".join(str(n) for n in row) + " |" for g, row in enumerate(matrix)]
+    return "\n".join(lines)
 
 
 def _seen(matrix: np.ndarray) -> Iterable[int]:

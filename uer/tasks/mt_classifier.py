@@ -32,7 +32,7 @@ from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, TaskData
 from uer.tasks.classifier import ClassifierTask, PooledTaskConfig
-from uer.tasks.metrics import classification_metrics
+from uer.tasks.metrics import class_report, classification_metrics
 
 
 class MtClassifierModel(nn.Module):
@@ -132,12 +132,19 @@ class MtClassifierTask(ClassifierTask):
         return logits[:, start:start + self.labels_nums[index]]
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int | None = None) -> dict[str, float]:
+        return classification_metrics(*self.gold_and_predicted(outputs, data))
+
+    def report(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int | None = None) -> dict:
+        """The classifier's report of the dataset's own head."""
+        return class_report(*self.gold_and_predicted(outputs, data))
+
+    def gold_and_predicted(self, outputs: list[torch.Tensor], data: TaskData) -> tuple[list[int], list[int], int]:
+        """Gold labels, the head of ``data``'s dataset's predictions, and that head's labels_num."""
         index = data.info.get("dataset")
         if index is None:
             raise ValueError(f"{data.path} was not read with read_dataset, so its head is unknown")
         pred = self.head_logits(torch.cat(outputs), index).argmax(dim=-1).tolist()
-        gold = [example.label for example in data.examples]
-        return classification_metrics(gold, pred, self.labels_nums[index])
+        return [example.label for example in data.examples], pred, self.labels_nums[index]
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:

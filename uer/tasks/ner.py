@@ -44,6 +44,7 @@ from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
 from uer.tasks import TASKS, Task, TaskConfig, TaskData
+from uer.tasks.metrics import prf
 from uer.tasks.tsv import BadRows, read_tsv
 
 log = logging.getLogger("uer.tasks")
@@ -86,20 +87,34 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     entities, F1 their harmonic mean; each is 0 when its denominator is 0 (so no gold and
     no predicted entities at all scores 0, not 1).
     """
+    counts = list(entity_counts(gold, pred).values())
+    precision, recall, f1 = prf(*(sum(count[slot] for count in counts) for slot in range(3)))
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def entity_report(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """``{"per_class": {type: {precision, recall, f1, support}}}``: :func:`entity_scores` of each entity type
+    (support: its gold entities), types in alphabetical order."""
+    per_type = {}
+    for kind, (right, predicted, expected) in sorted(entity_counts(gold, pred).items()):
+        precision, recall, f1 = prf(right, predicted, expected)
+        per_type[kind] = {"precision": precision, "recall": recall, "f1": f1, "support": expected}
+    return {"per_class": per_type}
+
+
+def entity_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, tuple[int, int, int]]:
+    """``type -> (right, predicted, gold)`` entity counts of every type seen in gold or predictions."""
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
-    right = predicted = expected = 0
+    counts: dict[str, list[int]] = {}
     for number, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
         if len(gold_tags) != len(pred_tags):
             raise ValueError(f"sentence {number}: {len(gold_tags)} gold tags but {len(pred_tags)} predicted")
         gold_set, pred_set = set(bio_entities(gold_tags)), set(bio_entities(pred_tags))
-        right += len(gold_set & pred_set)
-        predicted += len(pred_set)
-        expected += len(gold_set)
-    precision = right / predicted if predicted else 0.0
-    recall = right / expected if expected else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+        for entities, slot in ((gold_set & pred_set, 0), (pred_set, 1), (gold_set, 2)):
+            for _, _, kind in entities:
+                counts.setdefault(kind, [0, 0, 0])[slot] += 1
+    return {kind: tuple(values) for kind, values in counts.items()}
 
 
 def tag_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
@@ -329,6 +344,10 @@ class NerTask(Task):
         scores = entity_scores(gold, pred)
         return {"f1": scores["f1"], "precision": scores["precision"], "recall": scores["recall"],
                 "token_acc": tag_accuracy(gold, pred)}
+
+    def report(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict:
+        """Precision, recall and F1 of each entity type."""
+        return entity_report([example.tags for example in data.examples], self.predicted_tags(outputs, data))
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:

@@ -7,6 +7,7 @@ Weight decay never applies to 1-D tensors (biases, LayerNorm gains and shifts), 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from uer.config.fields import setting
 from uer.errors import UerError
 from uer.registry import Registry
+from uer.training.lamb import Lamb
 
 OPTIMIZERS: Registry = Registry("optimizer", group="optimizer")
 SCHEDULERS: Registry = Registry("lr_scheduler", group="lr_scheduler")
@@ -50,25 +52,73 @@ def adamw(cfg: AdamWConfig, model: nn.Module, learning_rate: float):
 
 
 @dataclass
+class LambConfig:
+    """``optimizer=lamb``: LAMB, Adam's step scaled per tensor by ||weights|| / ||step|| (large-batch pre-training)."""
+
+    type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
+    beta1: float = setting(0.9, "decay of the first-moment average")
+    beta2: float = setting(0.999, "decay of the second-moment average")
+    eps: float = setting(1e-6, "added to the denominator")
+    weight_decay: float = setting(0.01, "decoupled weight decay, inside the trust ratio (not on biases and LayerNorm)")
+
+
+@OPTIMIZERS.register("lamb", config=LambConfig)
+def lamb(cfg: LambConfig, model: nn.Module, learning_rate: float):
+    return Lamb(parameter_groups(model, cfg.weight_decay), lr=learning_rate, betas=(cfg.beta1, cfg.beta2),
+                eps=cfg.eps)
+
+
+@dataclass
 class WarmupScheduleConfig:
-    """``lr_scheduler=linear``: linear warm-up to the peak, then linear decay to 0 at the last step."""
+    """``lr_scheduler=linear|cosine|constant|inverse_sqrt``: linear warm-up to the peak, then the schedule's decay."""
 
     type: str = setting(MISSING, "the schedule (pick with lr_scheduler=)")
     warmup: float = setting(0.1, "fraction of all steps with linear warm-up from 0 to the peak")
 
 
-@SCHEDULERS.register("linear", config=WarmupScheduleConfig)
-def linear(cfg: WarmupScheduleConfig, optimizer, total_steps: int):
-    """LR multiplier rising linearly over ``warmup * total_steps`` steps, then falling to 0 at ``total_steps``."""
+def warmup_schedule(cfg: WarmupScheduleConfig, optimizer, total_steps: int, decay):
+    """LR multiplier rising linearly over ``warmup * total_steps`` steps to 1, then ``decay(t, warmup_steps)``.
+
+    ``t`` is the 1-based number of the update the multiplier is for: the first update of a
+    warm-up of ``w`` steps uses ``1/w`` of the peak, update ``w`` the peak itself.
+    """
     warmup_steps = int(total_steps * cfg.warmup)
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        remaining = total_steps - warmup_steps
-        return max(0.0, (total_steps - step) / remaining) if remaining > 0 else 0.0
+        t = step + 1
+        return t / warmup_steps if t <= warmup_steps else decay(t, warmup_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@SCHEDULERS.register("linear", config=WarmupScheduleConfig)
+def linear(cfg: WarmupScheduleConfig, optimizer, total_steps: int):
+    """After warm-up, linear decay from the peak to 0 at ``total_steps`` (BERT)."""
+    return warmup_schedule(cfg, optimizer, total_steps,
+                           lambda t, w: max(0.0, (total_steps - t + 1) / (total_steps - w)))
+
+
+@SCHEDULERS.register("cosine", config=WarmupScheduleConfig)
+def cosine(cfg: WarmupScheduleConfig, optimizer, total_steps: int):
+    """After warm-up, half a cosine from the peak down to 0 at ``total_steps``."""
+    def decay(t: int, w: int) -> float:
+        progress = min(1.0, (t - 1 - w) / (total_steps - w))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return warmup_schedule(cfg, optimizer, total_steps, decay)
+
+
+@SCHEDULERS.register("constant", config=WarmupScheduleConfig)
+def constant(cfg: WarmupScheduleConfig, optimizer, total_steps: int):
+    """After warm-up, the peak until the end."""
+    return warmup_schedule(cfg, optimizer, total_steps, lambda t, w: 1.0)
+
+
+@SCHEDULERS.register("inverse_sqrt", config=WarmupScheduleConfig)
+def inverse_sqrt(cfg: WarmupScheduleConfig, optimizer, total_steps: int):
+    """After warm-up, the peak times ``sqrt(warmup_steps / t)`` at update ``t`` (fairseq, the Transformer);
+    without warm-up ``1 / sqrt(t)``."""
+    return warmup_schedule(cfg, optimizer, total_steps, lambda t, w: math.sqrt(max(w, 1) / t))
 
 
 def build_optimizer(cfg, model: nn.Module, learning_rate: float):

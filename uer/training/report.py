@@ -1,10 +1,12 @@
-"""Progress reports: one log line per ``report_steps``, the same numbers as JSON lines and TensorBoard scalars.
+"""Progress reports: one log line per ``report_steps``, the same numbers as JSON lines and to the run's logger.
 
 The log line ends with the time left at the average pace so far (``eta``); on a terminal a
-progress bar follows every step between reports (:mod:`uer.progress`).  TensorBoard gets
-``train/<name>`` for every reported number (each target part's loss and accuracy, ``lr``,
-``tokens_per_s``, ``real_tokens_per_s``) and whatever a stage adds with :meth:`Reporter.scalars`
-(fine-tuning: ``dev/<metric>`` at every dev evaluation).
+progress bar follows every step between reports (:mod:`uer.progress`).  The logger
+(``logger=``, TensorBoard by default: :mod:`uer.training.loggers`) gets ``train/<name>`` for
+every reported number (each target part's loss and accuracy, ``lr``, ``tokens_per_s``,
+``real_tokens_per_s``) and whatever a stage adds with :meth:`Reporter.scalars` and
+:meth:`Reporter.text` (fine-tuning: ``dev/<metric>`` and the per-class table after every
+evaluation).
 
 Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
 summed over the report window and over the ranks of a multi-process run, so e.g. ``mlm_acc`` is correct/masked over the window,
@@ -22,20 +24,21 @@ import torch
 
 from uer.distributed import all_reduce_sum
 from uer.progress import Progress, format_duration
-from uer.tensorboard import summary_writer
+from uer.training.loggers import RunLogger, build_logger
 
 log = logging.getLogger("uer.train")
 
 
 class Reporter:
-    def __init__(self, out_dir: Path | None, total_steps: int, enabled: bool = True, tensorboard: bool = True,
+    def __init__(self, out_dir: Path | None, total_steps: int, enabled: bool = True, logger=None,
                  reduce_device: torch.device | str = "cpu"):
+        """``logger``: the run's ``logger`` config (None: log lines and metrics.jsonl only)."""
         self.total_steps = total_steps
         self._reduce_device = torch.device(reduce_device)  # NCCL reduces CUDA tensors only
         self.enabled = enabled
         self.out_dir = out_dir
-        self._writer = None
-        self._tensorboard = tensorboard and enabled and out_dir is not None
+        self._logger_cfg = logger if enabled and out_dir is not None else None
+        self._logger: RunLogger | None = None
         self._bar: Progress | None = None
         self._first_add: float | None = None
         self._reset()
@@ -91,27 +94,28 @@ class Reporter:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
                     handle.write(json.dumps(record) + "\n")
-            if self._tensorboard:
-                self._scalars(step, record)
+            self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
         self._reset()
         return record
 
-    def _scalars(self, step: int, record: dict) -> None:
-        self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
+    @property
+    def logger(self) -> RunLogger | None:
+        if self._logger is None and self._logger_cfg is not None:
+            self._logger = build_logger(self._logger_cfg, self.out_dir)
+        return self._logger
 
     def scalars(self, prefix: str, values: dict, step: int) -> None:
-        """``prefix/<name>`` TensorBoard scalars at ``step`` (e.g. ``dev/acc``); numbers only, main process only."""
-        if not self._tensorboard:
-            return
-        if self._writer is None:
-            self._writer = summary_writer(str(self.out_dir / "tensorboard"))
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._writer.add_scalar(f"{prefix}/{key}", value, step)
-        self._writer.flush()
+        """``prefix/<name>`` scalars at ``step`` (e.g. ``dev/acc``) to the logger; numbers only, main process only."""
+        if self.logger is not None:
+            self.logger.scalars(prefix, values, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """A Markdown table (e.g. ``dev/report``) at ``step`` to the logger; main process only."""
+        if self.logger is not None:
+            self.logger.text(tag, text, step)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        if self._writer is not None:
-            self._writer.close()
+        if self._logger is not None:
+            self._logger.close()

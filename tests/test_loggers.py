@@ -1,0 +1,72 @@
+"""logger=: CSV files and an MLflow run (offline, a local SQLite store), each reopened on its run directory as
+the end of a run does; a missing MLflow is one line before any work."""
+
+import csv
+import importlib.util
+
+import pytest
+
+from test_schemas import fields, reads  # noqa: F401  (reads: the fixture recording the schema keys read)
+from uer.errors import UerError
+from uer.training.loggers import MlflowConfig, build_logger, check_logger
+from uer_testing import compose_config
+
+
+def exercise(logger, report="| class | f1 |"):
+    logger.scalars("train", {"cls_loss": 0.7, "lr": 1e-4, "skipped": "text", "flag": True}, 1)
+    logger.scalars("dev", {"acc": 0.5}, 2)
+    logger.text("dev/report", report, 2)
+    logger.hparams({"seed": 3, "finetune.learning_rate": 1e-4, "optimizer": "lamb"}, {"hparams/dev_acc": 0.5})
+    logger.close()
+
+
+def test_csv_logger_writes_long_metrics_hparams_and_reports(tmp_path):
+    cfg = compose_config(["logger=csv"])
+    exercise(build_logger(cfg.logger, tmp_path))
+    again = build_logger(cfg.logger, tmp_path)  # the end of the run opens it once more: rows are appended
+    again.scalars("test", {"acc": 0.25}, 2)
+    again.close()
+    with open(tmp_path / "csv" / "metrics.csv", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["step"], r["name"], float(r["value"])) for r in rows] == [
+        ("1", "train/cls_loss", 0.7), ("1", "train/lr", 1e-4), ("2", "dev/acc", 0.5), ("2", "test/acc", 0.25)]
+    with open(tmp_path / "csv" / "hparams.csv", encoding="utf-8", newline="") as handle:
+        hparams = [(r["kind"], r["name"], r["value"]) for r in csv.DictReader(handle)]
+    assert hparams == [("param", "seed", "3"), ("param", "finetune.learning_rate", "0.0001"),
+                       ("param", "optimizer", "lamb"), ("metric", "hparams/dev_acc", "0.5")]
+    assert (tmp_path / "csv" / "reports.md").read_text(encoding="utf-8") == "## dev/report (step 2)\n\n| class | f1 |\n\n"
+    assert not (tmp_path / "tensorboard").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason='pip install -e ".[mlflow]"')
+def test_mlflow_logger_keeps_one_run_per_directory_in_a_local_store(tmp_path, reads):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = compose_config(["logger=mlflow", f"logger.tracking_uri={store}", "logger.experiment_name=douban",
+                          f"logger.artifact_location={tmp_path / 'artifacts'}"])
+    run_dir = tmp_path / "run"
+    exercise(build_logger(cfg.logger, run_dir), report="| 0 | 0.5 |")
+    assert reads["logger"] == fields(MlflowConfig)  # its schema holds exactly the keys it reads
+    again = build_logger(cfg.logger, run_dir)  # another process, the same run
+    again.scalars("test", {"acc": 0.25}, 2)
+    again.close()
+    client = MlflowClient(tracking_uri=store)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "douban"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == (run_dir / "mlflow_run_id").read_text(encoding="utf-8").strip()
+    assert run.data.metrics == {"train/cls_loss": 0.7, "train/lr": 1e-4, "dev/acc": 0.5, "test/acc": 0.25,
+                                "hparams/dev_acc": 0.5}
+    assert run.data.params == {"seed": "3", "finetune.learning_rate": "0.0001", "optimizer": "lamb"}
+    assert run.data.tags["uer.run_dir"] == str(run_dir.resolve())
+    local = client.download_artifacts(run.info.run_id, "dev/report_step2.md", str(tmp_path / "got"))
+    assert open(local, encoding="utf-8").read() == "| 0 | 0.5 |"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "dev/acc")] == [2]
+
+
+def test_logger_without_its_package_stops_before_any_work(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(UerError, match=r'logger=mlflow needs MLflow: pip install -e "\.\[mlflow\]"'):
+        check_logger(compose_config(["logger=mlflow"]).logger)
+    check_logger(compose_config(["logger=csv"]).logger)
