@@ -263,14 +263,17 @@ def project_checkpoint(path, vocab, overrides, seed=4):
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_project_checkpoint_round_trip_through_uer(tmp_path, vocab, name):
-    """A checkpoint this project wrote -> uer -> uer_ckpt (same composed config): same weights and config."""
+@pytest.mark.parametrize("layernorm, back_overrides", [("uer", ()), ("standard", ("model.layernorm=standard",))])
+def test_project_checkpoint_round_trip_through_uer(tmp_path, vocab, name, layernorm, back_overrides):
+    """A checkpoint this project wrote -> uer -> uer_ckpt (same composed config): same weights and config.
+
+    A UER file is read with the original's LayerNorm unless model.layernorm says otherwise."""
     original = tmp_path / "step_1.pt"
-    model, config = project_checkpoint(original, vocab, ARCHITECTURES[name])
+    model, config = project_checkpoint(original, vocab, [*ARCHITECTURES[name], f"model.layernorm={layernorm}"])
     uer = tmp_path / "model.bin"
     convert(vocab, original, "uer_ckpt", uer, "uer")
     back = tmp_path / "back.pt"
-    convert(vocab, uer, "uer", back, "uer_ckpt", *ARCHITECTURES[name])
+    convert(vocab, uer, "uer", back, "uer_ckpt", *ARCHITECTURES[name], *back_overrides)
     payload = load_checkpoint(back)
     assert_same_tensors(payload["model"], model.state_dict())
     for node in ("model", "embedding", "encoder", "target"):

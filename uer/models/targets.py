@@ -27,6 +27,7 @@ from torch import nn
 from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
+from uer.models.layer_norm import layer_norm
 from uer.models.layers import activation
 from uer.models.pooling import check_pooling, pool
 from uer.registry import Registry
@@ -65,6 +66,7 @@ class ModelDims:
     hidden_size: int
     hidden_act: str
     layernorm_eps: float
+    layernorm: Optional[str] = None  # the LayerNorm formula (uer.models.layer_norm)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, Stats]:
@@ -91,7 +93,7 @@ class MlmTarget(nn.Module):
         super().__init__()
         self.mlm_linear_1 = nn.Linear(dims.hidden_size, dims.emb_size)
         self.act = activation(dims.hidden_act)
-        self.layer_norm = nn.LayerNorm(dims.emb_size, eps=dims.layernorm_eps)
+        self.layer_norm = layer_norm(dims.emb_size, dims.layernorm_eps, dims.layernorm)
         self.mlm_linear_2 = nn.Linear(dims.emb_size, dims.vocab_size)
         if cfg.tie_weights:
             self.mlm_linear_2.weight = word_embedding.weight
