@@ -21,7 +21,7 @@ from torch import nn
 from uer.errors import UerError
 
 LAYER_NORMS = ("standard", "uer")
-LAYERNORM_HELP = "LayerNorm formula: standard | uer; null = standard (the option files set ${model.layernorm})"
+LAYERNORM_HELP = "LayerNorm formula: standard | uer (null: standard); follows model.layernorm"
 
 
 class UerLayerNorm(nn.Module):

@@ -1,0 +1,258 @@
+"""Models of the original UER-py toolkit: its LayerNorm, its untied output matrix, its file names.
+
+The original computes ``gamma * (x - mean) / (std + eps) + beta`` with the unbiased std and
+eps = 1e-6 outside the square root; its ``pretrain.py`` ties the MLM output matrix to the
+word embedding only with ``--tie_weights``; it writes ``model.bin-STEP``.  Formulas are
+written out here, not imported, so a test fails if the implementation drifts from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from test_tools_common import CHARS, arch, make_model, run_tool, write_vocab
+from uer.config.original_file import adopt_original_file
+from uer.errors import UerError
+from uer.io.checkpoint import load_checkpoint
+from uer.io.formats import read_model_file
+from uer.io.uer_format import load_uer_bin, save_uer_bin
+from uer.models.layer_norm import UerLayerNorm
+from uer.stages import run_stage
+from uer.tools.model_loading import load_model
+from uer_testing import ROOT, compose_config, save_model_checkpoint
+
+EPS = 1e-6
+
+
+def original_layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """The original's formula, in float64: unbiased std, eps added to it."""
+    x = x.double()
+    n = x.size(-1)
+    mean = x.sum(-1, keepdim=True) / n
+    std = (((x - mean) ** 2).sum(-1, keepdim=True) / (n - 1)).sqrt()
+    return gamma.double() * (x - mean) / (std + EPS) + beta.double()
+
+
+def randomized(model, seed: int):
+    """Every parameter moved off its initial value (LayerNorm gains and shifts too)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
+    return model.eval()
+
+
+@pytest.fixture()
+def vocab(tmp_path):
+    return write_vocab(tmp_path / "vocab.txt")
+
+
+# --- item 1: the original's LayerNorm ---------------------------------------------------------
+
+def test_uer_layernorm_is_the_original_formula_everywhere(vocab):
+    _, model, _ = make_model(vocab, "model.layernorm=uer", "target=bert", "model.dropout=0.0")
+    model = randomized(model, seed=3)
+    norms = {name: module for name, module in model.named_modules() if name.endswith(("layer_norm", "layer_norm_1",
+                                                                                        "layer_norm_2"))}
+    assert len(norms) == 1 + 2 * 2 + 1 and all(isinstance(m, UerLayerNorm) for m in norms.values())
+    x = torch.randn(3, 5, 32, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    for name, module in norms.items():
+        expected = original_layer_norm(x, module.weight.detach(), module.bias.detach())
+        torch.testing.assert_close(module(x).double(), expected, rtol=0, atol=1e-6, msg=name)
+        # torch's LayerNorm is another formula: the comparison above can fail
+        standard = F.layer_norm(x, (32,), module.weight.detach(), module.bias.detach(), EPS).double()
+        assert (standard - expected).abs().max() > 1e-3, name
+    # and the model uses it: the embedding's output is the formula over word + position + segment
+    src, seg = torch.tensor([[2, 7, 8, 9, 3]]), torch.tensor([[1, 1, 1, 2, 2]])
+    emb = model.backbone.embedding
+    summed = emb.word_embedding.weight[src] + emb.position_embedding.weight[:5] + emb.segment_embedding.weight[seg]
+    expected = original_layer_norm(summed.detach(), emb.layer_norm.weight.detach(), emb.layer_norm.bias.detach())
+    with torch.no_grad():
+        torch.testing.assert_close(emb(src, seg).double(), expected, rtol=0, atol=1e-6)
+
+
+def test_uer_layernorm_under_bf16_autocast_keeps_float32():
+    norm = UerLayerNorm(8, EPS)
+    x = torch.randn(2, 8, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = norm(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), original_layer_norm(x.float(), norm.weight, norm.bias).detach(),
+                               rtol=0, atol=1e-6)
+
+
+def convert(vocab, source, input_format, output, output_format, *extra):
+    return run_tool("convert", f"tool.input_path={source}", f"tool.input_format={input_format}",
+                    f"tool.output_path={output}", f"tool.output_format={output_format}", *extra, vocab=vocab)
+
+
+def test_round_trip_through_an_original_bin_is_exact_and_keeps_the_layernorm(tmp_path, vocab, caplog):
+    cfg = compose_config(arch("model.layernorm=uer", "target=bert", vocab=vocab))
+    from uer.models import build_model
+
+    model = randomized(build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5), seed=5)
+    ours = save_model_checkpoint(tmp_path / "ours.pt", model, cfg)
+    original = tmp_path / "model.bin-7"  # the original's step-suffixed name
+    convert(vocab, ours, "uer_ckpt", original, "uer")
+    with caplog.at_level(logging.INFO):
+        convert(vocab, original, "uer", tmp_path / "back.pt", "uer_ckpt", "target=bert")
+    assert "model.layernorm=uer" in caplog.text
+    payload = load_checkpoint(tmp_path / "back.pt")
+    state = model.state_dict()
+    assert sorted(payload["model"]) == sorted(state)
+    assert all(torch.equal(payload["model"][key], tensor) for key, tensor in state.items())
+    config = payload["config"]
+    assert config["model"]["layernorm"] == config["embedding"]["layernorm"] == config["encoder"]["layernorm"] == "uer"
+    loaded = load_model(compose_config(["stage=tool", "tool=check_model", f"tool.input_path={tmp_path / 'back.pt'}"]))
+    src = torch.tensor([[2, 7, 8, 9, 3]])
+    with torch.no_grad():
+        assert torch.equal(loaded.backbone(src, torch.ones_like(src)), model.backbone(src, torch.ones_like(src)))
+
+
+def test_converting_the_original_layernorm_to_hf_says_it_is_approximate(tmp_path, vocab, caplog):
+    cfg = compose_config(arch("model.layernorm=uer", "target=bert", vocab=vocab))
+    from uer.models import build_model
+
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5)
+    ours = save_model_checkpoint(tmp_path / "ours.pt", model, cfg)
+    with caplog.at_level(logging.WARNING):
+        convert(vocab, ours, "uer_ckpt", tmp_path / "hf.bin", "hf")
+    assert "approximate" in caplog.text and "Hugging Face" in caplog.text
+
+
+# --- item 2: an untied output matrix is used, never dropped --------------------------------------
+
+CORPUS = ["北京是中国的首都", "上海一座大城市", "天气很好我们喜欢读书", "这本书有意思"] * 8
+
+
+@pytest.fixture()
+def untied_file(tmp_path, vocab):
+    """An original-layout file (mlm target, no --tie_weights) named like the original's step files."""
+    cfg, model, _ = make_model(vocab, "target=mlm", "target.tie_weights=false", "model.layernorm=uer")
+    model = randomized(model, seed=11)
+    path = tmp_path / "x.bin-100"
+    save_uer_bin(model, path)
+    state = load_uer_bin(path)
+    assert not torch.equal(state["target.mlm_linear_2.weight"], state["embedding.word_embedding.weight"])
+    return path, state
+
+
+def head_by_hand(state: dict, hidden: torch.Tensor) -> torch.Tensor:
+    """The MLM head's logits from the file's own tensors: linear, exact GELU, the original's LayerNorm, linear."""
+    h = hidden.double()
+    h = h @ state["target.mlm_linear_1.weight"].double().t() + state["target.mlm_linear_1.bias"].double()
+    h = 0.5 * h * (1 + torch.erf(h / 2 ** 0.5))
+    h = original_layer_norm(h, state["target.layer_norm.gamma"], state["target.layer_norm.beta"])
+    return h @ state["target.mlm_linear_2.weight"].double().t() + state["target.mlm_linear_2.bias"].double()
+
+
+def test_cloze_test_uses_the_untied_matrix_of_a_step_named_file(tmp_path, vocab, untied_file, caplog):
+    path, state = untied_file
+    out = tmp_path / "cloze.jsonl"
+    text = "北京是中国的[MASK]都"
+    with caplog.at_level(logging.INFO):
+        run_tool("cloze_test", f"tool.input_path={path}", f"tool.text='{text}'", f"tool.output_path={out}",
+                 "tool.topn=5", vocab=vocab)
+    assert "target.tie_weights=false" in caplog.text and "model.layernorm=uer" in caplog.text
+    result = json.loads(out.read_text(encoding="utf-8"))
+    loaded = load_model(compose_config(["stage=tool", "tool=cloze_test", f"tool.input_path={path}",
+                                        *arch(vocab=vocab)]))
+    ids = [2, *loaded.tokenizer.encode("北京是中国的"), 4, *loaded.tokenizer.encode("都"), 3]
+    with torch.no_grad():
+        hidden = loaded.backbone(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0, ids.index(4)]
+    probs = torch.softmax(head_by_hand(state, hidden), dim=-1)
+    top = probs.topk(5)
+    expected = [[loaded.tokenizer.vocab.id_to_token(i), round(p, 6)] for p, i in zip(top.values.tolist(),
+                                                                                      top.indices.tolist())]
+    assert [token for token, _ in result["predictions"][0]] == [token for token, _ in expected]
+    for (_, p), (_, q) in zip(result["predictions"][0], expected):
+        assert abs(p - q) < 2e-6
+
+
+def test_pretraining_continues_the_untied_matrix(tmp_path, vocab, untied_file, caplog):
+    path, state = untied_file
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    tokenizer = ["tokenizer=char", f"tokenizer.vocab_path={vocab}"]
+    run_stage(compose_config(["stage=preprocess", *tokenizer, "target=mlm", f"preprocess.corpus_path={corpus}",
+                              f"preprocess.dataset_path={tmp_path / 'data'}", "preprocess.seq_length=16"]))
+    cfg = compose_config([*arch(vocab=vocab), "target=mlm", f"pretrained_model_path={path}",
+                          f"pretrain.dataset_path={tmp_path / 'data'}", "pretrain.total_steps=1",
+                          "pretrain.batch_size=4", "pretrain.learning_rate=1e-12",
+                          f"output_model_path={tmp_path / 'out'}"])
+    assert cfg.target.tie_weights is True and cfg.model.layernorm is None  # the composed defaults
+    with caplog.at_level(logging.INFO):
+        run_stage(cfg)
+    payload = load_checkpoint(tmp_path / "out" / "step_1.pt")
+    assert payload["config"]["target"]["tie_weights"] is False and payload["config"]["model"]["layernorm"] == "uer"
+    # one step at a learning rate of 1e-12: the weights are still the file's
+    trained = payload["model"]
+    torch.testing.assert_close(trained["target.mlm_linear_2.weight"], state["target.mlm_linear_2.weight"], rtol=0,
+                               atol=1e-9)
+    assert not torch.equal(trained["target.mlm_linear_2.weight"], trained["backbone.embedding.word_embedding.weight"])
+    loaded = load_model(compose_config(["stage=tool", "tool=cloze_test",
+                                        f"tool.input_path={tmp_path / 'out' / 'step_1.pt'}"]))
+    src = torch.tensor([[2, 7, 4, 9, 3]])
+    with torch.no_grad():
+        hidden = loaded.backbone(src, torch.ones_like(src))[0]
+        from uer.tools.cloze import mlm_logits
+
+        torch.testing.assert_close(mlm_logits(loaded.target, hidden).double(), head_by_hand(state, hidden),
+                                   rtol=0, atol=1e-5)
+
+
+def test_finetuning_from_the_file_lists_what_it_does_not_use(tmp_path, vocab, untied_file, caplog):
+    path, state = untied_file
+    train = tmp_path / "train.tsv"
+    train.write_text("label\ttext_a\n" + "".join(f"{i % 2}\t{line}\n" for i, line in enumerate(CORPUS)),
+                     encoding="utf-8")
+    cfg = compose_config(["task=classifier", *arch(vocab=vocab), f"pretrained_model_path={path}",
+                          f"finetune.train_path={train}", f"finetune.dev_path={train}", "finetune.epochs_num=1",
+                          "finetune.seq_length=16", "finetune.batch_size=8", f"output_model_path={tmp_path / 'clf'}"])
+    with caplog.at_level(logging.INFO):
+        run_stage(cfg)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "x.bin-100" in
+                r.getMessage()]
+    assert len(warnings) == 1, warnings
+    unused = warnings[0].split("not used, no place in this model", 1)[1]
+    for key in ("target.mlm_linear_2.weight", "target.mlm_linear_1.weight", "target.layer_norm.weight"):
+        assert key in unused
+    assert "initialised, not in the file" in warnings[0] and "output_layer_1.weight" in warnings[0]
+    config = load_checkpoint(tmp_path / "clf" / "best.pt")["config"]
+    assert config["model"]["layernorm"] == config["embedding"]["layernorm"] == "uer"
+
+
+def test_an_explicit_tie_is_kept_with_a_warning(untied_file, vocab, caplog):
+    path, state = untied_file
+    cfg = compose_config(["stage=tool", "tool=cloze_test", *arch("model.layernorm=standard", vocab=vocab)])
+    with caplog.at_level(logging.INFO):
+        adopt_original_file(cfg, path, state, ["target.tie_weights=true"])
+    assert cfg.target.tie_weights is True and cfg.model.layernorm == "standard"
+    assert "is not the word embedding, but target.tie_weights=true" in caplog.text
+    assert "read with model.layernorm=standard as asked" in caplog.text
+
+
+# --- item 3: model files by content -------------------------------------------------------------
+
+def test_files_are_recognised_by_content_and_others_are_named(tmp_path, untied_file):
+    path, _ = untied_file
+    assert read_model_file(path)[0] == "bin"
+    hf = tmp_path / "model.pt"
+    torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(2, 2)}, hf)
+    with pytest.raises(UerError, match="Hugging Face BERT state dict.*tool=convert tool.input_format=hf"):
+        read_model_file(hf)
+    other = tmp_path / "model.bin"
+    torch.save({"weight": torch.zeros(2)}, other)
+    with pytest.raises(UerError, match=r"a dict of tensors without embedding.word_embedding.weight, with keys"):
+        read_model_file(other)
+    listed = tmp_path / "list.bin"
+    torch.save([1, 2], listed)
+    with pytest.raises(UerError, match="it holds a list"):
+        read_model_file(listed)
+    with pytest.raises(UerError, match="an original UER model file"):
+        load_checkpoint(path)
