@@ -9,7 +9,13 @@ Formats (``tool.input_format`` / ``tool.output_format``):
 * ``hf``: a Hugging Face ``BertForPreTraining``/``BertForMaskedLM``/``BertModel`` state dict,
   ``.safetensors`` or torch ``.bin`` (a model directory or sharded ``*.index.json`` too
   when reading).  Written as ``BertForPreTraining`` names when the model has heads,
-  ``BertModel`` names otherwise, plus a ``config.json`` beside it if there is none.
+  ``BertModel`` names otherwise.  ``tool.output_path`` a directory (or a name without a
+  suffix): a model directory that ``AutoModel.from_pretrained`` and
+  ``AutoTokenizer.from_pretrained`` load offline -- ``model.safetensors``, ``config.json``
+  and the vocabulary as a classic ``BertTokenizer`` (``vocab.txt``,
+  ``tokenizer_config.json``, ``special_tokens_map.json``; the checkpoint's own vocabulary,
+  or for other inputs the composed ``tokenizer.*``), each file replaced.  A weights file
+  (``.safetensors``/``.bin``) gets a ``config.json`` beside it if there is none.
 * ``tf``: a Google TensorFlow BERT checkpoint, given by its prefix (``.../bert_model.ckpt``);
   needs ``pip install "uer[tf]"``.  Written with a ``bert_config.json`` beside it if none.
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
@@ -73,7 +79,9 @@ from uer.io.hf_format import (
     is_safetensors,
     load_hf_weights,
     read_json_beside,
+    save_hf_directory,
     save_hf_weights,
+    tokenizer_files,
     uer_to_hf,
     write_json_beside,
 )
@@ -132,7 +140,7 @@ def convert(cfg: DictConfig) -> str:
         raise UerError(f"tool.input_path {source} not found; check the path")
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise UerError(f"tool.output_path {target} is the input file; choose another output path")
-    if target.is_dir():
+    if target.is_dir() and t.output_format != "hf":
         raise UerError(f"tool.output_path {target} is a directory; give a file name "
                        f"(e.g. {target / _example_name(t.output_format)})")
 
@@ -332,13 +340,39 @@ def write_uer(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
 
 
 def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
-    if path.suffix not in (".bin", ".safetensors"):
-        raise UerError(f"tool.output_path {path} must end in .safetensors or .bin for tool.output_format=hf")
+    directory = path.is_dir() or path.suffix == ""
+    if not directory and path.suffix not in (".bin", ".safetensors"):
+        raise UerError(f"tool.output_path {path} must be a directory (a model directory), or end in .safetensors or "
+                       ".bin (the weights alone) for tool.output_format=hf")
     warn_layernorm(loaded, arch, "hf")
+    if directory:  # checked before anything is written
+        require_heads(arch)
+        tokenizer = _tokenizer(loaded, arch, cfg)
     state, dropped = uer_to_hf(loaded.state, loaded.source)
     _warn_dropped(dropped, "Hugging Face")
-    save_hf_weights(state, path)
-    _write_config(path, HF_CONFIG, arch, google=False)
+    if not directory:
+        save_hf_weights(state, path)
+        _write_config(path, HF_CONFIG, arch, google=False)
+        return
+    texts = {}
+    if tokenizer.kind == "spm":
+        log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
+                    "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
+    else:
+        if tokenizer.kind != "bert":
+            log.warning("%s tokenizes with tokenizer=%s; the exported tokenizer is a BertTokenizer over the same "
+                        "vocabulary, which splits text as tokenizer=bert does", loaded.source, tokenizer.kind)
+        texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
+                                arch["max_seq_length"])
+    written = save_hf_directory(state, path, bert_config(arch, google=False), texts)
+    log.info("wrote the Hugging Face model directory %s: %s", path, ", ".join(written))
+
+
+def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
+    """The model's tokenizer: a checkpoint's own, else the composed one (checked against the vocabulary size)."""
+    if loaded.payload is not None:
+        return checkpoint_tokenizer(loaded.payload, loaded.source)
+    return vocabulary_tokenizer(cfg, arch, loaded.source)
 
 
 def write_tf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
