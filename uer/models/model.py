@@ -35,6 +35,9 @@ class ModelSizeConfig:
     parameter_sharing: bool = setting(False, "one layer shared across the stack (ALBERT)")
     kernel_size: int = setting(3, "cnn, gatedcnn, rcnn, crnn: convolution width")
     block_size: int = setting(2, "cnn, gatedcnn: a residual connection every block_size layers")
+    config_path: Optional[str] = setting(
+        None, "an original toolkit's model config (JSON, e.g. models/bert_base_config.json): its sizes replace "
+              "this node's, as the original's --config_path (uer/config/config_path.py)")
     layernorm: Optional[str] = setting(
         None, "LayerNorm formula everywhere: standard (torch, BERT, Hugging Face) | uer (the original UER-py's: "
               "unbiased std, eps outside the square root) | null (uer when the starting weights are an original UER "
