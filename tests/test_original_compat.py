@@ -24,7 +24,7 @@ from uer.io.uer_format import load_uer_bin, save_uer_bin
 from uer.models.layer_norm import UerLayerNorm
 from uer.stages import run_stage
 from uer.tools.model_loading import load_model
-from uer_testing import ROOT, compose_config, save_model_checkpoint
+from uer_testing import compose_config, expect_user_error, save_model_checkpoint
 
 EPS = 1e-6
 
@@ -240,8 +240,12 @@ def test_an_explicit_tie_is_kept_with_a_warning(untied_file, vocab, caplog):
 # --- item 3: model files by content -------------------------------------------------------------
 
 def test_files_are_recognised_by_content_and_others_are_named(tmp_path, untied_file):
-    path, _ = untied_file
+    path, state = untied_file
     assert read_model_file(path)[0] == "bin"
+    prefixed = tmp_path / "multi_gpu"  # saved from DataParallel: every name starts with "module."
+    torch.save({f"module.{key}": tensor for key, tensor in state.items()}, prefixed)
+    kind, content = read_model_file(prefixed)
+    assert kind == "bin" and sorted(content) == sorted(state)
     hf = tmp_path / "model.pt"
     torch.save({"bert.embeddings.word_embeddings.weight": torch.zeros(2, 2)}, hf)
     with pytest.raises(UerError, match="Hugging Face BERT state dict.*tool=convert tool.input_format=hf"):
@@ -256,3 +260,19 @@ def test_files_are_recognised_by_content_and_others_are_named(tmp_path, untied_f
         read_model_file(listed)
     with pytest.raises(UerError, match="an original UER model file"):
         load_checkpoint(path)
+
+
+# --- item 8: missing weights ------------------------------------------------------------------------
+
+def test_a_preset_without_its_weights_says_where_they_are_published(capsys):
+    line = expect_user_error(capsys, compose_config(["experiment=bert_douban"]), "models/google_zh_model.bin",
+                             "nothing is downloaded", "https://github.com/dbiir/UER-py#modelzoo",
+                             "https://huggingface.co/uer")
+    for fmt, source in (("hf", "DIR"), ("tf", "DIR/bert_model.ckpt")):
+        assert (f"python main.py tool=convert tool.input_format={fmt} tool.input_path={source} "
+                "tool.output_format=uer_ckpt tool.output_path=models/google_zh_model.pt "
+                "tokenizer.vocab_path=DIR/vocab.txt") in line
+    expect_user_error(capsys, compose_config(["experiment=bert_book_review"]),
+                      "outputs/models/bert_book_review_pretrain/step_5000.pt not found",
+                      "python main.py experiment=bert_book_review_pretrain "
+                      "output_model_path=outputs/models/bert_book_review_pretrain")

@@ -2,13 +2,15 @@
 
 Two kinds are read: this project's checkpoint (a dict with the ``uer-checkpoint`` marker,
 :mod:`uer.io.checkpoint`) and the original UER-py toolkit's ``.bin`` (a flat dict of
-name -> tensor with UER's names, whatever the file is called: ``model.bin-20000`` too).
+name -> tensor with UER's names, whatever the file is called: ``model.bin-20000`` too; names
+that all start with ``module.``, as a multi-GPU wrapper saves them, are read without it).
 Anything else is one error line saying what the file holds instead (a Hugging Face state
 dict or safetensors file, which ``tool=convert`` reads, or something else).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -16,9 +18,12 @@ import torch
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT, check_payload, safe_torch_load
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT = "pt"
 ORIGINAL = "bin"
 UER_WORD = "embedding.word_embedding.weight"
+MULTI_GPU = "module."  # torch's DataParallel/DDP prefix (the original's scripts/multi_single_convert.py)
 CONVERT_HF = "tool=convert tool.input_format=hf tool.output_format=uer_ckpt"
 
 
@@ -34,6 +39,10 @@ def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
         return CHECKPOINT, check_payload(content, path)
     if isinstance(content, dict) and content and all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items()):
+        if all(key.startswith(MULTI_GPU) for key in content):
+            content = {key[len(MULTI_GPU):]: value for key, value in content.items()}
+            logger.info("%s %s: names start with %r (saved from a multi-GPU wrapper); read without it", what, path,
+                        MULTI_GPU)
         if UER_WORD in content:
             return ORIGINAL, content
         if any(key.endswith("embeddings.word_embeddings.weight") for key in content):

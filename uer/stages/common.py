@@ -10,10 +10,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uer import distributed, malloc_tuning
+from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
-from uer.config.original_file import adopt_original_file
 from uer.io.formats import ORIGINAL, read_model_file
+from uer.io.published import missing_weights
 
 log = logging.getLogger("uer")
 
@@ -34,6 +35,8 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
     path = cfg.get("pretrained_model_path")
     if not path:
         return None
+    if not Path(path).exists():
+        raise UerError(missing_weights(path))
     kind, payload = read_model_file(path)
     if kind == ORIGINAL:
         adopt_original_file(cfg, path, payload, command_line_overrides())
