@@ -17,14 +17,19 @@ import torch.nn.functional as F
 
 from test_tools_common import CHARS, arch, make_model, run_tool, write_vocab
 from uer.config.original_file import adopt_original_file
+from uer.data.build import build_pretrain_dataset
+from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import read_model_file
 from uer.io.uer_format import load_uer_bin, save_uer_bin
+from uer.models import build_model
 from uer.models.layer_norm import UerLayerNorm
 from uer.stages import run_stage
+from uer.tokenizers import build_tokenizer
+from uer.tools.cloze import mlm_logits
 from uer.tools.model_loading import load_model
-from uer_testing import compose_config, expect_user_error, save_model_checkpoint
+from uer_testing import ROOT, VOCAB, compose_config, expect_user_error, save_model_checkpoint
 
 EPS = 1e-6
 
@@ -93,8 +98,6 @@ def convert(vocab, source, input_format, output, output_format, *extra):
 
 def test_round_trip_through_an_original_bin_is_exact_and_keeps_the_layernorm(tmp_path, vocab, caplog):
     cfg = compose_config(arch("model.layernorm=uer", "target=bert", vocab=vocab))
-    from uer.models import build_model
-
     model = randomized(build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5), seed=5)
     ours = save_model_checkpoint(tmp_path / "ours.pt", model, cfg)
     original = tmp_path / "model.bin-7"  # the original's step-suffixed name
@@ -116,8 +119,6 @@ def test_round_trip_through_an_original_bin_is_exact_and_keeps_the_layernorm(tmp
 
 def test_converting_the_original_layernorm_to_hf_says_it_is_approximate(tmp_path, vocab, caplog):
     cfg = compose_config(arch("model.layernorm=uer", "target=bert", vocab=vocab))
-    from uer.models import build_model
-
     model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5)
     ours = save_model_checkpoint(tmp_path / "ours.pt", model, cfg)
     with caplog.at_level(logging.WARNING):
@@ -200,8 +201,6 @@ def test_pretraining_continues_the_untied_matrix(tmp_path, vocab, untied_file, c
     src = torch.tensor([[2, 7, 4, 9, 3]])
     with torch.no_grad():
         hidden = loaded.backbone(src, torch.ones_like(src))[0]
-        from uer.tools.cloze import mlm_logits
-
         torch.testing.assert_close(mlm_logits(loaded.target, hidden).double(), head_by_hand(state, hidden),
                                    rtol=0, atol=1e-5)
 
@@ -276,3 +275,33 @@ def test_a_preset_without_its_weights_says_where_they_are_published(capsys):
                       "outputs/models/bert_book_review_pretrain/step_5000.pt not found",
                       "python main.py experiment=bert_book_review_pretrain "
                       "output_model_path=outputs/models/bert_book_review_pretrain")
+
+
+# --- item 7: the standalone nsp target --------------------------------------------------------------
+
+def test_nsp_target_is_one_linear_layer_on_cls_with_the_original_names(vocab):
+    _, model, _ = make_model(vocab, "target=nsp", "model.dropout=0.0")
+    model = randomized(model, seed=2)
+    assert sorted(k for k in model.state_dict() if k.startswith("target.")) == ["target.linear.bias",
+                                                                               "target.linear.weight"]
+    src, seg = torch.tensor([[2, 7, 8, 3, 9, 10, 3]] * 2), torch.tensor([[1, 1, 1, 1, 2, 2, 2]] * 2)
+    labels = torch.tensor([0, 1])
+    output = model({"src": src, "seg": seg, "sentence_labels": labels})
+    with torch.no_grad():
+        first = model.backbone(src, seg)[:, 0].double()
+        logits = first @ model.target.linear.weight.double().t() + model.target.linear.bias.double()
+        expected = -torch.log_softmax(logits, dim=-1)[torch.arange(2), labels].mean()
+    torch.testing.assert_close(output.loss.double(), expected, rtol=0, atol=1e-6)
+    assert set(output.stats) == {"nsp_loss", "nsp_acc"}
+
+
+def test_nsp_dataset_holds_sentence_pairs_without_masks(tmp_path):
+    corpus = tmp_path / "pairs.txt"
+    lines = (ROOT / "corpora" / "book_review_bert.txt").read_text(encoding="utf-8").split("\n")[:80]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokenizer = build_tokenizer({"type": "bert", "vocab_path": str(VOCAB)})
+    build_pretrain_dataset(corpus, tmp_path / "d", tokenizer, "nsp", seq_length=32)
+    dataset = PretrainDataset(tmp_path / "d")
+    batch = dataset.batch(list(range(min(8, len(dataset)))), 0, 7)
+    assert set(batch) == {"src", "seg", "sentence_labels"}
+    assert (batch["src"] != tokenizer.vocab.mask_id).all() and batch["seg"].max() == 2
