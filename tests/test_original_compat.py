@@ -23,7 +23,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import read_model_file
 from uer.io.uer_format import load_uer_bin, save_uer_bin
-from uer.models import build_model
+from uer.models import build_backbone, build_model
 from uer.models.layer_norm import UerLayerNorm
 from uer.stages import run_stage
 from uer.tokenizers import build_tokenizer
@@ -224,6 +224,10 @@ def test_finetuning_from_the_file_lists_what_it_does_not_use(tmp_path, vocab, un
     assert "initialised, not in the file" in warnings[0] and "output_layer_1.weight" in warnings[0]
     config = load_checkpoint(tmp_path / "clf" / "best.pt")["config"]
     assert config["model"]["layernorm"] == config["embedding"]["layernorm"] == "uer"
+    # stage=infer rebuilds the backbone from these nodes: with the original's LayerNorm
+    backbone = build_backbone(config["embedding"], config["encoder"], len(CHARS) + 5)
+    assert isinstance(backbone.embedding.layer_norm, UerLayerNorm)
+    assert isinstance(backbone.encoder.transformer[0].layer_norm_2, UerLayerNorm)
 
 
 def test_an_explicit_tie_is_kept_with_a_warning(untied_file, vocab, caplog):

@@ -83,21 +83,10 @@ def load_checkpoint(path) -> dict:
 
 
 def check_payload(payload: dict, path) -> dict:
-    """``payload`` if this uer can read its format version, with settings added since it was written filled in."""
+    """``payload`` if this uer can read its format version."""
     if payload.get("version", 0) > VERSION:
         raise UerError(f"checkpoint {path} has format version {payload['version']}; this uer reads up to {VERSION}")
-    _fill_layernorm(payload.get("config"))
     return payload
-
-
-def _fill_layernorm(config) -> None:
-    """Checkpoints older than ``model.layernorm`` were all trained with torch's LayerNorm: say so in
-    their config (the ``model`` node, and every node with a LayerNorm, i.e. a ``layernorm_eps``)."""
-    if not isinstance(config, dict):
-        return
-    for name, node in config.items():
-        if isinstance(node, dict) and "layernorm" not in node and (name == "model" or "layernorm_eps" in node):
-            node["layernorm"] = "standard"
 
 
 def stored_tokenizer_config(payload: dict) -> dict:

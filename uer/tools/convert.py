@@ -207,7 +207,8 @@ def read_uer_ckpt(path: Path, cfg: DictConfig) -> Loaded:
     encoder = (payload.get("config") or {}).get("encoder") or {}
     hints = {key: encoder[key] for key in ("heads_num", "layernorm_eps", "hidden_act", "mask", "layers_num")
              if key in encoder}
-    hints["layernorm"] = encoder.get("layernorm") or (payload["config"].get("embedding") or {}).get("layernorm")
+    embedding = (payload.get("config") or {}).get("embedding") or {}
+    hints["layernorm"] = encoder.get("layernorm") or embedding.get("layernorm") or "standard"  # null: standard
     hints["config_path"] = f"{path}'s config"
     return Loaded(to_uer_state_dict(model), str(path), hints, payload)
 
