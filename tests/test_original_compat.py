@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from test_convert import randomized
 from test_tools_common import CHARS, arch, make_model, run_tool, write_vocab
 from uer.config.original_file import adopt_original_file
 from uer.data.build import build_pretrain_dataset
@@ -41,15 +42,6 @@ def original_layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
     mean = x.sum(-1, keepdim=True) / n
     std = (((x - mean) ** 2).sum(-1, keepdim=True) / (n - 1)).sqrt()
     return gamma.double() * (x - mean) / (std + EPS) + beta.double()
-
-
-def randomized(model, seed: int):
-    """Every parameter moved off its initial value (LayerNorm gains and shifts too)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=generator) * 0.2)
-    return model.eval()
 
 
 @pytest.fixture()

@@ -58,6 +58,8 @@ IGNORED = {"corpus_path", "dataset_path", "vocab_path", "spm_model_path", "pretr
            "train_features_path", "dataset_path_list"}
 
 BOOK = {"encoder": "bert"}
+LSTM_DOUBAN = {"config_path": "models/rnn_config.json", "epochs_num": 3, "batch_size": 64, "learning_rate": 1e-3,
+               "embedding": "word", "encoder": "lstm", "pooling": "mean"}
 COMMANDS = {
     "albert_douban": [("run_classifier.py", {"config_path": "models/albert_base_config.json", "learning_rate": 4e-5,
                                              "epochs_num": 5, "batch_size": 32, "parameter_sharing": True,
@@ -97,12 +99,8 @@ COMMANDS = {
     "gpt_pretrain": [("preprocess.py", {"target": "lm"}),
                      ("pretrain.py", {"config_path": "models/bert_base_config.json", "learning_rate": 1e-4,
                                       "encoder": "gpt", "target": "lm"})],
-    "lstm_douban": [("run_classifier.py", {"config_path": "models/rnn_config.json", "epochs_num": 3, "batch_size": 64,
-                                           "learning_rate": 1e-3, "embedding": "word", "encoder": "lstm",
-                                           "pooling": "mean"})],
-    "lstm_douban_pretrained": [("run_classifier.py", {"config_path": "models/rnn_config.json", "epochs_num": 3,
-                                                      "batch_size": 64, "learning_rate": 1e-3, "embedding": "word",
-                                                      "encoder": "lstm", "pooling": "mean"})],
+    "lstm_douban": [("run_classifier.py", LSTM_DOUBAN)],
+    "lstm_douban_pretrained": [("run_classifier.py", LSTM_DOUBAN)],  # the same command, other weights
     "lstm_lm_pretrain": [("preprocess.py", {"target": "lm"}),
                          ("pretrain.py", {"total_steps": 20000, "save_checkpoint_steps": 5000, "embedding": "word",
                                           "encoder": "lstm", "target": "lm", "learning_rate": 1e-3,
