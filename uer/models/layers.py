@@ -164,7 +164,7 @@ class TransformerLayer(nn.Module):
         dropout: float,
         hidden_act: str,
         layernorm_eps: float,
-        layernorm: str = "standard",
+        layernorm: Optional[str] = None,
     ):
         super().__init__()
         self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout)

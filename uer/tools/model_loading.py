@@ -130,6 +130,9 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
         if "target" not in config:
             backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size), None
             module: nn.Module = backbone
+            unused = [key for key in state if not key.startswith("backbone.")]
+            if unused:
+                logger.warning("%s: not used, the tools take the backbone alone: %s", path, ", ".join(unused))
             state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         else:
             model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
