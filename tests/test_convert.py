@@ -263,19 +263,47 @@ def project_checkpoint(path, vocab, overrides, seed=4):
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
-def test_project_checkpoint_round_trip_through_uer(tmp_path, vocab, name):
-    """A checkpoint this project wrote -> uer -> uer_ckpt (same composed config): same weights and config."""
+@pytest.mark.parametrize("layernorm, back_overrides", [("uer", ()), ("standard", ("model.layernorm=standard",))])
+def test_project_checkpoint_round_trip_through_uer(tmp_path, vocab, name, layernorm, back_overrides):
+    """A checkpoint this project wrote -> uer -> uer_ckpt (same composed config): same weights and config.
+
+    A UER file is read with the original's LayerNorm unless model.layernorm says otherwise."""
     original = tmp_path / "step_1.pt"
-    model, config = project_checkpoint(original, vocab, ARCHITECTURES[name])
+    model, config = project_checkpoint(original, vocab, [*ARCHITECTURES[name], f"model.layernorm={layernorm}"])
     uer = tmp_path / "model.bin"
     convert(vocab, original, "uer_ckpt", uer, "uer")
     back = tmp_path / "back.pt"
-    convert(vocab, uer, "uer", back, "uer_ckpt", *ARCHITECTURES[name])
+    convert(vocab, uer, "uer", back, "uer_ckpt", *ARCHITECTURES[name], *back_overrides)
     payload = load_checkpoint(back)
     assert_same_tensors(payload["model"], model.state_dict())
     for node in ("model", "embedding", "encoder", "target"):
         assert payload["config"][node] == config[node], node
     assert payload["vocab"] == load_checkpoint(original)["vocab"]
+
+
+def test_hf_model_directory_loads_offline_with_auto_classes(tmp_path, vocab):
+    """tool.output_format=hf into a directory: AutoModel and AutoTokenizer load it and reproduce our model."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from uer.io.checkpoint import checkpoint_tokenizer
+
+    original = tmp_path / "step_1.pt"
+    model, _ = project_checkpoint(original, vocab, [*ARCHITECTURES["bert"], "tokenizer.do_lower_case=true"])
+    out = tmp_path / "exported"
+    convert(vocab, original, "uer_ckpt", out, "hf")
+    assert {"model.safetensors", "config.json", "vocab.txt", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    hf = AutoModel.from_pretrained(out, local_files_only=True).eval()
+    hf_tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    ours = checkpoint_tokenizer(load_checkpoint(original), original)
+    text = "tok5 TOK17 tok42 tok99 [MASK] tok7"
+    ids = hf_tokenizer(text)["input_ids"]
+    assert ids == [ours.vocab.cls_id, *ours.encode(text), ours.vocab.sep_id]
+    assert ours.vocab.unk_id not in ids
+    src = torch.tensor([ids])
+    with torch.no_grad():
+        theirs = hf(input_ids=src).last_hidden_state
+        mine = model.backbone(src, torch.ones_like(src))
+    torch.testing.assert_close(theirs, mine, rtol=0, atol=ATOL)
 
 
 @pytest.mark.parametrize("name", ["albert", "gpt"])

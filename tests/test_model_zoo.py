@@ -357,7 +357,7 @@ def test_cls_labels_num_comes_from_the_dataset_and_must_cover_it(tokenizer, tmp_
 
 # --- the matrix ---------------------------------------------------------------------------
 
-CORPORA = {"bert": "book_review_bert.txt", "albert": "book_review_bert.txt"}
+CORPORA = {"bert": "book_review_bert.txt", "albert": "book_review_bert.txt", "nsp": "book_review_bert.txt"}
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +386,8 @@ def datasets(tmp_path_factory):
 
 
 LOSSES = {"mlm": {"mlm_loss"}, "bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"},
-          "lm": {"lm_loss"}, "bilm": {"lm_forward_loss", "lm_backward_loss"}, "cls": {"cls_loss"}}
+          "lm": {"lm_loss"}, "bilm": {"lm_forward_loss", "lm_backward_loss"}, "cls": {"cls_loss"},
+          "nsp": {"nsp_loss"}}
 
 
 @pytest.mark.parametrize("name, target", MATRIX)

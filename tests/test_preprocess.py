@@ -143,7 +143,7 @@ def test_existing_dataset_is_replaced(tok, corpora, tmp_path):
 
 @pytest.mark.parametrize("target, kwargs, message", [
     ("gpt", {}, "unknown pre-training target"),
-    ("lm", {"span_masking": True}, "not lm"),
+    ("lm", {"span_masking": True}, "apply to the masked-LM targets"),
     ("mlm", {"seq_length": 4}, "seq_length=4"),
     ("mlm", {"dup_factor": 0}, "dup_factor=0"),
 ])

@@ -88,7 +88,7 @@ def option_overrides(group: str, option: str) -> list[str]:
 # A target each encoder can feed, and an encoder each target and embedding can be built with.
 TARGET_FOR_CONTEXT = {"causal": "lm", "bidirectional": "mlm", "forward+backward stacks": "bilm"}
 ENCODER_FOR = {"mlm": "bert", "bert": "bert", "albert": "bert", "lm": "gpt", "bilm": "bilstm", "cls": "bert",
-               "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
+               "nsp": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
 
 
 def model_overrides(group: str, option: str) -> list[str]:

@@ -136,6 +136,31 @@ def test_word_over_100_characters_is_unknown_even_if_in_vocab(tmp_path):
     assert tok.encode(long_word) == [tok.vocab.unk_id]
 
 
+# Where Google's tokenization.py (tokenizer.rules=google, the original UER-py's) and transformers differ.
+RULE_CASES = [
+    ("a" * 150, ["[UNK]"], ["aaa"] + ["##aa"] * 73 + ["##a"]),  # words of 101-200 characters
+    ("北京\ue000上海", ["北", "京", "上", "海"], ["北", "京", "[UNK]", "上", "海"]),  # private use (Co)
+    ("x\u0378y z", ["x", "##y", "z"], ["[UNK]", "z"]),  # unassigned (Cn) inside a word
+    ("你[MASK]好", ["你", "[MASK]", "好"], ["你", "[", "ma", "##sk", "]", "好"]),  # [MASK] typed in the text
+    ("我\u200b爱\x07你", ["我", "爱", "你"], ["我", "爱", "你"]),  # format (Cf) and control (Cc): both drop
+]
+
+
+@pytest.mark.parametrize("text,transformers_rules,google_rules", RULE_CASES)
+def test_google_rules_differ_where_documented(bert, text, transformers_rules, google_rules):
+    google = build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), rules="google"))
+    assert bert.tokenize(text) == transformers_rules
+    assert google.tokenize(text) == google_rules
+    assert google.encode(text) == google.convert_tokens_to_ids(google_rules)
+
+
+def test_google_rules_are_part_of_the_identity(bert):
+    google = build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), rules="google"))
+    assert "rules" not in bert.identity() and google.identity() == {**bert.identity(), "rules": "google"}
+    with pytest.raises(UerError, match="tokenizer.rules"):
+        build_tokenizer(dict(type="bert", vocab_path=str(VOCAB), rules="nltk"))
+
+
 def test_tokenizers_survive_pickling_for_worker_processes():
     text = "我喜欢Hello世界"
     for tok in (

@@ -87,3 +87,28 @@ def test_cloze_bad_inputs(tmp_path, capsys, memorised):
     line = tool_error(capsys, "cloze_test", f"tool.input_path={path}", "tool.text='北京是中国的首都[MASK]'",
                       "tool.seq_length=6")
     assert "tool.seq_length" in line
+
+
+def test_random_mode_masks_one_token_per_line_as_the_original(tmp_path, memorised):
+    """tool.mode=random: [CLS] + tokens (no [SEP]), one random token masked; hit = the answer is in the topn."""
+    path, _ = memorised
+    test = tmp_path / "lines.txt"
+    test.write_text((SENTENCE + "\n") * 6, encoding="utf-8")
+    out = tmp_path / "random.jsonl"
+    run_tool("cloze_test", f"tool.input_path={path}", f"tool.test_path={test}", f"tool.output_path={out}",
+             "tool.topn=3", "tool.mode=random", "seed=3")
+    results = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(results) == 6 and len({r["position"] for r in results}) > 1  # positions are drawn
+    for result in results:
+        tokens = result["masked"].split(" ")
+        assert len(tokens) == len(SENTENCE) and tokens.count("[MASK]") == 1
+        position = result["position"]
+        assert tokens[position] == "[MASK]" and result["answer"] == SENTENCE[position]
+        assert tokens[:position] + tokens[position + 1:] == list(SENTENCE[:position] + SENTENCE[position + 1:])
+        assert len(result["predictions"]) == 3
+        assert result["hit"] == (result["answer"] in [token for token, _ in result["predictions"]])
+    assert all(result["hit"] for result in results)  # the model knows the sentence by heart
+    again = tmp_path / "again.jsonl"
+    run_tool("cloze_test", f"tool.input_path={path}", f"tool.test_path={test}", f"tool.output_path={again}",
+             "tool.topn=3", "tool.mode=random", "seed=3")
+    assert again.read_text(encoding="utf-8") == out.read_text(encoding="utf-8")  # seeded

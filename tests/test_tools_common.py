@@ -79,16 +79,21 @@ def vocab(tmp_path):
     return write_vocab(tmp_path / "vocab.txt")
 
 
-def test_loads_pt_and_bin_into_equal_models(tmp_path, vocab):
-    path, model = make_checkpoint(tmp_path / "m.pt", vocab)
+@pytest.mark.parametrize("layernorm, bin_overrides", [("uer", ()), ("standard", ("model.layernorm=standard",))])
+def test_loads_pt_and_bin_into_equal_models(tmp_path, vocab, layernorm, bin_overrides):
+    """A .bin is read with the original's LayerNorm unless told otherwise; either way it is the same model."""
+    path, model = make_checkpoint(tmp_path / "m.pt", vocab, f"model.layernorm={layernorm}")
     save_uer_bin(model, tmp_path / "m.bin")
     src = torch.tensor([[2, 7, 8, 9, 3]])
     expected = model.backbone(src, torch.ones_like(src))
     from_pt = load_model(tool_config("check_model", f"tool.input_path={path}"))
     assert from_pt.kind == "pt" and from_pt.tokenizer.identity()["vocab_size"] == len(SPECIALS + CHARS)
+    assert from_pt.config["embedding"]["layernorm"] == layernorm
     torch.testing.assert_close(from_pt.backbone(src, torch.ones_like(src)), expected)
-    from_bin = load_model(tool_config("check_model", f"tool.input_path={tmp_path / 'm.bin'}", vocab=vocab))
+    from_bin = load_model(tool_config("check_model", f"tool.input_path={tmp_path / 'm.bin'}", *bin_overrides,
+                                      vocab=vocab))
     assert from_bin.kind == "bin" and not from_bin.missing
+    assert from_bin.config["embedding"]["layernorm"] == layernorm
     torch.testing.assert_close(from_bin.backbone(src, torch.ones_like(src)), expected)
 
 

@@ -96,6 +96,25 @@ def test_extract_feature_pools_last_layer_states(tmp_path, vocab, checkpoint, po
     np.testing.assert_allclose(features, reference_features(model, ids, pooling), atol=1e-5)
 
 
+def test_extract_feature_per_token_as_the_original(tmp_path, vocab, checkpoint):
+    """tool.pooling=none: every position's hidden states, padded with zeros to tool.seq_length."""
+    path, model = checkpoint
+    test = tmp_path / "test.txt"
+    test.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "tokens.npy"
+    run_tool("extract_feature", f"tool.input_path={path}", f"tool.test_path={test}", f"tool.output_path={out}",
+             "tool.pooling=none", "tool.seq_length=12", "tool.batch_size=2")
+    ids = {t: i for i, t in enumerate(vocab.read_text(encoding="utf-8").splitlines())}
+    features = np.load(out)
+    assert features.shape == (3, 12, 32) and features.dtype == np.float32
+    for row, sentence in enumerate(SENTENCES):
+        src = torch.tensor([[2, *[ids[c] for c in sentence], 3]])
+        with torch.no_grad():
+            hidden = model.backbone(src, torch.ones_like(src))[0].numpy()
+        np.testing.assert_allclose(features[row, :src.size(1)], hidden, atol=1e-5)
+        assert not features[row, src.size(1):].any()
+
+
 def test_extract_feature_bad_inputs(tmp_path, capsys, checkpoint):
     path, _ = checkpoint
     line = tool_error(capsys, "extract_feature", f"tool.input_path={path}", f"tool.test_path={tmp_path / 'no.txt'}")
@@ -107,5 +126,5 @@ def test_extract_feature_bad_inputs(tmp_path, capsys, checkpoint):
     line = tool_error(capsys, "extract_feature", f"tool.input_path={path}", f"tool.test_path={empty}")
     assert "empty.txt" in line and "no non-blank line" in line
     line = tool_error(capsys, "extract_feature", f"tool.input_path={path}", "tool.text=abc", "tool.pooling=sum")
-    assert "tool.pooling=sum" in line
+    assert "tool.pooling=sum" in line and "none" in line
     assert not (tmp_path / "features.npy").exists()

@@ -129,10 +129,11 @@ def test_original_layout_loads_into_matching_model():
     assert torch.equal(layer.self_attn.qkv.weight, expected_qkv)
     assert torch.equal(layer.layer_norm_2.weight, uer[f"{prefix}.layer_norm_2.gamma"])
     assert torch.equal(model.target.nsp_linear_2.bias, uer["target.nsp_linear_2.bias"])
-    # tied output matrix: the file's copy differs here; the word embedding wins
+    # tied output matrix: the file's copy differs here; the word embedding wins, and the report says so
     word = model.backbone.embedding.word_embedding.weight
     assert torch.equal(word, uer["embedding.word_embedding.weight"])
     assert model.target.mlm_linear_2.weight is word
+    assert report.untied == ["target.mlm_linear_2.weight"]
 
 
 def test_file_without_tied_copy_loads_completely():
@@ -153,7 +154,9 @@ def test_partial_load_reports_missing_and_unexpected():
     assert sorted(report.missing) == sorted(sentence_pair("nsp"))  # target names are the same in both layouts
     assert report.unexpected == ["output_layer_1.weight"]
     assert torch.equal(model.target.nsp_linear_1.weight, before)
-    assert "missing" in str(report) and "output_layer_1.weight" in str(report)
+    text = str(report)
+    assert "initialised, not in the file (4): target.nsp_linear_1.weight" in text
+    assert "not used, no place in this model (1): output_layer_1.weight" in text
 
 
 def test_pretrained_file_loads_into_bare_backbone():

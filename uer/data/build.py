@@ -308,7 +308,7 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
         problems.append(f"preprocess.span_geo_prob={span_geo_prob} must lie in (0, 1]")
     if not builder.masked and (dynamic_masking or span_masking):
         problems.append("preprocess.dynamic_masking and preprocess.span_masking apply to the masked-LM "
-                        "targets (mlm, bert, albert), not lm; set them to false")
+                        "targets (mlm, bert, albert) only; set them to false")
     if problems:
         raise UerError("; ".join(problems))
 

@@ -152,14 +152,15 @@ class StreamInstances(InstanceBuilder):
 
 
 class PairInstances(InstanceBuilder):
-    """bert (next-sentence prediction) and albert (sentence-order prediction)."""
+    """bert (next-sentence prediction), albert (sentence-order prediction), both with masked-LM
+    labels, and nsp (next-sentence prediction alone, no masks)."""
 
     layout = DOCUMENTS
-    masked = True
     extra_tokens = 0
 
-    def __init__(self, sentence_task: str):
+    def __init__(self, sentence_task: str, masked: bool = True):
         self.sentence_task = sentence_task  # "nsp" | "sop"
+        self.masked = masked
 
     def randomized(self, options: InstanceOptions) -> bool:
         return True
@@ -347,3 +348,4 @@ INSTANCE_BUILDERS.register("bilm")(StreamInstances(masked=False, extra_tokens=1,
 INSTANCE_BUILDERS.register("cls")(LabelledInstances())
 INSTANCE_BUILDERS.register("bert")(PairInstances("nsp"))
 INSTANCE_BUILDERS.register("albert")(PairInstances("sop"))
+INSTANCE_BUILDERS.register("nsp")(PairInstances("nsp", masked=False))

@@ -5,7 +5,8 @@ The backbone starts from one of three places:
 * this project's checkpoint (``pretrained_model_path=....pt``): the stage has already put its
   architecture and tokenizer into the run's config (:func:`uer.stages.common.starting_checkpoint`),
   and its weights are loaded here;
-* an original UER model file: the composed ``embedding``/``encoder``/``size`` describe it;
+* an original UER model file: the composed ``embedding``/``encoder``/``size`` describe it, with the
+  original's LayerNorm (:mod:`uer.config.original_file`);
 * nothing (``pretrained_model_path=null``): random initialisation from the composed config.
 """
 
@@ -100,14 +101,16 @@ def starting_point(cfg: DictConfig):
 
 
 def usable_weights(state: dict, model: torch.nn.Module) -> dict:
-    """Backbone weights, plus head weights whose shapes fit (a head for another labels_num starts afresh)."""
+    """The starting weights less head weights whose shapes do not fit this task's head (a head for another
+    labels_num starts afresh).  The rest goes to :func:`load_into_model`, which lists what it does not use
+    (a pre-training target) and what it initialises (a new head)."""
     expected = model.state_dict()
     keep, dropped = {}, []
     for key, tensor in state.items():
-        if key.startswith("backbone.") or (key in expected and expected[key].shape == tensor.shape):
-            keep[key] = tensor
-        elif key in expected:
+        if key in expected and not key.startswith("backbone.") and expected[key].shape != tensor.shape:
             dropped.append(key)
+        else:
+            keep[key] = tensor
     if dropped:
         log.warning("not loading %s: shapes differ from this task's head, which starts from random weights",
                     ", ".join(dropped))

@@ -75,8 +75,11 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
     payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UerError(f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker); an original UER model "
-                       "file is read where a model can start from (pretrained_model_path, tool.input_path)")
+        from uer.io.formats import describe_content
+
+        raise UerError(f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker): it holds "
+                       f"{describe_content(payload)}; an original UER model file is read where a model can start "
+                       "from (pretrained_model_path, tool.input_path)")
     return check_payload(payload, path)
 
 

@@ -2,39 +2,67 @@
 
 Two kinds are read: this project's checkpoint (a dict with the ``uer-checkpoint`` marker,
 :mod:`uer.io.checkpoint`) and the original UER-py toolkit's ``.bin`` (a flat dict of
-name -> tensor, whatever the file is called: ``model.bin-20000`` too).
+name -> tensor with UER's names, whatever the file is called: ``model.bin-20000`` too; names
+that all start with ``module.``, as a multi-GPU wrapper saves them, are read without it).
+Anything else is one error line saying what the file holds instead (a Hugging Face state
+dict or safetensors file, which ``tool=convert`` reads, or something else).
 """
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import torch
 
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT, check_payload, safe_torch_load
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT = "pt"
 ORIGINAL = "bin"
+UER_WORD = "embedding.word_embedding.weight"
+MULTI_GPU = "module."  # torch's DataParallel/DDP prefix (the original's scripts/multi_single_convert.py)
+CONVERT_HF = "tool=convert tool.input_format=hf tool.output_format=uer_ckpt"
 
 
 def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
     """``(kind, content)``: ``("pt", checkpoint payload)`` or ``("bin", UER-named state dict)``."""
+    from uer.io.hf_format import is_safetensors
+
+    if Path(path).is_file() and is_safetensors(Path(path)):
+        raise UerError(f"{what} {path} is a safetensors file (Hugging Face weights), neither a uer checkpoint nor an "
+                       f"original UER model file; convert it first: {CONVERT_HF}")
     content = safe_torch_load(path, what)
     if isinstance(content, dict) and content.get("format") == FORMAT:
         return CHECKPOINT, check_payload(content, path)
     if isinstance(content, dict) and content and all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items()):
-        return ORIGINAL, content
+        if all(key.startswith(MULTI_GPU) for key in content):
+            content = {key[len(MULTI_GPU):]: value for key, value in content.items()}
+            logger.info("%s %s: names start with %r (saved from a multi-GPU wrapper); read without it", what, path,
+                        MULTI_GPU)
+        if UER_WORD in content:
+            return ORIGINAL, content
+        if any(key.endswith("embeddings.word_embeddings.weight") for key in content):
+            raise UerError(f"{what} {path} is a Hugging Face BERT state dict, neither a uer checkpoint nor an original "
+                           f"UER model file; convert it first: {CONVERT_HF}")
     raise UerError(f"{what} {path} is neither a uer checkpoint nor an original UER model file: it holds "
-                   f"{_describe(content)}; give a .pt written by this project or a .bin of the original toolkit")
+                   f"{describe_content(content)}; give a .pt written by this project or a .bin of the original toolkit")
 
 
-def is_original_uer_file(path) -> bool:
-    """True when ``path`` holds an original UER model (a flat dict of tensors)."""
-    return read_model_file(path)[0] == ORIGINAL
-
-
-def _describe(content) -> str:
+def describe_content(content) -> str:
+    """A few words on what a loaded model file holds, for error messages."""
+    if isinstance(content, dict) and content.get("format") == FORMAT:
+        return "a uer checkpoint"
+    if isinstance(content, dict) and UER_WORD in content and isinstance(content[UER_WORD], torch.Tensor):
+        return "an original UER model file (a flat dict of tensors)"
     if isinstance(content, dict):
         keys = list(content)[:3]
-        return f"a dict with keys {keys}{' ...' if len(content) > 3 else ''}" if keys else "an empty dict"
+        if not keys:
+            return "an empty dict"
+        tensors = all(isinstance(value, torch.Tensor) for value in content.values())
+        kind = "a dict of tensors without " + UER_WORD if tensors else "a dict"
+        return f"{kind}, with keys {keys}{' ...' if len(content) > 3 else ''}"
     return f"a {type(content).__name__}"

@@ -413,3 +413,26 @@ def write_json_beside(path: Path, name: str, data: dict) -> Optional[Path]:
         return None
     atomic_write(target, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
     return target
+
+
+def tokenizer_files(tokens: list[str], do_lower_case: bool, max_length: int) -> dict[str, str]:
+    """``vocab.txt``, ``tokenizer_config.json`` and ``special_tokens_map.json`` of a classic ``BertTokenizer``."""
+    specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                "mask_token": "[MASK]"}
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case, "tokenize_chinese_chars": True,
+              "strip_accents": None, "model_max_length": max_length, **specials}
+    return {"vocab.txt": "".join(f"{token}\n" for token in tokens),
+            "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+            "special_tokens_map.json": json.dumps(specials, indent=2) + "\n"}
+
+
+def save_hf_directory(state: StateDict, directory: Path, config: dict, texts: dict[str, str]) -> list[str]:
+    """A model directory ``from_pretrained`` reads: ``model.safetensors``, ``config.json`` and ``texts``
+    (file name -> content, e.g. :func:`tokenizer_files`); each file written atomically.  The names written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_hf_weights(state, directory / "model.safetensors")
+    texts = {HF_CONFIG: json.dumps(config, indent=2) + "\n", **texts}
+    for name, text in texts.items():
+        atomic_write(directory / name, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+    return ["model.safetensors", *texts]
+

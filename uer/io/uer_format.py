@@ -21,7 +21,9 @@ needs no config:
 Tied weights: ``state_dict()`` lists a tied parameter under each of its names, so written
 files carry ``target.mlm_linear_2.weight`` (or ``target.output_layer.weight``)
 explicitly, as UER's do.  On loading, a tied group is satisfied by any one of its names;
-if a file has several, the first name in the model's order (the word embedding) wins.
+if a file has several, the first name in the model's order (the word embedding) wins, and
+a differing one is reported as not used (a run starting from an original file unties the
+model instead: :mod:`uer.config.original_file`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from torch import nn
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from uer.errors import UerError, where
-from uer.io.checkpoint import atomic_torch_save, safe_torch_load
+from uer.io.checkpoint import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -115,45 +117,57 @@ def save_uer_bin(model: nn.Module, path, backbone_prefix: str = BACKBONE_PREFIX)
 
 
 def load_uer_bin(path) -> StateDict:
-    """Read a UER-format ``.bin`` (UER names, CPU tensors); any problem is a :class:`UerError`."""
-    state = safe_torch_load(path, "model file")
-    if not isinstance(state, dict) or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
-    ):
-        raise UerError(f"model file {path} is not a UER-format .bin (expected a flat dict of name -> tensor)")
-    return state
+    """Read an original UER model file, whatever its name (UER names, CPU tensors); anything else,
+    or any problem, is a :class:`UerError` saying what the file holds."""
+    from uer.io.formats import ORIGINAL, read_model_file
+
+    kind, content = read_model_file(path)
+    if kind != ORIGINAL:
+        raise UerError(f"model file {path} is this project's checkpoint, not an original UER model file")
+    return content
 
 
 @dataclass
 class LoadReport:
-    """What a partial load did: model keys left as they were, file keys with no place."""
+    """What a partial load did: file tensors loaded, model tensors the file did not fill (they keep
+    their initialisation), file tensors with no place in the model, and file tensors the model
+    could not take because it ties them to another one they differ from."""
 
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
+    untied: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = [f"loaded {len(self.loaded)} tensors"]
         if self.missing:
-            parts.append(f"missing (kept initialised): {', '.join(self.missing)}")
+            parts.append(f"initialised, not in the file ({len(self.missing)}): {', '.join(self.missing)}")
         if self.unexpected:
-            parts.append(f"unexpected (ignored): {', '.join(self.unexpected)}")
+            parts.append(f"not used, no place in this model ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        if self.untied:
+            parts.append(f"not used, tied in this model to a tensor it differs from in the file: "
+                         f"{', '.join(self.untied)}")
         return "; ".join(parts)
 
 
 def load_into_model(model: nn.Module, state_dict: StateDict, source: Optional[str] = None) -> LoadReport:
     """Copy matching tensors of ``state_dict`` (our names) into ``model``.
 
-    Missing and unexpected keys are reported (returned and logged), not fatal; a shape
-    clash is a :class:`UerError` naming the key and both shapes.  ``source`` (a file
-    name) is used in messages.
+    Every tensor the load did not use and every model tensor it left initialised is listed
+    (returned, and logged at warning level); a shape clash is a :class:`UerError` naming the
+    key and both shapes.  ``source`` (a file name) is used in messages.
     """
     model = unwrap(model)
     expected = model.state_dict(keep_vars=True)
     aliases = _tied_names(expected)
     state = dict(state_dict)
+    untied = []
     for names in {tuple(group) for group in aliases.values() if len(group) > 1}:
-        for name in [name for name in names if name in state][1:]:
+        present = [name for name in names if name in state]
+        for name in present[1:]:
+            kept = state[present[0]]
+            if state[name].shape != kept.shape or not torch.equal(state[name], kept):
+                untied.append(name)
             del state[name]
     prefix = f"{where(source)}: " if source is not None else ""
     for key, tensor in state.items():
@@ -166,9 +180,11 @@ def load_into_model(model: nn.Module, state_dict: StateDict, source: Optional[st
         loaded=[key for key in state if key in expected],
         missing=[key for key in expected if not any(name in state for name in aliases[key])],
         unexpected=[key for key in state if key not in expected],
+        untied=sorted(untied),
     )
     model.load_state_dict({key: state[key] for key in report.loaded}, strict=False)
-    logger.log(logging.WARNING if report.missing or report.unexpected else logging.INFO, "%s%s", prefix, report)
+    noteworthy = report.missing or report.unexpected or report.untied
+    logger.log(logging.WARNING if noteworthy else logging.INFO, "%s%s", prefix, report)
     return report
 
 

@@ -33,6 +33,7 @@ from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
 from uer.models.encoders import ENCODERS, MASKS, MaskedAttentionConfig, attention_mask, mask_context
+from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
 from uer.models.layers import MultiHeadedAttention, PositionwiseFeedForward
 
 SYNT_TYPES = ("dense", "random")
@@ -45,6 +46,7 @@ class SyntEncoderConfig(MaskedAttentionConfig):
     feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width")
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
     synt_type: str = setting("dense", "dense (weights from each position's vector) | random (learned matrix)")
     max_seq_length: int = setting(II("model.max_seq_length"), "positions the synthesized weights span")
 
@@ -127,9 +129,9 @@ class SyntLayer(nn.Module):
         super().__init__()
         self.self_attn = SynthesizerAttention(cfg.hidden_size, cfg.heads_num, cfg.max_seq_length, cfg.dropout,
                                               synt_type)
-        self.layer_norm_1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
+        self.layer_norm_1 = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm)
         self.feed_forward = PositionwiseFeedForward(cfg.hidden_size, cfg.feedforward_size, cfg.hidden_act)
-        self.layer_norm_2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layernorm_eps)
+        self.layer_norm_2 = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm)
         self.dropout = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:

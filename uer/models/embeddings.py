@@ -7,6 +7,7 @@ the encoder need not know the order by itself) and its schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import II, MISSING
@@ -15,6 +16,7 @@ from torch import nn
 from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
+from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
 from uer.registry import Registry
 
 EMBEDDINGS: Registry = Registry("embedding", group="embedding")
@@ -28,6 +30,7 @@ class WordEmbeddingConfig:
     emb_size: int = setting(II("model.emb_size"), "embedding width")
     dropout: float = setting(II("model.dropout"), "dropout after the embedding's LayerNorm", tunable=True)
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
 
 
 @dataclass
@@ -51,7 +54,7 @@ class WordPositionEmbedding(nn.Module):
         self.word_embedding = nn.Embedding(vocab_size, cfg.emb_size)
         self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if self.has_positions else None
         self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if self.uses_segments else None
-        self.layer_norm = nn.LayerNorm(cfg.emb_size, eps=cfg.layernorm_eps)
+        self.layer_norm = layer_norm(cfg.emb_size, cfg.layernorm_eps, cfg.layernorm)
         self.dropout = Dropout(cfg.dropout)
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:

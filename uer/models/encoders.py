@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.context import BIDIRECTIONAL, CAUSAL
+from uer.models.layer_norm import LAYERNORM_HELP
 from uer.models.layers import KeyValueCache, PositionwiseFeedForward, TransformerLayer
 from uer.registry import Registry
 
@@ -53,6 +54,7 @@ class TransformerEncoderConfig(MaskedAttentionConfig):
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
     parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
 
 
 def mask_context(cfg) -> str:
@@ -105,7 +107,8 @@ class TransformerEncoder(nn.Module):
 
         def make_layer() -> TransformerLayer:
             return TransformerLayer(
-                cfg.hidden_size, cfg.feedforward_size, cfg.heads_num, cfg.dropout, cfg.hidden_act, cfg.layernorm_eps
+                cfg.hidden_size, cfg.feedforward_size, cfg.heads_num, cfg.dropout, cfg.hidden_act, cfg.layernorm_eps,
+                cfg.layernorm,
             )
 
         if self.parameter_sharing:

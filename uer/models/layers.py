@@ -1,6 +1,7 @@
 """Building blocks shared by encoders and targets: activations, BERT init, attention, FFN.
 
-LayerNorm itself is ``torch.nn.LayerNorm``.  Every LayerNorm in this package is named
+LayerNorms come from :func:`uer.models.layer_norm.layer_norm` (``model.layernorm``: torch's or
+the original UER-py formula).  Every LayerNorm in this package is named
 ``layer_norm``, ``layer_norm_1`` or ``layer_norm_2``: the UER-format mapping relies on
 that to rename ``weight``/``bias`` to ``gamma``/``beta``.
 """
@@ -16,6 +17,7 @@ from torch import nn
 
 from uer.errors import UerError
 from uer.models.dropout import Dropout, attention, dropout
+from uer.models.layer_norm import layer_norm
 from uer.models.recompute import recompute_in_backward
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -167,12 +169,13 @@ class TransformerLayer(nn.Module):
         dropout: float,
         hidden_act: str,
         layernorm_eps: float,
+        layernorm: Optional[str] = None,
     ):
         super().__init__()
         self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout)
-        self.layer_norm_1 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
+        self.layer_norm_1 = layer_norm(hidden_size, layernorm_eps, layernorm)
         self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
-        self.layer_norm_2 = nn.LayerNorm(hidden_size, eps=layernorm_eps)
+        self.layer_norm_2 = layer_norm(hidden_size, layernorm_eps, layernorm)
         self.dropout = Dropout(dropout)
         self.recompute = True  # see uer.models.recompute
 

@@ -7,6 +7,7 @@ The builders take each part's schema instance (or a config node / plain dict wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -34,6 +35,13 @@ class ModelSizeConfig:
     parameter_sharing: bool = setting(False, "one layer shared across the stack (ALBERT)")
     kernel_size: int = setting(3, "cnn, gatedcnn, rcnn, crnn: convolution width")
     block_size: int = setting(2, "cnn, gatedcnn: a residual connection every block_size layers")
+    config_path: Optional[str] = setting(
+        None, "an original toolkit's model config (JSON, e.g. models/bert_base_config.json): its sizes replace "
+              "this node's, as the original's --config_path (uer/config/config_path.py)")
+    layernorm: Optional[str] = setting(
+        None, "LayerNorm formula everywhere: standard (torch, BERT, Hugging Face) | uer (the original UER-py's: "
+              "unbiased std, eps outside the square root) | null (uer when the starting weights are an original UER "
+              "file, else standard)")
 
 
 class Backbone(nn.Module):
@@ -90,7 +98,8 @@ def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
 
 
 def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> PretrainModel:
-    """Build a pre-training model.  The target's activation and LayerNorm epsilon are the encoder's."""
+    """Build a pre-training model.  The target's activation and LayerNorm (epsilon, formula) are the
+    encoder's (the embedding's LayerNorm formula for encoders without a LayerNorm)."""
     embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
     target_cfg = TARGETS.build_config(target_cfg)
     check_model(embedding_cfg, encoder_cfg, target_cfg)
@@ -101,6 +110,7 @@ def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> Pret
         hidden_size=encoder_cfg.hidden_size,
         hidden_act=getattr(encoder_cfg, "hidden_act", "gelu"),
         layernorm_eps=getattr(encoder_cfg, "layernorm_eps", 1e-6),
+        layernorm=getattr(encoder_cfg, "layernorm", embedding_cfg.layernorm),
     )
     target = TARGETS.lookup(target_cfg.type)(target_cfg, dims, backbone.embedding.word_embedding)
     target.apply(init_bert_weights)

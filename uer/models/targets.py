@@ -4,7 +4,7 @@
 a trainer can report ``sum(numerators) / sum(denominators)`` over any window:
 ``{task}_loss`` = (summed cross-entropy, count) and ``{task}_acc`` = (correct, count)
 for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``lm_forward``/``lm_backward`` (bilm) or
-``cls``.
+``cls``.  Target ``nsp`` is next-sentence prediction alone (no MLM).
 
 Output logits are computed only where a label exists (masked positions for MLM,
 non-ignored positions for LM): the vocabulary projection is the most expensive matmul
@@ -27,6 +27,7 @@ from torch import nn
 from uer.config.fields import setting
 from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
+from uer.models.layer_norm import layer_norm
 from uer.models.layers import activation
 from uer.models.pooling import check_pooling, pool
 from uer.registry import Registry
@@ -40,15 +41,22 @@ BOTH_SIDES = "context from both sides at every position"
 class LmTargetConfig:
     """``target=mlm`` / ``bert`` / ``albert`` / ``lm`` / ``bilm``: an output layer over the vocabulary."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
     tie_weights: bool = setting(True, "share the output projection with the word embedding")
+
+
+@dataclass
+class NspTargetConfig:
+    """``target=nsp``: next-sentence prediction alone."""
+
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
 
 
 @dataclass
 class ClsTargetConfig:
     """``target=cls``: sentence classification as a pre-training target."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
     pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
     labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset")
 
@@ -65,6 +73,7 @@ class ModelDims:
     hidden_size: int
     hidden_act: str
     layernorm_eps: float
+    layernorm: Optional[str] = None  # the LayerNorm formula (uer.models.layer_norm)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, Stats]:
@@ -91,7 +100,7 @@ class MlmTarget(nn.Module):
         super().__init__()
         self.mlm_linear_1 = nn.Linear(dims.hidden_size, dims.emb_size)
         self.act = activation(dims.hidden_act)
-        self.layer_norm = nn.LayerNorm(dims.emb_size, eps=dims.layernorm_eps)
+        self.layer_norm = layer_norm(dims.emb_size, dims.layernorm_eps, dims.layernorm)
         self.mlm_linear_2 = nn.Linear(dims.emb_size, dims.vocab_size)
         if cfg.tie_weights:
             self.mlm_linear_2.weight = word_embedding.weight
@@ -201,6 +210,23 @@ class BilmTarget(nn.Module):
         backward_loss, backward_stats = self.direction(hidden[..., self.half:], batch["lm_backward_labels"],
                                                        "lm_backward")
         return forward_loss + backward_loss, {**stats, **backward_stats}
+
+
+@TARGETS.register("nsp", config=NspTargetConfig)
+class NspTarget(nn.Module):
+    """Next-sentence prediction alone, as the original toolkit's ``nsp`` target: one linear layer
+    (``linear``, H -> 2) on the first ([CLS]) position, against ``sentence_labels`` (0 = the real
+    next segment, 1 = a random one).  Unlike BERT's NSP head there is no tanh pooler."""
+
+    contexts = (BIDIRECTIONAL, STACKS)
+    needs = "context from both sides at the first position ([CLS])"
+
+    def __init__(self, cfg: NspTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        self.linear = nn.Linear(dims.hidden_size, 2)
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        return classification_loss(self.linear(hidden[:, 0]), batch["sentence_labels"], "nsp")
 
 
 @TARGETS.register("cls", config=ClsTargetConfig)

@@ -57,11 +57,14 @@ STAGES = {stage.name: stage for stage in (
 
 def run_stage(cfg: DictConfig):
     """Check, prepare and run ``cfg``'s stage; its result (see the module docstring for failures)."""
+    from uer.config.config_path import apply_config_path
+    from uer.config.overrides import command_line_overrides
     from uer.config.validate import check_run_config
 
     started = time.perf_counter()
     try:
         check_run_config(cfg)
+        apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
         stage = STAGES[cfg.stage]
         prepare = getattr(stage.module, "prepare", None)

@@ -10,10 +10,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from uer import distributed, malloc_tuning
+from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
-from uer.io.checkpoint import load_checkpoint
-from uer.io.formats import is_original_uer_file
+from uer.io.formats import ORIGINAL, read_model_file
+from uer.io.published import missing_weights
 from uer.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger("uer")
@@ -26,15 +27,21 @@ def run_config(cfg: DictConfig) -> dict:
 
 def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
     """The checkpoint ``pretrained_model_path`` names when it is one of ours (else None), after its
-    architecture (``nodes``) has replaced the composed one in ``cfg``.
+    architecture (``nodes``) has replaced the composed one in ``cfg``.  An original UER file sets
+    the LayerNorm formula and weight tying instead (:mod:`uer.config.original_file`).
 
     Runs in the launching process, so a conflicting override stops the run before any worker
     starts; workers receive the adopted config.
     """
     path = cfg.get("pretrained_model_path")
-    if not path or is_original_uer_file(path):
+    if not path:
         return None
-    payload = load_checkpoint(path)
+    if not Path(path).exists():
+        raise UerError(missing_weights(path))
+    kind, payload = read_model_file(path)
+    if kind == ORIGINAL:
+        adopt_original_file(cfg, path, payload, command_line_overrides())
+        return None
     stored = payload.get("config") or {}
     absent = [node for node in ("embedding", "encoder") if node not in stored]
     if absent:

@@ -21,12 +21,12 @@ log = logging.getLogger("uer.preprocess")
 class PreprocessConfig:
     corpus_path: Optional[str] = setting(
         None, "the corpus: one document per line (mlm, lm, bilm, cls) or documents separated by blank lines, "
-              "one sentence per line (bert, albert)")
+              "one sentence per line (bert, albert, nsp)")
     dataset_path: str = setting("outputs/data/dataset", "the dataset folder to write (memory-mapped arrays and "
                                                          "meta.json)")
     seq_length: int = setting(128, "tokens per instance")
     dup_factor: int = setting(1, "copies of the corpus with different static masks")
-    short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert)")
+    short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert, nsp)")
     full_sentences: bool = setting(False, "let an instance run across documents (RoBERTa)")
     docs_buffer_size: int = setting(100000, "documents shuffled and packed together")
     processes_num: int = setting(1, "worker processes (the dataset is the same for any number)")

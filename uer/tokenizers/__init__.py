@@ -42,6 +42,10 @@ class BertTokenizerConfig(VocabFileTokenizerConfig):
     """``tokenizer=bert``: basic splitting + WordPiece over the vocab file."""
 
     do_lower_case: bool = setting(True, "lower-case (and strip accents from) the text first")
+    rules: str = setting("transformers", "rules for rare text: transformers (its classic BertTokenizer) | google "
+                                         "(Google's tokenization.py, as the original UER-py: words of 101-200 "
+                                         "characters split into pieces, private-use/unassigned characters [UNK], "
+                                         "[MASK] in the text split like text); see uer/tokenizers/bert.py")
 
 
 @dataclass
@@ -53,7 +57,7 @@ class SpmTokenizerConfig:
 
 
 TOKENIZERS.register("bert", config=BertTokenizerConfig)(
-    lambda cfg, vocab: BertTokenizer(vocab or Vocab.from_file(cfg.vocab_path), cfg.do_lower_case))
+    lambda cfg, vocab: BertTokenizer(vocab or Vocab.from_file(cfg.vocab_path), cfg.do_lower_case, cfg.rules))
 TOKENIZERS.register("char", config=VocabFileTokenizerConfig)(
     lambda cfg, vocab: CharTokenizer(vocab or Vocab.from_file(cfg.vocab_path)))
 TOKENIZERS.register("space", config=VocabFileTokenizerConfig)(

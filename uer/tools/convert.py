@@ -9,7 +9,13 @@ Formats (``tool.input_format`` / ``tool.output_format``):
 * ``hf``: a Hugging Face ``BertForPreTraining``/``BertForMaskedLM``/``BertModel`` state dict,
   ``.safetensors`` or torch ``.bin`` (a model directory or sharded ``*.index.json`` too
   when reading).  Written as ``BertForPreTraining`` names when the model has heads,
-  ``BertModel`` names otherwise, plus a ``config.json`` beside it if there is none.
+  ``BertModel`` names otherwise.  ``tool.output_path`` a directory (or a name without a
+  suffix): a model directory that ``AutoModel.from_pretrained`` and
+  ``AutoTokenizer.from_pretrained`` load offline -- ``model.safetensors``, ``config.json``
+  and the vocabulary as a classic ``BertTokenizer`` (``vocab.txt``,
+  ``tokenizer_config.json``, ``special_tokens_map.json``; the checkpoint's own vocabulary,
+  or for other inputs the composed ``tokenizer.*``), each file replaced.  A weights file
+  (``.safetensors``/``.bin``) gets a ``config.json`` beside it if there is none.
 * ``tf``: a Google TensorFlow BERT checkpoint, given by its prefix (``.../bert_model.ckpt``);
   needs ``pip install "uer[tf]"``.  Written with a ``bert_config.json`` beside it if none.
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
@@ -28,6 +34,11 @@ pooler) only.  What the weights cannot tell:
 * LayerNorm epsilon and activation: Hugging Face and Google models use 1e-12 and exact
   GELU (or what their config file says); UER files take the composed config's
   (``encoder.layernorm_eps``, ``model.hidden_act``);
+* the LayerNorm formula: Hugging Face and Google models use the standard one; a UER file
+  is read with the original toolkit's (``model.layernorm=uer``, unless given otherwise,
+  :mod:`uer.config.original_file`).  The formats hold weights only, so converting a model
+  to a format whose LayerNorm differs (``uer`` LayerNorm to ``hf``/``tf``, standard to
+  ``uer``) gives a model whose outputs are approximate there: a warning says so;
 * the vocabulary: a ``uer_ckpt`` records the identity of the composed tokenizer
   (``tokenizer.vocab_path``/``spm_model_path``), which must have as many tokens as the
   word embedding has rows.
@@ -47,6 +58,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
+from uer.config.original_file import adopt_original_file
+from uer.config.overrides import command_line_overrides
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from uer.io.checkpoint import MODEL_NODES, atomic_torch_save, checkpoint_tokenizer, load_checkpoint, save_checkpoint
@@ -66,7 +79,9 @@ from uer.io.hf_format import (
     is_safetensors,
     load_hf_weights,
     read_json_beside,
+    save_hf_directory,
     save_hf_weights,
+    tokenizer_files,
     uer_to_hf,
     write_json_beside,
 )
@@ -88,7 +103,8 @@ GOOGLE_CONFIG = "bert_config.json"
 # The target a file holds, by the first of these keys it has.
 TARGET_KEYS = (("target.nsp_linear_2.weight", "bert"), ("target.sop_linear_2.weight", "albert"),
                ("target.mlm_linear_1.weight", "mlm"), ("target.output_layer.weight", "lm"))
-HF_DEFAULTS = {"layernorm_eps": 1e-12, "hidden_act": "gelu", "mask": "fully_visible"}
+HF_DEFAULTS = {"layernorm_eps": 1e-12, "hidden_act": "gelu", "mask": "fully_visible", "layernorm": "standard"}
+LAYOUTS = {"hf": "Hugging Face", "tf": "Google TensorFlow"}
 
 
 @dataclass
@@ -97,7 +113,7 @@ class Loaded:
 
     state: StateDict
     source: str
-    hints: dict = field(default_factory=dict)  # heads_num, layernorm_eps, hidden_act, mask, layers_num, config_path
+    hints: dict = field(default_factory=dict)  # heads_num, layernorm(_eps), hidden_act, mask, layers_num, config_path
     payload: Optional[dict] = None  # uer_ckpt input: its config and vocabulary identity
 
 
@@ -124,7 +140,7 @@ def convert(cfg: DictConfig) -> str:
         raise UerError(f"tool.input_path {source} not found; check the path")
     if target.exists() and source.exists() and target.resolve() == source.resolve():
         raise UerError(f"tool.output_path {target} is the input file; choose another output path")
-    if target.is_dir():
+    if target.is_dir() and t.output_format != "hf":
         raise UerError(f"tool.output_path {target} is a directory; give a file name "
                        f"(e.g. {target / _example_name(t.output_format)})")
 
@@ -155,9 +171,8 @@ def _read(fmt: str, path: Path, cfg: DictConfig) -> Loaded:
 
 def read_uer(path: Path, cfg: DictConfig) -> Loaded:
     state = load_uer_bin(path)
-    if WORD not in state:
-        raise UerError(f"{path} has no {WORD}; it is not a UER-format model file")
-    return Loaded(state, str(path))
+    adopt_original_file(cfg, path, state, command_line_overrides())
+    return Loaded(state, str(path), {"layernorm": cfg.model.layernorm})
 
 
 def read_hf(path: Path, cfg: DictConfig) -> Loaded:
@@ -192,6 +207,8 @@ def read_uer_ckpt(path: Path, cfg: DictConfig) -> Loaded:
     encoder = (payload.get("config") or {}).get("encoder") or {}
     hints = {key: encoder[key] for key in ("heads_num", "layernorm_eps", "hidden_act", "mask", "layers_num")
              if key in encoder}
+    embedding = (payload.get("config") or {}).get("embedding") or {}
+    hints["layernorm"] = encoder.get("layernorm") or embedding.get("layernorm") or "standard"  # null: standard
     hints["config_path"] = f"{path}'s config"
     return Loaded(to_uer_state_dict(model), str(path), hints, payload)
 
@@ -283,6 +300,7 @@ def infer_architecture(loaded: Loaded, cfg: DictConfig) -> dict:
         "heads_num": int(heads),
         "heads_from": heads_from,
         "layernorm_eps": float(hints.get("layernorm_eps", cfg.encoder.layernorm_eps)),
+        "layernorm": hints.get("layernorm") or cfg.model.layernorm or "standard",
         "hidden_act": hints.get("hidden_act", cfg.encoder.hidden_act),
         "mask": hints.get("mask", cfg.encoder.mask),
         "dropout": float(cfg.model.dropout),
@@ -308,32 +326,73 @@ def describe(arch: dict) -> str:
     return (f"{arch['layers_num']} layers{' (shared)' if arch['parameter_sharing'] else ''}, "
             f"hidden {arch['hidden_size']}, feed-forward {arch['feedforward_size']}, embedding {arch['emb_size']}, "
             f"vocab {arch['vocab_size']}, {arch['max_seq_length']} positions, {heads} heads "
-            f"(from {arch['heads_from']}), target {arch['target'] or 'none (encoder only)'}")
+            f"(from {arch['heads_from']}), {arch['layernorm']} LayerNorm, "
+            f"target {arch['target'] or 'none (encoder only)'}")
 
 
 # --- writing -------------------------------------------------------------------------------
 
 def write_uer(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
+    if arch["layernorm"] != "uer":
+        log.warning("%s uses torch's LayerNorm, which the original UER-py toolkit does not compute: run there, %s "
+                    "gives approximate outputs; reading it back here needs model.layernorm=standard to be exact",
+                    loaded.source, path)
     atomic_torch_save({key: tensor.detach().cpu() for key, tensor in loaded.state.items()}, path)
 
 
 def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
-    if path.suffix not in (".bin", ".safetensors"):
-        raise UerError(f"tool.output_path {path} must end in .safetensors or .bin for tool.output_format=hf")
+    directory = path.is_dir() or path.suffix == ""
+    if not directory and path.suffix not in (".bin", ".safetensors"):
+        raise UerError(f"tool.output_path {path} must be a directory (a model directory), or end in .safetensors or "
+                       ".bin (the weights alone) for tool.output_format=hf")
+    warn_layernorm(loaded, arch, "hf")
+    if directory:  # checked before anything is written
+        require_heads(arch)
+        tokenizer = _tokenizer(loaded, arch, cfg)
     state, dropped = uer_to_hf(loaded.state, loaded.source)
     _warn_dropped(dropped, "Hugging Face")
-    save_hf_weights(state, path)
-    _write_config(path, HF_CONFIG, arch, google=False)
+    if not directory:
+        save_hf_weights(state, path)
+        _write_config(path, HF_CONFIG, arch, google=False)
+        return
+    texts = {}
+    if tokenizer.kind == "spm":
+        log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
+                    "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
+    else:
+        if tokenizer.kind != "bert":
+            log.warning("%s tokenizes with tokenizer=%s; the exported tokenizer is a BertTokenizer over the same "
+                        "vocabulary, which splits text as tokenizer=bert does", loaded.source, tokenizer.kind)
+        texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
+                                arch["max_seq_length"])
+    written = save_hf_directory(state, path, bert_config(arch, google=False), texts)
+    log.info("wrote the Hugging Face model directory %s: %s", path, ", ".join(written))
+
+
+def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
+    """The model's tokenizer: a checkpoint's own, else the composed one (checked against the vocabulary size)."""
+    if loaded.payload is not None:
+        return checkpoint_tokenizer(loaded.payload, loaded.source)
+    return vocabulary_tokenizer(cfg, arch, loaded.source)
 
 
 def write_tf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     from uer.io.tf_format import save_tf_checkpoint, uer_to_tf
 
     prefix = Path(str(path).removesuffix(".index"))
+    warn_layernorm(loaded, arch, "tf")
     arrays, dropped = uer_to_tf(loaded.state, loaded.source)
     _warn_dropped(dropped, "TensorFlow")
     save_tf_checkpoint(arrays, prefix)
     _write_config(prefix, GOOGLE_CONFIG, arch, google=True)
+
+
+def warn_layernorm(loaded: Loaded, arch: dict, fmt: str) -> None:
+    """Hugging Face and Google BERT compute torch's LayerNorm: a model with the original's is approximated there."""
+    if arch["layernorm"] == "uer":
+        log.warning("%s uses the original UER-py LayerNorm (unbiased std, eps outside the square root); %s BERT "
+                    "computes the standard one, so the converted model's outputs are approximate (hidden states "
+                    "differ, typically by about 1e-2), not equal to this model's", loaded.source, LAYOUTS[fmt])
 
 
 def _write_config(path: Path, name: str, arch: dict, google: bool) -> None:
@@ -381,16 +440,18 @@ def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
     """The composed model config with everything the weights (and input config) decided filled in."""
     require_heads(arch)
     sizes = {key: arch[key] for key in ("emb_size", "hidden_size", "feedforward_size", "heads_num", "layers_num",
-                                        "max_seq_length", "hidden_act", "parameter_sharing")}
+                                        "max_seq_length", "hidden_act", "parameter_sharing", "layernorm")}
     composed = cfg.copy()
     with open_dict(composed):  # set the shared sizes first, so every ${model.*} interpolation follows them
         composed.model.update(sizes)
     config = {node: OmegaConf.to_container(composed[node], resolve=True) for node in MODEL_NODES}
     config["embedding"].update(type="word_pos_seg" if arch["segment"] else "word_pos", emb_size=arch["emb_size"],
-                               max_seq_length=arch["max_seq_length"], layernorm_eps=arch["layernorm_eps"])
+                               max_seq_length=arch["max_seq_length"], layernorm_eps=arch["layernorm_eps"],
+                               layernorm=arch["layernorm"])
     config["encoder"].update(type="transformer", mask=arch["mask"], layernorm_eps=arch["layernorm_eps"],
                              **{key: sizes[key] for key in ("hidden_size", "feedforward_size", "heads_num",
-                                                            "layers_num", "hidden_act", "parameter_sharing")})
+                                                            "layers_num", "hidden_act", "parameter_sharing",
+                                                            "layernorm")})
     if arch["target"]:
         config["target"].update(type=arch["target"], tie_weights=arch["tie_weights"])
     else:

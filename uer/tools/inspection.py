@@ -11,6 +11,9 @@
   ``tool.seq_length``), pooled over those tokens by ``tool.pooling`` (``mean`` over all of
   them, ``first`` = the [CLS] position, ``last`` = the [SEP] position, ``max``
   element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).
+  ``tool.pooling=none``: every token's hidden states, as the original's
+  ``extract_feature.py`` wrote them: (lines, seq_length, hidden_size), each line's
+  positions after its ``[SEP]`` zero.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from uer.errors import UerError
-from uer.models.pooling import check_pooling, pool
+from uer.models.pooling import POOLINGS, pool
 from uer.runtime import autocast
 from uer.config.fields import setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
@@ -34,7 +37,7 @@ class FeatureConfig(Batching, TextInputs, ModelToolConfig):
     """``tool=extract_feature``."""
 
     pooling: str = setting("mean", "how each line's hidden states become one row: mean | first ([CLS]) | "
-                                   "last ([SEP]) | max")
+                                   "last ([SEP]) | max; none = every token's (lines, seq_length, hidden_size)")
 
 
 @TOOLS.register("check_model", config=ModelToolConfig)
@@ -91,7 +94,9 @@ def extract_embedding(cfg) -> str:
 @TOOLS.register("extract_feature", config=FeatureConfig)
 def extract_feature(cfg) -> str:
     t = cfg.tool
-    check_pooling(t.pooling, "tool.pooling")
+    per_token = t.pooling == "none"
+    if not per_token and t.pooling not in POOLINGS:
+        raise UerError(f"tool.pooling={t.pooling} is not known; choose one of: {', '.join(POOLINGS)}, none")
     if t.batch_size < 1:
         raise UerError(f"tool.batch_size={t.batch_size} must be at least 1")
     lines = inputs(cfg)
@@ -107,7 +112,11 @@ def extract_feature(cfg) -> str:
         for start in range(0, len(sequences), t.batch_size):
             src, seg = pad_batch(sequences[start:start + t.batch_size], loaded.device)
             hidden = loaded.backbone(src, seg).float()
-            rows.append(pool(hidden, seg, t.pooling).cpu())
+            if per_token:  # padded to seq_length, zeros where there is no token
+                hidden = torch.nn.functional.pad(hidden * (seg != 0).unsqueeze(-1), (0, 0, 0, seq_length - src.size(1)))
+                rows.append(hidden.cpu())
+            else:
+                rows.append(pool(hidden, seg, t.pooling).cpu())
     features = torch.cat(rows).numpy()
     write_array(out, features)
     logger.info("wrote %s features of %d lines of %s (pooling=%s) to %s", features.shape, len(lines),

@@ -8,8 +8,9 @@ A model file is either
   tokenizer; or
 * an original UER-py model file (a flat dict of tensors, whatever its name): the
   architecture comes from the composed config (``embedding=``, ``encoder=``, ``target=``,
-  ``size=`` ...) and the tokenizer from ``tokenizer.*``; the vocabulary size is the word
-  embedding's row count.
+  ``size=`` ...), with the original's LayerNorm and the file's weight tying
+  (:mod:`uer.config.original_file`), and the tokenizer from ``tokenizer.*``; the
+  vocabulary size is the word embedding's row count.
 
 Fine-tuned checkpoints (they store a ``task``) give their backbone only: no pre-training
 target.  Outputs are written atomically (a temporary file renamed into place).
@@ -27,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.atomic import atomic_write
@@ -104,7 +106,12 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
     configure_threads(cfg.hardware.num_threads)
     path = model_file(cfg.tool.input_path if path is None else path, key)
     device = device or resolve_device(cfg.hardware.device)
-    state, payload = read_state(path)
+    kind, content = read_model_file(path)
+    if kind == CHECKPOINT:
+        state, payload = content["model"], content
+    else:
+        adopt_original_file(cfg, path, content, command_line_overrides())
+        state, payload = from_uer_state_dict(content), None
     if WORD_EMBEDDING not in state:
         raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a "
                        "model of this toolkit")
@@ -123,6 +130,9 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
         if "target" not in config:
             backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size), None
             module: nn.Module = backbone
+            unused = [key for key in state if not key.startswith("backbone.")]
+            if unused:
+                logger.warning("%s: not used, the tools take the backbone alone: %s", path, ", ".join(unused))
             state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         else:
             model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
