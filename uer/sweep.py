@@ -459,7 +459,6 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from uer.io.atomic import atomic_write_text
+
+    atomic_write_text(path, text)

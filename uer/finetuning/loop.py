@@ -17,6 +17,7 @@ from uer.data.sampler import EpochSampler
 from uer.distributed import DistEnv
 from uer.errors import UerError
 from uer.finetuning.setup import Setup
+from uer.io.atomic import reporting_write_errors
 from uer.io.checkpoint import save_checkpoint
 from uer.stages.common import training_model
 from uer.tasks import Task, TaskData, predict
@@ -80,8 +81,6 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
                        f"batches of one epoch; lower it or finetune.batch_size")
     steps_per_epoch = batches.batches_per_epoch // f.accumulation_steps
     total_steps = steps_per_epoch * f.epochs_num
-    if best_path.exists():
-        log.warning("%s exists from an earlier run and will be replaced", best_path)
     optimizer = build_optimizer(cfg.optimizer, model, f.learning_rate)
     scheduler = build_scheduler(cfg.lr_scheduler, optimizer, total_steps)
     reporter = Reporter(progress_dir or report_dir, total_steps, enabled=setup.env.is_main,
@@ -96,6 +95,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         if step % steps_per_epoch:
             return
         epoch = step // steps_per_epoch
+        trainer.check_finite()  # a diverged model is neither scored nor saved
         scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best epoch
         improved = best.score is None or scores[metric] > best.score
         if improved:
@@ -132,9 +132,10 @@ def model_outputs(setup: Setup, model: nn.Module, data: TaskData) -> list[torch.
 
 def record(directory: Path, entry: dict) -> None:
     """Append ``entry`` as one JSON line to ``directory/results.jsonl``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / RESULTS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    with reporting_write_errors(directory / RESULTS):
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / RESULTS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
 
 
 def format_scores(scores: dict[str, float]) -> str:

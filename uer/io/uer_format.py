@@ -124,6 +124,9 @@ def load_uer_bin(path) -> StateDict:
     return state
 
 
+WORD_EMBEDDING = "backbone.embedding.word_embedding.weight"
+
+
 @dataclass
 class LoadReport:
     """What a partial load did: model keys left as they were, file keys with no place."""
@@ -157,6 +160,10 @@ def load_into_model(model: nn.Module, state_dict: StateDict, source: Optional[st
             del state[name]
     prefix = f"{where(source)}: " if source is not None else ""
     for key, tensor in state.items():
+        if key == WORD_EMBEDDING and key in expected and len(tensor) != len(expected[key]):
+            raise UerError(f"{prefix}its word embedding has {len(tensor)} rows, but this run's vocabulary has "
+                           f"{len(expected[key])} tokens: the model was trained with another vocabulary; give the "
+                           f"tokenizer the vocabulary file it was trained with (tokenizer.vocab_path=...)")
         if key in expected and tensor.shape != expected[key].shape:
             raise UerError(
                 f"{prefix}{key} has shape {tuple(tensor.shape)} in the checkpoint but "

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key
 from uer.errors import UerError
+from uer.finetuning.cross_validation import MANIFEST
+from uer.finetuning.loop import BEST
+from uer.io.outputs import DIRECTORY, FILE, Output
 from uer.models.compat import check_model, first_pooling_warning
-from uer.stages.common import starting_checkpoint
+from uer.stages.common import output_dir, starting_checkpoint
 from uer.tasks import get_task
-from uer.training.optim import check_optimization
 
 log = logging.getLogger("uer.finetune")
 
@@ -37,13 +39,13 @@ class FinetuneConfig:
     train_path: Optional[str] = setting(None, "labelled training file (format: see the task)")
     dev_path: Optional[str] = setting(None, "labelled file scored after every epoch; the best epoch is kept")
     test_path: Optional[str] = setting(None, "labelled file scored once, with the best model, at the end")
-    epochs_num: int = setting(3, "passes over train_path")
-    batch_size: int = setting(64, "examples per micro-batch")
-    learning_rate: float = setting(2e-5, "peak learning rate")
-    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping")
-    accumulation_steps: int = setting(1, "micro-batches per optimizer step")
-    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)")
-    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps")
+    epochs_num: int = setting(3, "passes over train_path", bounds=at_least(1))
+    batch_size: int = setting(64, "examples per micro-batch", bounds=at_least(1))
+    learning_rate: float = setting(2e-5, "peak learning rate", bounds=POSITIVE)
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping", bounds=NON_NEGATIVE)
+    accumulation_steps: int = setting(1, "micro-batches per optimizer step", bounds=at_least(1))
+    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)", bounds=at_least(1))
+    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps", bounds=at_least(1))
     metric: Optional[str] = setting(None, "the dev metric that picks the best epoch and that the run returns "
                                           "(for sweepers); null = the task's first metric")
     skip_bad_rows: bool = setting(False, "skip malformed rows (and count them) instead of failing")
@@ -57,12 +59,19 @@ class FinetuneRun(TrainingRun):
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
+def outputs(cfg: DictConfig) -> list[Output]:
+    found = [Output("output_model_path", output_dir(cfg), DIRECTORY)]
+    features = cfg.task.get("train_features_path")
+    if features:
+        found.append(Output("task.train_features_path", Path(features), FILE))
+    return found
+
+
 def prepare(cfg: DictConfig) -> None:
-    """Before any worker starts: settings, and the starting checkpoint's architecture."""
-    _check_options(cfg.finetune)
-    check_optimization(cfg.optimizer, cfg.lr_scheduler)
+    """Before any worker starts: no earlier run's model in the way, and the starting checkpoint's architecture."""
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
+    _refuse_earlier_models(output_dir(cfg))
     starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder)
     warning = first_pooling_warning(cfg.encoder, cfg.task.get("pooling"))
@@ -77,13 +86,16 @@ def run(cfg: DictConfig) -> float:
         distributed.shutdown()
 
 
+def _refuse_earlier_models(out_dir: Path) -> None:
+    """Fine-tuning never replaces an earlier run's model: its best.pt (or a cross-validation's fold list)."""
+    earlier = [out_dir / name for name in (BEST, MANIFEST) if (out_dir / name).is_file()]
+    earlier += sorted(out_dir.glob(f"fold_*/{BEST}"))
+    if earlier:
+        name = earlier[0].relative_to(out_dir)
+        raise UerError(f"output_model_path {out_dir} already holds {name} from an earlier run; choose another "
+                       f"output_model_path, or remove {name} to train again")
+
+
 def _runner(cfg: DictConfig) -> str:
     return getattr(get_task(cfg.task.type), "finetune_runner", None) or SINGLE
 
-
-def _check_options(f) -> None:
-    for key in ("epochs_num", "batch_size", "report_steps", "accumulation_steps", "seq_length"):
-        if f[key] < 1:
-            raise UerError(f"finetune.{key}={f[key]} must be at least 1")
-    if not (f.learning_rate > 0 and math.isfinite(f.learning_rate)):
-        raise UerError(f"finetune.learning_rate={f.learning_rate} must be a positive finite number")

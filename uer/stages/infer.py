@@ -25,12 +25,13 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.config.run import RunConfig, stage_key
 from uer.errors import UerError
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.finetuning.loop import BEST
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
+from uer.io.outputs import FILE, Output
 from uer.models import build_backbone
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
 from uer.tasks import make_task, predict
@@ -45,9 +46,9 @@ class InferConfig:
     test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
     prediction_path: Optional[str] = setting(None, "where predictions go; null = predictions.tsv in the run "
                                                    "directory")
-    batch_size: int = setting(64, "examples per batch")
+    batch_size: int = setting(64, "examples per batch", bounds=at_least(1))
     seq_length: Optional[int] = setting(None, "longest input in tokens; null = the seq_length the model was "
-                                              "fine-tuned with")
+                                              "fine-tuned with", bounds=at_least(1))
     output_logits: bool = setting(False, "add a logits column")
     output_prob: bool = setting(False, "add a probabilities column")
 
@@ -59,6 +60,14 @@ class InferRun(RunConfig):
     infer: InferConfig = field(default_factory=InferConfig)
 
 
+def outputs(cfg: DictConfig) -> list[Output]:
+    return [Output("infer.prediction_path", prediction_path(cfg.infer), FILE)]
+
+
+def prediction_path(i) -> Path:
+    return Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+
+
 def run(cfg: DictConfig) -> str:
     i = cfg.infer
     if not i.load_model_path:
@@ -66,8 +75,6 @@ def run(cfg: DictConfig) -> str:
     if not i.test_path:
         raise UerError("infer.test_path is not set; e.g. infer.test_path=datasets/test_data/book_review/"
                        "test_nolabel.tsv")
-    if i.batch_size < 1:
-        raise UerError(f"infer.batch_size={i.batch_size} must be at least 1")
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
 
@@ -100,7 +107,7 @@ def run(cfg: DictConfig) -> str:
         outputs = [torch.log((probs / len(paths)).clamp(min=torch.finfo(probs.dtype).tiny))]
         log.info("predicting with the mean probabilities of %d fold models", len(paths))
 
-    path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+    path = prediction_path(i)
     task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
     log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
     return str(path)

@@ -21,10 +21,13 @@ from pathlib import Path
 import torch
 
 from uer.distributed import all_reduce_sum
+from uer.io.atomic import reporting_write_errors
 from uer.progress import Progress, format_duration
 from uer.tensorboard import summary_writer
 
 log = logging.getLogger("uer.train")
+
+METRICS = "metrics.jsonl"
 
 
 class Reporter:
@@ -88,9 +91,10 @@ class Reporter:
                      step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"],
                      f" | eta {format_duration(eta)}" if eta is not None else "")
             if self.out_dir is not None:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                with reporting_write_errors(self.out_dir / METRICS):
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    with open(self.out_dir / METRICS, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(record) + "\n")
             if self._tensorboard:
                 self._scalars(step, record)
         self._reset()
