@@ -513,8 +513,8 @@ def test_failed_write_leaves_nothing(capsys, vocab, files, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken)
-    with pytest.raises(OSError):
-        convert(vocab, files["uer"], "uer", files["out"] / "model.safetensors", "hf")
+    line = failure(capsys, vocab, files["uer"], "uer", files["out"] / "model.safetensors", "hf")
+    assert f"cannot write {files['out'] / 'model.safetensors'}: disk full" in line
     assert not any(files["out"].iterdir())
 
 

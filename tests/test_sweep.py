@@ -81,23 +81,24 @@ def test_two_by_two_sweep_writes_a_four_row_table(data, tmp_path):
 
 
 def test_a_failing_job_is_a_failed_row_and_the_sweep_goes_on(data, tmp_path):
-    # Job 1 has a negative learning rate (a user error); jobs 0 and 2 must still run.
-    proc = sweep([*FAST, *paths(data), "finetune.batch_size=16", "finetune.learning_rate=1e-4,-1,2e-4"],
+    # Job 1's batch is larger than the training file (found when the job reads it); jobs 0 and 2 must still run.
+    proc = sweep([*FAST, *paths(data), "finetune.learning_rate=1e-4", "finetune.batch_size=16,64,8"],
                  tmp_path / "sweep")
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     rows = read_csv(tmp_path / "sweep" / "results.csv")
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok")]
     failed = rows[1]
-    assert "finetune.learning_rate=-1.0 must be a positive finite number" in failed["error"]
+    too_large = "has 32 instances, fewer than one batch of 64"
+    assert too_large in failed["error"]
     assert failed["score"] == "" and failed["best"] == "" and failed["checkpoint"] == ""
     assert rows[0]["dev_acc"] and rows[2]["dev_acc"]
     md = (tmp_path / "sweep" / "results.md").read_text(encoding="utf-8")
-    assert "| 1 | -1 | failed |" in md and "3 job(s), 1 failed" in md
+    assert "| 1 | 64 | failed |" in md and "3 job(s), 1 failed" in md
     # The job's own one-line error, then the sweep's: which job failed and where the table is.
     errors = error_lines(proc)
-    assert errors[0] == "error: finetune.learning_rate=-1.0 must be a positive finite number"
-    assert errors[-1].startswith("error: 1 of 3 jobs failed (job 1: finetune.learning_rate=-1.0 must be a positive finite number)")
+    assert errors[0].startswith("error: finetune.train_path ") and too_large in errors[0]
+    assert errors[-1].startswith("error: 1 of 3 jobs failed (job 1: finetune.train_path ") and too_large in errors[-1]
     assert "results.md" in errors[-1]
 
 

@@ -28,7 +28,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from uer.config.store import CONF, register_configs
-from uer.errors import UerError
+from uer.errors import UerError, one_line
 
 log = logging.getLogger("uer")
 
@@ -55,7 +55,7 @@ def main() -> None:
         try:
             preflight(overrides, multirun=bool(MULTIRUN_FLAGS.intersection(flags)))
         except UerError as err:
-            print(f"error: {err}", file=sys.stderr, flush=True)
+            print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
             sys.exit(2)
     hydra_app()
 

@@ -92,6 +92,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def all_gather_object(obj) -> list:
     """``obj`` from every rank, in rank order; ``[obj]`` without a process group.  Every rank must call it."""
     if dist.is_initialized() and dist.get_world_size() > 1:

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, at_least, setting
 from uer.errors import UerError
 
 log = logging.getLogger("uer")
@@ -29,15 +29,16 @@ class HardwareConfig:
     activation_checkpointing: bool = setting(
         False, "recompute each transformer layer in backward: about a third more compute, a fraction of the "
                "activation memory")
-    num_threads: int = setting(0, "intra-op CPU threads; 0 = torch's default")
-    nproc_per_node: int = setting(1, "worker processes on each machine (main.py starts them)")
-    nnodes: int = setting(1, "machines of a multi-node run")
+    num_threads: int = setting(0, "intra-op CPU threads; 0 = torch's default", bounds=NON_NEGATIVE)
+    nproc_per_node: int = setting(1, "worker processes on each machine (main.py starts them)", bounds=at_least(1))
+    nnodes: int = setting(1, "machines of a multi-node run", bounds=at_least(1))
     backend: Optional[str] = setting(None, "gloo | nccl; null = nccl on CUDA, gloo on CPU")
     rdzv_endpoint: str = setting("127.0.0.1:0", "host:port of the rendezvous; port 0 = pick a free one (one node)")
     rdzv_id: str = setting("uer", "the same on every node of one run")
-    rdzv_timeout: int = setting(300, "seconds to wait for all nodes to join")
-    max_restarts: int = setting(0, "restart failed workers this many times; they resume from the last checkpoint")
-    timeout: int = setting(1800, "seconds a collective may wait before the run is declared hung")
+    rdzv_timeout: int = setting(300, "seconds to wait for all nodes to join", bounds=at_least(1))
+    max_restarts: int = setting(0, "restart failed workers this many times; they resume from the last checkpoint",
+                                bounds=NON_NEGATIVE)
+    timeout: int = setting(1800, "seconds a collective may wait before the run is declared hung", bounds=at_least(1))
 
 
 def run_dir(fallback: Path) -> Path:

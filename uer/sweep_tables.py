@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from uer import published
+from uer.io.atomic import atomic_write_text
 from uer.progress import format_duration
 
 TABLE_CSV = "results.csv"
@@ -299,6 +300,4 @@ def short_path(path: str | os.PathLike) -> str:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a table."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from uer.config.fields import help_of
+from uer.config.fields import bounds_of, help_of
 from uer.config.store import CONF, compose, register_configs, registry_of
 
 COMMAND = "python -m uer.config.reference > docs/reference.md"
@@ -88,7 +88,7 @@ def generate() -> str:
             if f.name in seen or f.name in STAGES or _is_node(f):
                 continue
             seen.add(f.name)
-            add(f"| `{f.name}` | {_type_name(f.type)} | `{_value(_default(f))}` | {_cell(help_of(f))} |")
+            add(f"| `{f.name}` | {_type_name(f.type)} | `{_value(_default(f))}` | {_cell(_meaning(f))} |")
     add("")
     for stage in STAGES.values():
         for name, item in _list_items(stage.root).items():
@@ -184,10 +184,19 @@ def _keys_table(add, prefix: str, schema: type, values: dict | None = None) -> N
     add("| --- | --- | --- | --- |")
     for f in dataclasses.fields(schema):
         value = instance_defaults.get(f.name, _default(f)) if values is not None else _default(f)
-        meaning = help_of(f) + (" (tunable: a run starting from a checkpoint uses this run's value)"
-                                if f.metadata.get("tunable") else "")
-        add(f"| `{prefix}.{f.name}` | {_type_name(f.type)} | `{_cell(_value(value))}` | {_cell(meaning)} |")
+        add(f"| `{prefix}.{f.name}` | {_type_name(f.type)} | `{_cell(_value(value))}` | {_cell(_meaning(f))} |")
     add("")
+
+
+def _meaning(f: dataclasses.Field) -> str:
+    """A key's meaning, the values it admits (checked before any work), and whether it is tunable."""
+    meaning = help_of(f)
+    bounds = bounds_of(f)
+    if bounds is not None:
+        meaning += f"; {bounds.describe(integer='int' in str(f.type))}"
+    if f.metadata.get("tunable"):
+        meaning += " (tunable: a run starting from a checkpoint uses this run's value)"
+    return meaning
 
 
 def compose_group_option(group: str, option: str):

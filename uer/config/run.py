@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, setting
 from uer.models.model import ModelSizeConfig
 from uer.runtime import HardwareConfig
 
@@ -33,7 +33,7 @@ class RunConfig:
     """Keys of every run."""
 
     stage: str = setting(MISSING, STAGE_HELP)
-    seed: int = setting(7, "seed of every random draw (weights, masks, batch order, dropout)")
+    seed: int = setting(7, "seed of every random draw (weights, masks, batch order, dropout)", bounds=NON_NEGATIVE)
 
 
 @dataclass

@@ -5,17 +5,22 @@ Hydra refuses a key a schema lacks (``encoder.hiden_size=1``), but its own advic
 composed config and stops the run, before any work, at the first key no schema of the
 run declares, naming it, the component it was given to, and the closest key there is;
 a key of another stage's section says which stage it belongs to.  :func:`unknown_key`
-words the same message for Hydra's composition errors (:mod:`uer.cli`).
+words the same message for Hydra's composition errors (:mod:`uer.cli`).  Then every
+number is checked against the bounds its field declares (:func:`check_values`): a
+learning rate of ``inf`` or ``-1``, a dropout of 1, a batch size of 0 stop the run (and
+a sweep, before its first job) with one line naming the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from uer.config.fields import bounds_of
 from uer.errors import UerError
 
 LIST_KEYS = "python main.py ... --cfg job prints this run's keys"
@@ -50,6 +55,31 @@ def check_run_config(cfg: DictConfig, choices: Optional[dict] = None) -> None:
         if registry.config_class(kind) is not OmegaConf.get_type(cfg[key]):
             raise UerError(f"{key}.type={kind} does not match the {key} chosen ({key}={_choice(str(key), choices) or '?'}); "
                            f"choose the {registry.kind} with {key}=OPTION instead of setting {key}.type")
+    check_values(cfg)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """A UerError for the first number of ``cfg`` outside the bounds its schema field declares."""
+    for path, node in _typed_nodes(cfg, ""):
+        schema = OmegaConf.get_type(node)
+        for f in dataclasses.fields(schema):
+            bounds = bounds_of(f)
+            if bounds is None or f.name not in node:
+                continue
+            try:
+                value = node[f.name]
+            except Exception:  # noqa: BLE001 - unset (???) or resolvable only inside a Hydra run: nothing to check
+                continue
+            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not bounds.admits(value):
+                integer = int in _numeric_types(schema, f.name)
+                raise UerError(f"{path}{f.name}={value} must be {bounds.describe(integer)}")
+
+
+def _numeric_types(schema: type, name: str) -> tuple:
+    hint = typing.get_type_hints(schema)[name]
+    return typing.get_args(hint) or (hint,)
 
 
 def _typed_nodes(node: DictConfig, prefix: str):

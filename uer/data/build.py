@@ -56,6 +56,7 @@ from uer.data.instances import INSTANCE_BUILDERS, InstanceOptions, TokenizedDocu
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
+from uer.io.atomic import reporting_write_errors
 from uer.progress import Progress
 
 logger = logging.getLogger("uer.preprocess")
@@ -110,9 +111,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     dataset_path = Path(dataset_path)
     _check_replaceable(dataset_path)
     index = index_corpus(corpus_path, builder.layout)
-    if builder.sentence_task and len(index) == 1:
-        logger.warning("%s holds a single document: %s expects documents separated by blank lines",
-                       corpus_path, target)
+    _check_next_sentences(builder, target, corpus_path, len(index), docs_buffer_size)
 
     vocab = tokenizer.vocab
     options = InstanceOptions(seq_length, full_sentences, short_seq_prob, vocab.cls_id, vocab.sep_id)
@@ -146,7 +145,8 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
         if static:
             flat += ["mask_positions", "mask_labels"]
             counts["mask_counts"] = "mask_offsets"
-        arrays = merge_shards([job.shard_dir(u) for u in range(len(units))], tmp, flat, counts)
+        with reporting_write_errors(dataset_path):
+            arrays = merge_shards([job.shard_dir(u) for u in range(len(units))], tmp, flat, counts)
         shutil.rmtree(job.shard_root)
         meta = {
             "format": FORMAT, "version": FORMAT_VERSION, "target": target,
@@ -160,8 +160,9 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             "counts": {"documents": len(index), **totals},
             "arrays": arrays,
         }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _move_into_place(tmp, dataset_path)
+        with reporting_write_errors(dataset_path):
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            _move_into_place(tmp, dataset_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -199,7 +200,8 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
               "mask_positions": job.position_dtype, "sentence_label": "i1", "label": "<i4"}
     shard = {name: np.concatenate([part[name] for part in parts]).astype(dtypes.get(name, "<i4"))
              for name in parts[0]}
-    save_arrays(job.shard_dir(unit), shard)
+    with reporting_write_errors(job.shard_dir(unit)):
+        save_arrays(job.shard_dir(unit), shard)
     masked_tokens = len(shard["mask_positions"]) if "mask_positions" in shard else 0
     return {"instances": len(shard["lengths"]), "tokens": len(shard["tokens"]), "masked_tokens": masked_tokens}
 
@@ -311,6 +313,21 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
                         "targets (mlm, bert, albert) only; set them to false")
     if problems:
         raise UerError("; ".join(problems))
+
+
+def _check_next_sentences(builder, target: str, corpus_path, documents: int, docs_buffer_size: int) -> None:
+    """Next-sentence prediction draws its random next sentences from other documents of the same buffer:
+    with one document to a buffer every label would be "the real next sentence", one class."""
+    if builder.sentence_task != "nsp":
+        return
+    if documents == 1:
+        raise UerError(f"corpus {corpus_path} holds a single document, so every next-sentence label of "
+                       f"target={target} would be the same class; separate its documents with blank lines (one "
+                       "sentence a line), or pre-train with target=mlm")
+    if docs_buffer_size == 1:
+        raise UerError(f"preprocess.docs_buffer_size=1 puts each document in a buffer of its own, so target={target} "
+                       "finds no random next sentence and every next-sentence label would be the same class; raise "
+                       "it (the default is 100000)")
 
 
 def _check_replaceable(path: Path) -> None:

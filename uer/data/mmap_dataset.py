@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uer.errors import UerError
+from uer.errors import UerError, reason
 
 
 def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -46,7 +46,7 @@ def open_arrays(directory: Path, expected: dict[str, dict], fix: str) -> dict[st
         except FileNotFoundError:
             raise UerError(f"{path} is missing; {fix}") from None
         except (ValueError, OSError) as e:
-            raise UerError(f"{path} is not a readable array ({e}); {fix}") from None
+            raise UerError(f"{path} is not a readable array ({reason(e)}); {fix}") from None
         if array.dtype.str != spec["dtype"] or list(array.shape) != list(spec["shape"]):
             raise UerError(
                 f"{path} holds {array.dtype.str}{list(array.shape)} but meta.json says "

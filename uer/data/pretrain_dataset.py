@@ -16,6 +16,12 @@ A batch is padded to its own longest instance and holds:
 With dynamic masking the masks are drawn here, from ``default_rng([seed, epoch, index])``
 per instance: the same instance gets the same mask in the same epoch whatever batch it
 lands in, which keeps a resumed run identical to an uninterrupted one.
+
+Opening a dataset checks what its metadata bounds (:meth:`PretrainDataset.check_values`):
+token ids below the vocabulary size it was built with, instances no longer than its
+``seq_length``, segments within their instance, labels of their classes.  A dataset
+that breaks one is refused at once, naming the array, instead of failing (or, when the
+bad rows are never drawn, not failing) in the middle of training.
 """
 
 from __future__ import annotations
@@ -31,15 +37,16 @@ from uer.data.build import FORMAT, FORMAT_VERSION, META_FILE
 from uer.data.instances import INSTANCE_BUILDERS
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import open_arrays
-from uer.errors import UerError
+from uer.errors import UerError, reason
 
 _META_KEYS = ("target", "seq_length", "dynamic_masking", "masking", "tokenizer", "arrays")
+CHECK_CHUNK = 1 << 24  # values checked at a time when a dataset is opened
 
 
 class PretrainDataset:
     """A dataset directory written by :func:`uer.data.build.build_pretrain_dataset`."""
 
-    def __init__(self, path):
+    def __init__(self, path, check_values: bool = True):
         self.path = Path(path)
         fix = f"re-run preprocess to rebuild {self.path}"
         self.meta = _read_meta(self.path, fix)
@@ -65,6 +72,8 @@ class PretrainDataset:
         self._masked = builder.masked
         self._shift = builder.extra_tokens  # lm: inputs and labels are the instance shifted by one
         self._backward = builder.backward
+        if check_values:
+            self.check_values(fix)
 
     def _check_consistent(self, fix: str) -> None:
         n = len(self._offsets) - 1
@@ -76,6 +85,31 @@ class PretrainDataset:
                 ok = ok and all(offsets[-1] == len(v) for v in values)
         if not ok:
             raise UerError(f"{self.path}: the array sizes do not match each other; {fix}")
+
+    def check_values(self, fix: str) -> None:
+        """A UerError naming the first array holding a value its metadata rules out (reads every array once)."""
+        vocab_size = int(self.meta["tokenizer"].get("vocab_size") or 0)
+        longest = int(self.meta["seq_length"]) + self._shift
+        lengths = self.lengths()
+        checks = [("offsets", lengths, 1, longest, f"instance lengths of 1 to {longest} tokens (seq_length "
+                                                   f"{self.meta['seq_length']})"),
+                  ("seg_a_len", self._seg_a_len.astype(np.int64) - lengths, None, 0,
+                   "first segments no longer than their instance")]
+        if vocab_size:
+            vocabulary = f"ids below {vocab_size}, the size of the vocabulary it was built with"
+            checks += [("tokens", self._tokens, 0, vocab_size - 1, vocabulary),
+                       ("mask_labels", self._mask_labels, 0, vocab_size - 1, vocabulary)]
+        checks += [("mask_positions", self._mask_positions, 0, longest - 1, f"positions below {longest}"),
+                   ("sentence_label", self._sentence_label, 0, 1, "labels 0 and 1"),
+                   ("label", self._label, 0, None, "labels of at least 0")]
+        for name, values, low, high, allowed in checks:
+            if values is None:
+                continue
+            found = _first_outside(values, low, high)
+            if found is not None:
+                index, value = found
+                raise UerError(f"{self.path}: {name}.npy holds {value} at index {index}, but a dataset holds "
+                               f"{allowed} (meta.json); it was modified or damaged after preprocess: {fix}")
 
     def labels_num(self) -> int:
         """cls: the number of classes, one more than the largest label."""
@@ -95,7 +129,7 @@ class PretrainDataset:
         return {"path": self.path}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], check_values=False)  # checked where it was opened
 
     def fingerprint(self) -> str:
         """A hash of what the dataset holds (its meta.json: options, tokenizer, corpus, counts, array shapes)."""
@@ -167,6 +201,25 @@ class PretrainDataset:
         return np.concatenate(positions), np.concatenate(labels)
 
 
+def _first_outside(values: np.ndarray, low: int | None, high: int | None) -> tuple[int, int] | None:
+    """``(index, value)`` of the first entry of ``values`` outside ``[low, high]``, read a chunk at a time."""
+    limits = np.iinfo(values.dtype)
+    low = None if low is None or low <= limits.min else low
+    high = None if high is None or high >= limits.max else high
+    for start in range(0, len(values), CHECK_CHUNK):
+        chunk = np.asarray(values[start:start + CHECK_CHUNK])
+        if not len(chunk) or ((low is None or chunk.min() >= low) and (high is None or chunk.max() <= high)):
+            continue
+        outside = np.zeros(len(chunk), dtype=bool)
+        if low is not None:
+            outside |= chunk < low
+        if high is not None:
+            outside |= chunk > high
+        index = int(np.argmax(outside))
+        return start + index, int(chunk[index])
+    return None
+
+
 def _read_meta(path: Path, fix: str) -> dict:
     meta_path = path / META_FILE
     if not path.is_dir():
@@ -176,7 +229,7 @@ def _read_meta(path: Path, fix: str) -> dict:
     except FileNotFoundError:
         raise UerError(f"{meta_path} is missing, so {path} is not a complete dataset; {fix}") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise UerError(f"{meta_path} is not valid JSON ({e}); {fix}") from None
+        raise UerError(f"{meta_path} is not valid JSON ({reason(e)}); {fix}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UerError(f"{meta_path} does not describe a {FORMAT}; {fix}")
     if meta.get("version") != FORMAT_VERSION:

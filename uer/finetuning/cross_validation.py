@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from uer.errors import UerError
+from uer.errors import UerError, reason
 from uer.finetuning import loop, setup as finetune_setup
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.single import check_paths
@@ -94,10 +94,6 @@ def run(cfg: DictConfig) -> float:
 
     report_dir = run_dir(out_dir)
     manifest = out_dir / MANIFEST
-    if manifest.exists():
-        log.warning("%s exists from an earlier run; it is removed now and rewritten when all folds are done",
-                    manifest)
-        manifest.unlink()
 
     features = np.zeros((len(train), labels_num), dtype=np.float32)
     fold_scores, fold_models = [], []
@@ -170,7 +166,7 @@ def read_manifest(path: Path) -> list[Path]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UerError(f"{path}: cannot be read as the fold list of task=classifier_cv ({err}); "
+        raise UerError(f"{path}: cannot be read as the fold list of task=classifier_cv ({reason(err)}); "
                        "rerun stage=finetune task=classifier_cv to rewrite it") from None
     models = manifest.get("models") if isinstance(manifest, dict) else None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT or not isinstance(models, list) \

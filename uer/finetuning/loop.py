@@ -32,6 +32,7 @@ from uer.distributed import DistEnv
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST, LAST, files_fingerprint
 from uer.finetuning.setup import Setup
+from uer.io.atomic import reporting_write_errors
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.stages.common import training_model
 from uer.stages.resume import check_resumable
@@ -154,6 +155,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         if not evaluation_due(step):
             return False
         epoch = epoch_of(step)
+        trainer.check_finite()  # a diverged model is neither scored nor saved
         scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best and on stopping
         improved = best.update(scores, metric, epoch, step)
         stop = patience is not None and best.stale >= patience
@@ -263,9 +265,10 @@ def model_outputs(setup: Setup, model: nn.Module, data: TaskData) -> list[torch.
 
 def record(directory: Path, entry: dict) -> None:
     """Append ``entry`` as one JSON line to ``directory/results.jsonl``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / RESULTS, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    with reporting_write_errors(directory / RESULTS):
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / RESULTS, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
 
 
 def format_scores(scores: dict[str, float]) -> str:

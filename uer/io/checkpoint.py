@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from uer.errors import UerError
+from uer.errors import UerError, reason
 from uer.io.atomic import atomic_write
 
 FORMAT = "uer-checkpoint"
@@ -47,9 +47,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict | None,
                     task_info: dict | None = None) -> None:
-    """Write a checkpoint of ``model_state`` trained by the run ``config`` (resolved, plain) with ``tokenizer``."""
+    """Write a checkpoint of ``model_state`` trained by the run ``config`` (resolved, plain) with ``tokenizer``;
+    weights that are not finite are never written."""
     from uer.tokenizers import tokenizer_state
 
+    broken = next((name for name, tensor in model_state.items()
+                   if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    if broken is not None:
+        raise UerError(f"not writing {path}: the model's {broken} holds nan or inf values (training diverged); "
+                       "lower the learning rate or check the data")
     payload = {"format": FORMAT, "version": VERSION, "model": model_state, "config": config,
                "tokenizer": tokenizer_state(tokenizer, config["tokenizer"]), "vocab": tokenizer.identity(),
                "trainer": trainer}
@@ -67,8 +73,11 @@ def safe_torch_load(path, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated/corrupt/unsafe files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UerError(f"{what} {path} cannot be read ({first_line}); it is corrupt or not a torch file") from None
+        refused = re.search(r"unsupported GLOBAL (\S+)", str(err)) if "Weights only load failed" in str(err) else None
+        if refused:
+            raise UerError(f"{what} {path} cannot be read: it holds Python objects ({refused.group(1)}), not only "
+                           "tensors and plain values, and those are never unpickled (they could run code)") from None
+        raise UerError(f"{what} {path} cannot be read ({reason(err)}); it is corrupt or not a torch file") from None
 
 
 def load_checkpoint(path) -> dict:

@@ -39,7 +39,7 @@ from typing import Callable, Optional
 
 import torch
 
-from uer.errors import UerError
+from uer.errors import UerError, reason
 from uer.io.atomic import replacing
 
 logger = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ def load_hf_weights(path) -> StateDict:
         weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
         shards = sorted(set(weight_map.values()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise UerError(f"{path} is not a sharded-weights index (a JSON object with weight_map): {err}") from None
+        raise UerError(f"{path} is not a sharded-weights index (a JSON object with weight_map): {reason(err)}") from None
     state: StateDict = {}
     for shard in shards:
         shard_path = path.parent / shard
@@ -325,7 +325,7 @@ def read_json_beside(path: Path, name: str) -> tuple[Optional[dict], Optional[Pa
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise UerError(f"{config} is not valid JSON ({err}); fix or remove it") from None
+        raise UerError(f"{config} is not valid JSON ({reason(err)}); fix or remove it") from None
     if not isinstance(data, dict):
         raise UerError(f"{config} is not a JSON object; fix or remove it")
     return data, config

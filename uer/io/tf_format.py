@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from uer.errors import UerError
+from uer.io.atomic import reporting_write_errors
 from uer.io.hf_format import StateDict, from_uer, to_uer
 
 DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
@@ -108,8 +109,14 @@ def save_tf_checkpoint(arrays: dict[str, np.ndarray], prefix) -> None:
     """Write ``arrays`` as the TF checkpoint ``prefix`` (``.index`` + ``.data-00000-of-00001``), atomically."""
     tf = tensorflow()
     prefix = Path(prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=prefix.parent))
+    with reporting_write_errors(prefix):
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.", suffix=".tmp", dir=prefix.parent))
+        _save_in(tf, arrays, prefix, tmp_dir)
+
+
+def _save_in(tf, arrays: dict[str, np.ndarray], prefix: Path, tmp_dir: Path) -> None:
+    """Write the checkpoint into ``tmp_dir``, then move its files beside ``prefix``."""
     try:
         names = sorted(arrays)
         tf.raw_ops.SaveV2(prefix=str(tmp_dir / prefix.name), tensor_names=names, shape_and_slices=[""] * len(names),

@@ -127,6 +127,9 @@ def load_uer_bin(path) -> StateDict:
     return content
 
 
+WORD_EMBEDDING = "backbone.embedding.word_embedding.weight"
+
+
 @dataclass
 class LoadReport:
     """What a partial load did: file tensors loaded, model tensors the file did not fill (they keep
@@ -171,6 +174,10 @@ def load_into_model(model: nn.Module, state_dict: StateDict, source: Optional[st
             del state[name]
     prefix = f"{where(source)}: " if source is not None else ""
     for key, tensor in state.items():
+        if key == WORD_EMBEDDING and key in expected and len(tensor) != len(expected[key]):
+            raise UerError(f"{prefix}its word embedding has {len(tensor)} rows, but this run's vocabulary has "
+                           f"{len(expected[key])} tokens: the model was trained with another vocabulary; give the "
+                           f"tokenizer the vocabulary file it was trained with (tokenizer.vocab_path=...)")
         if key in expected and tensor.shape != expected[key].shape:
             raise UerError(
                 f"{prefix}{key} has shape {tuple(tensor.shape)} in the checkpoint but "

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from omegaconf import II
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
 from uer.models.encoders import ENCODERS, MASKS, MaskedAttentionConfig, attention_mask, mask_context
@@ -43,12 +43,13 @@ SYNT_TYPES = ("dense", "random")
 class SyntEncoderConfig(MaskedAttentionConfig):
     """``encoder=synt``: transformer layers with synthesized attention weights."""
 
-    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width")
+    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width", bounds=at_least(1))
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
-    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
     synt_type: str = setting("dense", "dense (weights from each position's vector) | random (learned matrix)")
-    max_seq_length: int = setting(II("model.max_seq_length"), "positions the synthesized weights span")
+    max_seq_length: int = setting(II("model.max_seq_length"), "positions the synthesized weights span",
+                                  bounds=at_least(1))
 
 
 def _check_heads(cfg: MaskedAttentionConfig) -> None:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from omegaconf import II
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError
 from uer.models.context import CAUSAL
 from uer.models.dropout import Dropout
@@ -41,15 +41,16 @@ from uer.models.rnn_encoders import RnnEncoderConfig, direction_size, make_rnn, 
 class CnnEncoderConfig(EncoderConfig):
     """``encoder=cnn`` / ``gatedcnn``: causal convolutions with residual blocks."""
 
-    kernel_size: int = setting(II("model.kernel_size"), "convolution width")
-    block_size: int = setting(II("model.block_size"), "a residual connection every block_size layers")
+    kernel_size: int = setting(II("model.kernel_size"), "convolution width", bounds=at_least(1))
+    block_size: int = setting(II("model.block_size"), "a residual connection every block_size layers",
+                              bounds=at_least(1))
 
 
 @dataclass
 class RcnnEncoderConfig(RnnEncoderConfig):
     """``encoder=rcnn`` / ``crnn``: an LSTM and causal convolutions."""
 
-    kernel_size: int = setting(II("model.kernel_size"), "convolution width")
+    kernel_size: int = setting(II("model.kernel_size"), "convolution width", bounds=at_least(1))
 
 
 def _check(cfg, keys) -> None:

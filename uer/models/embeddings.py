@@ -13,7 +13,7 @@ import torch
 from omegaconf import II, MISSING
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
 from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
@@ -27,9 +27,10 @@ class WordEmbeddingConfig:
     """``embedding=word``: word embedding, LayerNorm, dropout."""
 
     type: str = setting(MISSING, "word_pos_seg | word_pos | word (pick with embedding=)")
-    emb_size: int = setting(II("model.emb_size"), "embedding width")
-    dropout: float = setting(II("model.dropout"), "dropout after the embedding's LayerNorm", tunable=True)
-    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    emb_size: int = setting(II("model.emb_size"), "embedding width", bounds=at_least(1))
+    dropout: float = setting(II("model.dropout"), "dropout after the embedding's LayerNorm", tunable=True,
+                             bounds=FRACTION)
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
 
 
@@ -37,7 +38,8 @@ class WordEmbeddingConfig:
 class PositionEmbeddingConfig(WordEmbeddingConfig):
     """``embedding=word_pos`` / ``word_pos_seg``: word + learned position (+ segment) embeddings."""
 
-    max_seq_length: int = setting(II("model.max_seq_length"), "positions of the position embedding: the longest input")
+    max_seq_length: int = setting(II("model.max_seq_length"), "positions of the position embedding: the longest input",
+                                  bounds=at_least(1))
 
 SEGMENT_ROWS = 3  # 0 = padding, 1 = first segment, 2 = second segment (UER layout)
 

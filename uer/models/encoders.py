@@ -17,7 +17,7 @@ from omegaconf import II, MISSING
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from uer.config.fields import setting
+from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.context import BIDIRECTIONAL, CAUSAL
 from uer.models.layer_norm import LAYERNORM_HELP
@@ -35,14 +35,15 @@ class EncoderConfig:
 
     type: str = setting(MISSING, "the encoder class: transformer | attn | synt | lstm | gru | bilstm | bigru | cnn | "
                                  "gatedcnn | rcnn | crnn (pick with encoder=)")
-    hidden_size: int = setting(II("model.hidden_size"), "encoder width")
-    layers_num: int = setting(II("model.layers_num"), "encoder layers")
-    dropout: float = setting(II("model.dropout"), "dropout probability inside the encoder", tunable=True)
+    hidden_size: int = setting(II("model.hidden_size"), "encoder width", bounds=at_least(1))
+    layers_num: int = setting(II("model.layers_num"), "encoder layers", bounds=at_least(1))
+    dropout: float = setting(II("model.dropout"), "dropout probability inside the encoder", tunable=True,
+                             bounds=FRACTION)
 
 
 @dataclass
 class MaskedAttentionConfig(EncoderConfig):
-    heads_num: int = setting(II("model.heads_num"), "attention heads")
+    heads_num: int = setting(II("model.heads_num"), "attention heads", bounds=at_least(1))
     mask: str = setting("fully_visible", "fully_visible (bidirectional) | causal (left to right)")
 
 
@@ -50,10 +51,10 @@ class MaskedAttentionConfig(EncoderConfig):
 class TransformerEncoderConfig(MaskedAttentionConfig):
     """``encoder=bert`` / ``gpt``: post-LN transformer layers."""
 
-    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width")
+    feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width", bounds=at_least(1))
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
     parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
-    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon")
+    layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
 
 

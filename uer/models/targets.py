@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
 from uer.models.layer_norm import layer_norm
@@ -58,7 +58,7 @@ class ClsTargetConfig:
 
     type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
     pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
-    labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset")
+    labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset", bounds=at_least(1))
 
 IGNORE_INDEX = -100
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]

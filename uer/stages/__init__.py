@@ -1,13 +1,17 @@
 """Stages and their dispatch: ``stage=NAME`` runs ``uer.stages.NAME.run(cfg)``.
 
 Each stage module declares its root schema (the whole shape of its run's config, see
-:mod:`uer.config.run`), may declare ``prepare(cfg)`` -- checks and decisions made once, in
-the launching process, before any worker starts -- and runs in ``run(cfg)``.
+:mod:`uer.config.run`), may declare ``outputs(cfg)`` -- where it writes -- and
+``prepare(cfg)`` -- checks and decisions made once, in the launching process, before any
+worker starts -- and runs in ``run(cfg)``.
 
-:func:`run_stage` checks the config (:func:`uer.config.validate.check_run_config`), prepares,
-then runs in-process or starts the workers of a multi-process run (:mod:`uer.launch`,
-which calls :func:`run_in_worker` in each).  A :class:`~uer.errors.UerError` is printed
-as one line on stderr and the process exits with status 2, instead of a traceback.
+:func:`run_stage` checks the config (:func:`uer.config.validate.check_run_config`), takes
+the run's outputs and the run directory (checked writable and locked for the run's whole
+life, :mod:`uer.io.outputs`), prepares, then runs in-process or starts the workers of a
+multi-process run (:mod:`uer.launch`, which calls :func:`run_in_worker` in each).  A
+:class:`~uer.errors.UerError` -- and an OS error no stage expected (a file that vanished)
+-- is printed as one line on stderr (no escape codes; a traceback goes to the log file
+only) and the process exits with status 2, instead of a traceback.
 Inside a sweep (``python main.py -m ...``) a failed job does not end the process: its
 error is logged and it returns a :class:`~uer.sweep.FailedJob`, a failed row in the
 sweep's results table (:mod:`uer.sweep`), while the other jobs run.  A run that finishes
@@ -27,7 +31,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from uer import distributed, launch, sweep
-from uer.errors import UerError
+from uer.errors import UerError, one_line, reason
+from uer.io.atomic import os_reason
+from uer.io.outputs import DIRECTORY, Output, claimed
 from uer.progress import is_main_process
 from uer.runtime import run_dir
 
@@ -66,15 +72,18 @@ def run_stage(cfg: DictConfig):
         check_run_config(cfg)
         apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
-        stage = STAGES[cfg.stage]
-        prepare = getattr(stage.module, "prepare", None)
-        if prepare is not None:
-            prepare(cfg)
-        record_config(cfg)
         distributed.adopt_slurm_tasks()
-        result = launch.launch(cfg, run_in_worker) if launch.needed(cfg) else stage.module.run(cfg)
+        stage = STAGES[cfg.stage]
+        with claimed(outputs(cfg, run_directory=True) if _holds_outputs(cfg, worker=False) else []):
+            prepare = getattr(stage.module, "prepare", None)
+            if prepare is not None:
+                prepare(cfg)
+            record_config(cfg)
+            result = launch.launch(cfg, run_in_worker) if launch.needed(cfg) else stage.module.run(cfg)
     except UerError as err:
         return _fail(str(err))
+    except OSError as err:  # one the stage did not expect (a file that vanished, a write it does not guard)
+        return _fail(_os_error_line(err), err)
     except Exception as err:
         if not sweep.in_multirun():
             raise
@@ -87,9 +96,34 @@ def run_stage(cfg: DictConfig):
 def run_in_worker(cfg: DictConfig):
     """One rank of a multi-process run: the launching process checked and prepared ``cfg``."""
     try:
-        return STAGES[cfg.stage].module.run(cfg)
+        with claimed(outputs(cfg, run_directory=False) if _holds_outputs(cfg, worker=True) else []):
+            return STAGES[cfg.stage].module.run(cfg)
     except UerError as err:
         return _fail(str(err))
+    except OSError as err:
+        return _fail(_os_error_line(err), err)
+
+
+def outputs(cfg: DictConfig, run_directory: bool) -> list[Output]:
+    """Where the run writes: its stage's outputs (``outputs(cfg)`` of the stage module) and the run directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    found = []
+    if run_directory and HydraConfig.initialized():
+        key = "hydra.sweep.dir" if sweep.in_multirun() else "hydra.run.dir"
+        found.append(Output(key, Path(HydraConfig.get().runtime.output_dir), DIRECTORY))
+    stage_outputs = getattr(STAGES[cfg.stage].module, "outputs", None)
+    return found + (stage_outputs(cfg) if stage_outputs is not None else [])
+
+
+def _holds_outputs(cfg: DictConfig, worker: bool) -> bool:
+    """Whether this process locks the run's outputs: the one process a run has, or the one that starts its
+    workers -- but in a run across machines, whose launching processes all run the same command, rank 0."""
+    if not is_main_process():
+        return False
+    if worker:
+        return cfg.hardware.nnodes > 1
+    return not (launch.needed(cfg) and cfg.hardware.nnodes > 1)
 
 
 CONFIG_FILE = "config.yaml"
@@ -109,12 +143,28 @@ def record_config(cfg: DictConfig) -> None:
     atomic_write(path, lambda handle: handle.write(text))
 
 
-def _fail(message: str):
+def _fail(message: str, err: BaseException | None = None):
+    """Print ``message`` as the run's one ``error:`` line (its traceback, if any, goes to the log file only)."""
+    message = one_line(message)
     log.error(message)
+    if err is not None:
+        _traceback_to_log_files(err)
     print(f"error: {message}", file=sys.stderr, flush=True)
     if sweep.in_multirun():
         return sweep.FailedJob(message)
     sys.exit(2)
+
+
+def _os_error_line(err: OSError) -> str:
+    return f"{err.filename}: {os_reason(err)}" if err.filename else reason(err)
+
+
+def _traceback_to_log_files(err: BaseException) -> None:
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "the error above came from:", (),
+                            (type(err), err, err.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _log_summary(cfg: DictConfig, result, seconds: float) -> None:

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import importlib
 import logging
-import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
+from uer.io.outputs import DIRECTORY, FILE, Output
 from uer.models.compat import check_model, first_pooling_warning
 from uer.published import PublishedResult, check_published
 from uer.stages.common import output_dir, starting_checkpoint
 from uer.tasks import get_task
 from uer.training.loggers import check_logger
-from uer.training.optim import check_optimization
 
 log = logging.getLogger("uer.finetune")
 
@@ -41,19 +41,22 @@ class FinetuneConfig:
     dev_path: Optional[str] = setting(None, "labelled file scored at every evaluation (after every epoch, every "
                                             "eval_every_steps and at the end); the best model is kept as best.pt")
     test_path: Optional[str] = setting(None, "labelled file scored once, with the best model, at the end")
-    epochs_num: int = setting(3, "passes over train_path (max_steps, when set, decides instead)")
+    epochs_num: int = setting(3, "passes over train_path (max_steps, when set, decides instead)", bounds=at_least(1))
     max_steps: Optional[int] = setting(None, "stop after this many optimizer steps, whatever epochs_num says; the "
-                                             "schedule then spans these steps; null = epochs_num epochs")
+                                             "schedule then spans these steps; null = epochs_num epochs",
+                                       bounds=at_least(1))
     eval_every_steps: Optional[int] = setting(None, "also score dev_path every this many steps, inside epochs; "
-                                                    "null = after each epoch (and at the last step) only")
+                                                    "null = after each epoch (and at the last step) only",
+                                              bounds=at_least(1))
     early_stopping_patience: Optional[int] = setting(
-        None, "stop when this many evaluations in a row have not improved the best dev score; null = never")
-    batch_size: int = setting(64, "examples per micro-batch")
-    learning_rate: float = setting(2e-5, "peak learning rate")
-    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping")
-    accumulation_steps: int = setting(1, "micro-batches per optimizer step")
-    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)")
-    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps")
+        None, "stop when this many evaluations in a row have not improved the best dev score; null = never",
+        bounds=at_least(1))
+    batch_size: int = setting(64, "examples per micro-batch", bounds=at_least(1))
+    learning_rate: float = setting(2e-5, "peak learning rate", bounds=POSITIVE)
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping", bounds=NON_NEGATIVE)
+    accumulation_steps: int = setting(1, "micro-batches per optimizer step", bounds=at_least(1))
+    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)", bounds=at_least(1))
+    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps", bounds=at_least(1))
     metric: Optional[str] = setting(None, "the dev metric that picks the best epoch and that the run returns "
                                           "(for sweepers); null = the task's first metric")
     skip_bad_rows: bool = setting(False, "skip malformed rows (and count them) instead of failing")
@@ -70,11 +73,18 @@ class FinetuneRun(TrainingRun):
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
+def outputs(cfg: DictConfig) -> list[Output]:
+    found = [Output("output_model_path", output_dir(cfg), DIRECTORY)]
+    features = cfg.task.get("train_features_path")
+    if features:
+        found.append(Output("task.train_features_path", Path(features), FILE))
+    return found
+
+
 def prepare(cfg: DictConfig) -> None:
-    """Before any worker starts: settings, the output directory, and the starting checkpoint's architecture."""
-    _check_options(cfg.finetune)
+    """Before any worker starts: no earlier run's model in the way (unless resuming), settings, the
+    starting checkpoint's architecture."""
     check_output_dir(output_dir(cfg), cfg.resume)
-    check_optimization(cfg.optimizer, cfg.lr_scheduler)
     check_logger(cfg.logger)
     check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
@@ -96,13 +106,3 @@ def run(cfg: DictConfig) -> float:
 def _runner(cfg: DictConfig) -> str:
     return getattr(get_task(cfg.task.type), "finetune_runner", None) or SINGLE
 
-
-def _check_options(f) -> None:
-    for key in ("epochs_num", "batch_size", "report_steps", "accumulation_steps", "seq_length"):
-        if f[key] < 1:
-            raise UerError(f"finetune.{key}={f[key]} must be at least 1")
-    for key in ("max_steps", "eval_every_steps", "early_stopping_patience"):
-        if f[key] is not None and f[key] < 1:
-            raise UerError(f"finetune.{key}={f[key]} must be at least 1, or null")
-    if not (f.learning_rate > 0 and math.isfinite(f.learning_rate)):
-        raise UerError(f"finetune.learning_rate={f.learning_rate} must be a positive finite number")

@@ -26,12 +26,13 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.config.run import RunConfig, stage_key
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
+from uer.io.outputs import FILE, Output
 from uer.models import build_backbone
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
 from uer.tasks import Task, TaskData, make_task, predict
@@ -46,9 +47,9 @@ class FineTunedModelConfig:
     load_model_path: Optional[str] = setting(None, "a best.pt (or last.pt) written by stage=finetune, a directory "
                                                    "holding best.pt, or a cross-validation's output directory (or "
                                                    "its folds.json)")
-    batch_size: int = setting(64, "examples per batch")
+    batch_size: int = setting(64, "examples per batch", bounds=at_least(1))
     seq_length: Optional[int] = setting(None, "longest input in tokens; null = the seq_length the model was "
-                                              "fine-tuned with")
+                                              "fine-tuned with", bounds=at_least(1))
 
 
 @dataclass
@@ -67,6 +68,14 @@ class InferRun(RunConfig):
     infer: InferConfig = field(default_factory=InferConfig)
 
 
+def outputs(cfg: DictConfig) -> list[Output]:
+    return [Output("infer.prediction_path", prediction_path(cfg.infer), FILE)]
+
+
+def prediction_path(i) -> Path:
+    return Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+
+
 def run(cfg: DictConfig) -> str:
     i = cfg.infer
     if not i.test_path:
@@ -75,7 +84,7 @@ def run(cfg: DictConfig) -> str:
     model = load_fine_tuned(cfg, "infer")
     data = model.task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
     outputs = model.outputs(data)
-    path = Path(i.prediction_path) if i.prediction_path else run_dir(Path.cwd()) / "predictions.tsv"
+    path = prediction_path(i)
     model.task.write_predictions(path, outputs, data, output_logits=i.output_logits, output_prob=i.output_prob)
     log.info("wrote %d predictions for %s to %s", len(data), i.test_path, path)
     return str(path)
@@ -117,8 +126,6 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     if not options.load_model_path:
         raise UerError(f"{section}.load_model_path is not set; e.g. "
                        f"{section}.load_model_path=outputs/models/clf/best.pt")
-    if options.batch_size < 1:
-        raise UerError(f"{section}.batch_size={options.batch_size} must be at least 1")
     configure_threads(cfg.hardware.num_threads)
     device = resolve_device(cfg.hardware.device)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from uer.config.fields import setting
+from uer.config.fields import PROBABILITY, at_least, Bounds, setting
 from uer.config.run import RunConfig, stage_key
 from uer.data.build import build_pretrain_dataset
 from uer.errors import UerError
+from uer.io.outputs import TREE, Output
 from uer.tokenizers import build_tokenizer
 
 log = logging.getLogger("uer.preprocess")
@@ -24,16 +26,17 @@ class PreprocessConfig:
               "one sentence per line (bert, albert, nsp)")
     dataset_path: str = setting("outputs/data/dataset", "the dataset folder to write (memory-mapped arrays and "
                                                          "meta.json)")
-    seq_length: int = setting(128, "tokens per instance")
-    dup_factor: int = setting(1, "copies of the corpus with different static masks")
-    short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert, nsp)")
+    seq_length: int = setting(128, "tokens per instance", bounds=at_least(8))
+    dup_factor: int = setting(1, "copies of the corpus with different static masks", bounds=at_least(1))
+    short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert, nsp)", bounds=PROBABILITY)
     full_sentences: bool = setting(False, "let an instance run across documents (RoBERTa)")
-    docs_buffer_size: int = setting(100000, "documents shuffled and packed together")
-    processes_num: int = setting(1, "worker processes (the dataset is the same for any number)")
+    docs_buffer_size: int = setting(100000, "documents shuffled and packed together", bounds=at_least(1))
+    processes_num: int = setting(1, "worker processes (the dataset is the same for any number)", bounds=at_least(1))
     dynamic_masking: bool = setting(False, "draw masks at batch time, anew every epoch (RoBERTa)")
     span_masking: bool = setting(False, "mask whole spans (SpanBERT)")
-    span_geo_prob: float = setting(0.2, "span lengths are geometric with this p")
-    span_max_length: int = setting(10, "longest masked span")
+    span_geo_prob: float = setting(0.2, "span lengths are geometric with this p",
+                                   bounds=Bounds(low=0, high=1, low_open=True))
+    span_max_length: int = setting(10, "longest masked span", bounds=at_least(1))
 
 
 @dataclass
@@ -42,6 +45,10 @@ class PreprocessRun(RunConfig):
     tokenizer: Any = setting(MISSING, "the tokenizer (tokenizer=)")
     target: Any = setting(MISSING, "the target the dataset is built for (target=)")
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+def outputs(cfg) -> list[Output]:
+    return [Output("preprocess.dataset_path", Path(cfg.preprocess.dataset_path), TREE)]
 
 
 def run(cfg) -> dict:

@@ -12,13 +12,14 @@ import torch
 from omegaconf import MISSING, DictConfig
 
 from uer import distributed, launch
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key
 from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkpoint, save_checkpoint, step_checkpoints
+from uer.io.outputs import DIRECTORY, Output
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
@@ -27,7 +28,7 @@ from uer.stages.common import output_dir, run_config, starting_checkpoint, train
 from uer.stages.resume import check_resumable
 from uer.tokenizers import build_tokenizer
 from uer.training.loggers import check_logger
-from uer.training.optim import build_optimizer, build_scheduler, check_optimization
+from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
 
@@ -40,21 +41,23 @@ BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder")
 @dataclass
 class PretrainConfig:
     dataset_path: str = setting("outputs/data/dataset", "a dataset written by stage=preprocess")
-    total_steps: int = setting(100000, "optimizer steps of the whole schedule")
-    save_checkpoint_steps: int = setting(10000, "write step_N.pt every this many steps (and at the end)")
-    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps")
-    accumulation_steps: int = setting(1, "micro-batches per optimizer step")
-    batch_size: int = setting(32, "instances per micro-batch (per worker in a multi-process run)")
-    learning_rate: float = setting(1e-4, "peak learning rate")
-    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping")
+    total_steps: int = setting(100000, "optimizer steps of the whole schedule", bounds=at_least(1))
+    save_checkpoint_steps: int = setting(10000, "write step_N.pt every this many steps (and at the end)",
+                                         bounds=at_least(1))
+    report_steps: int = setting(100, "log, metrics.jsonl and TensorBoard every this many steps", bounds=at_least(1))
+    accumulation_steps: int = setting(1, "micro-batches per optimizer step", bounds=at_least(1))
+    batch_size: int = setting(32, "instances per micro-batch (per worker in a multi-process run)", bounds=at_least(1))
+    learning_rate: float = setting(1e-4, "peak learning rate", bounds=POSITIVE)
+    max_grad_norm: float = setting(1.0, "clip the gradient norm to this; 0 = no clipping", bounds=NON_NEGATIVE)
     stop_after_steps: Optional[int] = setting(
         None, "end this run after this many optimizer steps, leaving a checkpoint to resume from (clusters with "
-              "per-job time limits); null = run to total_steps")
-    keep_checkpoints: int = setting(0, "keep only the newest N step checkpoints; 0 = keep all")
+              "per-job time limits); null = run to total_steps", bounds=at_least(1))
+    keep_checkpoints: int = setting(0, "keep only the newest N step checkpoints; 0 = keep all", bounds=NON_NEGATIVE)
     length_bucketing: bool = setting(True, "batch instances of similar length together (less padding)")
     data_workers: int = setting(0, "processes that build batches ahead while the model trains "
                                    "(uer/data/prefetch.py); 0 = between steps in the training process, right on "
-                                   "a CPU; on a GPU 1-2 keep it from waiting (bench/data_pipeline.py)")
+                                   "a CPU; on a GPU 1-2 keep it from waiting (bench/data_pipeline.py)",
+                                bounds=NON_NEGATIVE)
 
 
 @dataclass
@@ -64,15 +67,19 @@ class PretrainRun(TrainingRun):
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
+def outputs(cfg: DictConfig) -> list[Output]:
+    return [Output("output_model_path", output_dir(cfg), DIRECTORY)]
+
+
 def prepare(cfg: DictConfig) -> None:
-    """Before any worker starts: settings, the starting checkpoint's architecture, the combination."""
-    _check_steps(cfg.pretrain)
-    check_optimization(cfg.optimizer, cfg.lr_scheduler)
+    """Before any worker starts: no earlier run's checkpoints in the way, the starting checkpoint's
+    architecture, the combination."""
     check_logger(cfg.logger)
     if cfg.resume:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
     else:
+        _refuse_earlier_checkpoints(output_dir(cfg))
         starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.target)
     if cfg.target.type == "cls":
@@ -146,6 +153,7 @@ def run(cfg: DictConfig):
         end_step = min(end_step, trainer.step + p.stop_after_steps)
 
     def save(step: int) -> None:
+        trainer.check_finite()  # on every rank, before anything is written
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not env.is_main:
             return
@@ -191,31 +199,34 @@ def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
     return build_tokenizer(cfg.tokenizer)
 
 
-def _check_steps(p) -> None:
-    for key in ("total_steps", "save_checkpoint_steps", "report_steps", "accumulation_steps", "batch_size"):
-        if p[key] < 1:
-            raise UerError(f"pretrain.{key}={p[key]} must be at least 1")
-    if p.data_workers < 0:
-        raise UerError(f"pretrain.data_workers={p.data_workers} must be 0 (build batches in the training process) "
-                       "or more")
-    if not (p.learning_rate > 0 and math.isfinite(p.learning_rate)):
-        raise UerError(f"pretrain.learning_rate={p.learning_rate} must be a positive finite number")
+def _refuse_earlier_checkpoints(out_dir: Path) -> None:
+    existing = step_checkpoints(out_dir)
+    if existing:
+        raise UerError(f"output_model_path {out_dir} already holds {existing[-1][1].name} from an earlier run; "
+                       "pass resume=true to continue it, or choose another output_model_path")
 
 
 def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
+    """The checkpoint this run continues: the newest readable step_N.pt when resuming (or restarted)."""
     existing = step_checkpoints(out_dir)
     if launch.restarted() and existing:
-        log.warning("worker restarted: resuming from %s", existing[-1][1])
+        log.warning("worker restarted: resuming from the newest checkpoint in %s", out_dir)
     elif not cfg.resume:
-        if existing:
-            raise UerError(
-                f"output_model_path {out_dir} already holds {existing[-1][1].name} from an earlier run; "
-                "pass resume=true to continue it, or choose another output_model_path"
-            )
-        return None
+        return None  # prepare refused a directory holding checkpoints
     if not existing:
         raise UerError(f"resume=true but {out_dir} has no step_N.pt checkpoint; drop resume=true to start fresh")
-    payload = load_checkpoint(existing[-1][1])
-    if payload.get("trainer") is None:
-        raise UerError(f"checkpoint {existing[-1][1]} holds no trainer state; it cannot be resumed")
-    return payload
+    skipped = []
+    for _, path in reversed(existing):
+        try:
+            payload = load_checkpoint(path)
+        except UerError as err:
+            skipped.append(f"{path.name} ({err})")
+            continue
+        if payload.get("trainer") is None:
+            skipped.append(f"{path.name} (it holds no trainer state)")
+            continue
+        if skipped:
+            log.warning("resuming from %s, the newest readable checkpoint; skipped %s", path, "; ".join(skipped))
+        return payload
+    raise UerError(f"resume=true but no checkpoint in {out_dir} can be resumed: {'; '.join(skipped)}; "
+                   "drop resume=true to start fresh, or restore a checkpoint")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig
 
 from uer.config.fields import setting
 from uer.config.run import BackboneGroups, RunConfig, stage_key
+from uer.io.outputs import FILE, Output
 from uer.runtime import HardwareConfig
 from uer.tools import get_tool
 
@@ -21,6 +23,12 @@ class ToolRun(BackboneGroups, RunConfig):
     target: Any = setting(MISSING, "the pre-training target of an original UER .bin (target=)")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     tool: Any = setting(MISSING, "the tool (tool=)")
+
+
+def outputs(cfg: DictConfig) -> list[Output]:
+    """``tool.output_path`` of the tools that have one (without it, a tool writes into the run directory)."""
+    path = cfg.tool.get("output_path")
+    return [Output("tool.output_path", Path(path), FILE)] if path else []
 
 
 def run(cfg: DictConfig):

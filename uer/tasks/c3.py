@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
@@ -82,7 +82,7 @@ class ChoiceExample:
 class C3Config(TaskConfig):
     """``task=c3``: multiple-choice reading comprehension."""
 
-    max_choices_num: int = setting(4, "choices per question (fewer are padded; more is an error)")
+    max_choices_num: int = setting(4, "choices per question (fewer are padded; more is an error)", bounds=at_least(1))
     pooling: str = setting("first", "the vector scored for each choice: first ([CLS]) | mean | max | last")
 
 

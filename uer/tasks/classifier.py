@@ -21,18 +21,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Optional
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from uer.errors import UerError, where
+from uer.io.atomic import atomic_write_text
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.pooling import check_pooling, pool
 from uer.models.targets import classification_loss
-from uer.config.fields import setting
+from uer.config.fields import PROBABILITY, at_least, setting
 from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.metrics import class_report, classification_metrics
 from uer.tasks.tsv import BadRows, read_tsv
@@ -92,9 +92,11 @@ class PooledTaskConfig(TaskConfig):
 class ClassifierConfig(PooledTaskConfig):
     """``task=classifier``: text (pair) classification."""
 
-    labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1")
+    labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1",
+                                        bounds=at_least(1))
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
-    soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy")
+    soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
+                                bounds=PROBABILITY)
 
 
 @TASKS.register("classifier", config=ClassifierConfig)
@@ -297,6 +299,4 @@ class ClassifierTask(Task):
 def write_table(path, header: list[str], rows: list[list[str]]) -> None:
     """A TSV file with a header row, written in one go."""
     lines = ["\t".join(header), *("\t".join(fields) for fields in rows)]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")

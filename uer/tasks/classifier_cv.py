@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError
 from uer.tasks import TASKS
 from uer.tasks.classifier import ClassifierConfig, ClassifierTask
@@ -25,7 +25,7 @@ from uer.tasks.classifier import ClassifierConfig, ClassifierTask
 class ClassifierCvConfig(ClassifierConfig):
     """``task=classifier_cv``: the classifier, cross-validated."""
 
-    folds_num: int = setting(5, "number of folds (at least 2, at most the number of training rows)")
+    folds_num: int = setting(5, "number of folds (at least 2, at most the number of training rows)", bounds=at_least(2))
     train_features_path: Optional[str] = setting(
         None, "out-of-fold probabilities (.npy, rows x labels_num, file order); null = train_features.npy beside "
               "the fold models")

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError, where
 from uer.io.atomic import atomic_write
 from uer.models.layers import init_bert_weights
@@ -248,8 +248,9 @@ class Window:
 class CmrcConfig(TaskConfig):
     """``task=cmrc``: span-extraction reading comprehension."""
 
-    doc_stride: int = setting(128, "tokens between the starts of overlapping windows over a long context")
-    max_answer_length: int = setting(30, "longest answer considered when decoding, in tokens")
+    doc_stride: int = setting(128, "tokens between the starts of overlapping windows over a long context",
+                              bounds=at_least(1))
+    max_answer_length: int = setting(30, "longest answer considered when decoding, in tokens", bounds=at_least(1))
 
 
 @TASKS.register("cmrc", config=CmrcConfig)

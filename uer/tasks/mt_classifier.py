@@ -18,14 +18,14 @@ request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError, where
+from uer.io.atomic import atomic_write_text
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.pooling import check_pooling, pool
@@ -79,7 +79,7 @@ class MtClassifierConfig(PooledTaskConfig):
     """``task=mt_classifier``: one backbone, one classifier head per dataset."""
 
     labels_num: Optional[int] = setting(None, "classes of every dataset; null = counted per dataset from its "
-                                              "train.tsv")
+                                              "train.tsv", bounds=at_least(1))
     dataset_paths: list[str] = setting([], "folders holding train.tsv and dev.tsv (and optionally test.tsv), "
                                            "e.g. [datasets/test_data/book_review,datasets/test_data/chnsenticorp]")
 
@@ -159,6 +159,4 @@ class MtClassifierTask(ClassifierTask):
                 header += [f"{name}_{index}" for index in heads]
                 columns += [[" ".join(f"{x:.6g}" for x in row) for row in transform(part).tolist()] for part in parts]
         lines = ["\t".join(header), *("\t".join(fields) for fields in zip(*columns))]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_text(path, "\n".join(lines) + "\n")

@@ -40,6 +40,7 @@ from torch import nn
 
 from uer.config.fields import setting
 from uer.errors import UerError, where
+from uer.io.atomic import atomic_write_text
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
@@ -360,6 +361,4 @@ class NerTask(Task):
         if output_logits or output_prob:
             log.warning("ner writes tags only; infer.output_logits and infer.output_prob are ignored")
         lines = ["label", *(" ".join(tags) for tags in self.predicted_tags(outputs, data))]
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_text(path, "\n".join(lines) + "\n")

@@ -28,7 +28,7 @@ import os
 import types
 from typing import Iterable, Mapping, Sequence
 
-from uer.errors import UerError, where
+from uer.errors import UerError, reason, where
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -166,7 +166,7 @@ def open_spm(path, serialized: bytes | None = None):
         else:
             processor.LoadFromSerializedProto(serialized)
     except (OSError, RuntimeError) as e:
-        raise UerError(f"{where(path)}: not a SentencePiece model ({e}); {hint}") from None
+        raise UerError(f"{where(path)}: not a SentencePiece model ({reason(e)}); {hint}") from None
     return processor
 
 

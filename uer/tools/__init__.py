@@ -16,7 +16,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.errors import UerError
 from uer.registry import Registry
 
@@ -47,8 +47,8 @@ class TextInputs:
 
 @dataclass
 class Batching:
-    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)")
-    batch_size: int = setting(32, "inputs per batch")
+    seq_length: int = setting(128, "longest input in tokens (longer ones are cut)", bounds=at_least(1))
+    batch_size: int = setting(32, "inputs per batch", bounds=at_least(1))
 
 
 @dataclass

@@ -29,7 +29,7 @@ import torch
 from uer.errors import UerError
 from uer.runtime import autocast
 from uer.tokenizers.vocab import MASK_TOKEN
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import pad_batch, sequence_length
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
@@ -47,7 +47,7 @@ def mlm_logits(target, hidden: torch.Tensor) -> torch.Tensor:
 class ClozeConfig(Batching, TextInputs, ModelToolConfig):
     """``tool=cloze_test``."""
 
-    topn: int = setting(10, "candidates listed at each [MASK]")
+    topn: int = setting(10, "candidates listed at each [MASK]", bounds=at_least(1))
     mode: str = setting("marked", "marked: predict each [MASK] written in the text | random: as the original "
                                   "script, mask one random token of each line and report whether the topn hold it")
 

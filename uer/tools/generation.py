@@ -29,7 +29,7 @@ import torch
 
 from uer.errors import UerError
 from uer.runtime import autocast
-from uer.config.fields import setting
+from uer.config.fields import NON_NEGATIVE, at_least, Bounds, setting
 from uer.tools import TOOLS, ModelToolConfig, TextInputs
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
@@ -113,10 +113,12 @@ def _wordlike(char: str) -> bool:
 class GenerateConfig(TextInputs, ModelToolConfig):
     """``tool=generate``."""
 
-    max_new_tokens: int = setting(64, "tokens generated after each prompt (fewer if the model's positions end)")
-    temperature: float = setting(1.0, "divides the logits; 0 = greedy")
-    top_k: int = setting(40, "sample among the k most likely tokens; 0 = all")
-    top_p: float = setting(1.0, "sample among the most likely tokens whose probabilities sum to p")
+    max_new_tokens: int = setting(64, "tokens generated after each prompt (fewer if the model's positions end)",
+                                  bounds=at_least(1))
+    temperature: float = setting(1.0, "divides the logits; 0 = greedy", bounds=NON_NEGATIVE)
+    top_k: int = setting(40, "sample among the k most likely tokens; 0 = all", bounds=NON_NEGATIVE)
+    top_p: float = setting(1.0, "sample among the most likely tokens whose probabilities sum to p",
+                           bounds=Bounds(low=0, high=1, low_open=True))
     use_cache: bool = setting(True, "keep earlier positions' keys and values instead of re-encoding the prompt")
 
 

@@ -34,14 +34,13 @@ from uer.errors import UerError
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, step_checkpoints
 from uer.io.formats import CHECKPOINT, read_model_file
-from uer.io.uer_format import from_uer_state_dict, load_into_model
+from uer.io.uer_format import WORD_EMBEDDING, from_uer_state_dict, load_into_model
 from uer.models import Backbone, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
 from uer.tokenizers import build_tokenizer
 
 logger = logging.getLogger("uer.tools")
 
-WORD_EMBEDDING = "backbone.embedding.word_embedding.weight"
 BEST = "best.pt"
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from uer.errors import UerError
 from uer.runtime import autocast
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import sequence_length
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
@@ -72,14 +72,14 @@ def _write(cfg, results: list[dict]) -> str:
 class NeighboursConfig(TextInputs, ModelToolConfig):
     """``tool=topn_words_indep``: nearest words by their embedding alone."""
 
-    topn: int = setting(10, "neighbours listed per word")
+    topn: int = setting(10, "neighbours listed per word", bounds=at_least(1))
 
 
 @dataclass
 class ContextNeighboursConfig(Batching, NeighboursConfig):
     """``tool=topn_words_dep``: nearest words in the line's context."""
 
-    batch_size: int = setting(256, "candidate sentences encoded per batch")
+    batch_size: int = setting(256, "candidate sentences encoded per batch", bounds=at_least(1))
 
 
 @TOOLS.register("topn_words_indep", config=NeighboursConfig)

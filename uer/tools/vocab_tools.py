@@ -37,7 +37,7 @@ from uer.io.checkpoint import checkpoint_tokenizer, save_checkpoint, stored_toke
 from uer.io.uer_format import to_uer_state_dict
 from uer.tokenizers import TOKENIZERS, Vocab, build_tokenizer, tokenizer_config
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
-from uer.config.fields import setting
+from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, ModelInput, OutputFile, ToolConfig, require
 from uer.tools.model_loading import (WORD_EMBEDDING, atomic_write, logger, model_file, output_file, read_state,
                                      write_text)
@@ -56,10 +56,10 @@ class BuildVocabConfig(OutputFile, ToolConfig):
     """``tool=build_vocab``."""
 
     corpus_path: Optional[str] = setting(None, "the text to count tokens in")
-    min_count: int = setting(1, "keep tokens seen at least this often")
+    min_count: int = setting(1, "keep tokens seen at least this often", bounds=at_least(1))
     vocab_size: Optional[int] = setting(None, "keep at most this many lines (special tokens included); null = no "
-                                              "limit")
-    processes_num: int = setting(1, "worker processes")
+                                              "limit", bounds=at_least(1))
+    processes_num: int = setting(1, "worker processes", bounds=at_least(1))
 
 
 @dataclass

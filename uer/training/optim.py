@@ -14,8 +14,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from uer.config.fields import setting
-from uer.errors import UerError
+from uer.config.fields import FRACTION, NON_NEGATIVE, setting
 from uer.registry import Registry
 from uer.training.lamb import Lamb
 
@@ -28,10 +27,10 @@ class AdamWConfig:
     """``optimizer=adamw``: AdamW with decoupled weight decay (torch's fused kernel where it can run)."""
 
     type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
-    beta1: float = setting(0.9, "decay of the first-moment average")
-    beta2: float = setting(0.999, "decay of the second-moment average")
-    eps: float = setting(1e-6, "added to the denominator")
-    weight_decay: float = setting(0.01, "decoupled weight decay (not on biases and LayerNorm)")
+    beta1: float = setting(0.9, "decay of the first-moment average", bounds=FRACTION)
+    beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
+    eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
+    weight_decay: float = setting(0.01, "decoupled weight decay (not on biases and LayerNorm)", bounds=NON_NEGATIVE)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -56,10 +55,11 @@ class LambConfig:
     """``optimizer=lamb``: LAMB, Adam's step scaled per tensor by ||weights|| / ||step|| (large-batch pre-training)."""
 
     type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
-    beta1: float = setting(0.9, "decay of the first-moment average")
-    beta2: float = setting(0.999, "decay of the second-moment average")
-    eps: float = setting(1e-6, "added to the denominator")
-    weight_decay: float = setting(0.01, "decoupled weight decay, inside the trust ratio (not on biases and LayerNorm)")
+    beta1: float = setting(0.9, "decay of the first-moment average", bounds=FRACTION)
+    beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
+    eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
+    weight_decay: float = setting(0.01, "decoupled weight decay, inside the trust ratio (not on biases and LayerNorm)",
+                                  bounds=NON_NEGATIVE)
 
 
 @OPTIMIZERS.register("lamb", config=LambConfig)
@@ -73,7 +73,7 @@ class WarmupScheduleConfig:
     """``lr_scheduler=linear|cosine|constant|inverse_sqrt``: linear warm-up to the peak, then the schedule's decay."""
 
     type: str = setting(MISSING, "the schedule (pick with lr_scheduler=)")
-    warmup: float = setting(0.1, "fraction of all steps with linear warm-up from 0 to the peak")
+    warmup: float = setting(0.1, "fraction of all steps with linear warm-up from 0 to the peak", bounds=FRACTION)
 
 
 def warmup_schedule(cfg: WarmupScheduleConfig, optimizer, total_steps: int, decay):
@@ -132,16 +132,3 @@ def build_scheduler(cfg, optimizer, total_steps: int):
     cfg = SCHEDULERS.build_config(cfg)
     return SCHEDULERS.lookup(cfg.type)(cfg, optimizer, total_steps)
 
-
-def check_optimization(optimizer_cfg, scheduler_cfg) -> None:
-    """Values no optimizer or schedule can use, named before any work starts."""
-    optimizer_cfg, scheduler_cfg = OPTIMIZERS.build_config(optimizer_cfg), SCHEDULERS.build_config(scheduler_cfg)
-    for key in ("beta1", "beta2"):
-        value = getattr(optimizer_cfg, key, None)
-        if value is not None and not 0 <= value < 1:
-            raise UerError(f"optimizer.{key}={value} must be in [0, 1)")
-    if getattr(optimizer_cfg, "eps", 0) < 0 or getattr(optimizer_cfg, "weight_decay", 0) < 0:
-        raise UerError("optimizer.eps and optimizer.weight_decay must not be negative")
-    warmup = getattr(scheduler_cfg, "warmup", 0.0)
-    if not 0 <= warmup < 1:
-        raise UerError(f"lr_scheduler.warmup={warmup} is a fraction of all steps; use a value in [0, 1)")

@@ -23,10 +23,13 @@ from pathlib import Path
 import torch
 
 from uer.distributed import all_reduce_sum
+from uer.io.atomic import reporting_write_errors
 from uer.progress import Progress, format_duration
 from uer.training.loggers import RunLogger, build_logger
 
 log = logging.getLogger("uer.train")
+
+METRICS = "metrics.jsonl"
 
 
 class Reporter:
@@ -91,9 +94,10 @@ class Reporter:
                      step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"],
                      f" | eta {format_duration(eta)}" if eta is not None else "")
             if self.out_dir is not None:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(record) + "\n")
+                with reporting_write_errors(self.out_dir / METRICS):
+                    self.out_dir.mkdir(parents=True, exist_ok=True)
+                    with open(self.out_dir / METRICS, "a", encoding="utf-8") as handle:
+                        handle.write(json.dumps(record) + "\n")
             self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
         self._reset()
         return record

@@ -4,6 +4,14 @@ A stage hands the Trainer a model whose forward takes a batch dict and returns
 ``.loss`` and ``.stats``, a source of micro-batches, and hooks; the Trainer owns
 precision, gradient accumulation, clipping, the optimiser/schedule step, progress
 reports and the resumable state (step, optimiser, schedule, RNG).
+
+A loss or gradient norm that is not finite (nan, inf) stops the run.  Whether each step's
+are finite is noted on the device without waiting for it, so watching costs no
+synchronisation; :meth:`Trainer.check_finite` reads the notes after every step on a CPU,
+and on an accelerator at every report, before every checkpoint and evaluation (the
+stages call it), and at the end.  The run then stops with one line naming the first such step.  Under
+``hardware.precision=fp16`` an overflowing gradient is the grad scaler's to handle (it
+skips that step and lowers the scale), so only the loss is watched there.
 """
 
 from __future__ import annotations
@@ -17,10 +25,14 @@ import torch
 from torch import nn
 
 from uer import distributed
+from uer.errors import UerError
 from uer.runtime import autocast
 from uer.training.report import Reporter
 
 log = logging.getLogger("uer.train")
+
+LOSS, NORM = 1, 2  # what was not finite (bits)
+_NEVER = 2 ** 62  # the step of "no non-finite value yet", negated
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -41,11 +53,15 @@ class Trainer:
         self.autocast = lambda: autocast(device, precision)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.step = 0
+        # (step, whether its loss and gradient norm are finite) of the steps since the last check, on the device.
+        self._unchecked: list[tuple[int, torch.Tensor]] = []
+        self._check_each_step = device.type == "cpu" and not torch.distributed.is_initialized()
 
     def train_step(self, micro_batches: Iterable[dict]) -> None:
         """One optimiser step over ``accumulation_steps`` micro-batches."""
         self.model.train()
         micro_batches = list(micro_batches)
+        loss = None
         for index, batch in enumerate(micro_batches):
             batch = to_device(batch, self.device)
             # Under DDP only the last micro-batch all-reduces gradients; the others accumulate locally.
@@ -55,15 +71,48 @@ class Trainer:
                 with self.autocast():
                     out = self.model(batch)
                 self.scaler.scale(out.loss / len(micro_batches)).backward()
+            loss = out.loss.detach() if loss is None else loss + out.loss.detach()
             self.reporter.add(out.stats, batch["src"])
+        norm = None
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self._note_nonfinite(loss, norm if not self.scaler.is_enabled() else None)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        if self._check_each_step:
+            self.check_finite()
+
+    def _note_nonfinite(self, loss: torch.Tensor, norm: torch.Tensor | None) -> None:
+        """Keep (on the device, without a sync) whether this step's loss and gradient norm are finite."""
+        values = loss.reshape(1) if norm is None else torch.stack((loss.float(), norm.float()))
+        self._unchecked.append((self.step + 1, torch.isfinite(values)))
+
+    def check_finite(self) -> None:
+        """A UerError naming the first step (on any rank) whose loss or gradient norm was not finite."""
+        first = [-_NEVER, 0]  # -(step), what was not finite (LOSS | NORM): the ranks agree on the largest
+        if self._unchecked:
+            finite = torch.stack([flags for _, flags in self._unchecked]).cpu()
+            bad = (~finite.all(dim=1)).nonzero()
+            if len(bad):
+                row = int(bad[0])
+                what = sum(bit for bit, ok in zip((LOSS, NORM), finite[row].tolist()) if not ok)
+                first = [-self._unchecked[row][0], what]
+            self._unchecked.clear()
+        if torch.distributed.is_initialized():  # every rank stops at the same check
+            first = distributed.all_reduce_max(torch.tensor(first, device=self.device)).tolist()
+        negated_step, what = first
+        if what == 0:
+            return
+        named = " and ".join(name for bit, name in ((LOSS, "the loss"), (NORM, "the gradient norm")) if what & bit)
+        causes = [f"a learning rate too high (now {self.scheduler.get_last_lr()[0]:.3g})", "bad input data"]
+        if self.scaler.is_enabled():
+            causes.insert(1, "fp16 overflow (hardware.precision=bf16 or fp32 cannot overflow)")
+        raise UerError(f"training stopped: {named} became nan or inf at step {-negated_step}, so the model is broken "
+                       f"from there on and none of it is saved; likely causes: {', '.join(causes)}")
 
     def fit(self, next_batch: Callable[[], dict], end_step: int, report_steps: int,
             on_step_end: Callable[[int], bool | None] | None = None) -> dict | None:
@@ -75,11 +124,14 @@ class Trainer:
             self.reporter.step_done(self.step)
             reported = self.step % report_steps == 0 or self.step == end_step
             if reported:
+                self.check_finite()
                 last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
             if on_step_end is not None and on_step_end(self.step):
                 if not reported:
+                    self.check_finite()
                     last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
                 break
+        self.check_finite()
         return last
 
     def state_dict(self) -> dict:
