@@ -147,7 +147,7 @@ def test_fine_tuning_refuses_an_earlier_run_s_model_as_pre_training_does(tmp_pat
     before = (out / "best.pt").read_bytes()
     line = expect_user_error(capsys, compose_config([*FINETUNE, f"output_model_path={out}", "finetune.epochs_num=2"]),
                              f"output_model_path {out} already holds best.pt from an earlier run")
-    assert "resume" not in line
+    assert "pass resume=true to continue it, or choose another output_model_path" in line
     assert (out / "best.pt").read_bytes() == before
 
 
@@ -228,7 +228,7 @@ def test_on_an_accelerator_the_first_bad_step_is_named_at_the_next_report(monkey
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     trainer = Trainer(model, optimizer, scheduler, device=torch.device("cpu"), precision="fp32", accumulation_steps=1,
-                      max_grad_norm=0.0, reporter=Reporter(None, 10, enabled=False, tensorboard=False))
+                      max_grad_norm=0.0, reporter=Reporter(None, 10, enabled=False))
     trainer._check_each_step = False  # as on CUDA
     values = iter([1.0, 2.0, float("nan"), 3.0, 4.0, 5.0])
     with pytest.raises(UerError, match="the loss became nan or inf at step 3"):
