@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from uer.training.adamw_uncorrected import UncorrectedAdamW
 from uer.training.lamb import Lamb
 from uer.training.optim import build_optimizer, build_scheduler
 from uer_testing import compose_config
@@ -100,3 +101,61 @@ def test_the_original_beta_and_warmup_flags_are_keys_of_the_groups(optimizer):
         built = build_optimizer(cfg.optimizer, torch.nn.Linear(2, 2), 1e-3)
         assert built.defaults["betas"] == (0.8, 0.98)
         assert cfg.lr_scheduler.warmup == 0.05
+
+
+def one_uncorrected_step(grad, weight_decay=0.0, lr=0.1):
+    param = torch.nn.Parameter(torch.ones_like(grad))
+    optimizer = UncorrectedAdamW([param], lr=lr, eps=1e-6, weight_decay=weight_decay)
+    param.grad = grad.clone()
+    optimizer.step()
+    return param.detach()
+
+
+def test_uncorrected_adamw_first_step_is_the_raw_moment_ratio_then_decoupled_decay():
+    grad = torch.tensor([0.5, -2.0, 1e-3])
+    lr, decay = 0.1, 0.2
+    step = lr * (0.1 * grad) / ((1e-3 * grad * grad).sqrt() + 1e-6)
+    torch.testing.assert_close(one_uncorrected_step(grad, decay, lr), (1 - step) * (1 - lr * decay))
+
+
+def test_uncorrected_first_step_is_sqrt_1000_over_10_times_adams():
+    grad = torch.tensor([0.5, -2.0])
+    param = torch.nn.Parameter(torch.ones_like(grad))
+    adam = torch.optim.AdamW([param], lr=0.1, eps=1e-6, weight_decay=0.0)
+    param.grad = grad.clone()
+    adam.step()
+    ratio = (1 - one_uncorrected_step(grad)) / (1 - param.detach())
+    torch.testing.assert_close(ratio, torch.full_like(grad, math.sqrt(1000) / 10), rtol=1e-4, atol=0)
+
+
+def test_uncorrected_moments_accumulate_without_correction():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = UncorrectedAdamW([param], lr=1.0, eps=0.0)
+    for _ in range(2):
+        param.grad = torch.ones(1)
+        optimizer.step()
+    # after step 1: m = 0.1, v = 0.001; after step 2: m = 0.19, v = 0.001999
+    assert param.item() == pytest.approx(-(0.1 / math.sqrt(0.001) + 0.19 / math.sqrt(0.001 * 0.999 + 0.001)),
+                                         rel=1e-6)
+
+
+def test_bias_correction_false_builds_the_uncorrected_optimizer_which_resumes_identically():
+    cfg = compose_config(["stage=pretrain", "optimizer.bias_correction=false"]).optimizer
+    torch.manual_seed(0)
+    model, twin = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    first = build_optimizer(cfg, model, 1e-2)
+    assert type(first) is UncorrectedAdamW
+    assert [g["weight_decay"] for g in first.param_groups] == [0.01, 0.0]  # matrices only
+    for _ in range(3):
+        model(torch.randn(4, 3)).sum().backward()
+        first.step()
+        first.zero_grad()
+    twin.load_state_dict(model.state_dict())
+    second = build_optimizer(cfg, twin, 1e-2)
+    second.load_state_dict(copy.deepcopy(first.state_dict()))  # as a checkpoint file would
+    batch = torch.randn(4, 3)
+    for net, optimizer in ((model, first), (twin, second)):
+        net(batch).sum().backward()
+        optimizer.step()
+    assert torch.equal(model.weight, twin.weight) and torch.equal(model.bias, twin.bias)
+    assert type(build_optimizer(compose_config(["stage=pretrain"]).optimizer, model, 1e-2)) is torch.optim.AdamW

@@ -259,3 +259,14 @@ def test_header_quotes_the_command_of_the_table(preset):
             if flag not in IGNORED:
                 found[flag] = parse_value(DEFAULTS[script][flag], values)
         assert found == flags, preset
+
+
+@pytest.mark.parametrize("preset", sorted(COMMANDS))
+def test_preset_trains_with_the_original_optimizer_as_it_ran(preset):
+    """The original's AdamW has no bias correction, its weight decay (0.01 under ``weight_decay_rate``, a key
+    its AdamW never read) was never applied, its trainers never clip, and fine-tuning batches shuffled rows."""
+    cfg = compose_config([f"experiment={preset}"])
+    assert (cfg.optimizer.type, cfg.optimizer.bias_correction, cfg.optimizer.weight_decay) == ("adamw", False, 0.0)
+    options = cfg[cfg.stage]
+    assert options.max_grad_norm == 0.0
+    assert cfg.stage == "pretrain" or options.length_bucketing is False

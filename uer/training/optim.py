@@ -16,6 +16,7 @@ from torch import nn
 
 from uer.config.fields import FRACTION, NON_NEGATIVE, setting
 from uer.registry import Registry
+from uer.training.adamw_uncorrected import UncorrectedAdamW
 from uer.training.lamb import Lamb
 
 OPTIMIZERS: Registry = Registry("optimizer", group="optimizer")
@@ -31,6 +32,9 @@ class AdamWConfig:
     beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
     eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
     weight_decay: float = setting(0.01, "decoupled weight decay (not on biases and LayerNorm)", bounds=NON_NEGATIVE)
+    bias_correction: bool = setting(True, "Adam's bias correction of the moment averages; false = the optimizer of "
+                                          "Google's BERT and the original UER-py (a several-fold larger early step: "
+                                          "uer/training/adamw_uncorrected.py)")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -44,6 +48,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 @OPTIMIZERS.register("adamw", config=AdamWConfig)
 def adamw(cfg: AdamWConfig, model: nn.Module, learning_rate: float):
     groups = parameter_groups(model, cfg.weight_decay)
+    if not cfg.bias_correction:
+        return UncorrectedAdamW(groups, lr=learning_rate, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     # The fused kernel updates all tensors in one pass: about 6x faster than the default on
     # CPU, which is a quarter of a size=tiny step.  It needs floating-point params on CPU/CUDA.
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
