@@ -36,6 +36,7 @@ from uer.io.atomic import reporting_write_errors
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.stages.common import training_model
 from uer.stages.resume import check_resumable
+from uer.sweep_tables import short_path
 from uer.tasks import Task, TaskData, predict
 from uer.tasks.metrics import report_table
 from uer.training.optim import build_optimizer, build_scheduler
@@ -192,7 +193,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         trainer.model = None  # drop the DDP wrapper before the process group goes
         distributed.barrier()
     log.info("%sbest dev %s %.4f at epoch %s (step %d); saved %s", prefix, metric, best.score, best.epoch, best.step,
-             best.path)
+             short_path(best.path))
     return best
 
 
