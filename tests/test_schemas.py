@@ -171,7 +171,6 @@ def _distillation(tmp: Path) -> list[str]:
 
 def _files(task: str, tmp: Path) -> list[str]:
     book = DATA / "book_review"
-    pair = [f"finetune.train_path={book / 'train.tsv'}", f"finetune.dev_path={book / 'dev.tsv'}"]
     return {
         "classifier": _distillation(tmp), "classifier_cv": [_distillation(tmp)[0], "task.soft_targets=true",
                                                             "task.folds_num=2"],
@@ -319,7 +318,10 @@ def test_tool_reads_exactly_its_schema(name, tool_inputs):
 # --- the shared nodes: sizes and hardware --------------------------------------------------
 
 def test_every_size_is_used_by_some_component():
-    """``model.*`` holds the sizes the parts share: each must be interpolated into some part's schema."""
+    """``model.*`` holds the settings the parts share: each must be interpolated into some part's schema or
+    option file; ``model.config_path`` is the one read on its own (it sets the others)."""
+    import re
+
     from uer.models.model import ModelSizeConfig
 
     used = set()
@@ -328,7 +330,9 @@ def test_every_size_is_used_by_some_component():
             for f in dataclasses.fields(schema):
                 if isinstance(f.default, str) and f.default.startswith("${model."):
                     used.add(f.default[len("${model."):-1])
-    assert used == fields(ModelSizeConfig)
+    for path in (ROOT / "conf").glob("*/*.yaml"):
+        used.update(re.findall(r"\$\{model\.(\w+)\}", path.read_text(encoding="utf-8")))
+    assert used | {"config_path"} == fields(ModelSizeConfig)
 
 
 def test_every_hardware_key_is_read_where_runs_are_set_up():

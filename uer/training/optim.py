@@ -24,13 +24,19 @@ SCHEDULERS: Registry = Registry("lr_scheduler", group="lr_scheduler")
 
 
 @dataclass
-class AdamWConfig:
-    """``optimizer=adamw``: AdamW with decoupled weight decay (torch's fused kernel where it can run)."""
+class AdamMomentsConfig:
+    """What the Adam family shares: the decays of the two moment averages and the denominator's epsilon."""
 
     type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
     beta1: float = setting(0.9, "decay of the first-moment average", bounds=FRACTION)
     beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
     eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
+
+
+@dataclass
+class AdamWConfig(AdamMomentsConfig):
+    """``optimizer=adamw``: AdamW with decoupled weight decay (torch's fused kernel where it can run)."""
+
     weight_decay: float = setting(0.01, "decoupled weight decay (not on biases and LayerNorm)", bounds=NON_NEGATIVE)
     bias_correction: bool = setting(True, "Adam's bias correction of the moment averages; false = the optimizer of "
                                           "Google's BERT and the original UER-py (a several-fold larger early step: "
@@ -57,13 +63,9 @@ def adamw(cfg: AdamWConfig, model: nn.Module, learning_rate: float):
 
 
 @dataclass
-class LambConfig:
+class LambConfig(AdamMomentsConfig):
     """``optimizer=lamb``: LAMB, Adam's step scaled per tensor by ||weights|| / ||step|| (large-batch pre-training)."""
 
-    type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
-    beta1: float = setting(0.9, "decay of the first-moment average", bounds=FRACTION)
-    beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
-    eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
     weight_decay: float = setting(0.01, "decoupled weight decay, inside the trust ratio (not on biases and LayerNorm)",
                                   bounds=NON_NEGATIVE)
 
