@@ -157,7 +157,7 @@ def test_every_preset_has_smoke_commands_on_bundled_test_size_files():
                     assert (ROOT / value).stat().st_size < 400_000, (name, value)  # test_data-size files
             if any(word.startswith("experiment=") for word in words):
                 assert "size=smoke" in words, name
-                assert any(w.startswith(("finetune.epochs_num=", "pretrain.total_steps=")) for w in words), name
+                assert any(w.startswith(("finetune.max_steps=", "pretrain.total_steps=")) for w in words), name
 
 
 @pytest.mark.e2e
