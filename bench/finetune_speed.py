@@ -146,15 +146,16 @@ def main() -> None:
           f"= {figure.ratio:.2f}")
 
     test_rows = [{k: v for k, v in row.items() if k != "labels"} for row in features(test.examples)]
+    infer_batch = common.compose(["stage=infer"]).infer.batch_size  # stage=infer's default
     infer_s = {"uer": 0.0, "transformers": 0.0}
     hf_model = theirs[GROUPED].model.eval()
     for _ in range(args.repeats):
-        infer_s["uer"] += common.timed(device, lambda: predict(ours_model, task, test, batch_size=cfg.infer.batch_size,
+        infer_s["uer"] += common.timed(device, lambda: predict(ours_model, task, test, batch_size=infer_batch,
                                                                device=device, precision=args.precision))
         infer_s["transformers"] += common.timed(device, lambda: hf_predict(hf_model, collate, test_rows,
-                                                                           cfg.infer.batch_size, device,
+                                                                           infer_batch, device,
                                                                            args.precision))
-    print(f"inference, {args.repeats} passes over {len(test)} rows, batch {cfg.infer.batch_size}:")
+    print(f"inference, {args.repeats} passes over {len(test)} rows, batch {infer_batch}:")
     report(recorder, "inference", {name: args.repeats * len(test) / value for name, value in infer_s.items()},
            device.type == "cpu")
     recorder.save()

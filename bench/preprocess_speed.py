@@ -51,7 +51,7 @@ def main() -> None:
                                 "threads)", args.json, provisional=args.provisional)
 
     corpus, vocab = ROOT / args.corpus, ROOT / "models/google_zh_vocab.txt"
-    tokenizer = build_tokenizer(type="bert", vocab_path=str(vocab))
+    tokenizer = build_tokenizer({"type": "bert", "vocab_path": str(vocab)})
     ref_rate, ref_tokens = reference_tokens_per_s(corpus, vocab)
     print(f"corpus {args.corpus}, target {args.target}, seq_length {args.seq}")
     print(f"  reference: tokenizers BertWordPieceTokenizer, tokenize only   {ref_rate:12,.0f} tokens/s "

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from uer import malloc_tuning  # noqa: E402
 
-malloc_tuning.restart_with_tuned_malloc()
+malloc_tuning.restart_with_tuned_malloc(__file__)
 
 import torch  # noqa: E402
 

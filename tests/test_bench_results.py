@@ -84,3 +84,13 @@ def test_gpu_script_commands_name_existing_scripts_and_options():
         source = (ROOT / command[1]).read_text(encoding="utf-8")
         for option in (arg for arg in command[2:] if arg.startswith("--")):
             assert re.search(rf'"{option}"', source) or option in ("--json", "--provisional"), (command[1], option)
+
+
+@pytest.mark.parametrize("script", sorted({command[0] for command, _ in suite.SUITE.values()}))
+def test_every_bench_script_imports_and_parses_its_options(script):
+    """What breaks a bench at start-up (an API it calls at import, its argument parser) shows here; the
+    whole set end to end is ``python bench/run_all.py --quick --json FILE`` (minutes, not run by the tests)."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout
