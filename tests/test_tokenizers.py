@@ -25,7 +25,7 @@ def _lines(path: Path) -> list[str]:
 
 def _bundled_lines() -> list[str]:
     lines = _lines(ROOT / "corpora" / "book_review.txt")[:2000]
-    for path in sorted((ROOT / "datasets" / "test_data").glob("*/*")):
+    for path in sorted(p for p in (ROOT / "datasets" / "test_data").rglob("*") if p.is_file()):
         lines += _lines(path)
     return lines
 
