@@ -1,7 +1,7 @@
 """The part Adam-family optimizers share: the moving averages of each gradient and its square.
 
-A subclass writes only :meth:`AdamMoments.update`, the change of one parameter from its
-averages; the hyper-parameters (``lr``, ``betas``, ``eps``, ``weight_decay``) are per group,
+A subclass defines only ``update(param, state, group)``, the in-place change of one parameter
+from its averages (which already include this step's gradient); the hyper-parameters (``lr``, ``betas``, ``eps``, ``weight_decay``) are per group,
 and the state (``step``, ``exp_avg``, ``exp_avg_sq``) is what a checkpoint saves.
 """
 
@@ -37,6 +37,3 @@ class AdamMoments(torch.optim.Optimizer):
                 self.update(param, state, group)
         return loss
 
-    def update(self, param: torch.Tensor, state: dict, group: dict) -> None:
-        """Change ``param`` in place from its ``state`` (averages already include this step's gradient)."""
-        raise NotImplementedError
