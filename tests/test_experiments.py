@@ -196,3 +196,46 @@ def test_pretraining_helps_dry_run_uses_the_given_corpus(tmp_path):
     assert missing.returncode == 2
     assert "missing.txt not found" in missing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def original_recipe(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "original_recipe.py"), *arguments],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_original_recipe_refuses_a_directory_that_is_not_the_original(tmp_path):
+    shown = original_recipe("--original", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert shown.returncode == 2
+    assert f"--original {tmp_path} has no run_classifier.py" in shown.stderr
+    assert "Traceback" not in shown.stderr and not (tmp_path / "o").exists()
+
+
+def test_original_recipe_tables_finished_runs_and_runs_only_the_others(tmp_path):
+    original = tmp_path / "UER-py"
+    for name in ("run_classifier.py", "models/google_zh_vocab.txt", "models/bert_tiny_config.json"):
+        (original / name).parent.mkdir(parents=True, exist_ok=True)
+        (original / name).write_text("", encoding="utf-8")
+    out = tmp_path / "runs"
+    (out / "ours_seed7").mkdir(parents=True)
+    # The original's log: dev accuracy after the epoch, then the test set's.
+    (out / "original_seed7.log").write_text(
+        "Epoch id: 1, Training steps: 300, Avg loss: 0.445\nAcc. (Correct/Total): 0.8049 (8049/10000) \n"
+        "Test set evaluation.\nAcc. (Correct/Total): 0.7989 (7989/10000) \n", encoding="utf-8")
+    (out / "original_seed11.log").write_text("Acc. (Correct/Total): 0.8067 (8067/10000) \n"
+                                             "Acc. (Correct/Total): 0.8004 (8004/10000) \n", encoding="utf-8")
+    (out / "ours_seed7" / "results.jsonl").write_text(
+        '{"split": "dev", "epoch": 1, "acc": 0.8022}\n{"split": "test", "epoch": 1, "acc": 0.7978}\n',
+        encoding="utf-8")
+    common = ["--original", str(original), "--out", str(out), "--seeds", "7", "11"]
+
+    shown = original_recipe(*common, "--table-only")
+    assert shown.returncode == 0, shown.stderr
+    assert "| 7 | 80.49 / 79.89 | 80.22 / 79.78 |" in shown.stdout
+    assert "| 11 | 80.67 / 80.04 | not run |" in shown.stdout
+    assert "| mean ± sample std | 80.58 ± 0.13 / 79.97 ± 0.11 (n=2) | 80.22 / 79.78 (n=1) |" in shown.stdout
+
+    planned = original_recipe(*common, "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert [line for line in planned.stdout.splitlines() if line.startswith("## ")] == [
+        f"## ours seed 11 (in {ROOT}, one thread, log {out / 'ours_seed11.log'})"]
+    assert "seed=11 hardware.num_threads=1" in planned.stdout
