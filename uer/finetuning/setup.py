@@ -71,7 +71,8 @@ def selection_metric(setup: Setup) -> str:
 
 def new_model(setup: Setup, labels_num: int | None) -> nn.Module:
     """The task's model on a fresh backbone, holding the starting weights, on the device."""
-    backbone = build_backbone(setup.cfg.embedding, setup.cfg.encoder, len(setup.tokenizer.vocab))
+    backbone = build_backbone(setup.cfg.embedding, setup.cfg.encoder, len(setup.tokenizer.vocab),
+                              tokens=setup.tokenizer.vocab.tokens)
     model = setup.task.build_model(backbone, labels_num)
     if setup.state is not None:
         load_into_model(model, usable_weights(setup.state, model), source=setup.source)

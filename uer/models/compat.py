@@ -20,6 +20,7 @@ from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, CAUSAL
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
+from uer.models.subencoders import check_subencoder
 from uer.models.targets import TARGETS
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -47,6 +48,7 @@ def check_model(embedding_cfg, encoder_cfg, target_cfg=None) -> None:
     """A UerError naming the valid combinations unless embedding x encoder (x target) can work."""
     encoder_cls = ENCODERS.lookup(encoder_cfg.type)
     embedding_cls = EMBEDDINGS.lookup(embedding_cfg.type)
+    check_subencoder(embedding_cfg.subencoder)
     if encoder_cls.needs_positions and not embedding_cls.has_positions:
         raise UerError(f"embedding={embedding_cfg.type} has no position embedding, and {describe_encoder(encoder_cfg)} "
                        f"cannot tell the order of its inputs; use an embedding with positions "

@@ -7,7 +7,7 @@ the encoder need not know the order by itself) and its schema.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from omegaconf import II, MISSING
@@ -17,6 +17,7 @@ from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.dropout import Dropout
 from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
+from uer.models.subencoders import SUBENCODERS, build_subencoder
 from uer.registry import Registry
 
 EMBEDDINGS: Registry = Registry("embedding", group="embedding")
@@ -32,6 +33,11 @@ class WordEmbeddingConfig:
                              bounds=FRACTION)
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
+    subencoder: str = setting("none", "add to each token's embedding a vector composed from its characters: "
+                                      f"{' | '.join(SUBENCODERS)} (the original's --subword_type char --subencoder; "
+                                      "uer/models/subencoders.py)")
+    sub_layers_num: int = setting(2, "subencoder=lstm|gru: layers", bounds=at_least(1))
+    kernel_size: int = setting(3, "subencoder=cnn: convolution width over the characters", bounds=at_least(1))
 
 
 @dataclass
@@ -45,12 +51,13 @@ SEGMENT_ROWS = 3  # 0 = padding, 1 = first segment, 2 = second segment (UER layo
 
 
 class WordPositionEmbedding(nn.Module):
-    """Word (+ learned position) (+ segment) embeddings, then LayerNorm and dropout."""
+    """Word (+ learned position) (+ segment) embeddings, then LayerNorm and dropout; then, with
+    ``subencoder``, each token's vector composed from its characters."""
 
     has_positions = True
     uses_segments = True
 
-    def __init__(self, cfg: WordEmbeddingConfig, vocab_size: int):
+    def __init__(self, cfg: WordEmbeddingConfig, vocab_size: int, tokens: Optional[Sequence[str]] = None):
         super().__init__()
         self.emb_size = cfg.emb_size
         self.word_embedding = nn.Embedding(vocab_size, cfg.emb_size)
@@ -58,6 +65,7 @@ class WordPositionEmbedding(nn.Module):
         self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if self.uses_segments else None
         self.layer_norm = layer_norm(cfg.emb_size, cfg.layernorm_eps, cfg.layernorm)
         self.dropout = Dropout(cfg.dropout)
+        self.subencoder = build_subencoder(cfg, tokens)
 
     def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         emb = self.word_embedding(src)
@@ -71,7 +79,10 @@ class WordPositionEmbedding(nn.Module):
             emb = emb + self.position_embedding(torch.arange(length, device=src.device))
         if self.segment_embedding is not None:
             emb = emb + self.segment_embedding(seg)
-        return self.dropout(self.layer_norm(emb))
+        emb = self.dropout(self.layer_norm(emb))
+        if self.subencoder is not None:  # added after the LayerNorm, as the original's Model added it
+            emb = emb + self.subencoder(src).to(emb.dtype)
+        return emb
 
 
 @EMBEDDINGS.register("word_pos_seg", config=PositionEmbeddingConfig)

@@ -7,12 +7,13 @@ The builders take each part's schema instance (or a config node / plain dict wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
 from uer.config.fields import FRACTION, at_least, setting
+from uer.errors import UerError
 from uer.models.compat import check_model
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
@@ -82,8 +83,11 @@ class PretrainModel(nn.Module):
         return ModelOutput(loss, stats)
 
 
-def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
+def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int, *, tokens: Optional[Sequence[str]] = None) -> Backbone:
     """Build and BERT-initialise a backbone.
+
+    ``tokens`` (the vocabulary, ``vocab_size`` of them) is needed by an embedding with a
+    character sub-encoder (``embedding.subencoder``), which reads how each token is written.
 
     Linear, Embedding and LayerNorm get BERT's initialisation; RNN and convolution weights
     keep torch's.  An embedding x encoder pair that cannot work is a UerError
@@ -91,20 +95,23 @@ def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int) -> Backbone:
     """
     embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
     check_model(embedding_cfg, encoder_cfg)
-    embedding = EMBEDDINGS.lookup(embedding_cfg.type)(embedding_cfg, vocab_size)
+    if tokens is not None and len(tokens) != vocab_size:
+        raise UerError(f"the vocabulary has {len(tokens)} tokens but the model {vocab_size} word embedding rows")
+    embedding = EMBEDDINGS.lookup(embedding_cfg.type)(embedding_cfg, vocab_size, tokens)
     encoder = ENCODERS.lookup(encoder_cfg.type)(encoder_cfg, embedding_cfg.emb_size)
     backbone = Backbone(embedding, encoder)
     backbone.apply(init_bert_weights)
     return backbone
 
 
-def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int) -> PretrainModel:
+def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int, *,
+                tokens: Optional[Sequence[str]] = None) -> PretrainModel:
     """Build a pre-training model.  The target's activation and LayerNorm (epsilon, formula) are the
     encoder's (the embedding's LayerNorm formula for encoders without a LayerNorm)."""
     embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
     target_cfg = TARGETS.build_config(target_cfg)
     check_model(embedding_cfg, encoder_cfg, target_cfg)
-    backbone = build_backbone(embedding_cfg, encoder_cfg, vocab_size)
+    backbone = build_backbone(embedding_cfg, encoder_cfg, vocab_size, tokens=tokens)
     dims = ModelDims(
         vocab_size=vocab_size,
         emb_size=embedding_cfg.emb_size,

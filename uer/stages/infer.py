@@ -170,7 +170,8 @@ def task_info(payload: dict) -> dict:
 
 def _model(payload: dict, task: Task, path):
     config = payload["config"]
-    backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab))
+    backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab),
+                              tokens=task.tokenizer.vocab.tokens)
     model = task.build_model(backbone, task.info.get("labels_num"))
     try:
         model.load_state_dict(payload["model"])

@@ -122,7 +122,8 @@ def run(cfg: DictConfig):
     if resume_payload is not None:
         check_resumable(resume_payload, config, facts, cfg.resume_allow_changes)
 
-    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab))
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab),
+                        tokens=tokenizer.vocab.tokens)
     if resume_payload is not None:
         model.load_state_dict(resume_payload["model"])
     elif start:

@@ -145,6 +145,11 @@ def convert(cfg: DictConfig) -> str:
                        f"(e.g. {target / _example_name(t.output_format)})")
 
     loaded = _read(t.input_format, source, cfg)
+    subencoder = ((loaded.payload or {}).get("config") or {}).get("embedding", {}).get("subencoder", "none")
+    if subencoder != "none" and t.output_format != "uer_ckpt":
+        raise UerError(f"{loaded.source} composes words from characters (embedding.subencoder={subencoder}), which "
+                       f"a {FORMAT_NAMES[t.output_format]} has no place for; keep this project's checkpoint "
+                       "(tool.output_format=uer_ckpt)")
     arch = infer_architecture(loaded, cfg)
     log.info("read %s %s: %s", t.input_format, loaded.source, describe(arch))
     WRITERS[t.output_format](loaded, arch, target, cfg)
@@ -416,7 +421,7 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
         config, tokenizer = loaded.payload.get("config") or {}, checkpoint_tokenizer(loaded.payload, loaded.source)
     else:
         config, tokenizer = checkpoint_config(cfg, arch), vocabulary_tokenizer(cfg, arch, loaded.source)
-    model = _build(config, arch["vocab_size"], loaded.source)
+    model = _build(config, tokenizer.vocab.tokens)
     ours = from_uer_state_dict(loaded.state)
     expected = model.state_dict()
     missing = [key for key in expected if key not in ours]
@@ -473,11 +478,11 @@ def vocabulary_tokenizer(cfg: DictConfig, arch: dict, source: str):
     return tokenizer
 
 
-def _build(config: dict, vocab_size: int, source: str) -> nn.Module:
+def _build(config: dict, tokens) -> nn.Module:
     embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
     if "target" in config:
-        return build_model(embedding, encoder, OmegaConf.create(config["target"]), vocab_size)
-    return nn.ModuleDict({"backbone": build_backbone(embedding, encoder, vocab_size)})
+        return build_model(embedding, encoder, OmegaConf.create(config["target"]), len(tokens), tokens=tokens)
+    return nn.ModuleDict({"backbone": build_backbone(embedding, encoder, len(tokens), tokens=tokens)})
 
 
 WRITERS = {"uer": write_uer, "hf": write_hf, "tf": write_tf, "uer_ckpt": write_uer_ckpt}

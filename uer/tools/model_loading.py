@@ -101,7 +101,10 @@ def read_state(path) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
 
 def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with_tokenizer: bool = True,
                device: Optional[torch.device] = None) -> LoadedModel:
-    """Rebuild the model stored at ``path`` (default ``tool.input_path``), eval mode, on ``hardware.device``."""
+    """Rebuild the model stored at ``path`` (default ``tool.input_path``), eval mode, on ``hardware.device``.
+
+    The tokenizer is found even when not asked for if the embedding reads each token's
+    characters (``embedding.subencoder``): the model cannot be built without it."""
     configure_threads(cfg.hardware.num_threads)
     path = model_file(cfg.tool.input_path if path is None else path, key)
     device = device or resolve_device(cfg.hardware.device)
@@ -123,18 +126,22 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
         if payload.get("tokenizer") is not None:
             stored["tokenizer"] = payload["tokenizer"]["config"]
         adopt_architecture(cfg, stored, MODEL_NODES, path, command_line_overrides())
+    tokenizer = model_tokenizer(cfg, path, vocab_size, payload) \
+        if with_tokenizer or cfg.embedding.subencoder != "none" else None
+    tokens = tokenizer.vocab.tokens if tokenizer is not None else None
+    if payload is not None:
         config = _model_nodes(cfg, with_target="task" not in stored and "target" in stored)
         if "task" in stored:
             config["task"] = stored["task"]
         if "target" not in config:
-            backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size), None
+            backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size, tokens=tokens), None
             module: nn.Module = backbone
             unused = [key for key in state if not key.startswith("backbone.")]
             if unused:
                 logger.warning("%s: not used, the tools take the backbone alone: %s", path, ", ".join(unused))
             state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
         else:
-            model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
+            model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size, tokens=tokens)
             backbone, target, module = model.backbone, model.target, model
         try:
             module.load_state_dict(state)
@@ -144,7 +151,7 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
                            "it was modified after it was written") from None
     else:
         config = _model_nodes(cfg, with_target=True)
-        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size)
+        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size, tokens=tokens)
         missing = load_into_model(model, state, source=str(path)).missing
         backbone_missing = [k for k in missing if k.startswith("backbone.")]
         if backbone_missing:
@@ -154,11 +161,9 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
     backbone.to(device).eval()
     if target is not None:
         target.to(device).eval()
-    loaded = LoadedModel(path=path, kind="bin" if payload is None else "pt", backbone=backbone, target=target,
-                         config=config, vocab_size=vocab_size, device=device, missing=missing)
-    if with_tokenizer:
-        loaded.tokenizer = model_tokenizer(cfg, loaded, payload)
-    return loaded
+    return LoadedModel(path=path, kind="bin" if payload is None else "pt", backbone=backbone, target=target,
+                       config=config, vocab_size=vocab_size, device=device, missing=missing,
+                       tokenizer=tokenizer if with_tokenizer else None)
 
 
 def _model_nodes(cfg: DictConfig, with_target: bool) -> dict:
@@ -166,13 +171,13 @@ def _model_nodes(cfg: DictConfig, with_target: bool) -> dict:
     return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in nodes}
 
 
-def model_tokenizer(cfg: DictConfig, loaded: LoadedModel, payload: Optional[dict]):
+def model_tokenizer(cfg: DictConfig, path: Path, vocab_size: int, payload: Optional[dict]):
     """The tokenizer a checkpoint was trained with; for an original UER file, the composed one."""
     if payload is not None:
-        return checkpoint_tokenizer(payload, loaded.path)
+        return checkpoint_tokenizer(payload, path)
     tokenizer = build_tokenizer(cfg.tokenizer)
-    if len(tokenizer.vocab) != loaded.vocab_size:
-        raise UerError(f"model file {loaded.path} has {loaded.vocab_size} word embedding rows but vocab "
+    if len(tokenizer.vocab) != vocab_size:
+        raise UerError(f"model file {path} has {vocab_size} word embedding rows but vocab "
                        f"{tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens; set tokenizer.vocab_path= to the "
                        "vocabulary the model was trained with")
     return tokenizer
