@@ -146,3 +146,23 @@ def test_converting_a_model_with_a_subencoder_to_a_layout_without_one_is_refused
     line = expect_user_error(capsys, cfg, f"{fine_tuned} composes words from characters (embedding.subencoder=cnn)",
                              "tool.output_format=uer_ckpt")
     assert "has no place for" in line and not out.exists()
+
+
+def test_moving_a_model_to_another_vocabulary_keeps_each_kept_token_s_character_vector(fine_tuned, tmp_path):
+    old_tokens = load_checkpoint(fine_tuned)["tokenizer"]["tokens"]
+    # Drop a block of tokens (and with them characters), add words written with new characters.
+    new_tokens = old_tokens[:3000] + old_tokens[3500:] + ["𠀀𠀁", "书𠀂"]
+    (tmp_path / "new_vocab.txt").write_text("\n".join(new_tokens) + "\n", encoding="utf-8")
+    adapted = tmp_path / "adapted.pt"
+    run_stage(compose_config(["stage=tool", "tool=dynamic_vocab_adapter", f"tool.input_path={fine_tuned}",
+                              f"tool.new_vocab_path={tmp_path / 'new_vocab.txt'}", f"tool.output_path={adapted}"]))
+
+    def vectors(path, tokens):
+        loaded = load_model(compose_config(["stage=tool", "tool=extract_feature", f"tool.input_path={path}"]))
+        ids = {token: index for index, token in enumerate(loaded.tokenizer.vocab.tokens)}
+        with torch.no_grad():
+            return loaded.backbone.embedding.subencoder(torch.tensor([[ids[token] for token in tokens]]))[0]
+
+    kept = old_tokens[1:3000:7] + old_tokens[3500::7]
+    torch.testing.assert_close(vectors(adapted, kept), vectors(fine_tuned, kept))
+    assert vectors(adapted, ["书𠀂"]).abs().sum() > 0

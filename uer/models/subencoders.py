@@ -41,15 +41,25 @@ def token_characters(token: str) -> list[str]:
     return list(token)
 
 
+def spellings(tokens: Sequence[str]) -> list[list[str]]:
+    """Each token's symbols; id 0 of the word vocabulary ([PAD]) has none."""
+    return [[] if index == 0 else token_characters(token) for index, token in enumerate(tokens)]
+
+
+def character_vocabulary(tokens: Sequence[str]) -> dict[str, int]:
+    """``symbol -> id`` over every symbol of ``tokens``, in the order they first appear; id 0 is padding."""
+    character_ids: dict[str, int] = {}
+    for symbols in spellings(tokens):
+        for symbol in symbols:
+            character_ids.setdefault(symbol, len(character_ids) + 1)
+    return character_ids
+
+
 def character_table(tokens: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
     """``(ids, lengths, characters)``: row i of ``ids`` holds the character ids of token i (1-based,
     0 = padding), ``lengths[i]`` how many; ``characters`` is the size of the character vocabulary
-    (padding included).  Id 0 of the word vocabulary ([PAD]) has no characters."""
-    spelled = [[] if index == 0 else token_characters(token) for index, token in enumerate(tokens)]
-    character_ids: dict[str, int] = {}
-    for symbols in spelled:
-        for symbol in symbols:
-            character_ids.setdefault(symbol, len(character_ids) + 1)
+    (padding included)."""
+    spelled, character_ids = spellings(tokens), character_vocabulary(tokens)
     width = max((len(symbols) for symbols in spelled), default=0) or 1
     ids = torch.zeros(len(tokens), width, dtype=torch.long)
     for row, symbols in enumerate(spelled):

@@ -16,7 +16,8 @@ vocabulary instead.
 ``dynamic_vocab_adapter`` moves a model onto ``tool.new_vocab_path``: every tensor with one
 row per token (word embedding, MLM / LM output matrix and bias) is rebuilt so that a token
 of both vocabularies keeps its old row, and a new token gets a fresh row (normal, std
-0.02, seeded by ``seed``; output biases 0).  Tied matrices stay equal.
+0.02, seeded by ``seed``; output biases 0).  Tied matrices stay equal.  A character
+sub-encoder's embedding (``embedding.subencoder``) moves with the characters the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, save_checkpoint, stored_tokenizer_config
 from uer.io.uer_format import to_uer_state_dict
+from uer.models.subencoders import character_vocabulary
 from uer.tokenizers import TOKENIZERS, Vocab, build_tokenizer, tokenizer_config
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN
 from uer.config.fields import at_least, setting
@@ -47,6 +49,8 @@ PIECE_BYTES = 1 << 20
 # Tensors with one row per token, by the end of their name (checked against the row count too).
 VOCAB_ROWS = ("embedding.word_embedding.weight", "mlm_linear_2.weight", "mlm_linear_2.bias",
               "output_layer.weight", "output_layer.bias")
+# One row per character of the vocabulary's tokens (uer.models.subencoders), padding first.
+CHARACTER_ROWS = "subencoder.embedding_layer.weight"
 
 # ----------------------------------------------------------------------------- build_vocab
 
@@ -302,4 +306,18 @@ def adapt_state(state: dict[str, torch.Tensor], old: Vocab, new: Vocab, seed: in
         result[shared] = tensor[source[shared]]
         adapted[key] = result
         done.append((tensor, result))
+    for key in [key for key in adapted if key.endswith(CHARACTER_ROWS)]:
+        adapted[key] = adapt_characters(adapted[key], old, new, generator)
     return adapted
+
+
+def adapt_characters(matrix: torch.Tensor, old: Vocab, new: Vocab, generator: torch.Generator) -> torch.Tensor:
+    """A sub-encoder's character embedding re-indexed from ``old``'s characters to ``new``'s: its
+    character vocabulary is derived from the token vocabulary (:mod:`uer.models.subencoders`)."""
+    before, after = character_vocabulary(old.tokens), character_vocabulary(new.tokens)
+    result = torch.normal(0.0, 0.02, size=(len(after) + 1, matrix.shape[1]), generator=generator).to(matrix.dtype)
+    result[0] = matrix[0]
+    for symbol, row in after.items():
+        if symbol in before:
+            result[row] = matrix[before[symbol]]
+    return result
