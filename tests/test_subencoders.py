@@ -166,3 +166,14 @@ def test_moving_a_model_to_another_vocabulary_keeps_each_kept_token_s_character_
     kept = old_tokens[1:3000:7] + old_tokens[3500::7]
     torch.testing.assert_close(vectors(adapted, kept), vectors(fine_tuned, kept))
     assert vectors(adapted, ["书𠀂"]).abs().sum() > 0
+
+
+def test_tools_that_read_the_word_embedding_alone_say_so(fine_tuned, tmp_path, caplog):
+    words = tmp_path / "words.txt"
+    words.write_text("书\n", encoding="utf-8")
+    for tool, extra in (("extract_embedding", [f"tool.output_path={tmp_path / 'embedding.npy'}"]),
+                        ("topn_words_indep", [f"tool.test_path={words}", f"tool.output_path={tmp_path / 'n.json'}"])):
+        caplog.clear()
+        run_stage(compose_config(["stage=tool", f"tool={tool}", f"tool.input_path={fine_tuned}", *extra]))
+        assert any("composed from its characters" in record.getMessage() and record.levelname == "WARNING"
+                   for record in caplog.records), tool

@@ -81,10 +81,14 @@ def check_model(cfg) -> dict:
 @TOOLS.register("extract_embedding", config=ModelToolConfig)
 def extract_embedding(cfg) -> str:
     path = model_file(cfg.tool.input_path)
-    state, _ = read_state(path)
+    state, payload = read_state(path)
     if WORD_EMBEDDING not in state:
         raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a model "
                        "of this toolkit")
+    subencoder = (((payload or {}).get("config") or {}).get("embedding") or {}).get("subencoder", "none")
+    if subencoder != "none":
+        logger.warning("%s adds to each token's embedding a vector composed from its characters "
+                       "(embedding.subencoder=%s); the matrix written is the word embedding alone", path, subencoder)
     matrix = state[WORD_EMBEDDING].detach().float().numpy()
     out = write_array(output_file(cfg, "word_embedding.npy"), matrix)
     logger.info("wrote the word embedding of %s, shape %s, to %s", path, matrix.shape, out)

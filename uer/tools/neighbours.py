@@ -88,6 +88,9 @@ def topn_words_indep(cfg) -> str:
     words = [word for _, text in inputs(cfg) for word in text.split()]
     loaded = load_model(cfg)
     tokenizer = loaded.tokenizer
+    if loaded.backbone.embedding.subencoder is not None:
+        logger.warning("%s adds to each token's embedding a vector composed from its characters "
+                       "(embedding.subencoder); neighbours here are by the word embedding alone", loaded.path)
     matrix = F.normalize(loaded.backbone.embedding.word_embedding.weight.detach().float(), dim=-1)
     special = sorted(tokenizer.vocab.special_ids)
     results = []
