@@ -50,6 +50,7 @@ def test_check_model_finds_nan_and_unfitting_weights(tmp_path, capsys, checkpoin
     torch.save(payload, tmp_path / "odd.pt")
     line = tool_error(capsys, "check_model", f"tool.input_path={tmp_path / 'odd.pt'}")
     assert "odd.pt" in line and "does not fit" in line
+    assert 'Missing key(s) in state_dict: "backbone.encoder.transformer.2.' in line  # names the tensors, not torch's header
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".pt"])

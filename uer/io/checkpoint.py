@@ -128,6 +128,20 @@ def checkpoint_tokenizer(payload: dict, path):
     return tokenizer
 
 
+def load_stored_weights(module: torch.nn.Module, state: dict, path, changed_since: str) -> None:
+    """``module.load_state_dict(state)``; a mismatch is one line naming the first tensors that differ
+    (torch's own message starts with a header line that names none)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        if len(detail) > 300:
+            detail = detail[:300] + " ..."
+        raise UerError(f"checkpoint {path} does not fit the model its config describes ({detail}); it was modified "
+                       f"after {changed_since}") from None
+
+
 def step_checkpoints(directory) -> list[tuple[int, Path]]:
     """``(step, path)`` of every ``step_N.pt`` in ``directory``, oldest first."""
     directory = Path(directory)

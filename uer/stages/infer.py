@@ -31,7 +31,7 @@ from uer.config.run import RunConfig, stage_key
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
-from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
+from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, load_stored_weights
 from uer.io.outputs import FILE, Output
 from uer.models import build_backbone
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
@@ -173,12 +173,7 @@ def _model(payload: dict, task: Task, path):
     backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab),
                               tokens=task.tokenizer.vocab.tokens)
     model = task.build_model(backbone, task.info.get("labels_num"))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise UerError(f"checkpoint {path} does not fit the model its config describes ({first}); "
-                       "it was modified after fine-tuning") from None
+    load_stored_weights(model, payload["model"], path, "fine-tuning")
     return model
 
 

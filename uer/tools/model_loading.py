@@ -32,7 +32,7 @@ from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.atomic import atomic_write
-from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, step_checkpoints
+from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, load_stored_weights, step_checkpoints
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.uer_format import WORD_EMBEDDING, from_uer_state_dict, load_into_model
 from uer.models import Backbone, build_backbone, build_model
@@ -143,12 +143,7 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
         else:
             model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size, tokens=tokens)
             backbone, target, module = model.backbone, model.target, model
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise UerError(f"checkpoint {path} does not fit the model its config describes ({first}); "
-                           "it was modified after it was written") from None
+        load_stored_weights(module, state, path, "it was written")
     else:
         config = _model_nodes(cfg, with_target=True)
         model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size, tokens=tokens)
