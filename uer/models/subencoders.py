@@ -68,6 +68,11 @@ def character_table(tokens: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, 
     return ids, lengths, len(character_ids) + 1
 
 
+def stored_subencoder(payload: dict | None) -> str:
+    """The sub-encoder a checkpoint payload's config records (``none`` for an original file or an older checkpoint)."""
+    return (((payload or {}).get("config") or {}).get("embedding") or {}).get("subencoder", "none")
+
+
 def check_subencoder(name: str) -> None:
     if name not in SUBENCODERS:
         raise UerError(f"embedding.subencoder={name} is not a sub-encoder; choose one of: {', '.join(SUBENCODERS)}")
@@ -93,9 +98,8 @@ class Subencoder(nn.Module):
         width = max(int(counts.max()), 1)
         characters = self.character_ids[words, :width]
         mask = torch.arange(width, device=src.device) < counts.unsqueeze(1)
-        vectors = self.encode(self.embedding_layer(characters), mask)
-        vectors = vectors * (counts > 0).unsqueeze(1).to(vectors.dtype)  # [PAD]: no characters, no vector
-        return vectors[where]
+        # A token without characters ([PAD]) gets zeros: every encode() pools over the mask alone.
+        return self.encode(self.embedding_layer(characters), mask)[where]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,7 @@ from uer.io.hf_format import (
 )
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
+from uer.models.subencoders import stored_subencoder
 from uer.tokenizers import build_tokenizer
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
@@ -145,7 +146,7 @@ def convert(cfg: DictConfig) -> str:
                        f"(e.g. {target / _example_name(t.output_format)})")
 
     loaded = _read(t.input_format, source, cfg)
-    subencoder = ((loaded.payload or {}).get("config") or {}).get("embedding", {}).get("subencoder", "none")
+    subencoder = stored_subencoder(loaded.payload)
     if subencoder != "none" and t.output_format != "uer_ckpt":
         raise UerError(f"{loaded.source} composes words from characters (embedding.subencoder={subencoder}), which "
                        f"a {FORMAT_NAMES[t.output_format]} has no place for; keep this project's checkpoint "

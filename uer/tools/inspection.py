@@ -27,8 +27,9 @@ from uer.models.pooling import POOLINGS, pool
 from uer.runtime import autocast
 from uer.config.fields import setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
+from uer.models.subencoders import stored_subencoder
 from uer.tools.model_loading import (WORD_EMBEDDING, inputs, load_model, logger, model_file, output_file,
-                                     read_state, write_array, write_text)
+                                     read_state, warn_word_embedding_alone, write_array, write_text)
 
 
 
@@ -85,10 +86,7 @@ def extract_embedding(cfg) -> str:
     if WORD_EMBEDDING not in state:
         raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a model "
                        "of this toolkit")
-    subencoder = (((payload or {}).get("config") or {}).get("embedding") or {}).get("subencoder", "none")
-    if subencoder != "none":
-        logger.warning("%s adds to each token's embedding a vector composed from its characters "
-                       "(embedding.subencoder=%s); the matrix written is the word embedding alone", path, subencoder)
+    warn_word_embedding_alone(path, stored_subencoder(payload), "the matrix written is the word embedding alone")
     matrix = state[WORD_EMBEDDING].detach().float().numpy()
     out = write_array(output_file(cfg, "word_embedding.npy"), matrix)
     logger.info("wrote the word embedding of %s, shape %s, to %s", path, matrix.shape, out)

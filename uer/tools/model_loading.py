@@ -161,6 +161,13 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
                        tokenizer=tokenizer if with_tokenizer else None)
 
 
+def warn_word_embedding_alone(path, subencoder: str, result: str) -> None:
+    """A tool that reads the word embedding matrix says so when the model adds characters' vectors to it."""
+    if subencoder != "none":
+        logger.warning("%s adds to each token's embedding a vector composed from its characters "
+                       "(embedding.subencoder=%s); %s", path, subencoder, result)
+
+
 def _model_nodes(cfg: DictConfig, with_target: bool) -> dict:
     nodes = ("embedding", "encoder", "tokenizer", "target") if with_target else ("embedding", "encoder", "tokenizer")
     return {node: OmegaConf.to_container(cfg[node], resolve=True) for node in nodes}

@@ -31,7 +31,7 @@ from uer.runtime import autocast
 from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import sequence_length
-from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
+from uer.tools.model_loading import inputs, load_model, logger, output_file, warn_word_embedding_alone, write_text
 
 
 def word_id(tokenizer, word: str) -> Optional[int]:
@@ -88,9 +88,8 @@ def topn_words_indep(cfg) -> str:
     words = [word for _, text in inputs(cfg) for word in text.split()]
     loaded = load_model(cfg)
     tokenizer = loaded.tokenizer
-    if loaded.backbone.embedding.subencoder is not None:
-        logger.warning("%s adds to each token's embedding a vector composed from its characters "
-                       "(embedding.subencoder); neighbours here are by the word embedding alone", loaded.path)
+    warn_word_embedding_alone(loaded.path, loaded.config["embedding"]["subencoder"],
+                              "neighbours here are by the word embedding alone")
     matrix = F.normalize(loaded.backbone.embedding.word_embedding.weight.detach().float(), dim=-1)
     special = sorted(tokenizer.vocab.special_ids)
     results = []

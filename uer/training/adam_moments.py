@@ -1,8 +1,9 @@
 """The part Adam-family optimizers share: the moving averages of each gradient and its square.
 
 A subclass defines only ``update(param, state, group)``, the in-place change of one parameter
-from its averages (which already include this step's gradient); the hyper-parameters (``lr``, ``betas``, ``eps``, ``weight_decay``) are per group,
-and the state (``step``, ``exp_avg``, ``exp_avg_sq``) is what a checkpoint saves.
+from its averages (which already include this step's gradient); the hyper-parameters
+(``lr``, ``betas``, ``eps``, ``weight_decay``) are per group, and the state (``step``,
+``exp_avg``, ``exp_avg_sq``) is what a checkpoint saves.
 """
 
 from __future__ import annotations
