@@ -27,7 +27,8 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from uer.config.store import CONF, register_configs
+from uer.config.store import register_configs
+from uer.paths import CONF
 from uer.errors import UerError, one_line
 
 log = logging.getLogger("uer")

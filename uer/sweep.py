@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from uer import published
+from uer.paths import model_dir
 from uer.progress import format_duration
 from uer.sweep_tables import describe_best, fmt, number, short_path, write_atomic, write_tables
 
@@ -102,10 +103,10 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
             last = records[-1]
             out["step"] = last.get("step")
             out["train"] = {k: v for k, v in last.items() if k.endswith(("_loss", "_acc")) and number(v) is not None}
-        model_dir = _model_dir(cfg, run_directory)
+        models = model_dir(cfg, run_directory)
         from uer.io.checkpoint import step_checkpoints
 
-        checkpoints = step_checkpoints(model_dir) if model_dir.is_dir() else []
+        checkpoints = step_checkpoints(models) if models.is_dir() else []
         if checkpoints:
             out["checkpoint"] = str(checkpoints[-1][1])
     elif stage == "score":
@@ -156,22 +157,17 @@ def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
         out["test"] = _scores(tests[-1])
         if tests[-1].get("report"):
             out["reports"]["test"] = tests[-1]["report"]
-    model_dir = _model_dir(cfg, run_directory)
+    models = model_dir(cfg, run_directory)
     if cfg.task.type == "classifier_cv":
-        out["checkpoint"] = str(model_dir) if model_dir.is_dir() else None
-    elif (model_dir / "best.pt").exists():
-        out["checkpoint"] = str(model_dir / "best.pt")
+        out["checkpoint"] = str(models) if models.is_dir() else None
+    elif (models / "best.pt").exists():
+        out["checkpoint"] = str(models / "best.pt")
 
 
 def _scores(record: dict) -> dict:
     """The scores of a ``results.jsonl`` record: its numbers that are not bookkeeping."""
     return {k: v for k, v in record.items()
             if k not in ("epoch", "step", "fold", "folds_num") and number(v) is not None}
-
-
-def _model_dir(cfg: DictConfig, run_directory: Path) -> Path:
-    """Where the stage wrote its model: ``output_model_path``, else ``model/`` in the run directory."""
-    return Path(cfg.output_model_path) if cfg.get("output_model_path") else run_directory / "model"
 
 
 def summary_line(stage: str, facts: dict, seconds: float) -> str:

@@ -19,10 +19,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from uer.config.fields import tunable_fields
 from uer.errors import UerError
+from uer.paths import CONF
 
 log = logging.getLogger("uer.config")
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 # A group on the command line sets the node it fills.
 GROUP_NODES = {"size": "model", "tokenizer": "tokenizer", "embedding": "embedding", "encoder": "encoder",
                "target": "target"}

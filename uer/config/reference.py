@@ -21,7 +21,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from uer.config.fields import bounds_of, help_of
-from uer.config.store import CONF, compose, register_configs, registry_of
+from uer.config.store import compose, register_configs, registry_of
+from uer.paths import CONF
 
 COMMAND = "python -m uer.config.reference > docs/reference.md"
 # Groups whose options are whole runs rather than parts of one; listed with their first paragraph.

@@ -17,9 +17,9 @@ from typing import Iterable, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from uer.paths import CONF
 from uer.registry import Registry
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,7 +122,8 @@ def unknown_key(full_key: str, stage: str, cfg: Optional[DictConfig] = None, cho
 
 def _options_with_key(group: str, key: str) -> list[str]:
     """The options of config group ``group`` whose schema has ``key`` (read from ``conf/<group>/``)."""
-    from uer.config.store import CONF, registry_of
+    from uer.config.store import registry_of
+    from uer.paths import CONF
 
     registry = registry_of(group) if group and "." not in group else None
     if registry is None:

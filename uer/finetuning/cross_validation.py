@@ -46,7 +46,7 @@ from uer.finetuning.single import check_paths
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir, seed_everything
-from uer.stages.common import output_dir
+from uer.paths import model_dir
 from uer.tasks import TASKS, TaskData
 from uer.tasks.classifier_cv import assign_folds
 
@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> float:
     folds_num = options.folds_num
     if folds_num < 2:
         raise UerError(f"task.folds_num={folds_num}: cross-validation needs at least 2 folds")
-    out_dir = output_dir(cfg)
+    out_dir = model_dir(cfg)
     features_path = Path(options.train_features_path) if options.train_features_path \
         else out_dir / DEFAULT_FEATURES
     if features_path.is_dir():

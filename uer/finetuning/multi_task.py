@@ -39,7 +39,7 @@ from uer.finetuning import loop, setup as finetune_setup
 from uer.finetuning.loop import SampledBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
-from uer.stages.common import output_dir
+from uer.paths import model_dir
 from uer.tasks import TASKS, TaskData
 
 log = logging.getLogger("uer.finetune")
@@ -73,7 +73,7 @@ def run(cfg: DictConfig) -> float:
                  len(trains[i]), len(devs[i]), labels_nums[i])
 
     model = finetune_setup.new_model(setup, None)
-    out_dir = output_dir(cfg)
+    out_dir = model_dir(cfg)
     report_dir = run_dir(out_dir)
     batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders, f.length_bucketing)
 

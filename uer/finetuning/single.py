@@ -21,7 +21,7 @@ from uer.finetuning.loop import SampledBatches, evaluate, fit, format_scores, lo
 from uer.finetuning.setup import checkpoint_config, new_model, prepare, selection_metric
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
-from uer.stages.common import output_dir
+from uer.paths import model_dir
 
 log = logging.getLogger("uer.finetune")
 
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> float:
              f", {len(test)} test" if test is not None else "", labels_num)
 
     model = new_model(setup, labels_num)
-    out_dir = output_dir(cfg)
+    out_dir = model_dir(cfg)
     report_dir = run_dir(out_dir)
     batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed, source=f"finetune.train_path {f.train_path}",
                              length_bucketing=f.length_bucketing, env=setup.env)

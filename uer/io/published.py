@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from uer.paths import CONF
+
 MODEL_ZOO = "https://github.com/dbiir/UER-py#modelzoo"
 HF_HUB = "https://huggingface.co/uer; Google's Chinese BERT: https://huggingface.co/bert-base-chinese"
 GOOGLE = "https://github.com/google-research/bert; ALBERT: https://github.com/google-research/albert"

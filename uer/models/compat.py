@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Optional
 
 from uer.errors import UerError
+from uer.paths import CONF
 from uer.models.context import ALL_CONTEXTS, CAUSAL
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
 from uer.models.subencoders import check_subencoder
 from uer.models.targets import TARGETS
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def describe_encoder(cfg) -> str:

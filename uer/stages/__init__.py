@@ -34,6 +34,7 @@ from uer import distributed, launch, sweep
 from uer.errors import UerError, one_line, reason
 from uer.io.atomic import os_reason
 from uer.io.outputs import DIRECTORY, Output, claimed
+from uer.paths import model_dir
 from uer.progress import is_main_process
 from uer.runtime import run_dir
 
@@ -172,8 +173,7 @@ def _log_summary(cfg: DictConfig, result, seconds: float) -> None:
     if not is_main_process():
         return
     try:
-        model_dir = Path(cfg.output_model_path) if cfg.get("output_model_path") else run_dir(Path.cwd()) / "model"
-        directory = run_dir(model_dir)
+        directory = run_dir(model_dir(cfg))
         facts = sweep.outcome(cfg, result, directory)
         log.info("%s", sweep.summary_line(cfg.stage, facts, seconds))
         if "logger" in cfg:

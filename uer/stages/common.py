@@ -75,10 +75,3 @@ def training_model(model, hardware: DictConfig, env, device):
         log.info("memory: %s", malloc_tuning.describe())
     train_model = distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model
-
-
-def output_dir(cfg: DictConfig) -> Path:
-    """Where the stage writes its model: ``output_model_path``, else ``model/`` in the run directory."""
-    from uer.runtime import run_dir
-
-    return Path(cfg.output_model_path) if cfg.get("output_model_path") else run_dir(Path.cwd()) / "model"

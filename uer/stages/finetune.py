@@ -23,8 +23,9 @@ from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
 from uer.io.outputs import DIRECTORY, FILE, Output
 from uer.models.compat import check_model, first_pooling_warning
+from uer.paths import model_dir
 from uer.published import PublishedResult, check_published
-from uer.stages.common import output_dir, starting_checkpoint
+from uer.stages.common import starting_checkpoint
 from uer.tasks import get_task
 from uer.training.loggers import check_logger
 
@@ -74,7 +75,7 @@ class FinetuneRun(TrainingRun):
 
 
 def outputs(cfg: DictConfig) -> list[Output]:
-    found = [Output("output_model_path", output_dir(cfg), DIRECTORY)]
+    found = [Output("output_model_path", model_dir(cfg), DIRECTORY)]
     features = cfg.task.get("train_features_path")
     if features:
         found.append(Output("task.train_features_path", Path(features), FILE))
@@ -84,7 +85,7 @@ def outputs(cfg: DictConfig) -> list[Output]:
 def prepare(cfg: DictConfig) -> None:
     """Before any worker starts: no earlier run's model in the way (unless resuming), settings, the
     starting checkpoint's architecture."""
-    check_output_dir(output_dir(cfg), cfg.resume)
+    check_output_dir(model_dir(cfg), cfg.resume)
     check_logger(cfg.logger)
     check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
     if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:

@@ -23,8 +23,9 @@ from uer.io.outputs import DIRECTORY, Output
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
+from uer.paths import model_dir
 from uer.runtime import run_dir
-from uer.stages.common import output_dir, run_config, starting_checkpoint, training_model, training_process
+from uer.stages.common import run_config, starting_checkpoint, training_model, training_process
 from uer.stages.resume import check_resumable
 from uer.tokenizers import build_tokenizer
 from uer.training.loggers import check_logger
@@ -68,7 +69,7 @@ class PretrainRun(TrainingRun):
 
 
 def outputs(cfg: DictConfig) -> list[Output]:
-    return [Output("output_model_path", output_dir(cfg), DIRECTORY)]
+    return [Output("output_model_path", model_dir(cfg), DIRECTORY)]
 
 
 def prepare(cfg: DictConfig) -> None:
@@ -79,7 +80,7 @@ def prepare(cfg: DictConfig) -> None:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
     else:
-        _refuse_earlier_checkpoints(output_dir(cfg))
+        _refuse_earlier_checkpoints(model_dir(cfg))
         starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.target)
     if cfg.target.type == "cls":
@@ -105,7 +106,7 @@ def run(cfg: DictConfig):
     p = cfg.pretrain
     device, env = training_process(cfg)
 
-    out_dir = output_dir(cfg)
+    out_dir = model_dir(cfg)
     resume_payload = _resume_payload(cfg, out_dir)
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
