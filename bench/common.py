@@ -22,7 +22,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 def compose(overrides: list[str]):
     """The config ``python main.py OVERRIDES`` would run with (the bundled vocabulary by absolute path)."""
     from uer.cli import normalize_overrides
-    from uer.config.store import compose as compose_config
+    from uer.composition import compose as compose_config
 
     cfg = compose_config(normalize_overrides(list(overrides)))
     if "tokenizer" in cfg and "vocab_path" in cfg.tokenizer:

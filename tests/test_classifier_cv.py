@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from uer.io.checkpoint import load_checkpoint
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tasks.classifier_cv import assign_folds
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main, slice_file
 

@@ -17,10 +17,11 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForPreTraining, BertModel
 
+from uer.io import hf_format
 from uer.io.checkpoint import MODEL_NODES, load_checkpoint
 from uer.io.uer_format import load_uer_bin
 from uer.models import build_backbone, build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
 
 H, LAYERS, HEADS, FF, V, POSITIONS = 32, 2, 2, 64, 100, 64
@@ -505,14 +506,12 @@ def test_hf_output_needs_a_known_suffix(capsys, vocab, files):
 
 
 def test_failed_write_leaves_nothing(capsys, vocab, files, monkeypatch):
-    import safetensors.torch
-
     def broken(tensors, filename, metadata=None):
         with open(filename, "wb") as handle:
             handle.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(hf_format, "save_file", broken)
     line = failure(capsys, vocab, files["uer"], "uer", files["out"] / "model.safetensors", "hf")
     assert f"cannot write {files['out'] / 'model.safetensors'}: disk full" in line
     assert not any(files["out"].iterdir())

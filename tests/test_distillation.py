@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from uer.models import build_backbone
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task as new_task
 from uer.tasks.classifier import ClassifierModel

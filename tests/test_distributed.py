@@ -14,7 +14,7 @@ import torch
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from uer.io.checkpoint import step_checkpoints
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.published import check_published
 from uer.tasks import get_task
 from uer_testing import ROOT, compose_config, expect_user_error

@@ -9,7 +9,7 @@ import torch
 from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_backbone, build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task
 from uer.tasks.classifier import ClassifierModel

@@ -14,7 +14,7 @@ import torch
 
 from uer.finetuning.multi_task import InterleavedBatches
 from uer.io.checkpoint import load_checkpoint
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tasks import make_task
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, book_review_slices, compose_config, expect_user_error, run_main

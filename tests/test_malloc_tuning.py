@@ -14,7 +14,7 @@ from uer.errors import UerError
 from uer.malloc_tuning import (MALLOPT, SWITCH, TUNABLES, is_process_script, process_script, run_time_settings,
                                tuned_environment, uses_glibc)
 from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
-from uer.stages import run_stage
+from uer.app import run_stage
 
 ALL = ":".join(f"{name}={value}" for name, value in TUNABLES.items())
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uer.models.compat import check_model, combination_rows, combinations_markdown, encoder_context
+from uer.combinations import combination_rows, combinations_markdown
+from uer.models.compat import check_model, encoder_context
 from uer.models.context import CAUSAL, STACKS
 from uer.models.targets import TARGETS
 from uer.data.build import build_pretrain_dataset
@@ -24,7 +25,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_into_model, save_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
 

@@ -14,7 +14,7 @@ from uer.finetuning.loop import SampledBatches
 from uer.finetuning.multi_task import InterleavedBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tasks import TaskData, make_task
 from uer.tasks.classifier import ClsExample
 from uer.tasks.metrics import classification_metrics

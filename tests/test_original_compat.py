@@ -26,7 +26,7 @@ from uer.io.formats import read_model_file
 from uer.io.uer_format import load_uer_bin, save_uer_bin
 from uer.models import build_backbone, build_model
 from uer.models.layer_norm import UerLayerNorm
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tools.cloze import mlm_logits
 from uer.tools.model_loading import load_model

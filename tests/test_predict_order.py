@@ -9,7 +9,7 @@ import torch
 
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tasks import make_task, padded_cat, predict
 from uer.tasks.classifier import ClassifierTask
 from uer.tokenizers import build_tokenizer

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e

@@ -2,16 +2,16 @@
 
 import dataclasses
 
-from uer.config import reference
-from uer.config.store import registries
-from uer.stages import STAGES
+from uer import reference
+from uer.composition import registries
+from uer.config.run import STAGE_ROOTS
 from uer_testing import ROOT
 
 
 def test_committed_reference_is_current():
     committed = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
     assert committed == reference.generate(), (
-        "docs/reference.md is stale: regenerate it with `python -m uer.config.reference > docs/reference.md`")
+        "docs/reference.md is stale: regenerate it with `python -m uer.reference > docs/reference.md`")
 
 
 def test_reference_shows_every_option_with_its_own_keys():
@@ -22,8 +22,8 @@ def test_reference_shows_every_option_with_its_own_keys():
             section = page.split(f"#### `{registry.group}={path.stem}`", 1)[1].split("####", 1)[0]
             for key in option.keys():
                 assert f"| `{registry.group}.{key}` |" in section, f"{registry.group}={path.stem}: {key}"
-    for name, stage in STAGES.items():
-        section = next((f for f in dataclasses.fields(stage.root) if f.name == name), None)
+    for name, root in STAGE_ROOTS.items():
+        section = next((f for f in dataclasses.fields(root) if f.name == name), None)
         if section is not None and dataclasses.is_dataclass(section.default_factory):
             for f in dataclasses.fields(section.default_factory):
                 assert f"| `{name}.{f.name}` |" in page, f"{name}.{f.name}"

@@ -24,7 +24,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint, save_checkpoint, step_checkpoints
 from uer.io.outputs import DIRECTORY, FILE, LOCK_FILE, Output, claimed
 from uer.models import build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer_testing import (ROOT, SMALL, VOCAB, compose_config, error_lines, expect_user_error, run_main,
                          save_model_checkpoint)
@@ -447,7 +447,7 @@ def test_an_unsafe_model_file_is_one_short_line_without_escape_codes(tmp_path):
 
 
 def test_the_error_printer_strips_escape_codes_and_joins_lines(capsys):
-    from uer.stages import _fail
+    from uer.app import _fail
 
     with pytest.raises(SystemExit):
         _fail("a \x1b[1mbold\x1b[0m claim\nand a second line")

@@ -19,7 +19,7 @@ from uer.cli import normalize_overrides, preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone, build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main, save_model_checkpoint
 

@@ -19,11 +19,12 @@ import torch
 from omegaconf import OmegaConf
 
 from test_tools_common import CHARS, SPECIALS, make_checkpoint, write_vocab
-from uer.config.store import registries, registry_of
+from uer.app import run_stage
+from uer.composition import registries
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
-from uer.registry import Registry
-from uer.stages import common, run_stage
+from uer.registry import Registry, registry_of
+from uer.stages import common
 from uer.tokenizers import build_tokenizer
 from uer.training.optim import build_optimizer, build_scheduler
 from uer_testing import ROOT, SMALL, compose_config
@@ -322,7 +323,7 @@ def test_every_size_is_used_by_some_component():
     option file; ``model.config_path`` is the one read on its own (it sets the others)."""
     import re
 
-    from uer.models.model import ModelSizeConfig
+    from uer.config.model_size import ModelSizeConfig
 
     used = set()
     for registry in registries():

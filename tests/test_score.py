@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer_testing import ROOT, SMALL, book_review_slices, compose_config, error_lines, expect_user_error, run_main
 
 TEST_DATA = ROOT / "datasets" / "test_data"

@@ -13,7 +13,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.models.subencoders import character_table
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tools.model_loading import load_model
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, run_main
 

@@ -106,7 +106,7 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     """Inside -m, run_stage returns a FailedJob for a user error and for any exception, instead of exiting."""
     import uer.stages.finetune as finetune_stage
     from uer import sweep as sweep_module
-    from uer.stages import run_stage
+    from uer.app import run_stage
     from uer_testing import compose_config
 
     cfg = compose_config(["stage=finetune"])  # no train_path: a user error

@@ -12,7 +12,7 @@ from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task as new_task
 from uer.tasks.c3 import MultipleChoiceModel

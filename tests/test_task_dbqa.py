@@ -10,7 +10,7 @@ import torch
 from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import TaskData, make_task as new_task
 from uer.tasks.dbqa import DbqaExample

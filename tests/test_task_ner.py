@@ -11,7 +11,7 @@ from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tasks import make_task as new_task
 from uer.tasks.ner import IGNORE, NerModel, bio_entities, entity_report, entity_scores, tag_accuracy
 from uer.tokenizers import build_tokenizer

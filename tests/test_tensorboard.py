@@ -12,7 +12,7 @@ import types
 import pytest
 
 from uer.progress import Progress, eta_seconds, format_duration
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.sweep import outcome, summary_line
 from uer_testing import ROOT, SMALL, compose_config
 

@@ -11,7 +11,7 @@ from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
-from uer.stages import run_stage
+from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tools.model_loading import load_model
 from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from uer.cli import normalize_overrides
-from uer.config.store import compose
-from uer.stages import run_stage
+from uer.composition import compose
+from uer.app import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "models" / "google_zh_vocab.txt"

@@ -12,7 +12,7 @@ Before Hydra runs anything:
    device that is not there, a SLURM launch without ``-m``, and in a sweep an output
    path that two jobs would share.
 
-Then Hydra composes the same config and runs the stage (:func:`uer.stages.run_stage`).
+Then Hydra composes the same config and runs the stage (:func:`uer.app.run_stage`).
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ import sys
 from typing import Optional
 
 import hydra
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep
+from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from uer.config.store import register_configs
-from uer.paths import CONF
+from uer.app import run_stage
+from uer.composition import register_configs
+from uer.config.validate import check_run_config, unknown_key
 from uer.errors import UerError, one_line
+from uer.launch import check_devices
+from uer.paths import CONF
 
 log = logging.getLogger("uer")
 
@@ -63,8 +72,6 @@ def main() -> None:
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig):
-    from uer.stages import run_stage
-
     return run_stage(cfg)
 
 
@@ -105,8 +112,6 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
 
 def preflight(overrides: list[str], multirun: bool) -> None:
     """Compose and check the run (every job of a basic sweep); a UerError for the first problem."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     overrides = normalize_overrides(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -144,8 +149,6 @@ def preflight(overrides: list[str], multirun: bool) -> None:
 
 def _first_value(override) -> str:
     """One value of a sweep override, to compose a job with: the first listed, or an interval's start."""
-    from hydra.core.override_parser.types import IntervalSweep
-
     sweep = override.value()
     value = sweep.start if isinstance(sweep, IntervalSweep) else next(iter(override.sweep_string_iterator()))
     return f"{override.get_key_element()}={value}"
@@ -153,9 +156,6 @@ def _first_value(override) -> str:
 
 def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None, values=()) -> DictConfig:
     """The composed config of one job (with its ``hydra`` node), checked; a UerError names the problem."""
-    from uer.config.validate import check_run_config
-    from uer.launch import check_devices
-
     where = f"job {job} of the sweep ({' '.join(values)}): " if job is not None else ""
     try:
         cfg = compose_with_hydra(overrides)
@@ -179,9 +179,6 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
 
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
@@ -224,9 +221,6 @@ def _select(raw: dict, key: str):
 
 def composition_error(err: Exception, overrides: list[str]) -> str:
     """Hydra's (or OmegaConf's) composition error as one line that names the key and the fix."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
-
     stage = _stage_of(overrides)
     text = str(err)
     if "Could not find '" in text or "You must specify" in text:
@@ -243,8 +237,6 @@ def composition_error(err: Exception, overrides: list[str]) -> str:
         reason = str(cause).strip().splitlines()[0]
         return f"{full_key}={value}: {reason}" if value is not None else f"{full_key}: {reason}"
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and full_key:
-        from uer.config.validate import unknown_key
-
         rest = [o for o in overrides if not _same_or_below(o.split("=", 1)[0].lstrip("+~"), full_key)]
         try:
             composed = compose_with_hydra(rest)

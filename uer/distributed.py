@@ -21,6 +21,8 @@ from uer.errors import UerError
 
 log = logging.getLogger("uer.distributed")
 
+DISTRIBUTED_STAGES = ("pretrain", "finetune")
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -37,6 +39,17 @@ class DistEnv:
         return self.world_size > 1
 
 
+def world_size(cfg) -> int:
+    """The processes run ``cfg`` asks for (1 for a stage that runs in one process)."""
+    hardware = cfg.get("hardware") if cfg.stage in DISTRIBUTED_STAGES else None
+    return hardware.nproc_per_node * hardware.nnodes if hardware is not None else 1
+
+
+def restarted() -> bool:
+    """True in a worker the elastic agent restarted after a failure."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+
+
 def env_from_os() -> DistEnv:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv()
@@ -50,7 +63,7 @@ def adopt_slurm_tasks() -> None:
     if "RANK" in os.environ or "SUBMITIT_EXECUTOR" not in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
         return
     try:
-        from submitit.helpers import TorchDistributedEnvironment
+        from submitit.helpers import TorchDistributedEnvironment  # lazy: optional (the slurm extra)
     except ImportError:
         raise UerError("running as one of several SLURM tasks needs submitit: pip install -e \".[slurm]\"") from None
     TorchDistributedEnvironment().export()

@@ -18,19 +18,19 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
+from torch.distributed.elastic.rendezvous.api import RendezvousError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from uer.distributed import DISTRIBUTED_STAGES, world_size
 from uer.errors import UerError
 
 log = logging.getLogger("uer.launch")
 
-DISTRIBUTED_STAGES = ("pretrain", "finetune")
 RUN_DIR_ENV = "UER_RUN_DIR"
-
-
-def world_size(cfg: DictConfig) -> int:
-    hardware = cfg.get("hardware") if cfg.stage in DISTRIBUTED_STAGES else None
-    return hardware.nproc_per_node * hardware.nnodes if hardware is not None else 1
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -41,8 +41,6 @@ def check_devices(cfg: DictConfig) -> None:
     device = str(hardware.device)
     if not device.startswith("cuda"):
         return
-    import torch
-
     wanted = hardware.nproc_per_node if world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES else 1
     if not torch.cuda.is_available():
         raise UerError(f"hardware.device={device} but no CUDA device is visible (torch.cuda.is_available() is false); "
@@ -59,12 +57,6 @@ def needed(cfg: DictConfig) -> bool:
 
 def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     """``entry(cfg)`` in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.elastic.rendezvous.api import RendezvousError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     hw = cfg.hardware
     if hw.nnodes > 1 and hw.rdzv_endpoint.endswith(":0"):
         raise UerError(f"hardware.nnodes={hw.nnodes} needs a fixed rendezvous port every node can reach: "
@@ -99,8 +91,6 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
 
 def _worker(entry, container: dict, run_directory: str | None):
     """Entry point of one worker (a fresh interpreter: spawn start method)."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
     return record(_run_worker)(entry, container, run_directory)
 
 
@@ -115,8 +105,3 @@ def _run_worker(entry, container: dict, run_directory: str | None):
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         logging.getLogger().addHandler(handler)
     return entry(OmegaConf.create(container))
-
-
-def restarted() -> bool:
-    """True in a worker the elastic agent restarted after a failure."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0

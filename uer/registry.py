@@ -4,7 +4,7 @@ A registry of configurable components (embeddings, encoders, targets, tokenizers
 tools, optimizers, schedules) also keeps each component's **schema**: the dataclass of
 the keys it reads, declared next to the class (fairseq's discipline).  The registry puts
 every schema into Hydra's ConfigStore as ``schema/<group>/<name>``
-(:func:`uer.config.store.register_configs`), and each option file
+(:func:`uer.composition.register_configs`), and each option file
 ``conf/<group>/<option>.yaml`` extends it, so a key the chosen component does not have
 fails at composition.  :meth:`Registry.build_config` turns a stored plain dict (e.g. the
 config a checkpoint recorded) back into that dataclass.
@@ -18,6 +18,15 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 from uer.errors import UerError
 
 T = TypeVar("T")
+
+# The registries of config groups, by group: filled as the modules that define them are imported (the
+# composition root, :mod:`uer.composition`, imports them all before any config is checked).
+_BY_GROUP: dict[str, "Registry"] = {}
+
+
+def registry_of(node: str) -> Optional["Registry"]:
+    """The registry whose components fill config node ``node`` (None for ``model``, ``hardware``, sections)."""
+    return _BY_GROUP.get(node)
 
 
 class Registry(Generic[T]):
@@ -33,6 +42,10 @@ class Registry(Generic[T]):
         self.group = group
         self._items: dict[str, T] = {}
         self._configs: dict[str, type] = {}
+        if group is not None:
+            if group in _BY_GROUP:
+                raise ValueError(f"two registries fill config group {group!r}")
+            _BY_GROUP[group] = self
 
     def register(self, name: str, config: Optional[type] = None) -> Callable[[T], T]:
         if config is not None and not dataclasses.is_dataclass(config):

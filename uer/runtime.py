@@ -12,6 +12,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 
 from uer.config.fields import NON_NEGATIVE, at_least, setting
 from uer.errors import UerError
@@ -44,8 +45,6 @@ class HardwareConfig:
 def run_dir(fallback: Path) -> Path:
     """Hydra's output directory for this run (also in workers main.py started); ``fallback``
     when called outside ``main.py`` (tests, notebooks)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if os.environ.get("UER_RUN_DIR"):
         return Path(os.environ["UER_RUN_DIR"])
     if HydraConfig.initialized():

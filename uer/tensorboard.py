@@ -15,6 +15,6 @@ import types
 
 def summary_writer(log_dir: str):
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # lazy: a second to import, needed by logger=tensorboard only
 
     return SummaryWriter(log_dir=log_dir)

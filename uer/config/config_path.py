@@ -25,6 +25,7 @@ from typing import Iterable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from uer.config.model_size import ModelSizeConfig
 from uer.config.overrides import chosen_keys
 from uer.errors import UerError
 
@@ -81,8 +82,6 @@ def _read(path: Path) -> dict:
 
 
 def _key(cfg: DictConfig, path, name: str) -> str:
-    from uer.models.model import ModelSizeConfig
-
     sizes = {f.name for f in dataclasses.fields(ModelSizeConfig)} - {"config_path", "layernorm"}
     if name in sizes:
         return f"model.{name}"

@@ -15,11 +15,13 @@ import logging
 from pathlib import Path
 from typing import Iterable
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from uer.config.fields import tunable_fields
 from uer.errors import UerError
 from uer.paths import CONF
+from uer.registry import registry_of
 
 log = logging.getLogger("uer.config")
 
@@ -30,8 +32,6 @@ GROUP_NODES = {"size": "model", "tokenizer": "tokenizer", "embedding": "embeddin
 
 def command_line_overrides() -> list[str]:
     """The overrides this run was started with (empty outside a Hydra app)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return []
     return [str(override) for override in HydraConfig.get().overrides.task]
@@ -90,8 +90,6 @@ def adopt_architecture(cfg: DictConfig, stored: dict, nodes: Iterable[str], sour
 
     A UerError names the first keys where the user chose another value than the checkpoint has.
     """
-    from uer.config.store import registry_of
-
     chosen_nodes, chosen = chosen_keys(overrides)
     conflicts, replaced = [], []
     for node in nodes:

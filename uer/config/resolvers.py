@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 
@@ -37,8 +38,6 @@ def register_resolvers() -> None:
 
 def run_name() -> str:
     """:func:`name_of` the running Hydra job (``uer`` outside one)."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return "uer"
     choices = HydraConfig.get().runtime.choices

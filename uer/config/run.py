@@ -15,12 +15,32 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from uer.config.fields import NON_NEGATIVE, setting
-from uer.models.model import ModelSizeConfig
+from uer.config.model_size import ModelSizeConfig
 from uer.runtime import HardwareConfig
 
 
-STAGE_HELP = ("what to run: preprocess | pretrain | finetune | infer | score | tool (task= implies finetune, tool= "
-              "implies tool)")
+STAGE_NAMES = ("preprocess", "pretrain", "finetune", "infer", "score", "tool")
+STAGE_HELP = f"what to run: {' | '.join(STAGE_NAMES)} (task= implies finetune, tool= implies tool)"
+
+
+# Each stage's root schema, by stage name in STAGE_NAMES' order, registered by the stage modules
+# (:mod:`uer.stages`); the composition root stores them in the ConfigStore and the run checks compare a
+# config with them.
+STAGE_ROOTS: dict[str, type] = {}
+
+
+def stage_root(name: str):
+    """Class decorator: the root schema of ``stage=name``."""
+
+    def register(root: type) -> type:
+        if name not in STAGE_NAMES or name in STAGE_ROOTS:
+            raise ValueError(f"stage {name!r} is not one of {STAGE_NAMES} or has two root schemas")
+        roots = {**STAGE_ROOTS, name: root}
+        STAGE_ROOTS.clear()
+        STAGE_ROOTS.update((stage, roots[stage]) for stage in STAGE_NAMES if stage in roots)
+        return root
+
+    return register
 
 
 def stage_key(name: str):

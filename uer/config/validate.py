@@ -18,10 +18,14 @@ import difflib
 import typing
 from typing import Optional
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from uer.config.fields import bounds_of
+from uer.config.run import STAGE_ROOTS
 from uer.errors import UerError
+from uer.paths import CONF
+from uer.registry import registry_of
 
 LIST_KEYS = "python main.py ... --cfg job prints this run's keys"
 
@@ -29,14 +33,11 @@ LIST_KEYS = "python main.py ... --cfg job prints this run's keys"
 def check_run_config(cfg: DictConfig, choices: Optional[dict] = None) -> None:
     """A UerError for the first key of ``cfg`` that its stage's schemas do not declare (``choices``: the
     group options chosen, for the message; read from the running Hydra app when not given)."""
-    from uer.config.store import registry_of
-    from uer.stages import STAGES
-
     stage = cfg.get("stage")
-    if stage not in STAGES:
-        raise UerError(f"stage={stage} is not a stage; choose one of: {', '.join(STAGES)}")
+    if stage not in STAGE_ROOTS:
+        raise UerError(f"stage={stage} is not a stage; choose one of: {', '.join(STAGE_ROOTS)}")
     root = OmegaConf.get_type(cfg)
-    if root is not STAGES[stage].root:
+    if root is not STAGE_ROOTS[stage]:
         return  # not composed from conf/ (a config built in code): nothing to compare with
     for path, node in _typed_nodes(cfg, ""):
         schema = OmegaConf.get_type(node)
@@ -98,13 +99,11 @@ def unknown_key(full_key: str, stage: str, cfg: Optional[DictConfig] = None, cho
     ``cfg`` is the run's config without that key (for the valid keys), ``choices`` the group
     options chosen (Hydra's ``runtime.choices``; read from the running app when not given).
     """
-    from uer.stages import STAGES
-
     head, _, rest = full_key.partition(".")
-    owners = [name for name, spec in STAGES.items() if name != stage and head in _root_fields(spec.root)]
+    owners = [name for name, root in STAGE_ROOTS.items() if name != stage and head in _root_fields(root)]
     if owners and (cfg is None or head not in cfg):
         line = f"{full_key} belongs to stage={' / '.join(owners)}, but this run is stage={stage}"
-        twin = f"{stage}.{rest}" if rest and head in STAGES else None
+        twin = f"{stage}.{rest}" if rest and head in STAGE_ROOTS else None
         if twin and cfg is not None and OmegaConf.select(cfg, twin, default=_ABSENT) is not _ABSENT:
             return f"{line}; did you mean {twin}?"
         return f"{line}; set stage= to the stage you mean, or drop {full_key}"
@@ -122,9 +121,6 @@ def unknown_key(full_key: str, stage: str, cfg: Optional[DictConfig] = None, cho
 
 def _options_with_key(group: str, key: str) -> list[str]:
     """The options of config group ``group`` whose schema has ``key`` (read from ``conf/<group>/``)."""
-    from uer.config.store import registry_of
-    from uer.paths import CONF
-
     registry = registry_of(group) if group and "." not in group else None
     if registry is None:
         return []
@@ -161,8 +157,6 @@ def _keys_at(node_path: str, cfg: Optional[DictConfig]) -> list[str]:
 def _choice(group: str, choices: Optional[dict] = None) -> Optional[str]:
     """The option chosen for config group ``group`` (``size`` for ``model``): from ``choices``, else from
     the running Hydra app."""
-    from hydra.core.hydra_config import HydraConfig
-
     if choices is None:
         if not HydraConfig.initialized():
             return None

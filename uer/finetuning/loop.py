@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from uer import distributed, launch
+from uer import distributed
 from uer.data.sampler import EpochSampler
 from uer.distributed import DistEnv
 from uer.errors import UerError
@@ -135,7 +135,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     evaluations: list[dict] = []  # every dev record so far: last.pt carries them into a resumed run's results
     facts = {"world_size": setup.env.world_size, "dataset": files_fingerprint(data_files)}
     last_path = model_dir / LAST
-    if (cfg.resume or launch.restarted()) and last_path.is_file():
+    if (cfg.resume or distributed.restarted()) and last_path.is_file():
         evaluations = resume(last_path, model, trainer, batches, best, config=checkpoint_config, facts=facts,
                              allowed=cfg.resume_allow_changes)
         if setup.env.is_main:

@@ -33,11 +33,13 @@ import torch
 
 from uer.errors import UerError, reason
 from uer.io.atomic import atomic_write
+from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
 
 FORMAT = "uer-checkpoint"
 VERSION = 2
 # The config nodes that decide a model's architecture and input ids.
 MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
+UER_WORD = "embedding.word_embedding.weight"  # the word embedding of an original UER model file
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 
 
@@ -49,8 +51,6 @@ def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict
                     task_info: dict | None = None) -> None:
     """Write a checkpoint of ``model_state`` trained by the run ``config`` (resolved, plain) with ``tokenizer``;
     weights that are not finite are never written."""
-    from uer.tokenizers import tokenizer_state
-
     broken = next((name for name, tensor in model_state.items()
                    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
     if broken is not None:
@@ -84,8 +84,6 @@ def load_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
     payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        from uer.io.formats import describe_content
-
         raise UerError(f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker): it holds "
                        f"{describe_content(payload)}; an original UER model file is read where a model can start "
                        "from (pretrained_model_path, tool.input_path)")
@@ -99,6 +97,22 @@ def check_payload(payload: dict, path) -> dict:
     return payload
 
 
+def describe_content(content) -> str:
+    """A few words on what a loaded model file holds, for error messages."""
+    if isinstance(content, dict) and content.get("format") == FORMAT:
+        return "a uer checkpoint"
+    if isinstance(content, dict) and UER_WORD in content and isinstance(content[UER_WORD], torch.Tensor):
+        return "an original UER model file (a flat dict of tensors)"
+    if isinstance(content, dict):
+        keys = list(content)[:3]
+        if not keys:
+            return "an empty dict"
+        tensors = all(isinstance(value, torch.Tensor) for value in content.values())
+        kind = "a dict of tensors without " + UER_WORD if tensors else "a dict"
+        return f"{kind}, with keys {keys}{' ...' if len(content) > 3 else ''}"
+    return f"a {type(content).__name__}"
+
+
 def stored_tokenizer_config(payload: dict) -> dict:
     """The tokenizer settings a checkpoint records (version 1: in its config)."""
     if payload.get("tokenizer") is not None:
@@ -109,8 +123,6 @@ def stored_tokenizer_config(payload: dict) -> dict:
 def checkpoint_tokenizer(payload: dict, path):
     """The tokenizer a checkpoint was trained with: its stored copy, or (version 1) the files its
     config names, checked to give the ids it was trained with."""
-    from uer.tokenizers import build_tokenizer, tokenizer_from_state
-
     if payload.get("tokenizer") is not None:
         return tokenizer_from_state(payload["tokenizer"], str(path))
     stored = stored_tokenizer_config(payload)

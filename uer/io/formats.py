@@ -16,21 +16,19 @@ from pathlib import Path
 import torch
 
 from uer.errors import UerError
-from uer.io.checkpoint import FORMAT, check_payload, safe_torch_load
+from uer.io.checkpoint import FORMAT, UER_WORD, check_payload, describe_content, safe_torch_load
+from uer.io.hf_format import is_safetensors
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "pt"
 ORIGINAL = "bin"
-UER_WORD = "embedding.word_embedding.weight"
 MULTI_GPU = "module."  # torch's DataParallel/DDP prefix (the original's scripts/multi_single_convert.py)
 CONVERT_HF = "tool=convert tool.input_format=hf tool.output_format=uer_ckpt"
 
 
 def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
     """``(kind, content)``: ``("pt", checkpoint payload)`` or ``("bin", UER-named state dict)``."""
-    from uer.io.hf_format import is_safetensors
-
     if Path(path).is_file() and is_safetensors(Path(path)):
         raise UerError(f"{what} {path} is a safetensors file (Hugging Face weights), neither a uer checkpoint nor an "
                        f"original UER model file; convert it first: {CONVERT_HF}")
@@ -50,19 +48,3 @@ def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
                            f"UER model file; convert it first: {CONVERT_HF}")
     raise UerError(f"{what} {path} is neither a uer checkpoint nor an original UER model file: it holds "
                    f"{describe_content(content)}; give a .pt written by this project or a .bin of the original toolkit")
-
-
-def describe_content(content) -> str:
-    """A few words on what a loaded model file holds, for error messages."""
-    if isinstance(content, dict) and content.get("format") == FORMAT:
-        return "a uer checkpoint"
-    if isinstance(content, dict) and UER_WORD in content and isinstance(content[UER_WORD], torch.Tensor):
-        return "an original UER model file (a flat dict of tensors)"
-    if isinstance(content, dict):
-        keys = list(content)[:3]
-        if not keys:
-            return "an empty dict"
-        tensors = all(isinstance(value, torch.Tensor) for value in content.values())
-        kind = "a dict of tensors without " + UER_WORD if tensors else "a dict"
-        return f"{kind}, with keys {keys}{' ...' if len(content) > 3 else ''}"
-    return f"a {type(content).__name__}"

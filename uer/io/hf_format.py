@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from uer.errors import UerError, reason
 from uer.io.atomic import replacing
@@ -283,8 +284,6 @@ def load_tensor_file(path: Path) -> StateDict:
     """A flat name -> tensor dict from a safetensors or torch file; unreadable files are a :class:`UerError`."""
     try:
         if is_safetensors(path):
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, corrupt, not a torch file, unsafe pickle
@@ -389,8 +388,6 @@ def save_hf_weights(state: StateDict, path) -> None:
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in state.items()}
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-
         # safetensors refuses tensors that share memory (the tied decoder): store copies.
         atomic_write(path, lambda tmp: save_file({k: v.contiguous().clone() for k, v in state.items()}, tmp,
                                                  metadata={"format": "pt"}))

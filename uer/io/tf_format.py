@@ -43,7 +43,7 @@ def tensorflow():
     """The ``tensorflow`` module, or a :class:`UerError` saying how to install it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: optional (the tf extra), and seconds to import
     except ImportError:
         raise UerError("TensorFlow checkpoints need tensorflow, which is not installed; "
                        "pip install 'uer[tf]' (or tensorflow-cpu)") from None

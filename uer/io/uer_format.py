@@ -39,6 +39,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from uer.errors import UerError, where
 from uer.io.checkpoint import atomic_torch_save
+from uer.io.formats import ORIGINAL, read_model_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ def save_uer_bin(model: nn.Module, path, backbone_prefix: str = BACKBONE_PREFIX)
 def load_uer_bin(path) -> StateDict:
     """Read an original UER model file, whatever its name (UER names, CPU tensors); anything else,
     or any problem, is a :class:`UerError` saying what the file holds."""
-    from uer.io.formats import ORIGINAL, read_model_file
-
     kind, content = read_model_file(path)
     if kind != ORIGINAL:
         raise UerError(f"model file {path} is this project's checkpoint, not an original UER model file")

@@ -5,25 +5,26 @@ An encoder declares ``context(cfg)`` and ``needs_positions``; an embedding decla
 and may refuse more through ``check_context`` (see :mod:`uer.models.context`).  Nothing
 here names a component: a new encoder is one class with its declarations.
 
-:func:`check_model` runs before any work starts and again in ``build_model``;
-:func:`combination_rows` lists every encoder option of ``conf/encoder`` with the
-variants its class declares, for error messages and the README's table.
+:func:`check_model` runs before any work starts and again in ``build_model``; a
+combination that cannot work is an :class:`IncompatibleModel`, whose message says why.
+The table of the combinations that do work is composed from ``conf/`` by
+:mod:`uer.combinations`, which adds it to the message where the error is reported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from uer.errors import UerError
-from uer.paths import CONF
-from uer.models.context import ALL_CONTEXTS, CAUSAL
+from uer.models.context import CAUSAL
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
 from uer.models.subencoders import check_subencoder
 from uer.models.targets import TARGETS
 
+
+class IncompatibleModel(UerError):
+    """An embedding x encoder x target that cannot work; the message says why."""
 
 
 def describe_encoder(cfg) -> str:
@@ -45,22 +46,22 @@ def encoder_context(cfg) -> str:
 
 
 def check_model(embedding_cfg, encoder_cfg, target_cfg=None) -> None:
-    """A UerError naming the valid combinations unless embedding x encoder (x target) can work."""
+    """An :class:`IncompatibleModel` saying why, unless embedding x encoder (x target) can work."""
     encoder_cls = ENCODERS.lookup(encoder_cfg.type)
     embedding_cls = EMBEDDINGS.lookup(embedding_cfg.type)
     check_subencoder(embedding_cfg.subencoder)
     if encoder_cls.needs_positions and not embedding_cls.has_positions:
-        raise UerError(f"embedding={embedding_cfg.type} has no position embedding, and {describe_encoder(encoder_cfg)} "
-                       f"cannot tell the order of its inputs; use an embedding with positions "
-                       f"({', '.join(positional_embeddings())}), or an encoder that knows the order itself; "
-                       f"{valid_combinations_text()}")
+        raise IncompatibleModel(f"embedding={embedding_cfg.type} has no position embedding, and "
+                                f"{describe_encoder(encoder_cfg)} cannot tell the order of its inputs; use an embedding "
+                                f"with positions ({', '.join(positional_embeddings())}), or an encoder that knows the "
+                                "order itself")
     if target_cfg is None:
         return
     target_cls = TARGETS.lookup(target_cfg.type)
     context = encoder_cls.context(encoder_cfg)
     if context not in target_cls.contexts:
-        raise UerError(f"target={target_cfg.type} needs {target_cls.needs}, but {describe_encoder(encoder_cfg)} "
-                       f"is {context}; {valid_combinations_text()}")
+        raise IncompatibleModel(f"target={target_cfg.type} needs {target_cls.needs}, but "
+                                f"{describe_encoder(encoder_cfg)} is {context}")
     check = getattr(target_cls, "check_context", None)
     if check is not None:
         check(target_cfg, context, describe_encoder(encoder_cfg))
@@ -68,70 +69,6 @@ def check_model(embedding_cfg, encoder_cfg, target_cfg=None) -> None:
 
 def positional_embeddings() -> list[str]:
     return [name for name in EMBEDDINGS.names() if EMBEDDINGS.get(name).has_positions]
-
-
-@dataclass(frozen=True)
-class EncoderChoice:
-    """One way to ask for an encoder: its option and overrides, and what it then sees."""
-
-    overrides: tuple[str, ...]
-    context: str
-    needs_positions: bool
-
-    @property
-    def text(self) -> str:
-        """``lstm``, ``lstm with bidirectional=true``: how a user asks for it, briefly."""
-        option = self.overrides[0].split("=", 1)[1]
-        extra = [override.removeprefix("encoder.") for override in self.overrides[1:]]
-        return f"{option} with {' '.join(extra)}" if extra else option
-
-
-def combination_rows() -> list[EncoderChoice]:
-    """Every ``conf/encoder`` option, plain and with each variant its class declares."""
-    from uer.config.store import compose_option
-
-    rows = []
-    for option in sorted(path.stem for path in (CONF / "encoder").glob("*.yaml")):
-        encoder_cfg = compose_option("encoder", option)
-        cls = ENCODERS.lookup(encoder_cfg.type)
-        for variant in ((), *((v,) for v in cls.variants)):
-            cfg = compose_option("encoder", option, variant)
-            rows.append(EncoderChoice((f"encoder={option}", *variant), cls.context(cfg), cls.needs_positions))
-    return rows
-
-
-def valid_combinations_text() -> str:
-    """Which encoders each target takes, in one line (targets with the same encoders share an entry)."""
-    rows = combination_rows()
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name in TARGETS.names():
-        contexts = TARGETS.get(name).contexts
-        shown = ("every encoder",) if set(contexts) == set(ALL_CONTEXTS) else \
-            tuple(row.text for row in rows if row.context in contexts)
-        groups.setdefault(shown, []).append(name)
-    parts = [f"target={'|'.join(names)}: {', '.join(shown)}" for shown, names in groups.items()]
-    orderless = sorted({row.text.split(" ")[0] for row in rows if row.needs_positions})
-    return (f"valid combinations -- {'; '.join(parts)}; encoders {', '.join(orderless)} need embedding="
-            f"{' or '.join(positional_embeddings())}")
-
-
-def combinations_markdown() -> str:
-    """The README table: encoder choice x target, plus the embeddings it takes."""
-    targets = TARGETS.names()
-    lines = ["| encoder | sees | " + " | ".join(f"`{t}`" for t in targets) + " | embeddings |",
-             "| --- | --- | " + " | ".join("---" for _ in targets) + " | --- |"]
-    embeddings = EMBEDDINGS.names()
-    for row in combination_rows():
-        marks = []
-        for name in targets:
-            target = TARGETS.get(name)
-            ok = row.context in target.contexts
-            note = " (pooling ≠ first)" if ok and row.context == CAUSAL and hasattr(target, "check_context") else ""
-            marks.append(f"yes{note}" if ok else "–")
-        usable = [name for name in embeddings if EMBEDDINGS.get(name).has_positions or not row.needs_positions]
-        lines.append(f"| `{' '.join(row.overrides)}` | {row.context} | " + " | ".join(marks)
-                     + " | " + ", ".join(f"`{name}`" for name in usable) + " |")
-    return "\n".join(lines)
 
 
 def first_pooling_warning(encoder_cfg, pooling: Optional[str]) -> Optional[str]:

@@ -16,9 +16,9 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from uer import distributed, launch
+from uer import distributed
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
-from uer.config.run import TrainingRun, stage_key
+from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
 from uer.io.outputs import DIRECTORY, FILE, Output
@@ -64,6 +64,7 @@ class FinetuneConfig:
     length_bucketing: bool = setting(True, "batch rows of similar length together (less padding)")
 
 
+@stage_root("finetune")
 @dataclass
 class FinetuneRun(TrainingRun):
     stage: str = stage_key("finetune")
@@ -88,7 +89,7 @@ def prepare(cfg: DictConfig) -> None:
     check_output_dir(model_dir(cfg), cfg.resume)
     check_logger(cfg.logger)
     check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
-    if launch.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
+    if distributed.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
     starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder)

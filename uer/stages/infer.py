@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from uer.config.fields import at_least, setting
-from uer.config.run import RunConfig, stage_key
+from uer.config.run import RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
@@ -61,6 +61,7 @@ class InferConfig(FineTunedModelConfig):
     output_prob: bool = setting(False, "add a probabilities column")
 
 
+@stage_root("infer")
 @dataclass
 class InferRun(RunConfig):
     stage: str = stage_key("infer")

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from uer.config.fields import PROBABILITY, at_least, Bounds, setting
-from uer.config.run import RunConfig, stage_key
+from uer.config.run import RunConfig, stage_key, stage_root
 from uer.data.build import build_pretrain_dataset
 from uer.errors import UerError
 from uer.io.outputs import TREE, Output
@@ -39,6 +39,7 @@ class PreprocessConfig:
     span_max_length: int = setting(10, "longest masked span", bounds=at_least(1))
 
 
+@stage_root("preprocess")
 @dataclass
 class PreprocessRun(RunConfig):
     stage: str = stage_key("preprocess")

@@ -11,9 +11,9 @@ from typing import Any, Optional
 import torch
 from omegaconf import MISSING, DictConfig
 
-from uer import distributed, launch
+from uer import distributed
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
-from uer.config.run import TrainingRun, stage_key
+from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
@@ -61,6 +61,7 @@ class PretrainConfig:
                                 bounds=NON_NEGATIVE)
 
 
+@stage_root("pretrain")
 @dataclass
 class PretrainRun(TrainingRun):
     stage: str = stage_key("pretrain")
@@ -211,7 +212,7 @@ def _refuse_earlier_checkpoints(out_dir: Path) -> None:
 def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
     """The checkpoint this run continues: the newest readable step_N.pt when resuming (or restarted)."""
     existing = step_checkpoints(out_dir)
-    if launch.restarted() and existing:
+    if distributed.restarted() and existing:
         log.warning("worker restarted: resuming from the newest checkpoint in %s", out_dir)
     elif not cfg.resume:
         return None  # prepare refused a directory holding checkpoints

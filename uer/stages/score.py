@@ -28,7 +28,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import RunConfig, stage_key
+from uer.config.run import RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.loop import format_scores, record
 from uer.runtime import HardwareConfig, run_dir
@@ -44,6 +44,7 @@ class ScoreConfig(FineTunedModelConfig):
                                            "the model's task.dataset_paths); that dataset's head scores it")
 
 
+@stage_root("score")
 @dataclass
 class ScoreRun(RunConfig):
     stage: str = stage_key("score")

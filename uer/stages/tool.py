@@ -9,12 +9,13 @@ from typing import Any
 from omegaconf import MISSING, DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import BackboneGroups, RunConfig, stage_key
+from uer.config.run import BackboneGroups, RunConfig, stage_key, stage_root
 from uer.io.outputs import FILE, Output
 from uer.runtime import HardwareConfig
 from uer.tools import get_tool
 
 
+@stage_root("tool")
 @dataclass
 class ToolRun(BackboneGroups, RunConfig):
     """The model groups describe an original UER .bin (our checkpoints describe themselves)."""

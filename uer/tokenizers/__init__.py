@@ -11,6 +11,7 @@ vocabulary itself (the token list, or the SentencePiece model's bytes), so
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -82,8 +83,6 @@ def tokenizer_config(stored):
 
 def tokenizer_state(tokenizer: VocabTokenizer, cfg) -> dict:
     """What a checkpoint stores to rebuild ``tokenizer`` (built from ``cfg``) without any file."""
-    import dataclasses
-
     state = {"config": dataclasses.asdict(tokenizer_config(cfg))}
     if isinstance(tokenizer, SpmTokenizer):
         state["spm_model"] = torch.frombuffer(bytearray(tokenizer.serialized()), dtype=torch.uint8)

@@ -28,6 +28,8 @@ import os
 import types
 from typing import Iterable, Mapping, Sequence
 
+import sentencepiece
+
 from uer.errors import UerError, reason, where
 
 PAD_TOKEN = "[PAD]"
@@ -154,8 +156,6 @@ class Vocab:
 def open_spm(path, serialized: bytes | None = None):
     """Load a SentencePiece model (from ``path``, or from its ``serialized`` bytes, ``path`` naming
     where they came from), turning the library's errors into :class:`UerError`."""
-    import sentencepiece
-
     hint = "set tokenizer.spm_model_path=..."
     if serialized is None and not os.path.isfile(path):
         raise UerError(f"sentencepiece model {path} not found; {hint}")

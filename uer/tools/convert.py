@@ -85,6 +85,7 @@ from uer.io.hf_format import (
     uer_to_hf,
     write_json_beside,
 )
+from uer.io.tf_format import checkpoint_prefix, load_tf_checkpoint, save_tf_checkpoint, tf_to_uer, uer_to_tf
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
 from uer.models.subencoders import stored_subencoder
@@ -196,8 +197,6 @@ def read_hf(path: Path, cfg: DictConfig) -> Loaded:
 
 
 def read_tf(path: Path, cfg: DictConfig) -> Loaded:
-    from uer.io.tf_format import load_tf_checkpoint, tf_to_uer
-
     arrays, prefix = load_tf_checkpoint(path)
     uer, unused = tf_to_uer(arrays, prefix)
     _warn_unused(prefix, unused)
@@ -232,8 +231,6 @@ def _warn_unused(source, unused: list[str]) -> None:
 
 def identify(path: Path) -> tuple[Optional[str], str]:
     """(format name or None, a few words on what ``path`` holds), for error messages."""
-    from uer.io.tf_format import checkpoint_prefix
-
     if path.is_dir():
         if any((path / name).is_file() for name in HF_WEIGHT_FILES):
             return "hf", "a Hugging Face model directory"
@@ -247,8 +244,6 @@ def identify(path: Path) -> tuple[Optional[str], str]:
     keys: list[str]
     if is_safetensors(path):
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as handle:
                 keys = list(handle.keys())
         except Exception:
@@ -383,8 +378,6 @@ def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
 
 
 def write_tf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
-    from uer.io.tf_format import save_tf_checkpoint, uer_to_tf
-
     prefix = Path(str(path).removesuffix(".index"))
     warn_layernorm(loaded, arch, "tf")
     arrays, dropped = uer_to_tf(loaded.state, loaded.source)

@@ -33,6 +33,7 @@ from typing import Optional
 
 import torch
 
+from uer.data.build import _start_method
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, save_checkpoint, stored_tokenizer_config
 from uer.io.uer_format import to_uer_state_dict
@@ -131,8 +132,6 @@ def count_tokens(corpus: Path, tokenizer_type: str, processes_num: int) -> Count
         for result in results:
             total.update(_checked(result, corpus))
     else:
-        from uer.data.build import _start_method
-
         context = multiprocessing.get_context(_start_method())
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for result in pool.map(_count_piece, tasks):

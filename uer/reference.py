@@ -1,6 +1,6 @@
 """The configuration reference page, generated from the schemas and ``conf/``.
 
-    python -m uer.config.reference > docs/reference.md
+    python -m uer.reference > docs/reference.md
 
 What each stage's config holds, every option of every group with its own keys (type,
 default, meaning: the ``setting(..., help)`` of each schema field, see
@@ -21,10 +21,12 @@ import yaml
 from omegaconf import OmegaConf
 
 from uer.config.fields import bounds_of, help_of
-from uer.config.store import compose, register_configs, registry_of
+from uer.composition import compose, register_configs
+from uer.config.run import STAGE_ROOTS
 from uer.paths import CONF
+from uer.registry import registry_of
 
-COMMAND = "python -m uer.config.reference > docs/reference.md"
+COMMAND = "python -m uer.reference > docs/reference.md"
 # Groups whose options are whole runs rather than parts of one; listed with their first paragraph.
 RECIPE_GROUPS = ("experiment", "hparams_search")
 # The stage that composes each group (to show an option's values as a run would have them).
@@ -32,8 +34,6 @@ GROUP_STAGE = {"task": "finetune", "tool": "tool"}
 
 
 def generate() -> str:
-    from uer.stages import STAGES
-
     register_configs()
     out: list[str] = []
     add = out.append
@@ -55,7 +55,7 @@ def generate() -> str:
     for name in groups:
         add(f"  - [`{name}`](#group-{_anchor(name)})")
     add("- [Stage sections](#stage-sections)")
-    for name in STAGES:
+    for name in STAGE_ROOTS:
         add(f"  - [`{name}`](#section-{name})")
     add("- [Sweeps](#sweeps)")
     add("")
@@ -64,8 +64,7 @@ def generate() -> str:
     add("")
     add("| stage | top-level keys | groups (default option) | section |")
     add("| --- | --- | --- | --- |")
-    for name, stage in STAGES.items():
-        root = stage.root
+    for name, root in STAGE_ROOTS.items():
         defaults = _stage_defaults(name)
         scalars, nodes, section = [], [], ""
         for f in dataclasses.fields(root):
@@ -84,15 +83,15 @@ def generate() -> str:
     add("| key | type | default | meaning |")
     add("| --- | --- | --- | --- |")
     seen = set()
-    for stage in STAGES.values():
-        for f in dataclasses.fields(stage.root):
-            if f.name in seen or f.name in STAGES or _is_node(f):
+    for root in STAGE_ROOTS.values():
+        for f in dataclasses.fields(root):
+            if f.name in seen or f.name in STAGE_ROOTS or _is_node(f):
                 continue
             seen.add(f.name)
             add(f"| `{f.name}` | {_type_name(f.type)} | `{_value(_default(f))}` | {_cell(_meaning(f))} |")
     add("")
-    for stage in STAGES.values():
-        for name, item in _list_items(stage.root).items():
+    for root in STAGE_ROOTS.values():
+        for name, item in _list_items(root).items():
             add(f"Each entry of `{name}`:")
             add("")
             _keys_table(add, f"{name}[i]", item)
@@ -112,8 +111,8 @@ def generate() -> str:
 
     add("## Stage sections")
     add("")
-    for name, stage in STAGES.items():
-        field = next((f for f in dataclasses.fields(stage.root) if f.name == name), None)
+    for name, root in STAGE_ROOTS.items():
+        field = next((f for f in dataclasses.fields(root) if f.name == name), None)
         add(f'<a id="section-{name}"></a>')
         add("")
         add(f"### `{name}`")

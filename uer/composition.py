@@ -1,60 +1,58 @@
-"""Every schema into Hydra's ConfigStore, where ``conf/`` extends them.
+"""The composition root: every component registered, every schema in Hydra's ConfigStore, one config composed.
 
-* ``schema/run/<stage>``: each stage's root (:mod:`uer.config.run`, the stage modules);
-  ``conf/stage/<stage>.yaml`` starts from it;
+* ``schema/run/<stage>``: each stage's root (registered with :func:`uer.config.run.stage_root`
+  by the stage modules); ``conf/stage/<stage>.yaml`` starts from it;
 * ``schema/<group>/<name>``: each registered component's schema (:mod:`uer.registry`);
   ``conf/<group>/<option>.yaml`` starts from the one of the class it picks.
 
-:func:`registries` is the one list of component registries, so a new kind of component
-is registered here once.
+Importing this module imports every layer that registers something, so the registries
+(:func:`uer.registry.registry_of`) and the stage roots are complete before any config is
+composed or checked.  :func:`registries` is the one list of component registries: a new
+kind of component is registered here once.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 
+from uer.config.resolvers import register_resolvers
+from uer.config.run import STAGE_ROOTS
+from uer.models.embeddings import EMBEDDINGS
+from uer.models.encoders import ENCODERS
+from uer.models.targets import TARGETS
 from uer.paths import CONF
-from uer.registry import Registry
-
+from uer.registry import Registry, registry_of
+from uer.stages import STAGES
+from uer.tasks import TASKS, import_tasks
+from uer.tokenizers import TOKENIZERS
+from uer.tools import TOOLS, tool_names
+from uer.training.loggers import LOGGERS
+from uer.training.optim import OPTIMIZERS, SCHEDULERS
 
 
 @functools.lru_cache(maxsize=None)
 def registries() -> tuple[Registry, ...]:
     """The component registries, with every implementation module imported (they register on import)."""
-    import uer.models  # noqa: F401  (registers embeddings, encoders, targets)
-    from uer.models.embeddings import EMBEDDINGS
-    from uer.models.encoders import ENCODERS
-    from uer.models.targets import TARGETS
-    from uer.tasks import TASKS, import_tasks
-    from uer.tokenizers import TOKENIZERS
-    from uer.tools import TOOLS, tool_names
-    from uer.training.loggers import LOGGERS
-    from uer.training.optim import OPTIMIZERS, SCHEDULERS
-
     import_tasks()
     tool_names()
     return EMBEDDINGS, ENCODERS, TARGETS, TOKENIZERS, TASKS, TOOLS, OPTIMIZERS, SCHEDULERS, LOGGERS
 
 
-def registry_of(node: str) -> Optional[Registry]:
-    """The registry whose components fill config node ``node`` (None for ``model``, ``hardware``, sections)."""
-    return next((registry for registry in registries() if registry.group == node), None)
-
-
 @functools.lru_cache(maxsize=None)
 def register_configs() -> None:
     """Store every stage root and component schema (once per process)."""
-    from uer.config.resolvers import register_resolvers
-    from uer.stages import STAGES
-
+    if list(STAGE_ROOTS) != list(STAGES):
+        raise RuntimeError(f"stage modules {list(STAGES)} registered root schemas for {list(STAGE_ROOTS)}")
     register_resolvers()
     store = ConfigStore.instance()
-    for stage in STAGES.values():
-        store.store(group="schema/run", name=stage.name, node=stage.root)
+    for name, root in STAGE_ROOTS.items():
+        store.store(group="schema/run", name=name, node=root)
     for registry in registries():
         for name, schema in registry.configs().items():
             store.store(group=f"schema/{registry.group}", name=name, node=schema)
@@ -62,10 +60,6 @@ def register_configs() -> None:
 
 def compose(overrides: Iterable[str] = ()):
     """The config ``python main.py OVERRIDES`` composes (no run directory), also inside a Hydra app."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     register_configs()
     overrides = list(overrides)
     if GlobalHydra.instance().is_initialized():
