@@ -224,7 +224,8 @@ def write_table(results: Path = RESULTS, doc: Path = TABLE_DOC) -> None:
     new = text.replace(table_in(text), render(load(results)))
     if new != text:
         doc.write_text(new, encoding="utf-8")
-    print(f"{doc.relative_to(ROOT)} benchmarks table {'rewritten' if new != text else 'already current'} from {results}")
+    where = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
+    print(f"{where} benchmarks table {'rewritten' if new != text else 'already current'} from {results}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def test_benchmarks_table_is_the_one_generated_from_the_committed_results():
     assert results.TABLE_DOC == ROOT / "docs" / "benchmarks.md"
     doc = results.TABLE_DOC.read_text(encoding="utf-8")
     assert results.table_in(doc) == results.render(results.load()), (
-        "the Benchmarks table in docs/benchmarks.md differs from bench/results.json: regenerate it with `python bench/results.py` "
+        "the Benchmarks table in docs/benchmarks.md differs from bench/results.json: "
+        "regenerate it with `python bench/results.py` "
         "(or measure with `python bench/run_all.py`)")
 
 
