@@ -2,7 +2,7 @@
 # The GPU benchmarks, as one prepared run for a machine with one CUDA GPU: under 8 minutes (the steps'
 # time limits add up to 7.7; about 5 expected on an H100/H200).  From the repository root, with a CUDA build of torch:
 #
-#   bash bench/gpu.sh              # tests, then benches into bench/results.json; regenerates the README table
+#   bash bench/gpu.sh              # tests, then benches into bench/results.json; regenerates the table in docs/benchmarks.md
 #   bash bench/gpu.sh --dry-run    # print the commands only
 #   bash bench/gpu.sh --cpu-check  # the benches shrunk, on the CPU, into a scratch file, and the tests
 #                                  # collected only: checks the scripts and their arguments where no GPU is

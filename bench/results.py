@@ -1,10 +1,10 @@
-"""bench/results.json, and the README Benchmarks table generated from it.
+"""bench/results.json, and the Benchmarks table (docs/benchmarks.md) generated from it.
 
 Every bench script takes ``--json PATH`` and records there what it printed: each figure
 with its unit, the reference it was measured against in the same run, the ratio, and
 the goal where the project has one; each bench with its command, date, machine, threads
 and library versions.  ``python bench/run_all.py`` runs the set and rewrites the table
-between the markers in README.md; ``python bench/results.py`` only rewrites the table.
+between the markers in docs/benchmarks.md; ``python bench/results.py`` only rewrites the table.
 A test checks that the committed table is what :func:`render` makes of the committed
 JSON, so no number in it is typed by hand.
 """
@@ -23,7 +23,7 @@ import suite  # bench/suite.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
-README = ROOT / "README.md"
+TABLE_DOC = ROOT / "docs" / "benchmarks.md"  # the file holding the generated table (the README links to it)
 BEGIN = ("<!-- benchmarks table: generated from bench/results.json by `python bench/results.py` "
          "(python bench/run_all.py measures); do not edit by hand -->")
 END = "<!-- end of the generated benchmarks table -->"
@@ -176,7 +176,7 @@ def _cell(text: str) -> str:
 
 
 def render(data: dict) -> str:
-    """The Markdown between the README markers: a row per bench of the set (bench/suite.py), those
+    """The Markdown between the table markers: a row per bench of the set (bench/suite.py), those
     without results marked not measured, then any other recorded bench."""
     benches = data["benches"]
     lines = ["| benchmark (command) | reference, same run | result | measured |", "| --- | --- | --- | --- |"]
@@ -211,20 +211,21 @@ def _machine_line(entry: dict) -> str:
     return ", ".join(parts)
 
 
-def table_in(readme: str) -> str:
-    """The generated block in README text (markers included)."""
-    start, end = readme.find(BEGIN), readme.find(END)
+def table_in(text: str) -> str:
+    """The generated block in the text of docs/benchmarks.md (markers included)."""
+    start, end = text.find(BEGIN), text.find(END)
     if start < 0 or end < start:
-        raise SystemExit(f"README.md has no benchmarks table markers ({BEGIN!r} ... {END!r})")
-    return readme[start:end + len(END)]
+        raise SystemExit(f"{TABLE_DOC.relative_to(ROOT)} has no benchmarks table markers ({BEGIN!r} ... {END!r})")
+    return text[start:end + len(END)]
 
 
-def write_table(results: Path = RESULTS, readme: Path = README) -> None:
-    text = readme.read_text(encoding="utf-8")
+def write_table(results: Path = RESULTS, doc: Path = TABLE_DOC) -> None:
+    text = doc.read_text(encoding="utf-8")
     new = text.replace(table_in(text), render(load(results)))
     if new != text:
-        readme.write_text(new, encoding="utf-8")
-    print(f"README.md benchmarks table {'rewritten' if new != text else 'already current'} from {results}")
+        doc.write_text(new, encoding="utf-8")
+    where = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
+    print(f"{where} benchmarks table {'rewritten' if new != text else 'already current'} from {results}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Run the CPU benchmark set into bench/results.json and regenerate the README Benchmarks table from it.
+"""Run the CPU benchmark set into bench/results.json and regenerate the Benchmarks table (docs/benchmarks.md) from it.
 
     python bench/run_all.py                        # everything; prints each bench's time
     python bench/run_all.py --only pretrain_base,finetune_tiny
@@ -12,7 +12,7 @@ Each bench is a separate process (its own threads, allocator settings and import
 in the order of bench/suite.py; a failing bench stops the set.  A full run starts the results file
 afresh (keeping GPU entries written by bench/gpu.sh); ``--only`` replaces just those benches.
 ``--quick`` shrinks every bench to check that the scripts run; it never writes
-bench/results.json or the README.
+bench/results.json or docs/benchmarks.md.
 """
 
 from __future__ import annotations

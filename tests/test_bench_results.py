@@ -1,5 +1,5 @@
-"""The README Benchmarks table is generated from bench/results.json, whose figures come from the bench
-scripts (python bench/run_all.py); nothing here times anything."""
+"""The Benchmarks table (docs/benchmarks.md, linked from the README) is generated from bench/results.json,
+whose figures come from the bench scripts (python bench/run_all.py); nothing here times anything."""
 
 import re
 import subprocess
@@ -15,10 +15,12 @@ import results  # noqa: E402  (bench/results.py)
 import suite  # noqa: E402
 
 
-def test_readme_table_is_the_one_generated_from_the_committed_results():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert results.table_in(readme) == results.render(results.load()), (
-        "the README Benchmarks table differs from bench/results.json: regenerate it with `python bench/results.py` "
+def test_benchmarks_table_is_the_one_generated_from_the_committed_results():
+    assert results.TABLE_DOC == ROOT / "docs" / "benchmarks.md"
+    doc = results.TABLE_DOC.read_text(encoding="utf-8")
+    assert results.table_in(doc) == results.render(results.load()), (
+        "the Benchmarks table in docs/benchmarks.md differs from bench/results.json: "
+        "regenerate it with `python bench/results.py` "
         "(or measure with `python bench/run_all.py`)")
 
 
