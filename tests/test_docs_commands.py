@@ -43,7 +43,7 @@ from typing import Optional
 import pytest
 
 # What the commands are checked with; the only imports of uer in this file.
-import uer.launch as device_checks  # check_devices: patched out (see the module docstring)
+import uer.cli as device_checks  # check_devices: patched out where preflight calls it (see the module docstring)
 from uer.cli import normalize_overrides, preflight, split_arguments
 from uer.errors import UerError, one_line
 

@@ -79,6 +79,8 @@ def test_table_covers_every_encoder_option_and_target():
     assert targets == set(TARGET_CONTEXTS)
     table = combinations_markdown()
     assert all(f"`{' '.join(choice.overrides)}`" in table for choice in ENCODER_CHOICES)
+    assert table in (ROOT / "docs" / "pretraining.md").read_text(encoding="utf-8"), \
+        "docs/pretraining.md's table differs from uer.combinations.combinations_markdown(): paste the generated one"
     assert len(MATRIX) + len(REFUSED) == len(ENCODER_CHOICES) * len(TARGET_CONTEXTS)
 
 

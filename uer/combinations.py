@@ -4,7 +4,7 @@ wording of a refused one.
 The models declare what each component can do (:mod:`uer.models.compat`) and raise a plain
 :class:`~uer.models.compat.IncompatibleModel`; this module composes every ``conf/encoder``
 option (plain and with each variant its class declares) to list what does work, for the
-refusal's message (:func:`worded`) and for the README's table.
+refusal's message (:func:`worded`) and for the table in docs/pretraining.md.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def valid_combinations_text() -> str:
 
 
 def combinations_markdown() -> str:
-    """The README table: encoder choice x target, plus the embeddings it takes."""
+    """The table of docs/pretraining.md: encoder choice x target, plus the embeddings it takes."""
     targets = TARGETS.names()
     lines = ["| encoder | sees | " + " | ".join(f"`{t}`" for t in targets) + " | embeddings |",
              "| --- | --- | " + " | ".join("---" for _ in targets) + " | --- |"]

@@ -3,8 +3,8 @@
 Every encoder declares what it is (see :mod:`uer.models.context`): ``context(cfg)``, what
 its output at position ``i`` has seen (causal, bidirectional, or separate
 forward+backward stacks); ``needs_positions``, whether it needs an embedding with
-positions; and ``variants``, the overrides that change its context (for the README's
-combination table).  Its schema lists exactly the keys it reads.
+positions; and ``variants``, the overrides that change its context (for the
+combination table, :mod:`uer.combinations`).  Its schema lists exactly the keys it reads.
 """
 
 from __future__ import annotations
