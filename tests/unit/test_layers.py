@@ -46,8 +46,14 @@ def module_files(package: Path) -> dict[str, Path]:
     return modules
 
 
-def imported_modules(tree: ast.AST, modules: dict[str, Path]) -> dict[str, int]:
-    """The ``uer`` modules a module's code imports, anywhere in it: name -> first line."""
+def imported_modules(tree: ast.AST, modules: dict[str, Path], importer: str = "") -> dict[str, int]:
+    """The ``uer`` modules a module's code (``importer``) imports, anywhere in it: name -> first line.
+
+    Importing ``uer.a.b`` runs ``uer/a/__init__.py`` first, so the packages above an imported
+    module count as imported too -- except the importer's own packages, which are already
+    being imported when it runs (and the root package ``uer``, which holds no imports).
+    """
+    own = {importer.rsplit(".", depth)[0] for depth in range(importer.count(".") + 1)}
     found: dict[str, int] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -59,8 +65,9 @@ def imported_modules(tree: ast.AST, modules: dict[str, Path]) -> dict[str, int]:
         for name in names:
             while name and name not in modules:
                 name = name.rpartition(".")[0]
-            if name:
+            while name.count(".") and name not in own:
                 found.setdefault(name, node.lineno)
+                name = name.rpartition(".")[0]
     return found
 
 
@@ -131,7 +138,7 @@ def analyse(package: Path, table: list[tuple[str, list[str]]]) -> dict[str, list
     for name, path in sorted(modules.items()):
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
-        imports = {target: line for target, line in imported_modules(tree, modules).items() if target != name}
+        imports = {target: line for target, line in imported_modules(tree, modules, name).items() if target != name}
         graph[name] = set(imports)
         own = layer_of(name, table)
         if own is None and name != package.name:
@@ -187,10 +194,17 @@ def test_the_checker_finds_what_it_forbids(tmp_path):
     (package / "low" / "a.py").write_text("from uer.low import b\n\ndef f():\n    import uer.top\n")
     (package / "low" / "b.py").write_text("import uer.low.a\n\ndef g():\n    import json  # lazy: example\n")
     (package / "stray.py").write_text("")
-    table = [("entry", ["uer.top"]), ("foundation", ["uer.low"])]
+    (package / "mid").mkdir()
+    (package / "mid" / "__init__.py").write_text("from uer.mid import c\n")
+    (package / "mid" / "c.py").write_text("")
+    (package / "mid" / "d.py").write_text("from uer.mid.c import x\n")
+    (package / "low" / "e.py").write_text("from uer.mid.c import x\n")
+    table = [("entry", ["uer.top"]), ("middle", ["uer.mid"]), ("foundation", ["uer.low"])]
     problems = analyse(package, table)
     assert problems["unplaced"] == ["uer.stray"]
-    assert problems["upward"] == ["uer/low/a.py:4: uer.low.a (foundation) imports uer.top (entry)"]
+    assert problems["upward"] == ["uer/low/a.py:4: uer.low.a (foundation) imports uer.top (entry)",
+                                  "uer/low/e.py:1: uer.low.e (foundation) imports uer.mid (middle)",
+                                  "uer/low/e.py:1: uer.low.e (foundation) imports uer.mid.c (middle)"]
     assert ["uer.low.a", "uer.low.b", "uer.top"] in problems["circles"]
     assert problems["local"] == ["uer/low/a.py:4: import uer.top"]
 
@@ -204,5 +218,5 @@ def test_the_sweep_callback_reads_files_and_imports_no_task_code():
     modules = module_files(ROOT / "uer")
     for name, banned in FORBIDDEN.items():
         assert name in modules, f"{name} is gone: update FORBIDDEN"
-        imports = imported_modules(ast.parse(modules[name].read_text(encoding="utf-8")), modules)
+        imports = imported_modules(ast.parse(modules[name].read_text(encoding="utf-8")), modules, name)
         assert [target for target in imports if target.startswith(banned)] == [], name
