@@ -141,3 +141,22 @@ def test_generate_bad_inputs(tmp_path, capsys, vocab):
     short, _ = make_checkpoint(tmp_path / "short.pt", vocab, *GPT, "model.max_seq_length=4")
     line = tool_error(capsys, "generate", f"tool.input_path={short}", "tool.text='北京是中国的首都'")
     assert "tool.text" in line and "4 positions" in line
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "gru", "cnn", "gatedcnn"])
+def test_generate_on_a_model_without_positions(tmp_path, capsys, vocab, encoder):
+    """RNN/CNN language models (embedding=word, no position embedding) generate as the original's scripts did:
+    without a cache (the refusal says so, and its advice then works), to max_new_tokens whatever the length."""
+    cfg, model, tokenizer = make_model(vocab, f"encoder={encoder}", "target=lm", "embedding=word", seed=2)
+    assert "max_seq_length" not in cfg.embedding  # the case that crashed: no position embedding
+    path = save_pt(tmp_path / "m.pt", cfg, model, tokenizer)
+    line = tool_error(capsys, "generate", f"tool.input_path={path}", "tool.text='北京'")
+    assert "has no key/value cache; add tool.use_cache=false" in line
+    out = tmp_path / "g.txt"
+    run_tool("generate", f"tool.input_path={path}", "tool.text='北京'", "tool.temperature=0", "tool.use_cache=false",
+             "tool.max_new_tokens=7", f"tool.output_path={out}")
+    text = out.read_text(encoding="utf-8")
+    greedy = generate_ids(model.eval().backbone, model.target.output_layer,
+                          [tokenizer.vocab.cls_id, *tokenizer.encode("北京")], 7, token_picker(0.0, 0, 1.0, None),
+                          use_cache=False, stop_id=tokenizer.vocab.sep_id, max_length=None)
+    assert text == detokenize("北京", tokenizer.convert_ids_to_tokens(greedy), tokenizer.kind) + "\n"

@@ -129,3 +129,19 @@ def test_extract_feature_bad_inputs(tmp_path, capsys, checkpoint):
     line = tool_error(capsys, "extract_feature", f"tool.input_path={path}", "tool.text=abc", "tool.pooling=sum")
     assert "tool.pooling=sum" in line and "none" in line
     assert not (tmp_path / "features.npy").exists()
+
+
+@pytest.mark.parametrize("encoder, target", [("lstm", "lm"), ("bilstm", "bilm"), ("gru", "lm"), ("cnn", "lm"),
+                                             ("gatedcnn", "lm"), ("rcnn", "lm"), ("crnn", "lm")])
+def test_extract_feature_on_a_model_without_positions(tmp_path, vocab, encoder, target):
+    """RNN/CNN encoders with embedding=word (no position embedding, so no max_seq_length) give their
+    features as the original's extract_features.py did: every row read at its own length."""
+    path, model = make_checkpoint(tmp_path / "m.pt", vocab, f"encoder={encoder}", f"target={target}",
+                                  "embedding=word")
+    test = tmp_path / "test.txt"
+    test.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    out = tmp_path / "features.npy"
+    run_tool("extract_feature", f"tool.input_path={path}", f"tool.test_path={test}", f"tool.output_path={out}",
+             "tool.pooling=mean", "tool.batch_size=1")
+    ids = {t: i for i, t in enumerate(vocab.read_text(encoding="utf-8").splitlines())}
+    np.testing.assert_allclose(np.load(out), reference_features(model, ids, "mean"), atol=1e-5)

@@ -63,19 +63,21 @@ def token_picker(temperature: float, top_k: int, top_p: float, generator: Option
 
 
 def generate_ids(backbone, lm_head, prompt: list[int], max_new_tokens: int, pick: Picker, *, use_cache: bool = True,
-                 stop_id: Optional[int] = None, max_length: int) -> list[int]:
+                 stop_id: Optional[int] = None, max_length: Optional[int]) -> list[int]:
     """The ids generated after ``prompt`` (``stop_id`` ends it and is not returned).
 
     ``backbone``: embedding + causal encoder; ``lm_head``: hidden (N, H) -> logits (N, V).
     A next token needs the hidden state of the last position, so generation also ends once
-    the sequence fills ``max_length`` positions.
+    the sequence fills ``max_length`` positions (None: a model without a position embedding,
+    which reads any length).
     """
     device = next(backbone.parameters()).device
     src = torch.tensor([prompt], dtype=torch.long, device=device)
-    cache = backbone.encoder.new_cache(min(len(prompt) + max_new_tokens, max_length)) if use_cache else None
+    longest = len(prompt) + max_new_tokens if max_length is None else min(len(prompt) + max_new_tokens, max_length)
+    cache = backbone.encoder.new_cache(longest) if use_cache else None
     new: list[int] = []
     with torch.no_grad():
-        while len(new) < max_new_tokens and src.size(1) <= max_length:
+        while len(new) < max_new_tokens and (max_length is None or src.size(1) <= max_length):
             seg = torch.ones_like(src)
             if cache is None:
                 hidden = backbone(src, seg)[:, -1]
@@ -136,11 +138,11 @@ def generate(cfg) -> str:
     generator = torch.Generator(device=loaded.device).manual_seed(cfg.seed)
     pick = token_picker(t.temperature, t.top_k, t.top_p, generator)
     tokenizer, vocab = loaded.tokenizer, loaded.tokenizer.vocab
-    positions = int(loaded.config["embedding"]["max_seq_length"])
+    positions = loaded.max_length
     texts = []
     for where, prompt in prompts:
         ids = [vocab.cls_id, *tokenizer.encode(prompt)]
-        if len(ids) > positions:
+        if positions is not None and len(ids) > positions:
             raise UerError(f"{where}: the prompt has {len(ids)} tokens with [CLS] but the model has {positions} "
                            "positions; shorten it")
         with autocast(loaded.device, cfg.hardware.precision):

@@ -127,10 +127,11 @@ def extract_feature(cfg) -> str:
 
 
 def sequence_length(cfg, loaded) -> int:
-    positions = int(loaded.config["embedding"]["max_seq_length"])
+    """``tool.seq_length``, cut to the model's positions where it has a position embedding."""
     if cfg.tool.seq_length < 3:
         raise UerError(f"tool.seq_length={cfg.tool.seq_length} must be at least 3")
-    return min(cfg.tool.seq_length, positions)
+    positions = loaded.max_length
+    return cfg.tool.seq_length if positions is None else min(cfg.tool.seq_length, positions)
 
 
 def pad_batch(sequences: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -58,6 +58,13 @@ class LoadedModel:
     tokenizer: object = None  # a VocabTokenizer when asked for
     missing: list[str] = field(default_factory=list)  # model keys the file did not fill (.bin)
 
+    @property
+    def max_length(self) -> Optional[int]:
+        """The longest input the model reads: its position embedding's size; None for an embedding without
+        positions (an RNN or CNN encoder knows the order itself and reads any length)."""
+        positions = self.config["embedding"].get("max_seq_length")
+        return int(positions) if positions is not None else None
+
     def require_target(self, types: tuple[str, ...], tool: str) -> nn.Module:
         """The pre-training target, which must be one of ``types``; else one line saying what to give."""
         target_type = (self.config.get("target") or {}).get("type")
