@@ -33,8 +33,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from uer import published
 from uer.paths import model_dir
-from uer.progress import format_duration
-from uer.sweep_tables import describe_best, fmt, number, short_path, write_atomic, write_tables
+from uer.progress import format_duration, short_path
+from uer.sweep_tables import describe_best, fmt, number, write_atomic, write_tables
 
 try:  # Hydra >= 1.2
     from hydra.experimental.callback import Callback

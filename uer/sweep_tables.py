@@ -15,14 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Any, Callable
 
 from uer import published
 from uer.io.atomic import atomic_write_text
-from uer.progress import format_duration
+from uer.progress import format_duration, short_path
 
 TABLE_CSV = "results.csv"
 TABLE_MD = "results.md"
@@ -287,14 +286,6 @@ def fmt_mean(mean: float | None, std: float | None) -> str:
     if mean is None:
         return ""
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
-
-
-def short_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the working directory when it is inside it."""
-    try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else str(path)
-    except (OSError, ValueError):
-        return str(path)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -34,9 +34,9 @@ from uer.finetuning.checkpoints import BEST, LAST, files_fingerprint
 from uer.finetuning.setup import Setup
 from uer.io.atomic import reporting_write_errors
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
+from uer.progress import short_path
 from uer.stages.common import training_model
 from uer.stages.resume import check_resumable
-from uer.sweep_tables import short_path
 from uer.tasks import Task, TaskData, predict
 from uer.tasks.metrics import report_table
 from uer.training.optim import build_optimizer, build_scheduler
