@@ -31,7 +31,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uer import published
+from uer import reference_results
 from uer.paths import model_dir
 from uer.progress import format_duration, short_path
 from uer.sweep_tables import describe_best, fmt, number, write_atomic, write_tables
@@ -85,7 +85,7 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
     Keys: ``metric`` (the name of ``score``), ``score`` (the value returned to Hydra),
     ``higher_is_better``, ``train`` (the last training report of ``pretrain``), ``dev`` and
     ``test`` (scores of ``finetune``), ``reports`` (the per-class report of ``test``, where the
-    task has one), ``published`` (the results the run reproduces, :mod:`uer.published`),
+    task has one), ``published`` (the results the run reproduces, :mod:`uer.reference_results`),
     ``counts`` (of ``preprocess``), ``epoch``, ``step``, ``checkpoint`` (the model to use
     next) and ``output`` (a dataset or predictions file).
     """
@@ -185,7 +185,8 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
         if facts["test"]:
             parts.append("test " + " ".join(f"{k} {fmt(v)}" for k, v in facts["test"].items()))
         for entry in facts.get("published") or []:
-            parts.append(published.comparison(entry, published.ours(facts, entry["split"], entry["metric"])))
+            ours = reference_results.ours(facts, entry["split"], entry["metric"])
+            parts.append(reference_results.comparison(entry, ours))
     elif stage == "pretrain":
         if facts["step"] is not None:
             parts.append(f"step {facts['step']}")
