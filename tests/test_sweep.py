@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uer.sweep import FailedJob, collect_rows, write_tables
+from uer.outcome import FailedJob
+from uer.sweep import collect_rows, write_tables
 from uer.sweep_tables import describe_best
 from uer_testing import ROOT, SMALL, VOCAB, error_lines
 
@@ -105,7 +106,7 @@ def test_a_failing_job_is_a_failed_row_and_the_sweep_goes_on(data, tmp_path):
 def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     """Inside -m, run_stage returns a FailedJob for a user error and for any exception, instead of exiting."""
     import uer.stages.finetune as finetune_stage
-    from uer import sweep as sweep_module
+    from uer import outcome as outcome_module
     from uer.stages import run_stage
     from uer_testing import compose_config
 
@@ -113,7 +114,7 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:  # a single run: one line and exit status 2, as before
         run_stage(cfg)
     assert exc.value.code == 2
-    monkeypatch.setattr(sweep_module, "in_multirun", lambda: True)
+    monkeypatch.setattr(outcome_module, "in_multirun", lambda: True)
     result = run_stage(cfg)
     assert isinstance(result, FailedJob) and result.error.startswith("finetune.train_path is not set")
     assert capsys.readouterr().err.count("error: finetune.train_path is not set") == 2
@@ -124,7 +125,7 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     monkeypatch.setattr(finetune_stage, "run", crash)
     result = run_stage(compose_config(["stage=finetune"]))
     assert isinstance(result, FailedJob) and result.error == "RuntimeError: CUDA out of memory"
-    monkeypatch.setattr(sweep_module, "in_multirun", lambda: False)
+    monkeypatch.setattr(outcome_module, "in_multirun", lambda: False)
     with pytest.raises(RuntimeError):  # a single run keeps its traceback
         run_stage(compose_config(["stage=finetune"]))
 

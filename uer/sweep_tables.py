@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from uer import reference_results
 from uer.io.atomic import atomic_write_text
+from uer.outcome import fmt, number
 from uer.progress import format_duration, short_path
 
 TABLE_CSV = "results.csv"
@@ -269,18 +270,6 @@ def _csv(header: list[str], rows: list[list[str]]) -> str:
 
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def fmt(value: Any) -> str:
-    if number(value) is None:
-        return "" if value is None else str(value)
-    return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
 def fmt_mean(mean: float | None, std: float | None) -> str:

@@ -13,9 +13,9 @@ multi-process run (:mod:`uer.launch`, which calls :func:`run_in_worker` in each)
 -- is printed as one line on stderr (no escape codes; a traceback goes to the log file
 only) and the process exits with status 2, instead of a traceback.
 Inside a sweep (``python main.py -m ...``) a failed job does not end the process: its
-error is logged and it returns a :class:`~uer.sweep.FailedJob`, a failed row in the
+error is logged and it returns a :class:`~uer.outcome.FailedJob`, a failed row in the
 sweep's results table (:mod:`uer.sweep`), while the other jobs run.  A run that finishes
-logs one summary line (:func:`uer.sweep.summary_line`) and, for a training stage, gives its
+logs one summary line (:func:`uer.outcome.summary_line`) and, for a training stage, gives its
 logger the final numbers (:func:`uer.training.loggers.log_run_end`).
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from uer import distributed, launch, sweep
+from uer import distributed, launch, outcome
 from uer.errors import UerError, one_line, reason
 from uer.io.atomic import os_reason
 from uer.io.outputs import DIRECTORY, Output, claimed
@@ -86,10 +86,10 @@ def run_stage(cfg: DictConfig):
     except OSError as err:  # one the stage did not expect (a file that vanished, a write it does not guard)
         return _fail(_os_error_line(err), err)
     except Exception as err:
-        if not sweep.in_multirun():
+        if not outcome.in_multirun():
             raise
         log.exception("job failed")  # the traceback goes to this job's log; the sweep goes on
-        return sweep.FailedJob(f"{type(err).__name__}: {err}")
+        return outcome.FailedJob(f"{type(err).__name__}: {err}")
     _log_summary(cfg, result, time.perf_counter() - started)
     return result
 
@@ -111,7 +111,7 @@ def outputs(cfg: DictConfig, run_directory: bool) -> list[Output]:
 
     found = []
     if run_directory and HydraConfig.initialized():
-        key = "hydra.sweep.dir" if sweep.in_multirun() else "hydra.run.dir"
+        key = "hydra.sweep.dir" if outcome.in_multirun() else "hydra.run.dir"
         found.append(Output(key, Path(HydraConfig.get().runtime.output_dir), DIRECTORY))
     stage_outputs = getattr(STAGES[cfg.stage].module, "outputs", None)
     return found + (stage_outputs(cfg) if stage_outputs is not None else [])
@@ -151,8 +151,8 @@ def _fail(message: str, err: BaseException | None = None):
     if err is not None:
         _traceback_to_log_files(err)
     print(f"error: {message}", file=sys.stderr, flush=True)
-    if sweep.in_multirun():
-        return sweep.FailedJob(message)
+    if outcome.in_multirun():
+        return outcome.FailedJob(message)
     sys.exit(2)
 
 
@@ -174,8 +174,8 @@ def _log_summary(cfg: DictConfig, result, seconds: float) -> None:
         return
     try:
         directory = run_dir(model_dir(cfg))
-        facts = sweep.outcome(cfg, result, directory)
-        log.info("%s", sweep.summary_line(cfg.stage, facts, seconds))
+        facts = outcome.outcome(cfg, result, directory)
+        log.info("%s", outcome.summary_line(cfg.stage, facts, seconds))
         if "logger" in cfg:
             from uer.training.loggers import log_run_end
 
