@@ -207,6 +207,34 @@ def finetune_row(job, seed, lr, dev, test, status="ok"):
             "published": [{"split": "test", "metric": "acc", "value": 0.875, "source": "UER-py README"}]}
 
 
+@pytest.mark.parametrize("named, metric, dev_acc", [(True, "dev macro_f1", "0.5000"), (False, "dev acc", "0.9000")])
+def test_a_finetune_row_takes_its_metric_from_the_result_files(tmp_path, named, metric, dev_acc):
+    """The metric that picked the best evaluation comes from results.jsonl, not from task code: here macro_f1,
+    which the classifier's default (acc) would not pick.  Older files without it: the first score recorded."""
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobStatus
+    from omegaconf import OmegaConf
+
+    from uer.sweep import job_row
+    from uer_testing import compose_config
+
+    job_dir = tmp_path / "0"
+    job_dir.mkdir()
+    evaluations = [{"split": "dev", "epoch": 1, "step": 2, "acc": 0.9, "macro_f1": 0.5},
+                   {"split": "dev", "epoch": 2, "step": 4, "acc": 0.5, "macro_f1": 0.7}]
+    lines = [json.dumps({**record, "metric": "macro_f1"} if named else record) for record in evaluations]
+    (job_dir / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = compose_config(["task=classifier"])
+    assert cfg.finetune.metric is None
+    config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(job_dir)}, "job": {"num": 0},
+                                         "overrides": {"task": ["task=classifier"]}}})
+    job_return = SimpleNamespace(cfg=cfg, _return_value=0.7 if named else 0.9, status=JobStatus.COMPLETED)
+    _, md_path, _ = write_tables(tmp_path, [job_row(config, job_return, 1.0)], "maximize")
+    assert f"score = {metric} (higher is better)" in md_path.read_text(encoding="utf-8")
+    assert read_csv(tmp_path / "results.csv")[0]["dev_acc"] == dev_acc  # the best evaluation by that metric
+
+
 def test_jobs_differing_only_in_seed_are_one_row_of_mean_std_and_n(tmp_path):
     # lr 1e-4: dev 0.80, 0.82, 0.84 (mean 0.82, sample std 0.02); lr 3e-4: dev 0.90 and a failed job,
     # then 0.70 (mean 0.80 over n=2). Job 3 alone has the best dev score, but the best mean is lr 1e-4's.

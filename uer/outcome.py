@@ -6,6 +6,12 @@ the last line a run logs::
 
     finetune done in 1m05s | best dev acc 0.8125 (epoch 2) | test acc 0.8010 macro_f1 0.7990 | checkpoint outputs/models/douban/best.pt
 
+Fine-tuning's ``results.jsonl`` names the metric that picks the best evaluation
+(``"metric": "acc"`` on each dev and cross-validation record), so reading it needs no task
+code.  Files written before records named it fall back to ``finetune.metric`` of the run's
+config, else to the first score recorded: the task's first metric (its default), as a task
+records its metrics in their order.
+
 Inside a sweep (``python main.py -m ...``) a job that fails is a :class:`FailedJob`, which
 the sweep's table (:mod:`uer.sweep`) turns into a failed row.
 """
@@ -102,17 +108,9 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
 
 
 def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
-    metric = cfg.finetune.get("metric")
-    if not metric:
-        try:
-            from uer.tasks import get_task
-
-            metrics = get_task(cfg.task.type).metrics
-            metric = metrics[0] if metrics else None
-        except Exception:  # noqa: BLE001 - an unknown task already failed the run
-            metric = None
-    out["metric"] = f"dev {metric}" if metric else "dev score"
     records = _read_jsonl(run_directory / RESULTS)
+    metric = _selection_metric(cfg, records)
+    out["metric"] = f"dev {metric}" if metric else "dev score"
     cv = [r for r in records if r.get("split") == "cv"]
     out["published"] = OmegaConf.to_container(cfg.published, resolve=True) if cfg.get("published") else []
     if cv:  # classifier_cv: the mean over folds of each fold's best epoch
@@ -138,6 +136,20 @@ def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
         out["checkpoint"] = str(models) if models.is_dir() else None
     elif (models / "best.pt").exists():
         out["checkpoint"] = str(models / "best.pt")
+
+
+def _selection_metric(cfg: DictConfig, records: list[dict]) -> str | None:
+    """The metric that picked the best evaluation: the one the dev and cross-validation records name.
+
+    Records written before they named it: ``finetune.metric``, else the first score recorded (a task
+    records its metrics in their order, and its first is the default)."""
+    evaluations = [r for r in records if r.get("split") in ("dev", "cv")]
+    named = next((r["metric"] for r in evaluations if r.get("metric")), None)
+    if named:
+        return named
+    if cfg.finetune.get("metric"):
+        return cfg.finetune.metric
+    return next(iter(_scores(evaluations[0])), None) if evaluations else None
 
 
 def _scores(record: dict) -> dict:
