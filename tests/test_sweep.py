@@ -6,14 +6,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from hydra.core.utils import JobStatus
+from omegaconf import OmegaConf
 
 from uer.outcome import FailedJob
-from uer.sweep import collect_rows, write_tables
+from uer.sweep import collect_rows, job_row, write_tables
 from uer.sweep_tables import describe_best
-from uer_testing import ROOT, SMALL, VOCAB, error_lines
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -211,14 +214,6 @@ def finetune_row(job, seed, lr, dev, test, status="ok"):
 def test_a_finetune_row_takes_its_metric_from_the_result_files(tmp_path, named, metric, dev_acc):
     """The metric that picked the best evaluation comes from results.jsonl, not from task code: here macro_f1,
     which the classifier's default (acc) would not pick.  Older files without it: the first score recorded."""
-    from types import SimpleNamespace
-
-    from hydra.core.utils import JobStatus
-    from omegaconf import OmegaConf
-
-    from uer.sweep import job_row
-    from uer_testing import compose_config
-
     job_dir = tmp_path / "0"
     job_dir.mkdir()
     evaluations = [{"split": "dev", "epoch": 1, "step": 2, "acc": 0.9, "macro_f1": 0.5},
