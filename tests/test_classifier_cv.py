@@ -78,6 +78,7 @@ def test_one_model_per_fold_and_mean_scores(cv_run):
     dev = [r for r in records if r["split"] == "dev"]
     assert [(r["fold"], r["epoch"]) for r in dev] == [(k, 1) for k in range(FOLDS)]
     (cv,) = [r for r in records if r["split"] == "cv"]
+    assert [r["metric"] for r in (*dev, cv)] == ["acc"] * (FOLDS + 1)  # the metric that picks each fold's best
     for name in ("acc", "macro_f1"):
         assert cv[name] == pytest.approx(np.mean([r[name] for r in dev]))
         assert cv[f"{name}_std"] == pytest.approx(np.std([r[name] for r in dev]))

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from uer.io.checkpoint import step_checkpoints
 from uer.app import run_stage
-from uer.published import check_published
+from uer.reference_results import check_published
 from uer.tasks import get_task
 from uer_testing import ROOT, compose_config, expect_user_error
 

@@ -6,13 +6,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+from hydra.core.utils import JobStatus
+from omegaconf import OmegaConf
 
-from uer.sweep import FailedJob, collect_rows, write_tables
+from uer.outcome import FailedJob
+from uer.sweep import collect_rows, job_row, write_tables
 from uer.sweep_tables import describe_best
-from uer_testing import ROOT, SMALL, VOCAB, error_lines
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +109,7 @@ def test_a_failing_job_is_a_failed_row_and_the_sweep_goes_on(data, tmp_path):
 def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     """Inside -m, run_stage returns a FailedJob for a user error and for any exception, instead of exiting."""
     import uer.stages.finetune as finetune_stage
-    from uer import sweep as sweep_module
+    from uer import outcome as outcome_module
     from uer.app import run_stage
     from uer_testing import compose_config
 
@@ -113,7 +117,7 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:  # a single run: one line and exit status 2, as before
         run_stage(cfg)
     assert exc.value.code == 2
-    monkeypatch.setattr(sweep_module, "in_multirun", lambda: True)
+    monkeypatch.setattr(outcome_module, "in_multirun", lambda: True)
     result = run_stage(cfg)
     assert isinstance(result, FailedJob) and result.error.startswith("finetune.train_path is not set")
     assert capsys.readouterr().err.count("error: finetune.train_path is not set") == 2
@@ -124,7 +128,7 @@ def test_in_a_sweep_errors_and_crashes_become_failed_jobs(monkeypatch, capsys):
     monkeypatch.setattr(finetune_stage, "run", crash)
     result = run_stage(compose_config(["stage=finetune"]))
     assert isinstance(result, FailedJob) and result.error == "RuntimeError: CUDA out of memory"
-    monkeypatch.setattr(sweep_module, "in_multirun", lambda: False)
+    monkeypatch.setattr(outcome_module, "in_multirun", lambda: False)
     with pytest.raises(RuntimeError):  # a single run keeps its traceback
         run_stage(compose_config(["stage=finetune"]))
 
@@ -204,6 +208,26 @@ def finetune_row(job, seed, lr, dev, test, status="ok"):
             "dev": {"acc": dev} if ok else {}, "test": {"acc": test} if ok else {}, "epoch": 1,
             "checkpoint": None, "output": None,
             "published": [{"split": "test", "metric": "acc", "value": 0.875, "source": "UER-py README"}]}
+
+
+@pytest.mark.parametrize("named, metric, dev_acc", [(True, "dev macro_f1", "0.5000"), (False, "dev acc", "0.9000")])
+def test_a_finetune_row_takes_its_metric_from_the_result_files(tmp_path, named, metric, dev_acc):
+    """The metric that picked the best evaluation comes from results.jsonl, not from task code: here macro_f1,
+    which the classifier's default (acc) would not pick.  Older files without it: the first score recorded."""
+    job_dir = tmp_path / "0"
+    job_dir.mkdir()
+    evaluations = [{"split": "dev", "epoch": 1, "step": 2, "acc": 0.9, "macro_f1": 0.5},
+                   {"split": "dev", "epoch": 2, "step": 4, "acc": 0.5, "macro_f1": 0.7}]
+    lines = [json.dumps({**record, "metric": "macro_f1"} if named else record) for record in evaluations]
+    (job_dir / "results.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = compose_config(["task=classifier"])
+    assert cfg.finetune.metric is None
+    config = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(job_dir)}, "job": {"num": 0},
+                                         "overrides": {"task": ["task=classifier"]}}})
+    job_return = SimpleNamespace(cfg=cfg, _return_value=0.7 if named else 0.9, status=JobStatus.COMPLETED)
+    _, md_path, _ = write_tables(tmp_path, [job_row(config, job_return, 1.0)], "maximize")
+    assert f"score = {metric} (higher is better)" in md_path.read_text(encoding="utf-8")
+    assert read_csv(tmp_path / "results.csv")[0]["dev_acc"] == dev_acc  # the best evaluation by that metric
 
 
 def test_jobs_differing_only_in_seed_are_one_row_of_mean_std_and_n(tmp_path):

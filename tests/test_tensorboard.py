@@ -13,7 +13,7 @@ import pytest
 
 from uer.progress import Progress, eta_seconds, format_duration
 from uer.app import run_stage
-from uer.sweep import outcome, summary_line
+from uer.outcome import outcome, summary_line
 from uer_testing import ROOT, SMALL, compose_config
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"

@@ -11,9 +11,9 @@ traceback goes to the log file only) and the process exits with status 2, instea
 traceback; an impossible embedding x encoder x target is worded here with the valid
 combinations (:mod:`uer.combinations`).  Inside a sweep (``python main.py -m ...``) a
 failed job does not end the process: its error is logged and it returns a
-:class:`~uer.sweep.FailedJob`, a failed row in the sweep's results table
+:class:`~uer.outcome.FailedJob`, a failed row in the sweep's results table
 (:mod:`uer.sweep`), while the other jobs run.  A run that finishes logs one summary line
-(:func:`uer.sweep.summary_line`) and, for a training stage, gives its logger the final
+(:func:`uer.outcome.summary_line`) and, for a training stage, gives its logger the final
 numbers (:func:`uer.training.loggers.log_run_end`).
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from uer import distributed, launch, sweep
+from uer import distributed, launch, outcome
 from uer.combinations import worded
 from uer.config.config_path import apply_config_path
 from uer.config.overrides import command_line_overrides
@@ -64,10 +64,10 @@ def run_stage(cfg: DictConfig):
     except OSError as err:  # one the stage did not expect (a file that vanished, a write it does not guard)
         return _fail(_os_error_line(err), err)
     except Exception as err:
-        if not sweep.in_multirun():
+        if not outcome.in_multirun():
             raise
         log.exception("job failed")  # the traceback goes to this job's log; the sweep goes on
-        return sweep.FailedJob(f"{type(err).__name__}: {err}")
+        return outcome.FailedJob(f"{type(err).__name__}: {err}")
     _log_summary(cfg, result, time.perf_counter() - started)
     return result
 
@@ -87,7 +87,7 @@ def outputs(cfg: DictConfig, run_directory: bool) -> list[Output]:
     """Where the run writes: its stage's outputs (``outputs(cfg)`` of the stage module) and the run directory."""
     found = []
     if run_directory and HydraConfig.initialized():
-        key = "hydra.sweep.dir" if sweep.in_multirun() else "hydra.run.dir"
+        key = "hydra.sweep.dir" if outcome.in_multirun() else "hydra.run.dir"
         found.append(Output(key, Path(HydraConfig.get().runtime.output_dir), DIRECTORY))
     stage_outputs = getattr(STAGES[cfg.stage], "outputs", None)
     return found + (stage_outputs(cfg) if stage_outputs is not None else [])
@@ -123,8 +123,8 @@ def _fail(message: str, err: BaseException | None = None):
     if err is not None:
         _traceback_to_log_files(err)
     print(f"error: {message}", file=sys.stderr, flush=True)
-    if sweep.in_multirun():
-        return sweep.FailedJob(message)
+    if outcome.in_multirun():
+        return outcome.FailedJob(message)
     sys.exit(2)
 
 
@@ -146,8 +146,8 @@ def _log_summary(cfg: DictConfig, result, seconds: float) -> None:
         return
     try:
         directory = run_dir(model_dir(cfg))
-        facts = sweep.outcome(cfg, result, directory)
-        log.info("%s", sweep.summary_line(cfg.stage, facts, seconds))
+        facts = outcome.outcome(cfg, result, directory)
+        log.info("%s", outcome.summary_line(cfg.stage, facts, seconds))
         if "logger" in cfg:
             log_run_end(cfg, facts, directory)
     except Exception as err:  # noqa: BLE001 - a summary must never fail a finished run

@@ -6,7 +6,7 @@ status, score, train/dev/test metrics, time and checkpoint.  When the jobs diffe
 each group's mean ± sample standard deviation (and ``n``, the jobs that finished) of every
 metric: the number a reproduction reports.  The best mark then goes to the group with the
 best mean score (and to its jobs in the per-job table); without seeds, to the best job.
-A run that reproduces published results (:mod:`uer.published`) gets, per published
+A run that reproduces published results (:mod:`uer.reference_results`) gets, per published
 number, its value and the difference from ours (the group's mean, or the job's own).
 """
 
@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Any, Callable
 
-from uer import published
+from uer import reference_results
 from uer.io.atomic import atomic_write_text
-from uer.progress import format_duration
+from uer.outcome import fmt, number
+from uer.progress import format_duration, short_path
 
 TABLE_CSV = "results.csv"
 TABLE_MD = "results.md"
@@ -67,7 +67,8 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
         path = row.get("checkpoint") or row.get("output") or ""
         return [job, *[row["_cells"][k] for k in varying_keys], row["status"],
                 *[fmt(get(row)) for _, get in columns],
-                *_published_cells(entries, lambda entry: (published.ours(row, entry["split"], entry["metric"]), None)),
+                *_published_cells(entries, lambda entry: (reference_results.ours(row, entry["split"], entry["metric"]),
+                                                          None)),
                 time_cell, short_path(path) if (markdown and path) else path, "best" if is_best else "",
                 row.get("error") or ""]
 
@@ -95,7 +96,7 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
         summary = f"; best: job {best['job']}." if best is not None else "; no job has a score."
     lines.append(f"{len(rows)} job(s), {failed} failed. score = {what} ({better} is better){summary}")
     for entry in entries:
-        lines.append(f"Published {published.label(entry)}: {entry['value']:.4f} ({entry['source']}); "
+        lines.append(f"Published {reference_results.label(entry)}: {entry['value']:.4f} ({entry['source']}); "
                      "difference = ours - published.")
     if groups:
         lines += ["", "## Mean ± standard deviation over seeds", "",
@@ -197,8 +198,8 @@ def _published_entries(rows: list[dict]) -> list[dict]:
 
 
 def _published_header(entries: list[dict], markdown: bool = True) -> list[str]:
-    names = [name for entry in entries for name in (f"published {published.label(entry)}",
-                                                    f"difference {published.label(entry)}")]
+    names = [name for entry in entries for name in (f"published {reference_results.label(entry)}",
+                                                    f"difference {reference_results.label(entry)}")]
     return names if markdown else [name.replace(" ", "_") for name in names]
 
 
@@ -271,30 +272,10 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def fmt(value: Any) -> str:
-    if number(value) is None:
-        return "" if value is None else str(value)
-    return str(value) if isinstance(value, int) else f"{value:.4f}"
-
-
 def fmt_mean(mean: float | None, std: float | None) -> str:
     if mean is None:
         return ""
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
-
-
-def short_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the working directory when it is inside it."""
-    try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else str(path)
-    except (OSError, ValueError):
-        return str(path)
 
 
 def write_atomic(path: Path, text: str) -> None:

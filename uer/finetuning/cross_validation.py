@@ -133,7 +133,7 @@ def run(cfg: DictConfig) -> float:
              loop.format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
     log.info("out-of-fold probabilities (%d x %d) written to %s; fold models listed in %s", *features.shape,
              features_path, manifest)
-    loop.record(report_dir, {"split": "cv", "folds_num": folds_num, **summary,
+    loop.record(report_dir, {"split": "cv", "folds_num": folds_num, "metric": metric, **summary,
                                  "folds": [{"fold": k, **scores} for k, scores in enumerate(fold_scores)]})
 
     if test is not None:

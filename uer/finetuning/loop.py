@@ -34,9 +34,9 @@ from uer.finetuning.checkpoints import BEST, LAST, files_fingerprint
 from uer.finetuning.setup import Setup
 from uer.io.atomic import reporting_write_errors
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
+from uer.progress import short_path
 from uer.stages.common import training_model
 from uer.stages.resume import check_resumable
-from uer.sweep_tables import short_path
 from uer.tasks import Task, TaskData, predict
 from uer.tasks.metrics import report_table
 from uer.training.optim import build_optimizer, build_scheduler
@@ -113,7 +113,7 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     ``batches`` has ``batches_per_epoch``, ``next_batch()`` and ``state_dict()``/``load_state_dict()``
     (the data position).  ``evaluate_dev`` returns flat ``{name: float}`` scores holding
     ``metric``; each evaluation is recorded in ``report_dir/results.jsonl`` (with
-    ``record_extra``).  ``model_dir`` gets ``best.pt`` and ``last.pt``; with ``resume=true``
+    ``record_extra``, and ``metric`` by name: what picks the best).  ``model_dir`` gets ``best.pt`` and ``last.pt``; with ``resume=true``
     training continues from its ``last.pt``, if there is one (a finished run trains no
     further).  ``data_files`` are the files the run learns from; a resumed run checks they
     did not change.  Training progress goes to ``progress_dir`` (default ``report_dir``).
@@ -160,7 +160,8 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         scores = evaluate_dev()  # every rank scores the whole dev set, so all agree on the best and on stopping
         improved = best.update(scores, metric, epoch, step)
         stop = patience is not None and best.stale >= patience
-        entry = {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, **scores, **report_fields(scores)}
+        entry = {"split": "dev", **(record_extra or {}), "epoch": epoch, "step": step, "metric": metric, **scores,
+                 **report_fields(scores)}
         evaluations.append(entry)
         state = trainer.state_dict()  # on every rank: it gathers each rank's random state
         if not setup.env.is_main:

@@ -14,7 +14,7 @@ from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.formats import ORIGINAL, read_model_file
-from uer.io.published import missing_weights
+from uer.io.weight_sources import missing_weights
 from uer.runtime import configure_threads, resolve_device, seed_everything
 
 log = logging.getLogger("uer")

@@ -24,7 +24,7 @@ from uer.finetuning.checkpoints import check_output_dir
 from uer.io.outputs import DIRECTORY, FILE, Output
 from uer.models.compat import check_model, first_pooling_warning
 from uer.paths import model_dir
-from uer.published import PublishedResult, check_published
+from uer.reference_results import PublishedResult, check_published
 from uer.stages.common import starting_checkpoint
 from uer.tasks import get_task
 from uer.training.loggers import check_logger
@@ -71,7 +71,7 @@ class FinetuneRun(TrainingRun):
     task: Any = setting(MISSING, "the task (task=)")
     published: list[PublishedResult] = setting(
         [], "published results this run reproduces ({metric, value, source, split}); the summary line and sweep "
-            "tables print ours beside them (uer/published.py)")
+            "tables print ours beside them (uer/reference_results.py)")
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 

@@ -227,7 +227,7 @@ def check_logger(cfg) -> None:
 
 
 def log_run_end(cfg, facts: dict, directory: Path) -> None:
-    """What a training run's logger gets at the end (:func:`uer.sweep.outcome` ``facts``): the test scores
+    """What a training run's logger gets at the end (:func:`uer.outcome.outcome` ``facts``): the test scores
     and their per-class table at the step of the model that scored them, and the HParams."""
     from uer.tasks.metrics import report_table
 

@@ -52,7 +52,7 @@ def check_published(entries, metrics: tuple[str, ...], task: str) -> None:
 
 
 def ours(facts: dict, split: str, metric: str) -> float | None:
-    """Our score ``metric`` of ``split`` in a run's facts (:func:`uer.sweep.outcome`), or None."""
+    """Our score ``metric`` of ``split`` in a run's facts (:func:`uer.outcome.outcome`), or None."""
     if split == "test":
         scores = facts.get("test") or {}
     else:  # the best dev scores, or for cross-validation the mean over folds, are the run's "dev" part
