@@ -43,6 +43,11 @@ def env_from_os() -> DistEnv:
     return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
 
 
+def restarted() -> bool:
+    """True in a worker the elastic agent (:mod:`uer.launch`) restarted after a failure."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+
+
 def adopt_slurm_tasks() -> None:
     """Under SLURM with one task per worker (``hardware=slurm``: srun through Hydra's submitit
     launcher) export torch.distributed's variables from SLURM's, so each task joins as a rank

@@ -6,8 +6,9 @@ handed to ``nproc_per_node`` workers started by torch.distributed's elastic laun
 same machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
 machines, ``max_restarts`` restarts of failed workers.  Each worker calls ``entry`` (a
 module-level function, passed by reference, so this module imports no stage) on the
-config; workers write into this run's directory; a restarted worker resumes pre-training
-from the newest checkpoint.  Multi-node: run the same command on every node.
+config; workers write into this run's directory; a restarted worker
+(:func:`uer.distributed.restarted`) resumes from the newest checkpoint.  Multi-node: run the
+same command on every node.
 """
 
 from __future__ import annotations
@@ -115,8 +116,3 @@ def _run_worker(entry, container: dict, run_directory: str | None):
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         logging.getLogger().addHandler(handler)
     return entry(OmegaConf.create(container))
-
-
-def restarted() -> bool:
-    """True in a worker the elastic agent restarted after a failure."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0

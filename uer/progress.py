@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger("uer.progress")
 
@@ -34,6 +35,14 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def short_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the working directory when it is inside it."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else str(path)
+    except (OSError, ValueError):
+        return str(path)
 
 
 def eta_seconds(done: float, total: float, elapsed: float) -> float | None:
