@@ -133,23 +133,26 @@ class Trainer:
         if self.wrap is not None:
             self._train_model = self.wrap(self.model)
         try:
-            last = None
-            while self.step < end_step:
-                self.train_step(next_batch() for _ in range(self.accumulation_steps))
-                self.reporter.step_done(self.step)
-                reported = self.step % report_steps == 0 or self.step == end_step
-                if reported:
-                    self.check_finite()
-                    last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
-                if on_step_end is not None and on_step_end(self.step):
-                    if not reported:
-                        self.check_finite()
-                        last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
-                    break
-            self.check_finite()
-            return last
+            return self._train(next_batch, end_step, report_steps, on_step_end)
         finally:
             self._train_model = self.model
+
+    def _train(self, next_batch, end_step: int, report_steps: int, on_step_end) -> dict | None:
+        last = None
+        while self.step < end_step:
+            self.train_step(next_batch() for _ in range(self.accumulation_steps))
+            self.reporter.step_done(self.step)
+            reported = self.step % report_steps == 0 or self.step == end_step
+            if reported:
+                self.check_finite()
+                last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
+            if on_step_end is not None and on_step_end(self.step):
+                if not reported:
+                    self.check_finite()
+                    last = self.reporter.report(self.step, self.scheduler.get_last_lr()[0])
+                break
+        self.check_finite()
+        return last
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
