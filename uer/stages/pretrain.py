@@ -142,7 +142,8 @@ def run(cfg: DictConfig):
         with TrainingSession(cfg, model, p, total_steps=p.total_steps, report_dir=run_dir(out_dir), env=env,
                              device=device, facts=facts) as session:
             if resume_payload is not None:
-                session.restore(resume_payload["trainer"], sampler, out_dir)
+                session.restore(resume_payload["trainer"], sampler)
+                log.info("resumed from step %d of %s", session.trainer.step, out_dir)
             end_step = p.total_steps
             if p.stop_after_steps is not None:
                 end_step = min(end_step, session.trainer.step + p.stop_after_steps)

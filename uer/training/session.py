@@ -17,7 +17,6 @@ any callback returns True.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -31,8 +30,6 @@ from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.process import training_model
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
-
-log = logging.getLogger("uer.train")
 
 Callback = Callable[[int], bool | None]
 
@@ -67,12 +64,11 @@ class TrainingSession:
         self.reporter.close()
         distributed.barrier()
 
-    def restore(self, state: dict, data, source) -> None:
+    def restore(self, state: dict, data) -> None:
         """Continue from a checkpoint's trainer ``state``: optimizer, schedule, step, random state, and the
         position of ``data`` (a batch source with ``load_state_dict``)."""
         self.trainer.load_state_dict(state)
         data.load_state_dict(state["data"])
-        log.info("resumed from step %d of %s", self.trainer.step, source)
 
     def checkpoint_state(self, data, **extra) -> dict | None:
         """The trainer state a resumable checkpoint records, with the position of ``data``, the run's facts
