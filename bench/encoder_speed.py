@@ -27,8 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uer.finetuning import loop, setup as finetune  # noqa: E402
-from uer.models.compat import combination_rows  # noqa: E402
+from uer.finetuning import setup as finetune  # noqa: E402
+from uer.finetuning.batches import SampledBatches  # noqa: E402
+from uer.combinations import combination_rows  # noqa: E402
 from uer.runtime import autocast  # noqa: E402
 from uer.training.trainer import to_device  # noqa: E402
 
@@ -89,7 +90,7 @@ def main() -> None:
     task, device = first.task, first.device
     train = task.read(train_path, split="train", labels_num=None, skip_bad_rows=False)
     labels_num = task.labels_num_from(train)
-    batches = loop.SampledBatches(task, train.examples, args.batch, first.cfg.seed, source=str(train_path))
+    batches = SampledBatches(task, train.examples, args.batch, first.cfg.seed, source=str(train_path))
     steps = batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "

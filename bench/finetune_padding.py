@@ -37,7 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uer.finetuning import loop, setup as finetune  # noqa: E402
+from uer.finetuning import setup as finetune  # noqa: E402
+from uer.finetuning.batches import SampledBatches  # noqa: E402
 from uer.tasks import predict  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
@@ -109,9 +110,9 @@ def main() -> None:
     fixed, dynamic, bucketed = f"padding to {args.seq} (original)", "per-batch padding (uer)", \
         "per-batch + length buckets"
     models = {fixed: copy.deepcopy(model), dynamic: model, bucketed: copy.deepcopy(model)}
-    batches = loop.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
-    buckets = loop.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
-                                  length_bucketing=True)
+    batches = SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path))
+    buckets = SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
+                             length_bucketing=True)
     steps = batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup "

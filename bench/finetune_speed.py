@@ -38,7 +38,8 @@ import common  # noqa: E402  (bench/common.py)
 import peers  # noqa: E402
 import results  # noqa: E402
 from uer.runtime import autocast  # noqa: E402
-from uer.finetuning import loop, setup as finetune  # noqa: E402
+from uer.finetuning import setup as finetune  # noqa: E402
+from uer.finetuning.batches import SampledBatches  # noqa: E402
 from uer.tasks import predict  # noqa: E402
 
 DOUBAN = ROOT / "datasets" / "douban_book_review"
@@ -92,8 +93,8 @@ def main() -> None:
         "transformers `BertForSequenceClassification` (SDPA, fused AdamW, `DataCollatorWithPadding`; "
         "random order and `group_by_length` order)", args.json, device=device.type, provisional=args.provisional)
 
-    ours_batches = loop.SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
-                                       length_bucketing=cfg.finetune.length_bucketing)
+    ours_batches = SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
+                                  length_bucketing=cfg.finetune.length_bucketing)
     steps = ours_batches.batches_per_epoch
     if steps <= args.warmup:
         raise SystemExit(f"--rows {args.rows} gives {steps} batches of {args.batch}; need more than --warmup")

@@ -15,7 +15,7 @@ import torch
 from uer.finetuning.multi_task import InterleavedBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.app import run_stage
-from uer.tasks import make_task
+from uer.tasks import get_task, make_task
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, SMALL, book_review_slices, compose_config, expect_user_error, run_main
 
@@ -100,6 +100,13 @@ def test_a_fresh_run_refuses_an_earlier_run_s_models(data, tmp_path, capsys):
     assert (out / "best.pt").read_bytes() == before
     expect_user_error(capsys, compose_config(args(data, tmp_path / "empty", "resume=true")), "resume=true",
                       "no last.pt")
+
+
+def test_a_task_naming_an_unregistered_runner_stops_before_training(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(get_task("classifier"), "finetune_runner", "uer.finetuning.single")
+    expect_user_error(capsys, compose_config(args(data, tmp_path / "m")), "unknown fine-tuning runner",
+                      "'uer.finetuning.single'", "cross_validation, multi_task, single")
+    assert not (tmp_path / "m").exists()
 
 
 def test_resume_refuses_a_changed_setting_unless_allowed_and_then_trains_on(data, tmp_path, capsys, caplog):

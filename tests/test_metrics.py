@@ -2,8 +2,8 @@
 
 import pytest
 
-from uer.tasks.metrics import (accuracy, class_report, classification_metrics, confusion_matrix, macro_f1,
-                               per_class_prf, report_table)
+from uer.tasks.metrics import accuracy, class_report, classification_metrics, confusion_matrix, macro_f1, per_class_prf
+from uer.training.tables import report_table
 
 
 def test_three_class_confusion_by_hand():

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from uer.cli import preflight
 from uer.errors import UerError
-from uer.finetuning.loop import SampledBatches
+from uer.finetuning.batches import SampledBatches
 from uer.finetuning.multi_task import InterleavedBatches
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone

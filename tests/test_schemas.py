@@ -24,8 +24,8 @@ from uer.composition import registries
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
 from uer.registry import Registry, registry_of
-from uer.stages import common
 from uer.tokenizers import build_tokenizer
+from uer.training import process
 from uer.training.optim import build_optimizer, build_scheduler
 from uer_testing import ROOT, SMALL, compose_config
 
@@ -225,7 +225,7 @@ def quiet_dumps(monkeypatch):
 
     for module in ("uer.stages.pretrain", "uer.finetuning.setup"):
         monkeypatch.setattr(f"{module}.run_config", run_config)
-    monkeypatch.setattr(common, "run_config", run_config)
+    monkeypatch.setattr(process, "run_config", run_config)
 
 
 def _read_keys(node: str) -> set[str]:
@@ -343,8 +343,8 @@ def test_every_hardware_key_is_read_where_runs_are_set_up():
     from uer.runtime import HardwareConfig
 
     source = "".join((ROOT / "uer" / name).read_text(encoding="utf-8")
-                     for name in ("runtime.py", "launch.py", "distributed.py", "stages/common.py", "stages/infer.py",
-                                  "finetuning/loop.py", "stages/pretrain.py", "tools/model_loading.py"))
+                     for name in ("runtime.py", "launch.py", "distributed.py", "training/process.py", "stages/infer.py",
+                                  "training/session.py", "stages/pretrain.py", "tools/model_loading.py"))
     unread = [key for key in fields(HardwareConfig)
               if not re.search(rf"\b(hardware|hw|cfg\.hardware)\.{key}\b", source)]
     assert not unread, unread

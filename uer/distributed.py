@@ -45,15 +45,15 @@ def world_size(cfg) -> int:
     return hardware.nproc_per_node * hardware.nnodes if hardware is not None else 1
 
 
-def restarted() -> bool:
-    """True in a worker the elastic agent restarted after a failure."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
-
-
 def env_from_os() -> DistEnv:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv()
     return DistEnv(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"]))
+
+
+def restarted() -> bool:
+    """True in a worker the elastic agent (:mod:`uer.launch`) restarted after a failure."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
 
 
 def adopt_slurm_tasks() -> None:

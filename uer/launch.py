@@ -6,8 +6,9 @@ handed to ``nproc_per_node`` workers started by torch.distributed's elastic laun
 same machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
 machines, ``max_restarts`` restarts of failed workers.  Each worker calls ``entry`` (a
 module-level function, passed by reference, so this module imports no stage) on the
-config; workers write into this run's directory; a restarted worker resumes pre-training
-from the newest checkpoint.  Multi-node: run the same command on every node.
+config; workers write into this run's directory; a restarted worker
+(:func:`uer.distributed.restarted`) resumes from the newest checkpoint.  Multi-node: run the
+same command on every node.
 """
 
 from __future__ import annotations

@@ -40,8 +40,12 @@ import torch
 from omegaconf import DictConfig
 
 from uer.errors import UerError, reason
-from uer.finetuning import loop, setup as finetune_setup
+from uer.finetuning import setup as finetune_setup
+from uer.finetuning.batches import SampledBatches
 from uer.finetuning.checkpoints import BEST
+from uer.finetuning.loop import FitOutputs, fit
+from uer.finetuning.results import record
+from uer.finetuning.scores import Scores, evaluate, format_scores, log_report, model_outputs, report_fields
 from uer.finetuning.single import check_paths
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import load_checkpoint
@@ -103,19 +107,17 @@ def run(cfg: DictConfig) -> float:
         seed_everything(cfg.seed + k)
         model = finetune_setup.new_model(setup, labels_num)
         dev = TaskData(train.path, [train.examples[i] for i in held], info=dict(train.info))
-        batches = loop.SampledBatches(task, [train.examples[i] for i in trained], f.batch_size, cfg.seed + k,
-                                          source=f"fold {k} of finetune.train_path {f.train_path}",
-                                          length_bucketing=f.length_bucketing)
-        fold_dir = out_dir / f"fold_{k}"
-        name = f"fold {k + 1}/{folds_num}"
-        best = loop.fit(
-            setup, model, batches, lambda: loop.evaluate(setup, model, dev, labels_num), metric=metric,
-            model_dir=fold_dir, data_files=[f.train_path], report_dir=report_dir,
-            progress_dir=report_dir / f"fold_{k}", name=name, record_extra={"fold": k},
-            checkpoint_config=finetune_setup.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}),
-        )
+        batches = SampledBatches(task, [train.examples[i] for i in trained], f.batch_size, cfg.seed + k,
+                                 source=f"fold {k} of finetune.train_path {f.train_path}",
+                                 length_bucketing=f.length_bucketing)
+        fold_outputs = FitOutputs(model_dir=out_dir / f"fold_{k}", report_dir=report_dir,
+                                  progress_dir=report_dir / f"fold_{k}", name=f"fold {k + 1}/{folds_num}",
+                                  record_extra={"fold": k})
+        best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num), fold_outputs, metric=metric,
+                   data_files=[f.train_path],
+                   checkpoint_config=finetune_setup.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}))
         model.load_state_dict(load_checkpoint(best.path)["model"])
-        logits = torch.cat(loop.model_outputs(setup, model, dev))
+        logits = torch.cat(model_outputs(setup, model, dev))
         features[held] = torch.softmax(logits.float(), dim=-1).numpy()
         fold_scores.append(best.scores)
         fold_models.append(f"fold_{k}/{BEST}")
@@ -130,24 +132,24 @@ def run(cfg: DictConfig) -> float:
         summary[name] = float(values.mean())
         summary[f"{name}_std"] = float(values.std())
     log.info("%d-fold cross-validation (best evaluation of each fold): %s", folds_num,
-             loop.format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
+             format_scores({name: value for name, value in summary.items() if not name.endswith("_std")}))
     log.info("out-of-fold probabilities (%d x %d) written to %s; fold models listed in %s", *features.shape,
              features_path, manifest)
-    loop.record(report_dir, {"split": "cv", "folds_num": folds_num, "metric": metric, **summary,
-                                 "folds": [{"fold": k, **scores} for k, scores in enumerate(fold_scores)]})
+    record(report_dir, {"split": "cv", "folds_num": folds_num, "metric": metric, **summary,
+                        "folds": [{"fold": k, **scores} for k, scores in enumerate(fold_scores)]})
 
     if test is not None:
         probs = None
         for path in fold_models:
             model = finetune_setup.new_model(setup, labels_num)
             model.load_state_dict(load_checkpoint(out_dir / path)["model"])
-            fold_probs = torch.softmax(torch.cat(loop.model_outputs(setup, model, test)).float(), dim=-1)
+            fold_probs = torch.softmax(torch.cat(model_outputs(setup, model, test)).float(), dim=-1)
             probs = fold_probs if probs is None else probs + fold_probs
         outputs = [torch.log(probs / len(fold_models))]
-        scores = loop.Scores(task.evaluate(outputs, test, labels_num), task.report(outputs, test, labels_num))
-        log.info("test (mean of %d fold models): %s", folds_num, loop.format_scores(scores))
-        loop.log_report("test", scores)
-        loop.record(report_dir, {"split": "test", "folds_num": folds_num, **scores, **loop.report_fields(scores)})
+        scores = Scores(task.evaluate(outputs, test, labels_num), task.report(outputs, test, labels_num))
+        log.info("test (mean of %d fold models): %s", folds_num, format_scores(scores))
+        log_report("test", scores)
+        record(report_dir, {"split": "test", "folds_num": folds_num, **scores, **report_fields(scores)})
     return summary[metric]
 
 

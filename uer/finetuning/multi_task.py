@@ -35,8 +35,11 @@ import torch
 from omegaconf import DictConfig
 
 from uer.errors import UerError
-from uer.finetuning import loop, setup as finetune_setup
-from uer.finetuning.loop import SampledBatches
+from uer.finetuning import setup as finetune_setup
+from uer.finetuning.batches import SampledBatches
+from uer.finetuning.loop import FitOutputs, fit
+from uer.finetuning.results import record
+from uer.finetuning.scores import evaluate, format_scores
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
 from uer.paths import model_dir
@@ -78,21 +81,22 @@ def run(cfg: DictConfig) -> float:
     batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders, f.length_bucketing)
 
     def scores_on(datasets: list[tuple[int, TaskData]]) -> dict[str, float]:
-        per = {i: loop.evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
+        per = {i: evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
         names = list(next(iter(per.values())))
         flat = {name: float(np.mean([scores[name] for scores in per.values()])) for name in names}
         for i, scores in per.items():
             flat.update({f"{name}_{i}": value for name, value in scores.items()})
         return flat
 
-    best = loop.fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))), metric=metric,
-                    model_dir=out_dir, data_files=[folder / name for folder in folders for name in FILES],
-                    report_dir=report_dir, checkpoint_config=finetune_setup.checkpoint_config(setup))
+    best = fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))),
+               FitOutputs(model_dir=out_dir, report_dir=report_dir), metric=metric,
+               data_files=[folder / name for folder in folders for name in FILES],
+               checkpoint_config=finetune_setup.checkpoint_config(setup))
     if tests:
         model.load_state_dict(load_checkpoint(best.path)["model"])
         scores = scores_on(tests)
-        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, loop.format_scores(scores))
-        loop.record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
+        log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
+        record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)
 
 

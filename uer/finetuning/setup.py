@@ -25,9 +25,9 @@ from uer.io.checkpoint import checkpoint_tokenizer
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.uer_format import from_uer_state_dict, load_into_model
 from uer.models import build_backbone
-from uer.stages.common import run_config, training_process
 from uer.tasks import Task, make_task
 from uer.tokenizers import build_tokenizer
+from uer.training.process import run_config, training_process
 
 log = logging.getLogger("uer.finetune")
 

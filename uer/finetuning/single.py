@@ -17,7 +17,10 @@ import logging
 from omegaconf import DictConfig
 
 from uer.errors import UerError
-from uer.finetuning.loop import SampledBatches, evaluate, fit, format_scores, log_report, record, report_fields
+from uer.finetuning.batches import SampledBatches
+from uer.finetuning.loop import FitOutputs, fit
+from uer.finetuning.results import record
+from uer.finetuning.scores import evaluate, format_scores, log_report, report_fields
 from uer.finetuning.setup import checkpoint_config, new_model, prepare, selection_metric
 from uer.io.checkpoint import load_checkpoint
 from uer.runtime import run_dir
@@ -47,9 +50,9 @@ def run(cfg: DictConfig) -> float:
     report_dir = run_dir(out_dir)
     batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed, source=f"finetune.train_path {f.train_path}",
                              length_bucketing=f.length_bucketing, env=setup.env)
-    best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num), metric=metric,
-               model_dir=out_dir, data_files=[f.train_path, f.dev_path], report_dir=report_dir,
-               checkpoint_config=checkpoint_config(setup))
+    best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num),
+               FitOutputs(model_dir=out_dir, report_dir=report_dir), metric=metric,
+               data_files=[f.train_path, f.dev_path], checkpoint_config=checkpoint_config(setup))
 
     if test is not None and setup.env.is_main:
         model.load_state_dict(load_checkpoint(best.path)["model"])

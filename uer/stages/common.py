@@ -1,28 +1,16 @@
-"""Pieces the training stages share: the run's config as recorded, starting from a checkpoint,
-the model as the Trainer runs it."""
+"""What the training stages check in the launching process: the checkpoint a run starts from."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from uer import distributed, malloc_tuning
 from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.formats import ORIGINAL, read_model_file
 from uer.io.weight_sources import missing_weights
-from uer.runtime import configure_threads, resolve_device, seed_everything
-
-log = logging.getLogger("uer")
-
-
-def run_config(cfg: DictConfig) -> dict:
-    """The run's whole config, resolved, as plain values: what its checkpoints record."""
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
@@ -52,26 +40,3 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
         stored["tokenizer"] = payload["tokenizer"]["config"]
     adopt_architecture(cfg, stored, nodes, path, command_line_overrides())
     return payload
-
-
-def training_process(cfg: DictConfig):
-    """``(device, distributed env)`` of this process of a training run: threads, device, process group, seed."""
-    configure_threads(cfg.hardware.num_threads)
-    device = resolve_device(cfg.hardware.device)
-    env = distributed.init(cfg.hardware, device)
-    seed_everything(cfg.seed)
-    return distributed.worker_device(device, env), env
-
-
-def training_model(model, hardware: DictConfig, env, device):
-    """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks, ``torch.compile``."""
-    if hardware.activation_checkpointing:
-        encoder = model.backbone.encoder
-        if not hasattr(encoder, "enable_activation_checkpointing"):
-            raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
-                           f"albert), not {type(encoder).__name__}; set it to false")
-        encoder.enable_activation_checkpointing()
-    if device.type == "cpu":
-        log.info("memory: %s", malloc_tuning.describe())
-    train_model = distributed.wrap(model, env, device)
-    return torch.compile(train_model) if hardware.compile else train_model

@@ -1,14 +1,13 @@
 """stage=finetune: put a task head on a backbone and train it on labelled files.
 
 The stage checks its settings, adopts the architecture of the checkpoint it starts from
-(before any worker starts) and hands the run to the task's runner
-(:mod:`uer.finetuning`): one train/dev file (:mod:`uer.finetuning.single`), or the runner a
-task names in ``finetune_runner`` (cross-validation, multi-task).
+(before any worker starts) and hands the run to the runner the task names in
+``finetune_runner``, looked up in the registry :data:`uer.finetuning.runners.RUNNERS`: one
+train/dev file (``single``, the default), ``cross_validation`` or ``multi_task``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
+from uer.finetuning.runners import MULTI_PROCESS, RUNNERS
 from uer.io.outputs import DIRECTORY, FILE, Output
 from uer.models.compat import check_model, first_pooling_warning
 from uer.paths import model_dir
@@ -33,7 +33,6 @@ log = logging.getLogger("uer.finetune")
 
 # What a checkpoint fine-tuning starts from decides: the backbone and its input ids.
 BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder")
-SINGLE = "uer.finetuning.single"
 
 
 @dataclass
@@ -89,7 +88,9 @@ def prepare(cfg: DictConfig) -> None:
     check_output_dir(model_dir(cfg), cfg.resume)
     check_logger(cfg.logger)
     check_published(cfg.published, get_task(cfg.task.type).metrics, cfg.task.type)
-    if distributed.world_size(cfg) > 1 and _runner(cfg) != SINGLE:
+    runner = get_task(cfg.task.type).finetune_runner
+    RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
+    if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
     starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder)
@@ -100,11 +101,7 @@ def prepare(cfg: DictConfig) -> None:
 
 def run(cfg: DictConfig) -> float:
     try:
-        return importlib.import_module(_runner(cfg)).run(cfg)
+        return RUNNERS.lookup(get_task(cfg.task.type).finetune_runner)(cfg)
     finally:
         distributed.shutdown()
-
-
-def _runner(cfg: DictConfig) -> str:
-    return getattr(get_task(cfg.task.type), "finetune_runner", None) or SINGLE
 

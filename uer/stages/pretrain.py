@@ -19,19 +19,19 @@ from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkpoint, save_checkpoint, step_checkpoints
+from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.outputs import DIRECTORY, Output
 from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
 from uer.paths import model_dir
 from uer.runtime import run_dir
-from uer.stages.common import run_config, starting_checkpoint, training_model, training_process
-from uer.stages.resume import check_resumable
+from uer.stages.common import starting_checkpoint
 from uer.tokenizers import build_tokenizer
 from uer.training.loggers import check_logger
-from uer.training.optim import build_optimizer, build_scheduler
-from uer.training.report import Reporter
-from uer.training.trainer import Trainer
+from uer.training.process import run_config, training_process
+from uer.training.resume import check_resumable, run_facts
+from uer.training.session import TrainingSession
 
 log = logging.getLogger("uer.pretrain")
 
@@ -120,7 +120,7 @@ def run(cfg: DictConfig):
             f"{positions} positions; raise model.max_seq_length or re-run preprocess"
         )
     config = run_config(cfg)
-    facts = {"world_size": env.world_size, "dataset": dataset.fingerprint()}
+    facts = run_facts(env.world_size, dataset.fingerprint())
     if resume_payload is not None:
         check_resumable(resume_payload, config, facts, cfg.resume_allow_changes)
 
@@ -136,57 +136,61 @@ def run(cfg: DictConfig):
     log.info("model: %s parameters, %s", f"{sum(x.numel() for x in model.parameters()):,}",
              {node: cfg[node].type for node in ("embedding", "encoder", "target")})
 
-    optimizer = build_optimizer(cfg.optimizer, model, p.learning_rate)
-    scheduler = build_scheduler(cfg.lr_scheduler, optimizer, p.total_steps)
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
                            lengths=dataset.lengths() if p.length_bucketing else None,
                            rank=env.rank, world_size=env.world_size)
-    reporter = Reporter(run_dir(out_dir), p.total_steps, enabled=env.is_main, logger=cfg.logger,
-                        reduce_device=device)
-    trainer = Trainer(model, optimizer, scheduler, device=device, precision=cfg.hardware.precision,
-                      accumulation_steps=p.accumulation_steps, max_grad_norm=p.max_grad_norm, reporter=reporter)
-    if resume_payload is not None:
-        trainer.load_state_dict(resume_payload["trainer"])
-        sampler.load_state_dict(resume_payload["trainer"]["data"])
-        log.info("resumed from step %d of %s", trainer.step, out_dir)
-    trainer.model = training_model(model, cfg.hardware, env, device)
-
-    end_step = p.total_steps
-    if p.stop_after_steps is not None:
-        end_step = min(end_step, trainer.step + p.stop_after_steps)
-
-    def save(step: int) -> None:
-        trainer.check_finite()  # on every rank, before anything is written
-        state = trainer.state_dict()  # on every rank: it gathers each rank's random state
-        if not env.is_main:
-            return
-        state["data"] = sampler.state_dict()
-        state["run"] = facts
-        path = checkpoint_path(out_dir, step)
-        save_checkpoint(path, model_state=model.state_dict(), config=config, tokenizer=tokenizer, trainer=state)
-        log.info("saved %s", path)
-        if p.keep_checkpoints > 0:
-            for _, old in step_checkpoints(out_dir)[:-p.keep_checkpoints]:
-                old.unlink()
-
-    def on_step_end(step: int) -> None:
-        if step % p.save_checkpoint_steps == 0 or step == end_step:
-            save(step)
-
-    batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers, pin_memory=device.type == "cuda")
     try:
-        last = trainer.fit(batches.next_batch, end_step, p.report_steps, on_step_end)
+        with TrainingSession(cfg, model, p, total_steps=p.total_steps, report_dir=run_dir(out_dir), env=env,
+                             device=device, facts=facts) as session:
+            if resume_payload is not None:
+                session.restore(resume_payload["trainer"], sampler)
+                log.info("resumed from step %d of %s", session.trainer.step, out_dir)
+            end_step = p.total_steps
+            if p.stop_after_steps is not None:
+                end_step = min(end_step, session.trainer.step + p.stop_after_steps)
+            checkpoints = StepCheckpoints(session, sampler, out_dir, end_step, p, model=model, config=config,
+                                          tokenizer=tokenizer)
+            batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers,
+                                  pin_memory=device.type == "cuda")
+            try:
+                last = session.fit(batches.next_batch, end_step, [checkpoints])
+            finally:
+                batches.close()
     finally:
-        batches.close()
-        reporter.close()
-        # Drop the DDP wrapper before leaving the process group: a live one can abort gloo at exit.
-        trainer.model = None
-        distributed.barrier()
         distributed.shutdown()
     if last is None:
-        log.info("nothing to do: the checkpoint in %s is already at step %d", out_dir, trainer.step)
+        log.info("nothing to do: the checkpoint in %s is already at step %d", out_dir, session.trainer.step)
         return None
     return sum(v for k, v in last.items() if k.endswith("_loss") and math.isfinite(v))
+
+
+class StepCheckpoints:
+    """The session callback of pre-training: ``step_N.pt`` every ``save_checkpoint_steps`` steps and at
+    ``end_step``, keeping the newest ``keep_checkpoints`` (``p`` is ``cfg.pretrain``).  Each holds
+    ``model``'s weights, the run's ``config``, the ``tokenizer`` and the session's resumable state."""
+
+    def __init__(self, session: TrainingSession, sampler: EpochSampler, out_dir: Path, end_step: int, p, *,
+                 model: torch.nn.Module, config: dict, tokenizer):
+        self.session, self.sampler, self.out_dir, self.end_step = session, sampler, out_dir, end_step
+        self.every, self.keep = p.save_checkpoint_steps, p.keep_checkpoints
+        self.model, self.config, self.tokenizer = model, config, tokenizer
+
+    def __call__(self, step: int) -> None:
+        if step % self.every == 0 or step == self.end_step:
+            self.save(step)
+
+    def save(self, step: int) -> None:
+        self.session.trainer.check_finite()  # on every rank, before anything is written
+        state = self.session.checkpoint_state(self.sampler)
+        if state is None:
+            return
+        path = checkpoint_path(self.out_dir, step)
+        save_checkpoint(path, model_state=self.model.state_dict(), config=self.config, tokenizer=self.tokenizer,
+                        trainer=state)
+        log.info("saved %s", path)
+        if self.keep > 0:
+            for _, old in step_checkpoints(self.out_dir)[:-self.keep]:
+                old.unlink()
 
 
 def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
@@ -194,8 +198,6 @@ def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
     if resume_payload is not None:
         return checkpoint_tokenizer(resume_payload, cfg.output_model_path or "output_model_path")
     if start:
-        from uer.io.formats import CHECKPOINT, read_model_file
-
         kind, payload = read_model_file(start)
         if kind == CHECKPOINT:
             return checkpoint_tokenizer(payload, start)

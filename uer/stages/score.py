@@ -30,7 +30,8 @@ from omegaconf import DictConfig
 from uer.config.fields import setting
 from uer.config.run import RunConfig, stage_key, stage_root
 from uer.errors import UerError
-from uer.finetuning.loop import format_scores, record
+from uer.finetuning.results import record
+from uer.finetuning.scores import format_scores
 from uer.runtime import HardwareConfig, run_dir
 from uer.stages.infer import FineTunedModelConfig, load_fine_tuned
 

@@ -80,6 +80,8 @@ class Task(ABC):
     name = ""
     #: keys of ``evaluate``; the first is what picks the best epoch unless finetune.metric says otherwise
     metrics: tuple[str, ...] = ()
+    #: the registered name of the runner that fine-tunes it (:mod:`uer.finetuning.runners`)
+    finetune_runner = "single"
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         self.cfg = cfg

@@ -34,7 +34,7 @@ class ClassifierCvConfig(ClassifierConfig):
 @TASKS.register("classifier_cv", config=ClassifierCvConfig)
 class ClassifierCvTask(ClassifierTask):
     name = "classifier_cv"
-    finetune_runner = "uer.finetuning.cross_validation"
+    finetune_runner = "cross_validation"
 
 
 def assign_folds(labels, folds_num: int, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Scores for predicted class ids against gold ones: accuracy and macro-averaged F1; and the
 per-class report people read (precision, recall, F1 and support of each class, the
-confusion matrix), with its table for logs and TensorBoard.
+confusion matrix; its table for logs and TensorBoard is :func:`uer.training.tables.report_table`).
 
 Macro-F1 is the unweighted mean of per-class F1 over the classes that occur in the gold
 labels or in the predictions (a class that is neither predicted nor present cannot be
@@ -61,20 +61,6 @@ def class_report(gold: Sequence[int], pred: Sequence[int], labels_num: int | Non
     per_class = {str(c): {"precision": p, "recall": r, "f1": f, "support": n}
                  for c, (p, r, f, n) in per_class_prf(gold, pred, labels_num).items()}
     return {"per_class": per_class, "confusion": confusion_matrix(gold, pred, labels_num).tolist()}
-
-
-def report_table(report: dict) -> str:
-    """A report (:func:`class_report`, or any ``per_class`` table with an optional ``confusion``) as Markdown."""
-    lines = ["| class | precision | recall | f1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, row in report.get("per_class", {}).items():
-        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
-    matrix = report.get("confusion")
-    if matrix:
-        lines += ["", "confusion matrix (rows: gold, columns: predicted)", "",
-                  "| gold / predicted | " + " | ".join(str(c) for c in range(len(matrix))) + " |",
-                  "| --- |" + " ---: |" * len(matrix)]
-        lines += [f"| {g} | " + " | ".join(str(n) for n in row) + " |" for g, row in enumerate(matrix)]
-    return "\n".join(lines)
 
 
 def _seen(matrix: np.ndarray) -> Iterable[int]:

@@ -87,7 +87,7 @@ class MtClassifierConfig(PooledTaskConfig):
 @TASKS.register("mt_classifier", config=MtClassifierConfig)
 class MtClassifierTask(ClassifierTask):
     name = "mt_classifier"
-    finetune_runner = "uer.finetuning.multi_task"
+    finetune_runner = "multi_task"
 
     @staticmethod
     def teacher_weight(cfg) -> None:

@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import MISSING
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import MISSING, OmegaConf
 
 from uer.config.fields import setting
+from uer.config.resolvers import run_name
 from uer.errors import UerError
 from uer.registry import Registry
+from uer.training.tables import report_table
 
 LOGGERS: Registry = Registry("logger", group="logger")
 
@@ -74,7 +77,7 @@ class TensorBoardLogger(RunLogger):
     @property
     def writer(self):
         if self._writer is None:
-            from uer.tensorboard import summary_writer
+            from uer.tensorboard import summary_writer  # lazy: TensorBoard takes seconds to import
 
             self._writer = summary_writer(str(self.directory))
         return self._writer
@@ -89,7 +92,7 @@ class TensorBoardLogger(RunLogger):
         self.writer.flush()
 
     def hparams(self, params: dict, metrics: dict) -> None:
-        from torch.utils.tensorboard.summary import hparams
+        from torch.utils.tensorboard.summary import hparams  # lazy: TensorBoard takes seconds to import
 
         # In this run's own directory (SummaryWriter.add_hparams would open a sub-run), with each
         # metric also a scalar: the HParams view reads a metric's value from the run's scalars.
@@ -168,7 +171,7 @@ class MlflowLogger(RunLogger):
     """Through MLflow's client API (no global active run): safe in a process that runs several jobs."""
 
     def __init__(self, cfg: MlflowConfig, directory: Path, experiment: str):
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: an optional package, slow to import
 
         self.client = MlflowClient(tracking_uri=cfg.tracking_uri)
         id_file = Path(directory) / RUN_ID_FILE
@@ -204,13 +207,7 @@ class MlflowLogger(RunLogger):
 
 @LOGGERS.register("mlflow", config=MlflowConfig)
 def mlflow(cfg: MlflowConfig, directory: Path) -> RunLogger:
-    return MlflowLogger(cfg, directory, _experiment_name())
-
-
-def _experiment_name() -> str:
-    from uer.config.resolvers import run_name
-
-    return run_name()
+    return MlflowLogger(cfg, directory, run_name())
 
 
 def build_logger(cfg, directory: Path) -> RunLogger:
@@ -229,8 +226,6 @@ def check_logger(cfg) -> None:
 def log_run_end(cfg, facts: dict, directory: Path) -> None:
     """What a training run's logger gets at the end (:func:`uer.outcome.outcome` ``facts``): the test scores
     and their per-class table at the step of the model that scored them, and the HParams."""
-    from uer.tasks.metrics import report_table
-
     logger = build_logger(cfg.logger, directory)
     try:
         step = facts.get("step") or 0
@@ -247,9 +242,6 @@ def log_run_end(cfg, facts: dict, directory: Path) -> None:
 def run_hparams(cfg) -> dict:
     """The settings that tell runs apart: seed, learning rate and batch size, and every command-line override
     (its value in the config where that is a plain value, else as typed, e.g. ``optimizer=lamb``)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
     section = cfg[cfg.stage]
     params = {"seed": cfg.seed, f"{cfg.stage}.learning_rate": section.learning_rate,
               f"{cfg.stage}.batch_size": section.batch_size}

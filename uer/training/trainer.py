@@ -1,9 +1,11 @@
 """The one training loop, shared by pre-training and fine-tuning.
 
-A stage hands the Trainer a model whose forward takes a batch dict and returns
-``.loss`` and ``.stats``, a source of micro-batches, and hooks; the Trainer owns
-precision, gradient accumulation, clipping, the optimiser/schedule step, progress
-reports and the resumable state (step, optimiser, schedule, RNG).
+A training session (:mod:`uer.training.session`) hands the Trainer a model whose forward
+takes a batch dict and returns ``.loss`` and ``.stats``, a source of micro-batches, and
+hooks; the Trainer owns precision, gradient accumulation, clipping, the optimiser/schedule
+step, progress reports, the resumable state (step, optimiser, schedule, RNG) and the
+model's wrap for training (DDP, ``torch.compile``): :meth:`Trainer.fit` trains the
+wrapped model and drops the wrapper when it returns, before the process group goes.
 
 A loss or gradient norm that is not finite (nan, inf) stops the run.  Whether each step's
 are finite is noted on the device without waiting for it, so watching costs no
@@ -41,8 +43,12 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 class Trainer:
     def __init__(self, model: nn.Module, optimizer, scheduler, *, device: torch.device, precision: str,
-                 accumulation_steps: int, max_grad_norm: float, reporter: Reporter):
+                 accumulation_steps: int, max_grad_norm: float, reporter: Reporter,
+                 wrap: Callable[[nn.Module], nn.Module] | None = None):
+        """``wrap``: what :meth:`fit` trains in place of ``model`` (None: ``model`` itself)."""
         self.model = model
+        self.wrap = wrap
+        self._train_model = model  # what train_step runs: the wrapped model during fit
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.device = device
@@ -59,24 +65,25 @@ class Trainer:
 
     def train_step(self, micro_batches: Iterable[dict]) -> None:
         """One optimiser step over ``accumulation_steps`` micro-batches."""
-        self.model.train()
+        model = self._train_model
+        model.train()
         micro_batches = list(micro_batches)
         loss = None
         for index, batch in enumerate(micro_batches):
             batch = to_device(batch, self.device)
             # Under DDP only the last micro-batch all-reduces gradients; the others accumulate locally.
             final = index == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if final or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            sync = contextlib.nullcontext() if final or not hasattr(model, "no_sync") else model.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.model(batch)
+                    out = model(batch)
                 self.scaler.scale(out.loss / len(micro_batches)).backward()
             loss = out.loss.detach() if loss is None else loss + out.loss.detach()
             self.reporter.add(out.stats, batch["src"])
         norm = None
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
         self._note_nonfinite(loss, norm if not self.scaler.is_enabled() else None)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -117,7 +124,20 @@ class Trainer:
     def fit(self, next_batch: Callable[[], dict], end_step: int, report_steps: int,
             on_step_end: Callable[[int], bool | None] | None = None) -> dict | None:
         """Train until ``self.step == end_step``, or until ``on_step_end(step)`` returns True (early
-        stopping); returns the last report (a stopped run reports its last steps too)."""
+        stopping); returns the last report (a stopped run reports its last steps too).
+
+        The model is wrapped here, after a resumed run has loaded its weights (DDP starts
+        every rank from rank 0's), and the wrapper is dropped on the way out: a live DDP
+        module can abort a gloo worker once the process group is gone.
+        """
+        if self.wrap is not None:
+            self._train_model = self.wrap(self.model)
+        try:
+            return self._train(next_batch, end_step, report_steps, on_step_end)
+        finally:
+            self._train_model = self.model
+
+    def _train(self, next_batch, end_step: int, report_steps: int, on_step_end) -> dict | None:
         last = None
         while self.step < end_step:
             self.train_step(next_batch() for _ in range(self.accumulation_steps))

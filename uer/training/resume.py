@@ -34,6 +34,11 @@ RUN_FACTS = {"world_size": "processes (hardware.nproc_per_node x hardware.nnodes
              "dataset": "the training data's content (pretrain.dataset_path; fine-tuning's train and dev files)"}
 
 
+def run_facts(world_size: int, dataset: str) -> dict:
+    """The :data:`RUN_FACTS` of this run: ``world_size`` processes, ``dataset`` the fingerprint of its data."""
+    return {"world_size": world_size, "dataset": dataset}
+
+
 def flatten(node, prefix: str = "") -> dict:
     if not isinstance(node, dict):
         return {prefix.rstrip("."): node}

@@ -1,0 +1,43 @@
+"""One process of a training run: its threads, device, process group and seed; the config its
+checkpoints record; the model as the Trainer runs it."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from uer import distributed, malloc_tuning
+from uer.errors import UerError
+from uer.runtime import configure_threads, resolve_device, seed_everything
+
+log = logging.getLogger("uer")
+
+
+def run_config(cfg: DictConfig) -> dict:
+    """The run's whole config, resolved, as plain values: what its checkpoints record."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def training_process(cfg: DictConfig):
+    """``(device, distributed env)`` of this process of a training run: threads, device, process group, seed."""
+    configure_threads(cfg.hardware.num_threads)
+    device = resolve_device(cfg.hardware.device)
+    env = distributed.init(cfg.hardware, device)
+    seed_everything(cfg.seed)
+    return distributed.worker_device(device, env), env
+
+
+def training_model(model, hardware: DictConfig, env, device):
+    """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks, ``torch.compile``."""
+    if hardware.activation_checkpointing:
+        encoder = model.backbone.encoder
+        if not hasattr(encoder, "enable_activation_checkpointing"):
+            raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
+                           f"albert), not {type(encoder).__name__}; set it to false")
+        encoder.enable_activation_checkpointing()
+    if device.type == "cpu":
+        log.info("memory: %s", malloc_tuning.describe())
+    train_model = distributed.wrap(model, env, device)
+    return torch.compile(train_model) if hardware.compile else train_model
