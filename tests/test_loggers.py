@@ -8,6 +8,7 @@ import pytest
 
 from test_schemas import fields, reads  # noqa: F401  (reads: the fixture recording the schema keys read)
 from uer.errors import UerError
+from uer.training import loggers as loggers_module
 from uer.training.loggers import MlflowConfig, build_logger, check_logger
 from uer_testing import compose_config
 
@@ -70,3 +71,25 @@ def test_logger_without_its_package_stops_before_any_work(monkeypatch):
     with pytest.raises(UerError, match=r'logger=mlflow needs MLflow: pip install -e "\.\[mlflow\]"'):
         check_logger(compose_config(["logger=mlflow"]).logger)
     check_logger(compose_config(["logger=csv"]).logger)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason='pip install -e ".[mlflow]"')
+def test_mlflow_store_defaults_to_the_run_directory_not_the_working_directory(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run_dir = tmp_path / "runs" / "2026-12-07" / "10-00-00"
+    logger = build_logger(compose_config(["logger=mlflow", "logger.experiment_name=douban"]).logger, run_dir)
+    logger.scalars("train", {"loss": 0.5}, 1)
+    logger.close()
+    assert list(elsewhere.iterdir()) == []  # nothing under the working directory (it was ./outputs/mlflow)
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow' / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "douban"]
+    assert experiment.artifact_location == (run_dir / "mlflow" / "artifacts").resolve().as_uri()
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.metrics == {"train/loss": 0.5}
+    # a job of a sweep keeps its store in the sweep's directory, beside its sibling jobs
+    monkeypatch.setattr(loggers_module, "in_multirun", lambda: True)
+    assert loggers_module.default_store(tmp_path / "sweep" / "0") == (tmp_path / "sweep" / "mlflow").resolve()

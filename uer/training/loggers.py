@@ -30,6 +30,7 @@ from omegaconf import MISSING, OmegaConf
 from uer.config.fields import setting
 from uer.config.resolvers import run_name
 from uer.errors import UerError
+from uer.outcome import in_multirun
 from uer.registry import Registry
 from uer.training.tables import report_table
 
@@ -155,16 +156,26 @@ class MlflowConfig:
     """``logger=mlflow``: one MLflow run per run directory, in a local store (no server)."""
 
     type: str = setting(MISSING, "the logger (pick with logger=)")
-    tracking_uri: str = setting("sqlite:///outputs/mlflow/mlflow.db",
-                                "the MLflow store: a local SQLite file by default (`mlflow ui --backend-store-uri "
-                                "sqlite:///outputs/mlflow/mlflow.db` shows it); a server URL works too")
+    tracking_uri: Optional[str] = setting(
+        None, "the MLflow store; null = a SQLite file mlflow/mlflow.db in the run's directory (a sweep's jobs share "
+              "one, in the sweep's directory: `mlflow ui --backend-store-uri sqlite:///DIR/mlflow/mlflow.db` shows "
+              "it); a server URL works too")
     experiment_name: Optional[str] = setting(None, "the MLflow experiment; null = this run's experiment preset, "
                                                    "else its stage")
-    artifact_location: str = setting("outputs/mlflow/artifacts",
-                                     "where a new MLflow experiment keeps its files (the report tables)")
+    artifact_location: Optional[str] = setting(
+        None, "where a new MLflow experiment keeps its files (the report tables); null = mlflow/artifacts beside "
+              "the default store")
 
 
 RUN_ID_FILE = "mlflow_run_id"
+STORE_DIR = "mlflow"
+
+
+def default_store(directory: Path) -> Path:
+    """Where ``logger=mlflow`` keeps its store by default: in the run's directory, or for a job of a sweep
+    (whose directory is one of the sweep directory's) in the sweep's, so the sweep's runs sit side by side."""
+    directory = Path(directory).resolve()
+    return (directory.parent if in_multirun() else directory) / STORE_DIR
 
 
 class MlflowLogger(RunLogger):
@@ -173,7 +184,10 @@ class MlflowLogger(RunLogger):
     def __init__(self, cfg: MlflowConfig, directory: Path, experiment: str):
         from mlflow.tracking import MlflowClient  # lazy: an optional package, slow to import
 
-        self.client = MlflowClient(tracking_uri=cfg.tracking_uri)
+        store = default_store(directory)
+        if cfg.tracking_uri is None:
+            store.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=cfg.tracking_uri or f"sqlite:///{store / 'mlflow.db'}")
         id_file = Path(directory) / RUN_ID_FILE
         if id_file.exists():
             self.run_id = id_file.read_text(encoding="utf-8").strip()
@@ -181,7 +195,7 @@ class MlflowLogger(RunLogger):
         name = cfg.experiment_name or experiment
         found = self.client.get_experiment_by_name(name)
         experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
-            name, artifact_location=Path(cfg.artifact_location).resolve().as_uri())
+            name, artifact_location=Path(cfg.artifact_location or store / "artifacts").resolve().as_uri())
         run = self.client.create_run(experiment_id, run_name=Path(directory).name,
                                      tags={"uer.run_dir": str(Path(directory).resolve())})
         self.run_id = run.info.run_id
