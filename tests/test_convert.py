@@ -314,6 +314,7 @@ def test_non_bert_models_have_no_hf_or_tf_layout(capsys, tmp_path, vocab, name):
     for output, fmt in ((tmp_path / "out" / "model.bin", "hf"), (tmp_path / "out" / "bert_model.ckpt", "tf")):
         line = failure(capsys, vocab, original, "uer_ckpt", output, fmt)
         assert str(original) in line and ("ALBERT" in line if name == "albert" else "GPT" in line), line
+        assert "tool=convert writes uer_ckpt and uer for every transformer model" in line, line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
@@ -532,3 +533,15 @@ def test_documented_command(tmp_path, vocab, hf_model):
                     "tool.output_format=hf", f"tool.output_path={tmp_path / 'x.bin'}"], tmp_path / "run2")
     assert bad.returncode == 2 and len(error_lines(bad)) == 1, bad.stderr
     assert "tool.input_format=uer_ckpt" in error_lines(bad)[0] and not (tmp_path / "x.bin").exists()
+
+
+def test_a_model_without_transformer_layers_is_refused_with_what_converts(capsys, tmp_path, vocab):
+    """An LSTM checkpoint: the refusal says what the converter writes for which model, not a wrong list."""
+    original = tmp_path / "step_1.pt"
+    project_checkpoint(original, vocab, [*SMALL, "encoder=lstm", "target=lm"])
+    for output, fmt in ((tmp_path / "out" / "model.bin", "uer"), (tmp_path / "out" / "model.safetensors", "hf")):
+        line = failure(capsys, vocab, original, "uer_ckpt", output, fmt)
+        assert "has no transformer layers" in line and "other encoders (lstm, gru, cnn, ...) have no converted " \
+                                                       "form" in line, line
+        assert "only transformer models (BERT, ALBERT, GPT) can be converted" not in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -212,16 +212,20 @@ def from_uer(uer: StateDict, layout: str, source: str) -> tuple[dict[str, torch.
     return out, sorted(set(uer) - used)
 
 
+class NotBertLayout(UerError):
+    """A model the BERT layout of Hugging Face and Google files cannot hold."""
+
+
 def check_bert_layout(uer: StateDict, source: str, target_name: str) -> None:
-    """A :class:`UerError` unless ``uer`` holds a BERT (word+position+segment embedding, layer list)."""
+    """A :class:`NotBertLayout` unless ``uer`` holds a BERT (word+position+segment embedding, layer list)."""
     if "encoder.linear.weight" in uer or any(k.startswith("encoder.transformer.self_attn.") for k in uer):
-        raise UerError(f"{source} holds an ALBERT-style model (factorised embedding or one shared layer); "
-                       f"the {target_name} BERT layout cannot represent it")
+        raise NotBertLayout(f"{source} holds an ALBERT-style model (factorised embedding or one shared layer); "
+                            f"the {target_name} BERT layout cannot represent it")
     if SEGMENT not in uer:
-        raise UerError(f"{source} has no {SEGMENT} (a GPT-style model?); the {target_name} BERT layout needs one")
+        raise NotBertLayout(f"{source} has no {SEGMENT} (a GPT-style model?); the {target_name} BERT layout needs one")
     if "target.output_layer.weight" in uer:
-        raise UerError(f"{source} holds a language-model (lm) target; the {target_name} BERT layout has no place "
-                       "for target.output_layer")
+        raise NotBertLayout(f"{source} holds a language-model (lm) target; the {target_name} BERT layout has no "
+                            "place for target.output_layer")
 
 
 # --- Hugging Face files -----------------------------------------------------------------

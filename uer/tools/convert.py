@@ -69,6 +69,7 @@ from uer.io.hf_format import (
     HF_WEIGHT_FILES,
     SEGMENT,
     WORD,
+    NotBertLayout,
     StateDict,
     bert_config,
     count_layers,
@@ -107,6 +108,12 @@ TARGET_KEYS = (("target.nsp_linear_2.weight", "bert"), ("target.sop_linear_2.wei
                ("target.mlm_linear_1.weight", "mlm"), ("target.output_layer.weight", "lm"))
 HF_DEFAULTS = {"layernorm_eps": 1e-12, "hidden_act": "gelu", "mask": "fully_visible", "layernorm": "standard"}
 LAYOUTS = {"hf": "Hugging Face", "tf": "Google TensorFlow"}
+# What each output format holds: the refusals quote it, so they say what the converter does.
+WHAT_CONVERTS = ("tool=convert writes uer_ckpt and uer for every transformer model (BERT; ALBERT with its shared "
+                 "layer and factorised embedding; GPT with its lm target), and hf and tf for BERT-layout models "
+                 "(word, position and segment embeddings, one weight set per layer, target bert, mlm or none); "
+                 "other encoders (lstm, gru, cnn, ...) have no converted form: their uer_ckpt is read as it is by "
+                 "pretrained_model_path, stage=infer and the tools")
 
 
 @dataclass
@@ -154,7 +161,10 @@ def convert(cfg: DictConfig) -> str:
                        "(tool.output_format=uer_ckpt)")
     arch = infer_architecture(loaded, cfg)
     log.info("read %s %s: %s", t.input_format, loaded.source, describe(arch))
-    WRITERS[t.output_format](loaded, arch, target, cfg)
+    try:
+        WRITERS[t.output_format](loaded, arch, target, cfg)
+    except NotBertLayout as err:
+        raise UerError(f"{err}; {WHAT_CONVERTS}") from None
     log.info("wrote %s %s", t.output_format, target)
     return str(target)
 
@@ -280,8 +290,7 @@ def infer_architecture(loaded: Loaded, cfg: DictConfig) -> dict:
     layers = count_layers(state, "uer", source)
     shared = any(key.startswith("encoder.transformer.self_attn.") for key in state)
     if not layers and not shared:
-        raise UerError(f"{source} has no transformer layers (encoder.transformer.*); only transformer "
-                       "models (BERT, ALBERT, GPT) can be converted")
+        raise UerError(f"{source} has no transformer layers (encoder.transformer.*); {WHAT_CONVERTS}")
     prefix = "encoder.transformer.0." if layers else "encoder.transformer."
     hidden_size = _tensor(state, prefix + "self_attn.linear_layers.0.weight", source).shape[0]
     target = next((name for key, name in TARGET_KEYS if key in state), None)
