@@ -173,6 +173,7 @@ def test_a_lock_is_released_and_its_directories_removed_when_the_run_leaves_them
     (["pretrain.batch_size=0"], "pretrain.batch_size=0 must be at least 1"),
     (["model.heads_num=-2"], "model.heads_num=-2 must be at least 1"),
     (["optimizer.beta2=1"], "optimizer.beta2=1.0 must be in [0, 1)"),
+    (["optimizer.eps=0"], "optimizer.eps=0.0 must be a positive finite number"),
     (["pretrain.max_grad_norm=inf"], "pretrain.max_grad_norm=inf must be a finite number >= 0"),
     (["stage=infer", "infer.batch_size=0"], "infer.batch_size=0 must be at least 1"),
 ])
@@ -226,14 +227,16 @@ def test_on_an_accelerator_the_first_bad_step_is_named_at_the_next_report(monkey
 
     model = Model()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 10.0 ** -step)  # a rate per step
     trainer = Trainer(model, optimizer, scheduler, device=torch.device("cpu"), precision="fp32", accumulation_steps=1,
                       max_grad_norm=0.0, reporter=Reporter(None, 10, enabled=False))
     trainer._check_each_step = False  # as on CUDA
     values = iter([1.0, 2.0, float("nan"), 3.0, 4.0, 5.0])
-    with pytest.raises(UerError, match="the loss became nan or inf at step 3"):
+    with pytest.raises(UerError, match="the loss became nan or inf at step 3") as err:
         trainer.fit(lambda: {"x": torch.tensor([next(values)]), "src": torch.ones(1, 1, dtype=torch.long)}, 6, 5)
     assert trainer.step == 5  # it ran on to the report, then stopped
+    # the learning rate step 3 trained with (1e-3 * 10^-2), not the one at the report
+    assert "a learning rate too high (1e-05 at that step)" in str(err.value)
 
 
 def test_a_checkpoint_of_non_finite_weights_is_never_written(tmp_path):

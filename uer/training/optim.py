@@ -14,7 +14,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from uer.config.fields import FRACTION, NON_NEGATIVE, setting
+from uer.config.fields import FRACTION, NON_NEGATIVE, POSITIVE, setting
 from uer.registry import Registry
 from uer.training.adamw_uncorrected import UncorrectedAdamW
 from uer.training.lamb import Lamb
@@ -30,7 +30,7 @@ class AdamMomentsConfig:
     type: str = setting(MISSING, "the optimizer (pick with optimizer=)")
     beta1: float = setting(0.9, "decay of the first-moment average", bounds=FRACTION)
     beta2: float = setting(0.999, "decay of the second-moment average", bounds=FRACTION)
-    eps: float = setting(1e-6, "added to the denominator", bounds=NON_NEGATIVE)
+    eps: float = setting(1e-6, "added to the denominator (0 divides by zero where a moment is 0)", bounds=POSITIVE)
 
 
 @dataclass

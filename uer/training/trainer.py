@@ -61,6 +61,7 @@ class Trainer:
         self.step = 0
         # (step, whether its loss and gradient norm are finite) of the steps since the last check, on the device.
         self._unchecked: list[tuple[int, torch.Tensor]] = []
+        self._unchecked_lr: dict[int, float] = {}  # the learning rate each unchecked step used (ranks share it)
         self._check_each_step = device.type == "cpu" and not torch.distributed.is_initialized()
 
     def train_step(self, micro_batches: Iterable[dict]) -> None:
@@ -97,6 +98,7 @@ class Trainer:
         """Keep (on the device, without a sync) whether this step's loss and gradient norm are finite."""
         values = loss.reshape(1) if norm is None else torch.stack((loss.float(), norm.float()))
         self._unchecked.append((self.step + 1, torch.isfinite(values)))
+        self._unchecked_lr[self.step + 1] = self.scheduler.get_last_lr()[0]
 
     def check_finite(self) -> None:
         """A UerError naming the first step (on any rank) whose loss or gradient norm was not finite."""
@@ -109,13 +111,16 @@ class Trainer:
                 what = sum(bit for bit, ok in zip((LOSS, NORM), finite[row].tolist()) if not ok)
                 first = [-self._unchecked[row][0], what]
             self._unchecked.clear()
+        learning_rates, self._unchecked_lr = self._unchecked_lr, {}
         if torch.distributed.is_initialized():  # every rank stops at the same check
             first = distributed.all_reduce_max(torch.tensor(first, device=self.device)).tolist()
         negated_step, what = first
         if what == 0:
             return
         named = " and ".join(name for bit, name in ((LOSS, "the loss"), (NORM, "the gradient norm")) if what & bit)
-        causes = [f"a learning rate too high (now {self.scheduler.get_last_lr()[0]:.3g})", "bad input data"]
+        learning_rate = learning_rates.get(-negated_step)
+        causes = ["a learning rate too high" + (f" ({learning_rate:.3g} at that step)" if learning_rate is not None
+                                                else ""), "bad input data"]
         if self.scaler.is_enabled():
             causes.insert(1, "fp16 overflow (hardware.precision=bf16 or fp32 cannot overflow)")
         raise UerError(f"training stopped: {named} became nan or inf at step {-negated_step}, so the model is broken "
