@@ -314,6 +314,25 @@ def test_gpus_that_are_not_there_stop_the_run_before_any_worker(tmp_path):
     assert "worker" not in proc.stderr
 
 
+def test_inspecting_a_config_checks_the_config_but_not_the_machine(monkeypatch):
+    """``--cfg job`` prints a config for a GPU machine on any machine; a wrong key is still refused."""
+    checked = []
+    monkeypatch.setattr("uer.cli.check_devices", checked.append)
+    preflight(["hardware=8gpu"], multirun=False, machine=False)
+    assert checked == []
+    preflight(["hardware=8gpu"], multirun=False)
+    assert len(checked) == 1 and checked[0].hardware.nproc_per_node == 8
+    with pytest.raises(UerError, match="did you mean pretrain.total_steps"):
+        preflight(["hardware=8gpu", "pretrain.total_step=1"], multirun=False, machine=False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cfg_job_prints_a_gpu_config_on_a_machine_without_cuda(tmp_path):
+    proc = run_main(["hardware=8gpu", "--cfg", "job"], tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "nproc_per_node: 8" in proc.stdout and "error" not in proc.stderr
+
+
 def test_slurm_without_multirun_says_to_add_m():
     assert refused("hardware=slurm").startswith("hardware=slurm submits jobs through Hydra's submitit launcher")
 

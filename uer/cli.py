@@ -48,6 +48,8 @@ VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--conf
 NO_RUN_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc",
                 "--experimental-rerun", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
 MULTIRUN_FLAGS = {"--multirun", "-m"}
+# Flags that print the config instead of running it: the config is checked, the machine is not.
+INSPECT_FLAGS = {"--cfg", "-c"}
 # Where runs write; in a sweep each must differ between jobs (or be left to the run directory).
 OUTPUT_KEYS = ("output_model_path", "preprocess.dataset_path", "infer.prediction_path", "task.train_features_path",
                "tool.output_path")
@@ -61,9 +63,11 @@ def main() -> None:
     overrides = normalize_overrides(overrides)
     sys.argv = [sys.argv[0], *flags, *overrides]
     register_configs()
-    if not NO_RUN_FLAGS.intersection(flag.split("=", 1)[0] for flag in flags):
+    names = {flag.split("=", 1)[0] for flag in flags}
+    if not NO_RUN_FLAGS.intersection(names):
         try:
-            preflight(overrides, multirun=bool(MULTIRUN_FLAGS.intersection(flags)))
+            preflight(overrides, multirun=bool(MULTIRUN_FLAGS.intersection(names)),
+                      machine=not INSPECT_FLAGS.intersection(names))
         except UerError as err:
             print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
             sys.exit(2)
@@ -110,8 +114,11 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------------- checks
 
-def preflight(overrides: list[str], multirun: bool) -> None:
-    """Compose and check the run (every job of a basic sweep); a UerError for the first problem."""
+def preflight(overrides: list[str], multirun: bool, machine: bool = True) -> None:
+    """Compose and check the run (every job of a basic sweep); a UerError for the first problem.
+
+    ``machine=False`` (``--cfg``, which prints the config and runs nothing) leaves out what this machine
+    has (its devices): a config for a GPU machine can be inspected anywhere."""
     overrides = normalize_overrides(overrides)
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -127,7 +134,7 @@ def preflight(overrides: list[str], multirun: bool) -> None:
                            f"a key's search space from the key itself: '{own}={value}'")
     if sweeps and not multirun:
         raise UerError(f"{sweeps[0].input_line} lists several values, which only a sweep runs: add -m")
-    first = check_point([*fixed, *[_first_value(override) for override in sweeps]], multirun)
+    first = check_point([*fixed, *[_first_value(override) for override in sweeps]], multirun, machine=machine)
     sweeper = OmegaConf.select(first, "hydra.sweeper._target_", default="") or ""
     if not multirun:
         return
@@ -141,7 +148,7 @@ def preflight(overrides: list[str], multirun: bool) -> None:
             if number >= MAX_SWEEP_CHECKS:
                 log.warning("checked the first %d jobs of the sweep before it starts", MAX_SWEEP_CHECKS)
                 break
-            jobs.append(check_point([*fixed, *values], multirun, job=number, values=values))
+            jobs.append(check_point([*fixed, *values], multirun, job=number, values=values, machine=machine))
         check_distinct_outputs(jobs)
     else:
         check_distinct_outputs([first, first])  # a search: every trial composes the same explicit paths
@@ -154,7 +161,8 @@ def _first_value(override) -> str:
     return f"{override.get_key_element()}={value}"
 
 
-def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None, values=()) -> DictConfig:
+def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None, values=(),
+                machine: bool = True) -> DictConfig:
     """The composed config of one job (with its ``hydra`` node), checked; a UerError names the problem."""
     where = f"job {job} of the sweep ({' '.join(values)}): " if job is not None else ""
     try:
@@ -171,7 +179,7 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
             if not multirun:
                 raise UerError("hardware=slurm submits jobs through Hydra's submitit launcher, which runs only in "
                                "multirun mode: add -m (python main.py -m ... hardware=slurm)")
-        else:
+        elif machine:
             check_devices(run_cfg)
     except UerError as err:
         raise UerError(where + str(err)) from None
