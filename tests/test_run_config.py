@@ -130,6 +130,8 @@ def test_a_sweep_with_one_explicit_output_path_is_refused_before_any_job(tmp_pat
     # A per-job path is fine.
     preflight(normalize_overrides(["task=classifier", "output_model_path=m_${hydra:job.num}", "seed=1,2"]),
               multirun=True)
+    # -m with one job (e.g. the README's SLURM command with an output path) shares it with nobody.
+    preflight(normalize_overrides(["task=classifier", f"output_model_path={tmp_path / 'm'}"]), multirun=True)
 
 
 def test_a_sweep_value_of_the_wrong_type_stops_the_sweep_before_any_job(tmp_path):

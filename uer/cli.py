@@ -138,7 +138,7 @@ def preflight(overrides: list[str], multirun: bool, machine: bool = True) -> Non
     sweeper = OmegaConf.select(first, "hydra.sweeper._target_", default="") or ""
     if not multirun:
         return
-    if sweeps and sweeper.endswith("BasicSweeper"):
+    if sweeper.endswith("BasicSweeper"):  # one job per point; no sweep override: a single job, nothing shared
         points = [[f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()]
                   for override in sweeps]
         jobs = [first]
