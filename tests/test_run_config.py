@@ -134,6 +134,15 @@ def test_a_sweep_with_one_explicit_output_path_is_refused_before_any_job(tmp_pat
     preflight(normalize_overrides(["task=classifier", f"output_model_path={tmp_path / 'm'}"]), multirun=True)
 
 
+def test_a_combination_one_job_of_a_sweep_cannot_train_stops_the_sweep_before_any_job():
+    message = refused("stage=pretrain", "encoder=gpt,bert", "target=lm", multirun=True)
+    assert message.startswith("job 1 of the sweep (encoder=bert): target=lm needs a causal encoder"), message
+    assert "valid combinations" in message
+    # from a checkpoint the architecture is the checkpoint's: prepare checks it once adopted
+    preflight(normalize_overrides(["stage=pretrain", "encoder=bert", "target=lm", "pretrained_model_path=x.pt"]),
+              multirun=False, machine=False)
+
+
 def test_a_sweep_value_of_the_wrong_type_stops_the_sweep_before_any_job(tmp_path):
     message = refused("task=classifier", "finetune.learning_rate=1e-4,abc,3e-4", multirun=True)
     assert message.startswith("job 1 of the sweep (finetune.learning_rate=abc): finetune.learning_rate=abc")

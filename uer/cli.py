@@ -34,10 +34,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from uer.app import run_stage
+from uer.combinations import worded
 from uer.composition import register_configs
 from uer.config.validate import check_run_config, unknown_key
 from uer.errors import UerError, one_line
 from uer.launch import check_devices
+from uer.models.compat import check_model
 from uer.paths import CONF
 
 log = logging.getLogger("uer")
@@ -181,9 +183,18 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
                                "multirun mode: add -m (python main.py -m ... hardware=slurm)")
         elif machine:
             check_devices(run_cfg)
+        check_combination(run_cfg)
     except UerError as err:
-        raise UerError(where + str(err)) from None
+        raise UerError(where + worded(err)) from None
     return cfg
+
+
+def check_combination(cfg: DictConfig) -> None:
+    """A training run from random weights: its embedding x encoder (x target) can work (stage=pretrain and
+    stage=finetune check it again in ``prepare``, after a starting checkpoint's architecture is adopted)."""
+    if cfg.stage not in ("pretrain", "finetune") or cfg.get("pretrained_model_path") or cfg.get("resume"):
+        return
+    check_model(cfg.embedding, cfg.encoder, cfg.target if cfg.stage == "pretrain" else None)
 
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:
