@@ -9,8 +9,9 @@ would start, in-process and before any work:
   the overrides compose with the real config and pass every check ``main.py`` makes before any
   work (``uer.cli.preflight``: keys, options, types, bounds, combinations, a sweep's jobs and
   outputs).  Two things are not checked, because they belong to the machine, not the text:
-  the devices (``hardware=8gpu`` is documented for a GPU machine) and the files that earlier
-  commands of the docs produce.  ``...`` stands for "the rest of the command as above" and is
+  what the machine has (``preflight(..., machine=False)``: ``hardware=8gpu`` and ``hardware=slurm``
+  are documented for other machines; a transcript that shows an error is checked as the
+  CPU-only machine that printed it) and the files that earlier commands of the docs produce.  ``...`` stands for "the rest of the command as above" and is
   dropped; the keys written around it are checked.  A ``console`` command followed by an
   ``error:`` line must be refused with exactly that line, unless the error is one the run
   raises once it works (RUNTIME_ERRORS, each with its reason), in which case the command must
@@ -43,7 +44,6 @@ from typing import Optional
 import pytest
 
 # What the commands are checked with; the only imports of uer in this file.
-import uer.cli as device_checks  # check_devices: patched out where preflight calls it (see the module docstring)
 from uer.cli import normalize_overrides, preflight, split_arguments
 from uer.errors import UerError, one_line
 
@@ -205,7 +205,8 @@ def check_main(args: list[str], expected_error: Optional[str] = None) -> None:
     if unknown:
         raise Refused(f"unknown flag(s) {unknown}")
     try:
-        preflight(normalize_overrides(overrides), multirun=multirun)
+        # a transcript with its error was printed by a machine like this one (no GPU, no SLURM): check as it did
+        preflight(normalize_overrides(overrides), multirun=multirun, machine=expected_error is not None)
     except UerError as err:
         said = f"error: {one_line(str(err))}"
         if expected_error is None:
@@ -314,9 +315,9 @@ def check_pytest(args: list[str]) -> None:
 
 @pytest.fixture
 def machine_independent(monkeypatch):
-    """Devices are the machine's, not the docs': a GPU command is checked on a CPU machine too."""
-    monkeypatch.setattr(device_checks, "check_devices", lambda cfg: None)
-    monkeypatch.setenv("UER_MALLOC_TUNING", "0")  # a bench script's import must not tune this process
+    """What the machine has is not the docs' (preflight runs with machine=False: a GPU or SLURM command is
+    checked on a CPU machine too); a bench script's import must not tune this process either."""
+    monkeypatch.setenv("UER_MALLOC_TUNING", "0")
 
 
 def test_the_docs_hold_commands_of_every_kind():

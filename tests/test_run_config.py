@@ -344,6 +344,25 @@ def test_cfg_job_prints_a_gpu_config_on_a_machine_without_cuda(tmp_path):
     assert "nproc_per_node: 8" in proc.stdout and "error" not in proc.stderr
 
 
+def test_a_run_directory_that_cannot_be_made_is_refused_before_any_work(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("kept\n")
+    assert refused(f"hydra.run.dir={afile}") == f"hydra.run.dir={afile} is a file; choose a directory for the run's " \
+                                                "outputs"
+    assert refused(f"hydra.sweep.dir={afile}", "seed=1,2", multirun=True).startswith(f"hydra.sweep.dir={afile} is a file")
+    monkeypatch.setattr("uer.cli.os.access", lambda path, mode: False)  # as a user who may not write there (not root)
+    assert refused(f"hydra.run.dir={tmp_path / 'new' / 'run'}") == (
+        f"hydra.run.dir={tmp_path / 'new' / 'run'}: {tmp_path} is not a writable directory; choose another "
+        "hydra.run.dir, or run from a directory you can write to")
+    assert afile.read_text() == "kept\n"
+
+
+def test_slurm_on_a_machine_without_srun_is_one_line(monkeypatch):
+    monkeypatch.setattr("uer.cli.shutil.which", lambda name: None)
+    assert refused("hardware=slurm", "seed=1", multirun=True).startswith(
+        "hardware=slurm submits jobs to SLURM, but this machine has no srun on its PATH")
+
+
 def test_slurm_without_multirun_says_to_add_m():
     assert refused("hardware=slurm").startswith("hardware=slurm submits jobs through Hydra's submitit launcher")
 

@@ -20,8 +20,11 @@ from __future__ import annotations
 import difflib
 import itertools
 import logging
+import os
 import re
+import shutil
 import sys
+from pathlib import Path
 from typing import Optional
 
 import hydra
@@ -181,12 +184,32 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
             if not multirun:
                 raise UerError("hardware=slurm submits jobs through Hydra's submitit launcher, which runs only in "
                                "multirun mode: add -m (python main.py -m ... hardware=slurm)")
+            if machine and shutil.which("srun") is None:
+                raise UerError("hardware=slurm submits jobs to SLURM, but this machine has no srun on its PATH: run "
+                               "the command on a SLURM login node, or choose hardware=cpu, 1gpu or 8gpu")
         elif machine:
             check_devices(run_cfg)
+        if machine:
+            check_run_directory(cfg, multirun)
         check_combination(run_cfg)
     except UerError as err:
         raise UerError(where + worded(err)) from None
     return cfg
+
+
+def check_run_directory(cfg: DictConfig, multirun: bool) -> None:
+    """The directory Hydra creates for the run (or sweep) can be made: not a file, under a writable directory."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        path = Path(OmegaConf.select(cfg, key))
+    except Exception:  # noqa: BLE001 - resolvable only inside the running app: Hydra checks it there
+        return
+    if path.exists() and not path.is_dir():
+        raise UerError(f"{key}={path} is a file; choose a directory for the run's outputs")
+    existing = next(parent for parent in (path, *path.absolute().parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UerError(f"{key}={path}: {existing} is not a writable directory; choose another {key}, or run from a "
+                       "directory you can write to")
 
 
 def check_combination(cfg: DictConfig) -> None:
