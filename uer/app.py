@@ -20,6 +20,7 @@ numbers (:func:`uer.training.loggers.log_run_end`).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from uer.combinations import worded
 from uer.config.config_path import apply_config_path
 from uer.config.overrides import command_line_overrides
 from uer.config.validate import check_run_config
-from uer.errors import UerError, one_line, reason
+from uer.errors import Interrupted, UerError, one_line, reason
 from uer.io.atomic import atomic_write, os_reason
 from uer.io.outputs import DIRECTORY, Output, claimed
 from uer.paths import model_dir
@@ -63,6 +64,10 @@ def run_stage(cfg: DictConfig):
         return _fail(worded(err))
     except OSError as err:  # one the stage did not expect (a file that vanished, a write it does not guard)
         return _fail(_os_error_line(err), err)
+    except KeyboardInterrupt as err:
+        if outcome.in_multirun():
+            raise  # the sweep stops as a whole
+        _interrupted(cfg, getattr(err, "signum", signal.SIGINT))
     except Exception as err:
         if not outcome.in_multirun():
             raise
@@ -126,6 +131,34 @@ def _fail(message: str, err: BaseException | None = None):
     if outcome.in_multirun():
         return outcome.FailedJob(message)
     sys.exit(2)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or ``kill``'s stop) stops the run as SIGINT does: at the point it is at, with
+    one line (:func:`_interrupted`), instead of ending the process mid-write."""
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _interrupted(cfg: DictConfig, signum: int):
+    """One line for a run stopped by a signal -- what is kept and how to go on -- and exit 128 + the signal."""
+    name = signal.Signals(signum).name
+    saved = cfg.stage in ("pretrain", "finetune") and _has_checkpoint(model_dir(cfg))
+    then = (f"the checkpoints saved so far are kept in {model_dir(cfg)}; the same command with resume=true "
+            "continues from the newest" if saved else "nothing half-written is kept; run the command again")
+    message = f"interrupted by {name}: {then}"
+    log.warning(message)
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
+def _has_checkpoint(directory: Path) -> bool:
+    """Whether a training run left something ``resume=true`` continues from (``step_N.pt``, ``last.pt``,
+    also in cross-validation's fold directories)."""
+    return any(directory.glob("step_*.pt")) or any(directory.glob("last.pt")) or any(directory.glob("*/last.pt"))
 
 
 def _os_error_line(err: OSError) -> str:

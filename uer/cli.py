@@ -36,7 +36,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from uer.app import run_stage
+from uer.app import run_stage, stop_on_sigterm
 from uer.combinations import worded
 from uer.composition import register_configs
 from uer.config.validate import check_run_config, unknown_key
@@ -81,6 +81,7 @@ def main() -> None:
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig):
+    stop_on_sigterm()
     return run_stage(cfg)
 
 

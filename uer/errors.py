@@ -38,3 +38,11 @@ def reason(err: BaseException, limit: int = REASON_CHARS) -> str:
         return first
     sentence = first.split(". ", 1)[0]
     return sentence if len(sentence) <= limit else first[:limit - 3].rstrip() + "..."
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run stops where it is, keeps what it finished writing, and exits 128 + the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
