@@ -18,7 +18,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from test_tools_common import CHARS, SPECIALS, make_checkpoint, write_vocab
+from tool_testing import CHARS, SPECIALS, make_checkpoint, write_vocab
 from uer.config.store import registries, registry_of
 from uer.io.uer_format import save_uer_bin
 from uer.models import build_model
