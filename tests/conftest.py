@@ -1,9 +1,4 @@
-"""Inputs several test files share, each built once per session (tests only read them).
-
-The layers: unit/ (one part in-process), stages/ (a stage run end to end, main.py where the process is
-the subject), tools/ (stage=tool), distributed/ (several processes), bench/ (bench/ and conf/experiment/).
-Helpers to import: uer_testing.py (configs, main.py, checkpoints), tool_testing.py (tiny char-vocab models).
-"""
+"""Inputs several test files read, each built once per session (tests only read them; see tests/README.md)."""
 
 import pytest
 
