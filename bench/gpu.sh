@@ -7,7 +7,7 @@
 #   bash bench/gpu.sh --cpu-check  # the benches shrunk, on the CPU, into a scratch file, and the tests
 #                                  # collected only: checks the scripts and their arguments where no GPU is
 #
-# 1. the CUDA tests (tests/test_cuda.py: fused attention, autocast bf16/fp16 and the gradient scaler,
+# 1. the CUDA tests (tests/unit/test_cuda.py: fused attention, autocast bf16/fp16 and the gradient scaler,
 #    pinned batches from data workers) and the model/dropout tests, on the GPU;
 # 2. pre-training at size=base, bf16, batch 32, seq 128: uer vs transformers BertForMaskedLM (SDPA, fused
 #    AdamW) on the same GPU: tokens/s, steps/s, model FLOP/s against the measured bf16 matmul rate and
@@ -22,7 +22,7 @@ json=${UER_BENCH_JSON:-bench/results.json}
 peak=${UER_GPU_PEAK_TFLOPS:-989}
 device=cuda
 slower=1  # time limits are for the GPU machine; a CPU check gets ten times as long
-tests=(tests/test_cuda.py tests/test_dropout.py tests/test_models.py)
+tests=(tests/unit/test_cuda.py tests/unit/test_dropout.py tests/unit/test_models.py)
 collect=()
 case "$mode" in
   run) ;;

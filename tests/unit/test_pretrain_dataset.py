@@ -3,7 +3,6 @@
 import json
 import pickle
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ from uer.data.build import build_pretrain_dataset
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.tokenizers import build_tokenizer
+from uer_testing import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SEQ = 64
 
 

@@ -11,7 +11,7 @@ from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, save_uer_bin
 from uer.tokenizers import Vocab
 from uer.tools.model_loading import load_model
-from test_tools_common import (CHARS, SPECIALS, make_checkpoint, make_model, no_temp_files, run_tool, save_pt,
+from tool_testing import (CHARS, SPECIALS, make_checkpoint, make_model, no_temp_files, run_tool, save_pt,
                                tool_config, tool_error, write_vocab)
 
 CORPUS = "北京是中国的首都\n上海是一座大城市\n\n北京 天气 很好\n我们 喜欢 北京\n"

@@ -7,7 +7,7 @@ import torch
 
 from uer.errors import UerError
 from uer.tools.generation import detokenize, generate_ids, token_picker
-from test_tools_common import make_checkpoint, make_model, run_tool, save_pt, tool_error, write_vocab
+from tool_testing import make_checkpoint, make_model, run_tool, save_pt, tool_error, write_vocab
 
 GPT = ("encoder=gpt", "target=lm")
 

@@ -14,7 +14,7 @@ import pytest
 from uer.progress import Progress, eta_seconds, format_duration
 from uer.app import run_stage
 from uer.outcome import outcome, summary_line
-from uer_testing import ROOT, SMALL, compose_config
+from uer_testing import ROOT, SMALL, compose_config, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
 FAST = ["hardware.num_threads=1", "size=tiny", *SMALL]
@@ -51,11 +51,6 @@ def hparams_of(log_dir) -> tuple[dict, list[str]]:
     for key, value in start.session_start_info.hparams.items():
         params[key] = value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
     return params, [info.name.tag for info in experiment.experiment.metric_infos]
-
-
-def slice_file(src, dst, rows):
-    dst.write_text("\n".join(src.read_text(encoding="utf-8").splitlines()[:rows + 1]) + "\n", encoding="utf-8")
-    return dst
 
 
 @pytest.fixture(scope="module")

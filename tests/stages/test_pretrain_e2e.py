@@ -75,27 +75,15 @@ def _train_cfg(data, model, *extra):
                            "pretrain.save_checkpoint_steps=50", f"output_model_path={model}", *extra])
 
 
-@pytest.fixture(scope="module")
-def dynamic_dataset(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dyn")
-    corpus = tmp / "corpus.txt"
-    corpus.write_text("\n".join((ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:300]),
-                      encoding="utf-8")
-    cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={tmp/'d'}",
-                          "preprocess.seq_length=32", "preprocess.dynamic_masking=true"])
-    run_stage(cfg)
-    return tmp / "d"
-
-
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-loop batches", "data_workers=2"])
-def test_resume_after_stop_matches_uninterrupted_run(tmp_path, dynamic_dataset, workers):
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, mlm_data, workers):
     """The interrupted run may build its batches in worker processes: the same batches, the same weights."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_stage(_train_cfg(dynamic_dataset, straight))
+    run_stage(_train_cfg(mlm_data, straight))
     workers_arg = f"pretrain.data_workers={workers}"
-    run_stage(_train_cfg(dynamic_dataset, split, "pretrain.stop_after_steps=100", workers_arg))
+    run_stage(_train_cfg(mlm_data, split, "pretrain.stop_after_steps=100", workers_arg))
     assert [s for s, _ in step_checkpoints(split)] == [50, 100]
-    run_stage(_train_cfg(dynamic_dataset, split, "resume=true", workers_arg))
+    run_stage(_train_cfg(mlm_data, split, "resume=true", workers_arg))
     a = load_checkpoint(straight / "step_200.pt")
     b = load_checkpoint(split / "step_200.pt")
     assert a["model"].keys() == b["model"].keys()
@@ -111,23 +99,23 @@ def vocab_lines() -> list[str]:
     return VOCAB.read_text(encoding="utf-8").rstrip("\n").split("\n")
 
 
-def test_resume_refuses_changed_architecture(tmp_path, dynamic_dataset, capsys):
-    run_stage(_train_cfg(dynamic_dataset, tmp_path / "m", "pretrain.stop_after_steps=50"))
-    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m", "resume=true", "model.layers_num=3"),
+def test_resume_refuses_changed_architecture(tmp_path, mlm_data, capsys):
+    run_stage(_train_cfg(mlm_data, tmp_path / "m", "pretrain.stop_after_steps=50"))
+    expect_user_error(capsys, _train_cfg(mlm_data, tmp_path / "m", "resume=true", "model.layers_num=3"),
                       "layers_num")
 
 
-def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, dynamic_dataset, capsys):
-    run_stage(_train_cfg(dynamic_dataset, tmp_path / "m", "pretrain.stop_after_steps=50"))
+def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path, mlm_data, capsys):
+    run_stage(_train_cfg(mlm_data, tmp_path / "m", "pretrain.stop_after_steps=50"))
     before = (tmp_path / "m" / "step_50.pt").read_bytes()
-    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m"), "resume=true", str(tmp_path / "m"))
+    expect_user_error(capsys, _train_cfg(mlm_data, tmp_path / "m"), "resume=true", str(tmp_path / "m"))
     assert (tmp_path / "m" / "step_50.pt").read_bytes() == before
 
 
 @pytest.fixture
-def existing_dataset(tmp_path, dynamic_dataset):
+def existing_dataset(tmp_path, mlm_data):
     target = tmp_path / "existing"
-    shutil.copytree(dynamic_dataset, target)
+    shutil.copytree(mlm_data, target)
     return target, {p.name: p.read_bytes() for p in target.iterdir()}
 
 
@@ -169,16 +157,16 @@ def test_vocab_without_mask_is_refused(tmp_path, capsys, existing_dataset):
     assert_untouched(existing_dataset)
 
 
-def test_pretrain_refuses_dataset_of_another_target(tmp_path, capsys, dynamic_dataset):
-    expect_user_error(capsys, _train_cfg(dynamic_dataset, tmp_path / "m", "target=bert"), str(dynamic_dataset))
+def test_pretrain_refuses_dataset_of_another_target(tmp_path, capsys, mlm_data):
+    expect_user_error(capsys, _train_cfg(mlm_data, tmp_path / "m", "target=bert"), str(mlm_data))
     assert not (tmp_path / "m").exists()
 
 
-def test_pretrain_refuses_dataset_of_another_vocabulary(tmp_path, capsys, dynamic_dataset):
+def test_pretrain_refuses_dataset_of_another_vocabulary(tmp_path, capsys, mlm_data):
     vocab = tmp_path / "vocab.txt"
     tokens = vocab_lines()
     tokens[200], tokens[201] = tokens[201], tokens[200]
     vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    cfg = _train_cfg(dynamic_dataset, tmp_path / "m", f"tokenizer.vocab_path={vocab}")
-    expect_user_error(capsys, cfg, str(dynamic_dataset))
+    cfg = _train_cfg(mlm_data, tmp_path / "m", f"tokenizer.vocab_path={vocab}")
+    expect_user_error(capsys, cfg, str(mlm_data))
     assert not (tmp_path / "m").exists()

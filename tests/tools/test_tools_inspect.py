@@ -8,7 +8,7 @@ import torch
 
 from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import save_uer_bin
-from test_tools_common import CHARS, SPECIALS, make_checkpoint, no_temp_files, run_tool, tool_error, write_vocab
+from tool_testing import CHARS, SPECIALS, make_checkpoint, no_temp_files, run_tool, tool_error, write_vocab
 
 
 @pytest.fixture()

@@ -14,8 +14,8 @@ from uer.data.build import build_pretrain_dataset
 from uer.data.corpus import DOCUMENTS, LINES, index_corpus, read_documents
 from uer.errors import UerError
 from uer.tokenizers import build_tokenizer
+from uer_testing import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SEQ = 64
 
 

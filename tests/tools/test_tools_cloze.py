@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from test_tools_common import make_checkpoint, make_model, run_tool, save_pt, tool_error, write_vocab
+from tool_testing import make_checkpoint, make_model, run_tool, save_pt, tool_error, write_vocab
 
 SENTENCE = "北京是中国的首都"
 

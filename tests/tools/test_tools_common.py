@@ -1,77 +1,16 @@
-"""The model scripts' shared loader (uer/tools/model_loading.py) and helpers the other test_tools_* files use."""
+"""The model scripts' shared loader (uer/tools/model_loading.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 
+from tool_testing import CHARS, SPECIALS, make_checkpoint, make_model, tool_config, tool_error, write_vocab
 from uer.cli import preflight
 from uer.errors import UerError
 from uer.io.uer_format import save_uer_bin
-from uer.models import build_model
-from uer.app import run_stage
-from uer.tokenizers import build_tokenizer
 from uer.tools.model_loading import load_model
-from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CHARS = list("北京是中国的首都上海一座大城市天气很好我们喜欢读书这本有意思")
-
-
-def write_vocab(path: Path, tokens=None) -> Path:
-    path.write_text("".join(f"{t}\n" for t in (tokens or SPECIALS + CHARS)), encoding="utf-8")
-    return path
-
-
-def arch(*extra: str, vocab: Path) -> list[str]:
-    """Overrides for a tiny model over the char vocab ``vocab``."""
-    return ["tokenizer=char", f"tokenizer.vocab_path={vocab}", "size=tiny", *SMALL, "hardware.num_threads=1", *extra]
-
-
-def make_model(vocab: Path, *extra: str, seed: int = 0):
-    cfg = compose_config(arch(*extra, vocab=vocab))
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer(cfg.tokenizer)
-    return cfg, build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab)), tokenizer
-
-
-def save_pt(path: Path, cfg, model, tokenizer=None) -> Path:
-    return save_model_checkpoint(path, model, cfg)
-
-
-def make_checkpoint(path: Path, vocab: Path, *extra: str, seed: int = 0):
-    """A random tiny model saved as our .pt (``extra``: e.g. encoder=gpt target=lm); returns (path, model)."""
-    cfg, model, _ = make_model(vocab, *extra, seed=seed)
-    return save_model_checkpoint(path, model, cfg), model.eval()
-
-
-def tool_config(name: str, *overrides: str, vocab: Path | None = None):
-    extra = arch(vocab=vocab) if vocab is not None else ["hardware.num_threads=1"]
-    return compose_config(["stage=tool", f"tool={name}", *extra, *overrides])
-
-
-def run_tool(name: str, *overrides: str, vocab: Path | None = None):
-    return run_stage(tool_config(name, *overrides, vocab=vocab))
-
-
-def tool_error(capsys, name: str, *overrides: str, vocab: Path | None = None) -> str:
-    """The one ``error:`` line a failing tool prints (it must exit with status 2)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        run_tool(name, *overrides, vocab=vocab)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
-def no_temp_files(directory: Path) -> bool:
-    return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
-
-
-# --------------------------------------------------------------------------------- tests
+from uer_testing import error_lines, run_main
 
 
 @pytest.fixture()

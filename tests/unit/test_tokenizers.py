@@ -12,9 +12,8 @@ import pytest
 
 from uer.errors import UerError
 from uer.tokenizers import TOKENIZERS, Vocab, build_tokenizer
+from uer_testing import ROOT, VOCAB
 
-ROOT = Path(__file__).resolve().parents[1]
-VOCAB = ROOT / "models" / "google_zh_vocab.txt"
 SPM = ROOT / "models" / "cluecorpussmall_spm.model"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -2,20 +2,27 @@
 
 import dataclasses
 
+import pytest
+
 from uer import reference
 from uer.composition import registries
 from uer.config.run import STAGE_ROOTS
 from uer_testing import ROOT
 
 
-def test_committed_reference_is_current():
+@pytest.fixture(scope="module")
+def page() -> str:
+    """The generator's page, generated once for the three checks (it composes every option)."""
+    return reference.generate()
+
+
+def test_committed_reference_is_current(page):
     committed = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
-    assert committed == reference.generate(), (
+    assert committed == page, (
         "docs/reference.md is stale: regenerate it with `python -m uer.reference > docs/reference.md`")
 
 
-def test_reference_shows_every_option_with_its_own_keys():
-    page = reference.generate()
+def test_reference_shows_every_option_with_its_own_keys(page):
     for registry in registries():
         for path in (ROOT / "conf" / registry.group).glob("*.yaml"):
             option = reference.compose_group_option(registry.group, path.stem)
@@ -32,7 +39,6 @@ def test_reference_shows_every_option_with_its_own_keys():
             assert f"### `{group.name}`" in page
 
 
-def test_every_key_has_a_meaning():
-    page = reference.generate()
+def test_every_key_has_a_meaning(page):
     empty = [line for line in page.splitlines() if line.startswith("| `") and line.rstrip().endswith("|  |")]
     assert not empty, empty

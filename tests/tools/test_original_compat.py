@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from test_convert import randomized
-from test_tools_common import CHARS, arch, make_model, run_tool, write_vocab
+from tool_testing import CHARS, arch, make_model, run_tool, write_vocab
 from uer.config.original_file import adopt_original_file
 from uer.data.build import build_pretrain_dataset
 from uer.data.pretrain_dataset import PretrainDataset

@@ -18,7 +18,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from test_tools_common import CHARS, SPECIALS, make_checkpoint, write_vocab
+from tool_testing import CHARS, SPECIALS, make_checkpoint, write_vocab
 from uer.app import run_stage
 from uer.composition import registries
 from uer.io.uer_format import save_uer_bin

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_tools_common import CHARS, SPECIALS, make_model, run_tool, save_pt, tool_error, write_vocab
+from tool_testing import CHARS, SPECIALS, make_model, run_tool, save_pt, tool_error, write_vocab
 
 TOKENS = SPECIALS + CHARS
 ID = {t: i for i, t in enumerate(TOKENS)}

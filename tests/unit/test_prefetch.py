@@ -1,8 +1,6 @@
 """pretrain.data_workers: batches built by worker processes are the in-loop ones, and the sampler
 position a checkpoint stores counts only the batches handed to the model."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,9 +9,8 @@ from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.tokenizers import build_tokenizer
-from uer_testing import compose_config, expect_user_error
+from uer_testing import ROOT, compose_config, expect_user_error
 
-ROOT = Path(__file__).resolve().parent.parent
 BATCH = 8
 
 

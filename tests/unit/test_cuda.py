@@ -84,19 +84,17 @@ def test_trainer_steps_on_cuda_lower_the_loss(precision):
 
 
 def test_pinned_batches_from_workers_reach_the_gpu(tmp_path):
-    from pathlib import Path
-
     from uer.data.build import build_pretrain_dataset
     from uer.data.prefetch import BatchSource
     from uer.data.pretrain_dataset import PretrainDataset
     from uer.data.sampler import EpochSampler
     from uer.tokenizers import build_tokenizer
+    from uer_testing import ROOT
 
-    root = Path(__file__).resolve().parents[1]
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join((root / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:40]),
+    corpus.write_text("\n".join((ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:40]),
                       encoding="utf-8")
-    tok = build_tokenizer(type="bert", vocab_path=str(root / "models/google_zh_vocab.txt"))
+    tok = build_tokenizer(type="bert", vocab_path=str(ROOT / "models/google_zh_vocab.txt"))
     build_pretrain_dataset(corpus, tmp_path / "data", tok, "mlm", seq_length=32, dynamic_masking=True)
     dataset = PretrainDataset(tmp_path / "data")
     source = BatchSource(dataset, EpochSampler(len(dataset), 4, 3), 3, workers=1, pin_memory=True)

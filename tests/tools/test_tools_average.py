@@ -8,7 +8,7 @@ import torch
 from uer.io.checkpoint import load_checkpoint
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, save_uer_bin
 from uer.tools.model_loading import load_model
-from test_tools_common import make_checkpoint, no_temp_files, run_tool, tool_config, tool_error, write_vocab
+from tool_testing import make_checkpoint, no_temp_files, run_tool, tool_config, tool_error, write_vocab
 
 
 @pytest.fixture()

@@ -47,7 +47,7 @@ import pytest
 from uer.cli import normalize_overrides, preflight, split_arguments
 from uer.errors import UerError, one_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
 FENCE = re.compile(r"^(\s*)```\s*([\w-]*)\s*$")
@@ -55,9 +55,9 @@ FENCE = re.compile(r"^(\s*)```\s*([\w-]*)\s*$")
 # Errors the docs show that a run raises once it works, not before: the command must pass the
 # checks before any work, and the message is the run's own test's business (named here).
 RUNTIME_ERRORS = {
-    "error: cannot resume:": "the checkpoint's settings are compared when the run resumes (tests/test_resume*.py)",
+    "error: cannot resume:": "the checkpoint's settings are compared when the run resumes (tests/stages/test_run_config.py, resume)",
     "error: output_model_path=outputs/models/br_tiny is in use by another run":
-        "the lock of another live run (tests/test_run_config.py, locks)",
+        "the lock of another live run (tests/stages/test_run_config.py, locks)",
     "error: outputs/data/br_mlm was built for target": "read from the dataset's meta.json when training opens it",
     "error: training stopped:": "the loss becomes nan during training",
     "error: pretrained_model_path=outputs/models/br_tiny/step_200.pt sets the architecture":
@@ -188,7 +188,7 @@ def check_command(text: str, expected_error: Optional[str] = None) -> None:
         if "main.py" not in args:
             raise Refused("torchrun without main.py")
         return check_main(args[args.index("main.py") + 1:], expected_error)
-    raise Refused(f"no checker for {program!r} commands: add one to tests/test_docs_commands.py, "
+    raise Refused(f"no checker for {program!r} commands: add one to tests/unit/test_docs_commands.py, "
                   "or show the command in a `text` block")
 
 

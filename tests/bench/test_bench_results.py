@@ -88,11 +88,24 @@ def test_gpu_script_commands_name_existing_scripts_and_options():
             assert re.search(rf'"{option}"', source) or option in ("--json", "--provisional"), (command[1], option)
 
 
-@pytest.mark.parametrize("script", sorted({command[0] for command, _ in suite.SUITE.values()}))
-def test_every_bench_script_imports_and_parses_its_options(script):
+SCRIPTS = sorted({command[0] for command, _ in suite.SUITE.values()})
+
+
+@pytest.fixture(scope="module")
+def help_runs():
+    """``{script: (exit code, stdout, stderr)}`` of ``python bench/SCRIPT --help``, the processes all started at
+    once: each is mostly a torch start-up on one core, so together they keep every core busy."""
+    started = {script: subprocess.Popen([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=ROOT,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for script in SCRIPTS}
+    outputs = {script: process.communicate(timeout=300) for script, process in started.items()}
+    return {script: (started[script].returncode, *outputs[script]) for script in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_bench_script_imports_and_parses_its_options(script, help_runs):
     """What breaks a bench at start-up (an API it calls at import, its argument parser) shows here; the
     whole set end to end is ``python bench/run_all.py --quick --json FILE`` (minutes, not run by the tests)."""
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--help"], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "usage:" in done.stdout
+    returncode, stdout, stderr = help_runs[script]
+    assert returncode == 0, stderr[-2000:]
+    assert "usage:" in stdout

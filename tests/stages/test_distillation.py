@@ -12,7 +12,7 @@ from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer.tasks import make_task as new_task
 from uer.tasks.classifier import ClassifierModel
-from uer_testing import ROOT, SMALL, compose_config, expect_user_error
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, slice_file
 
 REVIEWS = ROOT / "datasets" / "test_data" / "book_review"
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
@@ -28,11 +28,6 @@ def with_logits(src, dst, rows, teacher=TEACHER):
         label, text = line.split("\t")
         out.append(f"{label}\t{text}\t{teacher[label]}")
     dst.write_text("\n".join(out) + "\n", encoding="utf-8")
-    return dst
-
-
-def slice_file(src, dst, rows):
-    dst.write_text("\n".join(src.read_text(encoding="utf-8").splitlines()[:rows + 1]) + "\n", encoding="utf-8")
     return dst
 
 
