@@ -1,0 +1,207 @@
+"""tokenizer=hf: any fast tokenizer (tokenizer.json), built here with the tokenizers library (nothing downloads)."""
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from uer.app import run_stage
+from uer.errors import UerError
+from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
+from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, slice_file
+
+DATA = ROOT / "datasets" / "test_data" / "book_review"
+BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# ALBERT-like names, each role named in the model directory's special_tokens_map.json.
+ANGLE_ROLES = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>",
+               "mask_token": "<mask>"}
+FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
+        "finetune.report_steps=100", "size=tiny", *SMALL]
+
+
+def _lines(count=200):
+    """Chinese review rows of the bundled test data plus a few English ones."""
+    rows = (DATA / "train.tsv").read_text(encoding="utf-8").splitlines()[1:count + 1]
+    return [row.split("\t", 1)[1] for row in rows] + ["The quick brown fox jumps over the lazy dog.",
+                                                      "Tokenizers: fast, byte-level BPE & WordPiece (2024)!"]
+
+
+def _wordpiece(special_tokens=BERT_SPECIALS):
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    tokenizer.train_from_iterator(_lines(), trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special_tokens))
+    return tokenizer
+
+
+def _byte_level_bpe(special_tokens):
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(_lines(), trainer)
+    return tokenizer
+
+
+def _unigram():
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train_from_iterator(_lines(), trainers.UnigramTrainer(vocab_size=3000, special_tokens=BERT_SPECIALS,
+                                                                    unk_token="[UNK]"))
+    return tokenizer
+
+
+def _model_dir(directory, tokenizer, roles):
+    """A Hugging Face model directory: tokenizer.json plus special_tokens_map.json naming ``roles``."""
+    directory.mkdir()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "special_tokens_map.json").write_text(json.dumps(roles), encoding="utf-8")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """``{kind: tokenizer_path}``: a WordPiece file, a byte-level BPE model directory, a Unigram file."""
+    tmp = tmp_path_factory.mktemp("hf")
+    _wordpiece().save(str(tmp / "wordpiece.json"))
+    _unigram().save(str(tmp / "unigram.json"))
+    bpe = _model_dir(tmp / "bpe", _byte_level_bpe(list(ANGLE_ROLES.values())), ANGLE_ROLES)
+    return {"wordpiece": tmp / "wordpiece.json", "bpe": bpe, "unigram": tmp / "unigram.json"}
+
+
+def _hf(path):
+    return build_tokenizer(dict(type="hf", tokenizer_path=str(path)))
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_ids_equal_transformers_fast_tokenizer(files, kind):
+    transformers = pytest.importorskip("transformers")
+    path = files[kind] / "tokenizer.json" if files[kind].is_dir() else files[kind]
+    reference = transformers.PreTrainedTokenizerFast(tokenizer_file=str(path))
+    tokenizer = _hf(files[kind])
+    texts = _lines(60)
+    expected = [reference.encode(text, add_special_tokens=False) for text in texts]
+    assert [tokenizer.encode(text) for text in texts] == expected
+    assert tokenizer.encode_batch(texts) == expected
+    assert [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) for text in texts] == expected
+    assert any(tokenizer.vocab.unk_id not in ids and len(ids) > 5 for ids in expected)
+
+
+def test_roles_come_from_the_model_directory(files):
+    vocab = _hf(files["bpe"]).vocab
+    assert vocab.tokens[:5] == tuple(ANGLE_ROLES.values())
+    assert (vocab.pad_id, vocab.unk_id, vocab.cls_id, vocab.sep_id, vocab.mask_id) == (0, 1, 2, 3, 4)
+    bert = _hf(files["wordpiece"]).vocab
+    assert [bert.tokens[i] for i in (bert.pad_id, bert.cls_id, bert.sep_id, bert.mask_id)] == \
+        ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def test_file_truncation_setting_is_ignored(tmp_path):
+    tokenizer = _wordpiece()
+    tokenizer.enable_truncation(max_length=3)
+    tokenizer.save(str(tmp_path / "t.json"))
+    assert len(_hf(tmp_path / "t.json").encode(_lines(1)[0])) > 3
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_checkpoint_state_rebuilds_identical_tokenizer_without_the_file(files, kind, tmp_path):
+    cfg = dict(type="hf", tokenizer_path=str(files[kind]))
+    tokenizer = build_tokenizer(cfg)
+    state = tokenizer_state(tokenizer, cfg)
+    cfg_moved = dict(state, config={**state["config"], "tokenizer_path": str(tmp_path / "gone.json")})
+    rebuilt = tokenizer_from_state(cfg_moved, "ckpt.pt")
+    texts = _lines(30)
+    assert rebuilt.encode_batch(texts) == tokenizer.encode_batch(texts)
+    assert rebuilt.identity() == tokenizer.identity() and rebuilt.vocab.tokens == tokenizer.vocab.tokens
+
+
+def test_preprocess_pretrain_finetune_and_infer_from_the_checkpoint_alone(files, tmp_path, monkeypatch):
+    directory = tmp_path / "tok"
+    directory.mkdir()
+    path = directory / "tokenizer.json"
+    path.write_bytes(files["wordpiece"].read_bytes())
+    hf = ["tokenizer=hf", f"tokenizer.tokenizer_path={path}"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join((ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:40]),
+                      encoding="utf-8")
+    run_stage(compose_config(["stage=preprocess", *hf, f"preprocess.corpus_path={corpus}",
+                              f"preprocess.dataset_path={tmp_path / 'data'}", "preprocess.seq_length=32"]))
+    run_stage(compose_config(["stage=pretrain", *hf, "size=tiny", *SMALL, f"pretrain.dataset_path={tmp_path / 'data'}",
+                              "pretrain.total_steps=2", "pretrain.batch_size=4", "pretrain.report_steps=1",
+                              "hardware.num_threads=1", f"output_model_path={tmp_path / 'pre'}"]))
+    checkpoint = next((tmp_path / "pre").glob("*.pt"))
+    assert checkpoint_tokenizer(load_checkpoint(checkpoint), checkpoint).identity() == _hf(path).identity()
+
+    data = {name: slice_file(DATA / f"{name}.tsv", tmp_path / f"{name}.tsv", 32) for name in ("train", "dev")}
+    run_stage(compose_config(["stage=finetune", "task=classifier", *hf, *FAST, f"finetune.train_path={data['train']}",
+                              f"finetune.dev_path={data['dev']}", f"output_model_path={tmp_path / 'clf'}"]))
+
+    def predict(name):
+        run_stage(compose_config(["stage=infer", f"infer.load_model_path={tmp_path / 'clf' / 'best.pt'}",
+                                  f"infer.test_path={data['dev']}", f"infer.prediction_path={tmp_path / name}",
+                                  "infer.output_logits=true", "hardware.num_threads=1"]))
+        return (tmp_path / name).read_text(encoding="utf-8")
+
+    best = tmp_path / "clf" / "best.pt"
+    assert checkpoint_tokenizer(load_checkpoint(best), best).identity()["source"] == "hf"
+    before = predict("before.tsv")
+    path.unlink()
+    monkeypatch.chdir(tmp_path)
+    assert predict("after.tsv") == before
+
+
+def _preprocess_cfg(tmp_path, tokenizer_path):
+    return compose_config(["stage=preprocess", "tokenizer=hf", f"tokenizer.tokenizer_path={tokenizer_path}",
+                           f"preprocess.corpus_path={ROOT / 'corpora/book_review.txt'}",
+                           f"preprocess.dataset_path={tmp_path / 'data'}"])
+
+
+def test_missing_file_is_refused_before_work(tmp_path, capsys):
+    missing = tmp_path / "none.json"
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, missing), str(missing), "not found", "tokenizer.tokenizer_path=")
+    empty = tmp_path / "model"
+    empty.mkdir()
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, empty), str(empty), "no tokenizer.json")
+    assert not (tmp_path / "data").exists()
+
+
+def test_file_that_is_not_a_tokenizer_json_is_refused(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("[PAD]\n[UNK]\n", encoding="utf-8")
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, vocab), str(vocab), "not a tokenizer.json",
+                      "tokenizer.tokenizer_path=")
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("specials, roles, fragment", [
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None, "no [MASK] token"),  # a BERT-like file without [MASK]
+    (["<s>", "<pad>", "</s>", "<unk>", "<mask>"],  # RoBERTa-like: <s> is id 0
+     {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"},
+     "id 0 is '<s>' but must be <pad> (padding uses id 0)"),
+], ids=["no-mask", "pad-not-0"])
+def test_tokenizer_without_a_role_is_refused(tmp_path, capsys, specials, roles, fragment):
+    tokenizer = _byte_level_bpe(specials)
+    if roles:
+        path = _model_dir(tmp_path / "model", tokenizer, roles)
+        named = path / "tokenizer.json"
+    else:
+        path = named = tmp_path / "tokenizer.json"
+        tokenizer.save(str(path))
+    line = expect_user_error(capsys, _preprocess_cfg(tmp_path, path), str(named), fragment, "special_tokens_map.json")
+    assert not (tmp_path / "data").exists() and line.count("error:") == 1
+
+
+def test_broken_special_tokens_map_names_the_file(files, tmp_path):
+    directory = _model_dir(tmp_path / "m", _unigram(), {})
+    (directory / "special_tokens_map.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(UerError, match="special_tokens_map.json: not valid JSON"):
+        _hf(directory)
+
+
+def test_no_path_given_is_refused(tmp_path, capsys):
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, '""'), "tokenizer=hf has no tokenizer",
+                      "set tokenizer.tokenizer_path=")
