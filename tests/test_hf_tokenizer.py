@@ -27,12 +27,13 @@ def _lines(count=200):
                                                       "Tokenizers: fast, byte-level BPE & WordPiece (2024)!"]
 
 
-def _wordpiece(special_tokens=BERT_SPECIALS):
+def wordpiece_tokenizer():
+    """A BERT-like tokenizer ([PAD] = 0) trained on the bundled rows."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(_lines(), trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special_tokens))
+    tokenizer.train_from_iterator(_lines(), trainers.WordPieceTrainer(vocab_size=1500, special_tokens=BERT_SPECIALS))
     return tokenizer
 
 
@@ -67,7 +68,7 @@ def _model_dir(directory, tokenizer, roles):
 def files(tmp_path_factory):
     """``{kind: tokenizer_path}``: a WordPiece file, a byte-level BPE model directory, a Unigram file."""
     tmp = tmp_path_factory.mktemp("hf")
-    _wordpiece().save(str(tmp / "wordpiece.json"))
+    wordpiece_tokenizer().save(str(tmp / "wordpiece.json"))
     _unigram().save(str(tmp / "unigram.json"))
     bpe = _model_dir(tmp / "bpe", _byte_level_bpe(list(ANGLE_ROLES.values())), ANGLE_ROLES)
     return {"wordpiece": tmp / "wordpiece.json", "bpe": bpe, "unigram": tmp / "unigram.json"}
@@ -101,7 +102,7 @@ def test_roles_come_from_the_model_directory(files):
 
 
 def test_file_truncation_setting_is_ignored(tmp_path):
-    tokenizer = _wordpiece()
+    tokenizer = wordpiece_tokenizer()
     tokenizer.enable_truncation(max_length=3)
     tokenizer.save(str(tmp_path / "t.json"))
     assert len(_hf(tmp_path / "t.json").encode(_lines(1)[0])) > 3
