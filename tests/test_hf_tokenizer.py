@@ -135,7 +135,9 @@ def test_preprocess_pretrain_finetune_and_infer_from_the_checkpoint_alone(files,
                               "pretrain.total_steps=2", "pretrain.batch_size=4", "pretrain.report_steps=1",
                               "hardware.num_threads=1", f"output_model_path={tmp_path / 'pre'}"]))
     checkpoint = next((tmp_path / "pre").glob("*.pt"))
-    assert checkpoint_tokenizer(load_checkpoint(checkpoint), checkpoint).identity() == _hf(path).identity()
+    ours = checkpoint_tokenizer(load_checkpoint(checkpoint), checkpoint)
+    assert ours.identity() == _hf(path).identity()
+    _exported_directory_tokenizes_alike(checkpoint, tmp_path / "exported", ours)
 
     data = {name: slice_file(DATA / f"{name}.tsv", tmp_path / f"{name}.tsv", 32) for name in ("train", "dev")}
     run_stage(compose_config(["stage=finetune", "task=classifier", *hf, *FAST, f"finetune.train_path={data['train']}",
@@ -153,6 +155,19 @@ def test_preprocess_pretrain_finetune_and_infer_from_the_checkpoint_alone(files,
     path.unlink()
     monkeypatch.chdir(tmp_path)
     assert predict("after.tsv") == before
+
+
+def _exported_directory_tokenizes_alike(checkpoint, out, ours):
+    """tool=convert into a Hugging Face directory writes the tokenizer.json and its roles: AutoTokenizer
+    gives [CLS] + our ids + [SEP]."""
+    transformers = pytest.importorskip("transformers")
+    run_stage(compose_config(["stage=tool", "tool=convert", "tool.input_format=uer_ckpt", f"tool.input_path={checkpoint}",
+                              "tool.output_format=hf", f"tool.output_path={out}", "hardware.num_threads=1"]))
+    exported = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
+    for text in _lines(20):
+        assert exported(text)["input_ids"] == [ours.vocab.cls_id, *ours.encode(text), ours.vocab.sep_id]
+    pair = exported("第一句", "second")
+    assert pair["token_type_ids"] == [0] * (len(ours.encode("第一句")) + 2) + [1] * (len(ours.encode("second")) + 1)
 
 
 def _preprocess_cfg(tmp_path, tokenizer_path):

@@ -22,7 +22,7 @@ import json
 import os
 from typing import Sequence
 
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, processors
 
 from uer.errors import UerError, reason, where
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN, Vocab, VocabTokenizer
@@ -111,6 +111,16 @@ class HfTokenizer(VocabTokenizer):
         return Vocab(tokens, unk_token=specials["unk_token"], path=path, sha256=digest, fix=fix,
                      pad_token=specials["pad_token"], cls_token=specials["cls_token"],
                      sep_token=specials["sep_token"], mask_token=specials["mask_token"])
+
+    def exported_json(self) -> str:
+        """The tokenizer.json for a converted model: the stored one with a post-processor that adds
+        [CLS] A [SEP] (B [SEP]) as the stages do, so transformers feeds the model what it was trained on."""
+        tokenizer = Tokenizer.from_str(self.stored["json"])
+        cls, sep = self.vocab.id_to_token(self.vocab.cls_id), self.vocab.id_to_token(self.vocab.sep_id)
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, self.vocab.cls_id), (sep, self.vocab.sep_id)])
+        return tokenizer.to_str()
 
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
