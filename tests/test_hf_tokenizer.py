@@ -3,13 +3,15 @@
 import json
 
 import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from uer.app import run_stage
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
+from uer.models import build_model
 from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
-from uer_testing import ROOT, SMALL, compose_config, expect_user_error, slice_file
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -221,3 +223,21 @@ def test_broken_special_tokens_map_names_the_file(files, tmp_path):
 def test_no_path_given_is_refused(tmp_path, capsys):
     expect_user_error(capsys, _preprocess_cfg(tmp_path, '""'), "tokenizer=hf has no tokenizer",
                       "set tokenizer.tokenizer_path=")
+
+
+def test_generate_decodes_with_the_tokenizers_own_decoder(files, tmp_path):
+    """tool=generate on a byte-level BPE model writes text, not byte pieces such as 'Ġ' or 'æĪ'."""
+    cfg = compose_config(["tokenizer=hf", f"tokenizer.tokenizer_path={files['bpe']}", "encoder=gpt", "target=lm",
+                          "size=tiny", *SMALL, "hardware.num_threads=1"])
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    torch.manual_seed(0)
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab))
+    path = save_model_checkpoint(tmp_path / "gpt.pt", model, cfg)
+    out = tmp_path / "generated.txt"
+    run_stage(compose_config(["stage=tool", "tool=generate", f"tool.input_path={path}", "tool.text='很好 good'",
+                              "tool.max_new_tokens=8", "tool.temperature=0", f"tool.output_path={out}",
+                              "hardware.num_threads=1"]))
+    text = out.read_text(encoding="utf-8").rstrip("\n")
+    assert text.startswith("很好 good") and len(text) > len("很好 good") and "Ġ" not in text
+    continuation = tokenizer.encode(text[len("很好 good"):])
+    assert tokenizer.decode(continuation) == text[len("很好 good"):]

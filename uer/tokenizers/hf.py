@@ -122,6 +122,10 @@ class HfTokenizer(VocabTokenizer):
             special_tokens=[(cls, self.vocab.cls_id), (sep, self.vocab.sep_id)])
         return tokenizer.to_str()
 
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids`` by the tokenizer's own decoder (byte-level BPE, ``▁`` and ``##`` pieces alike)."""
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text, add_special_tokens=False).tokens
 
