@@ -10,6 +10,7 @@ from uer.app import run_stage
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_model
+from uer.tasks.cmrc import tokenize_with_offsets
 from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
@@ -241,3 +242,17 @@ def test_generate_decodes_with_the_tokenizers_own_decoder(files, tmp_path):
     assert text.startswith("很好 good") and len(text) > len("很好 good") and "Ġ" not in text
     continuation = tokenizer.encode(text[len("很好 good"):])
     assert tokenizer.decode(continuation) == text[len("很好 good"):]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe", "unigram"])
+def test_reading_comprehension_tokenizes_the_whole_context_with_its_offsets(files, kind):
+    """task=cmrc's context ids are those of the whole text (not of pieces split first) and each token
+    points at the characters it stands for."""
+    tokenizer = _hf(files[kind])
+    text = "罗亚尔港号（USS Port Royal CG-73）unaffable 号"
+    ids, spans = tokenize_with_offsets(tokenizer, text)
+    assert ids == tokenizer.encode(text) and len(spans) == len(ids)
+    assert all(0 <= a <= b <= len(text) for a, b in spans) and spans == sorted(spans)
+    covered = {i for a, b in spans for i in range(a, b)}
+    assert all(i in covered for i, char in enumerate(text) if not char.isspace())
+    assert (text.index("号"), text.index("号") + 1) in spans  # a character that is a token points at itself

@@ -122,6 +122,12 @@ class HfTokenizer(VocabTokenizer):
             special_tokens=[(cls, self.vocab.cls_id), (sep, self.vocab.sep_id)])
         return tokenizer.to_str()
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of the whole ``text`` and the ``(start, end)`` characters of ``text`` each stands for
+        (the library tracks them through its normalizer)."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return encoding.ids, [tuple(span) for span in encoding.offsets]
+
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids`` by the tokenizer's own decoder (byte-level BPE, ``▁`` and ``##`` pieces alike)."""
         return self.tokenizer.decode(list(ids), skip_special_tokens=False)
