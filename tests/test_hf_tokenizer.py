@@ -164,7 +164,8 @@ def _exported_directory_tokenizes_alike(checkpoint, out, ours):
     """tool=convert into a Hugging Face directory writes the tokenizer.json and its roles: AutoTokenizer
     gives [CLS] + our ids + [SEP]."""
     transformers = pytest.importorskip("transformers")
-    run_stage(compose_config(["stage=tool", "tool=convert", "tool.input_format=uer_ckpt", f"tool.input_path={checkpoint}",
+    run_stage(compose_config(["stage=tool", "tool=convert", "tool.input_format=uer_ckpt",
+                              f"tool.input_path={checkpoint}",
                               "tool.output_format=hf", f"tool.output_path={out}", "hardware.num_threads=1"]))
     exported = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
     for text in _lines(20):
@@ -181,7 +182,8 @@ def _preprocess_cfg(tmp_path, tokenizer_path):
 
 def test_missing_file_is_refused_before_work(tmp_path, capsys):
     missing = tmp_path / "none.json"
-    expect_user_error(capsys, _preprocess_cfg(tmp_path, missing), str(missing), "not found", "tokenizer.tokenizer_path=")
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, missing), str(missing), "not found",
+                      "tokenizer.tokenizer_path=")
     empty = tmp_path / "model"
     empty.mkdir()
     expect_user_error(capsys, _preprocess_cfg(tmp_path, empty), str(empty), "no tokenizer.json")
