@@ -18,6 +18,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tokenizer_testing import wordpiece_tokenizer
 from tool_testing import CHARS, SPECIALS, make_checkpoint, write_vocab
 from uer.app import run_stage
 from uer.composition import registries
@@ -113,10 +114,13 @@ def test_model_part_reads_exactly_its_schema(group, option, reads):
 
 
 @pytest.mark.parametrize("option", options("tokenizer"))
-def test_tokenizer_reads_exactly_its_schema(option, reads):
+def test_tokenizer_reads_exactly_its_schema(option, reads, tmp_path):
     cfg = compose_config([f"tokenizer={option}"])
     if "vocab_path" in cfg.tokenizer:
         cfg.tokenizer.vocab_path = str(ROOT / "models" / "google_zh_vocab.txt")
+    elif "tokenizer_path" in cfg.tokenizer:
+        wordpiece_tokenizer().save(str(tmp_path / "tokenizer.json"))
+        cfg.tokenizer.tokenizer_path = str(tmp_path)
     else:
         cfg.tokenizer.spm_model_path = str(ROOT / "models" / "cluecorpussmall_spm.model")
     build_tokenizer(cfg.tokenizer)

@@ -349,6 +349,6 @@ def test_spm_model_without_bert_specials(tmp_path):
 
 def test_unknown_type_and_no_vocabulary():
     message = _error(lambda: build_tokenizer(dict(type="wordpiece", vocab_path=str(VOCAB))))
-    assert "unknown tokenizer 'wordpiece'; choose one of: bert, char, space, spm" in message
-    assert set(TOKENIZERS.names()) == {"bert", "char", "space", "spm"}
+    assert "unknown tokenizer 'wordpiece'; choose one of: bert, char, hf, space, spm" in message
+    assert set(TOKENIZERS.names()) == {"bert", "char", "space", "spm", "hf"}
     assert "tokenizer.vocab_path=" in _error(lambda: build_tokenizer(dict(type="bert", vocab_path=None)))

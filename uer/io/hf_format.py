@@ -427,6 +427,17 @@ def tokenizer_files(tokens: list[str], do_lower_case: bool, max_length: int) -> 
             "special_tokens_map.json": json.dumps(specials, indent=2) + "\n"}
 
 
+def fast_tokenizer_files(tokenizer_json: str, special_tokens: dict[str, str], max_length: int) -> dict[str, str]:
+    """``tokenizer.json`` (as given), ``tokenizer_config.json`` and ``special_tokens_map.json`` of a
+    fast tokenizer whose roles are ``special_tokens`` (``{"pad_token": ..., ...}``)."""
+    # A BERT takes segments: without token_type_ids among its inputs the tokenizer would not return them.
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
+              "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **special_tokens}
+    return {"tokenizer.json": tokenizer_json,
+            "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
+            "special_tokens_map.json": json.dumps(special_tokens, indent=2) + "\n"}
+
+
 def save_hf_directory(state: StateDict, directory: Path, config: dict, texts: dict[str, str]) -> list[str]:
     """A model directory ``from_pretrained`` reads: ``model.safetensors``, ``config.json`` and ``texts``
     (file name -> content, e.g. :func:`tokenizer_files`); each file written atomically.  The names written."""

@@ -145,7 +145,12 @@ def split_pieces(text: str) -> list[tuple[int, int]]:
 
 
 def tokenize_with_offsets(tokenizer, text: str, cache: dict | None = None) -> tuple[list[int], list[tuple[int, int]]]:
-    """Token ids of ``text`` and, for each, the ``(start, end)`` characters of ``text`` it stands for."""
+    """Token ids of ``text`` and, for each, the ``(start, end)`` characters of ``text`` it stands for.
+
+    A fast tokenizer (tokenizer=hf) tokenizes the whole text and knows its offsets: split into pieces
+    first, a byte-level BPE or Unigram one would give other ids (a word after a space is another token)."""
+    if tokenizer.kind == "hf":
+        return tokenizer.encode_with_offsets(text)
     cache = {} if cache is None else cache
     unk = tokenizer.vocab.unk_token
     ids, spans = [], []

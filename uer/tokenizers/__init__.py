@@ -2,7 +2,8 @@
 
 ``tokenizer=NAME`` picks the segmentation; each option has its schema (the keys it
 reads).  ``bert``, ``char`` and ``space`` map tokens through a vocab file;
-``spm`` takes segmentation and vocabulary from a SentencePiece model.
+``spm`` takes segmentation and vocabulary from a SentencePiece model, ``hf`` from a Hugging Face
+``tokenizer.json`` (any fast tokenizer).
 
 A checkpoint carries its tokenizer whole (:func:`tokenizer_state`): the settings and the
 vocabulary itself (the token list, or the SentencePiece model's bytes), so
@@ -21,20 +22,23 @@ from uer.config.fields import setting
 from uer.errors import UerError
 from uer.registry import Registry
 from uer.tokenizers.bert import BertTokenizer
+from uer.tokenizers.hf import HfTokenizer
 from uer.tokenizers.simple import CharTokenizer, SpaceTokenizer
 from uer.tokenizers.spm import SpmTokenizer
 from uer.tokenizers.vocab import Vocab, VocabTokenizer
 
 # Each builder takes the schema instance and, when rebuilding from a checkpoint, the stored
-# vocabulary (a Vocab, or the SentencePiece model's bytes); None reads the configured file.
+# vocabulary (a Vocab, the SentencePiece model's bytes, or read_hf_tokenizer's dict); None reads
+# the configured file.
 TOKENIZERS: Registry = Registry("tokenizer", group="tokenizer")
+TYPES = "bert | char | space | spm | hf (pick with tokenizer=)"
 
 
 @dataclass
 class VocabFileTokenizerConfig:
     """``tokenizer=char`` / ``space``: tokens looked up in a vocab file."""
 
-    type: str = setting(MISSING, "bert | char | space | spm (pick with tokenizer=)")
+    type: str = setting(MISSING, TYPES)
     vocab_path: str = setting("models/google_zh_vocab.txt", "vocabulary file, one token a line ([PAD] first)")
 
 
@@ -53,8 +57,18 @@ class BertTokenizerConfig(VocabFileTokenizerConfig):
 class SpmTokenizerConfig:
     """``tokenizer=spm``: a SentencePiece model gives both the pieces and their ids."""
 
-    type: str = setting(MISSING, "bert | char | space | spm (pick with tokenizer=)")
+    type: str = setting(MISSING, TYPES)
     spm_model_path: str = setting(MISSING, "a SentencePiece model file (.model)")
+
+
+@dataclass
+class HfTokenizerConfig:
+    """``tokenizer=hf``: a Hugging Face fast tokenizer gives both the tokens and their ids."""
+
+    type: str = setting(MISSING, TYPES)
+    tokenizer_path: str = setting("", "a tokenizer.json, or a Hugging Face model directory holding one "
+                                           "(its special_tokens_map.json / tokenizer_config.json name the "
+                                           "special tokens: pad_token must be id 0)")
 
 
 TOKENIZERS.register("bert", config=BertTokenizerConfig)(
@@ -65,6 +79,7 @@ TOKENIZERS.register("space", config=VocabFileTokenizerConfig)(
     lambda cfg, vocab: SpaceTokenizer(vocab or Vocab.from_file(cfg.vocab_path)))
 TOKENIZERS.register("spm", config=SpmTokenizerConfig)(lambda cfg, serialized: SpmTokenizer(cfg.spm_model_path,
                                                                                              serialized))
+TOKENIZERS.register("hf", config=HfTokenizerConfig)(lambda cfg, stored: HfTokenizer(cfg.tokenizer_path, stored))
 
 
 def build_tokenizer(cfg) -> VocabTokenizer:
@@ -86,6 +101,8 @@ def tokenizer_state(tokenizer: VocabTokenizer, cfg) -> dict:
     state = {"config": dataclasses.asdict(tokenizer_config(cfg))}
     if isinstance(tokenizer, SpmTokenizer):
         state["spm_model"] = torch.frombuffer(bytearray(tokenizer.serialized()), dtype=torch.uint8)
+    elif isinstance(tokenizer, HfTokenizer):
+        state["hf_tokenizer"] = dict(tokenizer.stored)
     else:
         state["tokens"] = list(tokenizer.vocab.tokens)
     return state
@@ -97,6 +114,8 @@ def tokenizer_from_state(state: dict, where: str) -> VocabTokenizer:
         cfg = tokenizer_config(state["config"])
         if cfg.type == "spm":
             return TOKENIZERS.lookup("spm")(cfg, bytes(state["spm_model"].numpy().tobytes()))
+        if cfg.type == "hf":
+            return TOKENIZERS.lookup("hf")(cfg, state["hf_tokenizer"])
         return TOKENIZERS.lookup(cfg.type)(cfg, Vocab.from_tokens(state["tokens"], f"{where} (stored vocabulary)"))
     except (KeyError, TypeError, AttributeError) as err:
         raise UerError(f"checkpoint {where}: its stored tokenizer cannot be read ({type(err).__name__}: {err}); "

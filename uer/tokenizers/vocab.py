@@ -1,6 +1,6 @@
 """Vocabularies (token <-> id) and the tokenizer base class that maps through one.
 
-A vocabulary comes from one of two places:
+A vocabulary comes from one of three places:
 
 * a vocab file: one token per line, the id is the line number counted from 0.  Only the
   line break (``\\n`` or ``\\r\\n``) is removed, so tokens such as ``\\u2028`` in the
@@ -15,9 +15,12 @@ A vocabulary comes from one of two places:
   bundled model does.  Models without them cannot feed the BERT-style targets and are
   rejected when loaded, with the trainer flags that fix them.
 
-Both kinds must have ``[PAD]`` at id 0 (padding is id 0 everywhere downstream) and
-``[CLS]``, ``[SEP]``, ``[MASK]``; each violation is a :class:`~uer.errors.UerError`
-naming the file and what to do.
+* a Hugging Face ``tokenizer.json`` (``uer/tokenizers/hf.py``): its tokens in id order, the
+  special tokens named by the tokenizer's own config (``<pad>``, ``<s>``, ... may play the roles).
+
+All kinds must have the padding token at id 0 (padding is id 0 everywhere downstream) and
+``[CLS]``, ``[SEP]``, ``[MASK]`` (or the tokens playing those roles); each violation is a
+:class:`~uer.errors.UerError` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -42,7 +45,11 @@ MASK_TOKEN = "[MASK]"
 class Vocab:
     """An immutable, validated token list; ``sha256`` fingerprints what decides the ids."""
 
-    def __init__(self, tokens: Sequence[str], *, unk_token: str, path: str, sha256: str, fix: str):
+    def __init__(self, tokens: Sequence[str], *, unk_token: str, path: str, sha256: str, fix: str,
+                 pad_token: str = PAD_TOKEN, cls_token: str = CLS_TOKEN, sep_token: str = SEP_TOKEN,
+                 mask_token: str = MASK_TOKEN):
+        """``*_token`` name the tokens that play each role (a Hugging Face tokenizer may call its
+        padding ``<pad>``); whatever its name, the padding token must be id 0."""
         self._tokens = tuple(tokens)
         self._ids = {token: i for i, token in enumerate(self._tokens)}
         self.unk_token = unk_token
@@ -50,19 +57,19 @@ class Vocab:
         self.sha256 = sha256
         if not self._tokens:
             raise UerError(f"{where(path)}: the vocabulary is empty; {fix}")
-        if self._tokens[0] != PAD_TOKEN:
+        if self._tokens[0] != pad_token:
             raise UerError(
-                f"{where(path)}: id 0 is {self._tokens[0]!r} but must be {PAD_TOKEN} "
+                f"{where(path)}: id 0 is {self._tokens[0]!r} but must be {pad_token} "
                 f"(padding uses id 0); {fix}"
             )
-        for token in (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, unk_token):
+        for token in (cls_token, sep_token, mask_token, unk_token):
             if token not in self._ids:
                 raise UerError(f"{where(path)}: the vocabulary has no {token} token; {fix}")
         self.pad_id = 0
         self.unk_id = self._ids[unk_token]
-        self.cls_id = self._ids[CLS_TOKEN]
-        self.sep_id = self._ids[SEP_TOKEN]
-        self.mask_id = self._ids[MASK_TOKEN]
+        self.cls_id = self._ids[cls_token]
+        self.sep_id = self._ids[sep_token]
+        self.mask_id = self._ids[mask_token]
         self.special_ids = frozenset((self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id))
 
     @classmethod

@@ -73,6 +73,7 @@ from uer.io.hf_format import (
     StateDict,
     bert_config,
     count_layers,
+    fast_tokenizer_files,
     hf_to_uer,
     hf_weight_file,
     hints_from_config,
@@ -369,6 +370,9 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if tokenizer.kind == "spm":
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
+    elif tokenizer.kind == "hf":
+        texts = fast_tokenizer_files(tokenizer.exported_json(), tokenizer.stored["special_tokens"],
+                                     arch["max_seq_length"])
     else:
         if tokenizer.kind != "bert":
             log.warning("%s tokenizes with tokenizer=%s; the exported tokenizer is a BertTokenizer over the same "

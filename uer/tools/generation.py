@@ -148,7 +148,10 @@ def generate(cfg) -> str:
         with autocast(loaded.device, cfg.hardware.precision):
             new = generate_ids(loaded.backbone, target.output_layer, ids, t.max_new_tokens, pick,
                                use_cache=t.use_cache, stop_id=vocab.sep_id, max_length=positions)
-        text = detokenize(prompt, tokenizer.convert_ids_to_tokens(new), tokenizer.kind)
+        if tokenizer.kind == "hf":  # its own decoder knows its pieces (bytes, ▁, ##)
+            text = prompt + tokenizer.decode(new)
+        else:
+            text = detokenize(prompt, tokenizer.convert_ids_to_tokens(new), tokenizer.kind)
         logger.info("%s: %d new tokens: %s", where, len(new), text)
         texts.append(text)
     out = output_file(cfg, "generated.txt")
