@@ -20,6 +20,7 @@ numbers (:func:`uer.training.loggers.log_run_end`).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -152,7 +153,11 @@ def _interrupted(cfg: DictConfig, signum: int):
     message = f"interrupted by {name}: {then}"
     log.warning(message)
     print(message, file=sys.stderr, flush=True)
-    sys.exit(128 + signum)
+    logging.shutdown()
+    sys.stdout.flush()
+    # Not sys.exit: a helper thread the interrupted step left running (batch prefetch, a logger's writer) could
+    # still write while the interpreter tears down, and abort it; what is kept was closed before this line.
+    os._exit(128 + signum)
 
 
 def _has_checkpoint(directory: Path) -> bool:

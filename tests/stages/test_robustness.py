@@ -127,6 +127,32 @@ def test_a_second_run_into_a_location_in_use_is_refused_naming_the_holder_and_a_
     assert step_checkpoints(out)[-1][0] == newest + 1
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_pre_training_says_what_it_kept_in_one_line_and_resumes(dataset, tmp_path, signum):
+    out = tmp_path / "model"
+    run = _start(pretrain_args(dataset, out, "pretrain.total_steps=100000"), tmp_path / "run_a")
+    try:
+        _wait_for(lambda: step_checkpoints(out), "its first checkpoint", run)
+        run.send_signal(signum)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted by {signal.Signals(signum).name}: the checkpoints saved so far are kept in {out}; the same "
+        "command with resume=true continues from the newest"]
+    assert leftovers(out) == [] and not (out / LOCK_FILE).exists()  # nothing half-written, the lock released
+    newest, path = step_checkpoints(out)[-1]
+    assert load_checkpoint(path)["trainer"]["step"] == newest
+    resumed = run_main(pretrain_args(dataset, out, "pretrain.total_steps=100000", "resume=true",
+                                     "pretrain.stop_after_steps=1"), tmp_path / "run_b")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert step_checkpoints(out)[-1][0] == newest + 1
+
+
 def test_a_second_fine_tuning_into_one_path_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "clf"
     first = _start([*FINETUNE, "finetune.epochs_num=1000", f"output_model_path={out}"], tmp_path / "run_a")
