@@ -22,7 +22,6 @@ import json
 import os
 from typing import Sequence
 
-from tokenizers import Tokenizer, processors
 
 from uer.errors import UerError, reason, where
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN, Vocab, VocabTokenizer
@@ -89,6 +88,8 @@ class HfTokenizer(VocabTokenizer):
         """The tokenizer at ``path``, or a checkpoint's ``stored`` copy of it (see :func:`read_hf_tokenizer`)."""
         self.stored = stored if stored is not None else read_hf_tokenizer(path)
         file = tokenizer_file(path)
+        from tokenizers import Tokenizer  # lazy: a Rust extension only tokenizer=hf needs, kept out of start-up
+
         try:
             self.tokenizer = Tokenizer.from_str(self.stored["json"])
         except Exception as e:  # the Rust library raises plain Exception on any unreadable file
@@ -115,6 +116,8 @@ class HfTokenizer(VocabTokenizer):
     def exported_json(self) -> str:
         """The tokenizer.json for a converted model: the stored one with a post-processor that adds
         [CLS] A [SEP] (B [SEP]) as the stages do, so transformers feeds the model what it was trained on."""
+        from tokenizers import Tokenizer, processors  # lazy: as in __init__
+
         tokenizer = Tokenizer.from_str(self.stored["json"])
         cls, sep = self.vocab.id_to_token(self.vocab.cls_id), self.vocab.id_to_token(self.vocab.sep_id)
         tokenizer.post_processor = processors.TemplateProcessing(

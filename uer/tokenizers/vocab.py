@@ -31,8 +31,6 @@ import os
 import types
 from typing import Iterable, Mapping, Sequence
 
-import sentencepiece
-
 from uer.errors import UerError, reason, where
 
 PAD_TOKEN = "[PAD]"
@@ -166,6 +164,8 @@ def open_spm(path, serialized: bytes | None = None):
     hint = "set tokenizer.spm_model_path=..."
     if serialized is None and not os.path.isfile(path):
         raise UerError(f"sentencepiece model {path} not found; {hint}")
+    import sentencepiece  # lazy: an extension only tokenizer=spm needs, kept out of start-up
+
     processor = sentencepiece.SentencePieceProcessor()
     try:
         if serialized is None:
