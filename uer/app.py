@@ -35,7 +35,9 @@ from uer.config.config_path import apply_config_path
 from uer.config.overrides import command_line_overrides
 from uer.config.validate import check_run_config
 from uer.errors import Interrupted, UerError, one_line, reason
+from uer.finetuning.checkpoints import LAST, earlier_models
 from uer.io.atomic import atomic_write, os_reason
+from uer.io.checkpoint import step_checkpoints
 from uer.io.outputs import DIRECTORY, Output, claimed
 from uer.paths import model_dir
 from uer.progress import is_main_process
@@ -161,9 +163,9 @@ def _interrupted(cfg: DictConfig, signum: int):
 
 
 def _has_checkpoint(directory: Path) -> bool:
-    """Whether a training run left something ``resume=true`` continues from (``step_N.pt``, ``last.pt``,
-    also in cross-validation's fold directories)."""
-    return any(directory.glob("step_*.pt")) or any(directory.glob("last.pt")) or any(directory.glob("*/last.pt"))
+    """Whether a training run left something ``resume=true`` continues from: pre-training's ``step_N.pt``, or
+    fine-tuning's ``last.pt`` (also in cross-validation's fold directories)."""
+    return bool(step_checkpoints(directory)) or any(path.name == LAST for path in earlier_models(directory))
 
 
 def _os_error_line(err: OSError) -> str:
