@@ -8,7 +8,15 @@ import pytest
 from uer.io.atomic import atomic_write
 
 
-def test_sigint_during_a_write_waits_for_it_then_interrupts(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler for the test (another test file in this worker may have left torch's)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_during_a_write_waits_for_it_then_interrupts(tmp_path, python_sigint):
     target = tmp_path / "out.txt"
 
     def write(handle):
