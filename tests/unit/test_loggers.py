@@ -1,8 +1,9 @@
-"""logger=: CSV files and an MLflow run (offline, a local SQLite store), each reopened on its run directory as
-the end of a run does; a missing MLflow is one line before any work."""
+"""logger=: CSV files, an MLflow run (offline, a local SQLite store) and a W&B run (offline), each reopened on its
+run directory as the end of a run does; a missing package is one line before any work."""
 
 import csv
 import importlib.util
+import sys
 
 import pytest
 
@@ -93,3 +94,77 @@ def test_mlflow_store_defaults_to_the_run_directory_not_the_working_directory(tm
     # a job of a sweep keeps its store in the sweep's directory, beside its sibling jobs
     monkeypatch.setattr(loggers_module, "in_multirun", lambda: True)
     assert loggers_module.default_store(tmp_path / "sweep" / "0") == (tmp_path / "sweep" / "mlflow").resolve()
+
+
+class FakeWandb:
+    """Stands in for the ``wandb`` module: records what the logger hands W&B (its offline files are W&B's own
+    binary format, with no public reader)."""
+
+    class Settings(dict):
+        def __init__(self, **kwargs):
+            super().__init__(kwargs)
+
+    class Html(str):
+        pass
+
+    def __init__(self):
+        self.inits, self.runs = [], []
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        run = type("Run", (), {})()
+        run.logged, run.config_values, run.summary_values, run.finished = [], {}, {}, False
+        run.log = lambda values, step: run.logged.append((step, values))
+        run.config = type("Config", (), {"update": lambda _, values, allow_val_change: run.config_values.update(values)})()
+        run.summary = type("Summary", (), {"update": lambda _, values: run.summary_values.update(values)})()
+        run.finish = lambda: setattr(run, "finished", True)
+        self.runs.append(run)
+        return run
+
+
+def test_wandb_logger_keeps_one_offline_run_per_directory(tmp_path, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = compose_config(["logger=wandb", "logger.project=douban"])
+    run_dir = tmp_path / "run"
+    exercise(build_logger(cfg.logger, run_dir), report="| 0 | 0.5 |")
+    build_logger(cfg.logger, run_dir).close()  # the end of the run opens the directory again
+    first, again = fake.inits
+    assert first["id"] == again["id"] == (run_dir / "wandb_run_id").read_text().strip()
+    assert first["resume"] == "allow" and first["mode"] == "offline" and first["project"] == "douban"
+    assert first["dir"] == str(run_dir.resolve()) and first["group"] is None
+    assert first["settings"]["console"] == "off"  # W&B does not take over the terminal
+    run = fake.runs[0]
+    assert run.logged[:2] == [(1, {"train/cls_loss": 0.7, "train/lr": 1e-4}), (2, {"dev/acc": 0.5})]
+    assert run.logged[2][0] == 2 and "| 0 | 0.5 |" in run.logged[2][1]["dev/report"]
+    assert run.config_values == {"seed": 3, "finetune.learning_rate": 1e-4, "optimizer": "lamb"}
+    assert run.summary_values == {"hparams/dev_acc": 0.5}
+    assert all(r.finished for r in fake.runs)
+    # a job of a sweep joins the sweep's group
+    monkeypatch.setattr(loggers_module, "in_multirun", lambda: True)
+    build_logger(cfg.logger, tmp_path / "sweep" / "3").close()
+    assert fake.inits[-1]["group"] == "sweep"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason='pip install -e ".[wandb]"')
+def test_wandb_offline_run_writes_only_inside_the_run_directory(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    logger = build_logger(compose_config(["logger=wandb", "logger.project=douban"]).logger, run_dir)
+    logger.scalars("train", {"loss": 0.5}, 1)
+    logger.close()
+    run_id = (run_dir / "wandb_run_id").read_text().strip()
+    assert list(elsewhere.iterdir()) == []
+    assert [p.name for p in (run_dir / "wandb").glob("offline-run-*/run-*.wandb")] == [f"run-{run_id}.wandb"]
+
+
+def test_wandb_mode_and_package_are_checked_before_any_work(monkeypatch):
+    with pytest.raises(UerError, match=r"logger.mode=cloud is not a W&B mode; choose one of: offline, online"):
+        check_logger(compose_config(["logger=wandb", "logger.mode=cloud"]).logger)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(UerError, match=r'logger=wandb needs Weights & Biases: pip install -e "\.\[wandb\]"'):
+        check_logger(compose_config(["logger=wandb"]).logger)

@@ -7,18 +7,23 @@
 * ``csv``: the same numbers as plain files in ``csv/`` (``metrics.csv``: step, name, value;
   ``hparams.csv``; ``reports.md``);
 * ``mlflow``: an MLflow run in a local SQLite store (``pip install -e ".[mlflow]"``; no
-  server, nothing leaves the machine).
+  server, nothing leaves the machine);
+* ``wandb``: a Weights & Biases run (``pip install -e ".[wandb]"``), offline by default: its
+  files in ``wandb/`` of the run directory, uploaded later with ``wandb sync`` (or
+  ``logger.mode=online``); a sweep's jobs form one W&B group.
 
 Each logger is opened on a directory and may be opened again on it by another process
-(the end-of-run summary, a worker): TensorBoard and CSV append, MLflow continues the run
-whose id it left in the directory.
+(the end-of-run summary, a worker): TensorBoard and CSV append, MLflow and W&B continue the
+run whose id they left in the directory.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import importlib.util
 import math
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +229,64 @@ def mlflow(cfg: MlflowConfig, directory: Path) -> RunLogger:
     return MlflowLogger(cfg, directory, run_name())
 
 
+@dataclass
+class WandbConfig:
+    """``logger=wandb``: one Weights & Biases run per run directory."""
+
+    type: str = setting(MISSING, "the logger (pick with logger=)")
+    mode: str = setting("offline", "offline (files in wandb/ of the run directory; `wandb sync DIR` uploads them) | "
+                                   "online (needs `wandb login`) | disabled")
+    project: Optional[str] = setting(None, "the W&B project; null = this run's experiment preset, else its stage")
+    entity: Optional[str] = setting(None, "the W&B user or team; null = your default entity")
+    group: Optional[str] = setting(None, "the W&B group; null = the sweep directory's name for a sweep's jobs "
+                                         "(so they line up together), none for a single run")
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+WANDB_ID_FILE = "wandb_run_id"
+
+
+class WandbLogger(RunLogger):
+    """A run per directory, continued (``resume="allow"``) by whoever opens the directory again; W&B's console
+    capture is off (the run's own log already goes to the terminal and the log file)."""
+
+    def __init__(self, cfg: WandbConfig, directory: Path, experiment: str):
+        import wandb  # lazy: an optional package, slow to import
+
+        directory = Path(directory).resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        id_file = directory / WANDB_ID_FILE
+        run_id = id_file.read_text(encoding="utf-8").strip() if id_file.exists() else uuid.uuid4().hex[:8]
+        group = cfg.group or (directory.parent.name if in_multirun() else None)
+        self.run = wandb.init(project=cfg.project or experiment, entity=cfg.entity, group=group, name=directory.name,
+                              id=run_id, resume="allow", dir=str(directory), mode=cfg.mode, reinit="create_new",
+                              settings=wandb.Settings(console="off", silent=True))
+        if not id_file.exists():
+            id_file.write_text(run_id + "\n", encoding="utf-8")
+
+    def scalars(self, prefix: str, values: dict, step: int) -> None:
+        logged = {f"{prefix}/{key}": value for key, value in numbers(values).items()}
+        if logged:
+            self.run.log(logged, step=step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        import wandb  # lazy: imported by __init__ already
+
+        self.run.log({tag: wandb.Html(f"<pre>{html.escape(text)}</pre>")}, step=step)
+
+    def hparams(self, params: dict, metrics: dict) -> None:
+        self.run.config.update(params, allow_val_change=True)
+        self.run.summary.update(metrics)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+@LOGGERS.register("wandb", config=WandbConfig)
+def weights_and_biases(cfg: WandbConfig, directory: Path) -> RunLogger:
+    return WandbLogger(cfg, directory, run_name())
+
+
 def build_logger(cfg, directory: Path) -> RunLogger:
     """The logger ``cfg`` (a ``logger`` config) describes, writing for the run in ``directory``."""
     cfg = LOGGERS.build_config(cfg)
@@ -235,6 +298,12 @@ def check_logger(cfg) -> None:
     cfg = LOGGERS.build_config(cfg)
     if cfg.type == "mlflow" and importlib.util.find_spec("mlflow") is None:
         raise UerError('logger=mlflow needs MLflow: pip install -e ".[mlflow]" (or choose logger=tensorboard or csv)')
+    if cfg.type == "wandb":
+        if cfg.mode not in WANDB_MODES:
+            raise UerError(f"logger.mode={cfg.mode} is not a W&B mode; choose one of: {', '.join(WANDB_MODES)}")
+        if importlib.util.find_spec("wandb") is None:
+            raise UerError('logger=wandb needs Weights & Biases: pip install -e ".[wandb]" (or choose '
+                           "logger=tensorboard or csv)")
 
 
 def log_run_end(cfg, facts: dict, directory: Path) -> None:
