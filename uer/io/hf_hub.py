@@ -61,10 +61,9 @@ def model_location(text: str, key: str) -> Path:
 
 
 def _snapshot(repo: str, revision: Optional[str], text: str, key: str) -> Path:
-    # lazy: huggingface_hub (and its HTTP stack) is needed only when a hub id is given
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, \
-        RevisionNotFoundError
+    from huggingface_hub import snapshot_download  # lazy: its HTTP stack is needed only for a hub id
+    from huggingface_hub.errors import (  # lazy: as above
+        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 
     where = f"no local path {text} exists, and the hub model {repo}{'@' + revision if revision else ''}"
     local_only = offline()
