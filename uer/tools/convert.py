@@ -49,6 +49,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,12 @@ from uer.io.hf_format import (
     uer_to_hf,
     write_json_beside,
 )
+from uer.io.hf_heads import ImportedHead, split_head, take_head
 from uer.io.tf_format import checkpoint_prefix, load_tf_checkpoint, save_tf_checkpoint, tf_to_uer, uer_to_tf
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
 from uer.models.subencoders import stored_subencoder
+from uer.tasks import TASKS, import_tasks
 from uer.tokenizers import build_tokenizer
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
@@ -125,6 +128,7 @@ class Loaded:
     source: str
     hints: dict = field(default_factory=dict)  # heads_num, layernorm(_eps), hidden_act, mask, layers_num, config_path
     payload: Optional[dict] = None  # uer_ckpt input: its config and vocabulary identity
+    head: Optional[ImportedHead] = None  # hf input: a task model's head (uer/io/hf_heads.py)
 
 
 @dataclass
@@ -198,13 +202,15 @@ def read_hf(path: Path, cfg: DictConfig) -> Loaded:
     state = load_hf_weights(path)
     if not is_hf_state(state):
         raise UerError(f"{weights} holds no Hugging Face BERT weights (no embeddings.word_embeddings.weight)")
-    uer, unused = hf_to_uer(state, str(weights))
-    _warn_unused(weights, unused)
     config, config_path = read_json_beside(weights, HF_CONFIG)
+    state, head = take_head(config, config_path, state, str(weights))
+    uer, unused = hf_to_uer(state, str(weights))
+    uer.update(head.tensors if head else {})
+    _warn_unused(weights, unused)
     if config is not None and config.get("model_type") not in (None, "bert"):
         log.warning("%s says model_type=%s; converting its BERT-named weights as BERT", config_path,
                     config.get("model_type"))
-    return Loaded(uer, str(weights), {**HF_DEFAULTS, **hints_from_config(config, config_path)})
+    return Loaded(uer, str(weights), {**HF_DEFAULTS, **hints_from_config(config, config_path)}, head=head)
 
 
 def read_tf(path: Path, cfg: DictConfig) -> Loaded:
@@ -360,11 +366,13 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if directory:  # checked before anything is written
         require_heads(arch)
         tokenizer = _tokenizer(loaded, arch, cfg)
-    state, dropped = uer_to_hf(loaded.state, loaded.source)
+    backbone, head = split_head(loaded.payload, loaded.state, loaded.source)  # a fine-tuned task's head
+    state, dropped = uer_to_hf(backbone, loaded.source)
+    state = head.hf_state(state) if head else state
     _warn_dropped(dropped, "Hugging Face")
     if not directory:
         save_hf_weights(state, path)
-        _write_config(path, HF_CONFIG, arch, google=False)
+        _write_config(path, HF_CONFIG, arch, google=False, head=head)
         return
     texts = {}
     if tokenizer.kind == "spm":
@@ -379,7 +387,8 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
                         "vocabulary, which splits text as tokenizer=bert does", loaded.source, tokenizer.kind)
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
                                 arch["max_seq_length"])
-    written = save_hf_directory(state, path, bert_config(arch, google=False), texts)
+    config = bert_config(arch, google=False)
+    written = save_hf_directory(state, path, head.hf_config(config) if head else config, texts)
     log.info("wrote the Hugging Face model directory %s: %s", path, ", ".join(written))
 
 
@@ -407,13 +416,14 @@ def warn_layernorm(loaded: Loaded, arch: dict, fmt: str) -> None:
                     "differ, typically by about 1e-2), not equal to this model's", loaded.source, LAYOUTS[fmt])
 
 
-def _write_config(path: Path, name: str, arch: dict, google: bool) -> None:
+def _write_config(path: Path, name: str, arch: dict, google: bool, head=None) -> None:
     try:
         require_heads(arch)
     except UerError as err:
         log.warning("%s not written: %s", path.parent / name, err)
         return
-    written = write_json_beside(path, name, bert_config(arch, google=google))
+    config = bert_config(arch, google=google)
+    written = write_json_beside(path, name, head.hf_config(config) if head else config)
     if written:
         log.info("wrote %s (num_attention_heads=%d from %s)", written, arch["heads_num"], arch["heads_from"])
 
@@ -428,6 +438,9 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
         config, tokenizer = loaded.payload.get("config") or {}, checkpoint_tokenizer(loaded.payload, loaded.source)
     else:
         config, tokenizer = checkpoint_config(cfg, arch), vocabulary_tokenizer(cfg, arch, loaded.source)
+    if loaded.head is not None:  # an HF task model: a fine-tuned checkpoint that stage=infer reads
+        config.update(task=task_config(loaded.head.task), finetune={"seq_length": arch["max_seq_length"]})
+    task_info = loaded.head.task_info if loaded.head else (loaded.payload or {}).get("task_info")
     model = _build(config, tokenizer.vocab.tokens)
     ours = from_uer_state_dict(loaded.state)
     expected = model.state_dict()
@@ -445,7 +458,13 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
         log.info("kept %d tensors the %s model does not use (so converting back loses nothing): %s", len(extras),
                  config.get("target", {}).get("type", "encoder-only"), ", ".join(sorted(extras)))
     state = {**model.state_dict(), **{key: tensor.detach().cpu() for key, tensor in extras.items()}}
-    save_checkpoint(path, model_state=state, config=config, tokenizer=tokenizer, trainer=None)
+    save_checkpoint(path, model_state=state, config=config, tokenizer=tokenizer, trainer=None, task_info=task_info)
+
+
+def task_config(settings: dict) -> dict:
+    """The full ``task`` node (the task's schema defaults plus ``settings``) a fine-tuned checkpoint records."""
+    import_tasks()
+    return dataclasses.asdict(TASKS.build_config(settings))
 
 
 def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
