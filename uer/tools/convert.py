@@ -21,6 +21,30 @@ Formats (``tool.input_format`` / ``tool.output_format``):
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
   identity, no trainer state): what ``pretrained_model_path`` and the later stages read.
 
+Fine-tuned task heads (the tables: :mod:`uer.io.hf_heads`).  A checkpoint of
+``stage=finetune`` converts to ``hf`` as the task's Hugging Face class, with
+``architectures``, ``num_labels`` and ``id2label``/``label2id`` in ``config.json``:
+
+* ``task=classifier`` (text or text pair) -> ``BertForSequenceClassification``: uer's
+  ``output_layer_1`` + tanh is BERT's pooler (``bert.pooler.dense``), ``output_layer_2`` its
+  ``classifier``; only ``task.pooling=first`` is that computation (other poolings are
+  refused).  Labels are class ids, named by their ids (``"0"``, ``"1"``, ...) unless the
+  checkpoint records names (an imported model's);
+* ``task=ner`` -> ``BertForTokenClassification`` (``output_layer`` = ``classifier``), labelled
+  with the checkpoint's tags;
+* ``task=cmrc`` -> ``BertForQuestionAnswering`` (``output_layer`` = ``qa_outputs``, start
+  then end).  ``task.max_answer_length`` and ``doc_stride`` are decoding settings, not
+  weights: an imported model gets the defaults.
+
+``c3``, ``mt_classifier``, ``dbqa`` and ``classifier_cv`` checkpoints are refused (each with
+its reason), nothing written.  The other way, an ``hf`` input whose ``config.json`` names
+one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, labels,
+``finetune.seq_length`` = its positions) that ``stage=infer`` reads alone; head weights
+missing, labels that disagree with them, NER labels that are not BIO tags, or a
+``problem_type`` other than single-label classification are refused.  Every tensor crosses
+unchanged except the padding row of uer's segment embedding, which a Hugging Face model
+has no place for (it only reaches padded positions) and comes back as zeros.
+
 Every conversion goes through the UER layout (X -> UER -> Y), so each format has one
 reader and one writer.  Sizes (vocabulary, embedding, hidden, feed-forward, positions,
 layers) are read from the weights; the target is ``bert`` when NSP weights exist,
