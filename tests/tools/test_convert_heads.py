@@ -195,6 +195,8 @@ def test_ner_exports_to_token_classification_with_its_tags(ner):
 
     assert_round_trip_exact(model, back)
     assert load_checkpoint(back)["task_info"]["label2id"] == task.label2id
+    copy = convert(model, "uer_ckpt", tmp / "copy.pt", "uer_ckpt")  # uer_ckpt -> uer_ckpt keeps the tag set too
+    assert load_checkpoint(copy)["task_info"] == load_checkpoint(model)["task_info"]
     assert infer(back, test, tmp / "back.tsv").splitlines()[1:] == lines
 
 
@@ -304,6 +306,19 @@ def test_named_classes_are_kept_in_the_checkpoint(tmp_path):
     payload = load_checkpoint(back)
     assert payload["task_info"] == {"labels_num": 3, "id2label": {"0": "negative", "1": "neutral", "2": "positive"}}
     assert payload["config"]["task"]["pooling"] == "first" and payload["config"]["finetune"]["seq_length"] == 24
+
+
+def test_weights_file_output_gets_the_head_config_beside_it(tmp_path):
+    theirs = saved_hf_model(tmp_path / "hf", "ner")
+    model = convert(tmp_path / "hf", "hf", tmp_path / "model.pt", "uer_ckpt", "tokenizer=char",
+                    f"tokenizer.vocab_path={tmp_path / 'hf' / 'vocab.txt'}")
+    (tmp_path / "weights").mkdir()
+    convert(model, "uer_ckpt", tmp_path / "weights" / "model.safetensors", "hf")
+    config = hf_config(tmp_path / "weights")
+    assert config["architectures"] == ["BertForTokenClassification"] and config["id2label"]["1"] == "B-LOC"
+    reloaded, info = AutoModelForTokenClassification.from_pretrained(tmp_path / "weights", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert torch.equal(reloaded.classifier.weight, theirs.classifier.weight)
 
 
 # ----------------------------------------------------------------------------- refusals
