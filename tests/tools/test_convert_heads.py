@@ -67,31 +67,30 @@ def round_trip(checkpoint, directory):
     return hf, back
 
 
+def tsv_task_model(tmp_path_factory, task, folder, test_file, test_rows):
+    """(directory, fine-tuned best.pt, test file, HF export, imported back) of a TSV task on a bundled data slice."""
+    tmp = tmp_path_factory.mktemp(folder)
+    source = DATA / folder
+    train = slice_file(source / "train.tsv", tmp / "train.tsv", 32)
+    dev = slice_file(source / "dev.tsv", tmp / "dev.tsv", 8)
+    test = slice_file(source / test_file, tmp / "test.tsv", test_rows)
+    model = finetune(tmp / "model", task, train, dev)
+    return (tmp, model, test, *round_trip(model, tmp))
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("clf")
-    books = DATA / "book_review"
-    train, dev = slice_file(books / "train.tsv", tmp / "train.tsv", 32), slice_file(books / "dev.tsv", tmp / "dev.tsv", 8)
-    test = slice_file(books / "test_nolabel.tsv", tmp / "test.tsv", 12)
-    return (tmp, finetune(tmp / "model", "classifier", train, dev), test, *round_trip(tmp / "model" / "best.pt", tmp))
+    return tsv_task_model(tmp_path_factory, "classifier", "book_review", "test_nolabel.tsv", 12)
 
 
 @pytest.fixture(scope="module")
 def pair_classifier(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pair")
-    qa = DATA / "dbqa"
-    train, dev = slice_file(qa / "train.tsv", tmp / "train.tsv", 32), slice_file(qa / "dev.tsv", tmp / "dev.tsv", 8)
-    test = slice_file(qa / "test.tsv", tmp / "test.tsv", 12)
-    return (tmp, finetune(tmp / "model", "classifier", train, dev), test, *round_trip(tmp / "model" / "best.pt", tmp))
+    return tsv_task_model(tmp_path_factory, "classifier", "dbqa", "test.tsv", 12)  # text_a, text_b pairs
 
 
 @pytest.fixture(scope="module")
 def ner(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ner")
-    msra = DATA / "msra_ner"
-    train, dev = slice_file(msra / "train.tsv", tmp / "train.tsv", 32), slice_file(msra / "dev.tsv", tmp / "dev.tsv", 8)
-    test = slice_file(msra / "test_nolabel.tsv", tmp / "test.tsv", 8)
-    return (tmp, finetune(tmp / "model", "ner", train, dev), test, *round_trip(tmp / "model" / "best.pt", tmp))
+    return tsv_task_model(tmp_path_factory, "ner", "msra_ner", "test_nolabel.tsv", 8)
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +278,7 @@ def hf_outputs(task, model, src, seg):
 def test_random_hf_task_model_imports_exactly_and_exports_back(tmp_path, task):
     theirs = saved_hf_model(tmp_path / "hf", task)
     back = convert(tmp_path / "hf", "hf", tmp_path / "model.pt", "uer_ckpt",
-                   f"tokenizer=char", f"tokenizer.vocab_path={tmp_path / 'hf' / 'vocab.txt'}")
+                   "tokenizer=char", f"tokenizer.vocab_path={tmp_path / 'hf' / 'vocab.txt'}")
     payload = load_checkpoint(back)
     assert payload["config"]["task"]["type"] == task
     _, ours = uer_model(back, TINY["max_position_embeddings"])
@@ -292,6 +291,8 @@ def test_random_hf_task_model_imports_exactly_and_exports_back(tmp_path, task):
     assert torch.allclose(mine, reference, atol=1e-5, rtol=0)
 
     again = convert(back, "uer_ckpt", tmp_path / "again", "hf")
+    direct = convert(tmp_path / "hf" / "model.safetensors", "hf", tmp_path / "direct.bin", "hf")  # hf -> hf too
+    assert set(torch.load(direct, weights_only=True)) == set(theirs.state_dict())
     reloaded, info = type(theirs).from_pretrained(again, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert reloaded.config.id2label == theirs.config.id2label

@@ -172,6 +172,10 @@ class ImportedHead:
     task: dict  # task settings: type, labels_num and those the class implies
     task_info: dict
 
+    def as_payload(self) -> dict:
+        """What a fine-tuned checkpoint of this head records about its task (for :func:`split_head`)."""
+        return {"config": {"task": self.task}, "task_info": self.task_info}
+
 
 def head_layout(config: Optional[dict], family: str = "bert") -> Optional[HeadLayout]:
     """The head a ``config.json`` names in ``architectures`` (None: no task head of ours)."""

@@ -112,7 +112,7 @@ from uer.io.hf_format import (
     uer_to_hf,
     write_json_beside,
 )
-from uer.io.hf_heads import ImportedHead, split_head, take_head
+from uer.io.hf_heads import ExportedHead, ImportedHead, split_head, take_head
 from uer.io.tf_format import checkpoint_prefix, load_tf_checkpoint, save_tf_checkpoint, tf_to_uer, uer_to_tf
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
@@ -390,7 +390,8 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if directory:  # checked before anything is written
         require_heads(arch)
         tokenizer = _tokenizer(loaded, arch, cfg)
-    backbone, head = split_head(loaded.payload, loaded.state, loaded.source)  # a fine-tuned task's head
+    task_model = loaded.head.as_payload() if loaded.head else loaded.payload
+    backbone, head = split_head(task_model, loaded.state, loaded.source)  # a fine-tuned task's head
     state, dropped = uer_to_hf(backbone, loaded.source)
     state = head.hf_state(state) if head else state
     _warn_dropped(dropped, "Hugging Face")
@@ -440,7 +441,7 @@ def warn_layernorm(loaded: Loaded, arch: dict, fmt: str) -> None:
                     "differ, typically by about 1e-2), not equal to this model's", loaded.source, LAYOUTS[fmt])
 
 
-def _write_config(path: Path, name: str, arch: dict, google: bool, head=None) -> None:
+def _write_config(path: Path, name: str, arch: dict, google: bool, head: Optional[ExportedHead] = None) -> None:
     try:
         require_heads(arch)
     except UerError as err:
