@@ -27,6 +27,7 @@ import json
 import pytest
 import torch
 import transformers
+from safetensors.torch import load_file, save_file
 from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceClassification,
                           AutoModelForTokenClassification, AutoTokenizer, BertConfig, pipeline)
 
@@ -347,6 +348,19 @@ def test_labels_that_disagree_with_the_weights_are_refused(capsys, tmp_path):
                       "tool.output_format=uer_ckpt", f"tool.output_path={tmp_path / 'model.pt'}", "tokenizer=char",
                       f"tokenizer.vocab_path={tmp_path / 'hf' / 'vocab.txt'}")
     assert "with 2 labels" in line and "classifier.weight has 3 rows" in line
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_head_weights_of_another_shape_are_refused(capsys, tmp_path):
+    saved_hf_model(tmp_path / "hf", "classifier")
+    weights = tmp_path / "hf" / "model.safetensors"
+    state = load_file(str(weights))
+    state["bert.pooler.dense.weight"] = state["bert.pooler.dense.weight"][:8]
+    save_file(state, str(weights), metadata={"format": "pt"})
+    line = tool_error(capsys, "convert", "tool.input_format=hf", f"tool.input_path={tmp_path / 'hf'}",
+                      "tool.output_format=uer_ckpt", f"tool.output_path={tmp_path / 'model.pt'}", "tokenizer=char",
+                      f"tokenizer.vocab_path={tmp_path / 'hf' / 'vocab.txt'}")
+    assert "bert.pooler.dense.weight has shape (8, 16)" in line and "(16, 16)" in line
     assert not (tmp_path / "model.pt").exists()
 
 

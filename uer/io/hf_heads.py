@@ -196,11 +196,15 @@ def take_head(config: Optional[dict], config_path, state: StateDict, source: str
     if absent:
         raise UerError(f"{says} but {source} has no {absent[0]}; give the weights of that model (the directory "
                        "save_pretrained wrote), or a config.json whose architectures match the weights")
+    check_shapes(layout, state, config.get("hidden_size"), f"{says} but {source}'s")
     problem = config.get("problem_type")
     if layout.labels == CLASS_IDS and problem not in (None, "single_label_classification"):
         raise UerError(f"{says} with problem_type={problem}; uer's task=classifier trains one class per text "
                        "(single_label_classification) and has no such head")
     rows = int(state[layout.output[1]].shape[0])
+    if layout.labels == SPAN and rows != 2:
+        raise UerError(f"{says} but {source}'s {layout.output[1]} has {rows} rows, where a span head has 2 "
+                       "(start, end); give the weights of a question-answering model")
     names = id2label(config, config_path)
     labels_num = len(names) if names else config.get("num_labels", rows)
     if labels_num != rows:
@@ -212,6 +216,20 @@ def take_head(config: Optional[dict], config_path, state: StateDict, source: str
     if layout.labels != SPAN:
         task["labels_num"] = rows
     return rest, ImportedHead(layout, tensors, task, task_info(layout, names, rows, says))
+
+
+def check_shapes(layout: HeadLayout, state: StateDict, hidden, where: str) -> None:
+    """Each head linear reads ``hidden`` features; all but the last also give ``hidden``; biases fit."""
+    if not isinstance(hidden, int):
+        return
+    for index, (_, hf) in enumerate(layout.linears):
+        weight, bias = state[f"{hf}.weight"], state[f"{hf}.bias"]
+        rows = hidden if index < len(layout.linears) - 1 else None
+        if weight.dim() != 2 or weight.shape[1] != hidden or rows not in (None, weight.shape[0]) \
+                or tuple(bias.shape) != tuple(weight.shape[:1]):
+            raise UerError(f"{where} {hf}.weight has shape {tuple(weight.shape)} and {hf}.bias {tuple(bias.shape)}; "
+                           f"with hidden_size {hidden} they must be ({rows or 'labels'}, {hidden}) and "
+                           f"({rows or 'labels'},): the weights are not of this model")
 
 
 def id2label(config: dict, config_path) -> dict[int, str]:
