@@ -413,8 +413,9 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
                                 arch["max_seq_length"])
     config = bert_config(arch, google=False)
-    written = save_hf_directory(state, path, head.hf_config(config) if head else config, texts)
-    log.info("wrote the Hugging Face model directory %s: %s", path, ", ".join(written))
+    config = head.hf_config(config) if head else config
+    written = save_hf_directory(state, path, config, texts)
+    log.info("wrote the Hugging Face model directory %s (%s): %s", path, config["architectures"][0], ", ".join(written))
 
 
 def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
@@ -479,7 +480,9 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
                            f"expects {tuple(tensor.shape)}")
     model.load_state_dict({key: ours[key] for key in expected})
     extras = {key: tensor for key, tensor in ours.items() if key not in expected}
-    if extras:
+    if extras and "task" in config:
+        log.info("kept the task=%s head: %s", config["task"]["type"], ", ".join(sorted(extras)))
+    elif extras:
         log.info("kept %d tensors the %s model does not use (so converting back loses nothing): %s", len(extras),
                  config.get("target", {}).get("type", "encoder-only"), ", ".join(sorted(extras)))
     state = {**model.state_dict(), **{key: tensor.detach().cpu() for key, tensor in extras.items()}}
