@@ -134,8 +134,9 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
                        f"{name} model")
     info = dict((payload or {}).get("task_info") or {})
     labels_num = int(uer_state[layout.output[0]].shape[0])
-    tensors = {hf: uer_state[uer].detach().contiguous().clone() for uer, hf in layout.names()}
-    backbone = {key: value for key, value in uer_state.items() if key not in dict(layout.names())}
+    names = dict(layout.names())
+    tensors = {hf: uer_state[uer].detach().contiguous().clone() for uer, hf in names.items()}
+    backbone = {key: value for key, value in uer_state.items() if key not in names}
     config = {"architectures": [layout.architecture], "num_labels": labels_num,
               **label_config(layout, info, labels_num, source)}
     return backbone, ExportedHead(layout, table.prefix, tensors, config)
