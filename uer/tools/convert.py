@@ -21,6 +21,30 @@ Formats (``tool.input_format`` / ``tool.output_format``):
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
   identity, no trainer state): what ``pretrained_model_path`` and the later stages read.
 
+Fine-tuned task heads (the tables: :mod:`uer.io.hf_heads`).  A checkpoint of
+``stage=finetune`` converts to ``hf`` as the task's Hugging Face class, with
+``architectures``, ``num_labels`` and ``id2label``/``label2id`` in ``config.json``:
+
+* ``task=classifier`` (text or text pair) -> ``BertForSequenceClassification``: uer's
+  ``output_layer_1`` + tanh is BERT's pooler (``bert.pooler.dense``), ``output_layer_2`` its
+  ``classifier``; only ``task.pooling=first`` is that computation (other poolings are
+  refused).  Labels are class ids, named by their ids (``"0"``, ``"1"``, ...) unless the
+  checkpoint records names (an imported model's);
+* ``task=ner`` -> ``BertForTokenClassification`` (``output_layer`` = ``classifier``), labelled
+  with the checkpoint's tags;
+* ``task=cmrc`` -> ``BertForQuestionAnswering`` (``output_layer`` = ``qa_outputs``, start
+  then end).  ``task.max_answer_length`` and ``doc_stride`` are decoding settings, not
+  weights: an imported model gets the defaults.
+
+``c3``, ``mt_classifier``, ``dbqa`` and ``classifier_cv`` checkpoints are refused (each with
+its reason), nothing written.  The other way, an ``hf`` input whose ``config.json`` names
+one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, labels,
+``finetune.seq_length`` = its positions) that ``stage=infer`` reads alone; head weights
+missing, labels that disagree with them, NER labels that are not BIO tags, or a
+``problem_type`` other than single-label classification are refused.  Every tensor crosses
+unchanged except the padding row of uer's segment embedding, which a Hugging Face model
+has no place for (it only reaches padded positions) and comes back as zeros.
+
 Every conversion goes through the UER layout (X -> UER -> Y), so each format has one
 reader and one writer.  Sizes (vocabulary, embedding, hidden, feed-forward, positions,
 layers) are read from the weights; the target is ``bert`` when NSP weights exist,
@@ -49,6 +73,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +112,12 @@ from uer.io.hf_format import (
     uer_to_hf,
     write_json_beside,
 )
+from uer.io.hf_heads import ExportedHead, ImportedHead, split_head, take_head
 from uer.io.tf_format import checkpoint_prefix, load_tf_checkpoint, save_tf_checkpoint, tf_to_uer, uer_to_tf
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
 from uer.models import build_backbone, build_model
 from uer.models.subencoders import stored_subencoder
+from uer.tasks import TASKS, import_tasks
 from uer.tokenizers import build_tokenizer
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
@@ -125,6 +152,7 @@ class Loaded:
     source: str
     hints: dict = field(default_factory=dict)  # heads_num, layernorm(_eps), hidden_act, mask, layers_num, config_path
     payload: Optional[dict] = None  # uer_ckpt input: its config and vocabulary identity
+    head: Optional[ImportedHead] = None  # hf input: a task model's head (uer/io/hf_heads.py)
 
 
 @dataclass
@@ -198,13 +226,15 @@ def read_hf(path: Path, cfg: DictConfig) -> Loaded:
     state = load_hf_weights(path)
     if not is_hf_state(state):
         raise UerError(f"{weights} holds no Hugging Face BERT weights (no embeddings.word_embeddings.weight)")
-    uer, unused = hf_to_uer(state, str(weights))
-    _warn_unused(weights, unused)
     config, config_path = read_json_beside(weights, HF_CONFIG)
+    state, head = take_head(config, config_path, state, str(weights))
+    uer, unused = hf_to_uer(state, str(weights))
+    uer.update(head.tensors if head else {})
+    _warn_unused(weights, unused)
     if config is not None and config.get("model_type") not in (None, "bert"):
         log.warning("%s says model_type=%s; converting its BERT-named weights as BERT", config_path,
                     config.get("model_type"))
-    return Loaded(uer, str(weights), {**HF_DEFAULTS, **hints_from_config(config, config_path)})
+    return Loaded(uer, str(weights), {**HF_DEFAULTS, **hints_from_config(config, config_path)}, head=head)
 
 
 def read_tf(path: Path, cfg: DictConfig) -> Loaded:
@@ -360,11 +390,14 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if directory:  # checked before anything is written
         require_heads(arch)
         tokenizer = _tokenizer(loaded, arch, cfg)
-    state, dropped = uer_to_hf(loaded.state, loaded.source)
+    task_model = loaded.head.as_payload() if loaded.head else loaded.payload
+    backbone, head = split_head(task_model, loaded.state, loaded.source)  # a fine-tuned task's head
+    state, dropped = uer_to_hf(backbone, loaded.source)
+    state = head.hf_state(state) if head else state
     _warn_dropped(dropped, "Hugging Face")
     if not directory:
         save_hf_weights(state, path)
-        _write_config(path, HF_CONFIG, arch, google=False)
+        _write_config(path, HF_CONFIG, arch, google=False, head=head)
         return
     texts = {}
     if tokenizer.kind == "spm":
@@ -379,8 +412,10 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
                         "vocabulary, which splits text as tokenizer=bert does", loaded.source, tokenizer.kind)
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
                                 arch["max_seq_length"])
-    written = save_hf_directory(state, path, bert_config(arch, google=False), texts)
-    log.info("wrote the Hugging Face model directory %s: %s", path, ", ".join(written))
+    config = bert_config(arch, google=False)
+    config = head.hf_config(config) if head else config
+    written = save_hf_directory(state, path, config, texts)
+    log.info("wrote the Hugging Face model directory %s (%s): %s", path, config["architectures"][0], ", ".join(written))
 
 
 def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
@@ -407,13 +442,14 @@ def warn_layernorm(loaded: Loaded, arch: dict, fmt: str) -> None:
                     "differ, typically by about 1e-2), not equal to this model's", loaded.source, LAYOUTS[fmt])
 
 
-def _write_config(path: Path, name: str, arch: dict, google: bool) -> None:
+def _write_config(path: Path, name: str, arch: dict, google: bool, head: Optional[ExportedHead] = None) -> None:
     try:
         require_heads(arch)
     except UerError as err:
         log.warning("%s not written: %s", path.parent / name, err)
         return
-    written = write_json_beside(path, name, bert_config(arch, google=google))
+    config = bert_config(arch, google=google)
+    written = write_json_beside(path, name, head.hf_config(config) if head else config)
     if written:
         log.info("wrote %s (num_attention_heads=%d from %s)", written, arch["heads_num"], arch["heads_from"])
 
@@ -428,6 +464,9 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
         config, tokenizer = loaded.payload.get("config") or {}, checkpoint_tokenizer(loaded.payload, loaded.source)
     else:
         config, tokenizer = checkpoint_config(cfg, arch), vocabulary_tokenizer(cfg, arch, loaded.source)
+    if loaded.head is not None:  # an HF task model: a fine-tuned checkpoint that stage=infer reads
+        config.update(task=task_config(loaded.head.task), finetune={"seq_length": arch["max_seq_length"]})
+    task_info = loaded.head.task_info if loaded.head else (loaded.payload or {}).get("task_info")
     model = _build(config, tokenizer.vocab.tokens)
     ours = from_uer_state_dict(loaded.state)
     expected = model.state_dict()
@@ -441,11 +480,19 @@ def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> N
                            f"expects {tuple(tensor.shape)}")
     model.load_state_dict({key: ours[key] for key in expected})
     extras = {key: tensor for key, tensor in ours.items() if key not in expected}
-    if extras:
+    if extras and "task" in config:
+        log.info("kept the task=%s head: %s", config["task"]["type"], ", ".join(sorted(extras)))
+    elif extras:
         log.info("kept %d tensors the %s model does not use (so converting back loses nothing): %s", len(extras),
                  config.get("target", {}).get("type", "encoder-only"), ", ".join(sorted(extras)))
     state = {**model.state_dict(), **{key: tensor.detach().cpu() for key, tensor in extras.items()}}
-    save_checkpoint(path, model_state=state, config=config, tokenizer=tokenizer, trainer=None)
+    save_checkpoint(path, model_state=state, config=config, tokenizer=tokenizer, trainer=None, task_info=task_info)
+
+
+def task_config(settings: dict) -> dict:
+    """The full ``task`` node (the task's schema defaults plus ``settings``) a fine-tuned checkpoint records."""
+    import_tasks()
+    return dataclasses.asdict(TASKS.build_config(settings))
 
 
 def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:

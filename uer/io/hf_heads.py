@@ -1,0 +1,263 @@
+"""Fine-tuned task heads in Hugging Face model directories: which uer task is which ``*For*`` class.
+
+A fine-tuned uer checkpoint holds a backbone plus its task's head; a Hugging Face task
+model is a backbone (under the family's prefix, ``bert.``) plus that class's head.  The
+tables here pair them, tensor by tensor, keyed by family and then by uer task name, so
+another family adds its own ``HeadFamily`` (its prefix and class names) beside BERT's:
+
+* ``classifier`` (text and text pair) = ``BertForSequenceClassification``.  uer's
+  ``ClassifierModel`` takes the first ([CLS]) vector, ``output_layer_1`` + tanh, then
+  ``output_layer_2``; BERT takes the same vector through its pooler (dense + tanh), then
+  ``classifier``: the same computation, so ``output_layer_1`` is ``bert.pooler.dense`` and
+  ``output_layer_2`` is ``classifier``.  Only ``task.pooling=first`` is that computation.
+  Labels are class ids: their names are the ids as strings unless the checkpoint records
+  names (``task_info.id2label``, kept from an imported model).
+* ``ner`` = ``BertForTokenClassification``: ``output_layer`` is ``classifier``; the labels
+  are the checkpoint's tags (``task_info.label2id``).
+* ``cmrc`` = ``BertForQuestionAnswering``: ``output_layer`` (start, end) is ``qa_outputs``.
+
+Other tasks have no such class and are refused (:data:`NO_HF_HEAD` says why).  The
+weights tensors move unchanged (same shapes, same orientation), so a round trip is
+bit-identical.  This module knows names and labels only; the converter
+(:mod:`uer.tools.convert`) maps the backbone and writes the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from uer.errors import UerError
+
+StateDict = dict[str, torch.Tensor]
+
+CLASS_IDS, TAGS, SPAN = "class ids", "tags", "span"  # where a head's label names come from
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """One task's head in one family: the HF class and the (uer name, HF name) of each head tensor."""
+
+    task: str
+    architecture: str
+    linears: tuple[tuple[str, str], ...]  # (uer module, HF module), weight and bias each; the last one gives labels
+    labels: str  # CLASS_IDS | TAGS | SPAN
+    settings: dict = field(default_factory=dict)  # task settings the HF class implies (e.g. pooling)
+
+    def names(self) -> list[tuple[str, str]]:
+        return [(f"{uer}.{kind}", f"{hf}.{kind}") for uer, hf in self.linears for kind in ("weight", "bias")]
+
+    @property
+    def output(self) -> tuple[str, str]:
+        """(uer, HF) name of the weight whose rows are the labels."""
+        uer, hf = self.linears[-1]
+        return f"{uer}.weight", f"{hf}.weight"
+
+
+@dataclass(frozen=True)
+class HeadFamily:
+    prefix: str  # the backbone's prefix in a task model's state dict
+    heads: dict[str, HeadLayout]
+
+
+HEADS: dict[str, HeadFamily] = {
+    "bert": HeadFamily("bert.", {
+        "classifier": HeadLayout("classifier", "BertForSequenceClassification",
+                                 (("output_layer_1", "bert.pooler.dense"), ("output_layer_2", "classifier")),
+                                 CLASS_IDS, {"pooling": "first"}),
+        "ner": HeadLayout("ner", "BertForTokenClassification", (("output_layer", "classifier"),), TAGS),
+        "cmrc": HeadLayout("cmrc", "BertForQuestionAnswering", (("output_layer", "qa_outputs"),), SPAN),
+    }),
+}
+
+# Why the other tasks' heads have no Hugging Face class to go to.
+NO_HF_HEAD = {
+    "c3": "its head is one linear layer on the pooled vector with no dense + tanh before it, where "
+          "BertForMultipleChoice has the pooler's",
+    "mt_classifier": "it has one head per dataset, where a Hugging Face model has one",
+    "dbqa": "its predictions rank the answers of each question (qid), which no Hugging Face class does",
+    "classifier_cv": "a cross-validation is several fold models; export one fold's best.pt as task=classifier",
+}
+
+
+def crossing_heads(family: str = "bert") -> str:
+    """``classifier -> BertForSequenceClassification, ...``: what crosses, for messages and docs."""
+    return ", ".join(f"{task} -> {head.architecture}" for task, head in HEADS[family].heads.items())
+
+
+# --- uer -> Hugging Face ----------------------------------------------------------------
+
+@dataclass
+class ExportedHead:
+    """A fine-tuned checkpoint's head under HF names, with its ``config.json`` entries."""
+
+    layout: HeadLayout
+    prefix: str
+    tensors: StateDict
+    config: dict
+
+    def hf_state(self, backbone: StateDict) -> StateDict:
+        """The task model's state dict: the backbone (HF names, with or without the prefix) and the head."""
+        prefixed = {key if key.startswith(self.prefix) else self.prefix + key: value for key, value in backbone.items()}
+        return {**prefixed, **self.tensors}
+
+    def hf_config(self, config: dict) -> dict:
+        return {**config, **self.config}
+
+
+def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
+               family: str = "bert") -> tuple[StateDict, Optional[ExportedHead]]:
+    """(``uer_state`` without the head, the head) of a fine-tuned checkpoint; (``uer_state``, None) for a
+    checkpoint of no task.  A task without a Hugging Face head, or a head the class does not compute, is a
+    :class:`UerError`."""
+    task = ((payload or {}).get("config") or {}).get("task") or {}
+    name = task.get("type")
+    if name is None:
+        return uer_state, None
+    table = HEADS[family]
+    layout = table.heads.get(name)
+    if layout is None:
+        why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
+        raise UerError(f"{source} is fine-tuned for task={name}, which has no Hugging Face head: {why}; heads that "
+                       f"cross: {crossing_heads(family)} (or keep tool.output_format=uer_ckpt)")
+    for key, value in layout.settings.items():
+        if task.get(key, value) != value:
+            raise UerError(f"{source} is fine-tuned with task.{key}={task.get(key)}, but {layout.architecture} "
+                           f"computes task.{key}={value} (its pooler reads the first, [CLS], vector); only such a "
+                           f"model converts to it: fine-tune with task.{key}={value}, or keep tool.output_format="
+                           "uer_ckpt")
+    missing = [uer for uer, _ in layout.names() if uer not in uer_state]
+    if missing:
+        raise UerError(f"{source} is fine-tuned for task={name} but has no {missing[0]}; it is not a complete "
+                       f"{name} model")
+    info = dict((payload or {}).get("task_info") or {})
+    labels_num = int(uer_state[layout.output[0]].shape[0])
+    names = dict(layout.names())
+    tensors = {hf: uer_state[uer].detach().contiguous().clone() for uer, hf in names.items()}
+    backbone = {key: value for key, value in uer_state.items() if key not in names}
+    config = {"architectures": [layout.architecture], "num_labels": labels_num,
+              **label_config(layout, info, labels_num, source)}
+    return backbone, ExportedHead(layout, table.prefix, tensors, config)
+
+
+def label_config(layout: HeadLayout, info: dict, labels_num: int, source: str) -> dict:
+    """``id2label``/``label2id`` of a head with ``labels_num`` outputs (none for a span head)."""
+    if layout.labels == SPAN:
+        return {}
+    if layout.labels == TAGS:
+        label2id = info.get("label2id")
+        if not isinstance(label2id, dict):
+            raise UerError(f"{source} records no tag set (task_info.label2id); it was not written by stage=finetune "
+                           "task=ner")
+        names = {int(index): str(tag) for tag, index in label2id.items()}
+    else:
+        names = {int(index): str(name) for index, name in (info.get("id2label") or {}).items()}
+        names = {index: names.get(index, str(index)) for index in range(labels_num)}
+    if sorted(names) != list(range(labels_num)):
+        raise UerError(f"{source} has {labels_num} outputs in {layout.output[0]} but its labels are "
+                       f"{', '.join(names.values())}; the checkpoint is inconsistent")
+    return {"id2label": {str(index): names[index] for index in range(labels_num)},
+            "label2id": {names[index]: index for index in range(labels_num)}}
+
+
+# --- Hugging Face -> uer ----------------------------------------------------------------
+
+@dataclass
+class ImportedHead:
+    """An HF task model's head in uer names, with the task it is and what ``task_info`` records."""
+
+    layout: HeadLayout
+    tensors: StateDict
+    task: dict  # task settings: type, labels_num and those the class implies
+    task_info: dict
+
+    def as_payload(self) -> dict:
+        """What a fine-tuned checkpoint of this head records about its task (for :func:`split_head`)."""
+        return {"config": {"task": self.task}, "task_info": self.task_info}
+
+
+def head_layout(config: Optional[dict], family: str = "bert") -> Optional[HeadLayout]:
+    """The head a ``config.json`` names in ``architectures`` (None: no task head of ours)."""
+    architectures = (config or {}).get("architectures") or []
+    return next((head for head in HEADS[family].heads.values() if head.architecture in architectures), None)
+
+
+def take_head(config: Optional[dict], config_path, state: StateDict, source: str,
+              family: str = "bert") -> tuple[StateDict, Optional[ImportedHead]]:
+    """(``state`` without the head, the head in uer names) of an HF task model; (``state``, None) when
+    ``config.json`` names no task class of ours.  Missing head weights, labels that disagree with them,
+    or a problem type uer's task does not train are a :class:`UerError`."""
+    layout = head_layout(config, family)
+    if layout is None:
+        return state, None
+    says = f"{config_path} says {layout.architecture}"
+    absent = [hf for _, hf in layout.names() if hf not in state]
+    if absent:
+        raise UerError(f"{says} but {source} has no {absent[0]}; give the weights of that model (the directory "
+                       "save_pretrained wrote), or a config.json whose architectures match the weights")
+    check_shapes(layout, state, config.get("hidden_size"), f"{says} but {source}'s")
+    problem = config.get("problem_type")
+    if layout.labels == CLASS_IDS and problem not in (None, "single_label_classification"):
+        raise UerError(f"{says} with problem_type={problem}; uer's task=classifier trains one class per text "
+                       "(single_label_classification) and has no such head")
+    rows = int(state[layout.output[1]].shape[0])
+    if layout.labels == SPAN and rows != 2:
+        raise UerError(f"{says} but {source}'s {layout.output[1]} has {rows} rows, where a span head has 2 "
+                       "(start, end); give the weights of a question-answering model")
+    names = id2label(config, config_path)
+    labels_num = len(names) if names else config.get("num_labels", rows)
+    if labels_num != rows:
+        raise UerError(f"{says} with {labels_num} labels but {source}'s {layout.output[1]} has {rows} rows; "
+                       "fix num_labels/id2label in config.json to match the weights")
+    tensors = {uer: state[hf] for uer, hf in layout.names()}
+    rest = {key: value for key, value in state.items() if key not in {hf for _, hf in layout.names()}}
+    task = {"type": layout.task, **layout.settings}
+    if layout.labels != SPAN:
+        task["labels_num"] = rows
+    return rest, ImportedHead(layout, tensors, task, task_info(layout, names, rows, says))
+
+
+def check_shapes(layout: HeadLayout, state: StateDict, hidden, where: str) -> None:
+    """Each head linear reads ``hidden`` features; all but the last also give ``hidden``; biases fit."""
+    if not isinstance(hidden, int):
+        return
+    for index, (_, hf) in enumerate(layout.linears):
+        weight, bias = state[f"{hf}.weight"], state[f"{hf}.bias"]
+        rows = hidden if index < len(layout.linears) - 1 else None
+        if weight.dim() != 2 or weight.shape[1] != hidden or rows not in (None, weight.shape[0]) \
+                or tuple(bias.shape) != tuple(weight.shape[:1]):
+            raise UerError(f"{where} {hf}.weight has shape {tuple(weight.shape)} and {hf}.bias {tuple(bias.shape)}; "
+                           f"with hidden_size {hidden} they must be ({rows or 'labels'}, {hidden}) and "
+                           f"({rows or 'labels'},): the weights are not of this model")
+
+
+def id2label(config: dict, config_path) -> dict[int, str]:
+    """``config.json``'s ``id2label`` with integer ids ({} when absent)."""
+    raw = config.get("id2label") or {}
+    try:
+        return {int(index): str(name) for index, name in raw.items()}
+    except (AttributeError, ValueError):
+        raise UerError(f"{config_path}: id2label is not an object of integer ids to names; fix it, e.g. "
+                       '{"0": "negative", "1": "positive"}') from None
+
+
+def task_info(layout: HeadLayout, names: dict[int, str], labels_num: int, says: str) -> dict:
+    """What the imported model's checkpoint records about its labels."""
+    info: dict = {"labels_num": labels_num}
+    if layout.labels == TAGS:
+        tags = [names.get(index) for index in range(labels_num)]
+        if not all(tag and is_bio_tag(tag) for tag in tags):
+            raise UerError(f"{says} with labels {', '.join(str(tag) for tag in tags)}; uer's task=ner predicts BIO "
+                           'tags (O, B-TYPE, I-TYPE): name each label so in id2label, e.g. {"0": "O", "1": "B-LOC"}')
+        info["label2id"] = {tag: index for index, tag in enumerate(tags)}
+    elif layout.labels == CLASS_IDS and any(names.get(index) not in (None, str(index), f"LABEL_{index}")
+                                            for index in range(labels_num)):
+        info["id2label"] = {str(index): names.get(index, str(index)) for index in range(labels_num)}
+    return info
+
+
+def is_bio_tag(tag: str) -> bool:
+    prefix, dash, kind = tag.partition("-")
+    return tag == "O" or (prefix in ("B", "I") and bool(dash) and bool(kind))
