@@ -17,11 +17,12 @@ from uer_testing import ROOT, VOCAB, error_lines
 pytestmark = pytest.mark.e2e
 
 CORPUS = ROOT / "corpora" / "book_review.txt"
+SMALL_CORPUS = ROOT / "corpora" / "literature_mini.txt"
 
 
-def preprocess_args(dataset: Path, dup_factor: int) -> list[str]:
+def preprocess_args(dataset: Path, dup_factor: int, corpus: Path = CORPUS) -> list[str]:
     # Static masks drawn dup_factor times: seconds of work for the two workers out of the bundled corpus.
-    return ["stage=preprocess", f"preprocess.corpus_path={CORPUS}", f"preprocess.dataset_path={dataset}",
+    return ["stage=preprocess", f"preprocess.corpus_path={corpus}", f"preprocess.dataset_path={dataset}",
             "preprocess.processes_num=2", "preprocess.seq_length=64", f"preprocess.dup_factor={dup_factor}",
             "preprocess.docs_buffer_size=2000", f"tokenizer.vocab_path={VOCAB}"]
 
@@ -87,12 +88,12 @@ def test_a_stopped_preprocess_leaves_no_worker_and_no_lock_in_the_way(tmp_path, 
         assert [line for line in stderr.splitlines() if line.strip()] == [
             f"interrupted by {signum.name}: nothing half-written is kept; run the command again"]
         assert not dataset.parent.exists()  # no dataset, no temporary, no lock: not even the folder made for them
-    # The next run into the same place is not stopped by a lock of the dead run.
-    rerun = subprocess.run(main_py(preprocess_args(dataset, dup_factor=1), tmp_path / "run_b"), cwd=ROOT,
+        return
+    # The next run into the same place is not stopped by the lock the killed run left (its workers died with it).
+    rerun = subprocess.run(main_py(preprocess_args(dataset, 1, SMALL_CORPUS), tmp_path / "run_b"), cwd=ROOT,
                            env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and not error_lines(rerun), rerun.stderr[-3000:]
     assert (dataset / "meta.json").is_file()
     log = (tmp_path / "run_b" / "main.log").read_text(encoding="utf-8")
-    if signum == signal.SIGKILL:
-        assert f"taking over the lock left by pid {run.pid}" in log
+    assert f"taking over the lock left by pid {run.pid}" in log
     assert sorted(p.name for p in dataset.parent.iterdir()) == ["mlm"]

@@ -101,7 +101,7 @@ def test_a_sweep_holds_its_directory_says_it_was_interrupted_and_a_used_director
         stop(first)
     assert first.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
-    assert [line for line in stderr.splitlines() if line.startswith("interrupted")] == [
+    assert [line for line in stderr.splitlines() if line.strip()] == [
         f"interrupted by SIGINT: the sweep stopped at job 0 with 0 job(s) finished; its table is {sweep_dir}/results.md"]
     table = (sweep_dir / "results.md").read_text(encoding="utf-8")
     assert "**Interrupted by SIGINT**" in table and "1 job(s), 0 failed, 1 interrupted" in table
@@ -134,3 +134,20 @@ def test_a_killed_joblib_worker_is_a_failed_row_not_a_traceback(tmp_path):
     rows = (sweep_dir / "results.csv").read_text(encoding="utf-8").splitlines()
     assert len(rows) == 3 and all(",failed," in row for row in rows[1:])
     assert not list(sweep_dir.rglob(LOCK_FILE))  # neither the killed job's nor the one stopped with it
+
+
+def test_a_sweep_stopped_by_sigterm_exits_143_with_its_table(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = start_sweep([*ENDLESS, "seed=1,2"], sweep_dir)
+    try:
+        wait_for(lambda: locked_pid(sweep_dir / "0") is not None, "its first job", proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted by SIGTERM: the sweep stopped at job 0 with 0 job(s) finished; its table is {sweep_dir}/results.md"]
+    assert "**Interrupted by SIGTERM**" in (sweep_dir / "results.md").read_text(encoding="utf-8")
+    assert not list(sweep_dir.rglob(LOCK_FILE))
