@@ -88,7 +88,10 @@ def main() -> None:
         hydra_app()
     except KeyboardInterrupt as err:  # a single run ends itself (uer.app); a sweep's job lets it through
         signum = getattr(err, "signum", signal.SIGINT)
-        message = stop_interrupted(signum)
+        try:
+            message = stop_interrupted(signum)
+        except Exception as exc:  # noqa: BLE001 - its table could not be written: still one line, no traceback
+            message = f"interrupted by {signal.Signals(signum).name}; the sweep's table could not be written: {exc}"
         log.warning(message)
         print(message, file=sys.stderr, flush=True)
         logging.shutdown()

@@ -151,8 +151,7 @@ class SweepResults(Callback):
                        f"see {short_path(md_path)}")
             log.error(message)
             print(f"error: {message}", file=sys.stderr, flush=True)
-            self._owned.close()
-            sys.exit(1)
+            sys.exit(1)  # (the with-block of on_multirun_end releases the directory)
 
     def interrupted(self, name: str) -> str:
         """Write the table of a sweep stopped by signal ``name`` (the running job an ``interrupted`` row),
