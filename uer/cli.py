@@ -12,7 +12,9 @@ Before Hydra runs anything:
    device that is not there, a SLURM launch without ``-m``, and in a sweep an output
    path that two jobs would share.
 
-Then Hydra composes the same config and runs the stage (:func:`uer.app.run_stage`).
+Then Hydra composes the same config and runs the stage (:func:`uer.app.run_stage`).  A sweep
+stopped by SIGINT or SIGTERM writes its table, says so in one line and exits 128 + the signal
+(:func:`uer.sweep.stop_interrupted`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,6 +47,7 @@ from uer.errors import UerError, one_line
 from uer.launch import check_devices
 from uer.models.compat import check_model
 from uer.paths import CONF
+from uer.sweep import stop_interrupted
 
 log = logging.getLogger("uer")
 
@@ -76,7 +80,23 @@ def main() -> None:
         except UerError as err:
             print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
             sys.exit(2)
-    hydra_app()
+    if not MULTIRUN_FLAGS.intersection(names):
+        hydra_app()
+        return
+    stop_on_sigterm()
+    try:
+        hydra_app()
+    except KeyboardInterrupt as err:  # a single run ends itself (uer.app); a sweep's job lets it through
+        signum = getattr(err, "signum", signal.SIGINT)
+        try:
+            message = stop_interrupted(signum)
+        except Exception as exc:  # noqa: BLE001 - its table could not be written: still one line, no traceback
+            message = f"interrupted by {signal.Signals(signum).name}; the sweep's table could not be written: {exc}"
+        log.warning(message)
+        print(message, file=sys.stderr, flush=True)
+        logging.shutdown()
+        # As uer.app does for a run: threads the interrupted job left running must not write while Python ends.
+        os._exit(128 + signum)
 
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")

@@ -12,24 +12,37 @@ sweep ``run_stage`` returns a :class:`~uer.outcome.FailedJob` instead of ending 
 process, so the other jobs still run (and a search sweeper such as Optuna records a failed
 trial).  When the sweep ends, one line names the best job and, with ``fail_on_error`` (the
 default), the exit status is 1 if any job failed.
+
+A sweep owns its directory (``hydra.sweep.dir``) as a run owns its outputs
+(:mod:`uer.io.outputs`): it is locked from the sweep's start to its end, so a second sweep
+into it at the same time stops at once, and a directory an earlier sweep wrote is refused
+(its tables and job directories would be mixed with this one's) unless ``extend`` is set
+and the sweeper numbers its jobs after the earlier ones (a resumed Optuna search).  A sweep
+stopped by SIGINT/SIGTERM (:func:`stop_interrupted`) writes its table with the running job
+as an ``interrupted`` row and says so, and a launcher that loses a worker process
+(:func:`lost_jobs`) makes each job without a row a failed one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
-from hydra.core.utils import JobStatus
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from uer.errors import UerError, one_line
+from uer.io.outputs import DIRECTORY, LOCK_FILE, Output, claimed
 from uer.outcome import FailedJob, outcome
 from uer.progress import format_duration, short_path
-from uer.sweep_tables import describe_best, write_atomic, write_tables
+from uer.sweep_tables import TABLE_CSV, TABLE_MD, describe_best, write_atomic, write_tables
 
 try:  # Hydra >= 1.2
     from hydra.experimental.callback import Callback
@@ -39,6 +52,15 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("uer.sweep")
 
 JOB_FILE = "sweep_job.json"
+SWEEP_KEY = "hydra.sweep.dir"
+EXTEND_KEY = "hydra.callbacks.sweep_results.extend"
+# What an earlier sweep leaves in its directory (Hydra writes multirun.yaml when a sweep starts).
+EARLIER_SWEEP_FILES = ("multirun.yaml", TABLE_MD, TABLE_CSV)
+# Sweepers that number a sweep's jobs after the ones its directory already holds (hydra_plugins/uer_search).
+RENUMBERING_SWEEPERS = ("ResumableOptunaSweeper",)
+INTERRUPTED = "interrupted"
+
+_running: Optional["SweepResults"] = None  # the sweep of this process, for stop_interrupted
 
 
 class SweepResults(Callback):
@@ -47,18 +69,38 @@ class SweepResults(Callback):
     ``fail_on_error``: end the sweep with exit status 1 when a job failed (after every job
     ran and the table was written).  ``direction``: ``maximize`` or ``minimize`` the score
     to pick the best row; null = the sweeper's direction (Optuna), else maximize for
-    ``finetune`` (a dev metric) and minimize for ``pretrain`` (a loss).
+    ``finetune`` (a dev metric) and minimize for ``pretrain`` (a loss).  ``extend``: add jobs to a
+    directory an earlier sweep wrote (refused otherwise).
     """
 
-    def __init__(self, fail_on_error: bool = True, direction: str | None = None):
+    def __init__(self, fail_on_error: bool = True, direction: str | None = None, extend: bool = False):
         self.fail_on_error = fail_on_error
         self.direction = direction
+        self.extend = extend
         self._job_started: float | None = None  # a launcher runs one job at a time per process
+        self._job_config: DictConfig | None = None  # the job running in this process, until its row is written
         self._sweep_start: float | None = None
+        self._sweep_config: DictConfig | None = None
+        self._owned = contextlib.ExitStack()
+
+    def __getstate__(self) -> dict:
+        """What a launcher's worker process gets (joblib pickles the callbacks): the settings, not the lock."""
+        return {"fail_on_error": self.fail_on_error, "direction": self.direction, "extend": self.extend}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
 
     # Hydra calls these; single runs (no -m) only reach on_run_*, which do nothing here.
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _running
         self._sweep_start = time.perf_counter()
+        try:
+            self._owned = own_sweep_dir(config, self.extend)
+        except UerError as err:
+            print(f"error: {one_line(str(err))}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        self._sweep_config = config
+        _running = self
         if config.get("output_model_path"):
             log.warning("output_model_path=%s is the same for every job of this sweep, so each job's model "
                         "replaces the last one's; leave it unset (each job writes model/ in its own directory) "
@@ -68,6 +110,7 @@ class SweepResults(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_multirun(config):
             self._job_started = time.perf_counter()
+            self._job_config = config
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not _is_multirun(config):
@@ -76,14 +119,20 @@ class SweepResults(Callback):
             job_dir = Path(str(config.hydra.runtime.output_dir))
             started, self._job_started = self._job_started, None
             seconds = time.perf_counter() - started if started is not None else None
-            row = job_row(config, job_return, seconds)
-            write_atomic(job_dir / JOB_FILE, json.dumps(row, indent=2, default=str) + "\n")
+            write_row(job_dir, job_row(config, job_return, seconds))
+            self._job_config = None
             sweep_dir = Path(str(config.hydra.sweep.dir))
             write_tables(sweep_dir, collect_rows(sweep_dir), self._direction(config))
         except Exception:  # noqa: BLE001 - a table problem must not end the sweep
             log.exception("could not update the sweep results table")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _running
+        _running = None
+        with self._owned:
+            self._end(config)
+
+    def _end(self, config: DictConfig) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         rows = collect_rows(sweep_dir)
         if not rows:
@@ -102,7 +151,26 @@ class SweepResults(Callback):
                        f"see {short_path(md_path)}")
             log.error(message)
             print(f"error: {message}", file=sys.stderr, flush=True)
-            sys.exit(1)
+            sys.exit(1)  # (the with-block of on_multirun_end releases the directory)
+
+    def interrupted(self, name: str) -> str:
+        """Write the table of a sweep stopped by signal ``name`` (the running job an ``interrupted`` row),
+        release the sweep directory; the line that says so."""
+        config = self._sweep_config
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        stopped = self._job_config
+        with self._owned:
+            if stopped is not None:
+                job_dir = Path(str(stopped.hydra.runtime.output_dir))
+                row = job_row(stopped, FailedJob(f"{INTERRUPTED} by {name}"), None)
+                write_row(job_dir, {**row, "status": INTERRUPTED})
+            rows = collect_rows(sweep_dir)
+            _, md_path, _ = write_tables(sweep_dir, rows, self._direction(config), command=_command(config),
+                                         interrupted=name)
+        finished = sum(row["status"] != INTERRUPTED for row in rows)
+        where = f" at job {stopped.hydra.job.num}" if stopped is not None else ""
+        return (f"interrupted by {name}: the sweep stopped{where} with {finished} job(s) finished; its table is "
+                f"{short_path(md_path)}")
 
     def _direction(self, config: DictConfig) -> str:
         if self.direction:
@@ -125,7 +193,7 @@ def job_row(config: DictConfig, job_return: Any, seconds: float | None) -> dict:
     """One job of a sweep as a plain dict (what ``sweep_job.json`` holds)."""
     job_dir = Path(str(config.hydra.runtime.output_dir))
     cfg = job_return.cfg if getattr(job_return, "cfg", None) is not None else config
-    value = getattr(job_return, "_return_value", None)
+    value = getattr(job_return, "_return_value", job_return)  # a FailedJob stands for itself
     error = None
     if getattr(job_return, "status", None) == JobStatus.FAILED:
         error = f"{type(value).__name__}: {value}"
@@ -145,6 +213,99 @@ def job_row(config: DictConfig, job_return: Any, seconds: float | None) -> dict:
                test=facts.get("test") or {}, epoch=facts.get("epoch"), checkpoint=facts.get("checkpoint"),
                output=facts.get("output"), published=facts.get("published") or [])
     return row
+
+
+def write_row(job_dir: Path, row: dict) -> None:
+    write_atomic(job_dir / JOB_FILE, json.dumps(row, indent=2, default=str) + "\n")
+
+
+def own_sweep_dir(config: DictConfig, extend: bool) -> contextlib.ExitStack:
+    """Lock ``hydra.sweep.dir`` for this sweep (released when the stack closes); a UerError when another
+    sweep holds it, or an earlier sweep wrote it and this one may not add to it."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    owned = claimed([Output(SWEEP_KEY, sweep_dir, DIRECTORY)])
+    try:
+        check_earlier_sweep(sweep_dir, config, extend)
+    except BaseException:
+        owned.close()
+        raise
+    return owned
+
+
+def check_earlier_sweep(sweep_dir: Path, config: DictConfig, extend: bool) -> None:
+    """A UerError when ``sweep_dir`` holds an earlier sweep, unless ``extend`` and this sweeper numbers its
+    jobs after the earlier ones (others start at job 0 and would write into the earlier jobs' directories)."""
+    earlier = [name for name in EARLIER_SWEEP_FILES if (sweep_dir / name).exists()]
+    rows = collect_rows(sweep_dir)
+    if not earlier and not rows:
+        return
+    what = f"an earlier sweep ({', '.join(earlier) or JOB_FILE}{f', {len(rows)} job(s)' if rows else ''})"
+    sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    renumbers = sweeper.rsplit(".", 1)[-1] in RENUMBERING_SWEEPERS
+    if not extend:
+        add = f"; or add this search's trials to it with {EXTEND_KEY}=true" if renumbers else ""
+        raise UerError(f"{SWEEP_KEY}={sweep_dir} holds {what}, which this sweep would mix with its own; choose "
+                       f"another {SWEEP_KEY} (or leave it to the default, a new directory per sweep){add}")
+    if not renumbers:
+        raise UerError(f"{SWEEP_KEY}={sweep_dir} holds {what}, and {EXTEND_KEY}=true cannot add to it with this "
+                       "sweeper: it numbers its jobs from 0 again and would write into the earlier jobs' "
+                       f"directories; choose another {SWEEP_KEY}")
+    log.info("%s=%s: adding to %s", SWEEP_KEY, sweep_dir, what)
+
+
+def stop_interrupted(signum: int) -> str:
+    """The line for a sweep of this process stopped by ``signum`` (its table written, its directory released)."""
+    name = signal.Signals(signum).name
+    sweep = _running
+    if sweep is None or sweep._sweep_config is None:
+        return f"interrupted by {name} before the sweep's first job"
+    return sweep.interrupted(name)
+
+
+def lost_jobs(config: DictConfig, job_overrides: Sequence[Sequence[str]], first_job: int,
+              err: Exception) -> list[JobReturn]:
+    """After a launcher lost its worker processes (one was killed): every job of the batch that wrote no row
+    becomes a failed row (and its run directory's lock, left by the dead worker, is removed); their returns."""
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    done = {row.get("job") for row in collect_rows(sweep_dir)}
+    directories = _job_directories(sweep_dir)
+    reason = f"its worker process ended without a result ({type(err).__name__}: {one_line(str(err))})"
+    returns = []
+    for number, overrides in enumerate(job_overrides, start=first_job):
+        if number in done:
+            returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED))
+            continue
+        job_dir = directories.get(number, sweep_dir / str(number))
+        _release_left_locks(job_dir)
+        row = {"job": number, "overrides": [str(o) for o in overrides], "status": "failed", "error": reason,
+               "seconds": None, "run_dir": str(job_dir), "stage": config.get("stage")}
+        write_row(job_dir, row)
+        log.error("job %d: %s", number, reason)
+        # As run_stage returns a failed job inside a sweep: a sweeper reads the return value of every job.
+        returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                                 _return_value=FailedJob(reason)))
+    return returns
+
+
+def _job_directories(sweep_dir: Path) -> dict[int, Path]:
+    """Job number -> run directory, from the ``.hydra/hydra.yaml`` Hydra writes when a job starts."""
+    found = {}
+    for path in sweep_dir.rglob(".hydra/hydra.yaml"):
+        try:
+            found[int(OmegaConf.load(path).hydra.job.num)] = path.parent.parent
+        except Exception:  # noqa: BLE001 - a file half written by the killed job: not one of ours to name
+            continue
+    return found
+
+
+def _release_left_locks(job_dir: Path) -> None:
+    """Take over and release the locks a killed job left in its run directory and below (its model
+    directory), each logged, where they are free."""
+    for lock in sorted(job_dir.rglob(LOCK_FILE)):
+        try:
+            claimed([Output(SWEEP_KEY, lock.parent, DIRECTORY)]).close()
+        except UerError as err:
+            log.warning("%s", err)
 
 
 def collect_rows(sweep_dir: Path) -> list[dict]:

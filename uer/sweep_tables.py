@@ -31,8 +31,9 @@ SEED = "seed"
 
 
 def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
-                 command: str | None = None) -> tuple[Path, Path, dict | None]:
-    """Write the tables for ``rows``; returns the CSV and Markdown paths and the best (a job row or a group)."""
+                 command: str | None = None, interrupted: str | None = None) -> tuple[Path, Path, dict | None]:
+    """Write the tables for ``rows``; returns the CSV and Markdown paths and the best (a job row or a group).
+    ``interrupted``: the signal that stopped the sweep before its end (said under the title)."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     varying_keys = _varying_keys(rows)
@@ -82,7 +83,8 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
     csv_path = sweep_dir / TABLE_CSV
     write_atomic(csv_path, buffer.getvalue())
 
-    failed = sum(row["status"] != "ok" for row in rows)
+    failed = sum(row["status"] == "failed" for row in rows)
+    stopped = sum(row["status"] == "interrupted" for row in rows)
     metric_names = sorted({row["metric"] for row in rows if row.get("metric")})
     what = " / ".join(metric_names) or "the value each job returned"
     better = "lower" if direction == "minimize" else "higher"
@@ -94,7 +96,11 @@ def write_tables(sweep_dir: Path, rows: list[dict], direction: str = "maximize",
                    else "; no group has a score.")
     else:
         summary = f"; best: job {best['job']}." if best is not None else "; no job has a score."
-    lines.append(f"{len(rows)} job(s), {failed} failed. score = {what} ({better} is better){summary}")
+    if interrupted:
+        lines += [f"**Interrupted by {interrupted}**: the sweep stopped before its end; jobs it did not reach are "
+                  "not listed.", ""]
+    counts = f"{len(rows)} job(s), {failed} failed" + (f", {stopped} interrupted" if stopped else "")
+    lines.append(f"{counts}. score = {what} ({better} is better){summary}")
     for entry in entries:
         lines.append(f"Published {reference_results.label(entry)}: {entry['value']:.4f} ({entry['source']}); "
                      "difference = ours - published.")

@@ -151,9 +151,12 @@ def test_optuna_search_of_three_trials_reports_the_best_parameters_and_resumes(d
     assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
     best = [r for r in rows if r["best"] == "best"]
     assert len(best) == 1 and float(best[0]["score"]) == pytest.approx(result["best_value"])
-    # The study is a file of the sweep directory: the same command into that directory adds a trial to it,
-    # numbered after the others, with parameters the first run did not draw.
+    # The study is a file of the sweep directory: the same command into that directory, told to extend it, adds
+    # a trial to it, numbered after the others, with parameters the first run did not draw.
     proc = sweep([*search, "hydra.sweeper.n_trials=1"], tmp_path / "search")
+    assert proc.returncode == 2 and "holds an earlier sweep" in proc.stderr
+    proc = sweep([*search, "hydra.sweeper.n_trials=1", "hydra.callbacks.sweep_results.extend=true"],
+                 tmp_path / "search")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_csv(tmp_path / "search" / "results.csv")
     assert [r["job"] for r in rows] == ["0", "1", "2", "3"] and rows[3]["status"] == "ok"

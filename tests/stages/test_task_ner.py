@@ -368,3 +368,16 @@ def test_bad_input_via_main_is_one_line_exit_2(data, tmp_path):
     lines = error_lines(proc)
     assert len(lines) == 1 and f"{train}:4" in lines[0] and "1 tags for 2 characters" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_infer_on_unsegmented_chinese_warns_once_naming_the_row(tmp_path, caplog):
+    task, _, _ = make_task(tmp_path, [], seq_length=8, info={"label2id": {"O": 0, "B-LOC": 1, "I-LOC": 2}})
+    path = tmp_path / "infer.tsv"
+    path.write_text("text_a\n我 在 北 京\n我在北京工作\n他去了上海\nNew York\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="uer.tasks"):
+        data = task.read(path, split="infer", labels_num=None, skip_bad_rows=False)
+    assert [example.length for example in data.examples] == [4, 1, 1, 2]  # read as given, one unit each
+    assert caplog.messages == [f"{path}:3: text_a holds '我在北京工作', 6 characters as one unit (the first such row): "
+                               "each unit gets one vocabulary id and one tag, so it is [UNK] tagged as a whole; split "
+                               "the text into space-separated characters as the training file is, e.g. "
+                               "'我 在 北 京 工 作'"]

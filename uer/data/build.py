@@ -36,12 +36,15 @@ Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -252,10 +255,23 @@ def _run_units(job: BuildJob, index: CorpusIndex, units, tokenizer, processes_nu
         return totals
     context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(job, tokenizer)) as pool:
-        for counts in pool.map(_build_unit_in_worker, tasks):
-            progress.add(totals, counts)
+                             initargs=(job, tokenizer, os.getpid())) as pool:
+        try:
+            for counts in pool.map(_build_unit_in_worker, tasks):
+                progress.add(totals, counts)
+        except KeyboardInterrupt:  # SIGINT/SIGTERM: stop the workers now, not after their current units
+            _stop_workers(pool)
+            raise
     return totals
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and kill the workers (this process's only children while it preprocesses), so
+    none writes into the temporary dataset the caller removes next."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
 
 
 class _Progress:
@@ -285,8 +301,40 @@ def _start_method() -> str:
 _worker: dict = {}
 
 
-def _init_worker(job: BuildJob, tokenizer) -> None:
+def _init_worker(job: BuildJob, tokenizer, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    # The parent handles the stop: Ctrl-C reaches every process of the terminal's group, and a forked
+    # worker would inherit the parent's SIGTERM handler (uer.app) and print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _worker.update(job=job, tokenizer=tokenizer)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker when its parent ends, however the parent ends (SIGKILL and the OOM killer included).
+
+    A forked worker shares the parent's open lock file (uer.io.outputs), so an orphan would keep the
+    dataset's lock and a rerun would find it "in use" by a dead pid.  On Linux the kernel itself sends
+    SIGKILL at the parent's exit (prctl PR_SET_PDEATHSIG): immediate, nothing to run in the worker.
+    Elsewhere a daemon thread checks the parent every second."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent ended before the line above took effect
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def _build_unit_in_worker(task) -> dict:

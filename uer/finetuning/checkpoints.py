@@ -13,9 +13,12 @@ Cross-validation keeps a pair per fold (``fold_K/best.pt``, ``fold_K/last.pt``).
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from uer.errors import UerError
+
+log = logging.getLogger("uer.finetune")
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -31,15 +34,23 @@ def earlier_models(out_dir: Path) -> list[Path]:
 
 
 def check_output_dir(out_dir: Path, resume: bool) -> None:
-    """A fresh run must not replace an earlier run's models; ``resume=true`` needs a ``last.pt`` to continue."""
+    """A fresh run must not replace an earlier run's models; ``resume=true`` needs a ``last.pt`` to continue,
+    and starts again a run that stopped before its first one (``best.pt`` is written just before it)."""
     earlier = earlier_models(out_dir)
+    started_only = bool(earlier) and not any(path.name == LAST for path in earlier)
     if resume:
-        if not any(path.name == LAST for path in earlier):
+        if started_only:
+            log.warning("resume=true: %s holds no %s, so the run there stopped before its first one was written; "
+                        "starting it again from step 0 (its %s will be replaced)", out_dir, LAST,
+                        earlier[0].relative_to(out_dir))
+        elif not earlier:
             raise UerError(f"resume=true but {out_dir} holds no {LAST} (written at every dev evaluation); set "
                            "output_model_path to the directory of the run to continue, or drop resume=true")
     elif earlier:
+        how = ("resume=true starts it again (it stopped before its first last.pt)" if started_only
+               else "pass resume=true to continue it")
         raise UerError(f"output_model_path {out_dir} already holds {earlier[0].relative_to(out_dir)} from an earlier "
-                       "run; pass resume=true to continue it, or choose another output_model_path")
+                       f"run; {how}, or choose another output_model_path")
 
 
 def files_fingerprint(paths) -> str:

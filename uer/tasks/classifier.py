@@ -14,11 +14,21 @@ logit of the batch, and the report gains ``soft_loss`` (that MSE).  Only the tra
 file is read for logits; dev/test/infer files, and every file without
 ``soft_targets``, may have the column and it is ignored.  With ``task.labels_num`` unset,
 the number of teacher logits is the number of classes.
+
+Labels: with neither ``task.labels_num`` nor ``task.labels`` set, the classes are the ids
+0..max of the training file's labels; the run says which labels it found and how often,
+and stops (naming the file, line and label) when the set looks like a stray row made it:
+a label far above the others (most ids in 0..max would have no row, e.g. ``1000`` among
+0/1), or a label on fewer than one row in :data:`RARE_ONE_IN`.  Declaring the classes
+(``task.labels=[0,1,1000]`` or ``task.labels_num=N``) accepts them; with ``task.labels``
+a row holding another label is a bad row.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +46,10 @@ from uer.config.fields import PROBABILITY, at_least, setting
 from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.metrics import class_report, classification_metrics
 from uer.tasks.tsv import BadRows, read_tsv
+
+log = logging.getLogger("uer.finetune")
+
+RARE_ONE_IN = 1000  # an inferred label on fewer rows than one in this many is taken for a stray row
 
 class ClassifierModel(nn.Module):
     """Pooled backbone output -> logits.  With ``soft_alpha`` set, a batch holding teacher
@@ -92,8 +106,12 @@ class PooledTaskConfig(TaskConfig):
 class ClassifierConfig(PooledTaskConfig):
     """``task=classifier``: text (pair) classification."""
 
-    labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1",
-                                        bounds=at_least(1))
+    labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1 (or in "
+                                              "task.labels)", bounds=at_least(1))
+    labels: Optional[list[int]] = setting(
+        None, "the class ids the data holds, e.g. [0,1]: a row with another label is a bad row; null = inferred "
+              "from finetune.train_path, reported, and refused when a label looks like a stray row (one row in "
+              "thousands, or far above the others)")
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
     soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
                                 bounds=PROBABILITY)
@@ -111,6 +129,14 @@ class ClassifierTask(Task):
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
         self.soft_alpha = self.teacher_weight(cfg)
         self.soft_targets = self.soft_alpha is not None
+        self.declared_labels = declared_labels(cfg)
+
+    @property
+    def configured_labels_num(self) -> int | None:
+        """``task.labels_num``, else the classes ``task.labels`` declares; None: learnt from the data."""
+        if self.declared_labels is None:
+            return super().configured_labels_num
+        return getattr(self.cfg, "labels_num", None) or max(self.declared_labels) + 1
 
     @staticmethod
     def teacher_weight(cfg) -> float | None:
@@ -168,8 +194,13 @@ class ClassifierTask(Task):
         """One row (``column -> field``) as an example, or None if ``bad`` skipped it."""
         label = -1
         if split != "infer":
-            label = self._label(row["label"], line, labels_num, bad)
+            declared = self.declared_labels is not None  # then membership is the stricter check
+            label = self._label(row["label"], line, None if declared else labels_num, bad)
             if label is None:
+                return None
+            if declared and label not in self.declared_labels:
+                bad.bad(line, f"label {label} is not one of task.labels={self.declared_labels}",
+                        "fix the label, or add it to task.labels")
                 return None
         src, seg = self.encode(row["text_a"], row.get("text_b"))
         return ClsExample(src, seg, label, line)
@@ -241,11 +272,27 @@ class ClassifierTask(Task):
     def labels_num_from(self, train: TaskData) -> int:
         if train.examples[0].soft is not None:
             return len(train.examples[0].soft)  # every row holds one teacher logit per class
-        labels_num = max(example.label for example in train.examples) + 1
+        counts = Counter(example.label for example in train.examples)
+        labels_num = max(counts) + 1
+        log.info("%s: labels found: %s -> labels_num=%d", train.path,
+                 ", ".join(f"{label} ({counts[label]} rows)" for label in sorted(counts)), labels_num)
         if labels_num < 2:
             raise UerError(f"{where(train.path)}: every label is 0, so there is nothing to classify; "
                            "check the label column, or set task.labels_num=N if the other classes are absent")
+        self._check_inferred_labels(train, counts, labels_num)
         return labels_num
+
+    def _check_inferred_labels(self, train: TaskData, counts: Counter, labels_num: int) -> None:
+        """A UerError naming the row of a label that looks like a stray one: far above the others, or rare."""
+        label, why = suspect_label(counts, labels_num)
+        if label is None:
+            return
+        line = next(example.line for example in train.examples if example.label == label)
+        declare = f"task.labels_num={labels_num}"
+        if hasattr(self.cfg, "labels"):
+            declare = f"task.labels=[{','.join(map(str, sorted(counts)))}] (or {declare})"
+        raise UerError(f"{where(train.path, line)}: label {label} {why}, so the classes inferred from the data "
+                       f"would be {labels_num}; fix the row, or declare the classes: {declare}")
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
         return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha)
@@ -294,6 +341,39 @@ class ClassifierTask(Task):
                 fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
             rows.append(fields)
         return header, rows
+
+
+def declared_labels(cfg) -> list[int] | None:
+    """``task.labels`` checked: distinct class ids, none negative, all below ``task.labels_num`` if set."""
+    labels = getattr(cfg, "labels", None)
+    if labels is None:
+        return None
+    labels = [int(label) for label in labels]
+    fix = "list the class ids the data holds, e.g. task.labels=[0,1]"
+    if not labels or min(labels) < 0 or len(set(labels)) != len(labels):
+        raise UerError(f"task.labels={labels} must be distinct class ids 0, 1, 2, ...; {fix}")
+    labels_num = getattr(cfg, "labels_num", None)
+    if labels_num is not None and max(labels) >= labels_num:
+        raise UerError(f"task.labels={labels} holds {max(labels)}, not below task.labels_num={labels_num}; raise "
+                       "task.labels_num or leave it null (max of task.labels + 1)")
+    return sorted(labels)
+
+
+def suspect_label(counts: Counter, labels_num: int) -> tuple[int | None, str]:
+    """``(label, why)`` for a label of an inferred set that looks like a stray row, else ``(None, "")``: the
+    highest label when most ids up to it have no row; else the rarest label if it is on fewer rows than one
+    in RARE_ONE_IN."""
+    absent = labels_num - len(counts)
+    if absent > len(counts):
+        top = max(counts)
+        others = ", ".join(map(str, sorted(counts)[:-1][:10]))
+        return top, (f"is far above the other labels ({others}): {absent} of the ids 0..{top} would be classes "
+                     "without a row")
+    total = sum(counts.values())
+    rare = min(counts, key=lambda label: (counts[label], label))
+    if counts[rare] * RARE_ONE_IN < total:
+        return rare, f"is on {counts[rare]} of {total} rows"
+    return None, ""
 
 
 def write_table(path, header: list[str], rows: list[list[str]]) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -178,6 +179,20 @@ def _units(text: str) -> list[str]:
     return [unit for unit in text.split(" ") if unit]
 
 
+# CJK ideographs (the unified blocks and their extension A, and the compatibility block).
+_CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def unsegmented_unit(units: list[str]) -> str | None:
+    """The first unit holding two or more CJK characters: Chinese text given unsplit, which the model
+    would see as one [UNK] unit and tag as one (the units of Chinese NER are characters)."""
+    return next((unit for unit in units if len(_CJK.findall(unit)) >= 2), None)
+
+
+def _short(unit: str, limit: int = 12) -> str:
+    return unit if len(unit) <= limit else unit[:limit] + "…"
+
+
 # --------------------------------------------------------------------------- model
 
 class NerModel(nn.Module):
@@ -248,8 +263,15 @@ class NerTask(Task):
             raise UerError(f"{where(path)}: no tag set is known yet; read finetune.train_path first "
                            "or set task.label2id_path")
         rows = []
+        warned = False
         for line, fields in table.rows:
             units = _units(fields[text_at])
+            if not warned and (unit := unsegmented_unit(units)) is not None:
+                warned = True
+                log.warning("%s: text_a holds %r, %d characters as one unit (the first such row): each unit gets one "
+                            "vocabulary id and one tag, so it is [UNK] tagged as a whole; split the text into "
+                            "space-separated characters as the training file is, e.g. %r", where(path, line),
+                            _short(unit), len(unit), " ".join(_short(unit)))
             tags: list[str] = []
             if labelled:
                 tags = self._tags(fields[label_at], units, line, collect, bad)

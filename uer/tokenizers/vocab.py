@@ -32,6 +32,7 @@ import types
 from typing import Iterable, Mapping, Sequence
 
 from uer.errors import UerError, reason, where
+from uer.paths import bundled_file
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -76,6 +77,7 @@ class Vocab:
         if not path:
             raise UerError("no vocabulary given; set tokenizer.vocab_path=... (or tokenizer=spm for a "
                            "SentencePiece model)")
+        path = bundled_file(path)
         try:
             with open(path, "rb") as f:
                 raw = f.read()

@@ -1,0 +1,1 @@
+"""This project's Hydra launcher for sweeps (in Hydra's plugin namespace, where Hydra looks for launchers)."""

@@ -1,0 +1,44 @@
+"""A fine-tuning stopped before its first last.pt (killed, or out of disk, between best.pt and last.pt):
+a fresh run is refused with advice that works, and resume=true starts it again without hand deletion
+(issue 26)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from uer_testing import ROOT, SMALL, VOCAB, error_lines, run_main
+
+pytestmark = pytest.mark.e2e
+
+DATA = ROOT / "datasets" / "test_data" / "book_review"
+FINETUNE = ["task=classifier", "size=tiny", *SMALL, "hardware.num_threads=1", "finetune.seq_length=16",
+            "finetune.batch_size=16", "finetune.epochs_num=1", f"finetune.train_path={DATA / 'train.tsv'}",
+            f"finetune.dev_path={DATA / 'dev.tsv'}", f"tokenizer.vocab_path={VOCAB}"]
+
+
+def digests(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+def test_a_run_stopped_before_its_first_last_pt_is_started_again_by_resume(tmp_path):
+    out = tmp_path / "clf"
+    first = run_main([*FINETUNE, f"output_model_path={out}"], tmp_path / "run_a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # What a run killed while writing its first last.pt leaves: best.pt, half a last.pt in its temporary file.
+    (out / "last.pt").unlink()
+    (out / ".last.pt.k3j9x0ab.tmp").write_bytes(b"half a checkpoint")
+    before = digests(out)
+    fresh = run_main([*FINETUNE, f"output_model_path={out}"], tmp_path / "run_b")
+    assert fresh.returncode == 2 and "Traceback" not in fresh.stderr
+    (line,) = error_lines(fresh)
+    assert line == (f"error: output_model_path {out} already holds best.pt from an earlier run; resume=true starts "
+                    "it again (it stopped before its first last.pt), or choose another output_model_path")
+    assert digests(out)["best.pt"] == before["best.pt"]  # (the temporary file is cleaned up by any run there)
+    again = run_main([*FINETUNE, f"output_model_path={out}", "resume=true"], tmp_path / "run_c")
+    assert again.returncode == 0 and not error_lines(again), again.stderr[-3000:]
+    log = (tmp_path / "run_c" / "main.log").read_text(encoding="utf-8")
+    assert (f"resume=true: {out} holds no last.pt, so the run there stopped before its first one was written; "
+            "starting it again from step 0") in log
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # the half-written file removed
