@@ -271,7 +271,7 @@ def test_one_seed_per_group_has_a_mean_without_std(tmp_path):
 
 def test_joblib_launcher_runs_two_jobs_at_a_time_with_the_cores_shared_and_seeds_aggregated(data, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[parallel]'")
-    from test_tensorboard import hparams_of
+    from tensorboard_testing import hparams_of
 
     args = [arg for arg in FAST if not arg.startswith("hardware.num_threads")]  # the launcher sets it
     proc = sweep(["launcher=joblib", *args, *paths(data), "finetune.batch_size=16", "seed=1,2,3"], tmp_path / "s")

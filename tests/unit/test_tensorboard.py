@@ -6,14 +6,13 @@ import io
 import json
 import logging
 import re
-import sys
-import types
 
 import pytest
 
 from uer.progress import Progress, eta_seconds, format_duration
 from uer.app import run_stage
 from uer.outcome import outcome, summary_line
+from tensorboard_testing import event_accumulator, hparams_of
 from uer_testing import ROOT, SMALL, compose_config, slice_file
 
 DATA = ROOT / "datasets" / "test_data" / "book_review"
@@ -22,35 +21,8 @@ FAST = ["hardware.num_threads=1", "size=tiny", *SMALL]
 
 def scalar_tags(log_dir):
     """``{tag: [(step, value), ...]}`` of the TensorBoard event files under ``log_dir``."""
-    # Read the events without TensorFlow, as uer.tensorboard writes them.
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(log_dir))
-    acc.Reload()
+    acc = event_accumulator(log_dir)
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def event_accumulator(log_dir):
-    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
-    acc.Reload()
-    return acc
-
-
-def hparams_of(log_dir) -> tuple[dict, list[str]]:
-    """``({hparam: value}, [metric tags])`` of the HParams summaries under ``log_dir``."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    content = event_accumulator(log_dir).PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    params = {}
-    for key, value in start.session_start_info.hparams.items():
-        params[key] = value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-    return params, [info.name.tag for info in experiment.experiment.metric_infos]
 
 
 @pytest.fixture(scope="module")
