@@ -53,13 +53,12 @@ def run_stage(cfg: DictConfig):
     started = time.perf_counter()
     try:
         check_run_config(cfg)
+        check_apart(outputs(cfg, run_directory=True), inputs(cfg))
         apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
         distributed.adopt_slurm_tasks()
         stage = STAGES[cfg.stage]
-        written = outputs(cfg, run_directory=True)
-        check_apart(written, inputs(cfg))
-        with claimed(written if _holds_outputs(cfg, worker=False) else []):
+        with claimed(outputs(cfg, run_directory=True) if _holds_outputs(cfg, worker=False) else []):
             prepare = getattr(stage, "prepare", None)
             if prepare is not None:
                 prepare(cfg)

@@ -75,8 +75,12 @@ def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict
                "trainer": trainer}
     if task_info is not None:
         payload["task_info"] = task_info
-    payload[CHECKSUM] = {"sha256": payload_digest(payload)}
-    atomic_torch_save(payload, path)
+    atomic_torch_save(sealed(payload), path)
+
+
+def sealed(payload: dict) -> dict:
+    """``payload`` with its checksum (:func:`payload_digest`), as :func:`save_checkpoint` writes it."""
+    return {**payload, CHECKSUM: {"sha256": payload_digest(payload)}}
 
 
 def first_nonfinite(state: dict) -> str | None:
