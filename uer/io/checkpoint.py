@@ -86,7 +86,15 @@ def sealed(payload: dict) -> dict:
 def first_nonfinite(state: dict) -> str | None:
     """The name of the first floating tensor of ``state`` holding NaN or inf, if any."""
     return next((name for name, tensor in state.items() if isinstance(tensor, torch.Tensor)
-                 and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+                 and tensor.is_floating_point() and not _finite(tensor)), None)
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """Whether every value of ``tensor`` is finite.  A NaN or inf makes the sum NaN or inf, so a finite sum (one
+    cheap reduction) settles it; an infinite sum of finite values (overflow) is checked value by value."""
+    if bool(torch.isfinite(tensor.detach().sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
 
 
 def refuse_nonfinite(state: dict, path, allow: bool = False) -> None:

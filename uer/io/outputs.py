@@ -273,7 +273,7 @@ def check_apart(outputs: list[Output], inputs: list[Input]) -> None:
 
 
 def _overlap(output: Path, source: Path) -> str | None:
-    """How ``output`` would overwrite ``source`` (``is``, ``is a link to``, ``lies inside``), or None."""
+    """How ``output`` would overwrite ``source`` (``is``, ``is another name of``, ``lies inside``), or None."""
     if not source.exists():
         return None
     if output.exists() and os.path.samestat(os.stat(output), os.stat(source)):
