@@ -1,9 +1,10 @@
 """Run a composed config: check it, take its outputs, prepare, run its stage or start its workers.
 
 :func:`run_stage` checks the config (:func:`uer.config.validate.check_run_config`), takes
-the run's outputs and the run directory (none of them an input of the run; checked writable
-and locked for the run's whole life, :mod:`uer.io.outputs`), prepares (the stage's ``prepare(cfg)``: checks and decisions
-made once, in the launching process, before any worker starts), then runs the stage
+the run's outputs and the run directory (none of them one of the run's inputs; checked
+writable and locked for the run's whole life, :mod:`uer.io.outputs`), prepares (the stage's
+``prepare(cfg)``: checks and decisions made once, in the launching process, before any
+worker starts), then runs the stage
 in-process or starts the workers of a multi-process run (:mod:`uer.launch`, which calls
 :func:`run_in_worker` in each).  A :class:`~uer.errors.UerError` -- and an OS error no stage
 expected (a file that vanished) -- is printed as one line on stderr (no escape codes; a

@@ -36,8 +36,8 @@ def fine_tuned(tmp_path_factory):
     """A tiny classifier fine-tuned on 48 rows: ``(model directory, test file)``."""
     tmp = tmp_path_factory.mktemp("clf")
     data = book_review_slices(tmp, train=48, dev=16, test=16)
-    run_stage(compose_config(["task=classifier", f"finetune.train_path={data['train']}", f"finetune.dev_path={data['dev']}",
-                              f"output_model_path={tmp / 'm'}", *FAST]))
+    run_stage(compose_config(["task=classifier", f"finetune.train_path={data['train']}",
+                              f"finetune.dev_path={data['dev']}", f"output_model_path={tmp / 'm'}", *FAST]))
     return tmp / "m", data["test"]
 
 

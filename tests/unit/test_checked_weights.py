@@ -234,7 +234,8 @@ def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path, mlm_data, caplog):
     flip_bytes(split / "step_4.pt")
     with caplog.at_level(logging.WARNING):
         run_stage(train_config(mlm_data, split, "resume=true"))
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "step_4.pt" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "step_4.pt" in r.getMessage()]
     assert len(warnings) == 1 and "step_2.pt" in warnings[0] and "corrupt" in warnings[0], warnings
     for step in (4, 6):
         a, b = (load_checkpoint(run / f"step_{step}.pt")["model"] for run in (straight, split))

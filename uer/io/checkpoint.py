@@ -135,6 +135,8 @@ def _leaves(value, name: str, tensors: dict, values: dict) -> None:
         values[name] = type(value).__name__  # a list and a tuple of the same items differ
         for index, item in enumerate(value):
             _leaves(item, f"{name}[{index}]", tensors, values)
+    elif isinstance(value, (set, frozenset)):  # iteration order differs between processes: sort
+        values[name] = f"{type(value).__name__}{sorted(repr(item) for item in value)}"
     else:
         values[name] = value
 

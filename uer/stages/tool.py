@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import InspectsWeights, BackboneGroups, RunConfig, stage_key, stage_root
+from uer.config.run import BackboneGroups, InspectsWeights, RunConfig, stage_key, stage_root
 from uer.io.outputs import FILE, Output, path_keys
 from uer.stages.common import model_inputs
 from uer.runtime import HardwareConfig

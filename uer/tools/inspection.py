@@ -61,7 +61,8 @@ def check_model(cfg) -> dict:
                              for node in ("embedding", "encoder", "target", "task", "tokenizer") if node in config}
         summary["vocab_size"] = (payload.get("vocab") or {}).get("vocab_size")
         summary["trainer_step"] = (payload.get("trainer") or {}).get("step")
-        load_model(cfg, path, with_tokenizer=False, allow_nonfinite=True)  # a UerError if the weights do not fit the config
+        # a UerError if the weights do not fit the config (non-finite ones are reported below)
+        load_model(cfg, path, with_tokenizer=False, allow_nonfinite=True)
     if cfg.tool.output_path:
         out = output_file(cfg, "model.tsv")
         rows = ["name\tshape\tdtype\tnumel\n"] + [
