@@ -16,7 +16,8 @@ from uer.io.outputs import MANIFEST
 from uer.stages import STAGES
 from uer.tasks import TASKS, import_tasks
 from uer.tools import tool_names
-from uer_testing import ROOT, SMALL, book_review_slices, compose_config, expect_user_error
+from uer_testing import (ROOT, SMALL, book_review_slices, compose_config, error_lines, expect_user_error,
+                         run_main)
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=8", "finetune.epochs_num=1",
         "size=tiny", *SMALL]
@@ -89,6 +90,18 @@ def test_infer_into_the_model_directory_it_loads_is_refused(capsys, fine_tuned):
     model, test = fine_tuned
     line = refused(capsys, infer_config(model, test, model / "predictions.tsv"), model.parent, "lies inside")
     assert f"infer.load_model_path={model}" in line
+
+
+@pytest.mark.e2e
+def test_via_main_the_refusal_is_one_line_and_exit_2(fine_tuned, tmp_path):
+    model, test = fine_tuned
+    best = model / "best.pt"
+    before = digest(best)
+    proc = run_main(["stage=infer", f"infer.load_model_path={best}", f"infer.test_path={test}",
+                     f"infer.prediction_path={best}"], tmp_path / "run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(error_lines(proc)) == 1 and "would destroy it" in error_lines(proc)[0]
+    assert digest(best) == before
 
 
 def test_infer_elsewhere_still_writes(fine_tuned, tmp_path):
