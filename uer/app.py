@@ -1,9 +1,10 @@
 """Run a composed config: check it, take its outputs, prepare, run its stage or start its workers.
 
 :func:`run_stage` checks the config (:func:`uer.config.validate.check_run_config`), takes
-the run's outputs and the run directory (checked writable and locked for the run's whole
-life, :mod:`uer.io.outputs`), prepares (the stage's ``prepare(cfg)``: checks and decisions
-made once, in the launching process, before any worker starts), then runs the stage
+the run's outputs and the run directory (none of them one of the run's inputs; checked
+writable and locked for the run's whole life, :mod:`uer.io.outputs`), prepares (the stage's
+``prepare(cfg)``: checks and decisions made once, in the launching process, before any
+worker starts), then runs the stage
 in-process or starts the workers of a multi-process run (:mod:`uer.launch`, which calls
 :func:`run_in_worker` in each).  A :class:`~uer.errors.UerError` -- and an OS error no stage
 expected (a file that vanished) -- is printed as one line on stderr (no escape codes; a
@@ -38,7 +39,7 @@ from uer.errors import Interrupted, UerError, one_line, reason
 from uer.finetuning.checkpoints import LAST, earlier_models
 from uer.io.atomic import atomic_write, os_reason
 from uer.io.checkpoint import step_checkpoints
-from uer.io.outputs import DIRECTORY, Output, claimed
+from uer.io.outputs import DIRECTORY, Input, Output, check_apart, claimed, inputs_at
 from uer.paths import model_dir
 from uer.progress import is_main_process
 from uer.runtime import run_dir
@@ -53,6 +54,7 @@ def run_stage(cfg: DictConfig):
     started = time.perf_counter()
     try:
         check_run_config(cfg)
+        check_apart(outputs(cfg, run_directory=True), inputs(cfg))
         apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
         distributed.adopt_slurm_tasks()
@@ -99,6 +101,12 @@ def outputs(cfg: DictConfig, run_directory: bool) -> list[Output]:
         found.append(Output(key, Path(HydraConfig.get().runtime.output_dir), DIRECTORY))
     stage_outputs = getattr(STAGES[cfg.stage], "outputs", None)
     return found + (stage_outputs(cfg) if stage_outputs is not None else [])
+
+
+def inputs(cfg: DictConfig) -> list[Input]:
+    """What the run reads: the files its stage's settings name (``input_keys(cfg)`` of the stage module)."""
+    keys = getattr(STAGES[cfg.stage], "input_keys", None)
+    return inputs_at(cfg, keys(cfg)) if keys is not None else []
 
 
 def _holds_outputs(cfg: DictConfig, worker: bool) -> bool:

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from uer.io.checkpoint import load_checkpoint
+from uer.io.checkpoint import load_checkpoint, sealed
 from uer.models import build_backbone
 from uer.app import run_stage
 from uer.tasks import make_task, padded_cat, predict
@@ -180,7 +180,7 @@ def eval_batches(tmp_path_factory, tokenizer):
         payload = load_checkpoint(out / "best.pt")
         task = make_task(payload["config"]["task"], tokenizer, 48, payload["task_info"])
         model = model_for(task, 2)
-        torch.save({**payload, "model": model.state_dict()}, out / "varied.pt")
+        torch.save(sealed({**payload, "model": model.state_dict()}), out / "varied.pt")
         pred = out / "pred.tsv"
         run_stage(compose_config(["stage=infer", f"infer.load_model_path={out / 'varied.pt'}",
                                   f"infer.test_path={DATA / 'book_review' / 'test_nolabel.tsv'}",

@@ -130,7 +130,7 @@ def test_bad_corpus_is_one_line_and_keeps_existing_dataset(tmp_path, capsys, exi
     corpus = tmp_path / "bad.txt"
     corpus.write_bytes(content)
     cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus}",
-                          f"preprocess.dataset_path={existing_dataset[0]}"])
+                          f"preprocess.dataset_path={existing_dataset[0]}", "preprocess.overwrite=true"])
     line = expect_user_error(capsys, cfg, str(corpus))
     assert fragment in line
     assert_untouched(existing_dataset)
@@ -138,7 +138,7 @@ def test_bad_corpus_is_one_line_and_keeps_existing_dataset(tmp_path, capsys, exi
 
 def test_missing_vocab_via_main(tmp_path, existing_dataset):
     proc = run_main(["stage=preprocess", "preprocess.corpus_path=corpora/literature_mini.txt",
-                     f"preprocess.dataset_path={existing_dataset[0]}", "tokenizer.vocab_path=models/nope.txt"],
+                     f"preprocess.dataset_path={existing_dataset[0]}", "preprocess.overwrite=true", "tokenizer.vocab_path=models/nope.txt"],
                     tmp_path / "run")
     assert proc.returncode == 2
     lines = error_lines(proc)
@@ -152,7 +152,7 @@ def test_vocab_without_mask_is_refused(tmp_path, capsys, existing_dataset):
     vocab.write_text("\n".join(t for t in vocab_lines() if t != "[MASK]") + "\n",
                      encoding="utf-8")
     cfg = compose_config(["stage=preprocess", "preprocess.corpus_path=corpora/literature_mini.txt",
-                          f"preprocess.dataset_path={existing_dataset[0]}", f"tokenizer.vocab_path={vocab}"])
+                          f"preprocess.dataset_path={existing_dataset[0]}", "preprocess.overwrite=true", f"tokenizer.vocab_path={vocab}"])
     expect_user_error(capsys, cfg, str(vocab), "[MASK]")
     assert_untouched(existing_dataset)
 

@@ -62,7 +62,7 @@ def test_a_key_of_another_stage_points_to_this_stage_s_key():
 
 def test_a_stage_carries_only_its_own_sections():
     assert "pretrain" not in compose_config(["stage=finetune"]) and "task" not in compose_config(["stage=pretrain"])
-    assert set(compose_config(["stage=infer"])) == {"stage", "seed", "hardware", "infer"}
+    assert set(compose_config(["stage=infer"])) == {"stage", "seed", "hardware", "infer", "allow_nonfinite_weights"}
 
 
 def test_a_value_of_the_wrong_type_is_refused_naming_key_and_value():

@@ -8,6 +8,7 @@ import torch
 from tool_testing import CHARS, SPECIALS, make_checkpoint, make_model, tool_config, tool_error, write_vocab
 from uer.cli import preflight
 from uer.errors import UerError
+from uer.io.checkpoint import sealed
 from uer.io.uer_format import save_uer_bin
 from uer.tools.model_loading import load_model
 from uer_testing import error_lines, run_main
@@ -97,7 +98,7 @@ def test_fine_tuned_checkpoint_gives_its_backbone(tmp_path, capsys, vocab):
     state = {k: v for k, v in payload["model"].items() if k.startswith("backbone.")}
     state["output_layer_2.weight"] = torch.zeros(2, 32)
     config = {**{k: v for k, v in payload["config"].items() if k != "target"}, "task": {"type": "classifier"}}
-    torch.save({**payload, "model": state, "config": config}, tmp_path / "best.pt")
+    torch.save(sealed({**payload, "model": state, "config": config}), tmp_path / "best.pt")
     loaded = load_model(tool_config("extract_feature", f"tool.input_path={tmp_path}"))  # a directory with best.pt
     assert loaded.path.name == "best.pt" and loaded.target is None
     src = torch.tensor([[2, 7, 8, 3]])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from uer.io.checkpoint import load_checkpoint
+from uer.io.checkpoint import load_checkpoint, sealed
 from uer.io.uer_format import save_uer_bin
 from tool_testing import CHARS, SPECIALS, make_checkpoint, no_temp_files, run_tool, tool_error, write_vocab
 
@@ -41,13 +41,13 @@ def test_check_model_finds_nan_and_unfitting_weights(tmp_path, capsys, checkpoin
     path, _ = checkpoint
     payload = load_checkpoint(path)
     payload["model"]["backbone.encoder.transformer.1.feed_forward.linear_2.bias"][3] = float("nan")
-    torch.save(payload, tmp_path / "nan.pt")
+    torch.save(sealed(payload), tmp_path / "nan.pt")
     out = tmp_path / "nan.tsv"
     line = tool_error(capsys, "check_model", f"tool.input_path={tmp_path / 'nan.pt'}", f"tool.output_path={out}")
     assert "nan.pt" in line and "transformer.1.feed_forward.linear_2.bias" in line
     assert out.is_file()  # the report is still written
     payload["config"]["encoder"]["layers_num"] = 3
-    torch.save(payload, tmp_path / "odd.pt")
+    torch.save(sealed(payload), tmp_path / "odd.pt")
     line = tool_error(capsys, "check_model", f"tool.input_path={tmp_path / 'odd.pt'}")
     assert "odd.pt" in line and "does not fit" in line
     assert 'Missing key(s) in state_dict: "backbone.encoder.transformer.2.' in line  # names the tensors, not torch's header

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from uer.errors import UerError
-from uer.io.checkpoint import load_checkpoint
+from uer.io.checkpoint import load_checkpoint, sealed
 from uer.models import build_backbone
 from uer.models.subencoders import character_table
 from uer.app import run_stage
@@ -129,7 +129,7 @@ def test_the_checkpoint_keeps_the_subencoder_and_rebuilds_its_characters_from_it
         if name == "without":
             payload["model"] = {key: (torch.zeros_like(value) if ".subencoder." in key else value)
                                 for key, value in payload["model"].items()}
-            torch.save(payload, path)
+            torch.save(sealed(payload), path)
         out = tmp_path / f"{name}.tsv"
         run_stage(compose_config(["stage=infer", f"infer.load_model_path={path}", f"infer.prediction_path={out}",
                                   f"infer.test_path={DATA / 'test_nolabel.tsv'}", "infer.output_logits=true"]))

@@ -57,6 +57,15 @@ class RunConfig:
 
 
 @dataclass
+class InspectsWeights:
+    """Keys of the stages that load a model to use it (inference, scoring, tools)."""
+
+    allow_nonfinite_weights: bool = setting(
+        False, "load a model whose weights hold NaN or inf anyway, to inspect it (its outputs are not meaningful); "
+               "false = such a model is refused, naming its first broken tensor")
+
+
+@dataclass
 class BackboneGroups:
     """The nodes that describe a model's input and backbone."""
 

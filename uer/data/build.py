@@ -14,9 +14,10 @@ a repetition could only reproduce the same instances -- mlm with dynamic masking
 without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
 masking already varies the masks every epoch.
 
-The dataset is built in a temporary directory beside ``dataset_path`` and renamed into
-place only when complete; on any error the temporary directory is removed and an
-existing dataset is left as it was.
+The dataset is built in a temporary directory beside ``dataset_path`` and moved into
+place only when complete, replacing only the files an earlier dataset there was made of
+(:func:`uer.io.outputs.replace_tree`: other files in the directory stay); on any error the
+temporary directory is removed and an existing dataset is left as it was.
 
 Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
 
@@ -60,6 +61,7 @@ from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
 from uer.io.atomic import reporting_write_errors
+from uer.io.outputs import MANIFEST, replace_tree
 from uer.progress import Progress
 
 logger = logging.getLogger("uer.preprocess")
@@ -165,7 +167,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
         }
         with reporting_write_errors(dataset_path):
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            _move_into_place(tmp, dataset_path)
+            replace_tree(tmp, dataset_path, default=dataset_files(dataset_path), key_file=META_FILE)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -385,16 +387,15 @@ def _check_replaceable(path: Path) -> None:
     if not path.is_dir():
         raise UerError(f"preprocess.dataset_path {path} exists and is not a directory; "
                        "remove it or set preprocess.dataset_path= elsewhere")
-    if not (path / META_FILE).is_file() and any(path.iterdir()):
+    if not (path / META_FILE).is_file() and not (path / MANIFEST).is_file() and any(path.iterdir()):
         raise UerError(f"preprocess.dataset_path {path} is a non-empty directory without {META_FILE}, not a dataset; "
                        "remove it or set preprocess.dataset_path= elsewhere")
 
 
-def _move_into_place(tmp: Path, path: Path) -> None:
-    if not path.exists():
-        os.replace(tmp, path)
-        return
-    old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
-    os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old)
+def dataset_files(path: Path) -> tuple[str, ...]:
+    """The files a dataset written before manifests were kept holds: meta.json and the arrays it names."""
+    try:
+        arrays = json.loads((path / META_FILE).read_text(encoding="utf-8"))["arrays"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    return (META_FILE, *(f"{name}.npy" for name in arrays))

@@ -15,6 +15,14 @@ A checkpoint (format version 2) holds:
   continues exactly (pre-training's ``step_N.pt``, fine-tuning's ``last.pt``; a
   fine-tuned ``best.pt`` has none).
 
+Every checkpoint written since carries a ``checksum``: sha256 over every tensor (its name,
+dtype, shape and bytes) and every value of the payload, in a fixed order.  Each load
+recomputes it (:func:`check_payload`), so a file damaged after it was written -- torch does
+not check its archive's CRCs -- is one line naming it instead of weights that load and
+produce garbage; checkpoints written before checksums load unchecked.  Weights holding NaN
+or inf are refused on load too, naming the first such tensor, unless the caller allows them
+(``allow_nonfinite_weights=true``: inspecting a broken model).
+
 Version 1 checkpoints (model nodes only, vocabulary by path) still load.  Only tensors and
 plain Python values are stored, so loading uses ``torch.load(weights_only=True)`` and
 never unpickles arbitrary objects.  Writes go to a temporary file in the same directory
@@ -24,8 +32,11 @@ under the real name.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +52,10 @@ VERSION = 2
 MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
 UER_WORD = "embedding.word_embedding.weight"  # the word embedding of an original UER model file
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+CHECKSUM = "checksum"
+HASH_THREADS = min(8, os.cpu_count() or 1)  # hashlib lets go of the GIL: tensors are hashed in parallel
+
+log = logging.getLogger("uer.checkpoint")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -51,8 +66,7 @@ def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict
                     task_info: dict | None = None) -> None:
     """Write a checkpoint of ``model_state`` trained by the run ``config`` (resolved, plain) with ``tokenizer``;
     weights that are not finite are never written."""
-    broken = next((name for name, tensor in model_state.items()
-                   if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    broken = first_nonfinite(model_state)
     if broken is not None:
         raise UerError(f"not writing {path}: the model's {broken} holds nan or inf values (training diverged); "
                        "lower the learning rate or check the data")
@@ -61,7 +75,77 @@ def save_checkpoint(path, *, model_state, config: dict, tokenizer, trainer: dict
                "trainer": trainer}
     if task_info is not None:
         payload["task_info"] = task_info
-    atomic_torch_save(payload, path)
+    atomic_torch_save(sealed(payload), path)
+
+
+def sealed(payload: dict) -> dict:
+    """``payload`` with its checksum (:func:`payload_digest`), as :func:`save_checkpoint` writes it."""
+    return {**payload, CHECKSUM: {"sha256": payload_digest(payload)}}
+
+
+def first_nonfinite(state: dict) -> str | None:
+    """The name of the first floating tensor of ``state`` holding NaN or inf, if any."""
+    return next((name for name, tensor in state.items() if isinstance(tensor, torch.Tensor)
+                 and tensor.is_floating_point() and not _finite(tensor)), None)
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """Whether every value of ``tensor`` is finite.  A NaN or inf makes the sum NaN or inf, so a finite sum (one
+    cheap reduction) settles it; an infinite sum of finite values (overflow) is checked value by value."""
+    if bool(torch.isfinite(tensor.detach().sum())):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def refuse_nonfinite(state: dict, path, allow: bool = False) -> None:
+    """A UerError naming ``path`` and its first tensor that holds NaN or inf; with ``allow``, a warning."""
+    broken = first_nonfinite(state)
+    if broken is None:
+        return
+    if allow:
+        log.warning("model %s holds NaN or inf values in %s; loaded anyway (allow_nonfinite_weights=true): its "
+                    "outputs are not meaningful", path, broken)
+        return
+    raise UerError(f"model {path} holds NaN or inf values in {broken}: it is broken (train again from an earlier "
+                   "checkpoint); to load it anyway for inspection pass allow_nonfinite_weights=true")
+
+
+def payload_digest(payload: dict) -> str:
+    """sha256 over every tensor (name, dtype, shape, bytes) and every other value of ``payload`` but its checksum,
+    in the order of their names (:func:`_leaves`)."""
+    tensors, values = {}, {}
+    _leaves({key: value for key, value in payload.items() if key != CHECKSUM}, "", tensors, values)
+    names = sorted(tensors)
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        digests = dict(zip(names, pool.map(lambda name: _tensor_digest(name, tensors[name]), names)))
+    total = hashlib.sha256()
+    for name in sorted(set(tensors) | set(values)):
+        total.update(digests[name] if name in digests else f"{name}={values[name]!r}".encode("utf-8"))
+    return total.hexdigest()
+
+
+def _leaves(value, name: str, tensors: dict, values: dict) -> None:
+    """Every tensor and plain value inside ``value`` by its path of keys (``/'model'/'backbone.x'``, ``[0]``)."""
+    if isinstance(value, torch.Tensor):
+        tensors[name] = value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _leaves(item, f"{name}/{key!r}", tensors, values)
+    elif isinstance(value, (list, tuple)):
+        values[name] = type(value).__name__  # a list and a tuple of the same items differ
+        for index, item in enumerate(value):
+            _leaves(item, f"{name}[{index}]", tensors, values)
+    elif isinstance(value, (set, frozenset)):  # iteration order differs between processes: sort
+        values[name] = f"{type(value).__name__}{sorted(repr(item) for item in value)}"
+    else:
+        values[name] = value
+
+
+def _tensor_digest(name: str, tensor: torch.Tensor) -> bytes:
+    data = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    digest = hashlib.sha256(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}:".encode("utf-8"))
+    digest.update(memoryview(data))
+    return digest.digest()
 
 
 def safe_torch_load(path, what: str):
@@ -80,20 +164,30 @@ def safe_torch_load(path, what: str):
         raise UerError(f"{what} {path} cannot be read ({reason(err)}); it is corrupt or not a torch file") from None
 
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; anything else is a clear error."""
+def load_checkpoint(path, allow_nonfinite: bool = False) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` and check it (:func:`check_payload`); anything else is
+    a clear error."""
     payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UerError(f"checkpoint {path} is not a uer checkpoint (no '{FORMAT}' marker): it holds "
                        f"{describe_content(payload)}; an original UER model file is read where a model can start "
                        "from (pretrained_model_path, tool.input_path)")
-    return check_payload(payload, path)
+    return check_payload(payload, path, allow_nonfinite)
 
 
-def check_payload(payload: dict, path) -> dict:
-    """``payload`` if this uer can read its format version."""
+def check_payload(payload: dict, path, allow_nonfinite: bool = False) -> dict:
+    """``payload`` if this uer can read its format version, it matches its checksum (when it has one) and its
+    weights are finite (unless ``allow_nonfinite``)."""
     if payload.get("version", 0) > VERSION:
         raise UerError(f"checkpoint {path} has format version {payload['version']}; this uer reads up to {VERSION}")
+    stored = payload.get(CHECKSUM)
+    if stored is None:
+        log.debug("checkpoint %s has no checksum (written by an older uer); it is loaded unchecked", path)
+    elif not isinstance(stored, dict) or stored.get("sha256") != payload_digest(payload):
+        raise UerError(f"checkpoint {path} is corrupt: its contents do not match the checksum written with them (the "
+                       "file was damaged after it was saved); restore it from a copy or use another checkpoint")
+    model = payload.get("model")
+    refuse_nonfinite(model if isinstance(model, dict) else {}, path, allow_nonfinite)
     return payload
 
 

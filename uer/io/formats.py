@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from uer.errors import UerError
-from uer.io.checkpoint import FORMAT, UER_WORD, check_payload, describe_content, safe_torch_load
+from uer.io.checkpoint import FORMAT, UER_WORD, check_payload, describe_content, refuse_nonfinite, safe_torch_load
 from uer.io.hf_format import is_safetensors
 
 logger = logging.getLogger(__name__)
@@ -27,14 +27,15 @@ MULTI_GPU = "module."  # torch's DataParallel/DDP prefix (the original's scripts
 CONVERT_HF = "tool=convert tool.input_format=hf tool.output_format=uer_ckpt"
 
 
-def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
-    """``(kind, content)``: ``("pt", checkpoint payload)`` or ``("bin", UER-named state dict)``."""
+def read_model_file(path, what: str = "model file", allow_nonfinite: bool = False) -> tuple[str, dict]:
+    """``(kind, content)``: ``("pt", checkpoint payload)`` or ``("bin", UER-named state dict)``; weights holding NaN
+    or inf are refused unless ``allow_nonfinite``, a checkpoint that fails its checksum always."""
     if Path(path).is_file() and is_safetensors(Path(path)):
         raise UerError(f"{what} {path} is a safetensors file (Hugging Face weights), neither a uer checkpoint nor an "
                        f"original UER model file; convert it first: {CONVERT_HF}")
     content = safe_torch_load(path, what)
     if isinstance(content, dict) and content.get("format") == FORMAT:
-        return CHECKPOINT, check_payload(content, path)
+        return CHECKPOINT, check_payload(content, path, allow_nonfinite)
     if isinstance(content, dict) and content and all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in content.items()):
         if all(key.startswith(MULTI_GPU) for key in content):
@@ -42,9 +43,15 @@ def read_model_file(path, what: str = "model file") -> tuple[str, dict]:
             logger.info("%s %s: names start with %r (saved from a multi-GPU wrapper); read without it", what, path,
                         MULTI_GPU)
         if UER_WORD in content:
-            return ORIGINAL, content
+            return ORIGINAL, _finite(content, path, allow_nonfinite)
         if any(key.endswith("embeddings.word_embeddings.weight") for key in content):
             raise UerError(f"{what} {path} is a Hugging Face BERT state dict, neither a uer checkpoint nor an original "
                            f"UER model file; convert it first: {CONVERT_HF}")
     raise UerError(f"{what} {path} is neither a uer checkpoint nor an original UER model file: it holds "
                    f"{describe_content(content)}; give a .pt written by this project or a .bin of the original toolkit")
+
+
+def _finite(state: dict, path, allow: bool) -> dict:
+    """``state`` (an original UER file's weights) when every tensor is finite, or when ``allow`` says so."""
+    refuse_nonfinite(state, path, allow)
+    return state

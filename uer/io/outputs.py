@@ -17,6 +17,15 @@ before the stage reads anything:
   is held.
 
 Directories created for the lock are removed again when the run leaves them empty.
+
+Before any of that, :func:`check_apart` compares the outputs with the run's **inputs** (each
+stage declares the settings that name files it reads, ``input_keys(cfg)``): an output that
+is an input, resolves to one (a symlink, a ``./`` alias, a hard link: the same device and
+inode) or lies inside an input directory is one line naming both, before anything is read.
+
+A directory replaced as a whole (a dataset, :data:`TREE`) records the files the run wrote in
+it (:data:`MANIFEST`); :func:`replace_tree` later replaces only those and leaves any other
+file there alone.
 """
 
 from __future__ import annotations
@@ -31,9 +40,12 @@ import re
 import shutil
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+
+from omegaconf import ListConfig, OmegaConf
 
 from uer.errors import UerError
 from uer.io.atomic import TEMP_SUFFIX, os_reason
@@ -47,6 +59,14 @@ LOCK_FILE = ".uer.lock"
 # mkstemp's random part: 8 characters of [a-z0-9_] (uer.io.atomic names temporary files .NAME.XXXXXXXX.tmp).
 _TEMP_FILE = rf"\.(?P<name>.+)\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}"
 _TREE_LEFTOVER = r"\.{name}\.(tmp|old)-[0-9a-f]{{12}}"  # uer.data.build's temporary and replaced datasets
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file or directory the run reads: ``key`` is the setting that names it (for messages)."""
+
+    key: str
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -218,3 +238,111 @@ def remove_leftovers(output: Output) -> None:
         else:
             entry.unlink(missing_ok=True)
         log.warning("removed %s, left there by a run that was killed", entry)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def path_keys(cfg, node: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """The settings of ``cfg[node]`` that name files (``*_path``, ``*_paths``), as ``node.key``, except ``skip``."""
+    section = cfg.get(node)
+    if not hasattr(section, "keys"):
+        return []
+    keys = [f"{node}.{key}" for key in section.keys() if str(key).endswith(("_path", "_paths"))]
+    return [key for key in keys if key not in skip]
+
+
+def inputs_at(cfg, keys: list[str]) -> list[Input]:
+    """The inputs the settings ``keys`` (dotted; a value may be a list) name, unset ones left out."""
+    found = []
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None)
+        values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+        found += [Input(key, Path(str(path))) for path in values if path not in (None, "")]
+    return found
+
+
+def check_apart(outputs: list[Output], inputs: list[Input]) -> None:
+    """A UerError when an output is, resolves to or lies inside one of the ``inputs``."""
+    for output in outputs:
+        for source in inputs:
+            overlap = _overlap(output.path, source.path)
+            if overlap:
+                raise UerError(f"{output.key}={output.path} {overlap} {source.key}={source.path}, which this run "
+                               f"reads; writing there would destroy it: choose another {output.key}")
+
+
+def _overlap(output: Path, source: Path) -> str | None:
+    """How ``output`` would overwrite ``source`` (``is``, ``is another name of``, ``lies inside``), or None."""
+    if not source.exists():
+        return None
+    if output.exists() and os.path.samestat(os.stat(output), os.stat(source)):
+        same_name = os.path.abspath(output) == os.path.abspath(source)
+        return "is" if same_name else "is another name (a link or alias) of"
+    real_output, real_source = Path(os.path.realpath(output)), Path(os.path.realpath(source))
+    if real_output == real_source:
+        return "is another name (a link or alias) of"
+    if source.is_dir() and real_output.is_relative_to(real_source):
+        return "lies inside"
+    return None
+
+
+# ----------------------------------------------------------------------- replaced directories
+
+MANIFEST = ".uer-files.json"  # in a directory replaced as a whole: the files this project wrote there
+
+
+def written_files(directory: Path, default: tuple[str, ...] = ()) -> set[str]:
+    """The names of the files this project wrote in ``directory`` (its manifest); ``default`` when it has none
+    (written before manifests were kept)."""
+    try:
+        names = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set(default)
+    return {name for name in names if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+
+
+def foreign_files(directory: Path, default: tuple[str, ...] = ()) -> list[Path]:
+    """The entries of ``directory`` this project did not write there (see :func:`written_files`)."""
+    ours = written_files(directory, default) | {MANIFEST}
+    return sorted(entry for entry in directory.iterdir() if entry.name not in ours)
+
+
+def replace_tree(new: Path, path: Path, default: tuple[str, ...] = (), key_file: str | None = None) -> None:
+    """Put the directory ``new`` (complete, beside ``path``) in ``path``'s place, replacing only what this project
+    wrote there: ``path``'s other files stay.  Without such files the swap is one rename, so a crash leaves the old
+    or the new directory; with them, the new files move in one by one, ``key_file`` (the one that makes the
+    directory valid, e.g. a dataset's meta.json) removed first and moved in last (``default``: see
+    :func:`written_files`)."""
+    _write_manifest(new, [entry.name for entry in new.iterdir()])
+    if not path.exists():
+        os.replace(new, path)
+        return
+    if not foreign_files(path, default):
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+        os.replace(path, old)
+        os.replace(new, path)
+        shutil.rmtree(old)
+        return
+    before, after = written_files(path, default), {entry.name for entry in new.iterdir()} - {MANIFEST}
+    _write_manifest(path, sorted(before | after))  # a crash below leaves every file of ours named
+    if key_file is not None:
+        _remove(path / key_file)
+    for name in sorted(after, key=lambda name: name == key_file):
+        os.replace(new / name, path / name)
+    for name in sorted(before - after):
+        _remove(path / name)
+    _write_manifest(path, sorted(after))
+    shutil.rmtree(new)
+
+
+def _write_manifest(directory: Path, names: list[str]) -> None:
+    names = sorted(name for name in names if name != MANIFEST)
+    (directory / MANIFEST).write_text(json.dumps({"files": names}, indent=1) + "\n", encoding="utf-8")
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink(missing_ok=True)

@@ -2,8 +2,10 @@
 
 Each stage module declares its root schema (the whole shape of its run's config, see
 :mod:`uer.config.run`; registered with :func:`~uer.config.run.stage_root`), may declare
-``outputs(cfg)`` -- where it writes -- and ``prepare(cfg)`` -- checks and decisions made
-once, in the launching process, before any worker starts -- and runs in ``run(cfg)``.  A
+``outputs(cfg)`` -- where it writes --, ``input_keys(cfg)`` -- the settings that name what it
+reads, which no output may overwrite (:func:`uer.io.outputs.check_apart`) -- and
+``prepare(cfg)`` -- checks and decisions made once, in the launching process, before any
+worker starts -- and runs in ``run(cfg)``.  A
 stage stays thin: the training stages train in the one training session of
 :mod:`uer.training.session`, and ``stage=finetune`` hands its run to the runner the task
 names, looked up by name in the registry :data:`uer.finetuning.runners.RUNNERS`.

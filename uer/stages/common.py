@@ -1,4 +1,5 @@
-"""What the training stages check in the launching process: the checkpoint a run starts from."""
+"""What the stages share: the checkpoint a training run starts from (checked in the launching process), the
+settings that name the files a model is built from."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.formats import ORIGINAL, read_model_file
+from uer.io.outputs import path_keys
 from uer.io.weight_sources import missing_weights
 
 
@@ -40,3 +42,8 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
         stored["tokenizer"] = payload["tokenizer"]["config"]
     adopt_architecture(cfg, stored, nodes, path, command_line_overrides())
     return payload
+
+
+def model_inputs(cfg: DictConfig) -> list[str]:
+    """The settings naming files a composed model is built from: the tokenizer's and the model sizes' files."""
+    return path_keys(cfg, "tokenizer") + path_keys(cfg, "model")

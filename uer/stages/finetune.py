@@ -21,11 +21,11 @@ from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
 from uer.finetuning.runners import MULTI_PROCESS, RUNNERS
-from uer.io.outputs import DIRECTORY, FILE, Output
+from uer.io.outputs import DIRECTORY, FILE, Output, path_keys
 from uer.models.compat import check_model, first_pooling_warning
 from uer.paths import model_dir
 from uer.reference_results import PublishedResult, check_published
-from uer.stages.common import starting_checkpoint
+from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tasks import get_task
 from uer.training.loggers import check_logger
 
@@ -80,6 +80,11 @@ def outputs(cfg: DictConfig) -> list[Output]:
     if features:
         found.append(Output("task.train_features_path", Path(features), FILE))
     return found
+
+
+def input_keys(cfg: DictConfig) -> list[str]:
+    return ["pretrained_model_path", *path_keys(cfg, "finetune"),
+            *path_keys(cfg, "task", skip=tuple(output.key for output in outputs(cfg))), *model_inputs(cfg)]
 
 
 def prepare(cfg: DictConfig) -> None:

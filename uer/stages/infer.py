@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from uer.config.fields import at_least, setting
-from uer.config.run import RunConfig, stage_key, stage_root
+from uer.config.run import InspectsWeights, RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
@@ -63,7 +63,7 @@ class InferConfig(FineTunedModelConfig):
 
 @stage_root("infer")
 @dataclass
-class InferRun(RunConfig):
+class InferRun(InspectsWeights, RunConfig):
     stage: str = stage_key("infer")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     infer: InferConfig = field(default_factory=InferConfig)
@@ -71,6 +71,10 @@ class InferRun(RunConfig):
 
 def outputs(cfg: DictConfig) -> list[Output]:
     return [Output("infer.prediction_path", prediction_path(cfg.infer), FILE)]
+
+
+def input_keys(cfg: DictConfig) -> list[str]:
+    return ["infer.load_model_path", "infer.test_path"]
 
 
 def prediction_path(i) -> Path:
@@ -101,6 +105,7 @@ class FineTunedModel:
     device: torch.device
     batch_size: int
     precision: str
+    allow_nonfinite: bool = False  # allow_nonfinite_weights
 
     def outputs(self, data: TaskData) -> list[torch.Tensor]:
         """The model's outputs on ``data``; fold models give the log of their mean class probabilities."""
@@ -114,7 +119,7 @@ class FineTunedModel:
             return outputs
         probs = torch.softmax(torch.cat(outputs), dim=-1)
         for path in self.paths[1:]:
-            fold = load_checkpoint(path)
+            fold = load_checkpoint(path, self.allow_nonfinite)
             _check_same_model(fold, self.payload, path, self.paths[0])
             probs += torch.softmax(torch.cat(outputs_of(path, fold)), dim=-1)
         log.info("predicting with the mean probabilities of %d fold models", len(self.paths))
@@ -131,7 +136,7 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     device = resolve_device(cfg.hardware.device)
 
     paths = model_paths(options.load_model_path, section)
-    payload = load_checkpoint(paths[0])
+    payload = load_checkpoint(paths[0], cfg.allow_nonfinite_weights)
     config = payload.get("config") or {}
     if "task" not in config:
         raise UerError(f"checkpoint {paths[0]} is not a fine-tuned model (it stores no task); "
@@ -143,7 +148,8 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
         raise UerError(f"{section}.seq_length={seq_length} exceeds the {positions} positions the model has; "
                        f"use {section}.seq_length={positions} or less")
     task = make_task(config["task"], tokenizer, seq_length, info=task_info(payload))
-    return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision)
+    return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision,
+                          cfg.allow_nonfinite_weights)
 
 
 def model_paths(load_model_path, section: str) -> list[Path]:

@@ -11,9 +11,9 @@ from omegaconf import MISSING
 
 from uer.config.fields import PROBABILITY, at_least, Bounds, setting
 from uer.config.run import RunConfig, stage_key, stage_root
-from uer.data.build import build_pretrain_dataset
+from uer.data.build import META_FILE, build_pretrain_dataset
 from uer.errors import UerError
-from uer.io.outputs import TREE, Output
+from uer.io.outputs import MANIFEST, TREE, Output, path_keys
 from uer.tokenizers import build_tokenizer
 
 log = logging.getLogger("uer.preprocess")
@@ -37,6 +37,8 @@ class PreprocessConfig:
     span_geo_prob: float = setting(0.2, "span lengths are geometric with this p",
                                    bounds=Bounds(low=0, high=1, low_open=True))
     span_max_length: int = setting(10, "longest masked span", bounds=at_least(1))
+    overwrite: bool = setting(False, "replace the dataset already at dataset_path (only its own files: other files "
+                                     "in the directory stay); false = an existing dataset stops the run")
 
 
 @stage_root("preprocess")
@@ -50,6 +52,19 @@ class PreprocessRun(RunConfig):
 
 def outputs(cfg) -> list[Output]:
     return [Output("preprocess.dataset_path", Path(cfg.preprocess.dataset_path), TREE)]
+
+
+def input_keys(cfg) -> list[str]:
+    return ["preprocess.corpus_path", *path_keys(cfg, "tokenizer")]
+
+
+def prepare(cfg) -> None:
+    """An existing dataset is replaced only when asked to (its directory's other files stay)."""
+    path = Path(cfg.preprocess.dataset_path)
+    if cfg.preprocess.overwrite or not ((path / META_FILE).is_file() or (path / MANIFEST).is_file()):
+        return
+    raise UerError(f"preprocess.dataset_path={path} already holds a dataset; pass preprocess.overwrite=true to "
+                   "replace it (only the files of the dataset are replaced), or choose another preprocess.dataset_path")
 
 
 def run(cfg) -> dict:

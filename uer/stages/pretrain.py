@@ -26,7 +26,7 @@ from uer.models import build_model
 from uer.models.compat import check_model
 from uer.paths import model_dir
 from uer.runtime import run_dir
-from uer.stages.common import starting_checkpoint
+from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tokenizers import build_tokenizer
 from uer.training.loggers import check_logger
 from uer.training.process import run_config, training_process
@@ -71,6 +71,10 @@ class PretrainRun(TrainingRun):
 
 def outputs(cfg: DictConfig) -> list[Output]:
     return [Output("output_model_path", model_dir(cfg), DIRECTORY)]
+
+
+def input_keys(cfg: DictConfig) -> list[str]:
+    return ["pretrain.dataset_path", "pretrained_model_path", *model_inputs(cfg)]
 
 
 def prepare(cfg: DictConfig) -> None:

@@ -28,7 +28,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from uer.config.fields import setting
-from uer.config.run import RunConfig, stage_key, stage_root
+from uer.config.run import InspectsWeights, RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.results import record
 from uer.finetuning.scores import format_scores
@@ -47,10 +47,14 @@ class ScoreConfig(FineTunedModelConfig):
 
 @stage_root("score")
 @dataclass
-class ScoreRun(RunConfig):
+class ScoreRun(InspectsWeights, RunConfig):
     stage: str = stage_key("score")
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+
+
+def input_keys(cfg: DictConfig) -> list[str]:
+    return ["score.load_model_path", "score.test_path"]
 
 
 def run(cfg: DictConfig) -> float:

@@ -38,7 +38,7 @@ def average_model(cfg) -> str:
     if not paths:
         raise UerError("tool=average_model needs tool.input_paths=[a.pt,b.pt,...] (at least one model file)")
     out = output_file(cfg, "average.pt")
-    states, payloads = zip(*(read_state(path) for path in paths))
+    states, payloads = zip(*(read_state(path, cfg.allow_nonfinite_weights) for path in paths))
     average = average_states(list(states), [str(p) for p in paths])
     if out.suffix == ".bin":
         uer_state = to_uer_state_dict(average)

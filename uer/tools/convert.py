@@ -87,7 +87,8 @@ from uer.config.original_file import adopt_original_file
 from uer.config.overrides import command_line_overrides
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from uer.io.checkpoint import MODEL_NODES, atomic_torch_save, checkpoint_tokenizer, load_checkpoint, save_checkpoint
+from uer.io.checkpoint import (MODEL_NODES, atomic_torch_save, checkpoint_tokenizer, load_checkpoint, refuse_nonfinite,
+                               save_checkpoint)
 from uer.io.hf_format import (
     DECODER,
     HF_CONFIG,
@@ -183,6 +184,7 @@ def convert(cfg: DictConfig) -> str:
                        f"(e.g. {target / _example_name(t.output_format)})")
 
     loaded = _read(t.input_format, source, cfg)
+    refuse_nonfinite(loaded.state, loaded.source, cfg.allow_nonfinite_weights)  # every format, HF and TF too
     subencoder = stored_subencoder(loaded.payload)
     if subencoder != "none" and t.output_format != "uer_ckpt":
         raise UerError(f"{loaded.source} composes words from characters (embedding.subencoder={subencoder}), which "

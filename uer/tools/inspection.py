@@ -44,7 +44,7 @@ class FeatureConfig(Batching, TextInputs, ModelToolConfig):
 @TOOLS.register("check_model", config=ModelToolConfig)
 def check_model(cfg) -> dict:
     path = model_file(cfg.tool.input_path)
-    state, payload = read_state(path)
+    state, payload = read_state(path, allow_nonfinite=True)  # reported below, after the report is written
     storages: set[int] = set()
     parameters, non_finite = 0, []
     for key, tensor in state.items():
@@ -61,7 +61,8 @@ def check_model(cfg) -> dict:
                              for node in ("embedding", "encoder", "target", "task", "tokenizer") if node in config}
         summary["vocab_size"] = (payload.get("vocab") or {}).get("vocab_size")
         summary["trainer_step"] = (payload.get("trainer") or {}).get("step")
-        load_model(cfg, path, with_tokenizer=False)  # a UerError if the weights do not fit the config
+        # a UerError if the weights do not fit the config (non-finite ones are reported below)
+        load_model(cfg, path, with_tokenizer=False, allow_nonfinite=True)
     if cfg.tool.output_path:
         out = output_file(cfg, "model.tsv")
         rows = ["name\tshape\tdtype\tnumel\n"] + [
@@ -82,7 +83,7 @@ def check_model(cfg) -> dict:
 @TOOLS.register("extract_embedding", config=ModelToolConfig)
 def extract_embedding(cfg) -> str:
     path = model_file(cfg.tool.input_path)
-    state, payload = read_state(path)
+    state, payload = read_state(path, cfg.allow_nonfinite_weights)
     if WORD_EMBEDDING not in state:
         raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a model "
                        "of this toolkit")

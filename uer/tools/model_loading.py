@@ -98,24 +98,26 @@ def model_file(path, key: str = "tool.input_path") -> Path:
     return path
 
 
-def read_state(path) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
+def read_state(path, allow_nonfinite: bool = False) -> tuple[dict[str, torch.Tensor], Optional[dict]]:
     """The weights of a model file under our parameter names, and the checkpoint payload (None for a UER file)."""
-    kind, content = read_model_file(path)
+    kind, content = read_model_file(path, allow_nonfinite=allow_nonfinite)
     if kind == CHECKPOINT:
         return content["model"], content
     return from_uer_state_dict(content), None
 
 
 def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with_tokenizer: bool = True,
-               device: Optional[torch.device] = None) -> LoadedModel:
-    """Rebuild the model stored at ``path`` (default ``tool.input_path``), eval mode, on ``hardware.device``.
+               device: Optional[torch.device] = None, allow_nonfinite: Optional[bool] = None) -> LoadedModel:
+    """Rebuild the model stored at ``path`` (default ``tool.input_path``), eval mode, on ``hardware.device``;
+    weights holding NaN or inf are refused unless ``allow_nonfinite`` (default: ``allow_nonfinite_weights``).
 
     The tokenizer is found even when not asked for if the embedding reads each token's
     characters (``embedding.subencoder``): the model cannot be built without it."""
     configure_threads(cfg.hardware.num_threads)
     path = model_file(cfg.tool.input_path if path is None else path, key)
     device = device or resolve_device(cfg.hardware.device)
-    kind, content = read_model_file(path)
+    allow = cfg.allow_nonfinite_weights if allow_nonfinite is None else allow_nonfinite
+    kind, content = read_model_file(path, allow_nonfinite=allow)
     if kind == CHECKPOINT:
         state, payload = content["model"], content
     else:

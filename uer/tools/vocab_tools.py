@@ -233,7 +233,7 @@ def diff_vocab(cfg) -> dict:
 def dynamic_vocab_adapter(cfg) -> str:
     path = model_file(cfg.tool.input_path)
     new = read_vocab(cfg.tool.new_vocab_path, "tool.new_vocab_path")
-    state, payload = read_state(path)
+    state, payload = read_state(path, cfg.allow_nonfinite_weights)
     if WORD_EMBEDDING not in state:
         raise UerError(f"model file {path} has no {WORD_EMBEDDING.removeprefix('backbone.')}; it is not a model "
                        "of this toolkit")
