@@ -32,7 +32,7 @@ from transformers import (AutoModelForQuestionAnswering, AutoModelForSequenceCla
                           AutoModelForTokenClassification, AutoTokenizer, BertConfig, pipeline)
 
 from uer.app import run_stage
-from uer.io.checkpoint import atomic_torch_save, load_checkpoint
+from uer.io.checkpoint import atomic_torch_save, load_checkpoint, sealed
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
 from tool_testing import no_temp_files, run_tool, tool_error, write_vocab
@@ -376,7 +376,7 @@ def test_ner_labels_that_are_not_tags_are_refused(capsys, tmp_path):
 def rewritten(checkpoint, path, **task):
     payload = load_checkpoint(checkpoint)
     payload["config"]["task"].update(task)
-    atomic_torch_save(payload, path)
+    atomic_torch_save(sealed(payload), path)
     return path
 
 
