@@ -156,11 +156,7 @@ def stop_on_sigterm() -> None:
 
 def _interrupted(cfg: DictConfig, signum: int):
     """One line for a run stopped by a signal -- what is kept and how to go on -- and exit 128 + the signal."""
-    name = signal.Signals(signum).name
-    saved = cfg.stage in ("pretrain", "finetune") and _has_checkpoint(model_dir(cfg))
-    then = (f"the checkpoints saved so far are kept in {model_dir(cfg)}; the same command with resume=true "
-            "continues from the newest" if saved else "nothing half-written is kept; run the command again")
-    message = f"interrupted by {name}: {then}"
+    message = f"interrupted by {signal.Signals(signum).name}: {_how_to_go_on(cfg)}"
     log.warning(message)
     print(message, file=sys.stderr, flush=True)
     logging.shutdown()
@@ -168,6 +164,17 @@ def _interrupted(cfg: DictConfig, signum: int):
     # Not sys.exit: a helper thread the interrupted step left running (batch prefetch, a logger's writer) could
     # still write while the interpreter tears down, and abort it; what is kept was closed before this line.
     os._exit(128 + signum)
+
+
+def _how_to_go_on(cfg: DictConfig) -> str:
+    directory = model_dir(cfg) if cfg.stage in ("pretrain", "finetune") else None
+    if directory is not None and _has_checkpoint(directory):
+        return (f"the checkpoints saved so far are kept in {directory}; the same command with resume=true "
+                "continues from the newest")
+    if directory is not None and earlier_models(directory):  # best.pt written, its last.pt not yet
+        return (f"{directory} holds no last.pt yet; the same command with resume=true starts the run again "
+                "(a plain rerun is refused so that nothing is replaced by surprise)")
+    return "nothing half-written is kept; run the command again"
 
 
 def _has_checkpoint(directory: Path) -> bool:

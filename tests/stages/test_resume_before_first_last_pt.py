@@ -8,7 +8,8 @@ import hashlib
 
 import pytest
 
-from uer_testing import ROOT, SMALL, VOCAB, error_lines, run_main
+from uer import app
+from uer_testing import ROOT, SMALL, VOCAB, compose_config, error_lines, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -42,3 +43,17 @@ def test_a_run_stopped_before_its_first_last_pt_is_started_again_by_resume(tmp_p
     assert (f"resume=true: {out} holds no last.pt, so the run there stopped before its first one was written; "
             "starting it again from step 0") in log
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # the half-written file removed
+
+
+@pytest.mark.parametrize("left, advice", [
+    ([], "nothing half-written is kept; run the command again"),
+    (["best.pt"], "holds no last.pt yet; the same command with resume=true starts the run again"),
+    (["best.pt", "last.pt"], "the same command with resume=true continues from the newest"),
+])
+def test_the_interrupted_line_gives_advice_that_works_for_what_was_left(tmp_path, left, advice):
+    out = tmp_path / "clf"
+    out.mkdir()
+    for name in left:
+        (out / name).write_bytes(b"a model")
+    cfg = compose_config([*FINETUNE, f"output_model_path={out}"])
+    assert advice in app._how_to_go_on(cfg)
