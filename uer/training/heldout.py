@@ -163,12 +163,18 @@ class Validation:
         return math.isfinite(values[METRIC]) and (best is None or values[METRIC] < best[METRIC])
 
     def state_dict(self) -> dict:
-        return {"records": list(self.records)}
+        return {"dataset": self.heldout.dataset.fingerprint(), "records": list(self.records)}
 
     def load_state_dict(self, state: dict | None) -> None:
         """Take over a resumed run's earlier evaluations, writing those ``results.jsonl`` lacks (a resumed run
-        usually has a new run directory) so that it holds every evaluation of the run."""
-        self.records = list((state or {}).get("records", []))
+        usually has a new run directory) so that it holds every evaluation of the run.  Evaluations of
+        another held-out set are not comparable: the best loss starts afresh."""
+        state = state or {}
+        if state.get("records") and state.get("dataset") != self.heldout.dataset.fingerprint():
+            log.warning("pretrain.dev_dataset_path holds another dataset than the run was scored on so far: its "
+                        "earlier held-out numbers are not carried over, and the best held-out loss starts afresh")
+            return
+        self.records = list(state.get("records", []))
         if not self.is_main:
             return
         path = self.report_dir / RESULTS
