@@ -154,6 +154,19 @@ def test_resumed_run_with_another_dev_set_starts_its_best_afresh(tmp_path, mlm_d
     assert load_checkpoint(tmp_path / "m" / "best.pt")["trainer"]["step"] == 4
 
 
+def test_a_heldout_corpus_is_preprocessed_as_the_training_dataset_was(tmp_path, mlm_data, dev_data):
+    """dev_data is lines 300-340 preprocessed with mlm_data's options: the corpus file gives the same batches."""
+    out = tmp_path / "m"
+    run_stage(train_cfg(mlm_data, out, f"pretrain.dev_dataset_path={dev_data.parent / 'corpus.txt'}",
+                        "pretrain.total_steps=1"))
+    built, expected = PretrainDataset(out / "heldout_dataset"), PretrainDataset(dev_data)
+    assert len(built) == len(expected)
+    everything = np.arange(len(expected))
+    for name, value in expected.batch(everything, DEV_EPOCH, DEV_MASK_SEED).items():
+        assert torch.equal(built.batch(everything, DEV_EPOCH, DEV_MASK_SEED)[name], value), name
+    assert [r["step"] for r in heldout_records(out)] == [1]
+
+
 @pytest.fixture(scope="module")
 def other_vocab_data(tmp_path_factory):
     directory = tmp_path_factory.mktemp("other_vocab")

@@ -29,7 +29,7 @@ from uer.paths import model_dir
 from uer.runtime import run_dir
 from uer.stages.common import starting_checkpoint
 from uer.tokenizers import build_tokenizer
-from uer.training.heldout import HeldOutSet, Validation, check_positions, open_dev_dataset
+from uer.training.heldout import HeldOutSet, Validation, build_dev_dataset, check_positions, open_dev_dataset
 from uer.training.loggers import check_logger
 from uer.training.process import run_config, training_process
 from uer.training.resume import check_resumable, run_facts
@@ -62,10 +62,11 @@ class PretrainConfig:
                                    "a CPU; on a GPU 1-2 keep it from waiting (bench/data_pipeline.py)",
                                 bounds=NON_NEGATIVE)
     dev_dataset_path: Optional[str] = setting(
-        None, "a held-out dataset to score during training (held-out loss, accuracy, perplexity in the log, "
-              "metrics.jsonl, the logger and results.jsonl): one stage=preprocess wrote for the same target and "
-              "tokenizer from a held-out corpus, e.g. python main.py stage=preprocess target=mlm "
-              "preprocess.corpus_path=dev.txt preprocess.dataset_path=outputs/data/dev; null = no validation")
+        None, "held-out data to score during training (loss, accuracy, perplexity in the log, metrics.jsonl, the "
+              "logger and results.jsonl): a corpus file, preprocessed as pretrain.dataset_path was into the run "
+              "directory, or a dataset stage=preprocess wrote for the same target and tokenizer (python main.py "
+              "stage=preprocess target=mlm preprocess.corpus_path=dev.txt preprocess.dataset_path=outputs/data/dev "
+              "with the training's options); null = no validation")
     eval_steps: Optional[int] = setting(None, "score the held-out dataset every this many steps (and at the end); "
                                               "null = whenever a checkpoint is saved", bounds=at_least(1))
     keep_best: bool = setting(False, "write best.pt (a checkpoint like step_N.pt) whenever the held-out loss "
@@ -110,6 +111,9 @@ def _check_validation(cfg: DictConfig) -> None:
                 raise UerError(f"pretrain.{key}={value} needs a held-out dataset: set pretrain.dev_dataset_path= "
                                f"(a dataset stage=preprocess wrote from a held-out corpus) or drop pretrain.{key}")
         return
+    if Path(p.dev_dataset_path).is_file():  # a held-out corpus: workers read the dataset built from it
+        p.dev_dataset_path = str(build_dev_dataset(p.dev_dataset_path, p.dataset_path, build_tokenizer(cfg.tokenizer),
+                                                   run_dir(model_dir(cfg))))
     dev = open_dev_dataset(p.dev_dataset_path, p.dataset_path, cfg.target.type, cfg.embedding.get("max_seq_length"))
     if cfg.target.type == "cls" and dev.labels_num() > cfg.target.labels_num:
         raise UerError(f"pretrain.dev_dataset_path={p.dev_dataset_path} has labels up to {dev.labels_num() - 1} but "

@@ -1,6 +1,8 @@
 """Held-out evaluation during pre-training (``pretrain.dev_dataset_path``): loss, accuracy and perplexity.
 
-The dev dataset is one ``stage=preprocess`` wrote for the training's target and tokenizer.
+The dev dataset is one ``stage=preprocess`` wrote for the training's target and tokenizer, or a
+held-out corpus (a text file) that :func:`build_dev_dataset` preprocesses as the training dataset
+was, into the run directory, before any worker starts.
 Every evaluation scores every instance of it with the same masked positions: static masks
 as stored, dynamic masks drawn from ``(DEV_MASK_SEED, DEV_EPOCH)`` (:meth:`PretrainDataset.batch`
 draws them per instance, whatever batch it lands in), so two evaluations differ only by the
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from uer.data.build import build_pretrain_dataset
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.distributed import all_reduce_sum
 from uer.errors import UerError
@@ -46,8 +49,27 @@ DEV_EPOCH = 0
 TOKEN_PARTS = ("mlm", "lm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
 SPLIT = "dev"
 METRIC = "loss"
-BUILD_HINT = ("build one with python main.py stage=preprocess target=TARGET preprocess.corpus_path=HELD_OUT.txt "
+DEV_DATASET = "heldout_dataset"  # where a held-out corpus is preprocessed, in the run directory
+BUILD_HINT = ("give a held-out corpus (a text file) or build a dataset with python main.py stage=preprocess target=TARGET preprocess.corpus_path=HELD_OUT.txt "
               "preprocess.dataset_path=DIR and the training dataset's tokenizer, seq_length and masking options")
+
+
+def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_directory: Path) -> Path:
+    """``corpus_path`` preprocessed as the training dataset was (the options its meta.json records: target,
+    seq_length, sentence options, seed, masking) into ``run_directory/heldout_dataset``; one copy of each
+    instance (dup_factor 1), built in this process."""
+    meta = PretrainDataset(train_path, check_values=False).meta
+    masking = meta["masking"] or {}
+    path = Path(run_directory) / DEV_DATASET
+    log.info("held-out corpus %s: preprocessing it as %s was", corpus_path, train_path)
+    build_pretrain_dataset(corpus_path, path, tokenizer, meta["target"], seq_length=meta["seq_length"],
+                           short_seq_prob=meta["short_seq_prob"], full_sentences=meta["full_sentences"],
+                           docs_buffer_size=meta["docs_buffer_size"], seed=meta["seed"],
+                           dynamic_masking=meta["dynamic_masking"],
+                           span_masking=masking.get("span_masking", False),
+                           span_geo_prob=masking.get("span_geo_prob", 0.2),
+                           span_max_length=masking.get("span_max_length", 10), tokenizer_cfg=tokenizer.identity())
+    return path
 
 
 def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int | None) -> PretrainDataset:
@@ -55,7 +77,7 @@ def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int
     training dataset is checked against the run's tokenizer), instances that fit the embedding's positions."""
     key = f"pretrain.dev_dataset_path={dev_path}"
     if not Path(dev_path).is_dir():
-        raise UerError(f"{key} is not a directory; {BUILD_HINT}")
+        raise UerError(f"{key} is neither a file nor a directory; {BUILD_HINT}")
     if Path(dev_path).resolve() == Path(train_path).resolve():
         log.warning("%s is the training dataset itself: its loss is no held-out loss", key)
     dev = PretrainDataset(dev_path)
