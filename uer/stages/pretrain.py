@@ -114,7 +114,8 @@ def _check_validation(cfg: DictConfig) -> None:
     if Path(p.dev_dataset_path).is_file():  # a held-out corpus: workers read the dataset built from it
         p.dev_dataset_path = str(build_dev_dataset(p.dev_dataset_path, p.dataset_path, build_tokenizer(cfg.tokenizer),
                                                    run_dir(model_dir(cfg))))
-    dev = open_dev_dataset(p.dev_dataset_path, p.dataset_path, cfg.target.type, cfg.embedding.get("max_seq_length"))
+    dev = open_dev_dataset(p.dev_dataset_path, p.dataset_path, cfg.target.type, cfg.embedding.get("max_seq_length"),
+                           distributed.world_size(cfg))
     if cfg.target.type == "cls" and dev.labels_num() > cfg.target.labels_num:
         raise UerError(f"pretrain.dev_dataset_path={p.dev_dataset_path} has labels up to {dev.labels_num() - 1} but "
                        f"target.labels_num={cfg.target.labels_num}; set target.labels_num={dev.labels_num()}")

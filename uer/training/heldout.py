@@ -50,8 +50,10 @@ TOKEN_PARTS = ("mlm", "lm", "lm_forward", "lm_backward")  # parts that predict v
 SPLIT = "dev"
 METRIC = "loss"
 DEV_DATASET = "heldout_dataset"  # where a held-out corpus is preprocessed, in the run directory
-BUILD_HINT = ("give a held-out corpus (a text file) or build a dataset with python main.py stage=preprocess target=TARGET preprocess.corpus_path=HELD_OUT.txt "
-              "preprocess.dataset_path=DIR and the training dataset's tokenizer, seq_length and masking options")
+BUILD_HINT = ("give a held-out corpus (a text file) or a dataset built by python main.py stage=preprocess "
+              "target=TARGET preprocess.corpus_path=HELD_OUT.txt preprocess.dataset_path=DIR with the training "
+              "dataset's tokenizer, seq_length and masking options")
+SPAN_OPTIONS = ("span_masking", "span_geo_prob", "span_max_length")
 
 
 def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_directory: Path) -> Path:
@@ -59,22 +61,21 @@ def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_director
     seq_length, sentence options, seed, masking) into ``run_directory/heldout_dataset``; one copy of each
     instance (dup_factor 1), built in this process."""
     meta = PretrainDataset(train_path, check_values=False).meta
-    masking = meta["masking"] or {}
+    span = {name: meta["masking"][name] for name in SPAN_OPTIONS} if meta["masking"] else {}
     path = Path(run_directory) / DEV_DATASET
     log.info("held-out corpus %s: preprocessing it as %s was", corpus_path, train_path)
     build_pretrain_dataset(corpus_path, path, tokenizer, meta["target"], seq_length=meta["seq_length"],
                            short_seq_prob=meta["short_seq_prob"], full_sentences=meta["full_sentences"],
                            docs_buffer_size=meta["docs_buffer_size"], seed=meta["seed"],
-                           dynamic_masking=meta["dynamic_masking"],
-                           span_masking=masking.get("span_masking", False),
-                           span_geo_prob=masking.get("span_geo_prob", 0.2),
-                           span_max_length=masking.get("span_max_length", 10), tokenizer_cfg=tokenizer.identity())
+                           dynamic_masking=meta["dynamic_masking"], tokenizer_cfg=tokenizer.identity(), **span)
     return path
 
 
-def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int | None) -> PretrainDataset:
+def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int | None,
+                     world_size: int) -> PretrainDataset:
     """The dev dataset, checked against the training dataset it must match: same target and tokenizer (the
-    training dataset is checked against the run's tokenizer), instances that fit the embedding's positions."""
+    training dataset is checked against the run's tokenizer), instances that fit the embedding's positions,
+    at least one instance for each of the ``world_size`` processes that score it."""
     key = f"pretrain.dev_dataset_path={dev_path}"
     if not Path(dev_path).is_dir():
         raise UerError(f"{key} is neither a file nor a directory; {BUILD_HINT}")
@@ -91,6 +92,9 @@ def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int
         raise UerError(f"{key} was built with another tokenizer than pretrain.dataset_path={train_path} "
                        f"(they differ in {', '.join(differing)}); {BUILD_HINT.replace('TARGET', target)}")
     check_positions(dev, "pretrain.dev_dataset_path", positions)
+    if len(dev) < world_size:
+        raise UerError(f"{key} has {len(dev)} instances, fewer than the {world_size} processes that score it; "
+                       "use a larger held-out corpus")
     return dev
 
 
@@ -102,13 +106,11 @@ def check_positions(dataset: PretrainDataset, key: str, positions: int | None) -
 
 
 class HeldOutSet:
-    """This rank's share of the dev dataset, in fixed batches, and what scoring a model on it gives."""
+    """This rank's share of the dev dataset (at least one instance: checked before workers start), in fixed
+    batches, and what scoring a model on it gives."""
 
     def __init__(self, dataset: PretrainDataset, batch_size: int, *, rank: int, world_size: int,
                  device: torch.device):
-        if len(dataset) < world_size:
-            raise UerError(f"pretrain.dev_dataset_path={dataset.path} has {len(dataset)} instances, fewer than the "
-                           f"{world_size} processes that score it; use a larger held-out corpus")
         self.dataset, self.device = dataset, device
         by_length = np.argsort(dataset.lengths(), kind="stable")
         mine = by_length[rank::world_size]
