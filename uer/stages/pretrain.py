@@ -26,6 +26,7 @@ from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
 from uer.paths import model_dir
+from uer.progress import short_path
 from uer.runtime import run_dir
 from uer.stages.common import starting_checkpoint
 from uer.tokenizers import build_tokenizer
@@ -168,7 +169,8 @@ def run(cfg: DictConfig):
     if p.dev_dataset_path is not None:  # checked against the training dataset by prepare
         heldout = HeldOutSet(PretrainDataset(p.dev_dataset_path, check_values=False), p.batch_size, rank=env.rank,
                              world_size=env.world_size, device=device)
-        log.info("held-out: %d instances of %s, scored %s and at the end", len(heldout.dataset), p.dev_dataset_path,
+        log.info("held-out: %d instances of %s, scored %s and at the end", len(heldout.dataset),
+                 short_path(p.dev_dataset_path),
                  f"every {p.eval_steps} steps" if p.eval_steps else "at every checkpoint")
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
                            lengths=dataset.lengths() if p.length_bucketing else None,
