@@ -26,11 +26,11 @@ def dev_data(tmp_path_factory):
 def heldout(data, dev, out, *extra):
     """The held-out records of a run whose two-process and accumulating forms train the same weights
     (tests/distributed/test_distributed.py: dropout off, no length bucketing)."""
-    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.0", f"pretrain.dataset_path={data}",
-                              f"pretrain.dev_dataset_path={dev}", f"pretrain.total_steps={STEPS}",
-                              "pretrain.save_checkpoint_steps=1", "pretrain.batch_size=4",
-                              "pretrain.length_bucketing=false", "hardware.num_threads=1", f"output_model_path={out}",
-                              *extra]))
+    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.0",
+                              f"pretrain.dataset_path={data}", f"pretrain.dev_dataset_path={dev}",
+                              f"pretrain.total_steps={STEPS}", "pretrain.save_checkpoint_steps=1",
+                              "pretrain.batch_size=4", "pretrain.length_bucketing=false", "hardware.num_threads=1",
+                              f"output_model_path={out}", *extra]))
     return [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
 
 

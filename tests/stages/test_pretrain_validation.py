@@ -13,6 +13,7 @@ from uer.data.pretrain_dataset import PretrainDataset
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_model
 from uer.outcome import outcome
+from uer.sweep_tables import write_tables
 from uer.tokenizers import build_tokenizer
 from uer.training.heldout import DEV_EPOCH, DEV_MASK_SEED, HeldOutSet, heldout_numbers
 from uer_testing import ROOT, SMALL, VOCAB, compose_config, expect_user_error
@@ -147,8 +148,8 @@ def test_resumed_run_with_another_dev_set_starts_its_best_afresh(tmp_path, mlm_d
                         "pretrain.stop_after_steps=2"))
     monkeypatch.setenv("UER_RUN_DIR", str(tmp_path / "second_run"))
     with caplog.at_level(logging.WARNING, logger="uer.train"):
-        run_stage(train_cfg(mlm_data, tmp_path / "m", f"pretrain.dev_dataset_path={mlm_data}", "pretrain.keep_best=true",
-                            "resume=true"))
+        run_stage(train_cfg(mlm_data, tmp_path / "m", f"pretrain.dev_dataset_path={mlm_data}",
+                            "pretrain.keep_best=true", "resume=true"))
     assert any("not carried over" in message for message in caplog.messages)
     assert [r["step"] for r in heldout_records(tmp_path / "second_run")] == [4]
     assert load_checkpoint(tmp_path / "m" / "best.pt")["trainer"]["step"] == 4
@@ -165,6 +166,29 @@ def test_a_heldout_corpus_is_preprocessed_as_the_training_dataset_was(tmp_path, 
     for name, value in expected.batch(everything, DEV_EPOCH, DEV_MASK_SEED).items():
         assert torch.equal(built.batch(everything, DEV_EPOCH, DEV_MASK_SEED)[name], value), name
     assert [r["step"] for r in heldout_records(out)] == [1]
+
+
+def test_a_pretraining_sweep_ranks_its_jobs_by_heldout_loss(tmp_path):
+    """Two jobs as they leave their run directories: the one with the lower training loss but the higher
+    held-out loss is not the best."""
+    rows = []
+    for job, (train_loss, heldout_losses) in enumerate([(2.0, [5.0, 4.0]), (3.0, [4.5, 3.5])]):
+        run_dir = tmp_path / f"job{job}"
+        run_dir.mkdir()
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"step": 2, "mlm_loss": train_loss}) + "\n")
+        (run_dir / "results.jsonl").write_text("".join(
+            json.dumps({"split": "dev", "step": step, "metric": "loss", "loss": loss, "mlm_loss": loss}) + "\n"
+            for step, loss in zip((1, 2), heldout_losses)))
+        cfg = compose_config(["stage=pretrain", f"output_model_path={run_dir / 'model'}"])
+        facts = outcome(cfg, min(heldout_losses), run_dir)  # run returns the lowest held-out loss
+        assert facts["dev"] == {"loss": min(heldout_losses), "mlm_loss": min(heldout_losses)}
+        rows.append({"job": job, "overrides": ["stage=pretrain", f"pretrain.learning_rate={job + 1}e-4"],
+                     "status": "ok", "error": None, "seconds": 1.0, "run_dir": str(run_dir), "stage": "pretrain",
+                     "output": None,
+                     **{key: facts[key] for key in ("metric", "score", "train", "dev", "test", "epoch", "checkpoint")}})
+    _, md_path, best = write_tables(tmp_path / "sweep", rows, "minimize")
+    assert best["job"] == 1
+    assert "score = dev loss (lower is better)" in md_path.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
