@@ -35,8 +35,9 @@ def heldout(data, dev, out, *extra):
 
 
 def test_two_ranks_report_the_single_process_heldout_loss(tmp_path, mlm_data, dev_data):
-    two = heldout(mlm_data, dev_data, tmp_path / "two", "hardware.nproc_per_node=2")
+    two = heldout(mlm_data, dev_data, tmp_path / "two", "hardware.nproc_per_node=2", "pretrain.keep_best=true")
     one = heldout(mlm_data, dev_data, tmp_path / "one", "pretrain.accumulation_steps=2")
+    assert (tmp_path / "two" / "best.pt").is_file()  # every rank took part in writing it
     assert [r["step"] for r in two] == [r["step"] for r in one] == [1, 2]  # rank 0 alone writes them
     for mine, single in zip(two, one):
         assert mine.keys() == single.keys()

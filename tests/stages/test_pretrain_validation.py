@@ -3,6 +3,8 @@
 import json
 import logging
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -55,6 +57,16 @@ def heldout_records(run_dir):
     return [r for r in read_jsonl(run_dir / "results.jsonl") if r["split"] == "dev"]
 
 
+def tensorboard_scalars(log_dir):
+    """``{tag: [(step, value), ...]}`` of the event files under ``log_dir``, read without TensorFlow."""
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
 def independent_mlm_loss(checkpoint, cfg, dev_data):
     """The checkpoint's mean cross-entropy over every masked token of the dev set, all instances in one batch."""
     tokenizer = build_tokenizer(cfg.tokenizer)
@@ -95,6 +107,9 @@ def test_heldout_numbers_agree_everywhere_and_equal_an_independent_computation(t
         assert record["loss"] == record["mlm_loss"] == pytest.approx(loss, rel=1e-5)
         assert record["mlm_acc"] == pytest.approx(accuracy, abs=1e-9)
         assert record["mlm_ppl"] == pytest.approx(math.exp(loss), rel=1e-5)
+    logged_scalars = tensorboard_scalars(out / "tensorboard")
+    for name in ("loss", "mlm_loss", "mlm_acc", "mlm_ppl"):
+        assert logged_scalars[f"dev/{name}"] == [(r["step"], pytest.approx(r[name], rel=1e-6)) for r in records]
     best = min(records, key=lambda r: r["loss"])
     assert result == best["loss"]
     facts = outcome(cfg, result, out)
