@@ -260,7 +260,9 @@ def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
 
 
 def _refuse_earlier_checkpoints(out_dir: Path) -> None:
-    existing = [path for _, path in step_checkpoints(out_dir)] or [out_dir / BEST] * (out_dir / BEST).is_file()
+    existing = [path for _, path in step_checkpoints(out_dir)]
+    if not existing and (out_dir / BEST).is_file():
+        existing = [out_dir / BEST]
     if existing:
         raise UerError(f"output_model_path {out_dir} already holds {existing[-1].name} from an earlier run; "
                        "pass resume=true to continue it, or choose another output_model_path")

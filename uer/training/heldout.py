@@ -178,7 +178,8 @@ class Validation:
     def evaluate(self, step: int) -> bool:
         """Score the dev set at ``step`` and record it; True when its loss is the best so far (every rank agrees)."""
         best = self.best
-        values = self.heldout.evaluate(self.model, self.autocast)
+        with self.reporter.not_training():
+            values = self.heldout.evaluate(self.model, self.autocast)
         record = {"split": SPLIT, "step": step, "metric": METRIC, **values}
         self.records.append(record)
         if self.is_main:

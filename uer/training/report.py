@@ -16,6 +16,7 @@ not a mean of per-batch means.  Tensors stay on the device until a report is due
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -99,6 +100,15 @@ class Reporter:
             self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
         self._reset()
         return record
+
+    @contextlib.contextmanager
+    def not_training(self):
+        """Time spent inside (an evaluation between steps) does not count in the window's tokens/s."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._start += time.perf_counter() - started
 
     def evaluation(self, split: str, step: int, values: dict[str, float]) -> None:
         """An evaluation's ``values`` at ``step`` (e.g. pre-training's held-out loss): one log line, a
