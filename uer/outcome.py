@@ -78,7 +78,7 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
     """
     out: dict = {"metric": None, "score": number(result), "higher_is_better": True, "train": {}, "dev": {},
                  "test": {}, "reports": {}, "published": [], "counts": {}, "epoch": None, "step": None,
-                 "checkpoint": None, "output": None}
+                 "dev_step": None, "checkpoint": None, "output": None}
     stage = cfg.get("stage")
     run_directory = Path(run_directory)
     if stage == "finetune":
@@ -199,7 +199,7 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
         if facts["train"]:
             parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["train"].items()))
         if facts["dev"]:
-            parts.append(f"best held-out (step {facts.get('dev_step')}) "
+            parts.append(f"best held-out (step {facts['dev_step']}) "
                          + " ".join(f"{k} {fmt(v)}" for k, v in facts["dev"].items()))
     elif stage == "score" and facts["test"]:
         parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["test"].items()))
@@ -228,6 +228,7 @@ def fmt(value: Any) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (none when it is absent); a line that is not JSON is skipped."""
     if not path.exists():
         return []
     records = []

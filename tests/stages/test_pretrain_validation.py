@@ -14,7 +14,7 @@ from uer.app import run_stage
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_model
-from uer.outcome import outcome
+from uer.outcome import outcome, summary_line
 from uer.sweep_tables import write_tables
 from uer.tokenizers import build_tokenizer
 from uer.training.heldout import DEV_EPOCH, DEV_MASK_SEED, HeldOutSet, heldout_numbers
@@ -115,6 +115,8 @@ def test_heldout_numbers_agree_everywhere_and_equal_an_independent_computation(t
     facts = outcome(cfg, result, out)
     assert facts["metric"] == "dev loss" and facts["dev"]["loss"] == best["loss"] and not facts["higher_is_better"]
     assert facts["checkpoint"] == str(out / "best.pt")
+    line = summary_line("pretrain", facts, 1)
+    assert f"| best held-out (step {best['step']}) loss {best['loss']:.4f} mlm_loss" in line
     kept, at_step = load_checkpoint(out / "best.pt"), load_checkpoint(out / f"step_{best['step']}.pt")
     assert kept["trainer"]["step"] == best["step"]
     for name, weights in at_step["model"].items():
