@@ -131,6 +131,21 @@ def test_a_sentence_head_gets_loss_and_accuracy_and_the_token_parts_perplexity()
                                      "nsp_loss": 0.7, "nsp_acc": 0.5})
 
 
+def test_bert_held_out_is_scored_for_both_heads(tmp_path):
+    """Through the whole run: nsp gets loss and accuracy, mlm its perplexity too, the loss is their sum."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join((ROOT / "corpora" / "book_review_bert.txt").read_text(encoding="utf-8")
+                                .splitlines()[:120]) + "\n", encoding="utf-8")
+    data = tmp_path / "data"
+    run_stage(compose_config(["stage=preprocess", "target=bert", f"preprocess.corpus_path={corpus}",
+                              f"preprocess.dataset_path={data}", "preprocess.seq_length=32"]))
+    out = tmp_path / "m"
+    run_stage(train_cfg(data, out, "target=bert", f"pretrain.dev_dataset_path={corpus}", "pretrain.total_steps=1"))
+    [record] = heldout_records(out)
+    assert set(record) == {"split", "step", "metric", "loss", "mlm_loss", "mlm_acc", "mlm_ppl", "nsp_loss", "nsp_acc"}
+    assert record["loss"] == pytest.approx(record["mlm_loss"] + record["nsp_loss"])
+
+
 def test_ranks_score_disjoint_shards_that_cover_the_dev_set(dev_data):
     dataset = PretrainDataset(dev_data)
     shards = [np.concatenate(HeldOutSet(dataset, 8, rank=rank, world_size=3, device=torch.device("cpu")).batches)
