@@ -6,6 +6,8 @@ the last line a run logs::
 
     finetune done in 1m05s | best dev acc 0.8125 (epoch 2) | test acc 0.8010 macro_f1 0.7990 | checkpoint outputs/models/douban/best.pt
 
+Pre-training with ``pretrain.dev_dataset_path`` writes its held-out evaluations to ``results.jsonl``
+the same way (``"split": "dev", "metric": "loss"``), and its score is the lowest held-out loss.
 Fine-tuning's ``results.jsonl`` names the metric that picks the best evaluation
 (``"metric": "acc"`` on each dev and cross-validation record), so reading it needs no task
 code.  Files written before records named it fall back to ``finetune.metric`` of the run's
@@ -67,7 +69,8 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
     """What a finished run of ``cfg.stage`` produced, from its return value and the files it wrote.
 
     Keys: ``metric`` (the name of ``score``), ``score`` (the value returned to Hydra),
-    ``higher_is_better``, ``train`` (the last training report of ``pretrain``), ``dev`` and
+    ``higher_is_better``, ``train`` (the last training report of ``pretrain``), ``dev`` (scores of
+    ``finetune``; of ``pretrain`` with a held-out dataset, its best evaluation, at ``dev_step``) and
     ``test`` (scores of ``finetune``), ``reports`` (the per-class report of ``test``, where the
     task has one), ``published`` (the results the run reproduces, :mod:`uer.reference_results`),
     ``counts`` (of ``preprocess``), ``epoch``, ``step``, ``checkpoint`` (the model to use
@@ -75,24 +78,15 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
     """
     out: dict = {"metric": None, "score": number(result), "higher_is_better": True, "train": {}, "dev": {},
                  "test": {}, "reports": {}, "published": [], "counts": {}, "epoch": None, "step": None,
-                 "checkpoint": None, "output": None}
+                 "dev_step": None, "checkpoint": None, "output": None}
     stage = cfg.get("stage")
     run_directory = Path(run_directory)
     if stage == "finetune":
         _finetune_outcome(cfg, run_directory, out)
     elif stage == "pretrain":
-        out.update(metric="loss", higher_is_better=False)
-        records = _read_jsonl(run_directory / METRICS)
-        if records:
-            last = records[-1]
-            out["step"] = last.get("step")
-            out["train"] = {k: v for k, v in last.items() if k.endswith(("_loss", "_acc")) and number(v) is not None}
-        models = model_dir(cfg, run_directory)
-        checkpoints = step_checkpoints(models) if models.is_dir() else []
-        if checkpoints:
-            out["checkpoint"] = str(checkpoints[-1][1])
+        _pretrain_outcome(cfg, run_directory, out)
     elif stage == "score":
-        records = [r for r in _read_jsonl(run_directory / RESULTS) if r.get("split") == "score"]
+        records = [r for r in read_jsonl(run_directory / RESULTS) if r.get("split") == "score"]
         if records:
             last = records[-1]
             out["test"] = {k: v for k, v in last.items() if k not in ("split", "path", "model", "metric")}
@@ -107,8 +101,32 @@ def outcome(cfg: DictConfig, result: Any, run_directory: Path) -> dict:
     return out
 
 
+def _pretrain_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
+    """The last training report (``metrics.jsonl``) and, with ``pretrain.dev_dataset_path``, the held-out
+    evaluation of lowest loss (``results.jsonl``): the run's score, as ``run`` returns it."""
+    out.update(metric="loss", higher_is_better=False)
+    reports = [r for r in read_jsonl(run_directory / METRICS) if "split" not in r]  # held-out ones have a split
+    if reports:
+        last = reports[-1]
+        out["step"] = last.get("step")
+        out["train"] = {k: v for k, v in last.items() if k.endswith(("_loss", "_acc")) and number(v) is not None}
+    heldout = [r for r in read_jsonl(run_directory / RESULTS)
+               if r.get("split") == "dev" and number(r.get(r.get("metric"))) is not None]
+    if heldout:
+        best = min(heldout, key=lambda r: r[r["metric"]])
+        out["metric"] = f"dev {best['metric']}"
+        out["dev"] = _scores(best)
+        out["dev_step"] = best.get("step")
+    models = model_dir(cfg, run_directory)
+    checkpoints = step_checkpoints(models) if models.is_dir() else []
+    if (models / "best.pt").is_file():
+        out["checkpoint"] = str(models / "best.pt")
+    elif checkpoints:
+        out["checkpoint"] = str(checkpoints[-1][1])
+
+
 def _finetune_outcome(cfg: DictConfig, run_directory: Path, out: dict) -> None:
-    records = _read_jsonl(run_directory / RESULTS)
+    records = read_jsonl(run_directory / RESULTS)
     metric = _selection_metric(cfg, records)
     out["metric"] = f"dev {metric}" if metric else "dev score"
     cv = [r for r in records if r.get("split") == "cv"]
@@ -180,6 +198,9 @@ def summary_line(stage: str, facts: dict, seconds: float) -> str:
             parts.append(f"step {facts['step']}")
         if facts["train"]:
             parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["train"].items()))
+        if facts["dev"]:
+            parts.append(f"best held-out (step {facts['dev_step']}) "
+                         + " ".join(f"{k} {fmt(v)}" for k, v in facts["dev"].items()))
     elif stage == "score" and facts["test"]:
         parts.append(" ".join(f"{k} {fmt(v)}" for k, v in facts["test"].items()))
     elif stage == "preprocess" and facts["counts"]:
@@ -206,7 +227,8 @@ def fmt(value: Any) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (none when it is absent); a line that is not JSON is skipped."""
     if not path.exists():
         return []
     records = []

@@ -18,6 +18,7 @@ from uer.data.prefetch import BatchSource
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.errors import UerError
+from uer.finetuning.checkpoints import BEST
 from uer.io.checkpoint import checkpoint_path, checkpoint_tokenizer, load_checkpoint, save_checkpoint, step_checkpoints
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.outputs import DIRECTORY, Output
@@ -25,9 +26,11 @@ from uer.io.pretrained import load_pretrained_weights
 from uer.models import build_model
 from uer.models.compat import check_model
 from uer.paths import model_dir
+from uer.progress import short_path
 from uer.runtime import run_dir
 from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tokenizers import build_tokenizer
+from uer.training.heldout import HeldOutSet, Validation, build_dev_dataset, check_positions, open_dev_dataset
 from uer.training.loggers import check_logger
 from uer.training.process import run_config, training_process
 from uer.training.resume import check_resumable, run_facts
@@ -59,6 +62,16 @@ class PretrainConfig:
                                    "(uer/data/prefetch.py); 0 = between steps in the training process, right on "
                                    "a CPU; on a GPU 1-2 keep it from waiting (bench/data_pipeline.py)",
                                 bounds=NON_NEGATIVE)
+    dev_dataset_path: Optional[str] = setting(
+        None, "held-out data to score during training (loss, accuracy, perplexity in the log, metrics.jsonl, the "
+              "logger and results.jsonl): a corpus file, preprocessed as pretrain.dataset_path was into the run "
+              "directory, or a dataset stage=preprocess wrote for the same target and tokenizer (python main.py "
+              "stage=preprocess target=mlm preprocess.corpus_path=dev.txt preprocess.dataset_path=outputs/data/dev "
+              "with the training's options); null = no validation")
+    eval_steps: Optional[int] = setting(None, "score the held-out dataset every this many steps (and at the end); "
+                                              "null = whenever a checkpoint is saved", bounds=at_least(1))
+    keep_best: bool = setting(False, "write best.pt (a checkpoint like step_N.pt) whenever the held-out loss "
+                                     "improves; needs dev_dataset_path")
 
 
 @stage_root("pretrain")
@@ -90,6 +103,27 @@ def prepare(cfg: DictConfig) -> None:
     check_model(cfg.embedding, cfg.encoder, cfg.target)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
+    _check_validation(cfg)
+
+
+def _check_validation(cfg: DictConfig) -> None:
+    """The held-out dataset matches the training one (target, tokenizer, positions, classes); the options
+    that need it are not set without it."""
+    p = cfg.pretrain
+    if p.dev_dataset_path is None:
+        for key, value in (("keep_best", p.keep_best), ("eval_steps", p.eval_steps)):
+            if value not in (None, False):
+                raise UerError(f"pretrain.{key}={value} needs a held-out dataset: set pretrain.dev_dataset_path= "
+                               f"(a dataset stage=preprocess wrote from a held-out corpus) or drop pretrain.{key}")
+        return
+    if Path(p.dev_dataset_path).is_file():  # a held-out corpus: workers read the dataset built from it
+        p.dev_dataset_path = str(build_dev_dataset(p.dev_dataset_path, p.dataset_path, build_tokenizer(cfg.tokenizer),
+                                                   run_dir(model_dir(cfg))))
+    dev = open_dev_dataset(p.dev_dataset_path, p.dataset_path, cfg.target.type, cfg.embedding.get("max_seq_length"),
+                           distributed.world_size(cfg))
+    if cfg.target.type == "cls" and dev.labels_num() > cfg.target.labels_num:
+        raise UerError(f"pretrain.dev_dataset_path={p.dev_dataset_path} has labels up to {dev.labels_num() - 1} but "
+                       f"target.labels_num={cfg.target.labels_num}; set target.labels_num={dev.labels_num()}")
 
 
 def _resolve_cls_labels(cfg: DictConfig) -> None:
@@ -117,12 +151,7 @@ def run(cfg: DictConfig):
     tokenizer = _tokenizer(cfg, resume_payload, start)
     dataset = PretrainDataset(p.dataset_path)
     dataset.check_compatible(cfg.target.type, tokenizer.identity())
-    positions = cfg.embedding.get("max_seq_length")
-    if positions is not None and dataset.meta["seq_length"] > positions:
-        raise UerError(
-            f"dataset {p.dataset_path} has seq_length {dataset.meta['seq_length']} but the embedding has only "
-            f"{positions} positions; raise model.max_seq_length or re-run preprocess"
-        )
+    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
     config = run_config(cfg)
     facts = run_facts(env.world_size, dataset.fingerprint())
     if resume_payload is not None:
@@ -140,20 +169,34 @@ def run(cfg: DictConfig):
     log.info("model: %s parameters, %s", f"{sum(x.numel() for x in model.parameters()):,}",
              {node: cfg[node].type for node in ("embedding", "encoder", "target")})
 
+    heldout = None
+    if p.dev_dataset_path is not None:  # checked against the training dataset by prepare
+        heldout = HeldOutSet(PretrainDataset(p.dev_dataset_path, check_values=False), p.batch_size, rank=env.rank,
+                             world_size=env.world_size, device=device)
+        log.info("held-out: %d instances of %s, scored %s and at the end", len(heldout.dataset),
+                 short_path(p.dev_dataset_path),
+                 f"every {p.eval_steps} steps" if p.eval_steps else "at every checkpoint")
     sampler = EpochSampler(len(dataset), p.batch_size, cfg.seed, source=f"dataset {p.dataset_path}",
                            lengths=dataset.lengths() if p.length_bucketing else None,
                            rank=env.rank, world_size=env.world_size)
     try:
-        with TrainingSession(cfg, model, p, total_steps=p.total_steps, report_dir=run_dir(out_dir), env=env,
+        report_dir = run_dir(out_dir)
+        with TrainingSession(cfg, model, p, total_steps=p.total_steps, report_dir=report_dir, env=env,
                              device=device, facts=facts) as session:
+            validation = None
+            if heldout is not None:
+                validation = Validation(heldout, model, session.trainer.autocast, session.reporter,
+                                        eval_steps=p.eval_steps, report_dir=report_dir, is_main=env.is_main)
             if resume_payload is not None:
                 session.restore(resume_payload["trainer"], sampler)
+                if validation is not None:
+                    validation.load_state_dict(resume_payload["trainer"].get("heldout"))
                 log.info("resumed from step %d of %s", session.trainer.step, out_dir)
             end_step = p.total_steps
             if p.stop_after_steps is not None:
                 end_step = min(end_step, session.trainer.step + p.stop_after_steps)
             checkpoints = StepCheckpoints(session, sampler, out_dir, end_step, p, model=model, config=config,
-                                          tokenizer=tokenizer)
+                                          tokenizer=tokenizer, validation=validation)
             batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers,
                                   pin_memory=device.type == "cuda")
             try:
@@ -165,34 +208,46 @@ def run(cfg: DictConfig):
     if last is None:
         log.info("nothing to do: the checkpoint in %s is already at step %d", out_dir, session.trainer.step)
         return None
+    if validation is not None and validation.best is not None:
+        return validation.best["loss"]  # what a sweep ranks pre-training runs by
     return sum(v for k, v in last.items() if k.endswith("_loss") and math.isfinite(v))
 
 
 class StepCheckpoints:
     """The session callback of pre-training: ``step_N.pt`` every ``save_checkpoint_steps`` steps and at
     ``end_step``, keeping the newest ``keep_checkpoints`` (``p`` is ``cfg.pretrain``).  Each holds
-    ``model``'s weights, the run's ``config``, the ``tokenizer`` and the session's resumable state."""
+    ``model``'s weights, the run's ``config``, the ``tokenizer`` and the session's resumable state.
+    With a ``validation``, the held-out set is scored when it is due (before that step's checkpoint, which
+    records the scores so far) and ``keep_best`` writes ``best.pt`` whenever the held-out loss improves."""
 
     def __init__(self, session: TrainingSession, sampler: EpochSampler, out_dir: Path, end_step: int, p, *,
-                 model: torch.nn.Module, config: dict, tokenizer):
+                 model: torch.nn.Module, config: dict, tokenizer, validation: Validation | None = None):
         self.session, self.sampler, self.out_dir, self.end_step = session, sampler, out_dir, end_step
-        self.every, self.keep = p.save_checkpoint_steps, p.keep_checkpoints
+        self.every, self.keep, self.keep_best = p.save_checkpoint_steps, p.keep_checkpoints, p.keep_best
         self.model, self.config, self.tokenizer = model, config, tokenizer
+        self.validation = validation
 
     def __call__(self, step: int) -> None:
-        if step % self.every == 0 or step == self.end_step:
-            self.save(step)
+        saving = step % self.every == 0 or step == self.end_step
+        improved = False
+        if self.validation is not None and self.validation.due(step, saving, end=step == self.end_step):
+            self.session.trainer.check_finite()  # a broken model is not scored
+            improved = self.validation.evaluate(step)
+        if saving:
+            self.save(step, checkpoint_path(self.out_dir, step))
+        if improved and self.keep_best:
+            self.save(step, self.out_dir / BEST)
 
-    def save(self, step: int) -> None:
+    def save(self, step: int, path: Path) -> None:
         self.session.trainer.check_finite()  # on every rank, before anything is written
-        state = self.session.checkpoint_state(self.sampler)
+        extra = {"heldout": self.validation.state_dict()} if self.validation is not None else {}
+        state = self.session.checkpoint_state(self.sampler, **extra)
         if state is None:
             return
-        path = checkpoint_path(self.out_dir, step)
         save_checkpoint(path, model_state=self.model.state_dict(), config=self.config, tokenizer=self.tokenizer,
                         trainer=state)
         log.info("saved %s", path)
-        if self.keep > 0:
+        if self.keep > 0 and path.name != BEST:
             for _, old in step_checkpoints(self.out_dir)[:-self.keep]:
                 old.unlink()
 
@@ -209,9 +264,11 @@ def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
 
 
 def _refuse_earlier_checkpoints(out_dir: Path) -> None:
-    existing = step_checkpoints(out_dir)
+    existing = [path for _, path in step_checkpoints(out_dir)]
+    if not existing and (out_dir / BEST).is_file():
+        existing = [out_dir / BEST]
     if existing:
-        raise UerError(f"output_model_path {out_dir} already holds {existing[-1][1].name} from an earlier run; "
+        raise UerError(f"output_model_path {out_dir} already holds {existing[-1].name} from an earlier run; "
                        "pass resume=true to continue it, or choose another output_model_path")
 
 

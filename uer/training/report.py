@@ -6,7 +6,8 @@ progress bar follows every step between reports (:mod:`uer.progress`).  The logg
 every reported number (each target part's loss and accuracy, ``lr``, ``tokens_per_s``,
 ``real_tokens_per_s``) and whatever a stage adds with :meth:`Reporter.scalars` and
 :meth:`Reporter.text` (fine-tuning: ``dev/<metric>`` and the per-class table after every
-evaluation).
+evaluation) or :meth:`Reporter.evaluation` (pre-training's held-out numbers, which also go
+into ``metrics.jsonl``, marked ``"split": "dev"``).
 
 Statistics arrive from the model as ``name -> (numerator, denominator)`` tensors and are
 summed over the report window and over the ranks of a multi-process run, so e.g. ``mlm_acc`` is correct/masked over the window,
@@ -15,6 +16,7 @@ not a mean of per-batch means.  Tensors stay on the device until a report is due
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -94,13 +96,30 @@ class Reporter:
                      step, self.total_steps, lr, parts, record["tokens_per_s"], record["real_tokens_per_s"],
                      f" | eta {format_duration(eta)}" if eta is not None else "")
             if self.out_dir is not None:
-                with reporting_write_errors(self.out_dir / METRICS):
-                    self.out_dir.mkdir(parents=True, exist_ok=True)
-                    with open(self.out_dir / METRICS, "a", encoding="utf-8") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                append_record(self.out_dir / METRICS, record)
             self.scalars("train", {key: value for key, value in record.items() if key != "step"}, step)
         self._reset()
         return record
+
+    @contextlib.contextmanager
+    def not_training(self):
+        """Time spent inside (an evaluation between steps) does not count in the window's tokens/s."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._start += time.perf_counter() - started
+
+    def evaluation(self, split: str, step: int, values: dict[str, float]) -> None:
+        """An evaluation's ``values`` at ``step`` (e.g. pre-training's held-out loss): one log line, a
+        ``metrics.jsonl`` record marked ``"split": split`` and ``split/<name>`` to the logger."""
+        if not self.enabled:
+            return
+        log.info("%s step %d/%d | %s", split, step, self.total_steps,
+                 " | ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        if self.out_dir is not None:
+            append_record(self.out_dir / METRICS, {"step": step, "split": split, **values})
+        self.scalars(split, values, step)
 
     @property
     def logger(self) -> RunLogger | None:
@@ -123,3 +142,11 @@ class Reporter:
             self._bar.close()
         if self._logger is not None:
             self._logger.close()
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append ``record`` as one JSON line to ``path`` (a write error is one line naming the file)."""
+    with reporting_write_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
