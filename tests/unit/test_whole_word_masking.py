@@ -276,3 +276,20 @@ def test_missing_jieba_names_the_extra(tok, corpus, tmp_path, monkeypatch):
     with pytest.raises(UerError, match=r'pip install -e "\.\[wwm\]"'):
         build(tok, corpus, tmp_path / "ds")
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("make", ["wordpiece_tokenizer", "byte_level_bpe"])
+def test_fast_tokenizers_place_tokens_by_their_offsets(tmp_path, make):
+    import tokenizer_testing
+    made = getattr(tokenizer_testing, make)
+    tokenizer = made(tokenizer_testing.BERT_SPECIALS) if make == "byte_level_bpe" else made()
+    directory = tokenizer_testing.model_dir(tmp_path / "m", tokenizer, {})
+    hf = build_tokenizer(dict(type="hf", tokenizer_path=str(directory)))
+    line = "Tokenizers jumps over quickly-brown foxes"
+    ids = hf.encode(line)
+    starts = line_word_starts(line, ids, hf, WordSegmenter("whitespace"))
+    _, spans = hf.encode_with_offsets(line)
+    words = ["".join(line[a:b] for a, b in spans[i:j]).strip()
+             for i, j in zip(np.flatnonzero(starts), [*np.flatnonzero(starts)[1:], len(ids)])]
+    assert words == line.split()
+    assert len(ids) > len(words), "every word was a single token: nothing was tested"

@@ -48,11 +48,7 @@ class WordSegmenter:
                 raise UerError(f"preprocess.segmenter_dict is a jieba user dictionary, but "
                                f"preprocess.word_segmenter={self.name}; unset it or use word_segmenter=jieba")
             return
-        try:
-            import jieba  # noqa: F401  # lazy: an optional extra only whole-word masking needs
-        except ImportError:
-            raise UerError(f"preprocess.word_segmenter=jieba needs the jieba package, which is not installed: "
-                           f"{INSTALL_HINT}") from None
+        _import_jieba()
         if self.dict_path:
             try:
                 with open(self.dict_path, encoding="utf-8") as f:
@@ -65,8 +61,7 @@ class WordSegmenter:
         """What decides the segmentation, for meta.json."""
         recipe = {"segmenter": self.name}
         if self.name == "jieba":
-            import jieba  # lazy: an optional extra only whole-word masking needs
-            recipe["jieba_version"] = jieba.__version__
+            recipe["jieba_version"] = _import_jieba().__version__
             recipe["dict"] = os.path.abspath(self.dict_path) if self.dict_path else None
             if self.dict_path:
                 with open(self.dict_path, "rb") as f:
@@ -90,10 +85,20 @@ class WordSegmenter:
         return spans
 
 
+def _import_jieba():
+    try:
+        import jieba  # lazy: an optional extra only whole-word masking needs
+    except ImportError:
+        raise UerError(f"preprocess.word_segmenter=jieba needs the jieba package, which is not installed: "
+                       f"{INSTALL_HINT}") from None
+    return jieba
+
+
 def _jieba(dict_path: str | None):
+    """The jieba segmenter of this process for ``dict_path``, loaded on first use."""
     segmenter = _jieba_by_dict.get(dict_path)
     if segmenter is None:
-        import jieba  # lazy: an optional extra only whole-word masking needs
+        jieba = _import_jieba()
         jieba.setLogLevel(logging.WARNING)
         segmenter = jieba.Tokenizer()
         segmenter.initialize()
@@ -132,7 +137,7 @@ def token_starts(line: str, ids: list[int], tokenizer) -> list[int]:
         offset_ids, spans = tokenizer.encode_with_offsets(line)
         if list(offset_ids) != list(ids):
             raise RuntimeError("the tokenizer's encode_with_offsets disagrees with its encode_batch")
-        return [start if end > start else -1 for start, end in spans]
+        return [_first_visible(line, start) for start, _ in spans]
     folded, origin = _fold(line)
     offsets, cursor = [], 0
     for token in tokenizer.convert_ids_to_tokens(ids):
@@ -142,6 +147,15 @@ def token_starts(line: str, ids: list[int], tokenizer) -> list[int]:
         if found >= 0:
             cursor = found + len(surface)
     return offsets
+
+
+def _first_visible(line: str, start: int) -> int:
+    """The first non-space character of ``line`` from ``start`` on, -1 for none: a byte-level BPE token
+    spanning the space before a word (``Ġ``, alone or with the word's first letters) belongs to that word."""
+    for index in range(start, len(line)):
+        if not line[index].isspace():
+            return index
+    return -1
 
 
 def _surface(token: str) -> str:
