@@ -33,6 +33,8 @@ Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
     mask_positions.npy   static masking only: positions within the instance, flat
     mask_labels.npy      ... the original ids there
     mask_offsets.npy     int64, n+1: instance i's masks are [mask_offsets[i]:mask_offsets[i+1]]
+    word_starts.npy      uint8, whole-word masking only: 1 where a token starts a word
+                         (uer.data.segmentation), read by static and dynamic masking alike
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ from pathlib import Path
 import numpy as np
 
 from uer.data.corpus import CorpusIndex, index_corpus, read_documents
-from uer.data.instances import INSTANCE_BUILDERS, InstanceOptions, TokenizedDocuments
+from uer.data.instances import INSTANCE_BUILDERS, InstanceOptions, TokenizedDocuments, build_instances
 from uer.data.masking import MaskingScheme, mask_instances
+from uer.data.segmentation import WordSegmenter, line_word_starts
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
 from uer.io.atomic import reporting_write_errors
@@ -87,6 +90,7 @@ class BuildJob:
     token_dtype: str
     position_dtype: str
     shard_root: str
+    segmenter: WordSegmenter | None = None  # whole-word masking: how lines are cut into words
 
     def shard_dir(self, unit: int) -> Path:
         return Path(self.shard_root) / f"{unit:07d}"
@@ -97,7 +101,8 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
                            docs_buffer_size: int = 100000, processes_num: int = 1, seed: int = 7,
                            dynamic_masking: bool = False, span_masking: bool = False,
                            span_geo_prob: float = 0.2, span_max_length: int = 10,
-                           tokenizer_cfg: dict | None = None) -> dict:
+                           whole_word_masking: bool = False, word_segmenter: str = "jieba",
+                           segmenter_dict: str | None = None, tokenizer_cfg: dict | None = None) -> dict:
     """Build the dataset; returns counts (documents, instances, tokens) and seconds.
 
     Worker processes receive the tokenizer pickled.  ``tokenizer_cfg``, the settings the
@@ -112,7 +117,14 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     _check_options(builder, seq_length=seq_length, dup_factor=dup_factor, short_seq_prob=short_seq_prob,
                    docs_buffer_size=docs_buffer_size, processes_num=processes_num, seed=seed,
                    dynamic_masking=dynamic_masking, span_masking=span_masking,
-                   span_geo_prob=span_geo_prob, span_max_length=span_max_length)
+                   span_geo_prob=span_geo_prob, span_max_length=span_max_length,
+                   whole_word_masking=whole_word_masking)
+    segmenter = WordSegmenter(word_segmenter, segmenter_dict) if whole_word_masking else None
+    if segmenter is not None:
+        segmenter.check()
+    elif segmenter_dict:
+        raise UerError("preprocess.segmenter_dict is read only with preprocess.whole_word_masking=true; "
+                       "set that too, or unset segmenter_dict")
     dataset_path = Path(dataset_path)
     _check_replaceable(dataset_path)
     index = index_corpus(corpus_path, builder.layout)
@@ -123,7 +135,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     masking = None
     if builder.masked:
         masking = MaskingScheme(len(vocab), vocab.mask_id, tuple(sorted(vocab.special_ids)),
-                                span_masking, span_geo_prob, span_max_length)
+                                span_masking, span_geo_prob, span_max_length, whole_word_masking)
     static = masking is not None and not dynamic_masking
     repeats = dup_factor if static or builder.randomized(options) else 1
     units = _plan_units(index, docs_buffer_size if builder.uses_buffers(options) else None)
@@ -137,7 +149,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             masking=masking if static else None, seed=seed, repeats=repeats,
             token_dtype="<u2" if len(vocab) <= 1 << 16 else "<i4",
             position_dtype="<u2" if seq_length + 1 < 1 << 16 else "<i4",
-            shard_root=str(tmp / "shards"),
+            shard_root=str(tmp / "shards"), segmenter=segmenter,
         )
         totals = _run_units(job, index, units, tokenizer, processes_num)
         if totals["instances"] == 0:
@@ -146,6 +158,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
                            "tokenizer settings")
         flat = ["tokens", "seg_a_len"] + ["sentence_label"] * bool(builder.sentence_task)
         flat += ["label"] * builder.labelled
+        flat += ["word_starts"] * bool(segmenter)
         counts = {"lengths": "offsets"}
         if static:
             flat += ["mask_positions", "mask_labels"]
@@ -159,6 +172,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             "docs_buffer_size": docs_buffer_size, "dup_factor": dup_factor, "stored_repeats": repeats,
             "seed": seed, "dynamic_masking": bool(dynamic_masking),
             "masking": masking.to_dict() if masking else None,
+            **({"word_segmentation": segmenter.describe()} if segmenter else {}),
             "tokenizer": tokenizer.identity(),
             "tokenizer_settings": dict(tokenizer_cfg) if tokenizer_cfg is not None else None,
             "corpus": {"path": os.path.abspath(corpus_path), "bytes": index.size},
@@ -186,23 +200,26 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
     lines, line_counts = read_documents(job.corpus_path, starts, ends)
     builder = INSTANCE_BUILDERS.get(job.target)
     lines, line_counts, labels = builder.parse_documents(lines, line_counts, job.corpus_path, starts)
-    docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype), labels)
+    docs = tokenize_documents(tokenizer, lines, line_counts, np.dtype(job.token_dtype), labels, job.segmenter)
     parts = []
     for repeat in range(job.repeats):
         rng = np.random.default_rng([job.seed, repeat, unit])
-        block = builder.build(docs, rng, job.options)
+        block = build_instances(builder, docs, rng, job.options)
         arrays = {"tokens": block.tokens, "lengths": block.lengths, "seg_a_len": block.seg_a_len}
         if block.sentence_label is not None:
             arrays["sentence_label"] = block.sentence_label
         if block.label is not None:
             arrays["label"] = block.label
+        if block.word_starts is not None:
+            arrays["word_starts"] = block.word_starts
         if job.masking is not None:
-            masked = mask_instances(block.tokens, block.offsets, rng, job.masking)
+            masked = mask_instances(block.tokens, block.offsets, rng, job.masking, block.word_starts)
             arrays.update(tokens=masked.tokens, mask_positions=masked.positions,
                           mask_labels=masked.labels, mask_counts=masked.counts)
         parts.append(arrays)
     dtypes = {"tokens": job.token_dtype, "mask_labels": job.token_dtype, "seg_a_len": job.position_dtype,
-              "mask_positions": job.position_dtype, "sentence_label": "i1", "label": "<i4"}
+              "mask_positions": job.position_dtype, "sentence_label": "i1", "label": "<i4",
+              "word_starts": "u1"}
     shard = {name: np.concatenate([part[name] for part in parts]).astype(dtypes.get(name, "<i4"))
              for name in parts[0]}
     with reporting_write_errors(job.shard_dir(unit)):
@@ -212,15 +229,19 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
 
 
 def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtype: np.dtype,
-                       labels: np.ndarray | None = None) -> TokenizedDocuments:
+                       labels: np.ndarray | None = None, segmenter: WordSegmenter | None = None) -> TokenizedDocuments:
     """Encode the lines in batches; lines and documents without any token are dropped
-    (and so are their ``labels``, one per document, where given)."""
-    id_parts, length_parts = [], []
+    (and so are their ``labels``, one per document, where given).  With a ``segmenter`` each
+    token also gets whether it starts a word of its line."""
+    id_parts, length_parts, start_parts = [], [], []
     for first in range(0, len(lines), ENCODE_LINES):
-        encoded = tokenizer.encode_batch(lines[first:first + ENCODE_LINES])
+        batch = lines[first:first + ENCODE_LINES]
+        encoded = tokenizer.encode_batch(batch)
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
         id_parts.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=dtype, count=int(lengths.sum())))
         length_parts.append(lengths)
+        if segmenter is not None:
+            start_parts += [line_word_starts(line, ids, tokenizer, segmenter) for line, ids in zip(batch, encoded)]
     lengths = np.concatenate(length_parts)
     kept = lengths > 0
     document_of_line = np.repeat(np.arange(len(line_counts)), line_counts)
@@ -230,6 +251,7 @@ def tokenize_documents(tokenizer, lines: list[str], line_counts: list[int], dtyp
         sentence_offsets=np.concatenate(([0], np.cumsum(lengths[kept]))),
         document_offsets=np.concatenate(([0], np.cumsum(per_document[per_document > 0]))),
         labels=None if labels is None else np.asarray(labels)[per_document > 0],
+        word_starts=np.concatenate(start_parts) if segmenter is not None else None,
     )
 
 
@@ -344,7 +366,7 @@ def _build_unit_in_worker(task) -> dict:
 
 
 def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buffer_size, processes_num, seed,
-                   dynamic_masking, span_masking, span_geo_prob, span_max_length) -> None:
+                   dynamic_masking, span_masking, span_geo_prob, span_max_length, whole_word_masking) -> None:
     problems = []
     if seq_length < 8:
         problems.append(f"preprocess.seq_length={seq_length} must be at least 8")
@@ -361,6 +383,12 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
     if not builder.masked and (dynamic_masking or span_masking):
         problems.append("preprocess.dynamic_masking and preprocess.span_masking apply to the masked-LM "
                         "targets (mlm, bert, albert) only; set them to false")
+    if whole_word_masking and not builder.masked:
+        problems.append("preprocess.whole_word_masking applies to the masked-LM targets (mlm, bert, albert) only; "
+                        "set it to false")
+    elif whole_word_masking and span_masking:
+        problems.append("preprocess.whole_word_masking and preprocess.span_masking both decide which tokens are "
+                        "masked together; set one of them to false")
     if problems:
         raise UerError("; ".join(problems))
 

@@ -27,7 +27,7 @@ instance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,6 +56,7 @@ class TokenizedDocuments:
     sentence_offsets: np.ndarray
     document_offsets: np.ndarray
     labels: np.ndarray | None = None  # one per document (cls)
+    word_starts: np.ndarray | None = None  # whole-word masking: a bool per id, whether it starts a word
 
     @property
     def token_offsets(self) -> np.ndarray:
@@ -73,6 +74,7 @@ class InstanceBlock:
     seg_a_len: np.ndarray
     sentence_label: np.ndarray | None = None
     label: np.ndarray | None = None  # cls: the class of each instance
+    word_starts: np.ndarray | None = None  # whole-word masking: a bool per token, whether it starts a word
 
     @property
     def offsets(self) -> np.ndarray:
@@ -93,6 +95,29 @@ def concat_ranges(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     if suffix is not None:
         out[out_starts + out_lengths - 1] = suffix
     return out
+
+
+CLS_SLOT, SEP_SLOT = -1, -2  # stand-ins for [CLS] and [SEP] while instances are built from token positions
+
+
+def build_instances(builder, docs: TokenizedDocuments, rng: np.random.Generator,
+                    options: InstanceOptions) -> InstanceBlock:
+    """``builder.build``, carrying ``docs.word_starts`` (where set) into the instances.
+
+    The builder then runs on the *positions* of the tokens instead of their ids -- the same
+    lengths, so the same random draws and the same instances -- and both the ids and the word
+    starts are gathered from those positions; the ``[CLS]`` and ``[SEP]`` it adds start words."""
+    if docs.word_starts is None:
+        return builder.build(docs, rng, options)
+    positions = replace(docs, ids=np.arange(len(docs.ids), dtype=np.int64), word_starts=None)
+    block = builder.build(positions, rng, replace(options, cls_id=CLS_SLOT, sep_id=SEP_SLOT))
+    slots = block.tokens
+    added = slots < 0
+    gathered = np.where(added, 0, slots)
+    block.tokens = np.where(added, np.where(slots == CLS_SLOT, options.cls_id, options.sep_id),
+                            docs.ids[gathered]).astype(docs.ids.dtype)
+    block.word_starts = added | docs.word_starts[gathered]
+    return block
 
 
 class InstanceBuilder:

@@ -12,6 +12,15 @@ Span masking (SpanBERT) chooses spans instead of single tokens: span lengths fol
 geometric distribution with parameter ``span_geo_prob``, clipped to ``span_max_length``
 and to the remaining budget, so exactly the same number of tokens is chosen as without
 spans.  A span never crosses a special token (such as the ``[SEP]`` between segments).
+
+Whole-word masking (``whole_word_masking``: RoBERTa-wwm, MacBERT) chooses words: the
+caller passes, per token, whether it starts a word (:mod:`uer.data.segmentation`; a
+special token, the token after one and the first token of an instance always do).  The
+words of an instance are visited in random order and each is taken whole while it fits
+in the same budget as above (a longer word is skipped, as in Google BERT's
+``--do_whole_word_mask``), so at most the budget is chosen -- exactly it unless only
+words too long for the rest remain; when not even one word fits, the first word drawn
+is taken alone, so every instance still predicts something.  One 80/10/10 draw per word.
 """
 
 from __future__ import annotations
@@ -36,9 +45,13 @@ class MaskingScheme:
     span_masking: bool = False
     span_geo_prob: float = 0.2
     span_max_length: int = 10
+    whole_word_masking: bool = False
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "special_ids": list(self.special_ids)}
+        data = {**asdict(self), "special_ids": list(self.special_ids)}
+        if not self.whole_word_masking:  # datasets without it keep the meta.json they always had
+            del data["whole_word_masking"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "MaskingScheme":
@@ -72,18 +85,24 @@ class MaskedInstances:
 
 
 def mask_instances(tokens: np.ndarray, offsets: np.ndarray, rng: np.random.Generator,
-                   scheme: MaskingScheme) -> MaskedInstances:
+                   scheme: MaskingScheme, word_starts: np.ndarray | None = None) -> MaskedInstances:
     """Mask every instance of a flat block; instance ``i`` is ``tokens[offsets[i]:offsets[i+1]]``.
 
     ``tokens`` is not modified.  All random draws come from ``rng``, so a given
-    (block, rng state) always gives the same result.
+    (block, rng state) always gives the same result.  ``word_starts`` (a bool per token)
+    is required by, and only read with, ``scheme.whole_word_masking``.
     """
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     instance_of = np.repeat(np.arange(len(lengths)), lengths)
     maskable = ~scheme.is_special[tokens]
     budgets = _budgets(np.bincount(instance_of[maskable], minlength=len(lengths)))
-    if scheme.span_masking:
+    if scheme.whole_word_masking:
+        if word_starts is None or len(word_starts) != len(tokens):
+            raise ValueError("whole-word masking needs word_starts, one per token")
+        starts = _word_starts(word_starts, offsets, ~maskable)
+        chosen, draws = _choose_words(maskable, starts, offsets, budgets, rng)
+    elif scheme.span_masking:
         chosen, draws = _choose_spans(maskable, offsets, budgets, rng, scheme)
     else:
         chosen = _choose_tokens(maskable, instance_of, budgets, rng)
@@ -161,3 +180,49 @@ def _choose_spans(maskable: np.ndarray, offsets: np.ndarray, budgets: np.ndarray
     if not chosen:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     return np.concatenate(chosen), np.concatenate(draws)
+
+
+def _word_starts(word_starts: np.ndarray, offsets: np.ndarray, special: np.ndarray) -> np.ndarray:
+    """The stored word starts, plus: every special token and the token after it, every instance's first token
+    (a word cut by an instance boundary or a truncation is a word of its own there)."""
+    starts = np.asarray(word_starts, dtype=bool) | special
+    starts[1:] |= special[:-1]
+    starts[offsets[:-1][np.diff(offsets) > 0]] = True
+    return starts
+
+
+def _choose_words(maskable: np.ndarray, starts: np.ndarray, offsets: np.ndarray, budgets: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of whole words chosen within each instance's budget, one 80/10/10 draw per word."""
+    word_bounds = np.append(np.flatnonzero(starts), len(starts))
+    chosen, draws = [], []
+    for start, end, budget in zip(offsets[:-1].tolist(), offsets[1:].tolist(), budgets.tolist()):
+        if budget == 0:
+            continue
+        first, last = np.searchsorted(word_bounds, [start, end])
+        bounds = word_bounds[first:last + 1]
+        words = np.flatnonzero(maskable[bounds[:-1]])  # a word is all special (one token) or all maskable
+        sizes = np.diff(bounds)[words]
+        order = rng.permutation(len(words))
+        picked = _fill(sizes[order], budget)
+        words = np.sort(words[order[picked]])
+        word_draws = rng.random(len(words))
+        for word, draw in zip(words.tolist(), word_draws.tolist()):
+            chosen.append(np.arange(bounds[word], bounds[word + 1]))
+            draws.append(np.full(bounds[word + 1] - bounds[word], draw))
+    if not chosen:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    return np.concatenate(chosen), np.concatenate(draws)
+
+
+def _fill(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """Indices of ``sizes`` taken in order while each fits in what is left of ``budget`` (the first alone if
+    none fits)."""
+    taken, left = [], budget
+    for index, size in enumerate(sizes.tolist()):
+        if size <= left:
+            taken.append(index)
+            left -= size
+            if left == 0:
+                break
+    return np.array(taken or [0], dtype=np.int64)

@@ -13,6 +13,9 @@ A batch is padded to its own longest instance and holds:
 * bilm: ``lm_backward_labels`` (B, L), the previous token, -100 at position 0 and padding;
 * cls: ``cls_labels`` (B,) the class of each row.
 
+A dataset built with whole-word masking holds ``word_starts`` (a flag per token) beside
+``tokens``; dynamic masking passes them to the same masking function as preprocess did.
+
 With dynamic masking the masks are drawn here, from ``default_rng([seed, epoch, index])``
 per instance: the same instance gets the same mask in the same epoch whatever batch it
 lands in, which keeps a resumed run identical to an uninterrupted one.
@@ -57,6 +60,8 @@ class PretrainDataset:
         names += ["sentence_label"] * bool(builder.sentence_task)
         names += ["label"] * builder.labelled
         names += ["mask_positions", "mask_labels", "mask_offsets"] * static
+        whole_words = bool(builder.masked and (self.meta["masking"] or {}).get("whole_word_masking"))
+        names += ["word_starts"] * whole_words
         missing = [name for name in names if name not in self.meta["arrays"]]
         if missing:
             raise UerError(f"{self.path / META_FILE} lists no array {', '.join(missing)}; {fix}")
@@ -67,6 +72,7 @@ class PretrainDataset:
         self._mask_positions = arrays.get("mask_positions")
         self._mask_labels = arrays.get("mask_labels")
         self._mask_offsets = arrays.get("mask_offsets")
+        self._word_starts = arrays.get("word_starts")
         self._check_consistent(fix)
         self._dynamic = MaskingScheme.from_dict(self.meta["masking"]) if builder.masked and self.meta["dynamic_masking"] else None
         self._masked = builder.masked
@@ -78,11 +84,11 @@ class PretrainDataset:
     def _check_consistent(self, fix: str) -> None:
         n = len(self._offsets) - 1
         ok = all(len(a) == n for a in (self._seg_a_len, self._sentence_label, self._label) if a is not None)
-        for offsets, *values in ((self._offsets, self._tokens),
+        for offsets, *values in ((self._offsets, self._tokens, self._word_starts),
                                  (self._mask_offsets, self._mask_positions, self._mask_labels)):
             if offsets is not None:
                 ok = ok and len(offsets) == n + 1 and n >= 0 and offsets[0] == 0
-                ok = ok and all(offsets[-1] == len(v) for v in values)
+                ok = ok and all(offsets[-1] == len(v) for v in values if v is not None)
         if not ok:
             raise UerError(f"{self.path}: the array sizes do not match each other; {fix}")
 
@@ -101,7 +107,8 @@ class PretrainDataset:
                        ("mask_labels", self._mask_labels, 0, vocab_size - 1, vocabulary)]
         checks += [("mask_positions", self._mask_positions, 0, longest - 1, f"positions below {longest}"),
                    ("sentence_label", self._sentence_label, 0, 1, "labels 0 and 1"),
-                   ("label", self._label, 0, None, "labels of at least 0")]
+                   ("label", self._label, 0, None, "labels of at least 0"),
+                   ("word_starts", self._word_starts, 0, 1, "word-start flags 0 and 1")]
         for name, values, low, high, allowed in checks:
             if values is None:
                 continue
@@ -190,7 +197,10 @@ class PretrainDataset:
         for row, (tokens, index) in enumerate(zip(instances, indices.tolist())):
             if self._dynamic is not None:
                 rng = np.random.default_rng([seed, epoch, index])
-                masked = mask_instances(tokens, np.array([0, len(tokens)]), rng, self._dynamic)
+                word_starts = None
+                if self._word_starts is not None:
+                    word_starts = np.asarray(self._word_starts[self._offsets[index]:self._offsets[index + 1]], bool)
+                masked = mask_instances(tokens, np.array([0, len(tokens)]), rng, self._dynamic, word_starts)
                 tokens, row_positions, row_labels = masked.tokens, masked.positions, masked.labels
             else:
                 first, last = self._mask_offsets[index], self._mask_offsets[index + 1]

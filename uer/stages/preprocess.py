@@ -37,6 +37,12 @@ class PreprocessConfig:
     span_geo_prob: float = setting(0.2, "span lengths are geometric with this p",
                                    bounds=Bounds(low=0, high=1, low_open=True))
     span_max_length: int = setting(10, "longest masked span", bounds=at_least(1))
+    whole_word_masking: bool = setting(False, "mask every token of a word together, words found by word_segmenter "
+                                              "(RoBERTa-wwm, MacBERT); masked-LM targets, not with span_masking")
+    word_segmenter: str = setting("jieba", "how whole_word_masking finds words: jieba (Chinese; pip install -e "
+                                           "\".[wwm]\") or whitespace (space-separated languages)")
+    segmenter_dict: Optional[str] = setting(None, "a jieba user dictionary (one word a line) for "
+                                                  "word_segmenter=jieba")
     overwrite: bool = setting(False, "replace the dataset already at dataset_path (only its own files: other files "
                                      "in the directory stay); false = an existing dataset stops the run")
 
@@ -55,7 +61,7 @@ def outputs(cfg) -> list[Output]:
 
 
 def input_keys(cfg) -> list[str]:
-    return ["preprocess.corpus_path", *path_keys(cfg, "tokenizer")]
+    return ["preprocess.corpus_path", "preprocess.segmenter_dict", *path_keys(cfg, "tokenizer")]
 
 
 def prepare(cfg) -> None:
@@ -78,5 +84,6 @@ def run(cfg) -> dict:
         full_sentences=p.full_sentences, docs_buffer_size=p.docs_buffer_size, processes_num=p.processes_num,
         seed=cfg.seed, dynamic_masking=p.dynamic_masking, span_masking=p.span_masking,
         span_geo_prob=p.span_geo_prob, span_max_length=p.span_max_length,
+        whole_word_masking=p.whole_word_masking, word_segmenter=p.word_segmenter, segmenter_dict=p.segmenter_dict,
         tokenizer_cfg=tokenizer.identity(),
     )
