@@ -200,6 +200,22 @@ def test_a_heldout_corpus_is_preprocessed_as_the_training_dataset_was(tmp_path, 
     assert [r["step"] for r in heldout_records(out)] == [1]
 
 
+def test_a_heldout_corpus_gets_the_whole_word_masking_of_the_training_dataset(tmp_path):
+    wwm = ("preprocess.whole_word_masking=true", "preprocess.word_segmenter=whitespace")
+    for name in ("train", "dev"):
+        (tmp_path / name).mkdir()
+    train = preprocess(tmp_path / "train", slice(0, 60), *wwm)
+    expected = PretrainDataset(preprocess(tmp_path / "dev", slice(300, 320), *wwm))
+    out = tmp_path / "m"
+    run_stage(train_cfg(train, out, f"pretrain.dev_dataset_path={tmp_path / 'dev' / 'corpus.txt'}",
+                        "pretrain.total_steps=1"))
+    built = PretrainDataset(out / "heldout_dataset")
+    assert built.meta["word_segmentation"] == expected.meta["word_segmentation"] == {"segmenter": "whitespace"}
+    everything = np.arange(len(expected))
+    for name, value in expected.batch(everything, DEV_EPOCH, DEV_MASK_SEED).items():
+        assert torch.equal(built.batch(everything, DEV_EPOCH, DEV_MASK_SEED)[name], value), name
+
+
 def test_a_pretraining_sweep_ranks_its_jobs_by_heldout_loss(tmp_path):
     """Two jobs as they leave their run directories: the one with the lower training loss but the higher
     held-out loss is not the best."""

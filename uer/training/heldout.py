@@ -58,16 +58,19 @@ SPAN_OPTIONS = ("span_masking", "span_geo_prob", "span_max_length")
 
 def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_directory: Path) -> Path:
     """``corpus_path`` preprocessed as the training dataset was (the options its meta.json records: target,
-    seq_length, sentence options, seed, masking) into ``run_directory/heldout_dataset``; one copy of each
+    seq_length, sentence options, seed, masking, whole-word segmentation) into ``run_directory/heldout_dataset``; one copy of each
     instance (dup_factor 1), built in this process."""
     meta = PretrainDataset(train_path, check_values=False).meta
-    span = {name: meta["masking"][name] for name in SPAN_OPTIONS} if meta["masking"] else {}
+    options = {name: meta["masking"][name] for name in SPAN_OPTIONS} if meta["masking"] else {}
+    words = meta.get("word_segmentation")  # whole-word masking: the same segmenter and dictionary
+    if words is not None:
+        options.update(whole_word_masking=True, word_segmenter=words["segmenter"], segmenter_dict=words.get("dict"))
     path = Path(run_directory) / DEV_DATASET
     log.info("held-out corpus %s: preprocessing it as %s was", corpus_path, train_path)
     build_pretrain_dataset(corpus_path, path, tokenizer, meta["target"], seq_length=meta["seq_length"],
                            short_seq_prob=meta["short_seq_prob"], full_sentences=meta["full_sentences"],
                            docs_buffer_size=meta["docs_buffer_size"], seed=meta["seed"],
-                           dynamic_masking=meta["dynamic_masking"], tokenizer_cfg=tokenizer.identity(), **span)
+                           dynamic_masking=meta["dynamic_masking"], tokenizer_cfg=tokenizer.identity(), **options)
     return path
 
 
