@@ -149,10 +149,10 @@ def test_file_that_is_not_a_tokenizer_json_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("specials, roles, fragment", [
     (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None, "no [MASK] token"),  # a BERT-like file without [MASK]
-    (["<s>", "<pad>", "</s>", "<unk>", "<mask>"],  # RoBERTa-like: <s> is id 0
+    (["<s>", "</s>", "<unk>", "<mask>"],  # RoBERTa-like, but no padding token at all
      {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"},
      "id 0 is '<s>' but must be <pad> (padding uses id 0)"),
-], ids=["no-mask", "pad-not-0"])
+], ids=["no-mask", "no-pad"])  # a padding token that is not id 0 is swapped with id 0: tests/unit/test_hf_families.py
 def test_tokenizer_without_a_role_is_refused(tmp_path, capsys, specials, roles, fragment):
     tokenizer = byte_level_bpe(specials)
     if roles:

@@ -308,13 +308,19 @@ def test_hf_model_directory_loads_offline_with_auto_classes(tmp_path, vocab):
 
 
 @pytest.mark.parametrize("name", ["albert", "gpt"])
-def test_non_bert_models_have_no_hf_or_tf_layout(capsys, tmp_path, vocab, name):
+def test_non_bert_models_have_no_tf_layout(capsys, tmp_path, vocab, name):
+    """Google's layout holds BERT alone; Hugging Face holds ALBERT (tests/tools/test_convert_families.py) but no
+    post-LN causal transformer (UER's GPT): GPT-2 normalises before each sub-layer."""
     original = tmp_path / "step_1.pt"
     project_checkpoint(original, vocab, ARCHITECTURES[name])
-    for output, fmt in ((tmp_path / "out" / "model.bin", "hf"), (tmp_path / "out" / "bert_model.ckpt", "tf")):
+    outputs = [(tmp_path / "out" / "bert_model.ckpt", "tf")] + ([(tmp_path / "out" / "model.bin", "hf")]
+                                                               if name == "gpt" else [])
+    for output, fmt in outputs:
         line = failure(capsys, vocab, original, "uer_ckpt", output, fmt)
         assert str(original) in line and ("ALBERT" in line if name == "albert" else "GPT" in line), line
         assert "tool=convert writes uer_ckpt and uer for every transformer model" in line, line
+    if name == "gpt":
+        assert "no Hugging Face family holds this model" in line and "gpt2: GPT-2 has no embedding LayerNorm" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

@@ -1,11 +1,13 @@
-"""Which kind of model file a path holds, decided by its content, not its name.
+"""Which kind of model a path holds, decided by its content, not its name.
 
-Two kinds are read: this project's checkpoint (a dict with the ``uer-checkpoint`` marker,
-:mod:`uer.io.checkpoint`) and the original UER-py toolkit's ``.bin`` (a flat dict of
-name -> tensor with UER's names, whatever the file is called: ``model.bin-20000`` too; names
-that all start with ``module.``, as a multi-GPU wrapper saves them, are read without it).
-Anything else is one error line saying what the file holds instead (a Hugging Face state
-dict or safetensors file, which ``tool=convert`` reads, or something else).
+Three kinds are read: this project's checkpoint (a dict with the ``uer-checkpoint`` marker,
+:mod:`uer.io.checkpoint`); a Hugging Face model directory (``config.json``, weights, tokenizer
+files), read as the same checkpoint payload (:mod:`uer.io.hf_directory`); and the original
+UER-py toolkit's ``.bin`` (a flat dict of name -> tensor with UER's names, whatever the file is
+called: ``model.bin-20000`` too; names that all start with ``module.``, as a multi-GPU wrapper
+saves them, are read without it).  Anything else is one error line saying what the file holds
+instead (a Hugging Face weights file without its directory, which ``tool=convert`` reads, or
+something else).
 """
 
 from __future__ import annotations
@@ -17,22 +19,31 @@ import torch
 
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT, UER_WORD, check_payload, describe_content, refuse_nonfinite, safe_torch_load
+from uer.io.hf_directory import is_hf_directory, read_hf_directory
 from uer.io.hf_format import is_safetensors
+from uer.io.hf_hub import model_location
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "pt"
 ORIGINAL = "bin"
 MULTI_GPU = "module."  # torch's DataParallel/DDP prefix (the original's scripts/multi_single_convert.py)
-CONVERT_HF = "tool=convert tool.input_format=hf tool.output_format=uer_ckpt"
+CONVERT_HF = ("give its model directory (config.json, weights and tokenizer files) instead, or convert it: "
+              "tool=convert tool.input_format=hf tool.output_format=uer_ckpt")
 
 
 def read_model_file(path, what: str = "model file", allow_nonfinite: bool = False) -> tuple[str, dict]:
-    """``(kind, content)``: ``("pt", checkpoint payload)`` or ``("bin", UER-named state dict)``; weights holding NaN
-    or inf are refused unless ``allow_nonfinite``, a checkpoint that fails its checksum always."""
+    """``(kind, content)``: ``("pt", checkpoint payload)`` -- of a uer checkpoint or a Hugging Face model
+    directory (or hub id, :mod:`uer.io.hf_hub`) -- or ``("bin", UER-named state dict)``; weights holding NaN or
+    inf are refused unless ``allow_nonfinite``, a checkpoint that fails its checksum always."""
+    path = model_location(path, what)
+    if is_hf_directory(path):
+        payload = read_hf_directory(path)
+        refuse_nonfinite(payload["model"], path, allow_nonfinite)
+        return CHECKPOINT, payload
     if Path(path).is_file() and is_safetensors(Path(path)):
         raise UerError(f"{what} {path} is a safetensors file (Hugging Face weights), neither a uer checkpoint nor an "
-                       f"original UER model file; convert it first: {CONVERT_HF}")
+                       f"original UER model file; {CONVERT_HF}")
     content = safe_torch_load(path, what)
     if isinstance(content, dict) and content.get("format") == FORMAT:
         return CHECKPOINT, check_payload(content, path, allow_nonfinite)
@@ -46,7 +57,7 @@ def read_model_file(path, what: str = "model file", allow_nonfinite: bool = Fals
             return ORIGINAL, _finite(content, path, allow_nonfinite)
         if any(key.endswith("embeddings.word_embeddings.weight") for key in content):
             raise UerError(f"{what} {path} is a Hugging Face BERT state dict, neither a uer checkpoint nor an original "
-                           f"UER model file; convert it first: {CONVERT_HF}")
+                           f"UER model file; {CONVERT_HF}")
     raise UerError(f"{what} {path} is neither a uer checkpoint nor an original UER model file: it holds "
                    f"{describe_content(content)}; give a .pt written by this project or a .bin of the original toolkit")
 

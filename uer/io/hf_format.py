@@ -1,8 +1,11 @@
-"""Hugging Face BERT state dicts (``BertForPreTraining`` / ``BertModel``) <-> UER names.
+"""Hugging Face BERT state dicts (``BertForPreTraining`` / ``BertModel``) <-> UER names, and the file handling
+every Hugging Face family shares.
 
-The BERT parameter table here is the one place that pairs UER's names with Hugging
-Face's and Google TensorFlow's (``uer/io/tf_format.py`` uses the same table), so every
-converter maps through the UER layout (see shared FORMATS.md):
+The BERT parameter table here is the one place that pairs UER's BERT names with Hugging
+Face's and Google TensorFlow's (``uer/io/tf_format.py`` uses the same table; the Hugging Face
+families, BERT's included, are declared in ``uer/io/hf_families.py``, whose RoBERTa, XLM-R and
+ELECTRA tables are this one renamed), so every converter maps through the UER layout (see
+shared FORMATS.md):
 
 * One :class:`Param` per tensor: UER name, Hugging Face name, TF variable name, whether
   the TF ``kernel`` is stored transposed ``(in, out)``, and the part it belongs to:
@@ -226,6 +229,12 @@ def check_bert_layout(uer: StateDict, source: str, target_name: str) -> None:
     if "target.output_layer.weight" in uer:
         raise NotBertLayout(f"{source} holds a language-model (lm) target; the {target_name} BERT layout has no "
                             "place for target.output_layer")
+    if "encoder.layer_norm.gamma" in uer:
+        raise NotBertLayout(f"{source} normalises before each sub-layer (encoder.layernorm_positioning=pre); the "
+                            f"{target_name} BERT layout normalises after each residual sum")
+    if "embedding.layer_norm.gamma" not in uer:
+        raise NotBertLayout(f"{source} has no embedding LayerNorm (embedding.remove_layernorm=true); the "
+                            f"{target_name} BERT layout has one")
 
 
 # --- Hugging Face files -----------------------------------------------------------------
@@ -407,7 +416,8 @@ def write_json_beside(path: Path, name: str, data: dict) -> Optional[Path]:
             existing = json.loads(target.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             existing = None
-        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+        keys = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                            "intermediate_size", "n_embd", "n_layer", "n_head", "n_inner") if k in data]
         if not isinstance(existing, dict) or any(existing.get(k) != data[k] for k in keys):
             logger.warning("%s already exists and does not describe the converted model; left unchanged "
                            "(the model's values: %s)", target, {k: data[k] for k in keys})
@@ -416,23 +426,31 @@ def write_json_beside(path: Path, name: str, data: dict) -> Optional[Path]:
     return target
 
 
-def tokenizer_files(tokens: list[str], do_lower_case: bool, max_length: int) -> dict[str, str]:
+def input_names(token_types: bool) -> list[str]:
+    """What the tokenizer returns: token types only for a model that adds them (GPT-2 would embed them as words)."""
+    return ["input_ids", "token_type_ids", "attention_mask"] if token_types else ["input_ids", "attention_mask"]
+
+
+def tokenizer_files(tokens: list[str], do_lower_case: bool, max_length: int,
+                    token_types: bool = True) -> dict[str, str]:
     """``vocab.txt``, ``tokenizer_config.json`` and ``special_tokens_map.json`` of a classic ``BertTokenizer``."""
     specials = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                 "mask_token": "[MASK]"}
     config = {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case, "tokenize_chinese_chars": True,
-              "strip_accents": None, "model_max_length": max_length, **specials}
+              "strip_accents": None, "model_max_length": max_length, "model_input_names": input_names(token_types),
+              **specials}
     return {"vocab.txt": "".join(f"{token}\n" for token in tokens),
             "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
             "special_tokens_map.json": json.dumps(specials, indent=2) + "\n"}
 
 
-def fast_tokenizer_files(tokenizer_json: str, special_tokens: dict[str, str], max_length: int) -> dict[str, str]:
+def fast_tokenizer_files(tokenizer_json: str, special_tokens: dict[str, str], max_length: int,
+                         token_types: bool = True) -> dict[str, str]:
     """``tokenizer.json`` (as given), ``tokenizer_config.json`` and ``special_tokens_map.json`` of a
     fast tokenizer whose roles are ``special_tokens`` (``{"pad_token": ..., ...}``)."""
     # A BERT takes segments: without token_type_ids among its inputs the tokenizer would not return them.
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
-              "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **special_tokens}
+              "model_input_names": input_names(token_types), **special_tokens}
     return {"tokenizer.json": tokenizer_json,
             "tokenizer_config.json": json.dumps(config, indent=2) + "\n",
             "special_tokens_map.json": json.dumps(special_tokens, indent=2) + "\n"}

@@ -116,7 +116,11 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     name = task.get("type")
     if name is None:
         return uer_state, None
-    table = HEADS[family]
+    table = HEADS.get(family)
+    if table is None:
+        raise UerError(f"{source} is fine-tuned for task={name}; task heads cross to Hugging Face for the "
+                       f"{', '.join(HEADS)} family only, not {family}: export it with tool.hf_model_type="
+                       f"{next(iter(HEADS))} (the same weights), or keep tool.output_format=uer_ckpt")
     layout = table.heads.get(name)
     if layout is None:
         why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
@@ -181,7 +185,9 @@ class ImportedHead:
 def head_layout(config: Optional[dict], family: str = "bert") -> Optional[HeadLayout]:
     """The head a ``config.json`` names in ``architectures`` (None: no task head of ours)."""
     architectures = (config or {}).get("architectures") or []
-    return next((head for head in HEADS[family].heads.values() if head.architecture in architectures), None)
+    table = HEADS.get(family)
+    return next((head for head in table.heads.values() if head.architecture in architectures), None) if table \
+        else None
 
 
 def take_head(config: Optional[dict], config_path, state: StateDict, source: str,

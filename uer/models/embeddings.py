@@ -33,6 +33,9 @@ class WordEmbeddingConfig:
                              bounds=FRACTION)
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
+    remove_layernorm: bool = setting(False, "no LayerNorm after the sum of embeddings, dropout alone (GPT-2, whose "
+                                            "layers normalise their inputs: encoder.layernorm_positioning=pre; the "
+                                            "original's --remove_embedding_layernorm)")
     subencoder: str = setting("none", "add to each token's embedding a vector composed from its characters: "
                                       f"{' | '.join(SUBENCODERS)} (the original's --subword_type char --subencoder; "
                                       "uer/models/subencoders.py)")
@@ -51,8 +54,8 @@ SEGMENT_ROWS = 3  # 0 = padding, 1 = first segment, 2 = second segment (UER layo
 
 
 class WordPositionEmbedding(nn.Module):
-    """Word (+ learned position) (+ segment) embeddings, then LayerNorm and dropout; then, with
-    ``subencoder``, each token's vector composed from its characters."""
+    """Word (+ learned position) (+ segment) embeddings, then LayerNorm (unless ``remove_layernorm``) and
+    dropout; then, with ``subencoder``, each token's vector composed from its characters."""
 
     has_positions = True
     uses_segments = True
@@ -63,7 +66,8 @@ class WordPositionEmbedding(nn.Module):
         self.word_embedding = nn.Embedding(vocab_size, cfg.emb_size)
         self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if self.has_positions else None
         self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if self.uses_segments else None
-        self.layer_norm = layer_norm(cfg.emb_size, cfg.layernorm_eps, cfg.layernorm)
+        norm = layer_norm(cfg.emb_size, cfg.layernorm_eps, cfg.layernorm)
+        self.layer_norm = None if cfg.remove_layernorm else norm
         self.dropout = Dropout(cfg.dropout)
         self.subencoder = build_subencoder(cfg, tokens)
 
@@ -79,7 +83,7 @@ class WordPositionEmbedding(nn.Module):
             emb = emb + self.position_embedding(torch.arange(length, device=src.device))
         if self.segment_embedding is not None:
             emb = emb + self.segment_embedding(seg)
-        emb = self.dropout(self.layer_norm(emb))
+        emb = self.dropout(self.layer_norm(emb) if self.layer_norm is not None else emb)
         if self.subencoder is not None:  # added after the LayerNorm, as the original's Model added it
             emb = emb + self.subencoder(src).to(emb.dtype)
         return emb

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.context import BIDIRECTIONAL, CAUSAL
-from uer.models.layer_norm import LAYERNORM_HELP
+from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
 from uer.models.layers import KeyValueCache, PositionwiseFeedForward, TransformerLayer
 from uer.registry import Registry
 
@@ -49,13 +49,16 @@ class MaskedAttentionConfig(EncoderConfig):
 
 @dataclass
 class TransformerEncoderConfig(MaskedAttentionConfig):
-    """``encoder=bert`` / ``gpt``: post-LN transformer layers."""
+    """``encoder=bert`` / ``gpt``: transformer layers (post-LN unless ``layernorm_positioning: pre``)."""
 
     feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width", bounds=at_least(1))
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
     parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
+    layernorm_positioning: str = setting(
+        "post", "post: a LayerNorm after each residual sum (BERT, UER's GPT) | pre: before each sub-layer, and one "
+                "after the last layer (GPT-2; the original's --layernorm_positioning)")
 
 
 def mask_context(cfg) -> str:
@@ -83,11 +86,13 @@ def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tens
 
 @ENCODERS.register("transformer", config=TransformerEncoderConfig)
 class TransformerEncoder(nn.Module):
-    """A stack of post-LN transformer layers (BERT, GPT with ``mask: causal``, ALBERT).
+    """A stack of transformer layers (BERT, GPT with ``mask: causal``, ALBERT).
 
     ALBERT: with ``parameter_sharing`` one layer (``transformer``) is applied
     ``layers_num`` times; when ``emb_size != hidden_size`` a ``linear`` projection
-    owned by the encoder maps embeddings to the hidden size first.
+    owned by the encoder maps embeddings to the hidden size first (ALBERT, ELECTRA).
+    With ``layernorm_positioning: pre`` (GPT-2) each layer normalises its sub-layers'
+    inputs and the stack ends with a LayerNorm of its own (``layer_norm``).
     """
 
     needs_positions = True
@@ -109,13 +114,16 @@ class TransformerEncoder(nn.Module):
         def make_layer() -> TransformerLayer:
             return TransformerLayer(
                 cfg.hidden_size, cfg.feedforward_size, cfg.heads_num, cfg.dropout, cfg.hidden_act, cfg.layernorm_eps,
-                cfg.layernorm,
+                cfg.layernorm, cfg.layernorm_positioning,
             )
 
         if self.parameter_sharing:
             self.transformer = make_layer()
         else:
             self.transformer = nn.ModuleList(make_layer() for _ in range(cfg.layers_num))
+        # Pre-LN: the sums leave the last layer unnormalised (the original's final encoder.layer_norm).
+        self.layer_norm = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm) \
+            if cfg.layernorm_positioning == "pre" else None
         self.activation_checkpointing = False
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
@@ -128,7 +136,7 @@ class TransformerEncoder(nn.Module):
                 hidden = checkpoint(layer, hidden, attn_mask, is_causal, use_reentrant=False)
             else:
                 hidden = layer(hidden, attn_mask, is_causal)
-        return hidden
+        return self.layer_norm(hidden) if self.layer_norm is not None else hidden
 
     def enable_activation_checkpointing(self) -> None:
         """Keep only each layer's input for backward and run the layer again there
@@ -162,4 +170,4 @@ class TransformerEncoder(nn.Module):
         for slot, layer in enumerate(layers):
             hidden = layer.forward_incremental(hidden, cache, slot)
         cache.advance(emb.size(1))
-        return hidden
+        return self.layer_norm(hidden) if self.layer_norm is not None else hidden

@@ -1,4 +1,4 @@
-"""Building blocks shared by encoders and targets: activations, BERT init, attention, FFN.
+"""Building blocks shared by encoders and targets: activations, BERT init, attention, FFN, layers.
 
 LayerNorms come from :func:`uer.models.layer_norm.layer_norm` (``model.layernorm``: torch's or
 the original UER-py formula).  Every LayerNorm in this package is named
@@ -158,8 +158,18 @@ def _activate_again(act: Callable[[torch.Tensor], torch.Tensor], hidden: torch.T
     return act(hidden.to(dtype))
 
 
+LAYERNORM_POSITIONS = ("post", "pre")
+
+
 class TransformerLayer(nn.Module):
-    """Post-LayerNorm transformer layer (BERT / UER-py)."""
+    """A transformer layer: self-attention, then feed-forward, each with a residual connection.
+
+    ``layernorm_positioning``: ``post`` (BERT / UER-py) normalises each residual sum
+    (``layer_norm_1`` after attention, ``layer_norm_2`` after the feed-forward); ``pre``
+    (GPT-2) normalises each sub-layer's input instead (``layer_norm_1`` before attention,
+    ``layer_norm_2`` before the feed-forward) and leaves the sums as they are -- the encoder
+    then ends with a LayerNorm of its own.
+    """
 
     def __init__(
         self,
@@ -170,8 +180,13 @@ class TransformerLayer(nn.Module):
         hidden_act: str,
         layernorm_eps: float,
         layernorm: Optional[str] = None,
+        layernorm_positioning: str = "post",
     ):
         super().__init__()
+        if layernorm_positioning not in LAYERNORM_POSITIONS:
+            raise UerError(f"unknown encoder.layernorm_positioning {layernorm_positioning!r}; choose one of: "
+                           f"{', '.join(LAYERNORM_POSITIONS)}")
+        self.pre = layernorm_positioning == "pre"
         self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout)
         self.layer_norm_1 = layer_norm(hidden_size, layernorm_eps, layernorm)
         self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
@@ -183,14 +198,28 @@ class TransformerLayer(nn.Module):
         # (B * L, H) inside: every linear's output is then a tensor of its own, which the
         # residual writes into in place (see MultiHeadedAttention.flat_output).
         shape = x.shape
+        if self.pre:
+            return self._forward_pre(x, attn_mask, is_causal).view(shape)
         summed = self._residual(x.reshape(-1, shape[-1]), self.self_attn.flat_output(x, attn_mask, is_causal))
         x = self.layer_norm_1(summed)
         # The feed-forward input is the LayerNorm's output: rebuilt in backward from the LayerNorm's input.
         out = self.feed_forward(x, partial(self.layer_norm_1, summed) if self.recompute else None)
         return self.layer_norm_2(self._residual(x, out)).view(shape)
 
+    def _forward_pre(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+        """``x + attn(ln_1(x))``, then ``+ ff(ln_2(.))``, as (B * L, H)."""
+        summed = self._residual(x.reshape(-1, x.size(-1)),
+                                self.self_attn.flat_output(self.layer_norm_1(x), attn_mask, is_causal))
+        normed = self.layer_norm_2(summed)
+        # As in post-LN: the feed-forward input is rebuilt in backward from the LayerNorm's input.
+        out = self.feed_forward(normed, partial(self.layer_norm_2, summed) if self.recompute else None)
+        return self._residual(summed, out)
+
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
         """:meth:`forward` under a causal mask for the new positions only, keys/values from ``cache``."""
+        if self.pre:
+            x = self._residual(x, self.self_attn.forward_incremental(self.layer_norm_1(x), cache, slot))
+            return self._residual(x, self.feed_forward(self.layer_norm_2(x)))
         x = self.layer_norm_1(self._residual(x, self.self_attn.forward_incremental(x, cache, slot)))
         return self.layer_norm_2(self._residual(x, self.feed_forward(x)))
 

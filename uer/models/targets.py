@@ -46,6 +46,14 @@ class LmTargetConfig:
 
 
 @dataclass
+class CausalLmTargetConfig(LmTargetConfig):
+    """``target=lm``: next-token prediction over the vocabulary."""
+
+    output_bias: bool = setting(True, "a bias on the output layer (GPT-2's lm_head has none; the original's "
+                                      "--has_lmtarget_bias)")
+
+
+@dataclass
 class NspTargetConfig:
     """``target=nsp``: next-sentence prediction alone."""
 
@@ -151,20 +159,20 @@ class AlbertTarget(MlmSentencePairTarget):
     task = "sop"
 
 
-@TARGETS.register("lm", config=LmTargetConfig)
+@TARGETS.register("lm", config=CausalLmTargetConfig)
 class LmTarget(nn.Module):
     """Next-token language model (GPT): ``lm_labels`` (B, L), ``-100`` where ignored.
 
     The output matrix is tied to the word embedding only when ``tie_weights`` and the
-    shapes agree (``emb_size == hidden_size``).
+    shapes agree (``emb_size == hidden_size``); ``output_bias: false`` drops its bias (GPT-2).
     """
 
     contexts = (CAUSAL,)
     needs = "a causal encoder (position i must not see token i+1)"
 
-    def __init__(self, cfg: LmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
+    def __init__(self, cfg: CausalLmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
-        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size)
+        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size, bias=cfg.output_bias)
         if cfg.tie_weights and dims.emb_size == dims.hidden_size:
             self.output_layer.weight = word_embedding.weight
 

@@ -35,8 +35,8 @@ class OutputFile:
 
 @dataclass
 class ModelInput:
-    input_path: Optional[str] = setting(None, "the model: a .pt checkpoint (or a directory holding one) or an "
-                                              "original UER .bin")
+    input_path: Optional[str] = setting(None, "the model: a .pt checkpoint (or a directory holding one), a Hugging "
+                                              "Face model directory or an original UER .bin")
 
 
 @dataclass

@@ -6,16 +6,23 @@
 Formats (``tool.input_format`` / ``tool.output_format``):
 
 * ``uer``: the original toolkit's ``.bin`` (a flat state dict with UER names).
-* ``hf``: a Hugging Face ``BertForPreTraining``/``BertForMaskedLM``/``BertModel`` state dict,
-  ``.safetensors`` or torch ``.bin`` (a model directory or sharded ``*.index.json`` too
-  when reading).  Written as ``BertForPreTraining`` names when the model has heads,
-  ``BertModel`` names otherwise.  ``tool.output_path`` a directory (or a name without a
-  suffix): a model directory that ``AutoModel.from_pretrained`` and
-  ``AutoTokenizer.from_pretrained`` load offline -- ``model.safetensors``, ``config.json``
-  and the vocabulary as a classic ``BertTokenizer`` (``vocab.txt``,
-  ``tokenizer_config.json``, ``special_tokens_map.json``; the checkpoint's own vocabulary,
-  or for other inputs the composed ``tokenizer.*``), each file replaced.  A weights file
-  (``.safetensors``/``.bin``) gets a ``config.json`` beside it if there is none.
+* ``hf``: a Hugging Face model of one of the families of :mod:`uer.io.hf_families` -- BERT,
+  RoBERTa, XLM-R, ELECTRA, ALBERT, GPT-2 -- ``.safetensors`` or torch ``.bin`` (a model
+  directory or sharded ``*.index.json`` too when reading).  The family is ``config.json``'s
+  ``model_type`` (beside the weights or inside the directory); weights without a
+  ``config.json`` are read as BERT, as before.  A directory's own tokenizer files
+  (``tokenizer.json``, else ``vocab.txt``) are the model's tokenizer; otherwise the composed
+  ``tokenizer.*``.  Written as the family the model came from (a uer checkpoint converted from
+  Hugging Face records it), else ``tool.hf_model_type``, else the first family whose layout
+  holds the model (BERT, ELECTRA, ALBERT, GPT-2), with the class of its target
+  (``BertForPreTraining``, ``*ForMaskedLM``, ``GPT2LMHeadModel``, or the bare ``*Model``).
+  ``tool.output_path`` a directory (or a name without a suffix): a model directory that
+  ``AutoModel.from_pretrained`` and ``AutoTokenizer.from_pretrained`` load offline --
+  ``model.safetensors``, ``config.json`` and the tokenizer (a ``tokenizer.json`` for
+  ``tokenizer=hf``, else a classic ``BertTokenizer``: ``vocab.txt``, ``tokenizer_config.json``,
+  ``special_tokens_map.json``; the checkpoint's own tokenizer, or for other inputs the composed
+  ``tokenizer.*``), each file replaced.  A weights file (``.safetensors``/``.bin``) gets a
+  ``config.json`` beside it if there is none.
 * ``tf``: a Google TensorFlow BERT checkpoint, given by its prefix (``.../bert_model.ckpt``);
   needs ``pip install "uer[tf]"``.  Written with a ``bert_config.json`` beside it if none.
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
@@ -43,20 +50,29 @@ one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, 
 missing, labels that disagree with them, NER labels that are not BIO tags, or a
 ``problem_type`` other than single-label classification are refused.  Every tensor crosses
 unchanged except the padding row of uer's segment embedding, which a Hugging Face model
-has no place for (it only reaches padded positions) and comes back as zeros.
+has no place for (it only reaches padded positions) and comes back as zeros.  Heads cross
+for the BERT family; another family's task model converts as its backbone (the head's tensors
+are listed as not converted).
+
+What converts to what (``WHAT_CONVERTS``, quoted by every refusal): ``uer_ckpt`` and ``uer``
+hold every transformer model; ``hf`` the models a family's layout holds (each family's
+``holds``); ``tf`` the BERT layout alone; other encoders (lstm, gru, cnn, ...) have no converted
+form.  A model no family holds is refused with each family's reason.
 
 Every conversion goes through the UER layout (X -> UER -> Y), so each format has one
 reader and one writer.  Sizes (vocabulary, embedding, hidden, feed-forward, positions,
-layers) are read from the weights; the target is ``bert`` when NSP weights exist,
-``albert`` for SOP, ``mlm`` for an MLM head alone, ``lm`` for a language-model head, and
-absent for a bare encoder (``BertModel``), whose checkpoint then holds the backbone (and
-pooler) only.  What the weights cannot tell:
+layers) and the LayerNorm placement (a final ``encoder.layer_norm``: pre-LN; no
+``embedding.layer_norm``; an lm output without bias) are read from the weights; the target is
+``bert`` when NSP weights exist, ``albert`` for SOP, ``mlm`` for an MLM head alone, ``lm`` for
+a language-model head (a Hugging Face file: the head its family names), and absent for a bare
+encoder (``BertModel``), whose checkpoint then holds the backbone (and pooler) only.  What the
+weights cannot tell:
 
 * attention heads: from ``config.json`` (HF) / ``bert_config.json`` (TF) beside the input,
   or the input checkpoint's config (``uer_ckpt``), else ``model.heads_num`` of the composed
   config (pass ``size=...`` or ``model.heads_num=N``);
-* LayerNorm epsilon and activation: Hugging Face and Google models use 1e-12 and exact
-  GELU (or what their config file says); UER files take the composed config's
+* LayerNorm epsilon and activation: Hugging Face and Google models use what their config file
+  says (or transformers' defaults for the family); UER files take the composed config's
   (``encoder.layernorm_eps``, ``model.hidden_act``);
 * the LayerNorm formula: Hugging Face and Google models use the standard one; a UER file
   is read with the original toolkit's (``model.layernorm=uer``, unless given otherwise,
@@ -64,8 +80,10 @@ pooler) only.  What the weights cannot tell:
   to a format whose LayerNorm differs (``uer`` LayerNorm to ``hf``/``tf``, standard to
   ``uer``) gives a model whose outputs are approximate there: a warning says so;
 * the vocabulary: a ``uer_ckpt`` records the identity of the composed tokenizer
-  (``tokenizer.vocab_path``/``spm_model_path``), which must have as many tokens as the
-  word embedding has rows.
+  (``tokenizer.vocab_path``/``spm_model_path``/``tokenizer_path``), which must have as many
+  tokens as the word embedding has rows.  A ``tokenizer.json`` whose padding token is not id 0
+  (RoBERTa) is used with ids 0 and the padding id swapped, and so are the two rows of the
+  converted weights (:mod:`uer.tokenizers.hf`): files going out are as they came in.
 
 A failed conversion writes nothing: every output is written to a temporary file and
 renamed into place.
@@ -81,6 +99,7 @@ from typing import Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors import safe_open
 from torch import nn
 
 from uer.config.original_file import adopt_original_file
@@ -89,18 +108,29 @@ from uer.errors import UerError
 from uer.io.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from uer.io.checkpoint import (MODEL_NODES, atomic_torch_save, checkpoint_tokenizer, load_checkpoint, refuse_nonfinite,
                                save_checkpoint)
+from uer.io.hf_directory import directory_tokenizer, hf_record
+from uer.io.hf_families import (
+    FAMILIES,
+    NotExpressible,
+    NotTransformer,
+    architecture,
+    config_json,
+    describe_families,
+    family,
+    family_for,
+    hf_to_uer,
+    model_nodes,
+    swap_vocab_rows,
+    uer_to_hf,
+)
 from uer.io.hf_format import (
-    DECODER,
     HF_CONFIG,
     HF_WEIGHT_FILES,
-    SEGMENT,
     WORD,
     NotBertLayout,
     StateDict,
     bert_config,
-    count_layers,
     fast_tokenizer_files,
-    hf_to_uer,
     hf_weight_file,
     hints_from_config,
     is_hf_state,
@@ -110,16 +140,16 @@ from uer.io.hf_format import (
     save_hf_directory,
     save_hf_weights,
     tokenizer_files,
-    uer_to_hf,
     write_json_beside,
 )
-from uer.io.hf_heads import ExportedHead, ImportedHead, split_head, take_head
+from uer.io.hf_heads import ImportedHead, split_head, take_head
 from uer.io.tf_format import checkpoint_prefix, load_tf_checkpoint, save_tf_checkpoint, tf_to_uer, uer_to_tf
 from uer.io.uer_format import from_uer_state_dict, load_uer_bin, to_uer_state_dict
-from uer.models import build_backbone, build_model
+from uer.models import TARGETS, build_backbone, build_model
 from uer.models.subencoders import stored_subencoder
 from uer.tasks import TASKS, import_tasks
 from uer.tokenizers import build_tokenizer
+from uer.tokenizers.hf import swap_pad
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
 
@@ -127,20 +157,18 @@ log = logging.getLogger("uer.tools")
 
 FORMAT_NAMES = {
     "uer": "UER-format .bin",
-    "hf": "Hugging Face BERT state dict",
+    "hf": "Hugging Face model",
     "tf": "TensorFlow BERT checkpoint",
     "uer_ckpt": "uer checkpoint (.pt)",
 }
 GOOGLE_CONFIG = "bert_config.json"
-# The target a file holds, by the first of these keys it has.
-TARGET_KEYS = (("target.nsp_linear_2.weight", "bert"), ("target.sop_linear_2.weight", "albert"),
-               ("target.mlm_linear_1.weight", "mlm"), ("target.output_layer.weight", "lm"))
+# A BERT state dict without config.json: what transformers' BertConfig says (heads: the composed config's).
 HF_DEFAULTS = {"layernorm_eps": 1e-12, "hidden_act": "gelu", "mask": "fully_visible", "layernorm": "standard"}
 LAYOUTS = {"hf": "Hugging Face", "tf": "Google TensorFlow"}
 # What each output format holds: the refusals quote it, so they say what the converter does.
-WHAT_CONVERTS = ("tool=convert writes uer_ckpt and uer for every transformer model (BERT; ALBERT with its shared "
-                 "layer and factorised embedding; GPT with its lm target), and hf and tf for BERT-layout models "
-                 "(word, position and segment embeddings, one weight set per layer, target bert, mlm or none); "
+WHAT_CONVERTS = ("tool=convert writes uer_ckpt and uer for every transformer model; hf for the models a Hugging "
+                 f"Face family holds: {describe_families()}; tf for the BERT layout alone (word, position and "
+                 "segment embeddings, post-LN bidirectional layers with a weight set each, target bert, mlm or none); "
                  "other encoders (lstm, gru, cnn, ...) have no converted form: their uer_ckpt is read as it is by "
                  "pretrained_model_path, stage=infer and the tools")
 
@@ -154,16 +182,22 @@ class Loaded:
     hints: dict = field(default_factory=dict)  # heads_num, layernorm(_eps), hidden_act, mask, layers_num, config_path
     payload: Optional[dict] = None  # uer_ckpt input: its config and vocabulary identity
     head: Optional[ImportedHead] = None  # hf input: a task model's head (uer/io/hf_heads.py)
+    tokenizer: Optional[object] = None  # a Hugging Face input's own tokenizer, or the composed tokenizer=hf
+    tokenizer_config: Optional[dict] = None  # ... and its config node
 
 
 @dataclass
 class ConvertConfig(ModelInput, ToolConfig):
     """``tool=convert``."""
 
-    input_format: Optional[str] = setting(None, "uer (original .bin) | hf (Hugging Face BERT) | tf (Google TF "
-                                                "checkpoint) | uer_ckpt (this project's .pt)")
+    input_format: Optional[str] = setting(None, "uer (original .bin) | hf (Hugging Face: bert, roberta, xlm-roberta, "
+                                                "electra, albert, gpt2) | tf (Google TF checkpoint) | uer_ckpt (this "
+                                                "project's .pt)")
     output_path: Optional[str] = setting(None, "the converted model's file")
     output_format: Optional[str] = setting(None, "the format to write (as input_format)")
+    hf_model_type: Optional[str] = setting(None, "output_format=hf: the family to write (bert | roberta | "
+                                                 "xlm-roberta | electra | albert | gpt2); null: the family the model "
+                                                 "came from, else the first whose layout holds it")
 
 
 @TOOLS.register("convert", config=ConvertConfig)
@@ -190,12 +224,16 @@ def convert(cfg: DictConfig) -> str:
         raise UerError(f"{loaded.source} composes words from characters (embedding.subencoder={subencoder}), which "
                        f"a {FORMAT_NAMES[t.output_format]} has no place for; keep this project's checkpoint "
                        "(tool.output_format=uer_ckpt)")
+    if t.hf_model_type is not None and (t.output_format != "hf" or t.hf_model_type not in FAMILIES):
+        raise UerError(f"tool.hf_model_type={t.hf_model_type} names the Hugging Face family tool.output_format=hf "
+                       f"writes; choose one of {', '.join(FAMILIES)} with tool.output_format=hf")
     arch = infer_architecture(loaded, cfg)
     log.info("read %s %s: %s", t.input_format, loaded.source, describe(arch))
     try:
         WRITERS[t.output_format](loaded, arch, target, cfg)
-    except NotBertLayout as err:
-        raise UerError(f"{err}; {WHAT_CONVERTS}") from None
+    except (NotBertLayout, NotExpressible) as err:
+        raise UerError(f"{loaded.source}: {err}; {WHAT_CONVERTS}" if isinstance(err, NotExpressible)
+                       else f"{err}; {WHAT_CONVERTS}") from None
     log.info("wrote %s %s", t.output_format, target)
     return str(target)
 
@@ -226,17 +264,40 @@ def read_uer(path: Path, cfg: DictConfig) -> Loaded:
 def read_hf(path: Path, cfg: DictConfig) -> Loaded:
     weights = hf_weight_file(path)
     state = load_hf_weights(path)
-    if not is_hf_state(state):
-        raise UerError(f"{weights} holds no Hugging Face BERT weights (no embeddings.word_embeddings.weight)")
     config, config_path = read_json_beside(weights, HF_CONFIG)
-    state, head = take_head(config, config_path, state, str(weights))
-    uer, unused = hf_to_uer(state, str(weights))
+    model_type = (config or {}).get("model_type") or "bert"
+    state, head = take_head(config, config_path, state, str(weights), model_type)
+    if config is None or config.get("model_type") is None:  # BERT names alone, as before families
+        if not is_hf_state(state):
+            raise UerError(f"{weights} holds no Hugging Face BERT weights (no embeddings.word_embeddings.weight) and "
+                           f"no {HF_CONFIG} beside it names its family; put the model's config.json beside it")
+        fam, hints = FAMILIES["bert"], {**HF_DEFAULTS, **hints_from_config(config, config_path),
+                                        "layernorm_positioning": "post"}
+    else:
+        fam = family(config["model_type"], config_path)
+        fam.check_config(config, config_path)
+        hints = {"layernorm": "standard", **fam.hints(config, config_path),
+                 "hf": hf_record(fam.model_type, config)}
+    uer, target, unused = hf_to_uer(fam, state, config or {}, str(weights), config_path)
     uer.update(head.tensors if head else {})
-    _warn_unused(weights, unused)
-    if config is not None and config.get("model_type") not in (None, "bert"):
-        log.warning("%s says model_type=%s; converting its BERT-named weights as BERT", config_path,
-                    config.get("model_type"))
-    return Loaded(uer, str(weights), {**HF_DEFAULTS, **hints_from_config(config, config_path)}, head=head)
+    _warn_unused(weights, unused, fam.title)
+    hints["target"] = target
+    tokenizer, tokenizer_config = _input_tokenizer(path, cfg)
+    if tokenizer is not None:
+        _check_vocabulary(tokenizer, int(uer[WORD].size(0)), str(weights))
+        uer = swap_vocab_rows(uer, getattr(tokenizer, "file_pad_id", 0))
+    return Loaded(uer, str(weights), hints, head=head, tokenizer=tokenizer, tokenizer_config=tokenizer_config)
+
+
+def _input_tokenizer(path: Path, cfg: DictConfig) -> tuple:
+    """``(tokenizer, its config node)`` of a Hugging Face input: a directory's own files, else the composed one
+    when it is ``tokenizer=hf`` (whose padding row may be swapped); ``(None, None)``: the composed one, checked
+    when a writer needs it."""
+    if path.is_dir() and any((path / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+        return directory_tokenizer(path)
+    if cfg.get("tokenizer") is not None and cfg.tokenizer.type == "hf":
+        return build_tokenizer(cfg.tokenizer), OmegaConf.to_container(cfg.tokenizer, resolve=True)
+    return None, None
 
 
 def read_tf(path: Path, cfg: DictConfig) -> Loaded:
@@ -253,11 +314,12 @@ def read_uer_ckpt(path: Path, cfg: DictConfig) -> Loaded:
     if not isinstance(model, dict) or not model:
         raise UerError(f"checkpoint {path} holds no model weights")
     encoder = (payload.get("config") or {}).get("encoder") or {}
-    hints = {key: encoder[key] for key in ("heads_num", "layernorm_eps", "hidden_act", "mask", "layers_num")
+    hints = {key: encoder[key] for key in ("heads_num", "layernorm_eps", "hidden_act", "mask", "layers_num", "dropout")
              if key in encoder}
     embedding = (payload.get("config") or {}).get("embedding") or {}
     hints["layernorm"] = encoder.get("layernorm") or embedding.get("layernorm") or "standard"  # null: standard
     hints["config_path"] = f"{path}'s config"
+    hints["hf"] = (payload.get("config") or {}).get("hf")
     return Loaded(to_uer_state_dict(model), str(path), hints, payload)
 
 
@@ -266,10 +328,10 @@ READERS: dict[str, Callable[[Path, DictConfig], Loaded]] = {
 }
 
 
-def _warn_unused(source, unused: list[str]) -> None:
+def _warn_unused(source, unused: list[str], layout: str = "BERT") -> None:
     if unused:
         shown = ", ".join(unused[:8]) + (f" and {len(unused) - 8} more" if len(unused) > 8 else "")
-        log.warning("%s: not converted (no place in the BERT layout): %s", source, shown)
+        log.warning("%s: not converted (no place in uer's %s layout): %s", source, layout, shown)
 
 
 def identify(path: Path) -> tuple[Optional[str], str]:
@@ -303,56 +365,23 @@ def identify(path: Path) -> tuple[Optional[str], str]:
         keys = [str(key) for key in payload]
     if WORD in keys:
         return "uer", f"a UER-format state dict (keys like {WORD})"
-    if any(key.endswith("embeddings.word_embeddings.weight") for key in keys):
-        return "hf", "a Hugging Face BERT state dict (keys like bert.embeddings.word_embeddings.weight)"
+    if any(key.endswith(("embeddings.word_embeddings.weight", "wte.weight")) for key in keys):
+        return "hf", "a Hugging Face state dict (keys like bert.embeddings.word_embeddings.weight)"
     return None, f"a state dict with keys like {', '.join(keys[:3]) or '(none)'}"
 
 
 # --- what the weights say ------------------------------------------------------------------
 
-def _tensor(state: StateDict, key: str, source: str) -> torch.Tensor:
-    if key not in state:
-        raise UerError(f"{source} has no {key}; it is not a complete model")
-    return state[key]
-
-
 def infer_architecture(loaded: Loaded, cfg: DictConfig) -> dict:
     """Sizes from the weights; heads, epsilon, activation from the input's config or the composed one."""
-    state, source, hints = loaded.state, loaded.source, loaded.hints
-    vocab_size, emb_size = _tensor(state, WORD, source).shape
-    layers = count_layers(state, "uer", source)
-    shared = any(key.startswith("encoder.transformer.self_attn.") for key in state)
-    if not layers and not shared:
-        raise UerError(f"{source} has no transformer layers (encoder.transformer.*); {WHAT_CONVERTS}")
-    prefix = "encoder.transformer.0." if layers else "encoder.transformer."
-    hidden_size = _tensor(state, prefix + "self_attn.linear_layers.0.weight", source).shape[0]
-    target = next((name for key, name in TARGET_KEYS if key in state), None)
-    output = "target.output_layer.weight" if target == "lm" else DECODER
-    heads, heads_from = hints.get("heads_num"), hints.get("config_path")
-    if heads is None:
-        heads, heads_from = cfg.model.heads_num, "model.heads_num"
-    arch = {
-        "vocab_size": int(vocab_size),
-        "emb_size": int(emb_size),
-        "hidden_size": int(hidden_size),
-        "feedforward_size": int(_tensor(state, prefix + "feed_forward.linear_1.weight", source).shape[0]),
-        "layers_num": layers or int(hints.get("layers_num", cfg.model.layers_num)),
-        "parameter_sharing": not layers,
-        "max_seq_length": int(_tensor(state, "embedding.position_embedding.weight", source).shape[0]),
-        "segment": SEGMENT in state,
-        "heads_num": int(heads),
-        "heads_from": heads_from,
-        "layernorm_eps": float(hints.get("layernorm_eps", cfg.encoder.layernorm_eps)),
-        "layernorm": hints.get("layernorm") or cfg.model.layernorm or "standard",
-        "hidden_act": hints.get("hidden_act", cfg.encoder.hidden_act),
-        "mask": hints.get("mask", cfg.encoder.mask),
-        "dropout": float(cfg.model.dropout),
-        "target": target,
-        "tie_weights": output in state and torch.equal(state[output], state[WORD]),
-    }
-    if shared and not hints.get("layers_num"):
-        log.warning("%s has one shared layer; layers_num=%d comes from model.layers_num", source, arch["layers_num"])
-    return arch
+    fallback = {"heads_num": cfg.model.heads_num, "heads_from": "model.heads_num",
+                "layernorm_eps": cfg.encoder.layernorm_eps, "layernorm": cfg.model.layernorm,
+                "hidden_act": cfg.encoder.hidden_act, "mask": cfg.encoder.mask, "dropout": cfg.model.dropout,
+                "layers_num": cfg.model.layers_num}
+    try:
+        return architecture(loaded.state, loaded.source, loaded.hints, fallback)
+    except NotTransformer as err:
+        raise UerError(f"{err}; {WHAT_CONVERTS}") from None
 
 
 def require_heads(arch: dict) -> int:
@@ -369,7 +398,8 @@ def describe(arch: dict) -> str:
     return (f"{arch['layers_num']} layers{' (shared)' if arch['parameter_sharing'] else ''}, "
             f"hidden {arch['hidden_size']}, feed-forward {arch['feedforward_size']}, embedding {arch['emb_size']}, "
             f"vocab {arch['vocab_size']}, {arch['max_seq_length']} positions, {heads} heads "
-            f"(from {arch['heads_from']}), {arch['layernorm']} LayerNorm, "
+            f"(from {arch['heads_from']}), {arch['layernorm']} LayerNorm ({arch['layernorm_positioning']}-LN"
+            f"{'' if arch['embedding_layernorm'] else ', none on the embedding'}), {arch['mask']} mask, "
             f"target {arch['target'] or 'none (encoder only)'}")
 
 
@@ -388,50 +418,85 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if not directory and path.suffix not in (".bin", ".safetensors"):
         raise UerError(f"tool.output_path {path} must be a directory (a model directory), or end in .safetensors or "
                        ".bin (the weights alone) for tool.output_format=hf")
+    fam = family_for(arch, cfg.tool.hf_model_type)  # checked before anything is written
     warn_layernorm(loaded, arch, "hf")
-    if directory:  # checked before anything is written
+    if directory:
         require_heads(arch)
-        tokenizer = _tokenizer(loaded, arch, cfg)
+    tokenizer = _tokenizer(loaded, arch, cfg) if directory else _known_tokenizer(loaded, arch, cfg)
+    arch = {**arch, **_token_ids(tokenizer)}
     task_model = loaded.head.as_payload() if loaded.head else loaded.payload
-    backbone, head = split_head(task_model, loaded.state, loaded.source)  # a fine-tuned task's head
-    state, dropped = uer_to_hf(backbone, loaded.source)
+    backbone, head = split_head(task_model, loaded.state, loaded.source, fam.model_type)  # a fine-tuned task's head
+    state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source)
+    _warn_dropped(dropped, f"Hugging Face {fam.title}")
     state = head.hf_state(state) if head else state
-    _warn_dropped(dropped, "Hugging Face")
+    config = config_json(fam, arch, architecture)
+    config = head.hf_config(config) if head else config
+    log.info("writing %s as %s (%s)", loaded.source, config["architectures"][0],
+             "tool.hf_model_type" if cfg.tool.hf_model_type else
+             "the family it came from" if (arch.get("hf") or {}).get("model_type") == fam.model_type else
+             "the first family whose layout holds it")
     if not directory:
         save_hf_weights(state, path)
-        _write_config(path, HF_CONFIG, arch, google=False, head=head)
+        _write_config(path, HF_CONFIG, arch, google=False, config=config)
         return
     texts = {}
+    segments = fam.type_vocab_size(arch) if arch["segment"] else 0
     if tokenizer.kind == "spm":
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
     elif tokenizer.kind == "hf":
-        texts = fast_tokenizer_files(tokenizer.exported_json(), tokenizer.stored["special_tokens"],
-                                     arch["max_seq_length"])
+        texts = fast_tokenizer_files(tokenizer.exported_json(segments), tokenizer.stored["special_tokens"],
+                                     arch["max_seq_length"], token_types=segments > 0)
     else:
         if tokenizer.kind != "bert":
             log.warning("%s tokenizes with tokenizer=%s; the exported tokenizer is a BertTokenizer over the same "
                         "vocabulary, which splits text as tokenizer=bert does", loaded.source, tokenizer.kind)
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases,
-                                arch["max_seq_length"])
-    config = bert_config(arch, google=False)
-    config = head.hf_config(config) if head else config
+                                arch["max_seq_length"], token_types=segments > 0)
     written = save_hf_directory(state, path, config, texts)
     log.info("wrote the Hugging Face model directory %s (%s): %s", path, config["architectures"][0], ", ".join(written))
 
 
 def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
-    """The model's tokenizer: a checkpoint's own, else the composed one (checked against the vocabulary size)."""
+    """The model's tokenizer: a checkpoint's or a Hugging Face directory's own, else the composed one (checked
+    against the vocabulary size)."""
     if loaded.payload is not None:
         return checkpoint_tokenizer(loaded.payload, loaded.source)
+    if loaded.tokenizer is not None:
+        return loaded.tokenizer
     return vocabulary_tokenizer(cfg, arch, loaded.source)
+
+
+def _known_tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
+    """For the weights alone: the tokenizer whose ids they follow when one is known (its padding row may be
+    swapped), else None."""
+    if loaded.payload is not None or loaded.tokenizer is not None:
+        return _tokenizer(loaded, arch, cfg)
+    if cfg.get("tokenizer") is not None and cfg.tokenizer.type == "hf":
+        return vocabulary_tokenizer(cfg, arch, loaded.source)
+    return None
+
+
+def _token_ids(tokenizer) -> dict:
+    """The file ids of the padding, first ([CLS]) and last ([SEP]) tokens, for config.json and the padding row."""
+    if tokenizer is None:
+        return {"pad_id": 0}
+    pad = getattr(tokenizer, "file_pad_id", 0)
+    bos, eos = swap_pad([tokenizer.vocab.cls_id, tokenizer.vocab.sep_id], pad)
+    return {"pad_id": pad, "bos_id": bos, "eos_id": eos}
+
+
+def _check_vocabulary(tokenizer, rows: int, source: str) -> None:
+    if len(tokenizer.vocab) != rows:
+        raise UerError(f"tokenizer vocabulary {tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens but {source} "
+                       f"has {rows} word embedding rows; pass the vocabulary the model was trained with")
 
 
 def write_tf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     prefix = Path(str(path).removesuffix(".index"))
     warn_layernorm(loaded, arch, "tf")
     arrays, dropped = uer_to_tf(loaded.state, loaded.source)
-    _warn_dropped(dropped, "TensorFlow")
+    _warn_dropped(dropped, "TensorFlow BERT")
     save_tf_checkpoint(arrays, prefix)
     _write_config(prefix, GOOGLE_CONFIG, arch, google=True)
 
@@ -444,28 +509,31 @@ def warn_layernorm(loaded: Loaded, arch: dict, fmt: str) -> None:
                     "differ, typically by about 1e-2), not equal to this model's", loaded.source, LAYOUTS[fmt])
 
 
-def _write_config(path: Path, name: str, arch: dict, google: bool, head: Optional[ExportedHead] = None) -> None:
+def _write_config(path: Path, name: str, arch: dict, google: bool, config: Optional[dict] = None) -> None:
     try:
         require_heads(arch)
     except UerError as err:
         log.warning("%s not written: %s", path.parent / name, err)
         return
-    config = bert_config(arch, google=google)
-    written = write_json_beside(path, name, head.hf_config(config) if head else config)
+    written = write_json_beside(path, name, config if config is not None else bert_config(arch, google=google))
     if written:
         log.info("wrote %s (num_attention_heads=%d from %s)", written, arch["heads_num"], arch["heads_from"])
 
 
 def _warn_dropped(dropped: list[str], layout: str) -> None:
     if dropped:
-        log.warning("not written (no place in the %s BERT layout): %s", layout, ", ".join(dropped))
+        log.warning("not written (no place in the %s layout): %s", layout, ", ".join(dropped))
 
 
 def write_uer_ckpt(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     if loaded.payload is not None:  # uer_ckpt -> uer_ckpt: keep its config; the vocabulary moves inside
         config, tokenizer = loaded.payload.get("config") or {}, checkpoint_tokenizer(loaded.payload, loaded.source)
     else:
-        config, tokenizer = checkpoint_config(cfg, arch), vocabulary_tokenizer(cfg, arch, loaded.source)
+        config, tokenizer = checkpoint_config(cfg, arch), _tokenizer(loaded, arch, cfg)
+        if loaded.tokenizer_config is not None:  # a Hugging Face directory's own: its settings, not the composed
+            config["tokenizer"] = loaded.tokenizer_config
+        if arch.get("hf"):
+            config["hf"] = arch["hf"]
     if loaded.head is not None:  # an HF task model: a fine-tuned checkpoint that stage=infer reads
         config.update(task=task_config(loaded.head.task), finetune={"seq_length": arch["max_seq_length"]})
     task_info = loaded.head.task_info if loaded.head else (loaded.payload or {}).get("task_info")
@@ -500,21 +568,17 @@ def task_config(settings: dict) -> dict:
 def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
     """The composed model config with everything the weights (and input config) decided filled in."""
     require_heads(arch)
-    sizes = {key: arch[key] for key in ("emb_size", "hidden_size", "feedforward_size", "heads_num", "layers_num",
-                                        "max_seq_length", "hidden_act", "parameter_sharing", "layernorm")}
+    nodes = model_nodes(arch)
     composed = cfg.copy()
     with open_dict(composed):  # set the shared sizes first, so every ${model.*} interpolation follows them
-        composed.model.update(sizes)
+        composed.model.update(nodes["model"])
     config = {node: OmegaConf.to_container(composed[node], resolve=True) for node in MODEL_NODES}
-    config["embedding"].update(type="word_pos_seg" if arch["segment"] else "word_pos", emb_size=arch["emb_size"],
-                               max_seq_length=arch["max_seq_length"], layernorm_eps=arch["layernorm_eps"],
-                               layernorm=arch["layernorm"])
-    config["encoder"].update(type="transformer", mask=arch["mask"], layernorm_eps=arch["layernorm_eps"],
-                             **{key: sizes[key] for key in ("hidden_size", "feedforward_size", "heads_num",
-                                                            "layers_num", "hidden_act", "parameter_sharing",
-                                                            "layernorm")})
+    for node in ("embedding", "encoder"):
+        config[node].update(nodes[node])
     if arch["target"]:
-        config["target"].update(type=arch["target"], tie_weights=arch["tie_weights"])
+        names = {f.name for f in dataclasses.fields(TARGETS.config_class(arch["target"]))}
+        config["target"] = {key: value for key, value in {**config["target"], **nodes["target"]}.items()
+                            if key in names}
     else:
         del config["target"]
     return config

@@ -34,6 +34,7 @@ from uer.errors import UerError
 from uer.io.atomic import atomic_write
 from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, load_stored_weights, step_checkpoints
 from uer.io.formats import CHECKPOINT, read_model_file
+from uer.io.hf_directory import is_hf_directory
 from uer.io.uer_format import WORD_EMBEDDING, from_uer_state_dict, load_into_model
 from uer.models import Backbone, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
@@ -82,7 +83,8 @@ class LoadedModel:
 
 
 def model_file(path, key: str = "tool.input_path") -> Path:
-    """``path`` as a model file: a directory means its ``best.pt`` or newest ``step_N.pt``."""
+    """``path`` as a model file: a directory means its ``best.pt`` or newest ``step_N.pt``, else itself when it is
+    a Hugging Face model directory."""
     if not path:
         raise UerError(f"{key} is not set; give a model file (.pt checkpoint or UER .bin)")
     path = Path(path)
@@ -90,8 +92,11 @@ def model_file(path, key: str = "tool.input_path") -> Path:
         if (path / BEST).is_file():
             return path / BEST
         steps = step_checkpoints(path)
+        if not steps and is_hf_directory(path):  # a Hugging Face model directory is read as a checkpoint
+            return path
         if not steps:
-            raise UerError(f"{key}={path} is a directory with no {BEST} or step_N.pt checkpoint; give a model file")
+            raise UerError(f"{key}={path} is a directory with no {BEST} or step_N.pt checkpoint, nor a Hugging Face "
+                           "model directory (config.json); give a model file")
         return steps[-1][1]
     if not path.is_file():
         raise UerError(f"model file {path} ({key}) not found; check the path")
