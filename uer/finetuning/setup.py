@@ -93,7 +93,7 @@ def starting_point(cfg: DictConfig):
     if not path:
         log.info("pretrained_model_path is null: the model starts from random weights")
         return build_tokenizer(cfg.tokenizer), None, None
-    kind, content = read_model_file(path)
+    kind, content = read_model_file(path, "pretrained_model_path")
     if kind != CHECKPOINT:
         log.info("starting from the original UER model %s with the composed embedding/encoder/size config", path)
         return build_tokenizer(cfg.tokenizer), from_uer_state_dict(content), str(path)

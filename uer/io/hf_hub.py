@@ -75,22 +75,22 @@ def _snapshot(repo: str, revision: Optional[str], text: str, key: str) -> Path:
                                                allow_patterns=MODEL_FILES + TORCH_WEIGHTS))
     except LocalEntryNotFoundError:
         if local_only:
-            raise UerError(f"{key}={text}: {where} is not in the local cache and HF_HUB_OFFLINE=1 "
+            raise UerError(f"{key} {text}: {where} is not in the local cache and HF_HUB_OFFLINE=1 "
                            "forbids downloading it; download it once with the network on (unset HF_HUB_OFFLINE), "
                            "or give a local model directory") from None
-        raise UerError(f"{key}={text}: {where} could not be downloaded (no network?) and is not in "
+        raise UerError(f"{key} {text}: {where} could not be downloaded (no network?) and is not in "
                        "the local cache; check the connection, or give a local model directory") from None
     except GatedRepoError:
-        raise UerError(f"{key}={text}: {where} is gated; accept its terms on huggingface.co and log "
+        raise UerError(f"{key} {text}: {where} is gated; accept its terms on huggingface.co and log "
                        "in (huggingface-cli login or HF_TOKEN)") from None
     except RevisionNotFoundError:
-        raise UerError(f"{key}={text}: {where} does not exist (no such revision); check the name after @") \
+        raise UerError(f"{key} {text}: {where} does not exist (no such revision); check the name after @") \
             from None
     except RepositoryNotFoundError:
-        raise UerError(f"{key}={text}: {where} does not exist (or it is private: log in with huggingface-cli "
+        raise UerError(f"{key} {text}: {where} does not exist (or it is private: log in with huggingface-cli "
                        "login or HF_TOKEN); check the path or the hub id") from None
     except OSError as err:  # disk full, unwritable cache, network errors (huggingface_hub's are OSError)
-        raise UerError(f"{key}={text}: {where} could not be fetched ({reason(err)}); check the "
+        raise UerError(f"{key} {text}: {where} could not be fetched ({reason(err)}); check the "
                        "network and the cache directory (HF_HOME)") from None
     log.info("%s=%s: the hub model's files in %s", key, text, directory)
     return directory

@@ -1,9 +1,10 @@
 """Where weights a run starts from are published, for the message of a missing ``pretrained_model_path``.
 
-Nothing is downloaded: the message says where such weights are published -- the original
-UER-py toolkit's model zoo (``.bin`` files, read as they are), the Hugging Face hub and
-Google's TensorFlow checkpoints -- and the ``tool=convert`` command for each format; a
-checkpoint an earlier preset writes names that preset.
+Nothing is downloaded for a missing local path: the message says where such weights are
+published -- the original UER-py toolkit's model zoo (``.bin`` files, read as they are), the
+Hugging Face hub (a model directory or hub id is read as it is, :mod:`uer.io.hf_hub`) and
+Google's TensorFlow checkpoints (the ``tool=convert`` command) -- and a checkpoint an earlier
+preset writes names that preset.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def missing_weights(path) -> str:
                f"tool.output_format=uer_ckpt tool.output_path={converted} tokenizer.vocab_path={{vocab}}")
     return (f"pretrained_model_path={path} not found (nothing is downloaded). Such weights are published as the "
             f"original toolkit's .bin in its model zoo ({MODEL_ZOO}; save the file as {path}, it is read as it is); "
-            f"as Hugging Face models ({HF_HUB}): "
+            f"as Hugging Face models ({HF_HUB}): pass the hub id (pretrained_model_path=uer/chinese_roberta_L-4_H-512) "
+            "or a downloaded model directory (config.json, weights, tokenizer files), read as they are, or convert: "
             + convert.format(fmt="hf", source="DIR", vocab="DIR/vocab.txt")
             + f"; as Google's TensorFlow checkpoints ({GOOGLE}): "
             + convert.format(fmt="tf", source="DIR/bert_model.ckpt", vocab="DIR/vocab.txt")

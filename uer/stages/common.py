@@ -11,6 +11,7 @@ from uer.config.original_file import adopt_original_file
 from uer.config.overrides import adopt_architecture, command_line_overrides
 from uer.errors import UerError
 from uer.io.formats import ORIGINAL, read_model_file
+from uer.io.hf_hub import hub_id
 from uer.io.outputs import path_keys
 from uer.io.weight_sources import missing_weights
 
@@ -26,9 +27,9 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
     path = cfg.get("pretrained_model_path")
     if not path:
         return None
-    if not Path(path).exists():
+    if not Path(path).exists() and hub_id(path) is None:
         raise UerError(missing_weights(path))
-    kind, payload = read_model_file(path)
+    kind, payload = read_model_file(path, "pretrained_model_path")
     if kind == ORIGINAL:
         adopt_original_file(cfg, path, payload, command_line_overrides())
         return None

@@ -257,7 +257,7 @@ def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
     if resume_payload is not None:
         return checkpoint_tokenizer(resume_payload, cfg.output_model_path or "output_model_path")
     if start:
-        kind, payload = read_model_file(start)
+        kind, payload = read_model_file(start, "pretrained_model_path")
         if kind == CHECKPOINT:
             return checkpoint_tokenizer(payload, start)
     return build_tokenizer(cfg.tokenizer)

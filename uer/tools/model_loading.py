@@ -35,6 +35,7 @@ from uer.io.atomic import atomic_write
 from uer.io.checkpoint import MODEL_NODES, checkpoint_tokenizer, load_stored_weights, step_checkpoints
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.hf_directory import is_hf_directory
+from uer.io.hf_hub import model_location
 from uer.io.uer_format import WORD_EMBEDDING, from_uer_state_dict, load_into_model
 from uer.models import Backbone, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
@@ -84,10 +85,10 @@ class LoadedModel:
 
 def model_file(path, key: str = "tool.input_path") -> Path:
     """``path`` as a model file: a directory means its ``best.pt`` or newest ``step_N.pt``, else itself when it is
-    a Hugging Face model directory."""
+    a Hugging Face model directory; a hub id (:mod:`uer.io.hf_hub`) is its local snapshot directory."""
     if not path:
         raise UerError(f"{key} is not set; give a model file (.pt checkpoint or UER .bin)")
-    path = Path(path)
+    path = model_location(str(path), key)  # a hub id: its local snapshot directory
     if path.is_dir():
         if (path / BEST).is_file():
             return path / BEST
