@@ -80,3 +80,13 @@ def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_confi
     save_checkpoint(path, model_state=model.state_dict(), config=config, tokenizer=build_tokenizer(cfg.tokenizer),
                     trainer=trainer)
     return path
+
+
+def cached_snapshot(cache: Path, repo_id: str, commit: str = "c0ffee") -> Path:
+    """The snapshot folder of ``repo_id`` in hub cache ``cache``, as huggingface_hub lays it out."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot

@@ -1,4 +1,5 @@
-"""Hub ids where a model path is expected: what counts as one, the offline cache, one-line refusals.
+"""Hub ids where a model path is expected: what counts as one, the offline cache, one-line refusals
+(a fine-tuning started from a hub id: tests/stages/test_start_from_hub.py).
 
 Nothing is downloaded: every test runs with ``HF_HUB_OFFLINE=1`` over a cache built in ``tmp_path``
 with the hub's own layout (``models--OWNER--NAME/refs/main`` naming a ``snapshots/COMMIT`` folder).
@@ -13,18 +14,15 @@ import pytest
 
 from uer.errors import UerError
 from uer.io.hf_hub import hub_id, model_location
+from uer_testing import cached_snapshot
 
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
     """An offline hub cache holding ``acme/tiny`` at commit ``c0ffee`` (a config.json only)."""
     cache = tmp_path / "hub"
-    repo = cache / "models--acme--tiny"
-    snapshot = repo / "snapshots" / "c0ffee"
-    snapshot.mkdir(parents=True)
+    snapshot = cached_snapshot(cache, "acme/tiny")
     (snapshot / "config.json").write_text("{}\n")
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text("c0ffee")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return snapshot
@@ -61,7 +59,7 @@ def test_an_uncached_hub_id_offline_is_one_line_naming_it(hub_cache):
         model_location("acme/absent", "pretrained_model_path")
     message = str(err.value)
     assert "\n" not in message
-    assert "pretrained_model_path=acme/absent" in message and "HF_HUB_OFFLINE" in message
+    assert "pretrained_model_path acme/absent" in message and "HF_HUB_OFFLINE" in message
     assert "no local path acme/absent exists" in message
 
 
