@@ -21,6 +21,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from uer.config.fields import bounds_of, help_of
+from uer.io.hf_families import FAMILIES
+from uer.io.hf_heads import HEADS, NO_HF_HEAD
 from uer.composition import compose, register_configs
 from uer.config.run import STAGE_ROOTS
 from uer.paths import CONF
@@ -58,6 +60,7 @@ def generate() -> str:
     for name in STAGE_ROOTS:
         add(f"  - [`{name}`](#section-{name})")
     add("- [Sweeps](#sweeps)")
+    add("- [Hugging Face families](#hugging-face-families)")
     add("")
 
     add("## Stages")
@@ -137,7 +140,34 @@ def generate() -> str:
         if key != "_target_":
             add(f"| `hydra.callbacks.sweep_results.{key}` | `{_value(value)}` | {_cell(comments.get(key, ''))} |")
     add("")
+    _hf_families_section(add)
     return "\n".join(out)
+
+
+def _hf_families_section(add) -> None:
+    """Every family x direction x head, from the converter's own tables (uer/io/hf_families.py, hf_heads.py)."""
+    add("## Hugging Face families")
+    add("")
+    add("What crosses between this project and Hugging Face model directories, both ways: `tool=convert` "
+        "(`tool.input_format=hf` reads a directory's `config.json` `model_type`; `tool.output_format=hf` writes the "
+        "family a model came from, `tool.hf_model_type=NAME`, or the first whose layout holds it), and every "
+        "`pretrained_model_path=` / `tool.input_path=` that takes a model directory or a hub id. Read: every "
+        "class below, with its weights; written: the class of the model's target (or task).")
+    add("")
+    add("| `model_type` | layout | classes by target | fine-tuned heads (task → class) |")
+    add("| --- | --- | --- | --- |")
+    for name, fam in FAMILIES.items():
+        targets = [f"{target or 'none'} → `{cls}`" for target, (cls, _) in fam.classes.items()]
+        targets += [f"{target} → `{fam.classes[instead][0]}` (its {instead} part)"
+                    for target, instead in fam.fallback.items()]
+        table = HEADS.get(name)
+        heads = ", ".join(f"{task} → `{head.architecture}`" for task, head in table.heads.items()) if table else \
+            "none (a task model is read as its backbone; a fine-tuned model goes out as `tool.hf_model_type=bert`)"
+        add(f"| `{name}` | {_cell(fam.holds)} | {'; '.join(targets)} | {heads} |")
+    add("")
+    add("Task heads without a Hugging Face class (refused, nothing written): "
+        + "; ".join(f"`{task}`: {why}" for task, why in NO_HF_HEAD.items()) + ".")
+    add("")
 
 
 def _group_section(add, name: str) -> None:
