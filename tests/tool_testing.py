@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from uer.models import build_model
+from uer.models import build_backbone, build_model
 from uer.app import run_stage
 from uer.tokenizers import build_tokenizer
 from uer_testing import SMALL, compose_config, save_model_checkpoint
@@ -65,3 +66,18 @@ def tool_error(capsys, name: str, *overrides: str, vocab: Path | None = None) ->
 
 def no_temp_files(directory: Path) -> bool:
     return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
+
+
+def payload_model(payload):
+    """``(model, unexpected keys)``: the model a checkpoint payload's config describes (a bare backbone when it
+    has no target) with its weights, in eval mode."""
+    config = payload["config"]
+    embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
+    vocab_size = payload["vocab"]["vocab_size"]
+    if "target" in config:
+        model = build_model(embedding, encoder, OmegaConf.create(config["target"]), vocab_size)
+    else:
+        model = torch.nn.ModuleDict({"backbone": build_backbone(embedding, encoder, vocab_size)})
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    assert not missing
+    return model.eval(), unexpected

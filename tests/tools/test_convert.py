@@ -20,8 +20,9 @@ from transformers import BertConfig, BertForPreTraining, BertModel
 from uer.io import hf_format
 from uer.io.checkpoint import MODEL_NODES, load_checkpoint
 from uer.io.uer_format import load_uer_bin
-from uer.models import build_backbone, build_model
+from uer.models import build_model
 from uer.app import run_stage
+from tool_testing import payload_model
 from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
 
 H, LAYERS, HEADS, FF, V, POSITIONS = 32, 2, 2, 64, 100, 64
@@ -96,23 +97,10 @@ def failure(capsys, vocab, *args) -> str:
     return lines[0]
 
 
-def our_model(payload):
-    config = payload["config"]
-    embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
-    vocab_size = payload["vocab"]["vocab_size"]
-    if "target" in config:
-        model = build_model(embedding, encoder, OmegaConf.create(config["target"]), vocab_size)
-    else:
-        model = torch.nn.ModuleDict({"backbone": build_backbone(embedding, encoder, vocab_size)})
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
-    assert not missing
-    return model.eval(), unexpected
-
-
 @torch.no_grad()
 def assert_parity(payload, hf):
     """Our converted model and the HF BertForPreTraining agree on hidden states, MLM and NSP logits."""
-    model, unexpected = our_model(payload)
+    model, unexpected = payload_model(payload)
     assert not unexpected
     src, mask, token_type = inputs()
     theirs = hf(input_ids=src, attention_mask=mask, token_type_ids=token_type, output_hidden_states=True)
@@ -187,7 +175,7 @@ def test_hf_bert_model_without_heads(tmp_path, vocab):
     convert(vocab, source, "hf", ours, "uer_ckpt", f"model.heads_num={HEADS}")
     payload = load_checkpoint(ours)
     assert "target" not in payload["config"]
-    model, kept = our_model(payload)
+    model, kept = payload_model(payload)
     assert sorted(kept) == ["target.nsp_linear_1.bias", "target.nsp_linear_1.weight"]  # the pooler travels along
     src, mask, token_type = inputs()
     theirs = hf(input_ids=src, attention_mask=mask, token_type_ids=token_type)

@@ -23,15 +23,14 @@ import shutil
 import pytest
 import torch
 import transformers
-from omegaconf import OmegaConf
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from tokenizer_testing import byte_level_bpe, model_dir
-from tool_testing import no_temp_files
+from tool_testing import no_temp_files, payload_model
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import read_model_file
-from uer.models import build_backbone, build_model
+from uer.models import build_model
 from uer.tokenizers.hf import swap_pad
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
@@ -129,16 +128,9 @@ def batch(pad_id: int, segments: bool):
 
 
 def our_model(payload):
-    config = payload["config"]
-    embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
-    size = payload["vocab"]["vocab_size"]
-    if "target" in config:
-        model = build_model(embedding, encoder, OmegaConf.create(config["target"]), size)
-    else:
-        model = torch.nn.ModuleDict({"backbone": build_backbone(embedding, encoder, size)})
-    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
-    assert not missing and all(key.startswith(("target.nsp_linear_1.", "target.sop_linear_1.")) for key in unexpected)
-    return model.eval()  # a bare model's pooler travels along, unused
+    model, unexpected = payload_model(payload)
+    assert all(key.startswith(("target.nsp_linear_1.", "target.sop_linear_1.")) for key in unexpected)
+    return model  # a bare model's pooler travels along, unused
 
 
 def head_outputs(cls: str, output) -> dict:
