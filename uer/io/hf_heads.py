@@ -60,16 +60,37 @@ class HeadLayout:
 class HeadFamily:
     prefix: str  # the backbone's prefix in a task model's state dict
     heads: dict[str, HeadLayout]
+    refused: dict[str, str] = field(default_factory=dict)  # task -> why this family's class does not compute it
 
+
+def _heads(prefix: str, stem: str, classifier: Optional[tuple], refused: Optional[dict] = None) -> HeadFamily:
+    """A family whose token classification and question answering are one linear each (``classifier``,
+    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, or None (``refused`` says why)."""
+    heads = {"classifier": HeadLayout("classifier", f"{stem}ForSequenceClassification", classifier, CLASS_IDS,
+                                      {"pooling": "first"})} if classifier else {}
+    heads["ner"] = HeadLayout("ner", f"{stem}ForTokenClassification", (("output_layer", "classifier"),), TAGS)
+    heads["cmrc"] = HeadLayout("cmrc", f"{stem}ForQuestionAnswering", (("output_layer", "qa_outputs"),), SPAN)
+    return HeadFamily(prefix, heads, refused or {})
+
+
+# RoBERTa's and XLM-R's classification head: the first (<s>) vector, dense, tanh, out_proj (uer's ClassifierModel).
+ROBERTA_CLASSIFIER = (("output_layer_1", "classifier.dense"), ("output_layer_2", "classifier.out_proj"))
 
 HEADS: dict[str, HeadFamily] = {
-    "bert": HeadFamily("bert.", {
-        "classifier": HeadLayout("classifier", "BertForSequenceClassification",
-                                 (("output_layer_1", "bert.pooler.dense"), ("output_layer_2", "classifier")),
-                                 CLASS_IDS, {"pooling": "first"}),
-        "ner": HeadLayout("ner", "BertForTokenClassification", (("output_layer", "classifier"),), TAGS),
-        "cmrc": HeadLayout("cmrc", "BertForQuestionAnswering", (("output_layer", "qa_outputs"),), SPAN),
-    }),
+    "bert": _heads("bert.", "Bert", (("output_layer_1", "bert.pooler.dense"), ("output_layer_2", "classifier"))),
+    "roberta": _heads("roberta.", "Roberta", ROBERTA_CLASSIFIER),
+    "xlm-roberta": _heads("roberta.", "XLMRoberta", ROBERTA_CLASSIFIER),
+    # ALBERT's pooler is one linear + tanh on the first vector, then the classifier: the same computation.
+    "albert": _heads("albert.", "Albert", (("output_layer_1", "albert.pooler"), ("output_layer_2", "classifier"))),
+    "electra": _heads("electra.", "Electra", None, {
+        "classifier": "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector, "
+                      "where uer's task=classifier applies tanh after output_layer_1, so no weights make one compute "
+                      "the other; export it with tool.hf_model_type=bert (BertForSequenceClassification computes "
+                      "it) if its embedding size is its hidden size, or keep tool.output_format=uer_ckpt"}),
+    "gpt2": _heads("transformer.", "GPT2", None, {
+        "classifier": "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear "
+                      "(score), where uer's task=classifier pools and applies output_layer_1 + tanh + "
+                      "output_layer_2, so no weights make one compute the other; keep tool.output_format=uer_ckpt"}),
 }
 
 # Why the other tasks' heads have no Hugging Face class to go to.
@@ -119,8 +140,11 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     table = HEADS.get(family)
     if table is None:
         raise UerError(f"{source} is fine-tuned for task={name}; task heads cross to Hugging Face for the "
-                       f"{', '.join(HEADS)} family only, not {family}: export it with tool.hf_model_type="
+                       f"{', '.join(HEADS)} families only, not {family}: export it with tool.hf_model_type="
                        f"{next(iter(HEADS))} (the same weights), or keep tool.output_format=uer_ckpt")
+    if name in table.refused:
+        raise UerError(f"{source} is fine-tuned for task={name}, which the {family} family has no Hugging Face "
+                       f"class for: {table.refused[name]}")
     layout = table.heads.get(name)
     if layout is None:
         why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
@@ -129,7 +153,7 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     for key, value in layout.settings.items():
         if task.get(key, value) != value:
             raise UerError(f"{source} is fine-tuned with task.{key}={task.get(key)}, but {layout.architecture} "
-                           f"computes task.{key}={value} (its pooler reads the first, [CLS], vector); only such a "
+                           f"computes task.{key}={value} (its head reads the first token's vector); only such a "
                            f"model converts to it: fine-tune with task.{key}={value}, or keep tool.output_format="
                            "uer_ckpt")
     missing = [uer for uer, _ in layout.names() if uer not in uer_state]
