@@ -53,8 +53,8 @@ ANGLED = {"type_vocab_size": 1, "pad_token_id": 1, "bos_token_id": 0, "eos_token
 FAMILIES = {  # family: (class stem, config, pad id, segments)
     "roberta": ("Roberta", lambda **k: bert_like(T.RobertaConfig, **{**ANGLED, **k}), 1, False),
     "xlm-roberta": ("XLMRoberta", lambda **k: bert_like(T.XLMRobertaConfig, **{**ANGLED, **k}), 1, False),
-    "albert": ("Albert", lambda **k: bert_like(T.AlbertConfig, embedding_size=E, num_hidden_layers=3, **k), 0, True),
-    "electra": ("Electra", lambda **k: bert_like(T.ElectraConfig, embedding_size=E, **k), 0, True),
+    "albert": ("Albert", lambda **k: bert_like(T.AlbertConfig, **{"embedding_size": E, "num_hidden_layers": 3, **k}), 0, True),
+    "electra": ("Electra", lambda **k: bert_like(T.ElectraConfig, **{"embedding_size": E, **k}), 0, True),
     "gpt2": ("GPT2", lambda **k: T.GPT2Config(**{"vocab_size": V, "n_embd": H, "n_layer": LAYERS, "n_head": HEADS,
                                                  "n_positions": POSITIONS, "bos_token_id": 2, "eos_token_id": 3,
                                                  **k}), 0, False),
@@ -194,28 +194,25 @@ def rows(tmp_path_factory):
     return rows
 
 
-def finetuned_from(tmp_path, rows, family, *extra):
+def finetuned_from(tmp_path, rows, family, *extra, **config_changes):
     """A classifier fine-tuned from a ``family`` masked-LM / LM directory with a byte-level BPE tokenizer."""
     tokenizer = byte_level_bpe(ANGLE if family == "roberta" else SPECIALS)
     directory = model_dir(tmp_path / "model", tokenizer, ANGLE_ROLES if family == "roberta" else BERT_ROLES)
     stem, config, _, _ = FAMILIES[family]
-    size = {"vocab_size": tokenizer.get_vocab_size(),
-            **({"max_position_embeddings": 130} if family == "roberta" else {})}
     cls = {"roberta": "RobertaForMaskedLM", "electra": "ElectraForMaskedLM", "gpt2": "GPT2LMHeadModel"}[family]
     torch.manual_seed(0)
-    getattr(T, cls)(config(**size)).save_pretrained(directory)
+    getattr(T, cls)(config(vocab_size=tokenizer.get_vocab_size(), **config_changes)).save_pretrained(directory)
     out = tmp_path / "out"
     run_stage(compose_config([
         "task=classifier", f"pretrained_model_path={directory}", f"finetune.train_path={rows['train']}",
         f"finetune.dev_path={rows['dev']}", f"output_model_path={out}", "hardware.num_threads=1",
         "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1", *extra]))
+    (tmp_path / "model").rename(tmp_path / "gone")  # from here on the checkpoint alone
     return out / "best.pt"
 
 
-def test_a_classifier_fine_tuned_from_a_roberta_directory_exports_as_roberta_with_infers_labels(tmp_path, rows):
-    checkpoint = finetuned_from(tmp_path, rows, "roberta")
-    assert load_checkpoint(checkpoint)["config"]["hf"]["model_type"] == "roberta"
-    (tmp_path / "model").rename(tmp_path / "gone")  # from here on the checkpoint alone
+def assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported):
+    """``pipeline("text-classification")`` on ``exported`` gives the labels and logits stage=infer writes."""
     prediction = tmp_path / "pred.tsv"
     run_stage(compose_config(["stage=infer", f"infer.load_model_path={checkpoint}",
                               f"infer.test_path={rows['short']}", f"infer.prediction_path={prediction}",
@@ -223,9 +220,6 @@ def test_a_classifier_fine_tuned_from_a_roberta_directory_exports_as_roberta_wit
     predicted = [line.split("\t") for line in prediction.read_text(encoding="utf-8").splitlines()[1:]]
     labels = [label for label, _ in predicted]
     logits = torch.tensor([[float(x) for x in row.split()] for _, row in predicted])
-    exported = convert(checkpoint, "uer_ckpt", tmp_path / "hf", "hf")
-    assert json.loads((exported / "config.json").read_text(encoding="utf-8"))["architectures"] == \
-        ["RobertaForSequenceClassification"]
     texts = rows["short"].read_text(encoding="utf-8").splitlines()[1:]
     encoded = Tokenizer.from_file(str(exported / "tokenizer.json")).encode_batch(texts)
     assert max(len(row.ids) for row in encoded) < 100  # within infer.seq_length and the 128 positions
@@ -235,6 +229,35 @@ def test_a_classifier_fine_tuned_from_a_roberta_directory_exports_as_roberta_wit
     scores = classify(texts, top_k=None, function_to_apply="none")  # the logits too (labels may all agree)
     theirs = torch.tensor([[next(s["score"] for s in row if s["label"] == str(i)) for i in range(2)] for row in scores])
     torch.testing.assert_close(theirs, logits, atol=1e-5, rtol=1e-5)
+
+
+def architecture(directory):
+    return json.loads((directory / "config.json").read_text(encoding="utf-8"))["architectures"]
+
+
+def test_a_classifier_fine_tuned_from_a_roberta_directory_exports_as_roberta_with_infers_labels(tmp_path, rows):
+    checkpoint = finetuned_from(tmp_path, rows, "roberta", max_position_embeddings=130)
+    assert load_checkpoint(checkpoint)["config"]["hf"]["model_type"] == "roberta"
+    exported = convert(checkpoint, "uer_ckpt", tmp_path / "hf", "hf")  # no tool.hf_model_type
+    assert architecture(exported) == ["RobertaForSequenceClassification"]
+    assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported)
+
+
+def test_an_electra_classifier_exports_as_bert_when_asked(tmp_path, rows):
+    """The way out the ELECTRA refusal offers: with embedding size = hidden size BERT's class computes it."""
+    checkpoint = finetuned_from(tmp_path, rows, "electra", embedding_size=H, max_position_embeddings=130)
+    exported = convert(checkpoint, "uer_ckpt", tmp_path / "hf", "hf", "tool.hf_model_type=bert")
+    assert architecture(exported) == ["BertForSequenceClassification"]
+    assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported)
+
+
+def test_an_hf_classifier_uer_does_not_compute_imports_as_its_backbone_with_the_reason(tmp_path, caplog):
+    hf_task_model(tmp_path / "hf", "electra", "classifier")  # ElectraForSequenceClassification
+    with caplog.at_level("WARNING"):
+        payload = load_checkpoint(convert(tmp_path / "hf", "hf", tmp_path / "model.pt", "uer_ckpt"))
+    assert "task" not in payload["config"]
+    assert "names ElectraForSequenceClassification: only its backbone converts, not its head " \
+           "(ElectraForSequenceClassification's head is dense + GELU" in caplog.text
 
 
 @pytest.mark.parametrize("family, why", [

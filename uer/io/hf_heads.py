@@ -24,6 +24,7 @@ bit-identical.  This module knows names and labels only; the converter
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,6 +33,7 @@ import torch
 from uer.errors import UerError
 
 StateDict = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 CLASS_IDS, TAGS, SPAN = "class ids", "tags", "span"  # where a head's label names come from
 
@@ -60,17 +62,23 @@ class HeadLayout:
 class HeadFamily:
     prefix: str  # the backbone's prefix in a task model's state dict
     heads: dict[str, HeadLayout]
-    refused: dict[str, str] = field(default_factory=dict)  # task -> why this family's class does not compute it
+    # task -> (the family's class for it, why uer's task does not compute it, what to do instead)
+    refused: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+HEAD_CLASSES = {"classifier": "ForSequenceClassification", "ner": "ForTokenClassification",
+                "cmrc": "ForQuestionAnswering"}
 
 
 def _heads(prefix: str, stem: str, classifier: Optional[tuple], refused: Optional[dict] = None) -> HeadFamily:
     """A family whose token classification and question answering are one linear each (``classifier``,
     ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, or None (``refused`` says why)."""
-    heads = {"classifier": HeadLayout("classifier", f"{stem}ForSequenceClassification", classifier, CLASS_IDS,
+    heads = {"classifier": HeadLayout("classifier", f"{stem}{HEAD_CLASSES['classifier']}", classifier, CLASS_IDS,
                                       {"pooling": "first"})} if classifier else {}
-    heads["ner"] = HeadLayout("ner", f"{stem}ForTokenClassification", (("output_layer", "classifier"),), TAGS)
-    heads["cmrc"] = HeadLayout("cmrc", f"{stem}ForQuestionAnswering", (("output_layer", "qa_outputs"),), SPAN)
-    return HeadFamily(prefix, heads, refused or {})
+    heads["ner"] = HeadLayout("ner", f"{stem}{HEAD_CLASSES['ner']}", (("output_layer", "classifier"),), TAGS)
+    heads["cmrc"] = HeadLayout("cmrc", f"{stem}{HEAD_CLASSES['cmrc']}", (("output_layer", "qa_outputs"),), SPAN)
+    refused = {task: (f"{stem}{HEAD_CLASSES[task]}", *why) for task, why in (refused or {}).items()}
+    return HeadFamily(prefix, heads, refused)
 
 
 # RoBERTa's and XLM-R's classification head: the first (<s>) vector, dense, tanh, out_proj (uer's ClassifierModel).
@@ -82,15 +90,15 @@ HEADS: dict[str, HeadFamily] = {
     "xlm-roberta": _heads("roberta.", "XLMRoberta", ROBERTA_CLASSIFIER),
     # ALBERT's pooler is one linear + tanh on the first vector, then the classifier: the same computation.
     "albert": _heads("albert.", "Albert", (("output_layer_1", "albert.pooler"), ("output_layer_2", "classifier"))),
-    "electra": _heads("electra.", "Electra", None, {
-        "classifier": "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector, "
-                      "where uer's task=classifier applies tanh after output_layer_1, so no weights make one compute "
-                      "the other; export it with tool.hf_model_type=bert (BertForSequenceClassification computes "
-                      "it) if its embedding size is its hidden size, or keep tool.output_format=uer_ckpt"}),
-    "gpt2": _heads("transformer.", "GPT2", None, {
-        "classifier": "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear "
-                      "(score), where uer's task=classifier pools and applies output_layer_1 + tanh + "
-                      "output_layer_2, so no weights make one compute the other; keep tool.output_format=uer_ckpt"}),
+    "electra": _heads("electra.", "Electra", None, {"classifier": (
+        "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector, where uer's "
+        "task=classifier applies tanh after output_layer_1, so no weights make one compute the other",
+        "export it with tool.hf_model_type=bert (BertForSequenceClassification computes it) if its embedding size "
+        "is its hidden size, or keep tool.output_format=uer_ckpt")}),
+    "gpt2": _heads("transformer.", "GPT2", None, {"classifier": (
+        "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear (score), "
+        "where uer's task=classifier pools and applies output_layer_1 + tanh + output_layer_2, so no weights make "
+        "one compute the other", "keep tool.output_format=uer_ckpt")}),
 }
 
 # Why the other tasks' heads have no Hugging Face class to go to.
@@ -143,8 +151,9 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
                        f"{', '.join(HEADS)} families only, not {family}: export it with tool.hf_model_type="
                        f"{next(iter(HEADS))} (the same weights), or keep tool.output_format=uer_ckpt")
     if name in table.refused:
+        _, why, way = table.refused[name]
         raise UerError(f"{source} is fine-tuned for task={name}, which the {family} family has no Hugging Face "
-                       f"class for: {table.refused[name]}")
+                       f"class for: {why}; {way}")
     layout = table.heads.get(name)
     if layout is None:
         why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
@@ -221,6 +230,11 @@ def take_head(config: Optional[dict], config_path, state: StateDict, source: str
     or a problem type uer's task does not train are a :class:`UerError`."""
     layout = head_layout(config, family)
     if layout is None:
+        architectures = (config or {}).get("architectures") or []
+        for architecture, why, _ in (HEADS[family].refused.values() if family in HEADS else ()):
+            if architecture in architectures:
+                log.warning("%s names %s: only its backbone converts, not its head (%s)", config_path, architecture,
+                            why)
         return state, None
     says = f"{config_path} says {layout.architecture}"
     absent = [hf for _, hf in layout.names() if hf not in state]
