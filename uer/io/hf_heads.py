@@ -1,25 +1,38 @@
 """Fine-tuned task heads in Hugging Face model directories: which uer task is which ``*For*`` class.
 
 A fine-tuned uer checkpoint holds a backbone plus its task's head; a Hugging Face task
-model is a backbone (under the family's prefix, ``bert.``) plus that class's head.  The
-tables here pair them, tensor by tensor, keyed by family and then by uer task name, so
-another family adds its own ``HeadFamily`` (its prefix and class names) beside BERT's:
+model is a backbone (under the family's prefix: ``bert.``, ``roberta.``, ``albert.``,
+``electra.``, ``transformer.``) plus that class's head.  The tables here (:data:`HEADS`) pair
+them, tensor by tensor, keyed by family (``config.json``'s ``model_type``) and then by uer
+task name; the head classes' computations were read from transformers' source:
 
-* ``classifier`` (text and text pair) = ``BertForSequenceClassification``.  uer's
-  ``ClassifierModel`` takes the first ([CLS]) vector, ``output_layer_1`` + tanh, then
-  ``output_layer_2``; BERT takes the same vector through its pooler (dense + tanh), then
-  ``classifier``: the same computation, so ``output_layer_1`` is ``bert.pooler.dense`` and
-  ``output_layer_2`` is ``classifier``.  Only ``task.pooling=first`` is that computation.
-  Labels are class ids: their names are the ids as strings unless the checkpoint records
-  names (``task_info.id2label``, kept from an imported model).
-* ``ner`` = ``BertForTokenClassification``: ``output_layer`` is ``classifier``; the labels
-  are the checkpoint's tags (``task_info.label2id``).
-* ``cmrc`` = ``BertForQuestionAnswering``: ``output_layer`` (start, end) is ``qa_outputs``.
+* ``classifier`` (text and text pair).  uer's ``ClassifierModel`` with ``task.pooling=first``
+  takes the first token's vector, ``output_layer_1`` + tanh, then ``output_layer_2``:
+
+  - ``BertForSequenceClassification``: the pooler (dense + tanh on [CLS]), then ``classifier``:
+    ``output_layer_1`` = ``bert.pooler.dense``, ``output_layer_2`` = ``classifier``;
+  - ``RobertaForSequenceClassification`` / ``XLMRobertaForSequenceClassification``: the
+    ``classifier`` head, ``dense`` + tanh + ``out_proj`` on <s>: ``output_layer_1`` =
+    ``classifier.dense``, ``output_layer_2`` = ``classifier.out_proj``;
+  - ``AlbertForSequenceClassification``: ``albert.pooler`` (one linear) + tanh, then
+    ``classifier``;
+  - refused: ``ElectraForSequenceClassification`` (dense + GELU + out_proj: no weights make
+    tanh compute GELU) and ``GPT2ForSequenceClassification`` (one bias-free ``score`` linear on
+    the last non-padding token).  Exporting such a checkpoint is a :class:`UerError` with the
+    reason; importing such a model converts its backbone and warns why the head does not.
+
+  Other poolings are refused.  Labels are class ids: their names are the ids as strings unless
+  the checkpoint records names (``task_info.id2label``, kept from an imported model).
+* ``ner`` = ``*ForTokenClassification`` of every family: ``output_layer`` is ``classifier``;
+  the labels are the checkpoint's tags (``task_info.label2id``).
+* ``cmrc`` = ``*ForQuestionAnswering`` of every family: ``output_layer`` (start, end) is
+  ``qa_outputs``.
 
 Other tasks have no such class and are refused (:data:`NO_HF_HEAD` says why).  The
-weights tensors move unchanged (same shapes, same orientation), so a round trip is
+head tensors move unchanged (same shapes, same orientation), so a round trip is
 bit-identical.  This module knows names and labels only; the converter
-(:mod:`uer.tools.convert`) maps the backbone and writes the files.
+(:mod:`uer.tools.convert`) maps the backbone, picks the family (a checkpoint fine-tuned from a
+Hugging Face directory records it in ``config["hf"]``) and writes the files.
 """
 
 from __future__ import annotations
