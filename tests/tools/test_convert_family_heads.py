@@ -53,7 +53,8 @@ ANGLED = {"type_vocab_size": 1, "pad_token_id": 1, "bos_token_id": 0, "eos_token
 FAMILIES = {  # family: (class stem, config, pad id, segments)
     "roberta": ("Roberta", lambda **k: bert_like(T.RobertaConfig, **{**ANGLED, **k}), 1, False),
     "xlm-roberta": ("XLMRoberta", lambda **k: bert_like(T.XLMRobertaConfig, **{**ANGLED, **k}), 1, False),
-    "albert": ("Albert", lambda **k: bert_like(T.AlbertConfig, **{"embedding_size": E, "num_hidden_layers": 3, **k}), 0, True),
+    "albert": ("Albert", lambda **k: bert_like(T.AlbertConfig, **{"embedding_size": E, "num_hidden_layers": 3, **k}),
+               0, True),
     "electra": ("Electra", lambda **k: bert_like(T.ElectraConfig, **{"embedding_size": E, **k}), 0, True),
     "gpt2": ("GPT2", lambda **k: T.GPT2Config(**{"vocab_size": V, "n_embd": H, "n_layer": LAYERS, "n_head": HEADS,
                                                  "n_positions": POSITIONS, "bos_token_id": 2, "eos_token_id": 3,
