@@ -43,6 +43,7 @@ class Setup:
     source: str | None  # where ``state`` came from, for messages
     task: Task
     env: DistEnv = DistEnv()  # this process's rank in a multi-process run
+    hf: dict | None = None  # the Hugging Face model the starting checkpoint came from (its config["hf"])
 
 
 def prepare(cfg: DictConfig) -> Setup:
@@ -50,13 +51,13 @@ def prepare(cfg: DictConfig) -> Setup:
     f = cfg.finetune
     device, env = training_process(cfg)
 
-    tokenizer, state, source = starting_point(cfg)
+    tokenizer, state, source, hf = starting_point(cfg)
     positions = cfg.embedding.get("max_seq_length")
     if positions is not None and f.seq_length > positions:
         raise UerError(f"finetune.seq_length={f.seq_length} exceeds the {positions} positions the embedding has; "
                        f"use finetune.seq_length={positions} or less")
     task = make_task(cfg.task, tokenizer, f.seq_length)
-    return Setup(cfg, device, tokenizer, state, source, task, env)
+    return Setup(cfg, device, tokenizer, state, source, task, env, hf)
 
 
 def selection_metric(setup: Setup) -> str:
@@ -80,25 +81,30 @@ def new_model(setup: Setup, labels_num: int | None) -> nn.Module:
 
 
 def checkpoint_config(setup: Setup, **extra) -> dict:
-    """The config a fine-tuned checkpoint records: the run's, with what it learnt (``task.labels_num``)."""
+    """The config a fine-tuned checkpoint records: the run's, with what it learnt (``task.labels_num``), and
+    the Hugging Face model it started from (``hf``), so ``tool=convert`` writes it back as that family."""
     config = run_config(setup.cfg)
     if "labels_num" in config["task"] and setup.task.info.get("labels_num") is not None:
         config["task"]["labels_num"] = setup.task.info["labels_num"]
+    if setup.hf is not None:
+        config["hf"] = setup.hf
     return {**config, **extra}
 
 
 def starting_point(cfg: DictConfig):
-    """``(tokenizer, state dict in our names or None, source)`` of the backbone to fine-tune."""
+    """``(tokenizer, state dict in our names or None, source, the Hugging Face model it came from or None)`` of
+    the backbone to fine-tune."""
     path = cfg.pretrained_model_path
     if not path:
         log.info("pretrained_model_path is null: the model starts from random weights")
-        return build_tokenizer(cfg.tokenizer), None, None
+        return build_tokenizer(cfg.tokenizer), None, None, None
     kind, content = read_model_file(path, "pretrained_model_path")
     if kind != CHECKPOINT:
         log.info("starting from the original UER model %s with the composed embedding/encoder/size config", path)
-        return build_tokenizer(cfg.tokenizer), from_uer_state_dict(content), str(path)
+        return build_tokenizer(cfg.tokenizer), from_uer_state_dict(content), str(path), None
     log.info("starting from %s, with its architecture and tokenizer", path)
-    return checkpoint_tokenizer(content, path), content["model"], str(path)
+    return (checkpoint_tokenizer(content, path), content["model"], str(path),
+            (content.get("config") or {}).get("hf"))
 
 
 def usable_weights(state: dict, model: torch.nn.Module) -> dict:

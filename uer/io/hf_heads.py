@@ -1,29 +1,43 @@
 """Fine-tuned task heads in Hugging Face model directories: which uer task is which ``*For*`` class.
 
 A fine-tuned uer checkpoint holds a backbone plus its task's head; a Hugging Face task
-model is a backbone (under the family's prefix, ``bert.``) plus that class's head.  The
-tables here pair them, tensor by tensor, keyed by family and then by uer task name, so
-another family adds its own ``HeadFamily`` (its prefix and class names) beside BERT's:
+model is a backbone (under the family's prefix: ``bert.``, ``roberta.``, ``albert.``,
+``electra.``, ``transformer.``) plus that class's head.  The tables here (:data:`HEADS`) pair
+them, tensor by tensor, keyed by family (``config.json``'s ``model_type``) and then by uer
+task name; the head classes' computations were read from transformers' source:
 
-* ``classifier`` (text and text pair) = ``BertForSequenceClassification``.  uer's
-  ``ClassifierModel`` takes the first ([CLS]) vector, ``output_layer_1`` + tanh, then
-  ``output_layer_2``; BERT takes the same vector through its pooler (dense + tanh), then
-  ``classifier``: the same computation, so ``output_layer_1`` is ``bert.pooler.dense`` and
-  ``output_layer_2`` is ``classifier``.  Only ``task.pooling=first`` is that computation.
-  Labels are class ids: their names are the ids as strings unless the checkpoint records
-  names (``task_info.id2label``, kept from an imported model).
-* ``ner`` = ``BertForTokenClassification``: ``output_layer`` is ``classifier``; the labels
-  are the checkpoint's tags (``task_info.label2id``).
-* ``cmrc`` = ``BertForQuestionAnswering``: ``output_layer`` (start, end) is ``qa_outputs``.
+* ``classifier`` (text and text pair).  uer's ``ClassifierModel`` with ``task.pooling=first``
+  takes the first token's vector, ``output_layer_1`` + tanh, then ``output_layer_2``:
+
+  - ``BertForSequenceClassification``: the pooler (dense + tanh on [CLS]), then ``classifier``:
+    ``output_layer_1`` = ``bert.pooler.dense``, ``output_layer_2`` = ``classifier``;
+  - ``RobertaForSequenceClassification`` / ``XLMRobertaForSequenceClassification``: the
+    ``classifier`` head, ``dense`` + tanh + ``out_proj`` on <s>: ``output_layer_1`` =
+    ``classifier.dense``, ``output_layer_2`` = ``classifier.out_proj``;
+  - ``AlbertForSequenceClassification``: ``albert.pooler`` (one linear) + tanh, then
+    ``classifier``;
+  - refused: ``ElectraForSequenceClassification`` (dense + GELU + out_proj: no weights make
+    tanh compute GELU) and ``GPT2ForSequenceClassification`` (one bias-free ``score`` linear on
+    the last non-padding token).  Exporting such a checkpoint is a :class:`UerError` with the
+    reason; importing such a model converts its backbone and warns why the head does not.
+
+  Other poolings are refused.  Labels are class ids: their names are the ids as strings unless
+  the checkpoint records names (``task_info.id2label``, kept from an imported model).
+* ``ner`` = ``*ForTokenClassification`` of every family: ``output_layer`` is ``classifier``;
+  the labels are the checkpoint's tags (``task_info.label2id``).
+* ``cmrc`` = ``*ForQuestionAnswering`` of every family: ``output_layer`` (start, end) is
+  ``qa_outputs``.
 
 Other tasks have no such class and are refused (:data:`NO_HF_HEAD` says why).  The
-weights tensors move unchanged (same shapes, same orientation), so a round trip is
+head tensors move unchanged (same shapes, same orientation), so a round trip is
 bit-identical.  This module knows names and labels only; the converter
-(:mod:`uer.tools.convert`) maps the backbone and writes the files.
+(:mod:`uer.tools.convert`) maps the backbone, picks the family (a checkpoint fine-tuned from a
+Hugging Face directory records it in ``config["hf"]``) and writes the files.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,6 +46,7 @@ import torch
 from uer.errors import UerError
 
 StateDict = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
 
 CLASS_IDS, TAGS, SPAN = "class ids", "tags", "span"  # where a head's label names come from
 
@@ -60,16 +75,43 @@ class HeadLayout:
 class HeadFamily:
     prefix: str  # the backbone's prefix in a task model's state dict
     heads: dict[str, HeadLayout]
+    # task -> (the family's class for it, why uer's task does not compute it, what to do instead)
+    refused: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
+
+HEAD_CLASSES = {"classifier": "ForSequenceClassification", "ner": "ForTokenClassification",
+                "cmrc": "ForQuestionAnswering"}
+
+
+def _heads(prefix: str, stem: str, classifier: Optional[tuple], refused: Optional[dict] = None) -> HeadFamily:
+    """A family whose token classification and question answering are one linear each (``classifier``,
+    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, or None (``refused`` says why)."""
+    heads = {"classifier": HeadLayout("classifier", f"{stem}{HEAD_CLASSES['classifier']}", classifier, CLASS_IDS,
+                                      {"pooling": "first"})} if classifier else {}
+    heads["ner"] = HeadLayout("ner", f"{stem}{HEAD_CLASSES['ner']}", (("output_layer", "classifier"),), TAGS)
+    heads["cmrc"] = HeadLayout("cmrc", f"{stem}{HEAD_CLASSES['cmrc']}", (("output_layer", "qa_outputs"),), SPAN)
+    refused = {task: (f"{stem}{HEAD_CLASSES[task]}", *why) for task, why in (refused or {}).items()}
+    return HeadFamily(prefix, heads, refused)
+
+
+# RoBERTa's and XLM-R's classification head: the first (<s>) vector, dense, tanh, out_proj (uer's ClassifierModel).
+ROBERTA_CLASSIFIER = (("output_layer_1", "classifier.dense"), ("output_layer_2", "classifier.out_proj"))
 
 HEADS: dict[str, HeadFamily] = {
-    "bert": HeadFamily("bert.", {
-        "classifier": HeadLayout("classifier", "BertForSequenceClassification",
-                                 (("output_layer_1", "bert.pooler.dense"), ("output_layer_2", "classifier")),
-                                 CLASS_IDS, {"pooling": "first"}),
-        "ner": HeadLayout("ner", "BertForTokenClassification", (("output_layer", "classifier"),), TAGS),
-        "cmrc": HeadLayout("cmrc", "BertForQuestionAnswering", (("output_layer", "qa_outputs"),), SPAN),
-    }),
+    "bert": _heads("bert.", "Bert", (("output_layer_1", "bert.pooler.dense"), ("output_layer_2", "classifier"))),
+    "roberta": _heads("roberta.", "Roberta", ROBERTA_CLASSIFIER),
+    "xlm-roberta": _heads("roberta.", "XLMRoberta", ROBERTA_CLASSIFIER),
+    # ALBERT's pooler is one linear + tanh on the first vector, then the classifier: the same computation.
+    "albert": _heads("albert.", "Albert", (("output_layer_1", "albert.pooler"), ("output_layer_2", "classifier"))),
+    "electra": _heads("electra.", "Electra", None, {"classifier": (
+        "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector, where uer's "
+        "task=classifier applies tanh after output_layer_1, so no weights make one compute the other",
+        "export it with tool.hf_model_type=bert (BertForSequenceClassification computes it) if its embedding size "
+        "is its hidden size, or keep tool.output_format=uer_ckpt")}),
+    "gpt2": _heads("transformer.", "GPT2", None, {"classifier": (
+        "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear (score), "
+        "where uer's task=classifier pools and applies output_layer_1 + tanh + output_layer_2, so no weights make "
+        "one compute the other", "keep tool.output_format=uer_ckpt")}),
 }
 
 # Why the other tasks' heads have no Hugging Face class to go to.
@@ -119,8 +161,12 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     table = HEADS.get(family)
     if table is None:
         raise UerError(f"{source} is fine-tuned for task={name}; task heads cross to Hugging Face for the "
-                       f"{', '.join(HEADS)} family only, not {family}: export it with tool.hf_model_type="
+                       f"{', '.join(HEADS)} families only, not {family}: export it with tool.hf_model_type="
                        f"{next(iter(HEADS))} (the same weights), or keep tool.output_format=uer_ckpt")
+    if name in table.refused:
+        _, why, way = table.refused[name]
+        raise UerError(f"{source} is fine-tuned for task={name}, which the {family} family has no Hugging Face "
+                       f"class for: {why}; {way}")
     layout = table.heads.get(name)
     if layout is None:
         why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
@@ -129,7 +175,7 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     for key, value in layout.settings.items():
         if task.get(key, value) != value:
             raise UerError(f"{source} is fine-tuned with task.{key}={task.get(key)}, but {layout.architecture} "
-                           f"computes task.{key}={value} (its pooler reads the first, [CLS], vector); only such a "
+                           f"computes task.{key}={value} (its head reads the first token's vector); only such a "
                            f"model converts to it: fine-tune with task.{key}={value}, or keep tool.output_format="
                            "uer_ckpt")
     missing = [uer for uer, _ in layout.names() if uer not in uer_state]
@@ -197,6 +243,11 @@ def take_head(config: Optional[dict], config_path, state: StateDict, source: str
     or a problem type uer's task does not train are a :class:`UerError`."""
     layout = head_layout(config, family)
     if layout is None:
+        architectures = (config or {}).get("architectures") or []
+        for architecture, why, _ in (HEADS[family].refused.values() if family in HEADS else ()):
+            if architecture in architectures:
+                log.warning("%s names %s: only its backbone converts, not its head (%s)", config_path, architecture,
+                            why)
         return state, None
     says = f"{config_path} says {layout.architecture}"
     absent = [hf for _, hf in layout.names() if hf not in state]

@@ -29,17 +29,22 @@ Formats (``tool.input_format`` / ``tool.output_format``):
   identity, no trainer state): what ``pretrained_model_path`` and the later stages read.
 
 Fine-tuned task heads (the tables: :mod:`uer.io.hf_heads`).  A checkpoint of
-``stage=finetune`` converts to ``hf`` as the task's Hugging Face class, with
-``architectures``, ``num_labels`` and ``id2label``/``label2id`` in ``config.json``:
+``stage=finetune`` converts to ``hf`` as the task's Hugging Face class of the family it is
+written as (the family it was fine-tuned from: the checkpoint keeps ``config["hf"]`` of an HF
+directory it started from), with ``architectures``, ``num_labels`` and
+``id2label``/``label2id`` in ``config.json``:
 
-* ``task=classifier`` (text or text pair) -> ``BertForSequenceClassification``: uer's
-  ``output_layer_1`` + tanh is BERT's pooler (``bert.pooler.dense``), ``output_layer_2`` its
-  ``classifier``; only ``task.pooling=first`` is that computation (other poolings are
-  refused).  Labels are class ids, named by their ids (``"0"``, ``"1"``, ...) unless the
-  checkpoint records names (an imported model's);
-* ``task=ner`` -> ``BertForTokenClassification`` (``output_layer`` = ``classifier``), labelled
+* ``task=classifier`` (text or text pair) -> ``BertForSequenceClassification`` (uer's
+  ``output_layer_1`` + tanh is BERT's pooler, ``bert.pooler.dense``, ``output_layer_2`` its
+  ``classifier``), ``RobertaForSequenceClassification`` / ``XLMRobertaForSequenceClassification``
+  (``classifier.dense``, ``classifier.out_proj``) or ``AlbertForSequenceClassification``
+  (``albert.pooler``, ``classifier``); only ``task.pooling=first`` is that computation (other
+  poolings are refused).  ELECTRA's class (dense + GELU) and GPT-2's (last token, bias-free
+  ``score``) compute no uer head and are refused with the reason.  Labels are class ids, named by
+  their ids (``"0"``, ``"1"``, ...) unless the checkpoint records names (an imported model's);
+* ``task=ner`` -> ``*ForTokenClassification`` (``output_layer`` = ``classifier``), labelled
   with the checkpoint's tags;
-* ``task=cmrc`` -> ``BertForQuestionAnswering`` (``output_layer`` = ``qa_outputs``, start
+* ``task=cmrc`` -> ``*ForQuestionAnswering`` (``output_layer`` = ``qa_outputs``, start
   then end).  ``task.max_answer_length`` and ``doc_stride`` are decoding settings, not
   weights: an imported model gets the defaults.
 
@@ -50,9 +55,10 @@ one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, 
 missing, labels that disagree with them, NER labels that are not BIO tags, or a
 ``problem_type`` other than single-label classification are refused.  Every tensor crosses
 unchanged except the padding row of uer's segment embedding, which a Hugging Face model
-has no place for (it only reaches padded positions) and comes back as zeros.  Heads cross
-for the BERT family; another family's task model converts as its backbone (the head's tensors
-are listed as not converted).
+has no place for (it only reaches padded positions) and comes back as zeros, and RoBERTa's
+position rows up to its padding id, which no position reads (zeros too).  An
+``ElectraForSequenceClassification`` or ``GPT2ForSequenceClassification`` converts as its
+backbone, with a warning that says why its head does not.
 
 What converts to what (``WHAT_CONVERTS``, quoted by every refusal): ``uer_ckpt`` and ``uer``
 hold every transformer model; ``hf`` the models a family's layout holds (each family's
