@@ -161,8 +161,9 @@ def _hf_families_section(add) -> None:
         targets += [f"{target} → `{fam.classes[instead][0]}` (its {instead} part)"
                     for target, instead in fam.fallback.items()]
         table = HEADS.get(name)
-        heads = ", ".join(f"{task} → `{head.architecture}`" for task, head in table.heads.items()) if table else \
-            "none (a task model is read as its backbone; a fine-tuned model goes out as `tool.hf_model_type=bert`)"
+        heads = ", ".join([f"{task} → `{head.architecture}`" for task, head in table.heads.items()]
+                          + [f"{task}: refused ({why})" for task, (_, why, _) in table.refused.items()]) \
+            if table else "none"
         add(f"| `{name}` | {_cell(fam.holds)} | {'; '.join(targets)} | {heads} |")
     add("")
     add("Task heads without a Hugging Face class (refused, nothing written): "
