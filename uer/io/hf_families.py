@@ -643,10 +643,12 @@ def _other_family(named, fam: Family, config_path) -> str:
 
 # --- UER -> Hugging Face ---------------------------------------------------------------------------
 
-def uer_to_hf(fam: Family, uer: StateDict, arch: dict, source: str) -> tuple[StateDict, str, list[str]]:
+def uer_to_hf(fam: Family, uer: StateDict, arch: dict, source: str,
+              task_head: bool = False) -> tuple[StateDict, str, list[str]]:
     """UER state dict -> (Hugging Face names of ``fam``'s class for the target, that class, UER keys not written).
 
-    Raises :class:`NotExpressible` when ``fam`` cannot hold the model ``arch`` describes.
+    Raises :class:`NotExpressible` when ``fam`` cannot hold the model ``arch`` describes.  ``task_head``: the
+    backbone of a fine-tuned model whose head (:mod:`uer.io.hf_heads`) brings its own pooler or has none.
     """
     fam.check_uer(arch)
     architecture, parts = fam.class_for(arch["target"])
@@ -665,6 +667,8 @@ def uer_to_hf(fam: Family, uer: StateDict, arch: dict, source: str) -> tuple[Sta
         group = [rule for rule in rules if rule.part == part]
         absent = [rule for rule in group if rule.uer not in uer]
         if part == "pooler" and len(absent) == len(group):
+            if task_head:
+                continue
             logger.warning("%s has no pooler (%s); %s initialises one when it loads %s", source, group[0].uer,
                            "transformers", architecture)
             continue

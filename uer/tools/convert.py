@@ -432,7 +432,8 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     arch = {**arch, **_token_ids(tokenizer)}
     task_model = loaded.head.as_payload() if loaded.head else loaded.payload
     backbone, head = split_head(task_model, loaded.state, loaded.source, fam.model_type)  # a fine-tuned task's head
-    state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source)
+    state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source,
+                                             task_head=head is not None)
     _warn_dropped(dropped, f"Hugging Face {fam.title}")
     state = head.hf_state(state) if head else state
     config = config_json(fam, arch, architecture)
