@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -138,6 +139,8 @@ def _run_worker(entry, container: dict, run_directory: str | None):
         return entry(OmegaConf.create(container))
     except Exception:
         # A uer error has been printed as this rank's one line (SystemExit); anything else may be this rank's
-        # collective failing because another rank failed first and left: wait to be ended by the agent.
+        # collective failing because another rank failed first and left: wait to be ended by the agent, and
+        # otherwise (this rank's own unexpected error) print its traceback, as a run in one process does.
         time.sleep(FAILURE_GRACE)
+        traceback.print_exc(file=sys.stderr)
         raise

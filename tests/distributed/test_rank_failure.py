@@ -19,9 +19,12 @@ pytestmark = pytest.mark.e2e
 
 MESSAGE = "injected: a corrupt batch on rank 1 at step 2"
 
+OOM = "injected: out of memory on rank 1 at step 2"
+
 SITECUSTOMIZE = f'''
 import os
 if "UER_TEST_FAIL_RANK1" in os.environ:  # RANK is set later, when the worker's function starts
+    import torch
     from uer.errors import UerError
     from uer.training.trainer import Trainer
 
@@ -29,6 +32,8 @@ if "UER_TEST_FAIL_RANK1" in os.environ:  # RANK is set later, when the worker's 
 
     def failing_train_step(self, micro_batches):
         if os.environ.get("RANK") == "1" and self.step + 1 == 2:
+            if os.environ["UER_TEST_FAIL_RANK1"] == "oom":
+                raise torch.OutOfMemoryError({OOM!r})
             raise UerError({MESSAGE!r})
         return train_step(self, micro_batches)
 
@@ -38,11 +43,11 @@ if "UER_TEST_FAIL_RANK1" in os.environ:  # RANK is set later, when the worker's 
 GUARD = 90  # seconds: a hung run is far longer (the process group's timeout)
 
 
-def run_failing(tmp_path, *args):
+def run_failing(tmp_path, *args, failure="uer"):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", UER_TEST_FAIL_RANK1="1")
+    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", UER_TEST_FAIL_RANK1=failure)
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, "main.py", f"hydra.run.dir={tmp_path / 'run'}", *args, "hardware.nproc_per_node=2",
            "hardware.num_threads=1", f"output_model_path={tmp_path / 'model'}"]
@@ -81,3 +86,16 @@ def test_one_rank_failing_in_fine_tuning_ends_the_run_with_its_error(tmp_path):
                        f"finetune.train_path={data}/train.tsv", f"finetune.dev_path={data}/dev.tsv",
                        "finetune.epochs_num=1", "finetune.batch_size=16")
     assert_ends_with_rank_1s_error(proc)
+
+
+def test_an_unexpected_error_on_one_rank_is_its_traceback_alone(tmp_path, mlm_data):
+    """An exception uer does not word (an out-of-memory) is printed with its traceback, as in one process; the
+    rank whose all-reduce then fails because rank 1 left prints nothing of its own."""
+    proc = run_failing(tmp_path, "stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                       "pretrain.total_steps=20", "pretrain.batch_size=4", "pretrain.report_steps=1", failure="oom")
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    assert proc.stderr.count("Traceback") == 1, proc.stderr[-5000:]
+    assert f"torch.OutOfMemoryError: {OOM}" in proc.stderr.splitlines(), proc.stderr[-3000:]
+    assert error_lines(proc) == ["error: worker rank 1 failed (exit code 1); its error is printed above"], \
+        proc.stderr[-3000:]
+    assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
