@@ -11,6 +11,7 @@ import datetime
 import gc
 import logging
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -133,7 +134,11 @@ def barrier() -> None:
 
 def shutdown() -> None:
     """Leave the process group.  Callers drop their DDP model first: destroying the group
-    while a DDP module is alive can abort a gloo worker at exit."""
-    if dist.is_initialized():
+    while a DDP module is alive can abort a gloo worker at exit.
+
+    Called (from a ``finally``) while an error is leaving this rank, it leaves the group as it is: closing its
+    connections would fail the other ranks' pending all-reduce with an error of their own, printed beside this
+    rank's; this rank exits non-zero instead, and the launcher's agent stops the others."""
+    if dist.is_initialized() and sys.exc_info()[1] is None:
         gc.collect()
         dist.destroy_process_group()

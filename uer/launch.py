@@ -13,9 +13,12 @@ same command on every node.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +35,15 @@ from uer.errors import UerError
 log = logging.getLogger("uer.launch")
 
 RUN_DIR_ENV = "UER_RUN_DIR"
+
+MONITOR_INTERVAL = 0.5  # seconds between the elastic agent's looks at its workers
+# How long a worker that failed with an unexpected exception waits before reporting it: when another rank failed
+# first (and closed its connections, so this rank's collective raised), the agent ends this worker meanwhile, and
+# the run's only error is the rank that caused it.
+FAILURE_GRACE = 10 * MONITOR_INTERVAL
+
+# torch's own loggers that report a failed or stopped worker (with a traceback of the agent's) on the terminal.
+TORCH_LAUNCH_LOGGERS = ("torch.distributed.elastic", "torch.multiprocessing")
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -68,7 +80,7 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
         min_nodes=hw.nnodes, max_nodes=hw.nnodes, nproc_per_node=hw.nproc_per_node, run_id=hw.rdzv_id,
         rdzv_backend="c10d", rdzv_endpoint=hw.rdzv_endpoint,
         rdzv_configs={"join_timeout": hw.rdzv_timeout, "timeout": hw.rdzv_timeout},
-        max_restarts=hw.max_restarts, monitor_interval=0.5, start_method="spawn",
+        max_restarts=hw.max_restarts, monitor_interval=MONITOR_INTERVAL, start_method="spawn",
     )
     container = OmegaConf.to_container(cfg, resolve=True)
     # Workers write into this Hydra run's directory; outside main.py (tests, notebooks)
@@ -78,7 +90,8 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     log.info("starting %d worker(s) on this node (%d node(s), rendezvous %s)", hw.nproc_per_node, hw.nnodes,
              hw.rdzv_endpoint)
     try:
-        results = elastic_launch(config, _worker)(entry, container, run_directory)
+        with _torch_reports_to_log_files():
+            results = elastic_launch(config, _worker)(entry, container, run_directory)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed above") \
@@ -88,6 +101,23 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
                        f"({hw.nnodes} node(s) expected): start the same command on every node, or check "
                        f"hardware.rdzv_endpoint ({type(err).__name__})") from None
     return results.get(0) if results else None
+
+
+@contextlib.contextmanager
+def _torch_reports_to_log_files():
+    """While the workers run, torch's launcher logs go to the run's log files only: a failed worker prints its own
+    ``error:`` line and this process one naming its rank, so the terminal gets no traceback of the agent's."""
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    saved = []
+    for name in TORCH_LAUNCH_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, logger.handlers))
+        logger.propagate, logger.handlers = False, files or [logging.NullHandler()]
+    try:
+        yield
+    finally:
+        for logger, propagate, handlers in saved:
+            logger.propagate, logger.handlers = propagate, handlers
 
 
 def _worker(entry, container: dict, run_directory: str | None):
@@ -105,4 +135,12 @@ def _run_worker(entry, container: dict, run_directory: str | None):
         handler = logging.FileHandler(Path(run_directory) / "main.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         logging.getLogger().addHandler(handler)
-    return entry(OmegaConf.create(container))
+    try:
+        return entry(OmegaConf.create(container))
+    except Exception:
+        # A uer error has been printed as this rank's one line (SystemExit); anything else may be this rank's
+        # collective failing because another rank failed first and left: wait to be ended by the agent, and
+        # otherwise (this rank's own unexpected error) print its traceback, as a run in one process does.
+        time.sleep(FAILURE_GRACE)
+        traceback.print_exc(file=sys.stderr)
+        raise

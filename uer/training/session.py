@@ -7,7 +7,7 @@ run's checkpoint expect), the optimizer, the learning-rate schedule, the progres
 trains the model under DDP and ``torch.compile`` as ``hardware`` asks
 (:func:`uer.training.process.training_model`).  It restores a resumable checkpoint's trainer
 state and gathers the state such a checkpoint records; leaving it (``with``) closes the
-reporter and waits for every rank.
+reporter and, when training ended without an error, waits for every rank.
 
 What happens around the steps is the caller's: :meth:`TrainingSession.fit` calls each
 callback with the step after every optimizer step (pre-training writes ``step_N.pt``;
@@ -60,9 +60,10 @@ class TrainingSession:
     def __enter__(self) -> "TrainingSession":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         self.reporter.close()
-        distributed.barrier()
+        if exc_type is None:  # a failing rank enters no collective: its barrier would pair with the others'
+            distributed.barrier()  # gradient all-reduce and the run would wait for the process-group timeout
 
     def restore(self, state: dict, data) -> None:
         """Continue from a checkpoint's trainer ``state``: optimizer, schedule, step, random state, and the
