@@ -81,3 +81,24 @@ def payload_model(payload):
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     assert not missing
     return model.eval(), unexpected
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module's tests, restored after: import it and set
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def task_outputs(task: str, model, batch: dict) -> torch.Tensor:
+    """A fine-tuned uer task model's outputs as the matching Hugging Face class gives them: class logits
+    (classifier), tag logits (ner), start and end logits stacked on the last dimension (cmrc)."""
+    with torch.no_grad():
+        if task == "classifier":
+            return model.predict(batch)
+        if task == "ner":
+            return model.logits(batch)
+        return torch.stack(model.logits(batch), dim=-1)

@@ -22,7 +22,7 @@ from uer.io.checkpoint import MODEL_NODES, load_checkpoint
 from uer.io.uer_format import load_uer_bin
 from uer.models import build_model
 from uer.app import run_stage
-from tool_testing import payload_model
+from tool_testing import one_thread, payload_model  # noqa: F401  (one_thread: a fixture)
 from uer_testing import SMALL, compose_config, error_lines, run_main, save_model_checkpoint
 
 H, LAYERS, HEADS, FF, V, POSITIONS = 32, 2, 2, 64, 100, 64
@@ -30,12 +30,7 @@ ATOL = 1e-5
 TF_SKIP = "tensorflow is not installed (pip install -e '.[tf]'; CI installs it)"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from tokenizer_testing import byte_level_bpe, model_dir
-from tool_testing import no_temp_files, payload_model
+from tool_testing import no_temp_files, one_thread, payload_model  # noqa: F401  (one_thread: a fixture)
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import read_model_file
@@ -69,12 +69,7 @@ FAMILIES = {
 CASES = [(name, cls) for name, (_, classes, _) in FAMILIES.items() for cls in classes]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomized(model, seed: int):

@@ -30,6 +30,7 @@ from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
 from uer.tokenizers.hf import swap_pad
+from tool_testing import one_thread, task_outputs  # noqa: F401  (one_thread: a fixture)
 from uer_testing import ROOT, compose_config, expect_user_error, slice_file
 
 T = transformers
@@ -66,12 +67,7 @@ CROSSING = [(family, task) for family in FAMILIES for task in HEAD_CLASSES
             if not (task == "classifier" and family in ("electra", "gpt2"))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def labels(task):
@@ -140,14 +136,7 @@ def uer_logits(task, checkpoint):
     model.load_state_dict(loaded.payload["model"])
     model.eval()
 
-    def run(batch):
-        with torch.no_grad():
-            if task == "classifier":
-                return model.predict(batch)
-            if task == "ner":
-                return model.logits(batch)
-            return torch.stack(model.logits(batch), dim=-1)
-    return run
+    return lambda batch: task_outputs(task, model, batch)
 
 
 @pytest.mark.parametrize("family, task", CROSSING, ids=[f"{f}-{t}" for f, t in CROSSING])

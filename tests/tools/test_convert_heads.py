@@ -35,7 +35,7 @@ from uer.app import run_stage
 from uer.io.checkpoint import atomic_torch_save, load_checkpoint, sealed
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
-from tool_testing import no_temp_files, run_tool, tool_error, write_vocab
+from tool_testing import no_temp_files, run_tool, task_outputs, tool_error, write_vocab
 from uer_testing import ROOT, SMALL, compose_config, slice_file
 
 DATA = ROOT / "datasets" / "test_data"
@@ -259,16 +259,6 @@ def saved_hf_model(directory, task, seed=0):
     return model
 
 
-def uer_outputs(task, model, src, seg):
-    batch = {"src": src, "seg": seg}
-    with torch.no_grad():
-        if task == "classifier":
-            return model.predict(batch)
-        if task == "ner":
-            return model.logits(batch)
-        return torch.stack(model.logits(batch), dim=-1)
-
-
 def hf_outputs(task, model, src, seg):
     with torch.no_grad():
         output = model(**hf_inputs({"src": src, "seg": seg}))
@@ -286,7 +276,7 @@ def test_random_hf_task_model_imports_exactly_and_exports_back(tmp_path, task):
     torch.manual_seed(1)
     src = torch.randint(5, TINY["vocab_size"], (3, 20))
     seg = torch.tensor([[1] * 8 + [2] * 12, [1] * 20, [1] * 5 + [2] * 10 + [0] * 5])
-    mine, reference = uer_outputs(task, ours, src, seg), hf_outputs(task, theirs, src, seg)
+    mine, reference = task_outputs(task, ours, {"src": src, "seg": seg}), hf_outputs(task, theirs, src, seg)
     if task != "classifier":  # per token: padded positions' outputs mean nothing in either model
         mine, reference = mine[seg > 0], reference[seg > 0]
     assert torch.allclose(mine, reference, atol=1e-5, rtol=0)

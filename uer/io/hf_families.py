@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional
 
@@ -108,7 +109,7 @@ def _dropout(arch: dict) -> float:
     return float(arch.get("dropout", 0.1))
 
 
-class Family:
+class Family(ABC):
     """A Hugging Face model family.  Subclasses fill in the class attributes and the table."""
 
     model_type: str = ""
@@ -126,8 +127,9 @@ class Family:
 
     # --- the table ---------------------------------------------------------------------------
 
+    @abstractmethod
     def rules(self, layers: int, projection: bool) -> list[Rule]:
-        raise NotImplementedError
+        """Every tensor's rule, for ``layers`` layers (with the embedding projection or not)."""
 
     # --- Hugging Face -> UER -----------------------------------------------------------------
 
@@ -212,9 +214,9 @@ class Family:
 
     # --- UER -> Hugging Face -----------------------------------------------------------------
 
+    @abstractmethod
     def check_uer(self, arch: dict) -> None:
         """A :class:`NotExpressible` naming the first thing of ``arch`` this family cannot hold."""
-        raise NotImplementedError
 
     def class_for(self, target: Optional[str]) -> tuple[str, tuple[str, ...]]:
         target = target if target in self.classes else self.fallback.get(target, target)
@@ -222,8 +224,9 @@ class Family:
             raise NotExpressible(f"{self.title} has no class for target {target}")
         return self.classes[target]
 
+    @abstractmethod
     def config_json(self, arch: dict, architecture: str) -> dict:
-        raise NotImplementedError
+        """The ``config.json`` of ``arch`` as class ``architecture``."""
 
     # --- shared checks -----------------------------------------------------------------------
 
