@@ -52,7 +52,7 @@ def combination_rows() -> list[EncoderChoice]:
         cls = ENCODERS.lookup(encoder_cfg.type)
         for variant in ((), *((v,) for v in cls.variants)):
             cfg = compose_option("encoder", option, variant)
-            rows.append(EncoderChoice((f"encoder={option}", *variant), cls.context(cfg), cls.needs_positions))
+            rows.append(EncoderChoice((f"encoder={option}", *variant), cls.context(cfg), needs_positions(cfg)))
     return rows
 
 

@@ -23,6 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from uer.config.resolvers import register_resolvers
 from uer.config.run import STAGE_ROOTS
+from uer.models.decoders import DECODERS
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
 from uer.models.targets import TARGETS
@@ -41,7 +42,7 @@ def registries() -> tuple[Registry, ...]:
     """The component registries, with every implementation module imported (they register on import)."""
     import_tasks()
     tool_names()
-    return EMBEDDINGS, ENCODERS, TARGETS, TOKENIZERS, TASKS, TOOLS, OPTIMIZERS, SCHEDULERS, LOGGERS
+    return EMBEDDINGS, ENCODERS, DECODERS, TARGETS, TOKENIZERS, TASKS, TOOLS, OPTIMIZERS, SCHEDULERS, LOGGERS
 
 
 @functools.lru_cache(maxsize=None)

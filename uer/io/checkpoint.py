@@ -49,7 +49,7 @@ from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_stat
 FORMAT = "uer-checkpoint"
 VERSION = 2
 # The config nodes that decide a model's architecture and input ids.
-MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "target")
+MODEL_NODES = ("model", "tokenizer", "embedding", "encoder", "decoder", "target")
 UER_WORD = "embedding.word_embedding.weight"  # the word embedding of an original UER model file
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 CHECKSUM = "checksum"

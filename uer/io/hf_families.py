@@ -851,3 +851,290 @@ def swap_vocab_rows(uer: StateDict, pad_id: int) -> StateDict:
         order[0], order[pad_id] = pad_id, 0
         done[id(tensor)] = swapped[key] = tensor.index_select(0, order)
     return swapped
+
+
+# --- encoder-decoder families (T5, BART) -----------------------------------------------------------
+#
+# Their tables are in the UER layout too (the decoder's names are this project's ``decoder.*`` in the
+# original toolkit's form: ``context_attn`` beside ``self_attn``, ``layer_norm_1/2/3``); what a table cannot say
+# as a name: BART's positions start at row 2 of its position embeddings, its final_logits_bias is (1, V), and
+# T5 keeps one relative position bias per stack in its first layer.  Nodes are this project's config nodes
+# (``embedding``, ``encoder``, ``decoder``, ``target``) with every size explicit.
+
+class Seq2seqFamily(ABC):
+    """An encoder-decoder Hugging Face family: its table, its config.json <-> this project's config nodes."""
+
+    model_type: str = ""
+    title: str = ""
+    architecture: str = ""
+
+    @abstractmethod
+    def rules(self, nodes: dict) -> list[Rule]:
+        """Every tensor's rule for the model ``nodes`` describe."""
+
+    @abstractmethod
+    def nodes(self, config: dict, path) -> dict:
+        """This project's config nodes of the model ``config`` (a config.json) describes."""
+
+    @abstractmethod
+    def config_json(self, nodes: dict, vocab_size: int) -> dict:
+        """The config.json of the model ``nodes`` describe."""
+
+    def tensor_in(self, rule: Rule, tensor: torch.Tensor, uer: StateDict) -> torch.Tensor:
+        """The UER tensor of ``rule`` from the Hugging Face ``tensor`` (may keep unused rows in ``uer``)."""
+        return tensor
+
+    def tensor_out(self, rule: Rule, tensor: torch.Tensor, uer: StateDict) -> torch.Tensor:
+        return tensor
+
+
+def _attention_rules(rules: list, uer: str, hf: str, names: tuple[str, str, str, str], bias: bool) -> None:
+    for index, name in enumerate(names[:3]):
+        rules.append(Rule(f"{uer}.linear_layers.{index}.weight", f"{hf}.{name}.weight", "backbone"))
+        if bias:
+            rules.append(Rule(f"{uer}.linear_layers.{index}.bias", f"{hf}.{name}.bias", "backbone"))
+    rules.append(Rule(f"{uer}.final_linear.weight", f"{hf}.{names[3]}.weight", "backbone"))
+    if bias:
+        rules.append(Rule(f"{uer}.final_linear.bias", f"{hf}.{names[3]}.bias", "backbone"))
+
+
+def _check_seq2seq(config: dict, path, checks: dict) -> None:
+    for key, (value, reason) in checks.items():
+        if value:
+            raise NotExpressible(f"{path}: {key}={config.get(key)!r}; {reason}")
+
+
+def _stack_nodes(layers: int, heads: int, width: int, act: str, eps: float, layernorm: str, dropout: float,
+                 hidden: int, **extra) -> dict:
+    return {"type": "transformer", "hidden_size": hidden, "layers_num": layers, "heads_num": heads,
+            "feedforward_size": width, "hidden_act": act, "layernorm_eps": eps, "layernorm": layernorm,
+            "dropout": dropout, **extra}
+
+
+class T5(Seq2seqFamily):
+    """T5 (v1.0: ReLU, output tied to the word embedding and scaled by d_model**-0.5; v1.1: gated GELU, the
+    output not scaled): pre-RMS-norm layers without biases or score scaling, relative position bias."""
+
+    model_type = "t5"
+    title = "T5"
+    architecture = "T5ForConditionalGeneration"
+
+    def rules(self, nodes: dict) -> list[Rule]:
+        gated = nodes["encoder"]["feedforward"] == "gated"
+        rules = [Rule(WORD, "shared.weight", "backbone"),
+                 Rule("encoder.relative_pos_emb.relative_attention_bias.weight",
+                      "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "backbone"),
+                 Rule("decoder.relative_pos_emb.relative_attention_bias.weight",
+                      "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "backbone")]
+        stacks = (("encoder", nodes["encoder"]["layers_num"], ("SelfAttention",)),
+                  ("decoder", nodes["decoder"]["layers_num"], ("SelfAttention", "EncDecAttention")))
+        for stack, layers, attentions in stacks:
+            for layer in range(layers):
+                uer, hf = f"{stack}.transformer.{layer}", f"{stack}.block.{layer}.layer"
+                for index, (ours, theirs) in enumerate(zip(("self_attn", "context_attn"), attentions)):
+                    _attention_rules(rules, f"{uer}.{ours}", f"{hf}.{index}.{theirs}", ("q", "k", "v", "o"), False)
+                    rules.append(Rule(f"{uer}.layer_norm_{index + 1}.gamma", f"{hf}.{index}.layer_norm.weight",
+                                      "backbone"))
+                ff = len(attentions)
+                dense = f"{hf}.{ff}.DenseReluDense"
+                if gated:
+                    rules.append(Rule(f"{uer}.feed_forward.linear_gate.weight", f"{dense}.wi_0.weight", "backbone"))
+                rules.append(Rule(f"{uer}.feed_forward.linear_1.weight", f"{dense}.wi_1.weight" if gated else
+                                  f"{dense}.wi.weight", "backbone"))
+                rules.append(Rule(f"{uer}.feed_forward.linear_2.weight", f"{dense}.wo.weight", "backbone"))
+                rules.append(Rule(f"{uer}.layer_norm_{ff + 1}.gamma", f"{hf}.{ff}.layer_norm.weight", "backbone"))
+            rules.append(Rule(f"{stack}.layer_norm.gamma", f"{stack}.final_layer_norm.weight", "backbone"))
+        rules.append(Rule(LM_OUTPUT, "lm_head.weight", "lm"))
+        return rules
+
+    def nodes(self, config: dict, path) -> dict:
+        d_model, heads = config["d_model"], config["num_heads"]
+        projection = config.get("feed_forward_proj", "relu")
+        gated = projection.startswith("gated-")
+        act_name = "gelu_new" if projection == "gated-gelu" else projection.removeprefix("gated-")
+        _check_seq2seq(config, path, {
+            "d_kv": (config.get("d_kv", 64) * heads != d_model,
+                     f"uer's attention heads split d_model ({d_model}) evenly, so d_kv must be d_model / num_heads"),
+        })
+        act = _activation_in(act_name, "feed_forward_proj", path)
+        eps, dropout = float(config.get("layer_norm_epsilon", 1e-6)), float(config.get("dropout_rate", 0.1))
+        t5 = {"layernorm_positioning": "pre", "feedforward": "gated" if gated else "dense", "bias": False,
+              "scaled_attention": False, "relative_position_buckets": config.get("relative_attention_num_buckets", 32),
+              "relative_max_distance": config.get("relative_attention_max_distance", 128)}
+        decoder_layers = config.get("num_decoder_layers") or config["num_layers"]
+        return {
+            "embedding": {"type": "word", "emb_size": d_model, "dropout": dropout, "layernorm_eps": eps,
+                          "layernorm": "rms", "remove_layernorm": True, "scale_embedding": False},
+            "encoder": _stack_nodes(config["num_layers"], heads, config["d_ff"], act, eps, "rms", dropout, d_model,
+                                    mask="fully_visible", parameter_sharing=False, **t5),
+            "decoder": _stack_nodes(decoder_layers, heads, config["d_ff"], act, eps, "rms", dropout, d_model,
+                                    shared_embedding=True, start_id=config.get("decoder_start_token_id", 0), **t5),
+            "target": {"type": "seq2seq", "tie_weights": False, "output_bias": False,
+                       "scale_output": bool(config.get("scale_decoder_outputs",
+                                                       config.get("tie_word_embeddings", True) is not False)),
+                       "label_smoothing": 0.0},
+        }
+
+    def config_json(self, nodes: dict, vocab_size: int) -> dict:
+        encoder, decoder = nodes["encoder"], nodes["decoder"]
+        gated = encoder["feedforward"] == "gated"
+        act = ACTIVATION_OUT[encoder["hidden_act"]]
+        return {"architectures": [self.architecture], "model_type": self.model_type, "vocab_size": vocab_size,
+                "d_model": encoder["hidden_size"], "d_kv": encoder["hidden_size"] // encoder["heads_num"],
+                "d_ff": encoder["feedforward_size"], "num_layers": encoder["layers_num"],
+                "num_decoder_layers": decoder["layers_num"], "num_heads": encoder["heads_num"],
+                "relative_attention_num_buckets": encoder["relative_position_buckets"],
+                "relative_attention_max_distance": encoder["relative_max_distance"],
+                "dropout_rate": encoder["dropout"], "layer_norm_epsilon": encoder["layernorm_eps"],
+                "feed_forward_proj": ("gated-gelu" if act == "gelu_new" else f"gated-{act}") if gated else act,
+                "tie_word_embeddings": bool(nodes["target"]["scale_output"]), "pad_token_id": 0,
+                "decoder_start_token_id": decoder["start_id"], "is_encoder_decoder": True}
+
+    def check_nodes(self, nodes: dict) -> None:
+        """A :class:`NotExpressible` unless ``nodes`` describe a model of T5's form."""
+        expected = {"layernorm_positioning": "pre", "bias": False, "scaled_attention": False, "layernorm": "rms"}
+        for stack in ("encoder", "decoder"):
+            for key, value in expected.items():
+                if nodes[stack][key] != value:
+                    raise NotExpressible(f"T5 has {stack}.{key}={value}; this model's is {nodes[stack][key]}")
+
+
+class Bart(Seq2seqFamily):
+    """BART: learned positions from row 2, a LayerNorm on the embeddings, post-LN layers, final_logits_bias."""
+
+    model_type = "bart"
+    title = "BART"
+    architecture = "BartForConditionalGeneration"
+    OFFSET = 2  # BartLearnedPositionalEmbedding's first two rows are never used
+
+    def rules(self, nodes: dict) -> list[Rule]:
+        rules = [Rule(WORD, "model.shared.weight", "backbone")]
+        for stack, ours in (("encoder", "embedding"), ("decoder", "decoder.embedding")):
+            rules.append(Rule(f"{ours}.position_embedding.weight", f"model.{stack}.embed_positions.weight",
+                              "backbone"))
+            _norm(rules, "backbone", f"{ours}.layer_norm", f"model.{stack}.layernorm_embedding")
+        names = ("q_proj", "k_proj", "v_proj", "out_proj")
+        for stack in ("encoder", "decoder"):
+            for layer in range(nodes[stack]["layers_num"]):
+                uer, hf = f"{stack}.transformer.{layer}", f"model.{stack}.layers.{layer}"
+                _attention_rules(rules, f"{uer}.self_attn", f"{hf}.self_attn", names, True)
+                _norm(rules, "backbone", f"{uer}.layer_norm_1", f"{hf}.self_attn_layer_norm")
+                if stack == "decoder":
+                    _attention_rules(rules, f"{uer}.context_attn", f"{hf}.encoder_attn", names, True)
+                    _norm(rules, "backbone", f"{uer}.layer_norm_2", f"{hf}.encoder_attn_layer_norm")
+                _linear(rules, "backbone", f"{uer}.feed_forward.linear_1", f"{hf}.fc1")
+                _linear(rules, "backbone", f"{uer}.feed_forward.linear_2", f"{hf}.fc2")
+                _norm(rules, "backbone", f"{uer}.layer_norm_{3 if stack == 'decoder' else 2}",
+                      f"{hf}.final_layer_norm")
+        rules.append(Rule(LM_OUTPUT, "lm_head.weight", "lm"))
+        rules.append(Rule(LM_BIAS, "final_logits_bias", "lm"))
+        return rules
+
+    def tensor_in(self, rule: Rule, tensor: torch.Tensor, uer: StateDict) -> torch.Tensor:
+        """Positions from row 2 on; rows 0 and 1, never read, are kept beside them (``reserved_rows``: a tensor
+        the model does not use, so that converting back gives the file's own)."""
+        if rule.uer.endswith("position_embedding.weight"):
+            uer[self.reserved(rule)] = tensor[:self.OFFSET].contiguous()
+            return tensor[self.OFFSET:]
+        return tensor[0] if rule.uer == LM_BIAS else tensor
+
+    def tensor_out(self, rule: Rule, tensor: torch.Tensor, uer: StateDict) -> torch.Tensor:
+        """Rows 0 and 1 of the positions: the kept ones, else zeros."""
+        if rule.uer.endswith("position_embedding.weight"):
+            reserved = uer.get(self.reserved(rule), tensor.new_zeros(self.OFFSET, tensor.size(1)))
+            return torch.cat([reserved, tensor])
+        return tensor[None] if rule.uer == LM_BIAS else tensor
+
+    @staticmethod
+    def reserved(rule: Rule) -> str:
+        return rule.uer.replace(".weight", ".reserved_rows")
+
+    def nodes(self, config: dict, path) -> dict:
+        d_model = config["d_model"]
+        _check_seq2seq(config, path, {
+            "d_model": (d_model % config["encoder_attention_heads"] or d_model % config["decoder_attention_heads"],
+                        "the attention heads must divide d_model"),
+            "max_position_embeddings": (config.get("max_position_embeddings", 1024) <= 0, "BART needs positions"),
+        })
+        if config.get("encoder_ffn_dim") != config.get("decoder_ffn_dim") or \
+                config.get("encoder_attention_heads") != config.get("decoder_attention_heads"):
+            logger.info("%s: the encoder's and decoder's sizes differ; each stack keeps its own", path)
+        act = _activation_in(config.get("activation_function", "gelu"), "activation_function", path)
+        dropout, positions = float(config.get("dropout", 0.1)), int(config.get("max_position_embeddings", 1024))
+        eps = 1e-5
+        return {
+            "embedding": {"type": "word_pos", "emb_size": d_model, "max_seq_length": positions, "dropout": dropout,
+                          "layernorm_eps": eps, "layernorm": "standard", "remove_layernorm": False,
+                          "scale_embedding": bool(config.get("scale_embedding", False))},
+            "encoder": _stack_nodes(config["encoder_layers"], config["encoder_attention_heads"],
+                                    config["encoder_ffn_dim"], act, eps, "standard", dropout, d_model,
+                                    mask="fully_visible", parameter_sharing=False, layernorm_positioning="post"),
+            "decoder": _stack_nodes(config["decoder_layers"], config["decoder_attention_heads"],
+                                    config["decoder_ffn_dim"], act, eps, "standard", dropout, d_model,
+                                    layernorm_positioning="post", shared_embedding=True,
+                                    start_id=config.get("decoder_start_token_id", 2)),
+            "target": {"type": "seq2seq", "tie_weights": True, "output_bias": True, "scale_output": False,
+                       "label_smoothing": 0.0},
+        }
+
+    def config_json(self, nodes: dict, vocab_size: int) -> dict:
+        encoder, decoder = nodes["encoder"], nodes["decoder"]
+        return {"architectures": [self.architecture], "model_type": self.model_type, "vocab_size": vocab_size,
+                "d_model": encoder["hidden_size"], "encoder_layers": encoder["layers_num"],
+                "decoder_layers": decoder["layers_num"], "encoder_attention_heads": encoder["heads_num"],
+                "decoder_attention_heads": decoder["heads_num"], "encoder_ffn_dim": encoder["feedforward_size"],
+                "decoder_ffn_dim": decoder["feedforward_size"],
+                "activation_function": ACTIVATION_OUT[encoder["hidden_act"]],
+                "max_position_embeddings": nodes["embedding"]["max_seq_length"], "dropout": encoder["dropout"],
+                "scale_embedding": bool(nodes["embedding"]["scale_embedding"]), "tie_word_embeddings": True,
+                "decoder_start_token_id": decoder["start_id"], "is_encoder_decoder": True}
+
+    def check_nodes(self, nodes: dict) -> None:
+        for stack in ("encoder", "decoder"):
+            node = nodes[stack]
+            if node.get("relative_position_buckets") or node["layernorm_positioning"] != "post" or \
+                    not node.get("bias", True) or node.get("feedforward", "dense") != "dense":
+                raise NotExpressible(f"BART's {stack} has post-LN layers with biases, a dense feed-forward part and "
+                                     "learned positions; this model's differs")
+
+
+SEQ2SEQ_FAMILIES: dict[str, Seq2seqFamily] = {family.model_type: family for family in (T5(), Bart())}
+
+
+def seq2seq_hf_to_uer(fam: Seq2seqFamily, state: StateDict, config: dict, source: str,
+                      config_path) -> tuple[StateDict, dict]:
+    """A Hugging Face encoder-decoder state dict -> (UER state dict, this project's config nodes)."""
+    nodes = fam.nodes(config, config_path)
+    uer: StateDict = {}
+    for rule in fam.rules(nodes):
+        if rule.hf not in state:
+            if rule.part == "lm":  # an output layer left out of the file is the word embedding (no bias)
+                continue
+            raise UerError(f"{source} has no {rule.hf}; it is not a complete {fam.title} checkpoint")
+        uer[rule.uer] = fam.tensor_in(rule, state[rule.hf], uer).contiguous()
+    target = nodes["target"]
+    output = uer.get(LM_OUTPUT)
+    target["tie_weights"] = output is None or torch.equal(output, uer[WORD])
+    if target["tie_weights"]:
+        uer.pop(LM_OUTPUT, None)
+    if LM_BIAS not in uer and target["output_bias"]:
+        uer[LM_BIAS] = uer[WORD].new_zeros(uer[WORD].size(0))
+    uer["decoder.embedding.word_embedding.weight"] = uer[WORD]
+    if target["tie_weights"]:
+        uer[LM_OUTPUT] = uer[WORD]
+    return uer, nodes
+
+
+def seq2seq_uer_to_hf(fam: Seq2seqFamily, uer: StateDict, nodes: dict) -> tuple[StateDict, dict]:
+    """A UER encoder-decoder state dict and its config nodes -> (Hugging Face state dict, config.json)."""
+    fam.check_nodes(nodes)
+    if not nodes["decoder"].get("shared_embedding", True):
+        raise NotExpressible(f"{fam.title} shares one word embedding between encoder and decoder; this model's "
+                             "decoder has its own (decoder.shared_embedding=false)")
+    out: StateDict = {}
+    for rule in fam.rules(nodes):
+        key = rule.uer if rule.uer in uer or rule.uer != LM_OUTPUT else WORD
+        if key not in uer:
+            raise UerError(f"the model has no {rule.uer}; it is not a complete {fam.title} model")
+        out[rule.hf] = fam.tensor_out(rule, uer[key], uer).detach().contiguous().clone()
+    return out, fam.config_json(nodes, int(uer[WORD].size(0)))

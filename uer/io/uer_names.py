@@ -11,11 +11,11 @@ import torch
 from uer.errors import UerError
 
 BACKBONE_PREFIX = "backbone."
-BACKBONE_PARTS = ("embedding.", "encoder.")
+BACKBONE_PARTS = ("embedding.", "encoder.")  # a decoder's names ("decoder.") are the model's own
 
-_FUSED_QKV = re.compile(r"^(?P<attn>(?:.*\.)?self_attn(?:\.\d+)?)\.qkv\.(?P<kind>weight|bias)$")
+_FUSED_QKV = re.compile(r"^(?P<attn>(?:.*\.)?(?:self|context)_attn(?:\.\d+)?)\.qkv\.(?P<kind>weight|bias)$")
 _SPLIT_QKV = re.compile(
-    r"^(?P<attn>(?:.*\.)?self_attn(?:\.\d+)?)\.linear_layers\.(?P<index>[012])\.(?P<kind>weight|bias)$")
+    r"^(?P<attn>(?:.*\.)?(?:self|context)_attn(?:\.\d+)?)\.linear_layers\.(?P<index>[012])\.(?P<kind>weight|bias)$")
 _OUR_LAYER_NORM = re.compile(r"^(?P<module>(?:.*\.)?layer_norm(?:_\d+)?)\.(?P<kind>weight|bias)$")
 _UER_LAYER_NORM = re.compile(r"^(?P<module>.*)\.(?P<kind>gamma|beta)$")
 _TO_UER_LN = {"weight": "gamma", "bias": "beta"}

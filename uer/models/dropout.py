@@ -79,22 +79,25 @@ def attention(
     attn_mask: Optional[torch.Tensor],
     is_causal: bool,
     dropout_p: float,
+    scale: Optional[float] = None,
 ) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` semantics (boolean ``attn_mask``: True = may attend).
+    """``F.scaled_dot_product_attention`` semantics (boolean ``attn_mask``: True = may attend; a float one is
+    added to the scores, e.g. T5's relative position bias; ``scale`` None: ``1 / sqrt(head size)``).
 
     ``query``, ``key`` and ``value`` share their batch dimensions (no broadcasting), and
     every query must see at least one key (the encoders' masks guarantee it).
     """
     if dropout_p == 0.0 or query.device.type != "cpu":
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                                              is_causal=is_causal)
+                                              is_causal=is_causal, scale=scale)
     if is_causal:
         attn_mask = torch.ones(query.size(-2), key.size(-2), dtype=torch.bool).tril()
     if torch.is_autocast_enabled("cpu"):  # matmuls in the autocast dtype, as torch.matmul would be
         dtype = torch.get_autocast_dtype("cpu")
         query, key, value = query.to(dtype), key.to(dtype), value.to(dtype)
     with torch.autocast("cpu", enabled=False):
-        return _DroppedOutAttention.apply(query, key, value, attn_mask, dropout_p)
+        return _DroppedOutAttention.apply(query, key, value, attn_mask, dropout_p,
+                                          query.size(-1) ** -0.5 if scale is None else scale)
 
 
 class _DroppedOutAttention(torch.autograd.Function):
@@ -112,11 +115,11 @@ class _DroppedOutAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, attn_mask, p):
+    def forward(ctx, query, key, value, attn_mask, p, score_scale):
         *batch, length, _ = query.shape
         q, k, v = (t.reshape(-1, *t.shape[-2:]) for t in (query, key, value))
-        ctx.attn_mask, ctx.p, ctx.batch = attn_mask, p, batch
-        probs = torch.softmax(_scores(q, k, attn_mask, batch), dim=-1)
+        ctx.attn_mask, ctx.p, ctx.batch, ctx.score_scale = attn_mask, p, batch, score_scale
+        probs = torch.softmax(_scores(q, k, attn_mask, batch, score_scale), dim=-1)
         drop = drop_mask(probs.shape, p)
         ctx.save_for_backward(q, k, v, drop)
         out = _scaled_bmm(probs.masked_fill_(drop, 0.0), v, kept_scale(p))
@@ -130,16 +133,16 @@ class _DroppedOutAttention(torch.autograd.Function):
         grad_probs = torch.bmm(grad_out, v.transpose(1, 2)).masked_fill_(drop, 0.0)
         # softmax's own backward (one fused pass) through autograd, on scores recomputed from q and k
         with torch.enable_grad():
-            scores = _scores(q, k, ctx.attn_mask, ctx.batch).requires_grad_()
+            scores = _scores(q, k, ctx.attn_mask, ctx.batch, ctx.score_scale).requires_grad_()
             probs = torch.softmax(scores, dim=-1)
             (grad_scores,) = torch.autograd.grad(probs, scores, grad_probs)
-        # d scores / d q = k / sqrt(d): that scale and the dropout's ride in the matmuls
-        both = scale * q.size(-1) ** -0.5
+        # d scores / d q = k * score_scale: that scale and the dropout's ride in the matmuls
+        both = scale * ctx.score_scale
         grad_query = _scaled_bmm(grad_scores, k, both)
         grad_key = _scaled_bmm(grad_scores.transpose(1, 2), q, both)
         grad_value = _scaled_bmm(probs.detach().masked_fill_(drop, 0.0).transpose(1, 2), grad_out, scale)
         shapes = [(*ctx.batch, *t.shape[-2:]) for t in (q, k, v)]
-        return (grad_query.view(shapes[0]), grad_key.view(shapes[1]), grad_value.view(shapes[2]), None, None)
+        return (grad_query.view(shapes[0]), grad_key.view(shapes[1]), grad_value.view(shapes[2]), None, None, None)
 
 
 def _scaled_bmm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -149,9 +152,13 @@ def _scaled_bmm(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.baddbmm(unused, a, b, beta=0.0, alpha=alpha)
 
 
-def _scores(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor], batch) -> torch.Tensor:
-    """q k^T / sqrt(d), -inf where ``attn_mask`` is False: (N, Lq, Lk) from q (N, Lq, d) and k (N, Lk, d)."""
-    scores = _scaled_bmm(q, k.transpose(1, 2), q.size(-1) ** -0.5)
-    if attn_mask is not None:
+def _scores(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor], batch,
+            score_scale: float) -> torch.Tensor:
+    """q k^T * score_scale, -inf where a boolean ``attn_mask`` is False (a float one is added): (N, Lq, Lk) from
+    q (N, Lq, d) and k (N, Lk, d)."""
+    scores = _scaled_bmm(q, k.transpose(1, 2), score_scale)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores.view(*batch, *scores.shape[-2:]).masked_fill_(~attn_mask, float("-inf"))
+    elif attn_mask is not None:
+        scores.view(*batch, *scores.shape[-2:]).add_(attn_mask.to(scores.dtype))
     return scores

@@ -6,6 +6,7 @@ the encoder need not know the order by itself) and its schema.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -39,6 +40,8 @@ class WordEmbeddingConfig:
     subencoder: str = setting("none", "add to each token's embedding a vector composed from its characters: "
                                       f"{' | '.join(SUBENCODERS)} (the original's --subword_type char --subencoder; "
                                       "uer/models/subencoders.py)")
+    scale_embedding: bool = setting(False, "multiply the word embeddings by sqrt(emb_size) (BART's scale_embedding, "
+                                           "the original Transformer's)")
     sub_layers_num: int = setting(2, "subencoder=lstm|gru: layers", bounds=at_least(1))
     kernel_size: int = setting(3, "subencoder=cnn: convolution width over the characters", bounds=at_least(1))
 
@@ -63,6 +66,7 @@ class WordPositionEmbedding(nn.Module):
     def __init__(self, cfg: WordEmbeddingConfig, vocab_size: int, tokens: Optional[Sequence[str]] = None):
         super().__init__()
         self.emb_size = cfg.emb_size
+        self.word_scale = math.sqrt(cfg.emb_size) if cfg.scale_embedding else None
         self.word_embedding = nn.Embedding(vocab_size, cfg.emb_size)
         self.position_embedding = nn.Embedding(cfg.max_seq_length, cfg.emb_size) if self.has_positions else None
         self.segment_embedding = nn.Embedding(SEGMENT_ROWS, cfg.emb_size) if self.uses_segments else None
@@ -71,16 +75,19 @@ class WordPositionEmbedding(nn.Module):
         self.dropout = Dropout(cfg.dropout)
         self.subencoder = build_subencoder(cfg, tokens)
 
-    def forward(self, src: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, seg: torch.Tensor, first_position: int = 0) -> torch.Tensor:
+        """``first_position``: the position of ``src``'s first column (a decoder's step embeds one token at a time)."""
         emb = self.word_embedding(src)
+        if self.word_scale is not None:
+            emb = emb * self.word_scale
         if self.position_embedding is not None:
-            length = src.size(1)
-            if length > self.position_embedding.num_embeddings:
+            end = first_position + src.size(1)
+            if end > self.position_embedding.num_embeddings:
                 raise UerError(
-                    f"sequence length {length} exceeds embedding.max_seq_length "
+                    f"sequence length {end} exceeds embedding.max_seq_length "
                     f"{self.position_embedding.num_embeddings}; shorten seq_length"
                 )
-            emb = emb + self.position_embedding(torch.arange(length, device=src.device))
+            emb = emb + self.position_embedding(torch.arange(first_position, end, device=src.device))
         if self.segment_embedding is not None:
             emb = emb + self.segment_embedding(seg)
         emb = self.dropout(self.layer_norm(emb) if self.layer_norm is not None else emb)

@@ -21,7 +21,7 @@ from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.context import BIDIRECTIONAL, CAUSAL
 from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
-from uer.models.layers import KeyValueCache, PositionwiseFeedForward, TransformerLayer
+from uer.models.layers import KeyValueCache, PositionwiseFeedForward, RelativePositionBias, TransformerLayer
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder", group="encoder")
@@ -48,17 +48,34 @@ class MaskedAttentionConfig(EncoderConfig):
 
 
 @dataclass
-class TransformerEncoderConfig(MaskedAttentionConfig):
-    """``encoder=bert`` / ``gpt``: transformer layers (post-LN unless ``layernorm_positioning: pre``)."""
+class TransformerLayersConfig:
+    """What a stack of transformer layers reads besides its sizes: shared by the encoder and the decoder."""
 
     feedforward_size: int = setting(II("model.feedforward_size"), "feed-forward width", bounds=at_least(1))
     hidden_act: str = setting(II("model.hidden_act"), "feed-forward activation: gelu | gelu_fast | relu | silu")
-    parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
     layernorm_eps: float = setting(1e-6, "LayerNorm epsilon", bounds=POSITIVE)
     layernorm: Optional[str] = setting(None, LAYERNORM_HELP)
     layernorm_positioning: str = setting(
-        "post", "post: a LayerNorm after each residual sum (BERT, UER's GPT) | pre: before each sub-layer, and one "
-                "after the last layer (GPT-2; the original's --layernorm_positioning)")
+        "post", "post: a LayerNorm after each residual sum (BERT, UER's GPT, BART) | pre: before each sub-layer, and "
+                "one after the last layer (GPT-2, T5; the original's --layernorm_positioning)")
+    feedforward: str = setting("dense", "dense: linear, activation, linear | gated: act(linear_gate x) * linear_1 x, "
+                                        "then linear_2 (T5 v1.1's gated GELU)")
+    bias: bool = setting(True, "biases on the attention and feed-forward projections (T5 has none)")
+    scaled_attention: bool = setting(True, "divide attention scores by sqrt(head size); false: T5, whose query "
+                                           "weights carry that scale")
+    relative_position_buckets: int = setting(
+        0, "T5's relative position bias: buckets of the key-query distance, one learned scalar per head each, "
+           "added to the scores of every layer (the embedding then needs no positions); 0 = none",
+        bounds=at_least(0))
+    relative_max_distance: int = setting(128, "relative_position_buckets: distances from this on share the last "
+                                              "bucket", bounds=at_least(1))
+
+
+@dataclass
+class TransformerEncoderConfig(TransformerLayersConfig, MaskedAttentionConfig):
+    """``encoder=bert`` / ``gpt``: transformer layers (post-LN unless ``layernorm_positioning: pre``)."""
+
+    parameter_sharing: bool = setting(II("model.parameter_sharing"), "one layer shared across the stack (ALBERT)")
 
 
 def mask_context(cfg) -> str:
@@ -84,6 +101,28 @@ def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tens
     return mask | ~mask.any(dim=-1, keepdim=True), False
 
 
+def relative_position_bias(cfg: TransformerLayersConfig, bidirectional: bool) -> Optional[RelativePositionBias]:
+    """The stack's relative position bias (one for all its layers, as T5's), None without one."""
+    if not cfg.relative_position_buckets:
+        return None
+    if cfg.relative_position_buckets < (4 if bidirectional else 2) or \
+            cfg.relative_max_distance <= cfg.relative_position_buckets // (4 if bidirectional else 2):
+        raise UerError(f"relative_position_buckets={cfg.relative_position_buckets} with relative_max_distance="
+                       f"{cfg.relative_max_distance}: half the buckets (a quarter, bidirectional) count exact "
+                       "distances, so there must be some and relative_max_distance must exceed them")
+    return RelativePositionBias(cfg.heads_num, cfg.relative_position_buckets, cfg.relative_max_distance,
+                                bidirectional)
+
+
+def biased_mask(bias: torch.Tensor, attn_mask: Optional[torch.Tensor],
+                is_causal: bool) -> tuple[torch.Tensor, bool]:
+    """A float mask: ``bias`` (1, heads, Lq, Lk), -inf where the boolean ``attn_mask`` (or ``is_causal``)
+    hides a key."""
+    if is_causal:
+        attn_mask = torch.ones(bias.shape[-2:], dtype=torch.bool, device=bias.device).tril()
+    return (bias if attn_mask is None else bias.masked_fill(~attn_mask, float("-inf"))), False
+
+
 @ENCODERS.register("transformer", config=TransformerEncoderConfig)
 class TransformerEncoder(nn.Module):
     """A stack of transformer layers (BERT, GPT with ``mask: causal``, ALBERT).
@@ -95,9 +134,13 @@ class TransformerEncoder(nn.Module):
     inputs and the stack ends with a LayerNorm of its own (``layer_norm``).
     """
 
-    needs_positions = True
     variants: tuple[str, ...] = ()  # bert and gpt are separate options (conf/encoder/)
     context = staticmethod(mask_context)
+
+    @staticmethod
+    def needs_positions(cfg) -> bool:
+        """Order-blind, unless relative positions bias its attention (T5)."""
+        return not cfg.relative_position_buckets
 
     def __init__(self, cfg: TransformerEncoderConfig, emb_size: int):
         super().__init__()
@@ -114,7 +157,7 @@ class TransformerEncoder(nn.Module):
         def make_layer() -> TransformerLayer:
             return TransformerLayer(
                 cfg.hidden_size, cfg.feedforward_size, cfg.heads_num, cfg.dropout, cfg.hidden_act, cfg.layernorm_eps,
-                cfg.layernorm, cfg.layernorm_positioning,
+                cfg.layernorm, cfg.layernorm_positioning, cfg.bias, cfg.feedforward, cfg.scaled_attention,
             )
 
         if self.parameter_sharing:
@@ -124,11 +167,14 @@ class TransformerEncoder(nn.Module):
         # Pre-LN: the sums leave the last layer unnormalised (the original's final encoder.layer_norm).
         self.layer_norm = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm) \
             if cfg.layernorm_positioning == "pre" else None
+        self.relative_pos_emb = relative_position_bias(cfg, bidirectional=not self.causal)
         self.activation_checkpointing = False
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         hidden = self.linear(emb) if self.linear is not None else emb
         attn_mask, is_causal = attention_mask(seg, self.causal)
+        if self.relative_pos_emb is not None:
+            attn_mask, is_causal = biased_mask(self.relative_pos_emb(seg.size(1), seg.size(1)), attn_mask, is_causal)
         layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for layer in layers:
@@ -167,7 +213,10 @@ class TransformerEncoder(nn.Module):
                            "a bidirectional encoder must re-encode the whole sequence")
         hidden = self.linear(emb) if self.linear is not None else emb
         layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer
+        bias = None
+        if self.relative_pos_emb is not None:
+            bias = self.relative_pos_emb(emb.size(1), cache.length + emb.size(1), cache.length)
         for slot, layer in enumerate(layers):
-            hidden = layer.forward_incremental(hidden, cache, slot)
+            hidden = layer.forward_incremental(hidden, cache, slot, bias)
         cache.advance(emb.size(1))
         return self.layer_norm(hidden) if self.layer_norm is not None else hidden

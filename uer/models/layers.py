@@ -8,6 +8,7 @@ that to rename ``weight``/``bias`` to ``gamma``/``beta``.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Callable, Optional
 
@@ -55,11 +56,13 @@ class KeyValueCache:
     One slot per layer *application* (an ALBERT model applies its shared layer
     ``layers_num`` times, so it needs ``layers_num`` slots too).  Buffers of
     ``max_length`` positions are allocated on first use, so each decoding step writes in
-    place instead of concatenating.  ``length`` is the number of positions stored; it
-    advances once per step, after every layer has appended (:meth:`advance`).
+    place instead of concatenating; with ``max_length`` None (a decoder with relative
+    positions has no longest target) a full buffer is reallocated twice as long.
+    ``length`` is the number of positions stored; it advances once per step, after every
+    layer has appended (:meth:`advance`).
     """
 
-    def __init__(self, slots: int, max_length: int):
+    def __init__(self, slots: int, max_length: Optional[int]):
         self.max_length = max_length
         self.length = 0
         self.keys: list[Optional[torch.Tensor]] = [None] * slots
@@ -68,13 +71,17 @@ class KeyValueCache:
     def append(self, slot: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store ``key``/``value`` (B, heads, new, d) after the cached ones; all keys/values so far."""
         start, end = self.length, self.length + key.size(2)
-        if end > self.max_length:
+        if self.max_length is not None and end > self.max_length:
             raise UerError(f"the key/value cache holds {self.max_length} positions but {end} are needed; "
                            "allocate a larger cache")
-        if self.keys[slot] is None:
-            shape = (key.size(0), key.size(1), self.max_length, key.size(3))
-            self.keys[slot] = key.new_empty(shape)
-            self.values[slot] = value.new_empty(shape)
+        stored = self.keys[slot]
+        if stored is None or stored.size(2) < end:
+            room = self.max_length if self.max_length is not None else max(2 * end, 16)
+            shape = (key.size(0), key.size(1), room, key.size(3))
+            keys, values = key.new_empty(shape), value.new_empty(shape)
+            if stored is not None:
+                keys[:, :, :start], values[:, :, :start] = stored[:, :, :start], self.values[slot][:, :, :start]
+            self.keys[slot], self.values[slot] = keys, values
         self.keys[slot][:, :, start:end] = key
         self.values[slot][:, :, start:end] = value
         return self.keys[slot][:, :, :end], self.values[slot][:, :, :end]
@@ -82,64 +89,115 @@ class KeyValueCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows ``index`` of every slot, in that order (beam search)."""
+        for slot, stored in enumerate(self.keys):
+            if stored is not None:
+                self.keys[slot] = stored.index_select(0, index)
+                self.values[slot] = self.values[slot].index_select(0, index)
+
 
 class MultiHeadedAttention(nn.Module):
-    """Self-attention with one fused query/key/value projection and SDPA kernels.
+    """Multi-head attention with one fused query/key/value projection and SDPA kernels.
 
     ``qkv.weight`` rows are [query; key; value], each split into heads contiguously, so
-    it is exactly UER's ``linear_layers.{0,1,2}`` stacked.
+    it is exactly UER's ``linear_layers.{0,1,2}`` stacked.  As cross-attention (a
+    decoder's ``context_attn``) the queries come from ``x`` and the keys and values from
+    the encoder's output (:meth:`memory_keys_values`, computed once per source).
+    ``bias: false`` drops the projections' biases and ``scaled: false`` the
+    ``1 / sqrt(head size)`` of the scores (T5, whose query weights carry it).
     """
 
-    def __init__(self, hidden_size: int, heads_num: int, dropout: float):
+    def __init__(self, hidden_size: int, heads_num: int, dropout: float, bias: bool = True, scaled: bool = True):
         super().__init__()
         self.heads_num = heads_num
         self.dropout = dropout
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
-        self.final_linear = nn.Linear(hidden_size, hidden_size)
+        self.scale = None if scaled else 1.0
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.final_linear = nn.Linear(hidden_size, hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         return self.flat_output(x, attn_mask, is_causal).view(x.shape)
 
-    def flat_output(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
+    def flat_output(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool,
+                    memory: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """:meth:`forward` as (B * L, H): the output projection's own tensor, not a view, so it may be
-        written in place (an in-place op on a view makes autograd copy the whole gradient in backward)."""
+        written in place (an in-place op on a view makes autograd copy the whole gradient in backward).
+        ``memory``: the keys and values to attend over (:meth:`memory_keys_values`) instead of ``x``'s own."""
         batch, length, hidden = x.shape
-        query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0)
-        return self.final_linear(context.transpose(1, 2).reshape(batch * length, hidden))
+        if memory is None:
+            query, key, value = self._heads(self.qkv(x), 3).unbind(0)
+        else:
+            query = self._heads(F.linear(x, self.qkv.weight[:hidden], self._bias(0, hidden)), 1)[0]
+            key, value = memory
+        return self._context(query, key, value, attn_mask, is_causal)
 
-    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
+    def memory_keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, heads, L_src, d) of the encoder's output ``memory``, for cross-attention."""
+        hidden = memory.size(-1)
+        projected = F.linear(memory, self.qkv.weight[hidden:], self._bias(hidden, 3 * hidden))
+        key, value = self._heads(projected, 2).unbind(0)
+        return key, value
+
+    def _bias(self, start: int, end: int) -> Optional[torch.Tensor]:
+        return self.qkv.bias[start:end] if self.qkv.bias is not None else None
+
+    def _heads(self, projected: torch.Tensor, parts: int) -> torch.Tensor:
+        """(B, L, parts * H) -> (parts, B, heads, L, d)."""
+        batch, length, _ = projected.shape
+        return projected.view(batch, length, parts, self.heads_num, -1).permute(2, 0, 3, 1, 4)
+
+    def _context(self, query, key, value, attn_mask, is_causal) -> torch.Tensor:
+        """Attention output through ``final_linear``, as (B * L, H)."""
+        batch, _, length, _ = query.shape
+        context = attention(query, key, value, attn_mask, is_causal, self.dropout if self.training else 0.0,
+                            self.scale)
+        return self.final_linear(context.transpose(1, 2).reshape(batch * length, -1))
+
+    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int,
+                            position_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Causal attention of the new positions ``x`` (B, new, H) over the cached ones and themselves.
 
         Every position is real (no padding); new position ``i`` sees the cached positions
         and the new positions up to ``i``.  Equal to :meth:`forward` with a causal mask over
-        the whole sequence, restricted to the new positions (in eval mode).
+        the whole sequence, restricted to the new positions (in eval mode).  ``position_bias``
+        (1, heads, new, cached + new): added to the scores (T5's relative positions).
         """
-        batch, length, hidden = x.shape
-        query, key, value = self.qkv(x).view(batch, length, 3, self.heads_num, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        past = cache.length
+        query, key, value = self._heads(self.qkv(x), 3).unbind(0)
+        past, length = cache.length, x.size(1)
         key, value = cache.append(slot, key, value)
         if length == 1:
             mask, is_causal = None, False  # one new query sees every stored key
-        elif past == 0:
+        elif past == 0 and position_bias is None:
             mask, is_causal = None, True
         else:  # query i (absolute position past + i) sees keys 0 .. past + i
             mask = torch.ones(length, past + length, dtype=torch.bool, device=x.device).tril(diagonal=past)
             is_causal = False
-        context = attention(query, key, value, mask, is_causal, self.dropout if self.training else 0.0)
-        return self.final_linear(context.transpose(1, 2).reshape(batch, length, hidden))
+        if position_bias is not None:
+            mask = position_bias if mask is None else position_bias.masked_fill(~mask, float("-inf"))
+        return self._context(query, key, value, mask, is_causal).view(x.shape)
+
+
+FEEDFORWARDS = ("dense", "gated")
 
 
 class PositionwiseFeedForward(nn.Module):
-    def __init__(self, hidden_size: int, feedforward_size: int, hidden_act: str):
+    """``linear_2(act(linear_1(x)))``; ``gated``: ``linear_2(act(linear_gate(x)) * linear_1(x))`` (T5 v1.1's
+    gated GELU; the names are the original toolkit's); ``bias: false`` drops the biases (T5)."""
+
+    def __init__(self, hidden_size: int, feedforward_size: int, hidden_act: str, bias: bool = True,
+                 gated: bool = False):
         super().__init__()
-        self.linear_1 = nn.Linear(hidden_size, feedforward_size)
+        self.linear_gate = nn.Linear(hidden_size, feedforward_size, bias=bias) if gated else None
+        self.linear_1 = nn.Linear(hidden_size, feedforward_size, bias=bias)
         self.act = activation(hidden_act)
-        self.linear_2 = nn.Linear(feedforward_size, hidden_size)
+        self.linear_2 = nn.Linear(feedforward_size, hidden_size, bias=bias)
         self.recompute = hidden_act in BACKWARD_KEEPS_INPUT  # see uer.models.recompute
 
     def forward(self, x: torch.Tensor, input_recipe: Optional[Callable[[], torch.Tensor]] = None) -> torch.Tensor:
         """``input_recipe``: rebuilds ``x`` in backward (see :func:`recompute_in_backward`) instead of keeping it."""
+        if self.linear_gate is not None:
+            return self.linear_2(self.act(self.linear_gate(x)) * self.linear_1(x))
         if input_recipe is None:
             hidden = self.linear_1(x)
         else:
@@ -159,6 +217,58 @@ def _activate_again(act: Callable[[torch.Tensor], torch.Tensor], hidden: torch.T
 
 
 LAYERNORM_POSITIONS = ("post", "pre")
+
+
+def check_positioning(positioning: str, node: str) -> str:
+    if positioning not in LAYERNORM_POSITIONS:
+        raise UerError(f"unknown {node}.layernorm_positioning {positioning!r}; choose one of: "
+                       f"{', '.join(LAYERNORM_POSITIONS)}")
+    return positioning
+
+
+def feed_forward(hidden_size: int, feedforward_size: int, hidden_act: str, bias: bool, kind: str,
+                 node: str) -> PositionwiseFeedForward:
+    """The ``kind`` (``dense`` | ``gated``) feed-forward part of a layer of ``node`` (for the message)."""
+    if kind not in FEEDFORWARDS:
+        raise UerError(f"unknown {node}.feedforward {kind!r}; choose one of: {', '.join(FEEDFORWARDS)}")
+    return PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act, bias, gated=kind == "gated")
+
+
+class RelativePositionBias(nn.Module):
+    """T5's relative position bias: one learned scalar per head and bucket of the distance key - query, added to
+    the attention scores (``relative_attention_bias``: buckets x heads).
+
+    Half the buckets count exact distances, the rest grow logarithmically up to ``max_distance``
+    (farther is the last bucket); ``bidirectional`` (an encoder) splits the buckets between keys before
+    and after the query, a causal decoder uses all of them for keys before it.
+    """
+
+    def __init__(self, heads_num: int, buckets: int, max_distance: int, bidirectional: bool):
+        super().__init__()
+        self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
+        self.relative_attention_bias = nn.Embedding(buckets, heads_num)
+
+    def bucket(self, distance: torch.Tensor) -> torch.Tensor:
+        """Bucket of each ``distance`` = key position - query position."""
+        buckets, offset = self.buckets, torch.zeros_like(distance)
+        if self.bidirectional:
+            buckets //= 2
+            offset = (distance > 0).long() * buckets
+            distance = distance.abs()
+        else:
+            distance = (-distance).clamp(min=0)
+        exact = buckets // 2
+        far = exact + (torch.log(distance.float() / exact) / math.log(self.max_distance / exact)
+                       * (buckets - exact)).long()
+        far = far.clamp(max=buckets - 1)
+        return offset + torch.where(distance < exact, distance, far)
+
+    def forward(self, queries: int, keys: int, first_query: int = 0) -> torch.Tensor:
+        """(1, heads, queries, keys) for queries at positions ``first_query ..`` over keys at ``0 .. keys - 1``."""
+        device = self.relative_attention_bias.weight.device
+        query = torch.arange(first_query, first_query + queries, device=device)[:, None]
+        key = torch.arange(keys, device=device)[None, :]
+        return self.relative_attention_bias(self.bucket(key - query)).permute(2, 0, 1).unsqueeze(0)
 
 
 class TransformerLayer(nn.Module):
@@ -181,15 +291,15 @@ class TransformerLayer(nn.Module):
         layernorm_eps: float,
         layernorm: Optional[str] = None,
         layernorm_positioning: str = "post",
+        bias: bool = True,
+        feedforward: str = "dense",
+        scaled: bool = True,
     ):
         super().__init__()
-        if layernorm_positioning not in LAYERNORM_POSITIONS:
-            raise UerError(f"unknown encoder.layernorm_positioning {layernorm_positioning!r}; choose one of: "
-                           f"{', '.join(LAYERNORM_POSITIONS)}")
-        self.pre = layernorm_positioning == "pre"
-        self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout)
+        self.pre = check_positioning(layernorm_positioning, "encoder") == "pre"
+        self.self_attn = MultiHeadedAttention(hidden_size, heads_num, dropout, bias, scaled)
         self.layer_norm_1 = layer_norm(hidden_size, layernorm_eps, layernorm)
-        self.feed_forward = PositionwiseFeedForward(hidden_size, feedforward_size, hidden_act)
+        self.feed_forward = feed_forward(hidden_size, feedforward_size, hidden_act, bias, feedforward, "encoder")
         self.layer_norm_2 = layer_norm(hidden_size, layernorm_eps, layernorm)
         self.dropout = Dropout(dropout)
         self.recompute = True  # see uer.models.recompute
@@ -215,15 +325,20 @@ class TransformerLayer(nn.Module):
         out = self.feed_forward(normed, partial(self.layer_norm_2, summed) if self.recompute else None)
         return self._residual(summed, out)
 
-    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int) -> torch.Tensor:
+    def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int,
+                            position_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """:meth:`forward` under a causal mask for the new positions only, keys/values from ``cache``."""
         if self.pre:
-            x = self._residual(x, self.self_attn.forward_incremental(self.layer_norm_1(x), cache, slot))
+            x = self._residual(x, self.self_attn.forward_incremental(self.layer_norm_1(x), cache, slot, position_bias))
             return self._residual(x, self.feed_forward(self.layer_norm_2(x)))
-        x = self.layer_norm_1(self._residual(x, self.self_attn.forward_incremental(x, cache, slot)))
+        x = self.layer_norm_1(self._residual(x, self.self_attn.forward_incremental(x, cache, slot, position_bias)))
         return self.layer_norm_2(self._residual(x, self.feed_forward(x)))
 
     def _residual(self, x: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
-        """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
-        out = dropout(sublayer_out, self.dropout.p, self.training, inplace=True)
-        return out.add_(x) if out.dtype == x.dtype else x + out
+        return residual(x, sublayer_out, self.dropout.p, self.training)
+
+
+def residual(x: torch.Tensor, sublayer_out: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
+    out = dropout(sublayer_out, p, training, inplace=True)
+    return out.add_(x) if out.dtype == x.dtype else x + out

@@ -14,6 +14,7 @@ from torch import nn
 
 from uer.errors import UerError
 from uer.models.compat import check_model
+from uer.models.decoders import DECODERS, DecoderState
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
 from uer.models.layers import init_bert_weights
@@ -57,6 +58,56 @@ class PretrainModel(nn.Module):
         return ModelOutput(loss, stats)
 
 
+class Seq2seqModel(nn.Module):
+    """Embedding + encoder (the backbone) + decoder + ``target=seq2seq``.
+
+    ``forward(batch)``: ``src``/``seg`` (the source, padding id 0 / segment 0), ``tgt_in`` (the decoder's
+    input, starting with :attr:`decoder_start_id`) and ``tgt_out`` (the labels, 0 = padding) -> token-level
+    cross-entropy.  Generation (:mod:`uer.models.generation`) runs :meth:`start_generation` once, then
+    :meth:`step` a token at a time, :meth:`reorder` selecting rows between steps (beam search).
+    """
+
+    def __init__(self, backbone: Backbone, decoder: nn.Module, target: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.decoder = decoder
+        self.target = target
+
+    @property
+    def decoder_start_id(self) -> int:
+        if self.decoder.start_id is None:
+            raise UerError("decoder.start_id is not set; set decoder.start_id= (the token the decoder's input "
+                           "starts with)")
+        return self.decoder.start_id
+
+    @property
+    def max_target_positions(self) -> Optional[int]:
+        """The longest target the decoder can read (its position embedding); None: unlimited (T5)."""
+        return self.decoder.max_positions
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        memory = self.backbone(batch["src"], batch["seg"])
+        hidden = self.decoder(batch["tgt_in"], memory, batch["seg"])
+        loss, stats = self.target(hidden, batch)
+        return ModelOutput(loss, stats)
+
+    def logits(self, src: torch.Tensor, seg: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced vocabulary logits (B, L_tgt, V)."""
+        return self.target.logits(self.decoder(tgt_in, self.backbone(src, seg), seg))
+
+    def start_generation(self, src: torch.Tensor, seg: torch.Tensor) -> DecoderState:
+        """Encode ``src`` once; the state :meth:`step` and :meth:`reorder` work on."""
+        return self.decoder.start(self.backbone(src, seg), seg)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """Logits (N, V), float32, of the token after ``tokens`` (N,), the last of each row."""
+        return self.target.logits(self.decoder.step(tokens, state)).float()
+
+    def reorder(self, state: DecoderState, index: torch.Tensor) -> None:
+        """Keep rows ``index`` (N',) of the state, in that order."""
+        state.reorder(index)
+
+
 def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int, *, tokens: Optional[Sequence[str]] = None) -> Backbone:
     """Build and BERT-initialise a backbone.
 
@@ -79,13 +130,24 @@ def build_backbone(embedding_cfg, encoder_cfg, vocab_size: int, *, tokens: Optio
 
 
 def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int, *,
-                tokens: Optional[Sequence[str]] = None) -> PretrainModel:
-    """Build a pre-training model.  The target's activation and LayerNorm (epsilon, formula) are the
-    encoder's (the embedding's LayerNorm formula for encoders without a LayerNorm)."""
+                tokens: Optional[Sequence[str]] = None, decoder_cfg=None) -> nn.Module:
+    """Build a pre-training model (a :class:`Seq2seqModel` with ``decoder_cfg``).  The target's activation and
+    LayerNorm (epsilon, formula) are the encoder's (the embedding's LayerNorm formula for encoders without a
+    LayerNorm)."""
     embedding_cfg, encoder_cfg = EMBEDDINGS.build_config(embedding_cfg), ENCODERS.build_config(encoder_cfg)
     target_cfg = TARGETS.build_config(target_cfg)
-    check_model(embedding_cfg, encoder_cfg, target_cfg)
+    decoder_cfg = DECODERS.build_config(decoder_cfg) if decoder_cfg is not None else None
+    check_model(embedding_cfg, encoder_cfg, target_cfg, decoder_cfg)
     backbone = build_backbone(embedding_cfg, encoder_cfg, vocab_size, tokens=tokens)
+    word_embedding = backbone.embedding.word_embedding
+    decoder = None
+    if decoder_cfg is not None:
+        decoder_embedding = EMBEDDINGS.lookup(embedding_cfg.type)(embedding_cfg, vocab_size, tokens)
+        if decoder_cfg.shared_embedding:
+            decoder_embedding.word_embedding = word_embedding
+        decoder = DECODERS.lookup(decoder_cfg.type)(decoder_cfg, decoder_embedding)
+        decoder.apply(init_bert_weights)
+        word_embedding = decoder_embedding.word_embedding
     dims = ModelDims(
         vocab_size=vocab_size,
         emb_size=embedding_cfg.emb_size,
@@ -94,6 +156,6 @@ def build_model(embedding_cfg, encoder_cfg, target_cfg, vocab_size: int, *,
         layernorm_eps=getattr(encoder_cfg, "layernorm_eps", 1e-6),
         layernorm=getattr(encoder_cfg, "layernorm", embedding_cfg.layernorm),
     )
-    target = TARGETS.lookup(target_cfg.type)(target_cfg, dims, backbone.embedding.word_embedding)
+    target = TARGETS.lookup(target_cfg.type)(target_cfg, dims, word_embedding)
     target.apply(init_bert_weights)
-    return PretrainModel(backbone, target)
+    return PretrainModel(backbone, target) if decoder is None else Seq2seqModel(backbone, decoder, target)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import nn
 
-from uer.config.fields import at_least, setting
+from uer.config.fields import FRACTION, at_least, setting
 from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
 from uer.models.layer_norm import layer_norm
@@ -41,7 +41,7 @@ BOTH_SIDES = "context from both sides at every position"
 class LmTargetConfig:
     """``target=mlm`` / ``bert`` / ``albert`` / ``lm`` / ``bilm``: an output layer over the vocabulary."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
     tie_weights: bool = setting(True, "share the output projection with the word embedding")
 
 
@@ -57,16 +57,30 @@ class CausalLmTargetConfig(LmTargetConfig):
 class NspTargetConfig:
     """``target=nsp``: next-sentence prediction alone."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
 
 
 @dataclass
 class ClsTargetConfig:
     """``target=cls``: sentence classification as a pre-training target."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
     pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
     labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset", bounds=at_least(1))
+
+@dataclass
+class Seq2seqTargetConfig:
+    """``target=seq2seq``: the decoder's states -> the next target token, against ``tgt_out``."""
+
+    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
+    tie_weights: bool = setting(True, "the output matrix is the decoder's word embedding (T5 v1.0, BART); false: "
+                                      "its own (T5 v1.1)")
+    output_bias: bool = setting(True, "a bias on the output layer (BART's final_logits_bias; T5 has none)")
+    scale_output: bool = setting(False, "multiply the decoder's states by hidden_size**-0.5 before the output layer "
+                                        "(T5 v1.0, whose output matrix is the word embedding)")
+    label_smoothing: float = setting(0.0, "the share of the target probability spread over the whole vocabulary",
+                                     tunable=True, bounds=FRACTION)
+
 
 IGNORE_INDEX = -100
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -84,10 +98,11 @@ class ModelDims:
     layernorm: Optional[str] = None  # the LayerNorm formula (uer.models.layer_norm)
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -> tuple[torch.Tensor, Stats]:
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str,
+                        label_smoothing: float = 0.0) -> tuple[torch.Tensor, Stats]:
     """Mean cross-entropy (0 when there are no labels) and its ``{task}_loss``/``{task}_acc`` stats."""
     logits = logits.float()
-    loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+    loss_sum = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=label_smoothing)
     correct = (logits.argmax(dim=-1) == labels).sum().float()
     count = torch.tensor(float(labels.numel()), device=logits.device)
     stats = {f"{task}_loss": (loss_sum.detach(), count), f"{task}_acc": (correct.detach(), count)}
@@ -266,3 +281,35 @@ class ClsTarget(nn.Module):
         pooled = pool(hidden, batch["seg"], self.pooling)
         logits = self.linear_2(torch.tanh(self.linear_1(pooled)))
         return classification_loss(logits, batch["cls_labels"], "cls")
+
+
+@TARGETS.register("seq2seq", config=Seq2seqTargetConfig)
+class Seq2seqTarget(nn.Module):
+    """Sequence to sequence: the decoder's state at each position (``output_layer``, H -> V) predicts
+    ``tgt_out`` there (B, L_tgt; 0 = padding, no loss).  Stats ``seq2seq_loss``/``seq2seq_acc``.
+
+    The output matrix is tied to the decoder's word embedding when ``tie_weights`` and the
+    shapes agree (``emb_size == hidden_size``).
+    """
+
+    contexts = ALL_CONTEXTS
+    needs = "any encoder (the decoder attends over its states)"
+    needs_decoder = True
+
+    def __init__(self, cfg: Seq2seqTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
+        super().__init__()
+        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size, bias=cfg.output_bias)
+        if cfg.tie_weights and dims.emb_size == dims.hidden_size:
+            self.output_layer.weight = word_embedding.weight
+        self.scale = dims.hidden_size ** -0.5 if cfg.scale_output else None
+        self.label_smoothing = cfg.label_smoothing
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits of decoder states (..., H)."""
+        return self.output_layer(hidden * self.scale if self.scale is not None else hidden)
+
+    def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
+        labels = batch["tgt_out"].reshape(-1)
+        keep = labels != 0
+        logits = self.logits(hidden.reshape(-1, hidden.size(-1))[keep])
+        return classification_loss(logits, labels[keep], "seq2seq", self.label_smoothing)

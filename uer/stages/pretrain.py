@@ -79,6 +79,8 @@ class PretrainConfig:
 class PretrainRun(TrainingRun):
     stage: str = stage_key("pretrain")
     target: Any = setting(MISSING, "the pre-training target (target=)")
+    decoder: Any = setting(None, "the decoder of an encoder-decoder model (decoder=transformer, with "
+                                 "target=seq2seq); null = none")
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -100,7 +102,7 @@ def prepare(cfg: DictConfig) -> None:
     else:
         _refuse_earlier_checkpoints(model_dir(cfg))
         starting_checkpoint(cfg, BACKBONE_NODES)
-    check_model(cfg.embedding, cfg.encoder, cfg.target)
+    check_model(cfg.embedding, cfg.encoder, cfg.target, cfg.decoder)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
     _check_validation(cfg)
@@ -149,6 +151,8 @@ def run(cfg: DictConfig):
     resume_payload = _resume_payload(cfg, out_dir)
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
+    if cfg.decoder is not None and cfg.decoder.start_id is None:
+        cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
     dataset = PretrainDataset(p.dataset_path)
     dataset.check_compatible(cfg.target.type, tokenizer.identity())
     check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
@@ -158,7 +162,7 @@ def run(cfg: DictConfig):
         check_resumable(resume_payload, config, facts, cfg.resume_allow_changes)
 
     model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(tokenizer.vocab),
-                        tokens=tokenizer.vocab.tokens)
+                        tokens=tokenizer.vocab.tokens, decoder_cfg=cfg.decoder)
     if resume_payload is not None:
         model.load_state_dict(resume_payload["model"])
     elif start:
@@ -167,7 +171,7 @@ def run(cfg: DictConfig):
     if env.active:
         torch.manual_seed(cfg.seed + env.rank)  # same initial weights, different dropout per rank
     log.info("model: %s parameters, %s", f"{sum(x.numel() for x in model.parameters()):,}",
-             {node: cfg[node].type for node in ("embedding", "encoder", "target")})
+             {node: cfg[node].type for node in ("embedding", "encoder", "decoder", "target") if cfg[node] is not None})
 
     heldout = None
     if p.dev_dataset_path is not None:  # checked against the training dataset by prepare

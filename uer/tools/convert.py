@@ -579,7 +579,8 @@ def checkpoint_config(cfg: DictConfig, arch: dict) -> dict:
     composed = cfg.copy()
     with open_dict(composed):  # set the shared sizes first, so every ${model.*} interpolation follows them
         composed.model.update(nodes["model"])
-    config = {node: OmegaConf.to_container(composed[node], resolve=True) for node in MODEL_NODES}
+    config = {node: OmegaConf.to_container(composed[node], resolve=True) for node in MODEL_NODES
+              if composed.get(node) is not None}
     for node in ("embedding", "encoder"):
         config[node].update(nodes[node])
     if arch["target"]:
