@@ -238,7 +238,8 @@ def check_combination(cfg: DictConfig) -> None:
     stage=finetune check it again in ``prepare``, after a starting checkpoint's architecture is adopted)."""
     if cfg.stage not in ("pretrain", "finetune") or cfg.get("pretrained_model_path") or cfg.get("resume"):
         return
-    check_model(cfg.embedding, cfg.encoder, cfg.target if cfg.stage == "pretrain" else None)
+    pretrain = cfg.stage == "pretrain"
+    check_model(cfg.embedding, cfg.encoder, cfg.target if pretrain else None, cfg.decoder if pretrain else None)
 
 
 def compose_with_hydra(overrides: list[str]) -> DictConfig:

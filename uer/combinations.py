@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from uer.composition import compose_option
 from uer.errors import UerError
-from uer.models.compat import IncompatibleModel, positional_embeddings
+from uer.models.compat import IncompatibleModel, needs_positions, positional_embeddings
 from uer.models.context import ALL_CONTEXTS, CAUSAL
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
