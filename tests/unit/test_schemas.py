@@ -90,7 +90,8 @@ def option_overrides(group: str, option: str) -> list[str]:
 # A target each encoder can feed, and an encoder each target and embedding can be built with.
 TARGET_FOR_CONTEXT = {"causal": "lm", "bidirectional": "mlm", "forward+backward stacks": "bilm"}
 ENCODER_FOR = {"mlm": "bert", "bert": "bert", "albert": "bert", "lm": "gpt", "bilm": "bilstm", "cls": "bert",
-               "nsp": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
+               "nsp": "bert", "seq2seq": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
+TARGET_NEEDS = {"cls": ["target.labels_num=2"], "seq2seq": ["decoder=transformer"]}
 
 
 def model_overrides(group: str, option: str) -> list[str]:
@@ -100,16 +101,18 @@ def model_overrides(group: str, option: str) -> list[str]:
         context = encoder_context(compose_config([f"encoder={option}", *SMALL]).encoder)
         return [f"encoder={option}", f"target={TARGET_FOR_CONTEXT[context]}"]
     if group == "target":
-        return [f"target={option}", f"encoder={ENCODER_FOR[option]}"] + (["target.labels_num=2"] * (option == "cls"))
+        return [f"target={option}", f"encoder={ENCODER_FOR[option]}", *TARGET_NEEDS.get(option, [])]
+    if group == "decoder":
+        return [f"decoder={option}", "target=seq2seq"]
     return [f"encoder={ENCODER_FOR[option]}", f"embedding={option}", "target=cls", "target.labels_num=2",
             "target.pooling=mean"]
 
 
-@pytest.mark.parametrize("group, option", [(group, option) for group in ("embedding", "encoder", "target")
+@pytest.mark.parametrize("group, option", [(group, option) for group in ("embedding", "encoder", "decoder", "target")
                                            for option in options(group)])
 def test_model_part_reads_exactly_its_schema(group, option, reads):
     cfg = compose_config([*model_overrides(group, option), *SMALL, "model.max_seq_length=16"])
-    build_model(cfg.embedding, cfg.encoder, cfg.target, 50)
+    build_model(cfg.embedding, cfg.encoder, cfg.target, 50, decoder_cfg=cfg.decoder)
     assert reads[group] == fields(OmegaConf.get_type(cfg[group]))
 
 

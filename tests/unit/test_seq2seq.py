@@ -11,36 +11,43 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import transformers
 from omegaconf import OmegaConf
+from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers import models as tokenizer_models
 
 from tool_testing import write_vocab
+from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.hf_families import SEQ2SEQ_FAMILIES, seq2seq_hf_to_uer, seq2seq_uer_to_hf
 from uer.io.uer_names import from_uer_state_dict, to_uer_state_dict
 from uer.models import Seq2seqModel, build_model
 from uer.models.compat import IncompatibleModel, check_model
 from uer.tokenizers import build_tokenizer
-from uer_testing import compose_config, run_main
+from uer.tokenizers.hf import swap_pad
+from uer_testing import compose_config, expect_user_error, run_main
 
 V = 50
 T = transformers
 RELATIVE = {"relative_attention_num_buckets": 8, "relative_attention_max_distance": 20}
 CASES = {
     "t5-v1.0": (T.T5ForConditionalGeneration,
-                lambda: T.T5Config(vocab_size=V, d_model=16, d_kv=8, num_heads=2, d_ff=32, num_layers=2,
+                lambda **extra: T.T5Config(vocab_size=V, d_model=16, d_kv=8, num_heads=2, d_ff=32, num_layers=2,
                                    num_decoder_layers=3, feed_forward_proj="relu", decoder_start_token_id=0,
-                                   **RELATIVE)),
+                                   **RELATIVE, **extra)),
     "t5-v1.1": (T.T5ForConditionalGeneration,
                 lambda: T.T5Config(vocab_size=V, d_model=16, d_kv=8, num_heads=2, d_ff=32, num_layers=2,
                                    num_decoder_layers=2, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                                    decoder_start_token_id=0, **RELATIVE)),
     "bart": (T.BartForConditionalGeneration,
-             lambda: T.BartConfig(vocab_size=V, d_model=16, encoder_layers=2, decoder_layers=3,
+             lambda **extra: T.BartConfig(vocab_size=V, d_model=16, encoder_layers=2, decoder_layers=3,
                                   encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                                  decoder_ffn_dim=24, max_position_embeddings=20, pad_token_id=0, scale_embedding=True)),
+                                  decoder_ffn_dim=24, max_position_embeddings=20, scale_embedding=True,
+                                  **{"pad_token_id": 0, **extra})),
 }
 
 
@@ -220,3 +227,69 @@ def test_a_decoder_with_an_encoder_only_target_is_one_line_and_nothing_is_writte
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "target=mlm reads the encoder's alone" in errors[0], result.stderr
     assert not out.exists()
+
+
+# --- tool=convert ----------------------------------------------------------------------------------
+
+# uer's tokenizers need the five BERT roles: T5's are given some of its own tokens.
+TOKENS = {"t5-v1.0": (["<pad>", "</s>", "<unk>", "<s>", "<extra_id_0>"],
+                      {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>",
+                       "mask_token": "<extra_id_0>"}),
+          "bart": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"],  # BART's order: <pad> = 1, swapped with 0 in uer
+                   {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>",
+                    "mask_token": "<mask>"})}
+
+
+def saved_directory(directory, name: str):
+    """A random ``name`` model saved with save_pretrained beside a whole-word tokenizer.json; the model."""
+    cls, config = CASES[name]
+    model = randomized(cls(config(**({"pad_token_id": 1} if name == "bart" else {}))))
+    model.save_pretrained(directory)
+    specials, roles = TOKENS[name]
+    tokens = specials + [f"w{i}" for i in range(V - len(specials))]
+    tokenizer = Tokenizer(tokenizer_models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "special_tokens_map.json").write_text(json.dumps(roles), encoding="utf-8")
+    return model
+
+
+def convert(input_path, input_format, output_path, output_format):
+    return run_stage(compose_config(["stage=tool", "tool=convert", "hardware.num_threads=1",
+                                     f"tool.input_path={input_path}", f"tool.input_format={input_format}",
+                                     f"tool.output_path={output_path}", f"tool.output_format={output_format}"]))
+
+
+@pytest.mark.parametrize("name", list(TOKENS))
+def test_convert_reads_and_writes_the_family_exactly(tmp_path, name):
+    theirs = saved_directory(tmp_path / "hf", name)
+    convert(tmp_path / "hf", "hf", tmp_path / "model.pt", "uer_ckpt")
+    payload = load_checkpoint(tmp_path / "model.pt")
+    config = payload["config"]
+    model = build_model(config["embedding"], config["encoder"], config["target"], V,
+                        decoder_cfg=config["decoder"]).eval()
+    model.load_state_dict({key: tensor for key, tensor in payload["model"].items() if "reserved_rows" not in key})
+    pad = theirs.config.pad_token_id
+    src, seg, tgt = source_and_target(theirs.config.decoder_start_token_id)
+    src_file = src.masked_fill(seg == 0, pad)
+    with torch.no_grad():
+        expected = theirs(input_ids=src_file, attention_mask=seg, decoder_input_ids=tgt).logits
+        ours = model.logits(*(torch.tensor([swap_pad(row, pad) for row in ids.tolist()]) for ids in (src_file,)),
+                            seg, torch.tensor([swap_pad(row, pad) for row in tgt.tolist()]))
+    order = torch.tensor(swap_pad(list(range(V)), pad))  # our vocabulary's ids in the file's order
+    torch.testing.assert_close(ours[..., order], expected, atol=1e-5, rtol=1e-5)
+
+    convert(tmp_path / "model.pt", "uer_ckpt", tmp_path / "back", "hf")
+    again, info = type(theirs).from_pretrained(tmp_path / "back", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    original = theirs.state_dict()
+    for key, tensor in again.state_dict().items():
+        assert torch.equal(tensor, original[key]), key
+
+
+def test_an_encoder_decoder_model_has_no_original_uer_form(tmp_path, capsys):
+    saved_directory(tmp_path / "hf", "t5-v1.0")
+    cfg = compose_config(["stage=tool", "tool=convert", f"tool.input_path={tmp_path / 'hf'}", "tool.input_format=hf",
+                          f"tool.output_path={tmp_path / 'model.bin'}", "tool.output_format=uer"])
+    expect_user_error(capsys, cfg, "encoder-decoder model", "tool.output_format=uer_ckpt or hf")
+    assert not (tmp_path / "model.bin").exists()

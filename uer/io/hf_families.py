@@ -56,7 +56,7 @@ DECODER = "target.mlm_linear_2.weight"
 LM_OUTPUT = "target.output_layer.weight"
 LM_BIAS = "target.output_layer.bias"
 # Tensors with one row per token: swapped with the padding token's row (see swap_vocab_rows).
-VOCAB_ROWS = (WORD, DECODER, "target.mlm_linear_2.bias", LM_OUTPUT, LM_BIAS)
+VOCAB_ROWS = (WORD, DECODER, "target.mlm_linear_2.bias", LM_OUTPUT, LM_BIAS, "decoder.embedding.word_embedding.weight")
 # Output matrices that a file leaves out when they are the word embedding.
 TIED = {DECODER: WORD, LM_OUTPUT: WORD}
 # The parts a UER target uses besides the backbone.

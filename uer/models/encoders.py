@@ -103,15 +103,15 @@ def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tens
 
 def relative_position_bias(cfg: TransformerLayersConfig, bidirectional: bool) -> Optional[RelativePositionBias]:
     """The stack's relative position bias (one for all its layers, as T5's), None without one."""
-    if not cfg.relative_position_buckets:
+    buckets, max_distance = cfg.relative_position_buckets, cfg.relative_max_distance
+    if not buckets:
         return None
-    if cfg.relative_position_buckets < (4 if bidirectional else 2) or \
-            cfg.relative_max_distance <= cfg.relative_position_buckets // (4 if bidirectional else 2):
-        raise UerError(f"relative_position_buckets={cfg.relative_position_buckets} with relative_max_distance="
-                       f"{cfg.relative_max_distance}: half the buckets (a quarter, bidirectional) count exact "
-                       "distances, so there must be some and relative_max_distance must exceed them")
-    return RelativePositionBias(cfg.heads_num, cfg.relative_position_buckets, cfg.relative_max_distance,
-                                bidirectional)
+    exact = buckets // (4 if bidirectional else 2)
+    if not exact or max_distance <= exact:
+        raise UerError(f"relative_position_buckets={buckets} with relative_max_distance={max_distance}: half the "
+                       "buckets (a quarter, bidirectional) count exact distances, so there must be some and "
+                       "relative_max_distance must exceed them")
+    return RelativePositionBias(cfg.heads_num, buckets, max_distance, bidirectional)
 
 
 def biased_mask(bias: torch.Tensor, attn_mask: Optional[torch.Tensor],

@@ -117,6 +117,7 @@ from uer.io.checkpoint import (MODEL_NODES, atomic_torch_save, checkpoint_tokeni
 from uer.io.hf_directory import directory_tokenizer, hf_record
 from uer.io.hf_families import (
     FAMILIES,
+    SEQ2SEQ_FAMILIES,
     NotExpressible,
     NotTransformer,
     architecture,
@@ -158,6 +159,7 @@ from uer.tokenizers import build_tokenizer
 from uer.tokenizers.hf import swap_pad
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
+from uer.tools.convert_seq2seq import read_seq2seq, write_seq2seq
 
 log = logging.getLogger("uer.tools")
 
@@ -197,12 +199,12 @@ class ConvertConfig(ModelInput, ToolConfig):
     """``tool=convert``."""
 
     input_format: Optional[str] = setting(None, "uer (original .bin) | hf (Hugging Face: bert, roberta, xlm-roberta, "
-                                                "electra, albert, gpt2) | tf (Google TF checkpoint) | uer_ckpt (this "
+                                                "electra, albert, gpt2, t5, bart) | tf (Google TF checkpoint) | uer_ckpt (this "
                                                 "project's .pt)")
     output_path: Optional[str] = setting(None, "the converted model's file")
     output_format: Optional[str] = setting(None, "the format to write (as input_format)")
     hf_model_type: Optional[str] = setting(None, "output_format=hf: the family to write (bert | roberta | "
-                                                 "xlm-roberta | electra | albert | gpt2); null: the family the model "
+                                                 "xlm-roberta | electra | albert | gpt2 | t5 | bart); null: the family the model "
                                                  "came from, else the first whose layout holds it")
 
 
@@ -223,6 +225,12 @@ def convert(cfg: DictConfig) -> str:
         raise UerError(f"tool.output_path {target} is a directory; give a file name "
                        f"(e.g. {target / _example_name(t.output_format)})")
 
+    seq2seq = read_seq2seq(t.input_format, source)  # T5, BART, a checkpoint with a decoder
+    if seq2seq is not None:
+        refuse_nonfinite(seq2seq.state, seq2seq.source, cfg.allow_nonfinite_weights)
+        write_seq2seq(seq2seq, t.output_format, target, t.hf_model_type)
+        log.info("wrote %s %s", t.output_format, target)
+        return str(target)
     loaded = _read(t.input_format, source, cfg)
     refuse_nonfinite(loaded.state, loaded.source, cfg.allow_nonfinite_weights)  # every format, HF and TF too
     subencoder = stored_subencoder(loaded.payload)
@@ -230,9 +238,10 @@ def convert(cfg: DictConfig) -> str:
         raise UerError(f"{loaded.source} composes words from characters (embedding.subencoder={subencoder}), which "
                        f"a {FORMAT_NAMES[t.output_format]} has no place for; keep this project's checkpoint "
                        "(tool.output_format=uer_ckpt)")
-    if t.hf_model_type is not None and (t.output_format != "hf" or t.hf_model_type not in FAMILIES):
+    families = [*FAMILIES, *SEQ2SEQ_FAMILIES]
+    if t.hf_model_type is not None and (t.output_format != "hf" or t.hf_model_type not in families):
         raise UerError(f"tool.hf_model_type={t.hf_model_type} names the Hugging Face family tool.output_format=hf "
-                       f"writes; choose one of {', '.join(FAMILIES)} with tool.output_format=hf")
+                       f"writes; choose one of {', '.join(families)} with tool.output_format=hf")
     arch = infer_architecture(loaded, cfg)
     log.info("read %s %s: %s", t.input_format, loaded.source, describe(arch))
     try:
