@@ -243,7 +243,8 @@ def project_checkpoint(path, vocab, overrides, seed=4):
     cfg = compose_config([*overrides, f"tokenizer.vocab_path={vocab}"])
     model = randomized(build_model(cfg.embedding, cfg.encoder, cfg.target, V), seed=seed)
     save_model_checkpoint(path, model, cfg, trainer={"step": 1})
-    return model, {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES}
+    return model, {node: OmegaConf.to_container(cfg[node], resolve=True) for node in MODEL_NODES
+                   if cfg[node] is not None}
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

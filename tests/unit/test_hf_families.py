@@ -182,9 +182,13 @@ def test_pre_layernorm_layers_compute_gpt2_s_formula(vocab):
 
 
 @pytest.mark.parametrize("extra", [(), ("size=albert_base", "model.emb_size=16", "model.hidden_size=32",
-                                        "model.parameter_sharing=true")], ids=["gpt2", "shared_layer"])
+                                        "model.parameter_sharing=true"),
+                                   ("embedding=word", "encoder.relative_position_buckets=8", "model.layernorm=rms",
+                                    "encoder.bias=false", "encoder.scaled_attention=false",
+                                    "encoder.feedforward=gated")], ids=["gpt2", "shared_layer", "t5_options"])
 def test_pre_layernorm_incremental_decoding_equals_full_encoding(vocab, extra):
-    """tool=generate's key/value cache runs the pre-LN layers and the final LayerNorm too."""
+    """tool=generate's key/value cache runs the pre-LN layers and the final LayerNorm too (and T5's options: the
+    relative position bias of the new positions over the cached ones)."""
     _, model, _ = make_model(vocab, *GPT2, *extra, seed=4)
     model.eval()
     backbone = model.backbone

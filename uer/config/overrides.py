@@ -93,7 +93,7 @@ def adopt_architecture(cfg: DictConfig, stored: dict, nodes: Iterable[str], sour
     chosen_nodes, chosen = chosen_keys(overrides)
     conflicts, replaced = [], []
     for node in nodes:
-        if node not in stored or node not in cfg:
+        if stored.get(node) is None or cfg.get(node) is None:  # absent, or none (a model without a decoder)
             continue
         composed = OmegaConf.to_container(cfg[node], resolve=True)
         raw = OmegaConf.to_container(cfg[node], resolve=False)

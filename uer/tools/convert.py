@@ -22,7 +22,9 @@ Formats (``tool.input_format`` / ``tool.output_format``):
   ``tokenizer=hf``, else a classic ``BertTokenizer``: ``vocab.txt``, ``tokenizer_config.json``,
   ``special_tokens_map.json``; the checkpoint's own tokenizer, or for other inputs the composed
   ``tokenizer.*``), each file replaced.  A weights file (``.safetensors``/``.bin``) gets a
-  ``config.json`` beside it if there is none.
+  ``config.json`` beside it if there is none.  Encoder-decoder models (T5 v1.0/v1.1, BART:
+  ``SEQ2SEQ_FAMILIES``) go between a model directory and ``uer_ckpt`` both ways
+  (:mod:`uer.tools.convert_seq2seq`); a checkpoint with a ``decoder`` is written as one of them.
 * ``tf``: a Google TensorFlow BERT checkpoint, given by its prefix (``.../bert_model.ckpt``);
   needs ``pip install "uer[tf]"``.  Written with a ``bert_config.json`` beside it if none.
 * ``uer_ckpt``: this project's self-describing ``.pt`` (weights + model config + vocabulary
@@ -199,13 +201,13 @@ class ConvertConfig(ModelInput, ToolConfig):
     """``tool=convert``."""
 
     input_format: Optional[str] = setting(None, "uer (original .bin) | hf (Hugging Face: bert, roberta, xlm-roberta, "
-                                                "electra, albert, gpt2, t5, bart) | tf (Google TF checkpoint) | uer_ckpt (this "
-                                                "project's .pt)")
+                                                "electra, albert, gpt2, t5, bart) | tf (Google TF checkpoint) | "
+                                                "uer_ckpt (this project's .pt)")
     output_path: Optional[str] = setting(None, "the converted model's file")
     output_format: Optional[str] = setting(None, "the format to write (as input_format)")
     hf_model_type: Optional[str] = setting(None, "output_format=hf: the family to write (bert | roberta | "
-                                                 "xlm-roberta | electra | albert | gpt2 | t5 | bart); null: the family the model "
-                                                 "came from, else the first whose layout holds it")
+                                                 "xlm-roberta | electra | albert | gpt2 | t5 | bart); null: the family "
+                                                 "the model came from, else the first whose layout holds it")
 
 
 @TOOLS.register("convert", config=ConvertConfig)

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import DictConfig
-
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
 from uer.io.hf_directory import directory_tokenizer, hf_record
@@ -48,10 +46,10 @@ class Seq2seqLoaded:
 def read_seq2seq(fmt: str, path: Path) -> Optional[Seq2seqLoaded]:
     """The encoder-decoder model at ``path`` (format ``fmt``); None when it is not one."""
     if fmt == "hf" and path.is_dir():
+        config, config_path = read_json_beside(path, HF_CONFIG)
+        if not isinstance(config, dict) or config.get("model_type") not in SEQ2SEQ_FAMILIES:
+            return None  # the encoder-only way reads it, and says what is wrong with it
         weights = hf_weight_file(path)
-        config, config_path = read_json_beside(weights, HF_CONFIG)
-        if (config or {}).get("model_type") not in SEQ2SEQ_FAMILIES:
-            return None
         fam = SEQ2SEQ_FAMILIES[config["model_type"]]
         uer, nodes = seq2seq_hf_to_uer(fam, load_hf_weights(path), config, str(weights), config_path)
         tokenizer, tokenizer_config = directory_tokenizer(path)
@@ -61,7 +59,10 @@ def read_seq2seq(fmt: str, path: Path) -> Optional[Seq2seqLoaded]:
         return Seq2seqLoaded(swap_vocab_rows(uer, pad), nodes, tokenizer, tokenizer_config, str(weights),
                              hf_record(fam.model_type, config))
     if fmt == "uer_ckpt" and path.is_file():
-        payload = load_checkpoint(path)
+        try:
+            payload = load_checkpoint(path)
+        except UerError:
+            return None  # the encoder-only way reads it again, and says what it is instead
         config = payload.get("config") or {}
         if config.get("decoder") is None:
             return None
