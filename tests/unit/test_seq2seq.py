@@ -29,7 +29,7 @@ from uer.models import Seq2seqModel, build_model
 from uer.models.compat import IncompatibleModel, check_model
 from uer.tokenizers import build_tokenizer
 from uer.tokenizers.hf import swap_pad
-from uer_testing import compose_config, expect_user_error, run_main
+from uer_testing import compose_config, expect_user_error, run_main, save_model_checkpoint
 
 V = 50
 T = transformers
@@ -293,3 +293,21 @@ def test_an_encoder_decoder_model_has_no_original_uer_form(tmp_path, capsys):
                           f"tool.output_path={tmp_path / 'model.bin'}", "tool.output_format=uer"])
     expect_user_error(capsys, cfg, "encoder-decoder model", "tool.output_format=uer_ckpt or hf")
     assert not (tmp_path / "model.bin").exists()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["embedding=word_pos", "decoder.shared_embedding=false"], "this model's decoder has its own"),
+    ([], "BART embeds with embedding=word_pos with a LayerNorm; this model's is embedding=word_pos_seg"),
+])
+def test_a_model_no_family_holds_is_one_line_and_nothing_is_written(tmp_path, capsys, overrides, fragment):
+    vocab_path = write_vocab(tmp_path / "vocab.txt")
+    cfg = compose_config(["stage=pretrain", "decoder=transformer", "target=seq2seq", "size=smoke",
+                          f"tokenizer.vocab_path={vocab_path}", "decoder.start_id=2", *overrides])
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(build_tokenizer(cfg.tokenizer).vocab),
+                        decoder_cfg=cfg.decoder)
+    save_model_checkpoint(tmp_path / "model.pt", model, cfg)
+    tool = compose_config(["stage=tool", "tool=convert", f"tool.input_path={tmp_path / 'model.pt'}",
+                           "tool.input_format=uer_ckpt", f"tool.output_path={tmp_path / 'hf'}",
+                           "tool.output_format=hf", "tool.hf_model_type=bart"])
+    expect_user_error(capsys, tool, fragment)
+    assert not (tmp_path / "hf").exists()

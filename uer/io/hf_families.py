@@ -867,6 +867,7 @@ class Seq2seqFamily(ABC):
     model_type: str = ""
     title: str = ""
     architecture: str = ""
+    embedding: tuple[str, bool] = ("", False)  # the embedding option and whether it has a LayerNorm
 
     @abstractmethod
     def rules(self, nodes: dict) -> list[Rule]:
@@ -918,6 +919,7 @@ class T5(Seq2seqFamily):
     model_type = "t5"
     title = "T5"
     architecture = "T5ForConditionalGeneration"
+    embedding = ("word", False)
 
     def rules(self, nodes: dict) -> list[Rule]:
         gated = nodes["encoder"]["feedforward"] == "gated"
@@ -995,8 +997,14 @@ class T5(Seq2seqFamily):
         expected = {"layernorm_positioning": "pre", "bias": False, "scaled_attention": False, "layernorm": "rms"}
         for stack in ("encoder", "decoder"):
             for key, value in expected.items():
-                if nodes[stack][key] != value:
-                    raise NotExpressible(f"T5 has {stack}.{key}={value}; this model's is {nodes[stack][key]}")
+                if nodes[stack].get(key) != value:
+                    raise NotExpressible(f"T5 has {stack}.{key}={value}; this model's is {nodes[stack].get(key)}")
+        for key in ("heads_num", "feedforward_size", "hidden_act", "feedforward", "relative_position_buckets",
+                    "relative_max_distance"):
+            if nodes["encoder"].get(key) != nodes["decoder"].get(key):
+                raise NotExpressible(f"T5's config.json gives the encoder and the decoder one {key}; this model has "
+                                     f"encoder.{key}={nodes['encoder'].get(key)} and decoder.{key}="
+                                     f"{nodes['decoder'].get(key)}")
 
 
 class Bart(Seq2seqFamily):
@@ -1005,6 +1013,7 @@ class Bart(Seq2seqFamily):
     model_type = "bart"
     title = "BART"
     architecture = "BartForConditionalGeneration"
+    embedding = ("word_pos", True)
     OFFSET = 2  # BartLearnedPositionalEmbedding's first two rows are never used
 
     def rules(self, nodes: dict) -> list[Rule]:
@@ -1127,6 +1136,12 @@ def seq2seq_hf_to_uer(fam: Seq2seqFamily, state: StateDict, config: dict, source
 
 def seq2seq_uer_to_hf(fam: Seq2seqFamily, uer: StateDict, nodes: dict) -> tuple[StateDict, dict]:
     """A UER encoder-decoder state dict and its config nodes -> (Hugging Face state dict, config.json)."""
+    kind, normed = fam.embedding
+    embedding = nodes["embedding"]
+    if embedding["type"] != kind or embedding.get("remove_layernorm", False) == normed:
+        raise NotExpressible(f"{fam.title} embeds with embedding={kind} {'with' if normed else 'without'} a LayerNorm; "
+                             f"this model's is embedding={embedding['type']} "
+                             f"{'without' if embedding.get('remove_layernorm') else 'with'} one")
     fam.check_nodes(nodes)
     if not nodes["decoder"].get("shared_embedding", True):
         raise NotExpressible(f"{fam.title} shares one word embedding between encoder and decoder; this model's "

@@ -274,6 +274,9 @@ class RelativePositionBias(nn.Module):
 class TransformerLayer(nn.Module):
     """A transformer layer: self-attention, then feed-forward, each with a residual connection.
 
+    ``bias``, ``feedforward`` (``dense`` | ``gated``) and ``scaled`` (see :class:`MultiHeadedAttention`) are T5's
+    options; a relative position bias reaches the layer as a float ``attn_mask``.
+
     ``layernorm_positioning``: ``post`` (BERT / UER-py) normalises each residual sum
     (``layer_norm_1`` after attention, ``layer_norm_2`` after the feed-forward); ``pre``
     (GPT-2) normalises each sub-layer's input instead (``layer_norm_1`` before attention,
