@@ -21,7 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from uer.config.fields import bounds_of, help_of
-from uer.io.hf_families import FAMILIES
+from uer.io.hf_families import FAMILIES, SEQ2SEQ_FAMILIES
 from uer.io.hf_heads import HEADS, NO_HF_HEAD
 from uer.composition import compose, register_configs
 from uer.config.run import STAGE_ROOTS
@@ -165,6 +165,9 @@ def _hf_families_section(add) -> None:
                           + [f"{task}: refused ({why})" for task, (_, why, _) in table.refused.items()]) \
             if table else "none"
         add(f"| `{name}` | {_cell(fam.holds)} | {'; '.join(targets)} | {heads} |")
+    for name, seq2seq in SEQ2SEQ_FAMILIES.items():
+        add(f"| `{name}` | {_cell(seq2seq.holds)} (encoder-decoder: `decoder=transformer`) | "
+            f"seq2seq → `{seq2seq.architecture}` | none |")
     add("")
     add("Task heads without a Hugging Face class (refused, nothing written): "
         + "; ".join(f"`{task}`: {why}" for task, why in NO_HF_HEAD.items()) + ".")

@@ -868,6 +868,7 @@ class Seq2seqFamily(ABC):
     title: str = ""
     architecture: str = ""
     embedding: tuple[str, bool] = ("", False)  # the embedding option and whether it has a LayerNorm
+    holds: str = ""  # what the family holds, for the reference
 
     @abstractmethod
     def rules(self, nodes: dict) -> list[Rule]:
@@ -920,6 +921,9 @@ class T5(Seq2seqFamily):
     title = "T5"
     architecture = "T5ForConditionalGeneration"
     embedding = ("word", False)
+    holds = ("word embedding alone (embedding=word, remove_layernorm), pre-LN layers with RMS norm, no biases, "
+             "unscaled attention and a relative position bias (encoder and decoder); v1.0: ReLU, the output tied "
+             "and scaled by d_model**-0.5 (target.scale_output); v1.1: gated GELU, the output its own")
 
     def rules(self, nodes: dict) -> list[Rule]:
         gated = nodes["encoder"]["feedforward"] == "gated"
@@ -1014,6 +1018,8 @@ class Bart(Seq2seqFamily):
     title = "BART"
     architecture = "BartForConditionalGeneration"
     embedding = ("word_pos", True)
+    holds = ("word and learned position embeddings (from row 2) with a LayerNorm, scale_embedding as "
+             "embedding.scale_embedding, post-LN layers with biases; the output tied, final_logits_bias its bias")
     OFFSET = 2  # BartLearnedPositionalEmbedding's first two rows are never used
 
     def rules(self, nodes: dict) -> list[Rule]:
