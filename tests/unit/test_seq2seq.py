@@ -22,11 +22,12 @@ from tokenizers import models as tokenizer_models
 
 from tool_testing import write_vocab
 from uer.app import run_stage
+from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.hf_families import SEQ2SEQ_FAMILIES, seq2seq_hf_to_uer, seq2seq_uer_to_hf
 from uer.io.uer_names import from_uer_state_dict, to_uer_state_dict
 from uer.models import Seq2seqModel, build_model
-from uer.models.compat import IncompatibleModel, check_model
+from uer.models.compat import check_model
 from uer.tokenizers import build_tokenizer
 from uer.tokenizers.hf import swap_pad
 from uer_testing import compose_config, expect_user_error, run_main, save_model_checkpoint
@@ -212,10 +213,13 @@ def test_without_a_decoder_nothing_changes():
     (["decoder=transformer", "target=seq2seq", "decoder.hidden_size=16"], "decoder.hidden_size=16 differs"),
     (["decoder=transformer", "target=seq2seq", "embedding=word", "encoder.relative_position_buckets=8"],
      "set decoder.relative_position_buckets"),
+    (["decoder=transformer", "target=seq2seq", "decoder.feedforward=bogus"], "unknown decoder.feedforward 'bogus'"),
+    (["decoder=transformer", "target=seq2seq", "encoder.layernorm_positioning=middle"],
+     "unknown encoder.layernorm_positioning 'middle'"),
 ])
 def test_refused_combinations_say_why(overrides, fragment):
     cfg = compose_config(["stage=pretrain", "size=smoke", *overrides])
-    with pytest.raises(IncompatibleModel, match=fragment):
+    with pytest.raises(UerError, match=fragment):
         check_model(cfg.embedding, cfg.encoder, cfg.target, cfg.decoder)
 
 

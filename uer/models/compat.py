@@ -22,6 +22,7 @@ from uer.models.context import CAUSAL
 from uer.models.decoders import DECODERS
 from uer.models.embeddings import EMBEDDINGS
 from uer.models.encoders import ENCODERS
+from uer.models.layers import check_layer_choices
 from uer.models.subencoders import check_subencoder
 from uer.models.targets import TARGETS
 
@@ -59,6 +60,7 @@ def check_model(embedding_cfg, encoder_cfg, target_cfg=None, decoder_cfg=None) -
     encoder_cls = ENCODERS.lookup(encoder_cfg.type)
     embedding_cls = EMBEDDINGS.lookup(embedding_cfg.type)
     check_subencoder(embedding_cfg.subencoder)
+    check_layer_choices(encoder_cfg, "encoder")
     if needs_positions(encoder_cfg) and not embedding_cls.has_positions:
         raise IncompatibleModel(f"embedding={embedding_cfg.type} has no position embedding, and "
                                 f"{describe_encoder(encoder_cfg)} cannot tell the order of its inputs; use an embedding "
@@ -89,6 +91,7 @@ def check_model(embedding_cfg, encoder_cfg, target_cfg=None, decoder_cfg=None) -
 def check_decoder(embedding_cls, encoder_cfg, decoder_cfg) -> None:
     """The decoder attends over the encoder's states and embeds its input with the model's embedding."""
     decoder_cls = DECODERS.lookup(decoder_cfg.type)
+    check_layer_choices(decoder_cfg, "decoder")
     if decoder_cfg.hidden_size != encoder_cfg.hidden_size:
         raise IncompatibleModel(f"decoder.hidden_size={decoder_cfg.hidden_size} differs from encoder.hidden_size="
                                 f"{encoder_cfg.hidden_size}; the decoder's cross-attention reads the encoder's states: "

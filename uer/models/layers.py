@@ -226,6 +226,15 @@ def check_positioning(positioning: str, node: str) -> str:
     return positioning
 
 
+def check_layer_choices(cfg, node: str) -> None:
+    """The named options of ``node``'s transformer layers are known ones (checked before any work; a config
+    without them, another kind of encoder, passes)."""
+    if hasattr(cfg, "layernorm_positioning"):
+        check_positioning(cfg.layernorm_positioning, node)
+    if hasattr(cfg, "feedforward") and cfg.feedforward not in FEEDFORWARDS:
+        raise UerError(f"unknown {node}.feedforward {cfg.feedforward!r}; choose one of: {', '.join(FEEDFORWARDS)}")
+
+
 def feed_forward(hidden_size: int, feedforward_size: int, hidden_act: str, bias: bool, kind: str,
                  node: str) -> PositionwiseFeedForward:
     """The ``kind`` (``dense`` | ``gated``) feed-forward part of a layer of ``node`` (for the message)."""
