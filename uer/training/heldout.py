@@ -46,7 +46,7 @@ log = logging.getLogger("uer.train")
 
 DEV_MASK_SEED = 0  # dynamic masks of the dev set: the same positions in every evaluation and every run
 DEV_EPOCH = 0
-TOKEN_PARTS = ("mlm", "lm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
+TOKEN_PARTS = ("mlm", "lm", "prefixlm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
 SPLIT = "dev"
 METRIC = "loss"
 DEV_DATASET = "heldout_dataset"  # where a held-out corpus is preprocessed, in the run directory
