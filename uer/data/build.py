@@ -404,6 +404,9 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
         problems.append(f"preprocess.span_geo_prob={span_geo_prob} must lie in (0, 1]")
     if tgt_seq_length is not None and tgt_seq_length < 2:
         problems.append(f"preprocess.tgt_seq_length={tgt_seq_length} must be at least 2")
+    if tgt_seq_length is not None and not builder.pair:
+        problems.append("preprocess.tgt_seq_length applies to target=seq2seq only (t5 and bart targets are at most "
+                        "seq_length tokens); set it to null")
     if not 0 < t5_noise_density < 1:
         problems.append(f"preprocess.t5_noise_density={t5_noise_density} must lie in (0, 1)")
     if t5_mean_span_length < 1:

@@ -78,6 +78,8 @@ class SpanCorruption:
         noise, spans = self.spans_for(len(body), self.noise_density, self.mean_span_length)
         if spans == 0:
             return body, body[:0]
+        if spans > len(self.sentinel_ids):
+            raise ValueError(f"{spans} spans but {len(self.sentinel_ids)} sentinels: sentinel_ids() decides how many")
         lengths = _composition(rng, noise, spans)
         kept, noised = _spans(body, _gaps(rng, len(body) - noise, spans, inner=1), lengths)
         sentinels = np.asarray(self.sentinel_ids[:spans], dtype=body.dtype)

@@ -16,4 +16,4 @@ CAUSAL = "causal"
 BIDIRECTIONAL = "bidirectional"
 STACKS = "forward+backward stacks"
 PREFIX = "bidirectional over the prefix, causal after it"
-ALL_CONTEXTS = (CAUSAL, BIDIRECTIONAL, STACKS)
+ALL_CONTEXTS = (CAUSAL, BIDIRECTIONAL, STACKS, PREFIX)
