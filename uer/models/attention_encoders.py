@@ -63,7 +63,7 @@ class AttentionOnlyEncoder(nn.Module):
     """What ``attn`` and ``synt`` declare: order-blind, context from ``mask``."""
 
     needs_positions = True
-    variants = ("encoder.mask=causal", "encoder.mask=causal_with_prefix")
+    variants = ("encoder.mask=causal",)
     context = staticmethod(mask_context)
 
 
