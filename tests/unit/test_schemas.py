@@ -90,7 +90,8 @@ def option_overrides(group: str, option: str) -> list[str]:
 # A target each encoder can feed, and an encoder each target and embedding can be built with.
 TARGET_FOR_CONTEXT = {"causal": "lm", "bidirectional": "mlm", "forward+backward stacks": "bilm"}
 ENCODER_FOR = {"mlm": "bert", "bert": "bert", "albert": "bert", "lm": "gpt", "bilm": "bilstm", "cls": "bert",
-               "nsp": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
+               "nsp": "bert", "prefixlm": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
+TARGET_EXTRA = {"cls": ["target.labels_num=2"], "prefixlm": ["encoder.mask=causal_with_prefix"]}
 
 
 def model_overrides(group: str, option: str) -> list[str]:
@@ -100,7 +101,7 @@ def model_overrides(group: str, option: str) -> list[str]:
         context = encoder_context(compose_config([f"encoder={option}", *SMALL]).encoder)
         return [f"encoder={option}", f"target={TARGET_FOR_CONTEXT[context]}"]
     if group == "target":
-        return [f"target={option}", f"encoder={ENCODER_FOR[option]}"] + (["target.labels_num=2"] * (option == "cls"))
+        return [f"target={option}", f"encoder={ENCODER_FOR[option]}", *TARGET_EXTRA.get(option, [])]
     return [f"encoder={ENCODER_FOR[option]}", f"embedding={option}", "target=cls", "target.labels_num=2",
             "target.pooling=mean"]
 

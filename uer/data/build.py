@@ -10,8 +10,8 @@ byte-identical whatever ``processes_num`` is: workers (spawned processes) write 
 per unit and the parent merges the shards in unit order.
 
 ``dup_factor`` repeats each unit with fresh random draws (masks, shuffles, pairs).  When
-a repetition could only reproduce the same instances -- mlm with dynamic masking or lm,
-without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
+a repetition could only reproduce the same instances -- mlm, t5 or bart with dynamic masking
+(noising), or lm, without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
 masking already varies the masks every epoch.
 
 The dataset is built in a temporary directory beside ``dataset_path`` and moved into
@@ -27,7 +27,9 @@ Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
                          statically masked instances are stored already corrupted
     offsets.npy          int64, n+1: instance i is tokens[offsets[i]:offsets[i+1]]
     seg_a_len.npy        length of the first segment incl. [CLS] and its [SEP] (whole instance
-                         for mlm/lm)
+                         for mlm/lm; seq2seq and noised t5/bart: the encoder's part of the pair,
+                         the rest is [CLS] target [SEP] for the decoder; meta.json adds
+                         tgt_seq_length, and for t5/bart the noising scheme and sep_id)
     sentence_label.npy   int8, bert/albert only (see uer.data.instances)
     label.npy            int32, cls only: the class of each instance
     mask_positions.npy   static masking only: positions within the instance, flat

@@ -23,6 +23,13 @@ instance.
   One change: a chunk of a single sentence is split inside the sentence, where Google
   always pairs it with a random B -- on corpora of short documents that made most NSP
   labels "random"; now both labels are equally likely.
+* ``seq2seq`` / ``prefixlm`` (:class:`ParallelInstances`): one ``source<TAB>target`` pair per line;
+  seq2seq stores ``[CLS] source [SEP] [CLS] target [SEP]`` (:func:`pair_block`: the encoder's part,
+  then the decoder's), prefixlm ``[CLS] source [SEP] target [SEP]`` read as one lm stream.
+* ``t5`` (:class:`SpanCorruptionInstances`) / ``bart`` (:class:`SentenceInstances`): clean
+  ``[CLS] text`` instances (document streams as mlm; whole sentences of a document, ``[SEP]``
+  between them) that :mod:`uer.data.noising` turns into :func:`pair_block` pairs, at preprocess
+  time or, with dynamic masking, at batch time.
 """
 
 from __future__ import annotations
@@ -145,6 +152,16 @@ class InstanceBuilder:
         documents (``starts``: their byte offsets in ``path``), split into text and labels
         where the format has them; ``labels`` is None without."""
         return lines, line_counts, None
+
+
+class UnitInstances(InstanceBuilder):
+    """Builders that draw nothing at random and read each unit of documents alone (no buffers)."""
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        return False
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return False
 
 
 class StreamInstances(InstanceBuilder):
@@ -293,16 +310,10 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng) -> tuple[
     return a, b
 
 
-class LabelledInstances(InstanceBuilder):
+class LabelledInstances(UnitInstances):
     """cls: ``label<TAB>text_a[<TAB>text_b]`` per line -> ``[CLS] a [SEP] (b [SEP])`` + label."""
 
     labelled = True
-
-    def randomized(self, options: InstanceOptions) -> bool:
-        return False
-
-    def uses_buffers(self, options: InstanceOptions) -> bool:
-        return False
 
     def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
         texts: list[str] = []
@@ -390,7 +401,7 @@ def pair_block(sources: list[np.ndarray], targets: list[np.ndarray], options: In
     )
 
 
-class ParallelInstances(InstanceBuilder):
+class ParallelInstances(UnitInstances):
     """seq2seq and prefixlm: one ``source<TAB>target`` pair per line.
 
     seq2seq stores :func:`pair_block` pairs, the source cut to ``seq_length - 2`` tokens and the target to
@@ -404,12 +415,6 @@ class ParallelInstances(InstanceBuilder):
         self.prefix = prefix
         self.pair = not prefix
         self.extra_tokens = int(prefix)  # prefixlm: inputs and labels are shifted views, as lm
-
-    def randomized(self, options: InstanceOptions) -> bool:
-        return False
-
-    def uses_buffers(self, options: InstanceOptions) -> bool:
-        return False
 
     def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
         texts: list[str] = []
@@ -465,19 +470,13 @@ class SpanCorruptionInstances(InstanceBuilder):
         return self.stream.build(docs, rng, options)
 
 
-class SentenceInstances(InstanceBuilder):
+class SentenceInstances(UnitInstances):
     """bart: ``[CLS] s1 [SEP] s2 [SEP] ... sk`` -- whole consecutive sentences of one document, as many as fit
     in ``seq_length - 1`` tokens (a longer sentence is cut into pieces of its own), noised into pairs by
     uer.data.noising (the ``[SEP]`` between sentences mark where sentence permutation may cut)."""
 
     layout = DOCUMENTS
     noised = True
-
-    def randomized(self, options: InstanceOptions) -> bool:
-        return False
-
-    def uses_buffers(self, options: InstanceOptions) -> bool:
-        return False
 
     def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
         room = options.seq_length - 2
