@@ -13,6 +13,7 @@ from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.stages import preprocess as preprocess_stage
 from uer.tokenizers import build_tokenizer
+from uer.training.heldout import build_dev_dataset
 from uer_testing import ROOT, VOCAB, compose_config
 
 PARALLEL = ROOT / "datasets/test_data/parallel/train.tsv"
@@ -205,3 +206,28 @@ def test_preprocess_stage_builds_the_decoder_targets(tok, tmp_path, corpora):
     with pytest.raises(UerError, match="preprocess.tgt_seq_length applies to target=seq2seq only"):
         build(tok, corpora, tmp_path / "t5_cut", "t5", tgt_seq_length=10)
     assert not (tmp_path / "t5_cut").exists()
+
+
+@pytest.mark.parametrize("target, kwargs, message", [
+    ("seq2seq", {"dynamic_masking": True}, "dynamic_masking applies to the masked-LM targets"),
+    ("t5", {"t5_noise_density": 1.0}, r"t5_noise_density=1.0 must lie in \(0, 1\)"),
+    ("t5", {"t5_mean_span_length": 0.5}, "t5_mean_span_length=0.5 must be at least 1"),
+    ("bart", {"bart_mask_ratio": 1.0}, r"bart_mask_ratio=1.0 must lie in \[0, 1\)"),
+    ("bart", {"bart_poisson_lambda": 0}, "bart_poisson_lambda=0 must be positive"),
+    ("seq2seq", {"tgt_seq_length": 1}, "tgt_seq_length=1 must be at least 2"),
+])
+def test_bad_options(tok, corpora, tmp_path, target, kwargs, message):
+    with pytest.raises(UerError, match=message):
+        build(tok, corpora, tmp_path / "ds", target, **kwargs)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("target, kwargs", [("t5", {"t5_noise_density": 0.4, "t5_mean_span_length": 2.0}),
+                                            ("bart", {"bart_mask_ratio": 0.2, "bart_permute_sentences": False}),
+                                            ("seq2seq", {"tgt_seq_length": 9})])
+def test_held_out_corpus_is_built_with_the_training_settings(tok, corpora, tmp_path, target, kwargs):
+    build(tok, corpora, tmp_path / "train", target, **kwargs)
+    dev = build_dev_dataset(str(corpora[CORPUS[target]]), str(tmp_path / "train"), tok, tmp_path / "run")
+    train_meta, dev_meta = (PretrainDataset(path).meta for path in (tmp_path / "train", dev))
+    assert dev_meta.get("noising") == train_meta.get("noising")
+    assert dev_meta["tgt_seq_length"] == train_meta["tgt_seq_length"]

@@ -421,8 +421,8 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
         problems.append("preprocess.dynamic_masking applies to the masked-LM targets (mlm, bert, albert) and the "
                         "noised text-to-text ones (t5, bart) only; set it to false")
     if span_masking and not builder.masked:
-        problems.append("preprocess.span_masking applies to the masked-LM targets (mlm, bert, albert) only; "
-                        "set it to false")
+        problems.append("preprocess.span_masking and its options apply to the masked-LM targets (mlm, bert, albert) "
+                        "only; set it to false")
     if whole_word_masking and not builder.masked:
         problems.append("preprocess.whole_word_masking applies to the masked-LM targets (mlm, bert, albert) only; "
                         "set it to false")

@@ -127,6 +127,20 @@ class TextInfilling:
         return {"scheme": "bart", **asdict(self)}
 
 
+NOISING_OPTIONS = {"t5": ("noise_density", "mean_span_length"),
+                   "bart": ("mask_ratio", "poisson_lambda", "permute_sentences")}
+
+
+def preprocess_options(meta: dict) -> dict:
+    """The keyword arguments of :func:`uer.data.build.build_pretrain_dataset` that rebuild a dataset's
+    text-to-text settings (``t5_noise_density=...``, ``tgt_seq_length=...``) from its meta.json."""
+    noising = meta.get("noising")
+    if noising:
+        scheme = noising["scheme"]
+        return {f"{scheme}_{name}": noising[name] for name in NOISING_OPTIONS[scheme]}
+    return {"tgt_seq_length": meta["tgt_seq_length"]} if "tgt_seq_length" in meta else {}
+
+
 def noising_from_dict(data: dict):
     """The scheme a dataset's meta.json describes."""
     fields = {key: value for key, value in data.items() if key != "scheme"}
