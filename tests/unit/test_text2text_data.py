@@ -9,6 +9,8 @@ import pytest
 from uer.data import build as build_module
 from uer.data.build import build_pretrain_dataset
 from uer.data.noising import SpanCorruption, TextInfilling
+from uer.data.prefetch import BatchSource
+from uer.data.sampler import EpochSampler
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.stages import preprocess as preprocess_stage
@@ -231,3 +233,22 @@ def test_held_out_corpus_is_built_with_the_training_settings(tok, corpora, tmp_p
     train_meta, dev_meta = (PretrainDataset(path).meta for path in (tmp_path / "train", dev))
     assert dev_meta.get("noising") == train_meta.get("noising")
     assert dev_meta["tgt_seq_length"] == train_meta["tgt_seq_length"]
+
+
+def test_the_training_loops_batches_are_the_same_built_ahead_in_workers(tok, corpora, tmp_path):
+    """Dynamic T5 noising through the pre-training batch source: worker processes build the batches the
+    training process would, over an epoch boundary, padded to each batch's longest row."""
+    build(tok, corpora, tmp_path / "ds", "t5", dynamic_masking=True)
+    dataset = PretrainDataset(tmp_path / "ds")
+    sources = [BatchSource(dataset, EpochSampler(len(dataset), 64, 7, lengths=dataset.lengths()), 7, workers=workers)
+               for workers in (0, 2)]
+    steps = 2 * (len(dataset) // 64) + 1
+    try:
+        for _ in range(steps):
+            here, ahead = (source.next_batch() for source in sources)
+            assert here.keys() == ahead.keys() == {"src", "seg", "tgt_in", "tgt_out"}
+            assert all(here[key].equal(ahead[key]) for key in here)
+            assert (here["src"][:, -1] != 0).any() and (here["tgt_out"][:, -1] != 0).any()
+    finally:
+        for source in sources:
+            source.close()
