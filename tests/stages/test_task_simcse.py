@@ -54,8 +54,10 @@ def models(data, tmp_path_factory):
 
 
 def infer(model, test_path, pred_path):
+    # batches of finetune.batch_size, as dev evaluation: the same batches give the same cosines to the last bit
+    # (a small random model's cosines nearly tie, so other padding could swap ranks)
     run_stage(compose_config(["stage=infer", f"infer.load_model_path={model}", f"infer.test_path={test_path}",
-                              f"infer.prediction_path={pred_path}", "hardware.num_threads=1"]))
+                              f"infer.prediction_path={pred_path}", "infer.batch_size=8", "hardware.num_threads=1"]))
     lines = pred_path.read_text(encoding="utf-8").splitlines()
     return lines[0], [[float(x) for x in line.split()] for line in lines[1:]]
 

@@ -10,7 +10,10 @@
   ``tool.text``): the last layer's hidden states of ``[CLS] line [SEP]`` (cut to
   ``tool.seq_length``), pooled over those tokens by ``tool.pooling`` (``mean`` over all of
   them, ``first`` = the [CLS] position, ``last`` = the [SEP] position, ``max``
-  element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).
+  element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).  The inputs and
+  pooling are :mod:`uer.models.sentence`'s, as ``task=siamese``/``simcse`` embed: on their
+  checkpoints, with the task's pooling and seq_length, the rows are the embeddings
+  ``stage=infer`` writes.
   ``tool.pooling=none``: every token's hidden states, as the original's
   ``extract_feature.py`` wrote them: (lines, seq_length, hidden_size), each line's
   positions after its ``[SEP]`` zero.
