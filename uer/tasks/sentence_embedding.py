@@ -24,7 +24,8 @@ picks the best model) and ``pearson`` correlate those cosines with the gold scor
   the batch's other sentences.  Supervised (``task.supervised=true``): a TSV of positive
   pairs ``text_a``, ``text_b``, optionally a ``hard_negative`` column; ``text_a`` must pick
   its ``text_b`` among every ``text_b`` (and hard negative) of the batch.  Batches need at
-  least two rows to hold a negative.
+  least two rows to hold a negative; with several processes each draws its negatives from
+  its own batch (``finetune.batch_size`` is per process).
 
 ``stage=infer`` files need ``text_a``; with ``text_b`` too, the output is one ``score``
 (the pair's cosine) per row, else one ``embedding`` (space-separated numbers) per row.
@@ -213,7 +214,7 @@ class SentenceEmbeddingTask(Task):
     @staticmethod
     def data(path, examples: list, skipped: int) -> TaskData:
         if not examples:
-            raise UerError(f"{where(path)}: no usable rows; the file must hold a header row and at least one example")
+            raise UerError(f"{where(path)}: no usable rows; give at least one example (under the header row of a TSV)")
         return TaskData(str(path), examples, skipped=skipped)
 
     def labels_num_from(self, train: TaskData) -> int:
