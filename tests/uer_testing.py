@@ -69,6 +69,19 @@ def book_review_slices(directory: Path, **rows: int) -> dict:
     return {name: slice_file(source / f"{name}.tsv", directory / f"{name}.tsv", count) for name, count in rows.items()}
 
 
+def synthetic_sts(path: Path, rows: int, start: int = 0) -> Path:
+    """A made-up STS-style TSV (``text_a``, ``text_b``, ``label``) from book_review texts, for tests only: even rows
+    pair a review with its own first half (scores 4..4.8), odd rows with another review (scores 0..0.8)."""
+    reviews = [line.split("\t")[1][:30] for line in
+               (ROOT / "datasets" / "test_data" / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    lines = ["text_a\ttext_b\tlabel"]
+    for i in range(start, start + rows):
+        partner, base = (reviews[i][:15], 4.0) if i % 2 == 0 else (reviews[-1 - i], 0.0)
+        lines.append(f"{reviews[i]}\t{partner}\t{base + (i % 5) / 5:g}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_config) -> Path:
     """Write ``model`` as a checkpoint of the run ``cfg`` (its tokenizer from ``cfg.tokenizer``)."""
     from omegaconf import OmegaConf
