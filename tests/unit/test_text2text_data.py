@@ -8,13 +8,14 @@ import pytest
 
 from uer.data import build as build_module
 from uer.data.build import build_pretrain_dataset
-from uer.data.noising import SpanCorruption, TextInfilling
+from uer.data.noising import SpanCorruption, TextInfilling, sentinel_ids
 from uer.data.prefetch import BatchSource
 from uer.data.sampler import EpochSampler
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.stages import preprocess as preprocess_stage
 from uer.tokenizers import build_tokenizer
+from uer.tokenizers.vocab import Vocab
 from uer.training.heldout import build_dev_dataset
 from uer_testing import ROOT, VOCAB, compose_config
 
@@ -252,3 +253,14 @@ def test_the_training_loops_batches_are_the_same_built_ahead_in_workers(tok, cor
     finally:
         for source in sources:
             source.close()
+
+
+def test_sentinels_are_t5s_own_tokens_where_the_vocabulary_has_them():
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]", "[unused2]", "<extra_id_0>", "<extra_id_1>",
+              "<extra_id_2>", "a"]
+    vocab = Vocab.from_tokens(tokens, "t5_vocab.txt")
+    assert sentinel_ids(vocab, 3, SEQ) == (7, 8, 9)
+    assert sentinel_ids(Vocab.from_tokens(tokens[:7] + ["a"], "bert_vocab.txt"), 2, SEQ) == (5, 6)
+    with pytest.raises(UerError, match=r"vocabulary t5_vocab.txt has 3 sentinel tokens .* needs 4; add "
+                                       r"<extra_id_0> to <extra_id_3> to the vocabulary"):
+        sentinel_ids(vocab, 4, SEQ)

@@ -172,8 +172,9 @@ def sentinel_ids(vocab, needed: int, seq_length: int) -> tuple[int, ...]:
         if found:
             break
     if len(found) < needed:
+        tokens = f"{pattern.format(first)} to {pattern.format(first + needed - 1)}"
         raise UerError(f"vocabulary {vocab.path} has {len(found)} sentinel tokens ([unused1], [unused2] ... or "
                        f"<extra_id_0> ...) but target=t5 with preprocess.seq_length={seq_length} needs {needed}; add "
-                       f"[unused1] to [unused{needed}] to the vocabulary, or lower preprocess.seq_length or raise "
+                       f"{tokens} to the vocabulary, or lower preprocess.seq_length or raise "
                        "preprocess.t5_mean_span_length")
     return tuple(found)
