@@ -12,7 +12,7 @@ import torch
 from generation_testing import HFSeq2Seq, hf_generate, ragged_batch, tiny_bart, tiny_t5
 from tool_testing import one_thread  # noqa: F401  (a fixture)
 from uer.errors import UerError
-from uer.models.generation import GenerationConfig, filter_logits, generate
+from uer.models.generation import GenerationConfig, filter_logits, generate, generate_rows
 
 VOCAB = 40
 LENGTHS = [5, 9, 3, 7, 4, 8, 6]
@@ -45,11 +45,16 @@ def batch():
 
 
 class Counting(HFSeq2Seq):
-    """The adapter, recording how many rows each step feeds."""
+    """The adapter, recording the source lengths of each batch and how many rows each step feeds."""
 
     def __init__(self, model):
         super().__init__(model)
         self.rows: list[int] = []
+        self.batches: list[list[int]] = []
+
+    def start_generation(self, src, seg):
+        self.batches.append(src.ne(0).sum(dim=1).tolist())
+        return super().start_generation(src, seg)
 
     def step(self, tokens, state):
         self.rows.append(tokens.numel())
@@ -97,6 +102,20 @@ def test_generation_stops_where_the_decoder_positions_end(models, batch):
         ours = generate(short, *batch, GenerationConfig(max_new_tokens=12, **extra), eos_id=eos)
         assert ours == generate(HFSeq2Seq(model), *batch, GenerationConfig(max_new_tokens=5, **extra), eos_id=eos)
         assert max(len(ids) for ids in ours) == 5
+
+
+@pytest.mark.parametrize("beams", [1, 4])
+def test_rows_are_batched_by_length_and_answered_in_input_order(models, batch, beams):
+    model, eos = models["t5"]
+    config = GenerationConfig(max_new_tokens=12, num_beams=beams)
+    counting = Counting(model)
+    sources = [row[row.ne(0)].tolist() for row in batch[0]]
+    answers = generate_rows(counting, sources, [[1] * len(row) for row in sources], config, eos_id=eos,
+                            batch_size=3, device=torch.device("cpu"))
+    alone = [generate(HFSeq2Seq(model), torch.tensor([row]), torch.ones(1, len(row), dtype=torch.long), config,
+                      eos_id=eos)[0] for row in sources]
+    assert answers == alone
+    assert counting.batches == [[3, 4, 5], [6, 7, 8], [9]]  # LENGTHS sorted, 3 a batch
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(models, batch):

@@ -28,7 +28,8 @@ random BART and T5 models):
   n-grams include the decoder's start token.
 
 The answer per input is the best hypothesis's tokens after the start token, without the
-end token.
+end token.  :func:`generate_rows` takes rows of any lengths, batches them by length and
+answers in input order.
 """
 
 from __future__ import annotations
@@ -126,6 +127,25 @@ def generate(model, src: torch.Tensor, seg: torch.Tensor, config: GenerationConf
         return search(model, state, config, limit, eos_id, src.size(0), src.device)
 
 
+def generate_rows(model, sources: list[list[int]], segments: list[list[int]], config: GenerationConfig, *,
+                  eos_id: int, batch_size: int, device: torch.device) -> list[list[int]]:
+    """:func:`generate` for each source row (ids and segment ids), in input order; the rows are batched by length
+    (length buckets), so a batch pads little and its rows tend to end together."""
+    order = sorted(range(len(sources)), key=lambda row: len(sources[row]))
+    generated: list[list[int]] = [[] for _ in sources]
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = max(len(sources[row]) for row in rows)
+        src = torch.zeros(len(rows), width, dtype=torch.long)
+        seg = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, row in enumerate(rows):
+            src[i, :len(sources[row])] = torch.tensor(sources[row], dtype=torch.long)
+            seg[i, :len(segments[row])] = torch.tensor(segments[row], dtype=torch.long)
+        for row, ids in zip(rows, generate(model, src.to(device), seg.to(device), config, eos_id=eos_id)):
+            generated[row] = ids
+    return generated
+
+
 def _banned(scores: torch.Tensor, history: torch.Tensor, step: int, config: GenerationConfig,
             eos_id: int) -> torch.Tensor:
     """``scores`` (N, V) with -inf for the end token before ``min_new_tokens`` and for each token that would
@@ -193,9 +213,10 @@ def _beam_search(model, state, config: GenerationConfig, limit: int, eos_id: int
         ends = candidates[:, :, -1] == eos_id if step < limit - 1 else torch.ones_like(scores, dtype=torch.bool)
 
         finishing = ends & first_k
-        normalised = scores / ((step + 1) ** penalty)
-        padded = torch.nn.functional.pad(candidates, (0, limit - step - 1), value=eos_id)
-        kept.add(inputs, torch.where(finishing, normalised, normalised + EMPTY), padded, step + 1, finishing)
+        if bool(finishing.any()):  # else only empty slots could change, and an answer never comes from one
+            normalised = scores / ((step + 1) ** penalty)
+            padded = torch.nn.functional.pad(candidates, (0, limit - step - 1), value=eos_id)
+            kept.add(inputs, torch.where(finishing, normalised, normalised + EMPTY), padded, step + 1, finishing)
 
         scores = torch.where(ends, scores + EMPTY, scores)
         chosen = scores.topk(k, dim=1).indices
