@@ -116,6 +116,8 @@ def test_rows_are_batched_by_length_and_answered_in_input_order(models, batch, b
                       eos_id=eos)[0] for row in sources]
     assert answers == alone
     assert counting.batches == [[3, 4, 5], [6, 7, 8], [9]]  # LENGTHS sorted, 3 a batch
+    assert generate_rows(counting, [], [], config, eos_id=eos, batch_size=3, device=torch.device("cpu")) == []
+    assert generate(counting, batch[0][:0], batch[1][:0], config, eos_id=eos) == []
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy(models, batch):

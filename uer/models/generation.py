@@ -118,6 +118,8 @@ def sample(logits: torch.Tensor, generator: Optional[torch.Generator]) -> torch.
 def generate(model, src: torch.Tensor, seg: torch.Tensor, config: GenerationConfig, *, eos_id: int) -> list[list[int]]:
     """Per row of ``src``, the generated ids (without the start token, ending before ``eos_id``)."""
     config.check()
+    if src.size(0) == 0:
+        return []
     limit = config.max_new_tokens
     if model.max_target_positions is not None:  # the token fed at step s takes position s
         limit = min(limit, model.max_target_positions)
