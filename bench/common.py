@@ -30,9 +30,11 @@ def compose(overrides: list[str]):
     return cfg
 
 
-def add_decoding_arguments(parser) -> None:
-    """``--repeats``, ``--threads`` (one by default: decoding multiplies small matrices, and a second thread
-    mostly measures how busy the other core is) and ``--device``; :func:`use_threads` applies the second."""
+def add_decoding_arguments(parser, new_tokens: int) -> None:
+    """``--new-tokens``, ``--repeats``, ``--threads`` (one by default: decoding multiplies small matrices, and a
+    second thread mostly measures how busy the other core is) and ``--device``; :func:`use_threads` applies
+    ``--threads``."""
+    parser.add_argument("--new-tokens", type=int, default=new_tokens, help="tokens generated (at most) per row")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
     parser.add_argument("--device", default="cpu")
