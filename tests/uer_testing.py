@@ -90,3 +90,39 @@ def cached_snapshot(cache: Path, repo_id: str, commit: str = "c0ffee") -> Path:
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def book_review_rows(start: int, rows: int) -> list[tuple[int, str]]:
+    """``(sentiment, text)`` of book_review test_data training rows ``start .. start + rows - 1``."""
+    lines = (ROOT / "datasets" / "test_data" / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    return [(int(label), text) for label, text in (line.split("\t") for line in lines[1 + start:1 + start + rows])]
+
+
+def synthetic_label_set(sentiment: int, text: str) -> list[int]:
+    """A label set made up from a review for tests (no multi-label data is bundled): 0 = positive, 1 = it
+    mentions 书, 2 = longer than 40 characters; often empty."""
+    return [label for label, holds in enumerate((sentiment == 1, "书" in text, len(text) > 40)) if holds]
+
+
+def synthetic_multilabel_tsv(path: Path, start: int, rows: int, labelled: bool = True) -> Path:
+    """book_review rows with :func:`synthetic_label_set` labels (``label`` = ids joined by commas), for tests."""
+    lines = ["label\ttext_a" if labelled else "text_a"]
+    for sentiment, text in book_review_rows(start, rows):
+        labels = ",".join(map(str, synthetic_label_set(sentiment, text)))
+        lines.append(f"{labels}\t{text}" if labelled else text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def synthetic_score(sentiment: int, text: str) -> float:
+    """A score made up from a review for tests (no regression data is bundled): sentiment + length / 50."""
+    return sentiment + len(text) / 50
+
+
+def synthetic_regression_tsv(path: Path, start: int, rows: int, labelled: bool = True) -> Path:
+    """book_review rows with :func:`synthetic_score` targets in ``label``, for tests."""
+    lines = ["label\ttext_a" if labelled else "text_a"]
+    for sentiment, text in book_review_rows(start, rows):
+        lines.append(f"{synthetic_score(sentiment, text):.2f}\t{text}" if labelled else text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
