@@ -30,6 +30,7 @@ FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size
 # label 2: TP 1 (row 3), FP 1 (row 2), FN 0         -> P 1/2, R 1,   F1 2/3
 # micro: TP 3, FP 2, FN 2 -> P = R = F1 = 3/5
 # macro: (2/3 + 1/2 + 2/3) / 3 = 11/18; label 3 is left out (counted as 0 it would be 11/24).
+# acc (exact match): no row's predicted set is its gold set -> 0.
 GOLD = [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
 PRED = [[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 1, 0, 0]]
 
@@ -38,6 +39,11 @@ def test_micro_and_macro_f1_match_the_hand_worked_example():
     scores = multilabel_metrics(np.array(GOLD), np.array(PRED))
     assert scores["micro_f1"] == pytest.approx(3 / 5)
     assert scores["macro_f1"] == pytest.approx(11 / 18)
+    assert scores["acc"] == 0.0
+    # Row 4 predicted empty like its gold set, row 1 completed: 2 of 4 rows exactly right.
+    pred = np.array(PRED)
+    pred[3, 1], pred[0, 1] = 0, 1
+    assert multilabel_metrics(np.array(GOLD), pred)["acc"] == 0.5
 
 
 def test_a_label_neither_gold_nor_predicted_is_left_out_of_the_macro_mean():
@@ -59,7 +65,7 @@ def test_report_lists_each_scored_label():
 
 
 def test_nothing_gold_or_predicted_scores_zero():
-    assert multilabel_metrics(np.zeros((2, 3)), np.zeros((2, 3))) == {"micro_f1": 0.0, "macro_f1": 0.0}
+    assert multilabel_metrics(np.zeros((2, 3)), np.zeros((2, 3))) == {"micro_f1": 0.0, "macro_f1": 0.0, "acc": 1.0}
 
 
 def make_task(seq_length=32, **cfg):
@@ -84,12 +90,13 @@ def test_evaluate_predicts_labels_whose_probability_reaches_the_threshold():
     scores = task.evaluate([logits_of(probs[:2]), logits_of(probs[2:])], data, 4)
     assert scores["micro_f1"] == pytest.approx(8 / 11)
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)
+    assert scores["acc"] == 1 / 4  # row 1 is exactly right
     # At 0.7 the prediction is PRED less row 4's label 1: label 1 has TP 1, FP 0, FN 1 (F1 2/3);
-    # micro TP 3, FP 1, FN 2 -> 2/3; macro (2/3 + 2/3 + 2/3) / 3.
+    # micro TP 3, FP 1, FN 2 -> 2/3; macro (2/3 + 2/3 + 2/3) / 3; row 4 (empty) is exactly right.
     task, _ = make_task(threshold=0.7)
     scores = task.evaluate([logits_of(probs)], data, 4)
-    assert scores == pytest.approx({"micro_f1": 2 / 3, "macro_f1": 2 / 3})
-    assert list(scores) == list(task.metrics) == ["micro_f1", "macro_f1"]
+    assert scores == pytest.approx({"micro_f1": 2 / 3, "macro_f1": 2 / 3, "acc": 1 / 4})
+    assert list(scores) == list(task.metrics) == ["micro_f1", "macro_f1", "acc"]
 
 
 # ---------------------------------------------------------------- reading
@@ -137,7 +144,7 @@ def test_finetune_reports_micro_macro_f1_and_per_label_table(model):
     records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
     assert [(r["split"], r["epoch"]) for r in records] == [("dev", 1), ("test", 1)]
     for record in records:
-        assert 0 <= record["micro_f1"] <= 1 and 0 <= record["macro_f1"] <= 1
+        assert all(0 <= record[key] <= 1 for key in ("micro_f1", "macro_f1", "acc"))
         assert set(record["report"]["per_class"]) <= {"0", "1", "2"}
     payload = load_checkpoint(out / "best.pt")
     task = payload["config"]["task"]
@@ -164,7 +171,7 @@ def test_infer_from_the_checkpoint_alone_writes_label_sets_in_input_order(model,
     gold = [line.split("\t")[0] for line in data["test"].read_text(encoding="utf-8").splitlines()[1:]]
     predicted = [line.split("\t")[0] for line in lines[1:]]
     assert multilabel_metrics(multi_hot(gold), multi_hot(predicted)) == pytest.approx(
-        {key: test[key] for key in ("micro_f1", "macro_f1")})
+        {key: test[key] for key in ("micro_f1", "macro_f1", "acc")})
 
 
 def multi_hot(fields):

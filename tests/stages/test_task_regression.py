@@ -40,7 +40,7 @@ def test_spearman_gives_tied_predictions_their_mean_rank():
 
 
 def test_constant_predictions_score_zero():
-    assert correlations([1, 2, 3], [0.5, 0.5, 0.5]) == {"pearson": 0.0, "spearman": 0.0}
+    assert correlations([1, 2, 3], [0.5, 0.5, 0.5]) == {"spearman": 0.0, "pearson": 0.0}
 
 
 def make_task(seq_length=32):
@@ -54,7 +54,7 @@ def test_evaluate_correlates_the_outputs_in_row_order():
     outputs = [torch.tensor([[2.0], [1.0]]), torch.tensor([[4.0], [3.0], [5.0]])]
     scores = task.evaluate(outputs, TaskData("x", examples), 1)
     assert scores == pytest.approx({"pearson": 0.8, "spearman": 0.8})
-    assert list(scores) == list(task.metrics) == ["pearson", "spearman"]
+    assert list(scores) == list(task.metrics) == ["spearman", "pearson"]
 
 
 # ---------------------------------------------------------------- reading

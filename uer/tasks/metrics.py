@@ -10,7 +10,8 @@ Multi-label scores (each example holds a set of labels) count, per label, the ex
 hold it in gold and prediction (true positives), in prediction only (false positives) and in
 gold only (false negatives).  Micro-F1 is the F1 of those counts summed over labels,
 ``2 TP / (2 TP + FP + FN)``; macro-F1 the unweighted mean of per-label F1, by the rule above:
-a label neither gold nor predicted on any example is left out.
+a label neither gold nor predicted on any example is left out.  ``acc`` is the fraction of
+examples whose predicted set equals the gold set (exact match; two empty sets are equal).
 """
 
 from __future__ import annotations
@@ -83,12 +84,13 @@ def multilabel_prf(gold, pred) -> dict[int, tuple]:
 
 
 def multilabel_metrics(gold, pred) -> dict:
-    """``micro_f1`` and ``macro_f1`` of label sets (0/1 arrays of shape (examples, labels))."""
+    """``micro_f1``, ``macro_f1`` and ``acc`` (exact match) of label sets (0/1 arrays of shape (examples, labels))."""
     gold, pred = _label_sets(gold, pred)
     micro = prf(int((gold & pred).sum()), int(pred.sum()), int(gold.sum()))[2]
     scores = multilabel_prf(gold, pred)
     macro = float(np.mean([f1 for _, _, f1, _ in scores.values()])) if scores else 0.0
-    return {"micro_f1": micro, "macro_f1": macro}
+    exact = float((gold == pred).all(axis=1).mean()) if len(gold) else 0.0
+    return {"micro_f1": micro, "macro_f1": macro, "acc": exact}
 
 
 def multilabel_report(gold, pred) -> dict:

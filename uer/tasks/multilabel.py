@@ -16,9 +16,10 @@ its file and line); ``task.labels_num=N`` declares ids 0..N-1; with neither, the
 
 Inputs and pooled head are the classifier's, with one logit per label trained by binary
 cross-entropy (a sigmoid per label, not a softmax over labels).  A label is predicted when its
-probability is at least ``task.threshold``.  Dev/test report ``micro_f1`` and ``macro_f1``
+probability is at least ``task.threshold``.  Dev/test report ``micro_f1``, ``macro_f1``
 (:mod:`uer.tasks.metrics`: a label neither gold nor predicted on any row is left out of the
-macro mean) and the per-label precision, recall, F1 and support.  Predictions have one row per
+macro mean) and ``acc`` (rows whose predicted set is the gold set, the original's only
+number), and the per-label precision, recall, F1 and support.  Predictions have one row per
 input row: ``label`` (the predicted ids, as in the input), plus ``logits``/``prob`` (each
 label's sigmoid probability) on request.
 
@@ -86,7 +87,7 @@ class MultilabelConfig(PooledTaskConfig):
 @TASKS.register("multilabel", config=MultilabelConfig)
 class MultilabelTask(ClassifierTask):
     name = "multilabel"
-    metrics = ("micro_f1", "macro_f1")
+    metrics = ("micro_f1", "macro_f1", "acc")
 
     @staticmethod
     def teacher_weight(cfg) -> None:

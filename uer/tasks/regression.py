@@ -9,8 +9,9 @@ order, as for ``task=classifier``; ``label`` holds the row's target, a finite nu
     0.5	一个女人在切洋葱。	一个男人在游泳。
 
 Inputs and pooled head are the classifier's, with one output trained by mean squared error
-on the raw targets.  Dev/test report ``pearson`` and ``spearman``, the Pearson and Spearman
-rank correlations of predictions with targets (``scipy.stats``); a labelled file whose
+on the raw targets.  Dev/test report ``spearman`` and ``pearson``, the Spearman rank and
+Pearson correlations of predictions with targets (``scipy.stats``; Spearman picks the best
+epoch by default, as in the original); a labelled file whose
 targets are all equal is refused (no correlation is defined), and predictions that are all
 equal score 0 on both.  Predictions have one row per input row: ``score``.
 
@@ -62,7 +63,7 @@ class ScoreExample:
 @TASKS.register("regression", config=PooledTaskConfig)
 class RegressionTask(ClassifierTask):
     name = "regression"
-    metrics = ("pearson", "spearman")
+    metrics = ("spearman", "pearson")
 
     @staticmethod
     def teacher_weight(cfg) -> None:
@@ -117,13 +118,13 @@ class RegressionTask(ClassifierTask):
 
 
 def correlations(gold: list[float], pred: list[float]) -> dict[str, float]:
-    """``pearson`` and ``spearman`` correlations of ``pred`` with ``gold`` (which must not be constant); 0 for
+    """``spearman`` and ``pearson`` correlations of ``pred`` with ``gold`` (which must not be constant); 0 for
     constant predictions, whose correlation is undefined."""
     from scipy import stats  # lazy: scipy.stats takes most of a second to import and only regression needs it
 
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} targets but {len(pred)} predictions")
     if len(set(pred)) < 2:
-        return {"pearson": 0.0, "spearman": 0.0}
-    return {"pearson": float(stats.pearsonr(pred, gold).statistic),
-            "spearman": float(stats.spearmanr(pred, gold).statistic)}
+        return {"spearman": 0.0, "pearson": 0.0}
+    return {"spearman": float(stats.spearmanr(pred, gold).statistic),
+            "pearson": float(stats.pearsonr(pred, gold).statistic)}
