@@ -126,3 +126,25 @@ def synthetic_regression_tsv(path: Path, start: int, rows: int, labelled: bool =
         lines.append(f"{synthetic_score(sentiment, text):.2f}\t{text}" if labelled else text)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def synthetic_splits(directory: Path, write) -> dict:
+    """``{split: path}``: train (48 rows), dev (16), test and test_nolabel (the same 16 rows) of book_review
+    written by ``write`` (:func:`synthetic_multilabel_tsv` or :func:`synthetic_regression_tsv`)."""
+    return {"train": write(directory / "train.tsv", 0, 48), "dev": write(directory / "dev.tsv", 48, 16),
+            "test": write(directory / "test.tsv", 64, 16),
+            "test_nolabel": write(directory / "test_nolabel.tsv", 64, 16, labelled=False)}
+
+
+def finetune_args(task: str, data: dict, out: Path, *extra: str) -> list[str]:
+    """``stage=finetune task=TASK`` on ``data``'s train/dev/test files, writing the model to ``out``."""
+    return ["stage=finetune", f"task={task}", f"finetune.train_path={data['train']}",
+            f"finetune.dev_path={data['dev']}", f"finetune.test_path={data['test']}", f"output_model_path={out}",
+            *extra]
+
+
+def with_row(src: Path, dst: Path, line: int, row: str) -> Path:
+    """``src`` with ``row`` (ending in a newline) inserted so that it becomes line ``line``, written to ``dst``."""
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    dst.write_text("".join(lines[:line - 1]) + row + "".join(lines[line - 1:]), encoding="utf-8")
+    return dst

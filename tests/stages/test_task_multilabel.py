@@ -14,7 +14,8 @@ from uer.tasks import TaskData, make_task as new_task
 from uer.tasks.metrics import multilabel_metrics, multilabel_prf, multilabel_report
 from uer.tasks.multilabel import MultilabelExample
 from uer.tokenizers import build_tokenizer
-from uer_testing import compose_config, error_lines, expect_user_error, run_main, synthetic_multilabel_tsv
+from uer_testing import (compose_config, error_lines, expect_user_error, finetune_args, run_main,
+                         synthetic_multilabel_tsv, synthetic_splits, with_row)
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
         "finetune.report_steps=100", "size=smoke"]
@@ -117,24 +118,18 @@ def test_read_label_sets_in_any_column_order(tmp_path):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("multilabel")
-    return {"train": synthetic_multilabel_tsv(tmp / "train.tsv", 0, 48),
-            "dev": synthetic_multilabel_tsv(tmp / "dev.tsv", 48, 16),
-            "test": synthetic_multilabel_tsv(tmp / "test.tsv", 64, 16),
-            "test_nolabel": synthetic_multilabel_tsv(tmp / "test_nolabel.tsv", 64, 16, labelled=False)}
+    return synthetic_splits(tmp_path_factory.mktemp("multilabel"), synthetic_multilabel_tsv)
 
 
-def finetune_args(data, out, *extra):
-    return ["stage=finetune", "task=multilabel", f"finetune.train_path={data['train']}",
-            f"finetune.dev_path={data['dev']}", f"finetune.test_path={data['test']}", f"output_model_path={out}",
-            *FAST, *extra]
+def finetune(data, out, *extra):
+    return finetune_args("multilabel", data, out, *FAST, *extra)
 
 
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory):
     """Trained through main.py, as the documented command; threshold 0.4 to see it travel with the model."""
     tmp = tmp_path_factory.mktemp("multilabel_model")
-    proc = run_main(finetune_args(data, tmp / "model", "task.threshold=0.4"), tmp / "run")
+    proc = run_main(finetune(data, tmp / "model", "task.threshold=0.4"), tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "model", tmp / "run"
 
@@ -192,11 +187,9 @@ BAD_ROWS = {
 @pytest.mark.parametrize("kind", sorted(BAD_ROWS))
 def test_bad_label_field_names_file_and_line_and_writes_nothing(data, tmp_path, capsys, kind):
     row, options, fragment = BAD_ROWS[kind]
-    lines = data["dev"].read_text(encoding="utf-8").splitlines(keepends=True)
-    dev = tmp_path / "dev.tsv"
-    dev.write_text("".join(lines[:4]) + row + "".join(lines[4:]), encoding="utf-8")
+    dev = with_row(data["dev"], tmp_path / "dev.tsv", 5, row)
     out = tmp_path / "m"
-    cfg = compose_config(finetune_args({**data, "dev": dev}, out, *options))
+    cfg = compose_config(finetune({**data, "dev": dev}, out, *options))
     expect_user_error(capsys, cfg, f"{dev}:5", fragment, "finetune.skip_bad_rows=true")
     assert not out.exists()
 
@@ -204,7 +197,7 @@ def test_bad_label_field_names_file_and_line_and_writes_nothing(data, tmp_path, 
 def test_training_file_without_any_label_is_refused(data, tmp_path, capsys):
     train = tmp_path / "train.tsv"
     train.write_text("label\ttext_a\n\t好书\n\t一般\n", encoding="utf-8")
-    expect_user_error(capsys, compose_config(finetune_args({**data, "train": train}, tmp_path / "m")), str(train),
+    expect_user_error(capsys, compose_config(finetune({**data, "train": train}, tmp_path / "m")), str(train),
                       "no row holds a label")
 
 
@@ -212,7 +205,7 @@ def test_label_outside_the_declared_set_via_main_is_one_line_exit_2(data, tmp_pa
     train = tmp_path / "train.tsv"
     train.write_text("label\ttext_a\n0,1\t好书\n2,7\t一般\n", encoding="utf-8")
     out = tmp_path / "m"
-    proc = run_main(finetune_args({**data, "train": train}, out, "task.labels=[0,1,2]"), tmp_path / "run")
+    proc = run_main(finetune({**data, "train": train}, out, "task.labels=[0,1,2]"), tmp_path / "run")
     assert proc.returncode == 2
     lines = error_lines(proc)
     assert len(lines) == 1 and f"{train}:3" in lines[0] and "label 7 is not one of task.labels" in lines[0], \

@@ -12,7 +12,8 @@ from uer.io.checkpoint import load_checkpoint
 from uer.tasks import TaskData, make_task as new_task
 from uer.tasks.regression import ScoreExample, correlations
 from uer.tokenizers import build_tokenizer
-from uer_testing import compose_config, error_lines, expect_user_error, run_main, synthetic_regression_tsv
+from uer_testing import (compose_config, error_lines, expect_user_error, finetune_args, run_main,
+                         synthetic_regression_tsv, synthetic_splits, with_row)
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=2",
         "finetune.report_steps=100", "size=smoke"]
@@ -74,24 +75,18 @@ def test_read_targets_and_pairs(tmp_path):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("regression")
-    return {"train": synthetic_regression_tsv(tmp / "train.tsv", 0, 48),
-            "dev": synthetic_regression_tsv(tmp / "dev.tsv", 48, 16),
-            "test": synthetic_regression_tsv(tmp / "test.tsv", 64, 16),
-            "test_nolabel": synthetic_regression_tsv(tmp / "test_nolabel.tsv", 64, 16, labelled=False)}
+    return synthetic_splits(tmp_path_factory.mktemp("regression"), synthetic_regression_tsv)
 
 
-def finetune_args(data, out, *extra):
-    return ["stage=finetune", "task=regression", f"finetune.train_path={data['train']}",
-            f"finetune.dev_path={data['dev']}", f"finetune.test_path={data['test']}", f"output_model_path={out}",
-            *FAST, *extra]
+def finetune(data, out, *extra):
+    return finetune_args("regression", data, out, *FAST, *extra)
 
 
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory):
     """Trained through main.py, as the documented command."""
     tmp = tmp_path_factory.mktemp("regression_model")
-    proc = run_main(finetune_args(data, tmp / "model"), tmp / "run")
+    proc = run_main(finetune(data, tmp / "model"), tmp / "run")
     assert proc.returncode == 0, proc.stderr
     return tmp / "model", tmp / "run"
 
@@ -134,11 +129,9 @@ BAD_ROWS = {
 @pytest.mark.parametrize("kind", sorted(BAD_ROWS))
 def test_bad_target_names_file_and_line_and_writes_nothing(data, tmp_path, capsys, kind):
     row, fragment = BAD_ROWS[kind]
-    lines = data["dev"].read_text(encoding="utf-8").splitlines(keepends=True)
-    dev = tmp_path / "dev.tsv"
-    dev.write_text("".join(lines[:4]) + row + "".join(lines[4:]), encoding="utf-8")
+    dev = with_row(data["dev"], tmp_path / "dev.tsv", 5, row)
     out = tmp_path / "m"
-    expect_user_error(capsys, compose_config(finetune_args({**data, "dev": dev}, out)), f"{dev}:5", fragment,
+    expect_user_error(capsys, compose_config(finetune({**data, "dev": dev}, out)), f"{dev}:5", fragment,
                       "finetune.skip_bad_rows=true")
     assert not out.exists()
 
@@ -146,7 +139,7 @@ def test_bad_target_names_file_and_line_and_writes_nothing(data, tmp_path, capsy
 def test_file_with_one_target_for_every_row_is_refused(data, tmp_path, capsys):
     dev = tmp_path / "dev.tsv"
     dev.write_text("label\ttext_a\n2.5\t好书\n2.5\t一般\n", encoding="utf-8")
-    expect_user_error(capsys, compose_config(finetune_args({**data, "dev": dev}, tmp_path / "m")), str(dev),
+    expect_user_error(capsys, compose_config(finetune({**data, "dev": dev}, tmp_path / "m")), str(dev),
                       "every row's target is 2.5")
 
 
@@ -154,7 +147,7 @@ def test_non_numeric_target_via_main_is_one_line_exit_2(data, tmp_path):
     train = tmp_path / "train.tsv"
     train.write_text("label\ttext_a\n1.5\t好书\nhigh\t一般\n", encoding="utf-8")
     out = tmp_path / "m"
-    proc = run_main(finetune_args({**data, "train": train}, out), tmp_path / "run")
+    proc = run_main(finetune({**data, "train": train}, out), tmp_path / "run")
     assert proc.returncode == 2
     lines = error_lines(proc)
     assert len(lines) == 1 and f"{train}:3" in lines[0] and "label 'high' is not a number" in lines[0], proc.stderr

@@ -103,8 +103,8 @@ class PooledTaskConfig(TaskConfig):
 
 
 @dataclass
-class ClassifierConfig(PooledTaskConfig):
-    """``task=classifier``: text (pair) classification."""
+class DeclaredClassesConfig(PooledTaskConfig):
+    """Keys of the tasks whose classes may be declared (else learnt from the training file)."""
 
     labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1 (or in "
                                               "task.labels)", bounds=at_least(1))
@@ -112,6 +112,12 @@ class ClassifierConfig(PooledTaskConfig):
         None, "the class ids the data holds, e.g. [0,1]: a row with another label is a bad row; null = inferred "
               "from finetune.train_path, reported, and refused when a label looks like a stray row (one row in "
               "thousands, or far above the others)")
+
+
+@dataclass
+class ClassifierConfig(DeclaredClassesConfig):
+    """``task=classifier``: text (pair) classification."""
+
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
     soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
                                 bounds=PROBABILITY)

@@ -31,17 +31,16 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from uer.config.fields import PROBABILITY, at_least, setting
+from uer.config.fields import PROBABILITY, setting
 from uer.errors import UerError, where
 from uer.models.model import ModelOutput
 from uer.tasks import TASKS, TaskData
-from uer.tasks.classifier import (ClassifierModel, ClassifierTask, PooledTaskConfig, prediction_table,
+from uer.tasks.classifier import (ClassifierModel, ClassifierTask, DeclaredClassesConfig, prediction_table,
                                   write_table)
 from uer.tasks.metrics import multilabel_metrics, multilabel_report
 from uer.tasks.tsv import BadRows
@@ -72,14 +71,9 @@ class MultilabelExample:
 
 
 @dataclass
-class MultilabelConfig(PooledTaskConfig):
+class MultilabelConfig(DeclaredClassesConfig):
     """``task=multilabel``: text (pair) classification into a set of labels."""
 
-    labels_num: Optional[int] = setting(None, "labels; null = max label id in finetune.train_path + 1 (or in "
-                                              "task.labels)", bounds=at_least(1))
-    labels: Optional[list[int]] = setting(
-        None, "the label ids the data holds, e.g. [0,1,2]: a row with another label is a bad row; null = inferred "
-              "from finetune.train_path, reported, and refused when a label looks like a stray row")
     threshold: float = setting(0.5, "a label is predicted when its probability is at least this",
                                bounds=PROBABILITY)
 
