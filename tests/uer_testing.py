@@ -148,3 +148,16 @@ def with_row(src: Path, dst: Path, line: int, row: str) -> Path:
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
     dst.write_text("".join(lines[:line - 1]) + row + "".join(lines[line - 1:]), encoding="utf-8")
     return dst
+
+
+def expect_main_error(args: list[str], run_dir: Path, *fragments: str) -> str:
+    """Run ``python main.py ARGS``; assert it exits 2 with ONE ``error:`` line holding ``fragments`` and no
+    traceback."""
+    proc = run_main(args, run_dir)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
