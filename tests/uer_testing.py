@@ -69,6 +69,19 @@ def book_review_slices(directory: Path, **rows: int) -> dict:
     return {name: slice_file(source / f"{name}.tsv", directory / f"{name}.tsv", count) for name, count in rows.items()}
 
 
+def synthetic_sts(path: Path, rows: int, start: int = 0) -> Path:
+    """A made-up STS-style TSV (``text_a``, ``text_b``, ``label``) from book_review texts, for tests only: even rows
+    pair a review with its own first half (scores 4..4.8), odd rows with another review (scores 0..0.8)."""
+    reviews = [line.split("\t")[1][:30] for line in
+               (ROOT / "datasets" / "test_data" / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    lines = ["text_a\ttext_b\tlabel"]
+    for i in range(start, start + rows):
+        partner, base = (reviews[i][:15], 4.0) if i % 2 == 0 else (reviews[-1 - i], 0.0)
+        lines.append(f"{reviews[i]}\t{partner}\t{base + (i % 5) / 5:g}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_config) -> Path:
     """Write ``model`` as a checkpoint of the run ``cfg`` (its tokenizer from ``cfg.tokenizer``)."""
     from omegaconf import OmegaConf
@@ -112,28 +125,6 @@ def synthetic_multilabel_tsv(path: Path, start: int, rows: int, labelled: bool =
         lines.append(f"{labels}\t{text}" if labelled else text)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def synthetic_score(sentiment: int, text: str) -> float:
-    """A score made up from a review for tests (no regression data is bundled): sentiment + length / 50."""
-    return sentiment + len(text) / 50
-
-
-def synthetic_regression_tsv(path: Path, start: int, rows: int, labelled: bool = True) -> Path:
-    """book_review rows with :func:`synthetic_score` targets in ``label``, for tests."""
-    lines = ["label\ttext_a" if labelled else "text_a"]
-    for sentiment, text in book_review_rows(start, rows):
-        lines.append(f"{synthetic_score(sentiment, text):.2f}\t{text}" if labelled else text)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def synthetic_splits(directory: Path, write) -> dict:
-    """``{split: path}``: train (48 rows), dev (16), test and test_nolabel (the same 16 rows) of book_review
-    written by ``write`` (:func:`synthetic_multilabel_tsv` or :func:`synthetic_regression_tsv`)."""
-    return {"train": write(directory / "train.tsv", 0, 48), "dev": write(directory / "dev.tsv", 48, 16),
-            "test": write(directory / "test.tsv", 64, 16),
-            "test_nolabel": write(directory / "test_nolabel.tsv", 64, 16, labelled=False)}
 
 
 def finetune_args(task: str, data: dict, out: Path, *extra: str) -> list[str]:

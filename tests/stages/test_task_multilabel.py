@@ -15,7 +15,7 @@ from uer.tasks.metrics import multilabel_metrics, multilabel_prf, multilabel_rep
 from uer.tasks.multilabel import MultilabelExample
 from uer.tokenizers import build_tokenizer
 from uer_testing import (compose_config, expect_main_error, expect_user_error, finetune_args, run_main,
-                         synthetic_multilabel_tsv, synthetic_splits, with_row)
+                         synthetic_multilabel_tsv, with_row)
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
         "finetune.report_steps=100", "size=smoke"]
@@ -118,7 +118,12 @@ def test_read_label_sets_in_any_column_order(tmp_path):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return synthetic_splits(tmp_path_factory.mktemp("multilabel"), synthetic_multilabel_tsv)
+    """:func:`synthetic_multilabel_tsv` files: 48 train, 16 dev, 16 test rows (and the test rows unlabelled)."""
+    tmp = tmp_path_factory.mktemp("multilabel")
+    return {"train": synthetic_multilabel_tsv(tmp / "train.tsv", 0, 48),
+            "dev": synthetic_multilabel_tsv(tmp / "dev.tsv", 48, 16),
+            "test": synthetic_multilabel_tsv(tmp / "test.tsv", 64, 16),
+            "test_nolabel": synthetic_multilabel_tsv(tmp / "test_nolabel.tsv", 64, 16, labelled=False)}
 
 
 def finetune(data, out, *extra):

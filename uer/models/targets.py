@@ -89,7 +89,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str) -
     logits = logits.float()
     loss_sum = F.cross_entropy(logits, labels, reduction="sum")
     correct = (logits.argmax(dim=-1) == labels).sum().float()
-    count = torch.tensor(float(labels.numel()), device=logits.device)
+    count = torch.full((), float(labels.numel()), device=logits.device)  # a fill, not a host-to-device copy
     stats = {f"{task}_loss": (loss_sum.detach(), count), f"{task}_acc": (correct.detach(), count)}
     return loss_sum / max(labels.numel(), 1), stats
 

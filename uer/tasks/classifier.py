@@ -80,7 +80,7 @@ class ClassifierModel(nn.Module):
         if self.soft_alpha is not None and "soft" in batch:
             soft_loss = F.mse_loss(logits.float(), batch["soft"].float())
             loss = self.soft_alpha * soft_loss + (1 - self.soft_alpha) * loss
-            count = torch.tensor(float(logits.size(0)), device=logits.device)
+            count = torch.full((), float(logits.size(0)), device=logits.device)
             stats["soft_loss"] = (soft_loss.detach() * count, count)
         return ModelOutput(loss, stats)
 

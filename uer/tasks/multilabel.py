@@ -58,7 +58,7 @@ class MultilabelModel(ClassifierModel):
         logits = self.predict(batch).float()
         gold = batch["label"]
         loss = F.binary_cross_entropy_with_logits(logits, gold)
-        count = torch.tensor(float(gold.numel()), device=logits.device)
+        count = torch.full((), float(gold.numel()), device=logits.device)  # a fill: no host-to-device copy
         return ModelOutput(loss, {"bce_loss": (loss.detach() * count, count)})
 
 

@@ -10,8 +10,8 @@ order, as for ``task=classifier``; ``label`` holds the row's target, a finite nu
 
 Inputs and pooled head are the classifier's, with one output trained by mean squared error
 on the raw targets.  Dev/test report ``spearman`` and ``pearson``, the Spearman rank and
-Pearson correlations of predictions with targets (``scipy.stats``; Spearman picks the best
-epoch by default, as in the original); a labelled file whose
+Pearson correlations of predictions with targets (``scipy.stats``, as the sentence tasks
+score; Spearman picks the best epoch by default, as in the original); a labelled file whose
 targets are all equal is refused (no correlation is defined), and predictions that are all
 equal score 0 on both.  Predictions have one row per input row: ``score``.
 
@@ -32,6 +32,7 @@ from uer.errors import UerError, where
 from uer.models.model import ModelOutput
 from uer.tasks import TASKS, TaskData
 from uer.tasks.classifier import ClassifierModel, ClassifierTask, PooledTaskConfig, write_table
+from uer.tasks.sentence_embedding import sts_correlations
 from uer.tasks.tsv import BadRows
 
 log = logging.getLogger("uer.finetune")
@@ -48,7 +49,7 @@ class RegressionModel(ClassifierModel):
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         score = self.predict(batch).float().squeeze(-1)
         loss = F.mse_loss(score, batch["label"])
-        count = torch.tensor(float(score.numel()), device=score.device)
+        count = torch.full((), float(score.numel()), device=score.device)  # a fill: no host-to-device copy
         return ModelOutput(loss, {"mse_loss": (loss.detach() * count, count)})
 
 
@@ -105,7 +106,7 @@ class RegressionTask(ClassifierTask):
         return batch
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
-        return correlations([example.label for example in data.examples], torch.cat(outputs).reshape(-1).tolist())
+        return sts_correlations(torch.cat(outputs).reshape(-1).tolist(), [example.label for example in data.examples])
 
     def report(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict:
         return {}  # no classes to report on
@@ -116,15 +117,3 @@ class RegressionTask(ClassifierTask):
             log.warning("regression predictions are scores: infer.output_logits and infer.output_prob add no column")
         write_table(path, ["score"], [[f"{score:.6g}"] for score in torch.cat(outputs).reshape(-1).tolist()])
 
-
-def correlations(gold: list[float], pred: list[float]) -> dict[str, float]:
-    """``spearman`` and ``pearson`` correlations of ``pred`` with ``gold`` (which must not be constant); 0 for
-    constant predictions, whose correlation is undefined."""
-    from scipy import stats  # lazy: scipy.stats takes most of a second to import and only regression needs it
-
-    if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} targets but {len(pred)} predictions")
-    if len(set(pred)) < 2:
-        return {"spearman": 0.0, "pearson": 0.0}
-    return {"spearman": float(stats.spearmanr(pred, gold).statistic),
-            "pearson": float(stats.pearsonr(pred, gold).statistic)}
