@@ -28,7 +28,7 @@ from uer.registry import Registry, registry_of
 from uer.tokenizers import build_tokenizer
 from uer.training import process
 from uer.training.optim import build_optimizer, build_scheduler
-from uer_testing import ROOT, SMALL, compose_config, synthetic_sts
+from uer_testing import ROOT, SMALL, compose_config, synthetic_multilabel_tsv, synthetic_sts
 
 CONF = ROOT / "conf"
 DATA = ROOT / "datasets" / "test_data"
@@ -184,6 +184,9 @@ def _files(task: str, tmp: Path) -> list[str]:
         "ner": [f"finetune.train_path={DATA / 'msra_ner' / 'train.tsv'}", f"finetune.dev_path={DATA / 'msra_ner' / 'dev.tsv'}"],
         "cmrc": [f"finetune.train_path={DATA / 'cmrc' / 'train.json'}", f"finetune.dev_path={DATA / 'cmrc' / 'dev.json'}"],
         "c3": _c3(tmp), "dbqa": _dbqa(tmp),
+        "multilabel": [f"finetune.train_path={synthetic_multilabel_tsv(tmp / 'ml.tsv', 0, 24)}",
+                       f"finetune.dev_path={tmp / 'ml.tsv'}", "task.labels=[0,1,2]"],
+        "regression": [f"finetune.train_path={synthetic_sts(tmp / 'r.tsv', 16)}", f"finetune.dev_path={tmp / 'r.tsv'}"],
         "siamese": [f"finetune.train_path={synthetic_sts(tmp / 'sts.tsv', 16)}", f"finetune.dev_path={tmp / 'sts.tsv'}"],
         "simcse": [f"finetune.train_path={DATA / 'book_review' / 'test_nolabel.tsv'}",
                    f"finetune.dev_path={synthetic_sts(tmp / 'sts.tsv', 16)}"],
