@@ -1,5 +1,5 @@
-"""What the speed benches share: the config main.py would compose, uer's Trainer for a model,
-the machine's measured matmul rate, and FLOP counts of a transformer step."""
+"""What the speed benches share: the config main.py would compose, the decoding benches' options,
+uer's Trainer for a model, the machine's measured matmul rate, and FLOP counts of a transformer step."""
 
 from __future__ import annotations
 
@@ -28,6 +28,21 @@ def compose(overrides: list[str]):
     if "tokenizer" in cfg and "vocab_path" in cfg.tokenizer:
         cfg.tokenizer.vocab_path = str(VOCAB)
     return cfg
+
+
+def add_decoding_arguments(parser, new_tokens: int) -> None:
+    """``--new-tokens``, ``--repeats``, ``--threads`` (one by default: decoding multiplies small matrices, and a
+    second thread mostly measures how busy the other core is) and ``--device``; :func:`use_threads` applies
+    ``--threads``."""
+    parser.add_argument("--new-tokens", type=int, default=new_tokens, help="tokens generated (at most) per row")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
+    parser.add_argument("--device", default="cpu")
+
+
+def use_threads(threads: int) -> None:
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def trainer(model, learning_rate: float, *, device: torch.device, precision: str, steps: int = 10_000):

@@ -38,15 +38,11 @@ import results  # noqa: E402  (bench/results.py)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="tiny")
-    parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prompt-tokens", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
-    parser.add_argument("--device", default="cpu")
+    common.add_decoding_arguments(parser, new_tokens=128)
     results.add_arguments(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.use_threads(args.threads)
 
     cfg = common.compose([f"size={args.size}", "encoder=gpt", "target=lm"])
     tokenizer = build_tokenizer(cfg.tokenizer)

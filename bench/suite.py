@@ -22,6 +22,8 @@ SUITE = {
     "finetune_padding": (["finetune_padding.py"], ["finetune_padding.py", "--rows", "160"]),
     "encoders": (["encoder_speed.py"], ["encoder_speed.py", "--rows", "256"]),
     "generation": (["generate_speed.py"], ["generate_speed.py", "--new-tokens", "8", "--repeats", "1"]),
+    "seq2seq_generation": (["generation_speed.py"],
+                           ["generation_speed.py", "--new-tokens", "4", "--repeats", "1", "--batches", "1"]),
     "distributed": (["distributed_scaling.py"], ["distributed_scaling.py", "--steps", "4"]),
 }
 

@@ -69,6 +69,19 @@ def book_review_slices(directory: Path, **rows: int) -> dict:
     return {name: slice_file(source / f"{name}.tsv", directory / f"{name}.tsv", count) for name, count in rows.items()}
 
 
+def synthetic_sts(path: Path, rows: int, start: int = 0) -> Path:
+    """A made-up STS-style TSV (``text_a``, ``text_b``, ``label``) from book_review texts, for tests only: even rows
+    pair a review with its own first half (scores 4..4.8), odd rows with another review (scores 0..0.8)."""
+    reviews = [line.split("\t")[1][:30] for line in
+               (ROOT / "datasets" / "test_data" / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    lines = ["text_a\ttext_b\tlabel"]
+    for i in range(start, start + rows):
+        partner, base = (reviews[i][:15], 4.0) if i % 2 == 0 else (reviews[-1 - i], 0.0)
+        lines.append(f"{reviews[i]}\t{partner}\t{base + (i % 5) / 5:g}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def save_model_checkpoint(path: Path, model, cfg, *, trainer=None, **extra_config) -> Path:
     """Write ``model`` as a checkpoint of the run ``cfg`` (its tokenizer from ``cfg.tokenizer``)."""
     from omegaconf import OmegaConf
@@ -90,3 +103,52 @@ def cached_snapshot(cache: Path, repo_id: str, commit: str = "c0ffee") -> Path:
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     return snapshot
+
+
+def book_review_rows(start: int, rows: int) -> list[tuple[int, str]]:
+    """``(sentiment, text)`` of book_review test_data training rows ``start .. start + rows - 1``."""
+    lines = (ROOT / "datasets" / "test_data" / "book_review" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    return [(int(label), text) for label, text in (line.split("\t") for line in lines[1 + start:1 + start + rows])]
+
+
+def synthetic_label_set(sentiment: int, text: str) -> list[int]:
+    """A label set made up from a review for tests (no multi-label data is bundled): 0 = positive, 1 = it
+    mentions 书, 2 = longer than 40 characters; often empty."""
+    return [label for label, holds in enumerate((sentiment == 1, "书" in text, len(text) > 40)) if holds]
+
+
+def synthetic_multilabel_tsv(path: Path, start: int, rows: int, labelled: bool = True) -> Path:
+    """book_review rows with :func:`synthetic_label_set` labels (``label`` = ids joined by commas), for tests."""
+    lines = ["label\ttext_a" if labelled else "text_a"]
+    for sentiment, text in book_review_rows(start, rows):
+        labels = ",".join(map(str, synthetic_label_set(sentiment, text)))
+        lines.append(f"{labels}\t{text}" if labelled else text)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def finetune_args(task: str, data: dict, out: Path, *extra: str) -> list[str]:
+    """``stage=finetune task=TASK`` on ``data``'s train/dev/test files, writing the model to ``out``."""
+    return ["stage=finetune", f"task={task}", f"finetune.train_path={data['train']}",
+            f"finetune.dev_path={data['dev']}", f"finetune.test_path={data['test']}", f"output_model_path={out}",
+            *extra]
+
+
+def with_row(src: Path, dst: Path, line: int, row: str) -> Path:
+    """``src`` with ``row`` (ending in a newline) inserted so that it becomes line ``line``, written to ``dst``."""
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    dst.write_text("".join(lines[:line - 1]) + row + "".join(lines[line - 1:]), encoding="utf-8")
+    return dst
+
+
+def expect_main_error(args: list[str], run_dir: Path, *fragments: str) -> str:
+    """Run ``python main.py ARGS``; assert it exits 2 with ONE ``error:`` line holding ``fragments`` and no
+    traceback."""
+    proc = run_main(args, run_dir)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]

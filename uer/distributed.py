@@ -87,11 +87,26 @@ def init(hardware, device: torch.device) -> DistEnv:
 
 
 def worker_device(device: torch.device, env: DistEnv) -> torch.device:
-    """Each worker on a CUDA machine takes the GPU of its local rank."""
+    """Each worker on a CUDA machine takes the GPU of its local rank among those it sees (:func:`local_gpu`)."""
     if device.type == "cuda" and env.active and device.index is None:
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
+        index = local_gpu(env.local_rank, torch.cuda.device_count())
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return device
+
+
+def local_gpu(local_rank: int, visible: int) -> int:
+    """The GPU ordinal of the worker with ``local_rank`` when it sees ``visible`` GPUs.
+
+    A worker that sees one GPU takes it: under SLURM, submitit narrows ``CUDA_VISIBLE_DEVICES``
+    to the task's own GPU, whose ordinal is then 0 whatever the local rank (ordinal
+    ``local_rank`` exists there only if CUDA was initialised before the narrowing)."""
+    if visible == 1:
+        return 0
+    if local_rank < visible:
+        return local_rank
+    raise UerError(f"the worker of local rank {local_rank} has no GPU of its own: it sees {visible}; "
+                   f"start at most {visible} processes per node (hardware.nproc_per_node)")
 
 
 def wrap(model: nn.Module, env: DistEnv, device: torch.device) -> nn.Module:
@@ -119,6 +134,15 @@ def all_gather_object(obj) -> list:
         dist.all_gather_object(gathered, obj)
         return gathered
     return [obj]
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank; ``obj`` itself without a process group.  Every rank must call it."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return obj
 
 
 def current_rank_and_size() -> tuple[int, int]:

@@ -55,6 +55,10 @@ def check_devices(cfg: DictConfig) -> None:
     if not device.startswith("cuda"):
         return
     wanted = hardware.nproc_per_node if world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES else 1
+    if wanted > 1 and device != "cuda":
+        raise UerError(f"hardware.device={device} with hardware.nproc_per_node={wanted} would put every worker on "
+                       f"one GPU; use hardware.device=cuda (each worker takes its local rank's GPU), and "
+                       f"CUDA_VISIBLE_DEVICES to choose which GPUs")
     if not torch.cuda.is_available():
         raise UerError(f"hardware.device={device} but no CUDA device is visible (torch.cuda.is_available() is false); "
                        f"use hardware=cpu, or hardware.device=cpu to keep the other settings")
@@ -76,6 +80,7 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
                        "set hardware.rdzv_endpoint=HOST:PORT (the same on every node)")
     # Restarted workers often fail to reconnect to a rendezvous store shared with the agent.
     os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    share_cores(hw)
     config = LaunchConfig(
         min_nodes=hw.nnodes, max_nodes=hw.nnodes, nproc_per_node=hw.nproc_per_node, run_id=hw.rdzv_id,
         rdzv_backend="c10d", rdzv_endpoint=hw.rdzv_endpoint,
@@ -101,6 +106,18 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
                        f"({hw.nnodes} node(s) expected): start the same command on every node, or check "
                        f"hardware.rdzv_endpoint ({type(err).__name__})") from None
     return results.get(0) if results else None
+
+
+def share_cores(hardware) -> None:
+    """Workers inherit ``OMP_NUM_THREADS``: unless it or ``hardware.num_threads`` is set, this node's cores
+    shared among its workers.  Each would otherwise take every core (torch's default), and N workers
+    would ask N times what the machine has; torchrun sets 1 for the same reason, sharing keeps the cores busy."""
+    if "OMP_NUM_THREADS" in os.environ or hardware.num_threads or hardware.nproc_per_node < 2:
+        return
+    threads = max(1, len(os.sched_getaffinity(0)) // hardware.nproc_per_node)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    log.info("each of the %d workers uses %d intra-op thread(s) (OMP_NUM_THREADS; set hardware.num_threads to choose)",
+             hardware.nproc_per_node, threads)
 
 
 @contextlib.contextmanager

@@ -374,6 +374,8 @@ def rewritten(checkpoint, path, **task):
     ({"pooling": "mean"}, ("task.pooling=mean", "BertForSequenceClassification", "task.pooling=first")),
     ({"type": "c3"}, ("task=c3", "no Hugging Face head", "BertForMultipleChoice",
                       "classifier -> BertForSequenceClassification")),
+    ({"type": "multilabel"}, ("task=multilabel", "problem_type=multi_label_classification", "does not write")),
+    ({"type": "regression"}, ("task=regression", "problem_type=regression", "does not write")),
 ])
 def test_heads_without_a_hugging_face_place_are_refused(capsys, tmp_path, classifier, task, fragments):
     source = rewritten(classifier[1], tmp_path / "model.pt", **task)

@@ -3,9 +3,15 @@ from data workers -- on every device this machine has: always the CPU, and CUDA 
 (bench/gpu.sh runs this file on a GPU).  Parametrised by device rather than skipped, so a change of the
 APIs these paths use fails here on a CPU-only machine instead of on the first GPU run."""
 
+import traceback
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+import uer
 
 from uer.data.build import build_pretrain_dataset
 from uer.data.prefetch import BatchSource
@@ -113,3 +119,43 @@ def test_batches_from_workers_reach_the_device_as_built_in_process(tmp_path, dev
     assert got["src"].is_pinned() == pinned
     for key in expected:
         assert torch.equal(got[key].to(device, non_blocking=pinned).cpu(), expected[key])
+
+
+class HostReads(TorchFunctionMode):
+    """The places in uer's code that read a tensor's value on the host, or copy a Python number to the device:
+    on a GPU each makes the CPU wait until the work queued before it is done."""
+
+    READS = (torch.Tensor.item, torch.Tensor.__bool__, torch.Tensor.__int__, torch.Tensor.__float__,
+             torch.Tensor.tolist)
+    PACKAGE = str(Path(uer.__file__).parent)
+
+    def __init__(self):
+        super().__init__()
+        self.places = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.READS or (func is torch.tensor and "device" in kwargs):
+            self.places.append(next(frame.name for frame in reversed(traceback.extract_stack())
+                                    if frame.filename.startswith(self.PACKAGE)))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_training_step_waits_for_the_device_only_to_tell_whether_a_batch_is_padded(device):
+    """Loss counts, token counts and finiteness stay on the device until a report; what remains is the
+    encoder's check for a batch without padding (which lets SDPA run its fused kernels without a mask)."""
+    device = torch.device(device)
+    model, cfg = tiny_bert()
+    model.to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, 1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    trainer = Trainer(model, optimizer, scheduler, device=device, precision="fp32", accumulation_steps=2,
+                      max_grad_norm=1.0, reporter=Reporter(None, 30, enabled=False, reduce_device=device))
+    trainer.train_step([batch("cpu")])  # warm-up: lazily built state (optimizer moments)
+    reads = HostReads()
+    with reads:
+        trainer.train_step([batch("cpu"), batch("cpu")])
+    per_step = {"check_finite"} if device.type == "cpu" else set()  # on CPU a check costs no wait
+    assert set(reads.places) - per_step == {"attention_mask"}
+    assert reads.places.count("attention_mask") == 2  # once per micro-batch

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from uer.combinations import combination_rows, combinations_markdown
 from uer.models.compat import check_model, encoder_context
-from uer.models.context import CAUSAL, STACKS
+from uer.models.context import CAUSAL, PREFIX, STACKS
 from uer.models.targets import TARGETS
 from uer.data.build import build_pretrain_dataset
 from uer.data.pretrain_dataset import PretrainDataset
@@ -161,7 +161,13 @@ def test_what_each_position_sees(name):
     moved = (after - before).abs().amax(dim=-1)[0] > 1e-6  # which positions the change at 5 reached
     half = cfg.encoder.hidden_size // 2
     context = CHOICES[name].context
-    if context == CAUSAL:
+    if context == PREFIX:  # all one segment here: the whole input is the prefix
+        assert moved.all()
+        seg[:, 4:] = 2  # a prefix of 4 positions, then left to right
+        before, after = backbone(src, seg), backbone(changed, seg)
+        moved = (after - before).abs().amax(dim=-1)[0] > 1e-6
+        assert not moved[:5].any() and moved[5:].all()
+    elif context == CAUSAL:
         assert not moved[:5].any() and moved[5:].all()
     elif context == STACKS:
         forward = (after - before)[0, :, :half].abs().amax(dim=-1) > 1e-6
@@ -373,6 +379,8 @@ def datasets(tmp_path_factory):
         def __missing__(self, target):
             if target == "cls":
                 corpus = head(BOOK_REVIEW / "train.tsv", tmp / "cls.tsv", 40)
+            elif target == "prefixlm":
+                corpus = head(ROOT / "datasets" / "test_data" / "parallel" / "train.tsv", tmp / "pairs.tsv", 30)
             else:
                 name = CORPORA.get(target, "book_review.txt")
                 corpus = head(ROOT / "corpora" / name, tmp / f"{target}.txt", 120 if target in CORPORA else 30)
@@ -390,7 +398,7 @@ def datasets(tmp_path_factory):
 
 LOSSES = {"mlm": {"mlm_loss"}, "bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"},
           "lm": {"lm_loss"}, "bilm": {"lm_forward_loss", "lm_backward_loss"}, "cls": {"cls_loss"},
-          "nsp": {"nsp_loss"}}
+          "nsp": {"nsp_loss"}, "prefixlm": {"prefixlm_loss"}}
 
 
 @pytest.mark.parametrize("name, target", MATRIX)

@@ -28,7 +28,7 @@ from uer.registry import Registry, registry_of
 from uer.tokenizers import build_tokenizer
 from uer.training import process
 from uer.training.optim import build_optimizer, build_scheduler
-from uer_testing import ROOT, SMALL, compose_config
+from uer_testing import ROOT, SMALL, compose_config, synthetic_multilabel_tsv, synthetic_sts
 
 CONF = ROOT / "conf"
 DATA = ROOT / "datasets" / "test_data"
@@ -90,8 +90,10 @@ def option_overrides(group: str, option: str) -> list[str]:
 # A target each encoder can feed, and an encoder each target and embedding can be built with.
 TARGET_FOR_CONTEXT = {"causal": "lm", "bidirectional": "mlm", "forward+backward stacks": "bilm"}
 ENCODER_FOR = {"mlm": "bert", "bert": "bert", "albert": "bert", "lm": "gpt", "bilm": "bilstm", "cls": "bert",
-               "nsp": "bert", "seq2seq": "bert", "word": "lstm", "word_pos": "gpt", "word_pos_seg": "bert"}
-TARGET_NEEDS = {"cls": ["target.labels_num=2"], "seq2seq": ["decoder=transformer"]}
+               "nsp": "bert", "prefixlm": "bert", "seq2seq": "bert", "word": "lstm", "word_pos": "gpt",
+               "word_pos_seg": "bert"}
+TARGET_EXTRA = {"cls": ["target.labels_num=2"], "prefixlm": ["encoder.mask=causal_with_prefix"],
+                "seq2seq": ["decoder=transformer"]}
 
 
 def model_overrides(group: str, option: str) -> list[str]:
@@ -101,7 +103,7 @@ def model_overrides(group: str, option: str) -> list[str]:
         context = encoder_context(compose_config([f"encoder={option}", *SMALL]).encoder)
         return [f"encoder={option}", f"target={TARGET_FOR_CONTEXT[context]}"]
     if group == "target":
-        return [f"target={option}", f"encoder={ENCODER_FOR[option]}", *TARGET_NEEDS.get(option, [])]
+        return [f"target={option}", f"encoder={ENCODER_FOR[option]}", *TARGET_EXTRA.get(option, [])]
     if group == "decoder":
         return [f"decoder={option}", "target=seq2seq"]
     return [f"encoder={ENCODER_FOR[option]}", f"embedding={option}", "target=cls", "target.labels_num=2",
@@ -186,6 +188,12 @@ def _files(task: str, tmp: Path) -> list[str]:
         "ner": [f"finetune.train_path={DATA / 'msra_ner' / 'train.tsv'}", f"finetune.dev_path={DATA / 'msra_ner' / 'dev.tsv'}"],
         "cmrc": [f"finetune.train_path={DATA / 'cmrc' / 'train.json'}", f"finetune.dev_path={DATA / 'cmrc' / 'dev.json'}"],
         "c3": _c3(tmp), "dbqa": _dbqa(tmp),
+        "multilabel": [f"finetune.train_path={synthetic_multilabel_tsv(tmp / 'ml.tsv', 0, 24)}",
+                       f"finetune.dev_path={tmp / 'ml.tsv'}", "task.labels=[0,1,2]"],
+        "regression": [f"finetune.train_path={synthetic_sts(tmp / 'r.tsv', 16)}", f"finetune.dev_path={tmp / 'r.tsv'}"],
+        "siamese": [f"finetune.train_path={synthetic_sts(tmp / 'sts.tsv', 16)}", f"finetune.dev_path={tmp / 'sts.tsv'}"],
+        "simcse": [f"finetune.train_path={DATA / 'book_review' / 'test_nolabel.tsv'}",
+                   f"finetune.dev_path={synthetic_sts(tmp / 'sts.tsv', 16)}"],
     }[task]
 
 

@@ -14,8 +14,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from uer.errors import UerError
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Bounds:
 
     def describe(self, integer: bool) -> str:
         """What an admitted value is, e.g. ``at least 1``, ``a positive finite number``, ``in [0, 1)``."""
+        if self.low is None and self.high is None:
+            return "a finite number"
         if self.high is not None:
             return f"in {'(' if self.low_open else '['}{_number(self.low)}, {_number(self.high)}" \
                    f"{')' if self.high_open else ']'}"
@@ -54,6 +59,7 @@ def at_least(low: int) -> Bounds:
     return Bounds(low=low)
 
 
+FINITE = Bounds()  # any number but inf and nan
 POSITIVE = Bounds(low=0, low_open=True)  # learning rates, epsilons
 NON_NEGATIVE = Bounds(low=0)
 FRACTION = Bounds(low=0, high=1, high_open=True)  # dropout, warm-up, Adam's betas
@@ -84,3 +90,14 @@ def tunable_fields(cls: type) -> list[str]:
 
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def check_bound(schema: type, f: dataclasses.Field, value: Any, path: str = "") -> None:
+    """A UerError naming ``{path}{f.name}`` when ``value`` (of field ``f`` of ``schema``) lies outside its bounds."""
+    bounds = bounds_of(f)
+    if bounds is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not bounds.admits(value):
+        hint = typing.get_type_hints(schema)[f.name]
+        integer = int in (typing.get_args(hint) or (hint,))
+        raise UerError(f"{path}{f.name}={value} must be {bounds.describe(integer)}")

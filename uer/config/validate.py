@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from typing import Optional
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from uer.config.fields import bounds_of
+from uer.config.fields import bounds_of, check_bound
 from uer.config.run import STAGE_ROOTS
 from uer.errors import UerError
 from uer.paths import CONF
@@ -64,23 +63,13 @@ def check_values(cfg: DictConfig) -> None:
     for path, node in _typed_nodes(cfg, ""):
         schema = OmegaConf.get_type(node)
         for f in dataclasses.fields(schema):
-            bounds = bounds_of(f)
-            if bounds is None or f.name not in node:
+            if bounds_of(f) is None or f.name not in node:
                 continue
             try:
                 value = node[f.name]
             except Exception:  # noqa: BLE001 - unset (???) or resolvable only inside a Hydra run: nothing to check
                 continue
-            if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if not bounds.admits(value):
-                integer = int in _numeric_types(schema, f.name)
-                raise UerError(f"{path}{f.name}={value} must be {bounds.describe(integer)}")
-
-
-def _numeric_types(schema: type, name: str) -> tuple:
-    hint = typing.get_type_hints(schema)[name]
-    return typing.get_args(hint) or (hint,)
+            check_bound(schema, f, value, path)
 
 
 def _typed_nodes(node: DictConfig, prefix: str):

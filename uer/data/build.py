@@ -10,8 +10,8 @@ byte-identical whatever ``processes_num`` is: workers (spawned processes) write 
 per unit and the parent merges the shards in unit order.
 
 ``dup_factor`` repeats each unit with fresh random draws (masks, shuffles, pairs).  When
-a repetition could only reproduce the same instances -- mlm with dynamic masking or lm,
-without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
+a repetition could only reproduce the same instances -- mlm, t5 or bart with dynamic masking
+(noising), or lm, without ``full_sentences`` -- it is stored once (``meta["stored_repeats"]``): dynamic
 masking already varies the masks every epoch.
 
 The dataset is built in a temporary directory beside ``dataset_path`` and moved into
@@ -27,7 +27,9 @@ Dataset directory (1-d ``.npy`` arrays, memory-mapped by the reader)::
                          statically masked instances are stored already corrupted
     offsets.npy          int64, n+1: instance i is tokens[offsets[i]:offsets[i+1]]
     seg_a_len.npy        length of the first segment incl. [CLS] and its [SEP] (whole instance
-                         for mlm/lm)
+                         for mlm/lm; seq2seq and noised t5/bart: the encoder's part of the pair,
+                         the rest is [CLS] target [SEP] for the decoder; meta.json adds
+                         tgt_seq_length, and for t5/bart the noising scheme and sep_id)
     sentence_label.npy   int8, bert/albert only (see uer.data.instances)
     label.npy            int32, cls only: the class of each instance
     mask_positions.npy   static masking only: positions within the instance, flat
@@ -60,6 +62,7 @@ import numpy as np
 from uer.data.corpus import CorpusIndex, index_corpus, read_documents
 from uer.data.instances import INSTANCE_BUILDERS, InstanceOptions, TokenizedDocuments, build_instances
 from uer.data.masking import MaskingScheme, mask_instances
+from uer.data.noising import SpanCorruption, TextInfilling, noise_block, sentinel_ids
 from uer.data.segmentation import WordSegmenter, line_word_starts
 from uer.data.mmap_dataset import merge_shards, save_arrays
 from uer.errors import UerError
@@ -91,6 +94,7 @@ class BuildJob:
     position_dtype: str
     shard_root: str
     segmenter: WordSegmenter | None = None  # whole-word masking: how lines are cut into words
+    noising: SpanCorruption | TextInfilling | None = None  # t5, bart with static noising
 
     def shard_dir(self, unit: int) -> Path:
         return Path(self.shard_root) / f"{unit:07d}"
@@ -102,7 +106,10 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
                            dynamic_masking: bool = False, span_masking: bool = False,
                            span_geo_prob: float = 0.2, span_max_length: int = 10,
                            whole_word_masking: bool = False, word_segmenter: str = "jieba",
-                           segmenter_dict: str | None = None, tokenizer_cfg: dict | None = None) -> dict:
+                           segmenter_dict: str | None = None, tokenizer_cfg: dict | None = None,
+                           tgt_seq_length: int | None = None, t5_noise_density: float = 0.15,
+                           t5_mean_span_length: float = 3.0, bart_mask_ratio: float = 0.3,
+                           bart_poisson_lambda: float = 3.0, bart_permute_sentences: bool = True) -> dict:
     """Build the dataset; returns counts (documents, instances, tokens) and seconds.
 
     Worker processes receive the tokenizer pickled.  ``tokenizer_cfg``, the settings the
@@ -118,7 +125,9 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
                    docs_buffer_size=docs_buffer_size, processes_num=processes_num, seed=seed,
                    dynamic_masking=dynamic_masking, span_masking=span_masking,
                    span_geo_prob=span_geo_prob, span_max_length=span_max_length,
-                   whole_word_masking=whole_word_masking)
+                   whole_word_masking=whole_word_masking, tgt_seq_length=tgt_seq_length,
+                   t5_noise_density=t5_noise_density, t5_mean_span_length=t5_mean_span_length,
+                   bart_mask_ratio=bart_mask_ratio, bart_poisson_lambda=bart_poisson_lambda)
     segmenter = WordSegmenter(word_segmenter, segmenter_dict) if whole_word_masking else None
     if segmenter is not None:
         segmenter.check()
@@ -131,12 +140,21 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     _check_next_sentences(builder, target, corpus_path, len(index), docs_buffer_size)
 
     vocab = tokenizer.vocab
-    options = InstanceOptions(seq_length, full_sentences, short_seq_prob, vocab.cls_id, vocab.sep_id)
+    options = InstanceOptions(seq_length, full_sentences, short_seq_prob, vocab.cls_id, vocab.sep_id,
+                              tgt_seq_length if builder.pair else None)
     masking = None
     if builder.masked:
         masking = MaskingScheme(len(vocab), vocab.mask_id, tuple(sorted(vocab.special_ids)),
                                 span_masking, span_geo_prob, span_max_length, whole_word_masking)
-    static = masking is not None and not dynamic_masking
+    noising = None
+    if target == "t5":
+        needed = max(SpanCorruption.spans_for(n, t5_noise_density, t5_mean_span_length)[1]
+                     for n in range(seq_length - 1))
+        noising = SpanCorruption(t5_noise_density, t5_mean_span_length, sentinel_ids(vocab, needed, seq_length))
+    elif target == "bart":
+        noising = TextInfilling(bart_mask_ratio, bart_poisson_lambda, bart_permute_sentences, vocab.mask_id,
+                                vocab.sep_id)
+    static = (masking is not None or noising is not None) and not dynamic_masking
     repeats = dup_factor if static or builder.randomized(options) else 1
     units = _plan_units(index, docs_buffer_size if builder.uses_buffers(options) else None)
 
@@ -149,7 +167,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             masking=masking if static else None, seed=seed, repeats=repeats,
             token_dtype="<u2" if len(vocab) <= 1 << 16 else "<i4",
             position_dtype="<u2" if seq_length + 1 < 1 << 16 else "<i4",
-            shard_root=str(tmp / "shards"), segmenter=segmenter,
+            shard_root=str(tmp / "shards"), segmenter=segmenter, noising=noising if static else None,
         )
         totals = _run_units(job, index, units, tokenizer, processes_num)
         if totals["instances"] == 0:
@@ -160,7 +178,7 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
         flat += ["label"] * builder.labelled
         flat += ["word_starts"] * bool(segmenter)
         counts = {"lengths": "offsets"}
-        if static:
+        if static and masking is not None:
             flat += ["mask_positions", "mask_labels"]
             counts["mask_counts"] = "mask_offsets"
         with reporting_write_errors(dataset_path):
@@ -173,6 +191,8 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             "seed": seed, "dynamic_masking": bool(dynamic_masking),
             "masking": masking.to_dict() if masking else None,
             **({"word_segmentation": segmenter.describe()} if segmenter else {}),
+            **({"noising": noising.to_dict(), "sep_id": vocab.sep_id} if noising else {}),
+            **({"tgt_seq_length": tgt_seq_length or seq_length} if builder.pair or builder.noised else {}),
             "tokenizer": tokenizer.identity(),
             "tokenizer_settings": dict(tokenizer_cfg) if tokenizer_cfg is not None else None,
             "corpus": {"path": os.path.abspath(corpus_path), "bytes": index.size},
@@ -205,6 +225,8 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
     for repeat in range(job.repeats):
         rng = np.random.default_rng([job.seed, repeat, unit])
         block = build_instances(builder, docs, rng, job.options)
+        if job.noising is not None:
+            block = noise_block(block, rng, job.noising, job.options)
         arrays = {"tokens": block.tokens, "lengths": block.lengths, "seg_a_len": block.seg_a_len}
         if block.sentence_label is not None:
             arrays["sentence_label"] = block.sentence_label
@@ -366,7 +388,9 @@ def _build_unit_in_worker(task) -> dict:
 
 
 def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buffer_size, processes_num, seed,
-                   dynamic_masking, span_masking, span_geo_prob, span_max_length, whole_word_masking) -> None:
+                   dynamic_masking, span_masking, span_geo_prob, span_max_length, whole_word_masking,
+                   tgt_seq_length, t5_noise_density, t5_mean_span_length, bart_mask_ratio,
+                   bart_poisson_lambda) -> None:
     problems = []
     if seq_length < 8:
         problems.append(f"preprocess.seq_length={seq_length} must be at least 8")
@@ -380,9 +404,25 @@ def _check_options(builder, *, seq_length, dup_factor, short_seq_prob, docs_buff
         problems.append(f"preprocess.short_seq_prob={short_seq_prob} must lie in [0, 1]")
     if not 0 < span_geo_prob <= 1:
         problems.append(f"preprocess.span_geo_prob={span_geo_prob} must lie in (0, 1]")
-    if not builder.masked and (dynamic_masking or span_masking):
-        problems.append("preprocess.dynamic_masking and preprocess.span_masking apply to the masked-LM "
-                        "targets (mlm, bert, albert) only; set them to false")
+    if tgt_seq_length is not None and tgt_seq_length < 2:
+        problems.append(f"preprocess.tgt_seq_length={tgt_seq_length} must be at least 2")
+    if tgt_seq_length is not None and not builder.pair:
+        problems.append("preprocess.tgt_seq_length applies to target=seq2seq only (t5 and bart targets are at most "
+                        "seq_length tokens); set it to null")
+    if not 0 < t5_noise_density < 1:
+        problems.append(f"preprocess.t5_noise_density={t5_noise_density} must lie in (0, 1)")
+    if t5_mean_span_length < 1:
+        problems.append(f"preprocess.t5_mean_span_length={t5_mean_span_length} must be at least 1")
+    if not 0 <= bart_mask_ratio < 1:
+        problems.append(f"preprocess.bart_mask_ratio={bart_mask_ratio} must lie in [0, 1)")
+    if bart_poisson_lambda <= 0:
+        problems.append(f"preprocess.bart_poisson_lambda={bart_poisson_lambda} must be positive")
+    if dynamic_masking and not (builder.masked or builder.noised):
+        problems.append("preprocess.dynamic_masking applies to the masked-LM targets (mlm, bert, albert) and the "
+                        "noised text-to-text ones (t5, bart) only; set it to false")
+    if span_masking and not builder.masked:
+        problems.append("preprocess.span_masking and its options apply to the masked-LM targets (mlm, bert, albert) "
+                        "only; set it to false")
     if whole_word_masking and not builder.masked:
         problems.append("preprocess.whole_word_masking applies to the masked-LM targets (mlm, bert, albert) only; "
                         "set it to false")

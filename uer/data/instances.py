@@ -23,6 +23,13 @@ instance.
   One change: a chunk of a single sentence is split inside the sentence, where Google
   always pairs it with a random B -- on corpora of short documents that made most NSP
   labels "random"; now both labels are equally likely.
+* ``seq2seq`` / ``prefixlm`` (:class:`ParallelInstances`): one ``source<TAB>target`` pair per line;
+  seq2seq stores ``[CLS] source [SEP] [CLS] target [SEP]`` (:func:`pair_block`: the encoder's part,
+  then the decoder's), prefixlm ``[CLS] source [SEP] target [SEP]`` read as one lm stream.
+* ``t5`` (:class:`SpanCorruptionInstances`) / ``bart`` (:class:`SentenceInstances`): clean
+  ``[CLS] text`` instances (document streams as mlm; whole sentences of a document, ``[SEP]``
+  between them) that :mod:`uer.data.noising` turns into :func:`pair_block` pairs, at preprocess
+  time or, with dynamic masking, at batch time.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class InstanceOptions:
     short_seq_prob: float
     cls_id: int
     sep_id: int
+    tgt_seq_length: int | None = None  # seq2seq: longest decoder input ([CLS] target); None = seq_length
 
 
 @dataclass
@@ -129,12 +137,31 @@ class InstanceBuilder:
     extra_tokens = 0  # lm, bilm: one token more is stored; inputs and labels are shifted views
     backward = False  # bilm: backward-LM labels too
     labelled = False  # cls: a label per instance, read from the corpus
+    pair = False  # seq2seq: [CLS] source [SEP] [CLS] target [SEP], the encoder's and the decoder's parts
+    noised = False  # t5, bart: clean text made into pairs by a noising scheme (uer.data.noising)
+    prefix = False  # prefixlm: lm labels on the second segment only
+
+    def longest(self, seq_length: int, tgt_seq_length: int, stored_pairs: bool) -> int:
+        """The most tokens one stored instance may hold."""
+        if stored_pairs:
+            return seq_length + tgt_seq_length + 1
+        return seq_length + self.extra_tokens
 
     def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
         """``(lines, line_counts, labels)`` to tokenize: the corpus lines of consecutive
         documents (``starts``: their byte offsets in ``path``), split into text and labels
         where the format has them; ``labels`` is None without."""
         return lines, line_counts, None
+
+
+class UnitInstances(InstanceBuilder):
+    """Builders that draw nothing at random and read each unit of documents alone (no buffers)."""
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        return False
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return False
 
 
 class StreamInstances(InstanceBuilder):
@@ -283,16 +310,10 @@ def _truncate_pair(a: np.ndarray, b: np.ndarray, max_tokens: int, rng) -> tuple[
     return a, b
 
 
-class LabelledInstances(InstanceBuilder):
+class LabelledInstances(UnitInstances):
     """cls: ``label<TAB>text_a[<TAB>text_b]`` per line -> ``[CLS] a [SEP] (b [SEP])`` + label."""
 
     labelled = True
-
-    def randomized(self, options: InstanceOptions) -> bool:
-        return False
-
-    def uses_buffers(self, options: InstanceOptions) -> bool:
-        return False
 
     def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
         texts: list[str] = []
@@ -367,6 +388,122 @@ def _line_number(path: str, offset: int) -> int:
     return count + 1
 
 
+def pair_block(sources: list[np.ndarray], targets: list[np.ndarray], options: InstanceOptions,
+               dtype) -> InstanceBlock:
+    """``[CLS] source [SEP] [CLS] target [SEP]`` per pair, the first segment ``[CLS] source [SEP]``: the
+    encoder's input, then the decoder's input (all but the last) and labels (all but the first)."""
+    cls, sep = np.array([options.cls_id], dtype), np.array([options.sep_id], dtype)
+    pieces = [part for source, target in zip(sources, targets) for part in (cls, source, sep, cls, target, sep)]
+    return InstanceBlock(
+        tokens=np.concatenate(pieces).astype(dtype) if pieces else np.zeros(0, dtype),
+        lengths=np.array([len(a) + len(b) + 4 for a, b in zip(sources, targets)], dtype=np.int32),
+        seg_a_len=np.array([len(a) + 2 for a in sources], dtype=np.int32),
+    )
+
+
+class ParallelInstances(UnitInstances):
+    """seq2seq and prefixlm: one ``source<TAB>target`` pair per line.
+
+    seq2seq stores :func:`pair_block` pairs, the source cut to ``seq_length - 2`` tokens and the target to
+    ``tgt_seq_length - 1``.  prefixlm stores ``[CLS] source [SEP] target [SEP]`` (first segment
+    ``[CLS] source [SEP]``) of at most ``seq_length + 1`` tokens, the longer side cut first; the batch
+    predicts each token after the first segment from everything before it.  A line whose source or
+    target has no token after tokenization is left out."""
+
+    def __init__(self, name: str, prefix: bool):
+        self.name = name
+        self.prefix = prefix
+        self.pair = not prefix
+        self.extra_tokens = int(prefix)  # prefixlm: inputs and labels are shifted views, as lm
+
+    def parse_documents(self, lines: list[str], line_counts: list[int], path: str, starts: np.ndarray):
+        texts: list[str] = []
+        for line, start in zip(lines, starts.tolist()):  # LINES layout: one line per document
+            fields = line.split("\t")
+            if len(fields) != 2 or not fields[0].strip() or not fields[1].strip():
+                raise UerError(f"{where(path, _line_number(path, start))}: a target={self.name} corpus line is "
+                               f"source<TAB>target (one tab, text on both sides), but this line is {line[:60]!r}; "
+                               "fix or remove the line")
+            texts.extend(fields)
+        return texts, [2] * len(lines), None
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        sources, targets = [], []
+        offsets = docs.sentence_offsets
+        for first, end in zip(docs.document_offsets[:-1].tolist(), docs.document_offsets[1:].tolist()):
+            if end - first != 2:  # one side had no token
+                continue
+            sources.append(docs.ids[offsets[first]:offsets[first + 1]])
+            targets.append(docs.ids[offsets[first + 1]:offsets[end]])
+        if self.pair:
+            tgt_seq_length = options.tgt_seq_length or options.seq_length
+            return pair_block([a[:options.seq_length - 2] for a in sources],
+                              [b[:tgt_seq_length - 1] for b in targets], options, docs.ids.dtype)
+        cls, sep = np.array([options.cls_id], docs.ids.dtype), np.array([options.sep_id], docs.ids.dtype)
+        pieces, lengths, seg_a_len = [], [], []
+        for a, b in zip(sources, targets):
+            a, b = _truncate_longer(a, b, options.seq_length + 1 - 3)
+            pieces += [cls, a, sep, b, sep]
+            lengths.append(len(a) + len(b) + 3)
+            seg_a_len.append(len(a) + 2)
+        return InstanceBlock(
+            tokens=np.concatenate(pieces) if pieces else np.zeros(0, docs.ids.dtype),
+            lengths=np.array(lengths, dtype=np.int32), seg_a_len=np.array(seg_a_len, dtype=np.int32))
+
+
+class SpanCorruptionInstances(InstanceBuilder):
+    """t5: ``[CLS] text`` pieces of at most ``seq_length - 1`` tokens cut from document streams as for mlm
+    (one token shorter, so the source's closing ``[SEP]`` fits), noised into pairs by uer.data.noising."""
+
+    noised = True
+
+    def __init__(self):
+        self.stream = StreamInstances(masked=True, extra_tokens=-1)
+
+    def randomized(self, options: InstanceOptions) -> bool:
+        return self.stream.randomized(options)
+
+    def uses_buffers(self, options: InstanceOptions) -> bool:
+        return self.stream.uses_buffers(options)
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        return self.stream.build(docs, rng, options)
+
+
+class SentenceInstances(UnitInstances):
+    """bart: ``[CLS] s1 [SEP] s2 [SEP] ... sk`` -- whole consecutive sentences of one document, as many as fit
+    in ``seq_length - 1`` tokens (a longer sentence is cut into pieces of its own), noised into pairs by
+    uer.data.noising (the ``[SEP]`` between sentences mark where sentence permutation may cut)."""
+
+    layout = DOCUMENTS
+    noised = True
+
+    def build(self, docs: TokenizedDocuments, rng: np.random.Generator, options: InstanceOptions) -> InstanceBlock:
+        room = options.seq_length - 2
+        sep = np.array([options.sep_id], docs.ids.dtype)
+        bodies: list[list[np.ndarray]] = []
+        offsets = docs.sentence_offsets.tolist()
+        for first, end in zip(docs.document_offsets[:-1].tolist(), docs.document_offsets[1:].tolist()):
+            current: list[np.ndarray] = []
+            used = 0
+            for s in range(first, end):
+                sentence = docs.ids[offsets[s]:offsets[s + 1]]
+                for cut in range(0, len(sentence), room):
+                    piece = sentence[cut:cut + room]
+                    if current and used + 1 + len(piece) > room:
+                        bodies.append(current)
+                        current, used = [], 0
+                    current += [sep, piece] if current else [piece]
+                    used += len(piece) + (len(current) > 1)
+            if current:
+                bodies.append(current)
+        cls = np.array([options.cls_id], docs.ids.dtype)
+        tokens = [part for body in bodies for part in (cls, *body)]
+        lengths = np.array([1 + sum(map(len, body)) for body in bodies], dtype=np.int32)
+        return InstanceBlock(tokens=np.concatenate(tokens) if tokens else np.zeros(0, docs.ids.dtype),
+                             lengths=lengths, seg_a_len=lengths)
+
+
 INSTANCE_BUILDERS.register("mlm")(StreamInstances(masked=True, extra_tokens=0))
 INSTANCE_BUILDERS.register("lm")(StreamInstances(masked=False, extra_tokens=1))
 INSTANCE_BUILDERS.register("bilm")(StreamInstances(masked=False, extra_tokens=1, backward=True))
@@ -374,3 +511,7 @@ INSTANCE_BUILDERS.register("cls")(LabelledInstances())
 INSTANCE_BUILDERS.register("bert")(PairInstances("nsp"))
 INSTANCE_BUILDERS.register("albert")(PairInstances("sop"))
 INSTANCE_BUILDERS.register("nsp")(PairInstances("nsp", masked=False))
+INSTANCE_BUILDERS.register("seq2seq")(ParallelInstances("seq2seq", prefix=False))
+INSTANCE_BUILDERS.register("prefixlm")(ParallelInstances("prefixlm", prefix=True))
+INSTANCE_BUILDERS.register("t5")(SpanCorruptionInstances())
+INSTANCE_BUILDERS.register("bart")(SentenceInstances())

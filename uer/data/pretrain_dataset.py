@@ -11,7 +11,14 @@ A batch is padded to its own longest instance and holds:
   SOP 0 = right order, 1 = swapped;
 * lm, bilm: ``lm_labels`` (B, L), ``src`` shifted by one (the next token), -100 at padding;
 * bilm: ``lm_backward_labels`` (B, L), the previous token, -100 at position 0 and padding;
-* cls: ``cls_labels`` (B,) the class of each row.
+* cls: ``cls_labels`` (B,) the class of each row;
+* prefixlm: ``lm_labels`` as lm, but -100 over the first segment but its last token (the prefix is
+  context, not predicted); ``seg`` 1 over the prefix, 2 after it, which the encoder's
+  ``mask: causal_with_prefix`` reads;
+* seq2seq, t5, bart: ``src``/``seg`` the encoder's input (one segment), ``tgt_in`` (B, T) the decoder's
+  input (``[CLS] target``) and ``tgt_out`` (B, T) its labels (``target [SEP]``), 0 = padding.  t5 and bart
+  built with ``dynamic_masking`` store the clean text and noise it here (:mod:`uer.data.noising`), from
+  ``default_rng([seed, epoch, index])`` as dynamic masking does.
 
 A dataset built with whole-word masking holds ``word_starts`` (a flag per token) beside
 ``tokens``; dynamic masking passes them to the same masking function as preprocess did.
@@ -40,6 +47,7 @@ from uer.data.build import FORMAT, FORMAT_VERSION, META_FILE
 from uer.data.instances import INSTANCE_BUILDERS
 from uer.data.masking import MaskingScheme, mask_instances
 from uer.data.mmap_dataset import open_arrays
+from uer.data.noising import noising_from_dict
 from uer.errors import UerError, reason
 
 _META_KEYS = ("target", "seq_length", "dynamic_masking", "masking", "tokenizer", "arrays")
@@ -78,6 +86,12 @@ class PretrainDataset:
         self._masked = builder.masked
         self._shift = builder.extra_tokens  # lm: inputs and labels are the instance shifted by one
         self._backward = builder.backward
+        self._prefix = builder.prefix
+        stored_pairs = builder.pair or (builder.noised and not self.meta["dynamic_masking"])
+        self._pairs = builder.pair or builder.noised
+        self._noising = noising_from_dict(self.meta["noising"]) if self._pairs and not stored_pairs else None
+        self._longest = builder.longest(int(self.meta["seq_length"]), int(self.meta.get("tgt_seq_length") or 0),
+                                        stored_pairs)
         if check_values:
             self.check_values(fix)
 
@@ -95,7 +109,7 @@ class PretrainDataset:
     def check_values(self, fix: str) -> None:
         """A UerError naming the first array holding a value its metadata rules out (reads every array once)."""
         vocab_size = int(self.meta["tokenizer"].get("vocab_size") or 0)
-        longest = int(self.meta["seq_length"]) + self._shift
+        longest = self._longest
         lengths = self.lengths()
         checks = [("offsets", lengths, 1, longest, f"instance lengths of 1 to {longest} tokens (seq_length "
                                                    f"{self.meta['seq_length']})"),
@@ -161,6 +175,8 @@ class PretrainDataset:
         indices = np.asarray(indices, dtype=np.int64)
         starts, ends = self._offsets[indices], self._offsets[indices + 1]
         instances = [np.asarray(self._tokens[s:e], dtype=np.int64) for s, e in zip(starts.tolist(), ends.tolist())]
+        if self._pairs:
+            return self._pair_batch(instances, indices, epoch, seed)
         lengths = (ends - starts) - self._shift
         width = int(lengths.max())
         src = np.zeros((len(indices), width), dtype=np.int64)
@@ -176,6 +192,8 @@ class PretrainDataset:
             for row, tokens in enumerate(instances):
                 src[row, :len(tokens) - 1] = tokens[:-1]
                 labels[row, :len(tokens) - 1] = tokens[1:]
+                if self._prefix:  # the prefix is context: the first label is the token after its [SEP]
+                    labels[row, :first[row, 0] - 1] = -100
                 if backward is not None:
                     backward[row, 1:len(tokens) - 1] = tokens[:-2]
             batch["lm_labels"] = labels
@@ -189,6 +207,24 @@ class PretrainDataset:
         if self._sentence_label is not None:
             batch["sentence_labels"] = self._sentence_label[indices].astype(np.int64)
         batch.update(src=src, seg=seg)
+        return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in batch.items()}
+
+    def _pair_batch(self, instances, indices, epoch, seed) -> dict[str, torch.Tensor]:
+        """seq2seq, t5, bart: the encoder's input and the decoder's input and labels (module docstring)."""
+        sources, targets = [], []
+        for tokens, index in zip(instances, indices.tolist()):
+            if self._noising is None:
+                cut = int(self._seg_a_len[index])
+                sources.append(tokens[:cut])
+                targets.append(tokens[cut:])
+                continue
+            source, target = self._noising.apply(tokens[1:], np.random.default_rng([seed, epoch, index]))
+            cls, sep = tokens[:1], np.array([self.meta["sep_id"]], dtype=np.int64)
+            sources.append(np.concatenate((cls, source, sep)))
+            targets.append(np.concatenate((cls, target, sep)))
+        src = _padded(sources)
+        batch = {"src": src, "seg": _padded([np.ones(len(a), np.int64) for a in sources]),
+                 "tgt_in": _padded([b[:-1] for b in targets]), "tgt_out": _padded([b[1:] for b in targets])}
         return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in batch.items()}
 
     def _fill_masked(self, src, instances, indices, epoch, seed):
@@ -209,6 +245,14 @@ class PretrainDataset:
             positions.append(row * src.shape[1] + np.asarray(row_positions, dtype=np.int64))
             labels.append(np.asarray(row_labels, dtype=np.int64))
         return np.concatenate(positions), np.concatenate(labels)
+
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    """The rows as one (len(rows), longest) int64 array, 0 after each row's end."""
+    out = np.zeros((len(rows), max(map(len, rows))), dtype=np.int64)
+    for row, values in enumerate(rows):
+        out[row, :len(values)] = values
+    return out
 
 
 def _first_outside(values: np.ndarray, low: int | None, high: int | None) -> tuple[int, int] | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from uer import distributed
 from uer.finetuning.scores import report_fields
 from uer.training.trainer import Trainer
 
@@ -80,7 +81,9 @@ class DevEvaluations:
     keep the best by ``metric`` and hand the :class:`Evaluation` to each of ``policies`` in turn; True
     once early stopping ends training.
 
-    Every rank scores the whole dev set, so all agree on the best and on stopping.  ``history``
+    Every rank scores the whole dev set and all take rank 0's scores, so they agree on the best and on
+    stopping even where two GPUs' kernels round differently (a disagreement would leave one rank waiting
+    in a collective the others never reach).  ``history``
     collects every evaluation's record (``last.pt`` carries them into a resumed run's results);
     ``record_extra`` goes into each record (e.g. ``{"fold": 2}``), and ``metric`` by name: what picks the best,
     which the sweep table reads.
@@ -98,7 +101,7 @@ class DevEvaluations:
             return False
         epoch = self.schedule.epoch_of(step)
         self.trainer.check_finite()  # a diverged model is neither scored nor saved
-        scores = self.evaluate_dev()
+        scores = distributed.broadcast_object(self.evaluate_dev())
         improved = self.best.update(scores, self.metric, epoch, step)
         stop = self.patience is not None and self.best.stale >= self.patience
         record = {"split": "dev", **self.record_extra, "epoch": epoch, "step": step, "metric": self.metric, **scores,

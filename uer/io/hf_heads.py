@@ -121,6 +121,10 @@ NO_HF_HEAD = {
     "mt_classifier": "it has one head per dataset, where a Hugging Face model has one",
     "dbqa": "its predictions rank the answers of each question (qid), which no Hugging Face class does",
     "classifier_cv": "a cross-validation is several fold models; export one fold's best.pt as task=classifier",
+    "multilabel": "ForSequenceClassification with problem_type=multi_label_classification has its layout, but "
+                  "the converter does not write that problem_type (nor task.threshold) yet",
+    "regression": "ForSequenceClassification with num_labels=1 (problem_type=regression) has its layout, but the "
+                  "converter does not write that problem_type yet",
 }
 
 

@@ -1,7 +1,7 @@
 """Attention encoders besides the transformer: ``attn`` (self-attention only) and ``synt``
 (Synthesizer, Tay et al. 2020).
 
-Both honour ``encoder.mask`` (``fully_visible`` or ``causal``) and keep padded keys out
+Both honour ``encoder.mask`` (``fully_visible``, ``causal`` or ``causal_with_prefix``) and keep padded keys out
 of real positions, like the transformer (see :func:`uer.models.encoders.attention_mask`).
 Neither knows the order of its inputs by itself, so they need an embedding with
 positions (``word_pos`` or ``word_pos_seg``).
@@ -74,6 +74,7 @@ class AttnEncoder(AttentionOnlyEncoder):
         _check_heads(cfg)
         self.hidden_size = cfg.hidden_size
         self.causal = cfg.mask == "causal"
+        self.prefix = cfg.mask == "causal_with_prefix"
         self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
         self.self_attn = nn.ModuleList(
             MultiHeadedAttention(cfg.hidden_size, cfg.heads_num, cfg.dropout) for _ in range(cfg.layers_num)
@@ -82,7 +83,7 @@ class AttnEncoder(AttentionOnlyEncoder):
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         hidden = self.linear(emb) if self.linear is not None else emb
-        attn_mask, is_causal = attention_mask(seg, self.causal)
+        attn_mask, is_causal = attention_mask(seg, self.causal, self.prefix)
         for attn in self.self_attn:
             hidden = hidden + self.dropout(attn(hidden, attn_mask, is_causal))
         return hidden
@@ -151,6 +152,7 @@ class SyntEncoder(AttentionOnlyEncoder):
         self.hidden_size = cfg.hidden_size
         self.max_length = cfg.max_seq_length
         self.causal = cfg.mask == "causal"
+        self.prefix = cfg.mask == "causal_with_prefix"
         self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
         self.transformer = nn.ModuleList(SyntLayer(cfg, synt_type) for _ in range(cfg.layers_num))
 
@@ -159,7 +161,7 @@ class SyntEncoder(AttentionOnlyEncoder):
             raise UerError(f"sequence length {emb.size(1)} exceeds the {self.max_length} positions the synthesizer "
                            "attends over (model.max_seq_length); shorten seq_length")
         hidden = self.linear(emb) if self.linear is not None else emb
-        attn_mask, is_causal = attention_mask(seg, self.causal)
+        attn_mask, is_causal = attention_mask(seg, self.causal, self.prefix)
         for layer in self.transformer:
             hidden = layer(hidden, attn_mask, is_causal)
         return hidden

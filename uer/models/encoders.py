@@ -19,14 +19,14 @@ from torch.utils.checkpoint import checkpoint
 
 from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
-from uer.models.context import BIDIRECTIONAL, CAUSAL
+from uer.models.context import BIDIRECTIONAL, CAUSAL, PREFIX
 from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
 from uer.models.layers import KeyValueCache, PositionwiseFeedForward, RelativePositionBias, TransformerLayer
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder", group="encoder")
 
-MASKS = ("fully_visible", "causal")
+MASKS = ("fully_visible", "causal", "causal_with_prefix")
 
 
 @dataclass
@@ -44,7 +44,9 @@ class EncoderConfig:
 @dataclass
 class MaskedAttentionConfig(EncoderConfig):
     heads_num: int = setting(II("model.heads_num"), "attention heads", bounds=at_least(1))
-    mask: str = setting("fully_visible", "fully_visible (bidirectional) | causal (left to right)")
+    mask: str = setting("fully_visible", "fully_visible (bidirectional) | causal (left to right) | "
+                                         "causal_with_prefix (bidirectional over segment 1, causal after it: "
+                                         "target=prefixlm)")
 
 
 @dataclass
@@ -80,11 +82,15 @@ class TransformerEncoderConfig(TransformerLayersConfig, MaskedAttentionConfig):
 
 def mask_context(cfg) -> str:
     """Context of an attention encoder from its ``mask``."""
-    return CAUSAL if cfg.mask == "causal" else BIDIRECTIONAL
+    return {"causal": CAUSAL, "causal_with_prefix": PREFIX}.get(cfg.mask, BIDIRECTIONAL)
 
 
-def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tensor], bool]:
+def attention_mask(seg: torch.Tensor, causal: bool, prefix: bool = False) -> tuple[Optional[torch.Tensor], bool]:
     """``(attn_mask, is_causal)`` for SDPA from segment ids (0 = padding).
+
+    ``prefix`` (``mask: causal_with_prefix``): every query also sees the keys of segment 1, so the
+    prefix is read both ways and what follows it left to right (the prefix comes first, so a
+    prefix query sees the prefix alone).
 
     Without padding no mask tensor is built, so the fused kernels can run.  A query that
     would see no key at all (a fully padded row, or left padding under a causal mask)
@@ -92,12 +98,13 @@ def attention_mask(seg: torch.Tensor, causal: bool) -> tuple[Optional[torch.Tens
     instead.  Real queries never see padded keys, so nothing leaks into real positions.
     """
     keep = seg != 0
-    if bool(keep.all()):
+    if bool(keep.all()) and not prefix:
         return None, causal
     mask = keep[:, None, None, :]  # (B, 1, 1, L): key padding
-    if causal:
+    if causal or prefix:
         length = seg.size(1)
-        mask = mask & torch.ones(length, length, dtype=torch.bool, device=seg.device).tril()
+        lower = torch.ones(length, length, dtype=torch.bool, device=seg.device).tril()
+        mask = mask & (lower | (seg == 1)[:, None, None, :]) if prefix else mask & lower
     return mask | ~mask.any(dim=-1, keepdim=True), False
 
 
@@ -134,7 +141,7 @@ class TransformerEncoder(nn.Module):
     inputs and the stack ends with a LayerNorm of its own (``layer_norm``).
     """
 
-    variants: tuple[str, ...] = ()  # bert and gpt are separate options (conf/encoder/)
+    variants = ("encoder.mask=causal_with_prefix",)  # bert and gpt (causal) are separate options (conf/encoder/)
     context = staticmethod(mask_context)
 
     @staticmethod
@@ -151,6 +158,7 @@ class TransformerEncoder(nn.Module):
         self.hidden_size = cfg.hidden_size
         self.layers_num = cfg.layers_num
         self.causal = cfg.mask == "causal"
+        self.prefix = cfg.mask == "causal_with_prefix"
         self.parameter_sharing = bool(cfg.parameter_sharing)
         self.linear = nn.Linear(emb_size, cfg.hidden_size) if emb_size != cfg.hidden_size else None
 
@@ -172,7 +180,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, emb: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         hidden = self.linear(emb) if self.linear is not None else emb
-        attn_mask, is_causal = attention_mask(seg, self.causal)
+        attn_mask, is_causal = attention_mask(seg, self.causal, self.prefix)
         if self.relative_pos_emb is not None:
             attn_mask, is_causal = biased_mask(self.relative_pos_emb(seg.size(1), seg.size(1)), attn_mask, is_causal)
         layers = [self.transformer] * self.layers_num if self.parameter_sharing else self.transformer

@@ -3,7 +3,7 @@
 ``stats`` maps a name to ``(numerator, denominator)``, detached 0-dim float tensors, so
 a trainer can report ``sum(numerators) / sum(denominators)`` over any window:
 ``{task}_loss`` = (summed cross-entropy, count) and ``{task}_acc`` = (correct, count)
-for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``lm_forward``/``lm_backward`` (bilm) or
+for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``prefixlm``, ``lm_forward``/``lm_backward`` (bilm) or
 ``cls``.  Target ``nsp`` is next-sentence prediction alone (no MLM).
 
 Output logits are computed only where a label exists (masked positions for MLM,
@@ -26,7 +26,7 @@ from torch import nn
 
 from uer.config.fields import FRACTION, at_least, setting
 from uer.errors import UerError
-from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, STACKS
+from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, PREFIX, STACKS
 from uer.models.layer_norm import layer_norm
 from uer.models.layers import activation
 from uer.models.pooling import check_pooling, pool
@@ -41,7 +41,7 @@ BOTH_SIDES = "context from both sides at every position"
 class LmTargetConfig:
     """``target=mlm`` / ``bert`` / ``albert`` / ``lm`` / ``bilm``: an output layer over the vocabulary."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
     tie_weights: bool = setting(True, "share the output projection with the word embedding")
 
 
@@ -57,22 +57,23 @@ class CausalLmTargetConfig(LmTargetConfig):
 class NspTargetConfig:
     """``target=nsp``: next-sentence prediction alone."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
 
 
 @dataclass
 class ClsTargetConfig:
     """``target=cls``: sentence classification as a pre-training target."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
     pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
     labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset", bounds=at_least(1))
+
 
 @dataclass
 class Seq2seqTargetConfig:
     """``target=seq2seq``: the decoder's states -> the next target token, against ``tgt_out``."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
     tie_weights: bool = setting(True, "the output matrix is the decoder's word embedding (T5 v1.0, BART); false: "
                                       "its own (T5 v1.1)")
     output_bias: bool = setting(True, "a bias on the output layer (BART's final_logits_bias; T5 has none)")
@@ -104,7 +105,7 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str,
     logits = logits.float()
     loss_sum = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=label_smoothing)
     correct = (logits.argmax(dim=-1) == labels).sum().float()
-    count = torch.tensor(float(labels.numel()), device=logits.device)
+    count = torch.full((), float(labels.numel()), device=logits.device)  # a fill, not a host-to-device copy
     stats = {f"{task}_loss": (loss_sum.detach(), count), f"{task}_acc": (correct.detach(), count)}
     return loss_sum / max(labels.numel(), 1), stats
 
@@ -184,6 +185,7 @@ class LmTarget(nn.Module):
 
     contexts = (CAUSAL,)
     needs = "a causal encoder (position i must not see token i+1)"
+    task = "lm"
 
     def __init__(self, cfg: CausalLmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
@@ -195,7 +197,18 @@ class LmTarget(nn.Module):
         labels = batch["lm_labels"].reshape(-1)
         keep = labels != IGNORE_INDEX
         logits = self.output_layer(hidden.reshape(-1, hidden.size(-1))[keep])
-        return classification_loss(logits, labels[keep], "lm")
+        return classification_loss(logits, labels[keep], self.task)
+
+
+@TARGETS.register("prefixlm", config=CausalLmTargetConfig)
+class PrefixLmTarget(LmTarget):
+    """Prefix language model on one stack (UniLM's sequence-to-sequence mask): the encoder reads the
+    prefix (segment 1, the source) both ways and the rest left to right, and only the tokens after the
+    prefix are predicted (``lm_labels`` is -100 over the prefix; :mod:`uer.data.pretrain_dataset`)."""
+
+    contexts = (PREFIX,)
+    needs = "an encoder reading the prefix both ways and the rest left to right (encoder.mask=causal_with_prefix)"
+    task = "prefixlm"
 
 
 @TARGETS.register("bilm", config=LmTargetConfig)

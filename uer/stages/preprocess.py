@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from uer.config.fields import PROBABILITY, at_least, Bounds, setting
+from uer.config.fields import FRACTION, POSITIVE, PROBABILITY, at_least, Bounds, setting
 from uer.config.run import RunConfig, stage_key, stage_root
 from uer.data.build import META_FILE, build_pretrain_dataset
 from uer.errors import UerError
@@ -22,17 +22,21 @@ log = logging.getLogger("uer.preprocess")
 @dataclass
 class PreprocessConfig:
     corpus_path: Optional[str] = setting(
-        None, "the corpus: one document per line (mlm, lm, bilm, cls) or documents separated by blank lines, "
-              "one sentence per line (bert, albert, nsp)")
+        None, "the corpus: one document per line (mlm, lm, bilm, cls, t5), documents separated by blank lines, "
+              "one sentence per line (bert, albert, nsp, bart), or source<TAB>target lines (seq2seq, prefixlm)")
     dataset_path: str = setting("outputs/data/dataset", "the dataset folder to write (memory-mapped arrays and "
                                                          "meta.json)")
-    seq_length: int = setting(128, "tokens per instance", bounds=at_least(8))
+    seq_length: int = setting(128, "tokens per instance (seq2seq, t5, bart: of the encoder's input)",
+                              bounds=at_least(8))
+    tgt_seq_length: Optional[int] = setting(None, "seq2seq: tokens of the decoder's input ([CLS] target; a longer "
+                                                  "target is cut); null = seq_length", bounds=at_least(2))
     dup_factor: int = setting(1, "copies of the corpus with different static masks", bounds=at_least(1))
     short_seq_prob: float = setting(0.1, "probability of a shorter instance (bert, albert, nsp)", bounds=PROBABILITY)
     full_sentences: bool = setting(False, "let an instance run across documents (RoBERTa)")
     docs_buffer_size: int = setting(100000, "documents shuffled and packed together", bounds=at_least(1))
     processes_num: int = setting(1, "worker processes (the dataset is the same for any number)", bounds=at_least(1))
-    dynamic_masking: bool = setting(False, "draw masks at batch time, anew every epoch (RoBERTa)")
+    dynamic_masking: bool = setting(False, "draw masks (t5, bart: the noise) at batch time, anew every epoch "
+                                           "(RoBERTa)")
     span_masking: bool = setting(False, "mask whole spans (SpanBERT)")
     span_geo_prob: float = setting(0.2, "span lengths are geometric with this p",
                                    bounds=Bounds(low=0, high=1, low_open=True))
@@ -43,6 +47,14 @@ class PreprocessConfig:
                                            "\".[wwm]\") or whitespace (space-separated languages)")
     segmenter_dict: Optional[str] = setting(None, "a jieba user dictionary (one word a line) for "
                                                   "word_segmenter=jieba")
+    t5_noise_density: float = setting(0.15, "t5: the share of tokens replaced by sentinel spans",
+                                      bounds=Bounds(low=0, high=1, low_open=True, high_open=True))
+    t5_mean_span_length: float = setting(3.0, "t5: mean tokens per corrupted span", bounds=at_least(1))
+    bart_mask_ratio: float = setting(0.3, "bart: the share of tokens masked in spans, one [MASK] a span",
+                                     bounds=FRACTION)
+    bart_poisson_lambda: float = setting(3.0, "bart: span lengths are Poisson with this mean (at least 1)",
+                                         bounds=POSITIVE)
+    bart_permute_sentences: bool = setting(True, "bart: shuffle the sentences of an instance before masking")
     overwrite: bool = setting(False, "replace the dataset already at dataset_path (only its own files: other files "
                                      "in the directory stay); false = an existing dataset stops the run")
 
@@ -85,5 +97,8 @@ def run(cfg) -> dict:
         seed=cfg.seed, dynamic_masking=p.dynamic_masking, span_masking=p.span_masking,
         span_geo_prob=p.span_geo_prob, span_max_length=p.span_max_length,
         whole_word_masking=p.whole_word_masking, word_segmenter=p.word_segmenter, segmenter_dict=p.segmenter_dict,
-        tokenizer_cfg=tokenizer.identity(),
+        tokenizer_cfg=tokenizer.identity(), tgt_seq_length=p.tgt_seq_length,
+        t5_noise_density=p.t5_noise_density, t5_mean_span_length=p.t5_mean_span_length,
+        bart_mask_ratio=p.bart_mask_ratio, bart_poisson_lambda=p.bart_poisson_lambda,
+        bart_permute_sentences=p.bart_permute_sentences,
     )

@@ -277,12 +277,31 @@ def _refuse_earlier_checkpoints(out_dir: Path) -> None:
 
 
 def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
-    """The checkpoint this run continues: the newest readable step_N.pt when resuming (or restarted)."""
+    """The checkpoint this run continues: the newest readable step_N.pt when resuming (or restarted), as rank 0
+    finds it.  Every rank resumes from rank 0's choice, so all continue from one step even where a node sees
+    other files (after a restart of several nodes, each in its own run directory); a rank that cannot read
+    that file stops the run."""
+    payload, path = _newest_resumable(cfg, out_dir)
+    chosen = distributed.broadcast_object(None if path is None else str(path))
+    if chosen is None:
+        return None
+    if chosen == str(path):
+        return payload
+    rank = distributed.current_rank_and_size()[0]
+    if not Path(chosen).is_file():
+        raise UerError(f"rank {rank} cannot see {chosen}, the checkpoint rank 0 resumes from (it sees "
+                       f"{path or 'no checkpoint'}): put output_model_path on a filesystem every node shares")
+    return load_checkpoint(chosen)
+
+
+def _newest_resumable(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path | None]:
+    """``(payload, path)`` of the newest readable step_N.pt in ``out_dir`` when resuming (or restarted), else
+    ``(None, None)``."""
     existing = step_checkpoints(out_dir)
     if distributed.restarted() and existing:
         log.warning("worker restarted: resuming from the newest checkpoint in %s", out_dir)
     elif not cfg.resume:
-        return None  # prepare refused a directory holding checkpoints
+        return None, None  # prepare refused a directory holding checkpoints
     if not existing:
         raise UerError(f"resume=true but {out_dir} has no step_N.pt checkpoint; drop resume=true to start fresh")
     skipped = []
@@ -297,6 +316,6 @@ def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
             continue
         if skipped:
             log.warning("resuming from %s, the newest readable checkpoint; skipped %s", path, "; ".join(skipped))
-        return payload
+        return payload, path
     raise UerError(f"resume=true but no checkpoint in {out_dir} can be resumed: {'; '.join(skipped)}; "
                    "drop resume=true to start fresh, or restore a checkpoint")

@@ -80,7 +80,7 @@ class ClassifierModel(nn.Module):
         if self.soft_alpha is not None and "soft" in batch:
             soft_loss = F.mse_loss(logits.float(), batch["soft"].float())
             loss = self.soft_alpha * soft_loss + (1 - self.soft_alpha) * loss
-            count = torch.tensor(float(logits.size(0)), device=logits.device)
+            count = torch.full((), float(logits.size(0)), device=logits.device)
             stats["soft_loss"] = (soft_loss.detach() * count, count)
         return ModelOutput(loss, stats)
 
@@ -103,8 +103,8 @@ class PooledTaskConfig(TaskConfig):
 
 
 @dataclass
-class ClassifierConfig(PooledTaskConfig):
-    """``task=classifier``: text (pair) classification."""
+class DeclaredClassesConfig(PooledTaskConfig):
+    """Keys of the tasks whose classes may be declared (else learnt from the training file)."""
 
     labels_num: Optional[int] = setting(None, "classes; null = max label in finetune.train_path + 1 (or in "
                                               "task.labels)", bounds=at_least(1))
@@ -112,6 +112,12 @@ class ClassifierConfig(PooledTaskConfig):
         None, "the class ids the data holds, e.g. [0,1]: a row with another label is a bad row; null = inferred "
               "from finetune.train_path, reported, and refused when a label looks like a stray row (one row in "
               "thousands, or far above the others)")
+
+
+@dataclass
+class ClassifierConfig(DeclaredClassesConfig):
+    """``task=classifier``: text (pair) classification."""
+
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
     soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
                                 bounds=PROBABILITY)
@@ -194,16 +200,24 @@ class ClassifierTask(Task):
         """One row (``column -> field``) as an example, or None if ``bad`` skipped it."""
         label = -1
         if split != "infer":
-            declared = self.declared_labels is not None  # then membership is the stricter check
-            label = self._label(row["label"], line, None if declared else labels_num, bad)
+            label = self.class_id(row["label"], line, labels_num, bad)
             if label is None:
-                return None
-            if declared and label not in self.declared_labels:
-                bad.bad(line, f"label {label} is not one of task.labels={self.declared_labels}",
-                        "fix the label, or add it to task.labels")
                 return None
         src, seg = self.encode(row["text_a"], row.get("text_b"))
         return ClsExample(src, seg, label, line)
+
+    def class_id(self, text: str, line: int, labels_num: int | None, bad: BadRows) -> int | None:
+        """The class id ``text`` holds, checked against ``task.labels`` if declared (else below ``labels_num``
+        if known); None if ``bad`` skipped the row."""
+        declared = self.declared_labels is not None  # then membership is the stricter check
+        label = self._label(text, line, None if declared else labels_num, bad)
+        if label is None:
+            return None
+        if declared and label not in self.declared_labels:
+            bad.bad(line, f"label {label} is not one of task.labels={self.declared_labels}",
+                    "fix the label, or add it to task.labels")
+            return None
+        return label
 
     def encode(self, text_a: str, text_b: str | None = None) -> tuple[list[int], list[int]]:
         """``[CLS] a [SEP] (b [SEP])`` ids and segments 1 (2), cut to ``seq_length``."""
@@ -270,9 +284,9 @@ class ClassifierTask(Task):
         return label
 
     def labels_num_from(self, train: TaskData) -> int:
-        if train.examples[0].soft is not None:
+        if self.soft_targets:
             return len(train.examples[0].soft)  # every row holds one teacher logit per class
-        counts = Counter(example.label for example in train.examples)
+        counts = Counter(label for example in train.examples for label in self.labels_of(example))
         labels_num = max(counts) + 1
         log.info("%s: labels found: %s -> labels_num=%d", train.path,
                  ", ".join(f"{label} ({counts[label]} rows)" for label in sorted(counts)), labels_num)
@@ -287,28 +301,37 @@ class ClassifierTask(Task):
         label, why = suspect_label(counts, labels_num)
         if label is None:
             return
-        line = next(example.line for example in train.examples if example.label == label)
+        line = next(example.line for example in train.examples if label in self.labels_of(example))
         declare = f"task.labels_num={labels_num}"
         if hasattr(self.cfg, "labels"):
             declare = f"task.labels=[{','.join(map(str, sorted(counts)))}] (or {declare})"
         raise UerError(f"{where(train.path, line)}: label {label} {why}, so the classes inferred from the data "
                        f"would be {labels_num}; fix the row, or declare the classes: {declare}")
 
+    @staticmethod
+    def labels_of(example: ClsExample) -> tuple[int, ...]:
+        """The class ids a training example holds (one for a classifier)."""
+        return (example.label,)
+
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
         return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha)
 
     def collate(self, examples: list[ClsExample]) -> dict[str, torch.Tensor]:
+        batch = self.padded_inputs(examples)
+        batch["label"] = torch.tensor([example.label for example in examples], dtype=torch.long)
+        if all(example.soft is not None for example in examples):
+            batch["soft"] = torch.tensor([example.soft for example in examples], dtype=torch.float)
+        return batch
+
+    def padded_inputs(self, examples: list) -> dict[str, torch.Tensor]:
+        """``src`` and ``seg`` of ``examples``, right-padded to the longest of them."""
         width = max(len(example.src) for example in examples)
         src = torch.full((len(examples), width), self.tokenizer.vocab.pad_id, dtype=torch.long)
         seg = torch.zeros((len(examples), width), dtype=torch.long)
         for row, example in enumerate(examples):
             src[row, :len(example.src)] = torch.tensor(example.src)
             seg[row, :len(example.seg)] = torch.tensor(example.seg)
-        label = torch.tensor([example.label for example in examples], dtype=torch.long)
-        batch = {"src": src, "seg": seg, "label": label}
-        if all(example.soft is not None for example in examples):
-            batch["soft"] = torch.tensor([example.soft for example in examples], dtype=torch.float)
-        return batch
+        return {"src": src, "seg": seg}
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
         pred = torch.cat(outputs).argmax(dim=-1).tolist()
@@ -330,17 +353,23 @@ class ClassifierTask(Task):
     def prediction_columns(logits: torch.Tensor, *, output_logits: bool,
                            output_prob: bool) -> tuple[list[str], list[list[str]]]:
         """Header and per-row fields: ``label`` (argmax), then ``logits``/``prob`` (space-separated) if asked."""
-        probs = torch.softmax(logits, dim=-1)
-        header = ["label"] + (["logits"] if output_logits else []) + (["prob"] if output_prob else [])
-        rows = []
-        for row, label in enumerate(logits.argmax(dim=-1).tolist()):
-            fields = [str(label)]
-            if output_logits:
-                fields.append(" ".join(f"{x:.6g}" for x in logits[row].tolist()))
-            if output_prob:
-                fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
-            rows.append(fields)
-        return header, rows
+        return prediction_table([str(label) for label in logits.argmax(dim=-1).tolist()], logits,
+                                torch.softmax(logits, dim=-1), output_logits=output_logits, output_prob=output_prob)
+
+
+def prediction_table(labels: list[str], logits: torch.Tensor, probs: torch.Tensor, *, output_logits: bool,
+                     output_prob: bool) -> tuple[list[str], list[list[str]]]:
+    """Header and per-row fields: ``label`` (as given), then ``logits``/``prob`` (space-separated) if asked."""
+    header = ["label"] + (["logits"] if output_logits else []) + (["prob"] if output_prob else [])
+    rows = []
+    for row, label in enumerate(labels):
+        fields = [label]
+        if output_logits:
+            fields.append(" ".join(f"{x:.6g}" for x in logits[row].tolist()))
+        if output_prob:
+            fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
+        rows.append(fields)
+    return header, rows
 
 
 def declared_labels(cfg) -> list[int] | None:

@@ -223,7 +223,7 @@ class SpanModel(nn.Module):
         per_example = (F.cross_entropy(start, gold_start, reduction="none")
                        + F.cross_entropy(end, gold_end, reduction="none")) / 2
         correct = ((start.argmax(dim=-1) == gold_start) & (end.argmax(dim=-1) == gold_end)).sum().float()
-        count = torch.tensor(float(gold_start.numel()), device=start.device)
+        count = torch.full((), float(gold_start.numel()), device=start.device)
         stats = {"cmrc_loss": (per_example.sum().detach(), count), "cmrc_acc": (correct.detach(), count)}
         return ModelOutput(per_example.mean(), stats)
 

@@ -31,7 +31,8 @@ from uer.runtime import autocast
 from uer.tokenizers.vocab import MASK_TOKEN
 from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
-from uer.tools.inspection import pad_batch, sequence_length
+from uer.models.sentence import pad_batch
+from uer.tools.inspection import sequence_length
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
 MLM_TARGETS = ("mlm", "bert", "albert")

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 import torch
 
 from uer.errors import UerError
+from uer.models.generation import filter_logits, sample
 from uer.runtime import autocast
 from uer.config.fields import NON_NEGATIVE, at_least, Bounds, setting
 from uer.tools import TOOLS, ModelToolConfig, TextInputs
@@ -48,16 +49,7 @@ def token_picker(temperature: float, top_k: int, top_p: float, generator: Option
     def pick(logits: torch.Tensor) -> int:
         if temperature == 0:
             return int(logits.argmax())
-        logits = logits.float() / temperature
-        if 0 < top_k < logits.numel():
-            kth = logits.topk(top_k).values[-1]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if top_p < 1:
-            ordered, order = logits.sort(descending=True)
-            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-            drop = cumulative - ordered.softmax(dim=-1) >= top_p  # the mass before a token already reaches top_p
-            logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-        return int(torch.multinomial(logits.softmax(dim=-1), 1, generator=generator))
+        return int(sample(filter_logits(logits[None], temperature, top_k, top_p), generator))
 
     return pick
 

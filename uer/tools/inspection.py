@@ -10,7 +10,10 @@
   ``tool.text``): the last layer's hidden states of ``[CLS] line [SEP]`` (cut to
   ``tool.seq_length``), pooled over those tokens by ``tool.pooling`` (``mean`` over all of
   them, ``first`` = the [CLS] position, ``last`` = the [SEP] position, ``max``
-  element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).
+  element-wise); float32 ``.npy`` (or ``.pt``) of shape (lines, hidden_size).  The inputs and
+  pooling are :mod:`uer.models.sentence`'s, as ``task=siamese``/``simcse`` embed: on their
+  checkpoints, with the task's pooling and seq_length, the rows are the embeddings
+  ``stage=infer`` writes.
   ``tool.pooling=none``: every token's hidden states, as the original's
   ``extract_feature.py`` wrote them: (lines, seq_length, hidden_size), each line's
   positions after its ``[SEP]`` zero.
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from uer.errors import UerError
-from uer.models.pooling import POOLINGS, pool
+from uer.models.pooling import POOLINGS
+from uer.models.sentence import embed, pad_batch, sentence_ids
 from uer.runtime import autocast
 from uer.config.fields import setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
@@ -108,18 +112,16 @@ def extract_feature(cfg) -> str:
         raise UerError(f"tool.output_path={out} must end in .npy (numpy) or .pt (torch tensor)")
     loaded = load_model(cfg)
     seq_length = sequence_length(cfg, loaded)
-    vocab = loaded.tokenizer.vocab
-    sequences = [[vocab.cls_id, *loaded.tokenizer.encode(text)[: seq_length - 2], vocab.sep_id] for _, text in lines]
+    sequences = [sentence_ids(loaded.tokenizer, text, seq_length) for _, text in lines]
     rows = []
     with torch.no_grad(), autocast(loaded.device, cfg.hardware.precision):
         for start in range(0, len(sequences), t.batch_size):
             src, seg = pad_batch(sequences[start:start + t.batch_size], loaded.device)
-            hidden = loaded.backbone(src, seg).float()
             if per_token:  # padded to seq_length, zeros where there is no token
-                hidden = torch.nn.functional.pad(hidden * (seg != 0).unsqueeze(-1), (0, 0, 0, seq_length - src.size(1)))
-                rows.append(hidden.cpu())
+                hidden = loaded.backbone(src, seg).float() * (seg != 0).unsqueeze(-1)
+                rows.append(torch.nn.functional.pad(hidden, (0, 0, 0, seq_length - src.size(1))).cpu())
             else:
-                rows.append(pool(hidden, seg, t.pooling).cpu())
+                rows.append(embed(loaded.backbone, src, seg, t.pooling).cpu())
     features = torch.cat(rows).numpy()
     write_array(out, features)
     logger.info("wrote %s features of %d lines of %s (pooling=%s) to %s", features.shape, len(lines),
@@ -133,14 +135,3 @@ def sequence_length(cfg, loaded) -> int:
         raise UerError(f"tool.seq_length={cfg.tool.seq_length} must be at least 3")
     positions = loaded.max_length
     return cfg.tool.seq_length if positions is None else min(cfg.tool.seq_length, positions)
-
-
-def pad_batch(sequences: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(src, seg)``: ids padded with 0 on the right, segment 1 on real tokens and 0 on padding."""
-    length = max(len(ids) for ids in sequences)
-    src = torch.zeros(len(sequences), length, dtype=torch.long)
-    seg = torch.zeros(len(sequences), length, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        src[row, :len(ids)] = torch.tensor(ids)
-        seg[row, :len(ids)] = 1
-    return src.to(device), seg.to(device)

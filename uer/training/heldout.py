@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from uer.data.build import build_pretrain_dataset
+from uer.data.noising import preprocess_options
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.distributed import all_reduce_sum
 from uer.errors import UerError
@@ -46,7 +47,7 @@ log = logging.getLogger("uer.train")
 
 DEV_MASK_SEED = 0  # dynamic masks of the dev set: the same positions in every evaluation and every run
 DEV_EPOCH = 0
-TOKEN_PARTS = ("mlm", "lm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
+TOKEN_PARTS = ("mlm", "lm", "prefixlm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
 SPLIT = "dev"
 METRIC = "loss"
 DEV_DATASET = "heldout_dataset"  # where a held-out corpus is preprocessed, in the run directory
@@ -58,13 +59,15 @@ SPAN_OPTIONS = ("span_masking", "span_geo_prob", "span_max_length")
 
 def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_directory: Path) -> Path:
     """``corpus_path`` preprocessed as the training dataset was (the options its meta.json records: target,
-    seq_length, sentence options, seed, masking, whole-word segmentation) into ``run_directory/heldout_dataset``; one copy of each
-    instance (dup_factor 1), built in this process."""
+    seq_length, sentence options, seed, masking, whole-word segmentation, text-to-text noising and target
+    length) into ``run_directory/heldout_dataset``; one copy of each instance (dup_factor 1), built in this
+    process."""
     meta = PretrainDataset(train_path, check_values=False).meta
     options = {name: meta["masking"][name] for name in SPAN_OPTIONS} if meta["masking"] else {}
     words = meta.get("word_segmentation")  # whole-word masking: the same segmenter and dictionary
     if words is not None:
         options.update(whole_word_masking=True, word_segmenter=words["segmenter"], segmenter_dict=words.get("dict"))
+    options.update(preprocess_options(meta))
     path = Path(run_directory) / DEV_DATASET
     log.info("held-out corpus %s: preprocessing it as %s was", corpus_path, train_path)
     build_pretrain_dataset(corpus_path, path, tokenizer, meta["target"], seq_length=meta["seq_length"],

@@ -65,7 +65,7 @@ class Reporter:
                 acc[0] += num.detach()
                 acc[1] += den.detach()
         self._tokens += src.numel()
-        self._real_tokens += int(src.ne(0).sum())
+        self._real_tokens = self._real_tokens + src.ne(0).sum()  # stays on the device until the report
 
     def step_done(self, step: int) -> None:
         """Optimizer step ``step`` is done (called by the Trainer after every step): advance the bar."""
@@ -83,7 +83,7 @@ class Reporter:
         seconds = max(time.perf_counter() - self._start, 1e-9)
         names = sorted(self._sums)
         totals = torch.stack([torch.stack([self._sums[n][0].cpu(), self._sums[n][1].cpu()]) for n in names]
-                             + [torch.tensor([self._tokens, self._real_tokens], dtype=torch.float64)])
+                             + [torch.tensor([self._tokens, float(self._real_tokens)], dtype=torch.float64)])
         totals = all_reduce_sum(totals.to(self._reduce_device)).cpu()
         values = {n: float(num / den) if den > 0 else float("nan") for n, (num, den) in zip(names, totals.tolist())}
         tokens, real_tokens = totals[-1].tolist()

@@ -161,8 +161,8 @@ class Trainer:
 
     def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -186,8 +186,26 @@ class Trainer:
                         "rank 0's random streams", len(per_rank), world_size)
         torch.set_rng_state(rng["torch"])
         random.setstate(_as_random_state(rng["python"]))
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_cuda_rng(rng.get("cuda"), self.device)
+
+
+def restore_cuda_rng(state, device: torch.device) -> None:
+    """Give this rank's GPU the CUDA generator state a checkpoint saved for it (nothing on CPU).
+
+    A checkpoint holds the saving rank's own device's state; older ones held every visible
+    device's list, of which the entry of this device's ordinal (else the first) is taken, so a
+    run resumes with fewer visible GPUs.  A checkpoint written on CPU has none: the generator
+    keeps its seeded state and dropout masks differ from an uninterrupted run's, which is said."""
+    if device.type != "cuda":
+        return
+    if state is None:
+        log.warning("the checkpoint holds no CUDA generator state (written on CPU): dropout on %s continues from the "
+                    "seed, so this run's masks differ from an uninterrupted run's", device)
+        return
+    if isinstance(state, (list, tuple)):
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        state = state[index] if index < len(state) else state[0]
+    torch.cuda.set_rng_state(state, device)
 
 
 def _as_random_state(state):
