@@ -3,7 +3,8 @@
 * T5 (v1.0 and v1.1 layouts) and BART, randomly initialised by transformers from small configs, read through
   their parameter tables (:mod:`uer.io.hf_families`) give transformers' logits; written back, every tensor equals
   the file's (HF -> uer -> HF), and read again every tensor equals ours (uer -> HF -> uer);
-* incremental decoding (``start_generation``/``step``/``reorder``) gives the teacher-forced logits;
+* incremental decoding (``start_generation``/``step``/``reorder``) gives the teacher-forced logits, and
+  :mod:`uer.models.generation` over it chooses transformers' tokens;
 * the model builds from the composed config, trains, and its checkpoint (which records the decoder) resumes
   bit-identically;
 * a decoder with an encoder-only target, or target=seq2seq without a decoder: one line, nothing written.
@@ -20,6 +21,7 @@ from omegaconf import OmegaConf
 from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers import models as tokenizer_models
 
+from generation_testing import hf_generate, ragged_batch, tiny_bart
 from tool_testing import write_vocab
 from uer.app import run_stage
 from uer.errors import UerError
@@ -27,6 +29,7 @@ from uer.io.checkpoint import load_checkpoint, save_checkpoint
 from uer.io.hf_families import SEQ2SEQ_FAMILIES, seq2seq_hf_to_uer, seq2seq_uer_to_hf
 from uer.io.uer_names import from_uer_state_dict, to_uer_state_dict
 from uer.models import Seq2seqModel, build_model
+from uer.models.generation import GenerationConfig, generate
 from uer.models.compat import check_model
 from uer.tokenizers import build_tokenizer
 from uer.tokenizers.hf import swap_pad
@@ -315,3 +318,20 @@ def test_a_model_no_family_holds_is_one_line_and_nothing_is_written(tmp_path, ca
                            "tool.output_format=hf", "tool.hf_model_type=bart"])
     expect_user_error(capsys, tool, fragment)
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("beams", [1, 3], ids=["greedy", "beam search"])
+def test_generation_over_the_converted_model_chooses_transformers_tokens(beams):
+    """uer.models.generation drives the model through start_generation/step/reorder (the protocol)."""
+    theirs = tiny_bart(end_bias=2.0)
+    uer, nodes = seq2seq_hf_to_uer(SEQ2SEQ_FAMILIES["bart"], theirs.state_dict(), theirs.config.to_dict(), "bart",
+                                   "config.json")
+    model = build_model(nodes["embedding"], nodes["encoder"], nodes["target"], theirs.config.vocab_size,
+                        decoder_cfg=nodes["decoder"])
+    ours = from_uer_state_dict(uer)
+    model.load_state_dict({key: ours[key] for key in model.state_dict()})
+    src, seg = ragged_batch([7, 3, 5, 6], theirs.config.vocab_size)
+    config = GenerationConfig(max_new_tokens=8, num_beams=beams)
+    with torch.no_grad():
+        found = generate(model.eval(), src, seg, config, eos_id=theirs.config.eos_token_id)
+    assert found == hf_generate(theirs, src, config, theirs.config.eos_token_id)
