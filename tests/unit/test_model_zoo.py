@@ -379,7 +379,7 @@ def datasets(tmp_path_factory):
         def __missing__(self, target):
             if target == "cls":
                 corpus = head(BOOK_REVIEW / "train.tsv", tmp / "cls.tsv", 40)
-            elif target == "prefixlm":
+            elif target in ("prefixlm", "seq2seq"):
                 corpus = head(ROOT / "datasets" / "test_data" / "parallel" / "train.tsv", tmp / "pairs.tsv", 30)
             else:
                 name = CORPORA.get(target, "book_review.txt")
@@ -398,14 +398,17 @@ def datasets(tmp_path_factory):
 
 LOSSES = {"mlm": {"mlm_loss"}, "bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"},
           "lm": {"lm_loss"}, "bilm": {"lm_forward_loss", "lm_backward_loss"}, "cls": {"cls_loss"},
-          "nsp": {"nsp_loss"}, "prefixlm": {"prefixlm_loss"}}
+          "nsp": {"nsp_loss"}, "prefixlm": {"prefixlm_loss"}, "seq2seq": {"seq2seq_loss"}}
+# An encoder-decoder target: a decoder on each encoder, with relative positions (T5's) since the RNN and CNN
+# encoders' embedding has no position embedding for it to share.
+TARGET_NEEDS = {"seq2seq": ["decoder=transformer", "decoder.relative_position_buckets=8"]}
 
 
 @pytest.mark.parametrize("name, target", MATRIX)
 def test_pretrain_then_finetune(name, target, datasets, tmp_path):
     overrides = [*CHOICES[name].overrides, *SMALL, *THREADS]
     model_dir = tmp_path / "pre"
-    run_stage(compose_config(["stage=pretrain", *overrides, f"target={target}",
+    run_stage(compose_config(["stage=pretrain", *overrides, f"target={target}", *TARGET_NEEDS.get(target, []),
                               f"pretrain.dataset_path={datasets[target]}", "pretrain.total_steps=2",
                               "pretrain.batch_size=4", "pretrain.report_steps=1", f"output_model_path={model_dir}"]))
     reports = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
