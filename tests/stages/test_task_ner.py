@@ -144,15 +144,20 @@ def test_inputs_one_id_per_character_cls_first_truncated_and_masked(tmp_path):
     assert batch["seg"][0].tolist() == [1, 1, 1, 1, 1, 0]
 
 
-def test_loss_covers_real_characters_only_and_predictions_pad_with_o(tmp_path):
-    rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看 书 呢", "O O B-LOC I-LOC O O O")]
-    task, tok, path = make_task(tmp_path, rows, seq_length=5)
+def rows_and_backbone(tmp_path, rows, seq_length):
+    """The task, the training data of ``rows`` and their batch, and a small backbone (seeded)."""
+    task, tok, path = make_task(tmp_path, rows, seq_length=seq_length)
     data = task.read(path, split="train", labels_num=None, skip_bad_rows=False)
     cfg = compose_config(["task=ner", *SMALL])
     torch.manual_seed(0)
-    model = task.build_model(build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab)), 3).eval()  # no dropout
+    return task, data, task.collate(data.examples), build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab))
+
+
+def test_loss_covers_real_characters_only_and_predictions_pad_with_o(tmp_path):
+    rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看 书 呢", "O O B-LOC I-LOC O O O")]
+    task, data, batch, backbone = rows_and_backbone(tmp_path, rows, 5)
+    model = task.build_model(backbone, 3).eval()  # no dropout
     assert isinstance(model, NerModel) and tuple(model.output_layer.weight.shape) == (3, 32)
-    batch = task.collate(data.examples)
     out = model(batch)
     assert out.stats["ner_loss"][1].item() == 2 + 4  # 2 + (5 - 1) characters, no [CLS], no padding
     logits = model.logits(batch)
@@ -269,12 +274,8 @@ def test_label2id_file_is_used_and_stored_so_infer_needs_nothing_else(data, tmp_
 
 def test_crf_head_loss_is_nll_per_character_and_predict_is_viterbi(tmp_path):
     rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看", "O O B-LOC I-LOC O")]
-    task, tok, path = make_task(tmp_path, rows, seq_length=6)
-    data = task.read(path, split="train", labels_num=None, skip_bad_rows=False)
-    cfg = compose_config(["task=ner", *SMALL])
-    torch.manual_seed(0)
-    model = NerModel(build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab)), 3, crf=True).eval()
-    batch = task.collate(data.examples)
+    _, _, batch, backbone = rows_and_backbone(tmp_path, rows, 6)
+    model = NerModel(backbone, 3, crf=True).eval()
     out = model(batch)
     emissions = model.logits(batch)[:, 1:]
     mask = batch["label"][:, 1:] != IGNORE  # the characters: no [CLS], no padding
