@@ -204,7 +204,15 @@ class ClassifierTask(Task):
         bad.summary()
         if not examples:
             raise UerError(f"{where(path)}: no usable rows; the file must hold a header row and at least one example")
+        if self.stride is not None:
+            self._log_windows(path, examples)
         return TaskData(str(path), examples, skipped=bad.count)
+
+    def _log_windows(self, path, examples: list[ClsExample]) -> None:
+        counts = [len(windows(example.src, example.seg, self.seq_length, self.stride)) for example in examples]
+        log.info("%s: %d of %d rows are longer than seq_length=%d; %d windows in all (task.stride=%d, up to %d a "
+                 "row)", path, sum(count > 1 for count in counts), len(counts), self.seq_length, sum(counts),
+                 self.stride, max(counts))
 
     def columns(self, split: str) -> tuple[str, ...]:
         """Columns the header of a ``split`` file must name."""
