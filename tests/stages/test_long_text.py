@@ -8,8 +8,8 @@ import torch
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
-from uer.tasks import make_task
-from uer.tasks.classifier import pool_windows, windows
+from uer.tasks import TaskData, make_task
+from uer.tasks.classifier import ClsExample, pool_windows, windows
 from uer.tokenizers import build_tokenizer
 from uer_testing import ROOT, compose_config, error_lines, expect_user_error, run_main, slice_file
 
@@ -31,11 +31,21 @@ def test_windows_hand_worked():
     assert windows(src, seg, 9, 1) == [(src[:9], seg[:9]), ([100, *src[2:]], [1, *seg[2:]])]
 
 
-def test_pooling_hand_worked():
-    logits = torch.tensor([[1.0, 0.0], [3.0, -2.0], [2.0, 2.0], [-1.0, 5.0], [0.0, 1.0]])
-    # Rows of 2, 1 and 2 windows.
-    assert pool_windows(logits, [2, 1, 2], "mean").tolist() == [[2.0, -1.0], [2.0, 2.0], [-0.5, 3.0]]
-    assert pool_windows(logits, [2, 1, 2], "max").tolist() == [[3.0, 0.0], [2.0, 2.0], [0.0, 5.0]]
+def test_pooling_and_accuracy_hand_worked():
+    logits = torch.tensor([[1.0, 0.0], [3.0, -2.0], [2.0, 2.0], [-1.0, 5.0], [0.0, 1.0],
+                           [0.0, 3.0], [2.0, 0.0], [2.0, 0.0]])
+    # Rows of 2, 1, 2 and 3 windows.
+    mean = pool_windows(logits, [2, 1, 2, 3], "mean")
+    maximum = pool_windows(logits, [2, 1, 2, 3], "max")
+    assert mean[:3].tolist() == [[2.0, -1.0], [2.0, 2.0], [-0.5, 3.0]]
+    torch.testing.assert_close(mean[3], torch.tensor([4 / 3, 1.0]))
+    assert maximum.tolist() == [[3.0, 0.0], [2.0, 2.0], [0.0, 5.0], [2.0, 3.0]]
+    # Gold 0, 1, 1, 1: mean predicts 0, 0 (a tie goes to the first class), 1, 0 -> 2 of 4 right;
+    # max predicts 0, 0, 1, 1 -> 3 of 4.
+    task, _ = classifier(8)
+    data = TaskData("rows.tsv", [ClsExample([0], [1], label, line) for line, label in enumerate([0, 1, 1, 1], 2)])
+    assert task.evaluate([mean], data, 2)["acc"] == 0.5
+    assert task.evaluate([maximum], data, 2)["acc"] == 0.75
 
 
 def classifier(seq_length, **keys):
