@@ -287,6 +287,8 @@ def test_crf_head_loss_is_nll_per_character_and_predict_is_viterbi(tmp_path):
     assert predicted[:, 0].tolist() == [0, 0]  # [CLS] is not tagged
     assert predicted[1, 1:].tolist() == model.crf.decode(emissions, mask)[1].tolist()
     assert predicted[0, 1:3].tolist() == model.crf.decode(emissions[:1, :2], mask[:1, :2])[0].tolist()
+    # A batch of empty infer rows (only [CLS]) has no character to decode.
+    assert model.predict({"src": batch["src"][:, :1], "seg": batch["seg"][:, :1]}).tolist() == [[0], [0]]
 
 
 def crf_overrides(data, out):

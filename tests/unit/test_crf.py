@@ -76,6 +76,9 @@ def test_padding_changes_nothing_and_empty_rows_score_zero():
     empty = torch.zeros(1, 3, dtype=torch.bool)
     assert crf.nll(emissions, tags, empty).item() == 0.0
     assert crf.decode(emissions, empty).tolist() == [[0, 0, 0]]
+    no_positions = torch.zeros(2, 0, TAGS)  # a batch of rows holding only [CLS]
+    assert crf.decode(no_positions, torch.zeros(2, 0, dtype=torch.bool)).shape == (2, 0)
+    assert crf.nll(no_positions, torch.zeros(2, 0, dtype=torch.long), torch.zeros(2, 0, dtype=torch.bool)).tolist() == [0, 0]
 
 
 def test_gradients_reach_every_parameter():

@@ -48,11 +48,15 @@ class Crf(nn.Module):
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B,) negative log-likelihood of each row's gold path."""
+        if emissions.size(1) == 0:  # a batch of rows without positions
+            return emissions.new_zeros(emissions.size(0))
         return self.log_partition(emissions, mask) - self.path_score(emissions, tags, mask)
 
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, L) the best path of each row (Viterbi); a padded position repeats the row's last tag."""
         steps = emissions.size(1)
+        if steps == 0:  # a batch of rows without positions
+            return emissions.new_zeros(emissions.shape[:2], dtype=torch.long)
         score = self.start + emissions[:, 0]
         stay = torch.arange(self.tags_num, device=emissions.device).expand_as(score)
         back = []  # back[t - 1][b, j]: the best tag at t - 1 before tag j at t
