@@ -35,11 +35,20 @@ def test_pooling_and_accuracy_hand_worked():
     logits = torch.tensor([[1.0, 0.0], [3.0, -2.0], [2.0, 2.0], [-1.0, 5.0], [0.0, 1.0],
                            [0.0, 3.0], [2.0, 0.0], [2.0, 0.0]])
     # Rows of 2, 1, 2 and 3 windows.
-    mean = pool_windows(logits, [2, 1, 2, 3], "mean")
-    maximum = pool_windows(logits, [2, 1, 2, 3], "max")
+    counts = torch.tensor([2, 1, 2, 3])
+    mean = pool_windows(logits, counts, "mean")
+    maximum = pool_windows(logits, counts, "max")
     assert mean[:3].tolist() == [[2.0, -1.0], [2.0, 2.0], [-0.5, 3.0]]
     torch.testing.assert_close(mean[3], torch.tensor([4 / 3, 1.0]))
     assert maximum.tolist() == [[3.0, 0.0], [2.0, 2.0], [0.0, 5.0], [2.0, 3.0]]
+    # The max passes the gradient to the window holding the maximum (two tied windows share it), the mean
+    # 1 / the row's windows to each.
+    weights = logits.clone().requires_grad_()
+    pool_windows(weights, counts, "max").sum().backward()
+    assert weights.grad.tolist() == [[0, 1], [1, 0], [1, 1], [0, 1], [1, 0], [0, 1], [0.5, 0], [0.5, 0]]
+    weights.grad = None
+    pool_windows(weights, counts, "mean").sum().backward()
+    assert weights.grad[:, 0].tolist() == pytest.approx([1 / 2, 1 / 2, 1, 1 / 2, 1 / 2, 1 / 3, 1 / 3, 1 / 3])
     # Gold 0, 1, 1, 1: mean predicts 0, 0 (a tie goes to the first class), 1, 0 -> 2 of 4 right;
     # max predicts 0, 0, 1, 1 -> 3 of 4.
     task, _ = classifier(8)

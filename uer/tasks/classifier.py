@@ -87,7 +87,7 @@ class ClassifierModel(nn.Module):
         pooled = pool(hidden, batch["seg"], self.pooling)
         logits = self.output_layer_2(torch.tanh(self.output_layer_1(pooled)))
         if "windows" in batch:
-            return pool_windows(logits, batch["windows"].tolist(), self.window_pooling)
+            return pool_windows(logits, batch["windows"], self.window_pooling)
         return logits
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
@@ -456,13 +456,16 @@ def windows(src: list[int], seg: list[int], seq_length: int, stride: int) -> lis
             for start in starts]
 
 
-def pool_windows(logits: torch.Tensor, counts: list[int], how: str) -> torch.Tensor:
+def pool_windows(logits: torch.Tensor, counts: torch.Tensor, how: str) -> torch.Tensor:
     """(windows, C) -> (rows, C): each row's ``counts[row]`` consecutive windows, by their ``mean`` or
-    elementwise ``max``."""
-    rows = torch.split(logits, counts)
-    if how == "max":
-        return torch.stack([row.max(dim=0).values for row in rows])
-    return torch.stack([row.mean(dim=0) for row in rows])
+    elementwise ``max``; on the device, without reading ``counts`` back to the host."""
+    rows = torch.repeat_interleave(torch.arange(counts.size(0), device=counts.device), counts,
+                                   output_size=logits.size(0))
+    if how == "max":  # -inf start: a window's value never ties with the start (which would halve its gradient)
+        start = logits.new_full((counts.size(0), logits.size(1)), float("-inf"))
+        return start.scatter_reduce(0, rows.unsqueeze(1).expand_as(logits), logits, "amax", include_self=False)
+    sums = logits.new_zeros(counts.size(0), logits.size(1)).index_add(0, rows, logits)
+    return sums / counts.unsqueeze(1).to(logits.dtype)
 
 
 def declared_labels(cfg) -> list[int] | None:
