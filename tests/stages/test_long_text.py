@@ -150,3 +150,13 @@ def test_bad_stride_via_main_is_one_line_exit_2_and_writes_nothing(tmp_path):
     lines = error_lines(proc)
     assert len(lines) == 1 and "task.stride=-3" in lines[0], proc.stderr
     assert not (tmp_path / "clf").exists()
+
+
+def test_infer_too_short_for_the_stored_stride_is_refused_before_writing(trained, capsys):
+    tmp, files = trained
+    pred = tmp / "short.tsv"
+    cfg = compose_config(["stage=infer", f"infer.load_model_path={tmp / 'clf' / 'best.pt'}",
+                          f"infer.test_path={files['test_nolabel']}", f"infer.prediction_path={pred}",
+                          "infer.seq_length=8", "hardware.num_threads=1"])
+    expect_user_error(capsys, cfg, "task.stride=8 is not between 1 and 7", "infer.seq_length")
+    assert not pred.exists()

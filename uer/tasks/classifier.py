@@ -440,7 +440,8 @@ def sliding_windows(cfg, seq_length: int) -> tuple[int, str] | tuple[None, None]
         raise UerError(f"task.stride={stride} is not between 1 and {width}: a window holds [CLS] and seq_length - 1 "
                        f"= {width} tokens (seq_length={seq_length}), and the next starts task.stride tokens later, "
                        f"so 0 or less never moves and more skips tokens; use task.stride=1..{width}, "
-                       "or null for half a window")
+                       "or null for half a window (a model fine-tuned with this stride: infer at a longer "
+                       "infer.seq_length)")
     return stride, pooling
 
 
