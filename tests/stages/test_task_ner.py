@@ -9,7 +9,7 @@ import torch
 
 from uer.cli import preflight
 from uer.errors import UerError
-from uer.io.checkpoint import load_checkpoint
+from uer.io.checkpoint import CHECKSUM, atomic_torch_save, load_checkpoint, sealed
 from uer.models import build_backbone
 from uer.app import run_stage
 from uer.tasks import make_task as new_task
@@ -144,15 +144,20 @@ def test_inputs_one_id_per_character_cls_first_truncated_and_masked(tmp_path):
     assert batch["seg"][0].tolist() == [1, 1, 1, 1, 1, 0]
 
 
-def test_loss_covers_real_characters_only_and_predictions_pad_with_o(tmp_path):
-    rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看 书 呢", "O O B-LOC I-LOC O O O")]
-    task, tok, path = make_task(tmp_path, rows, seq_length=5)
+def rows_and_backbone(tmp_path, rows, seq_length):
+    """The task, the training data of ``rows`` and their batch, and a small backbone (seeded)."""
+    task, tok, path = make_task(tmp_path, rows, seq_length=seq_length)
     data = task.read(path, split="train", labels_num=None, skip_bad_rows=False)
     cfg = compose_config(["task=ner", *SMALL])
     torch.manual_seed(0)
-    model = task.build_model(build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab)), 3).eval()  # no dropout
+    return task, data, task.collate(data.examples), build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab))
+
+
+def test_loss_covers_real_characters_only_and_predictions_pad_with_o(tmp_path):
+    rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看 书 呢", "O O B-LOC I-LOC O O O")]
+    task, data, batch, backbone = rows_and_backbone(tmp_path, rows, 5)
+    model = task.build_model(backbone, 3).eval()  # no dropout
     assert isinstance(model, NerModel) and tuple(model.output_layer.weight.shape) == (3, 32)
-    batch = task.collate(data.examples)
     out = model(batch)
     assert out.stats["ner_loss"][1].item() == 2 + 4  # 2 + (5 - 1) characters, no [CLS], no padding
     logits = model.logits(batch)
@@ -263,6 +268,77 @@ def test_label2id_file_is_used_and_stored_so_infer_needs_nothing_else(data, tmp_
     label2id.unlink()
     lines = infer(tmp_path / "ner" / "best.pt", small["test"], tmp_path / "pred.tsv")
     assert [len(row.split(" ")) for row in lines[1:-1]] == characters(small["test"])
+
+
+# --------------------------------------------------------------------------- CRF (task.crf=true)
+
+def test_crf_head_loss_is_nll_per_character_and_predict_is_viterbi(tmp_path):
+    rows = [("厦 门", "B-LOC I-LOC"), ("我 在 北 京 看", "O O B-LOC I-LOC O")]
+    _, _, batch, backbone = rows_and_backbone(tmp_path, rows, 6)
+    model = NerModel(backbone, 3, crf=True).eval()
+    out = model(batch)
+    emissions = model.logits(batch)[:, 1:]
+    mask = batch["label"][:, 1:] != IGNORE  # the characters: no [CLS], no padding
+    assert mask.sum(dim=1).tolist() == [2, 5]
+    nll = model.crf.nll(emissions, batch["label"][:, 1:], mask)
+    torch.testing.assert_close(out.loss, nll.sum() / 7)
+    assert out.stats["ner_loss"][1].item() == 7
+    predicted = model.predict(batch)
+    assert predicted[:, 0].tolist() == [0, 0]  # [CLS] is not tagged
+    assert predicted[1, 1:].tolist() == model.crf.decode(emissions, mask)[1].tolist()
+    assert predicted[0, 1:3].tolist() == model.crf.decode(emissions[:1, :2], mask[:1, :2])[0].tolist()
+    # A batch of empty infer rows (only [CLS]) has no character to decode.
+    assert model.predict({"src": batch["src"][:, :1], "seg": batch["seg"][:, :1]}).tolist() == [[0], [0]]
+
+
+def crf_overrides(data, out):
+    return ["stage=finetune", "task=ner", "task.crf=true", "size=smoke", f"finetune.train_path={data['train']}",
+            f"finetune.dev_path={data['dev']}", f"output_model_path={out}", "finetune.max_steps=3",
+            "finetune.batch_size=8", "finetune.seq_length=32", "hardware.num_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def crf_trained(data, tmp_path_factory):
+    """task.crf=true trained 3 steps at size=smoke through main.py."""
+    tmp = tmp_path_factory.mktemp("crf")
+    small = {"train": slice_file(data["train"], tmp / "train.tsv", 24), "dev": slice_file(data["dev"], tmp / "dev.tsv", 8)}
+    proc = run_main(crf_overrides(small, tmp / "ner"), tmp / "run")
+    assert proc.returncode == 0, proc.stderr
+    return tmp
+
+
+def test_crf_checkpoint_records_the_crf_and_its_scores(crf_trained):
+    payload = load_checkpoint(crf_trained / "ner" / "best.pt")
+    assert payload["config"]["task"]["crf"] is True
+    assert tuple(payload["model"]["crf.transitions"].shape) == (7, 7)
+    assert {"crf.start", "crf.end"} <= set(payload["model"])
+    record = json.loads((crf_trained / "run" / "results.jsonl").read_text().splitlines()[0])
+    assert record["split"] == "dev"
+    assert all(0.0 <= record[key] <= 1.0 for key in ("f1", "precision", "recall", "token_acc"))
+
+
+def test_crf_infer_from_the_checkpoint_alone_decodes_with_its_transitions(crf_trained, data, tmp_path):
+    """Transitions that make B-PER I-PER I-PER ... outscore any emissions: the prediction file must hold
+    exactly that path, so infer built the CRF from the checkpoint and decoded with Viterbi."""
+    payload = load_checkpoint(crf_trained / "ner" / "best.pt")
+    payload.pop(CHECKSUM)
+    tags = payload["task_info"]["label2id"]
+    begin, inside = tags["B-PER"], tags["I-PER"]
+    state = payload["model"]
+    state["crf.start"][begin] = 1e4
+    state["crf.transitions"][begin, inside] = 1e4
+    state["crf.transitions"][inside, inside] = 1e4
+    forced = tmp_path / "forced.pt"
+    atomic_torch_save(sealed(payload), forced)
+    proc = run_main(["stage=infer", f"infer.load_model_path={forced}", f"infer.test_path={data['test_nolabel']}",
+                     f"infer.prediction_path={tmp_path / 'pred.tsv'}", "hardware.num_threads=1"], tmp_path / "run")
+    assert proc.returncode == 0, proc.stderr
+    rows = (tmp_path / "pred.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    expected = characters(data["test_nolabel"])
+    assert len(rows) == len(expected)
+    for row, length in zip(rows, expected):
+        seen = min(length, 31)  # finetune.seq_length=32: [CLS] + 31 characters; the rest are O
+        assert row.split(" ") == ["B-PER", *["I-PER"] * (seen - 1), *["O"] * (length - seen)]
 
 
 # --------------------------------------------------------------------------- bad input

@@ -376,6 +376,7 @@ def rewritten(checkpoint, path, **task):
                       "classifier -> BertForSequenceClassification")),
     ({"type": "multilabel"}, ("task=multilabel", "problem_type=multi_label_classification", "does not write")),
     ({"type": "regression"}, ("task=regression", "problem_type=regression", "does not write")),
+    ({"type": "ner", "crf": True}, ("task.crf=true", "Viterbi", "BertForTokenClassification", "task.crf=false")),
 ])
 def test_heads_without_a_hugging_face_place_are_refused(capsys, tmp_path, classifier, task, fragments):
     source = rewritten(classifier[1], tmp_path / "model.pt", **task)

@@ -182,6 +182,10 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
                            f"computes task.{key}={value} (its head reads the first token's vector); only such a "
                            f"model converts to it: fine-tune with task.{key}={value}, or keep tool.output_format="
                            "uer_ckpt")
+    if task.get("crf"):
+        raise UerError(f"{source} is fine-tuned with task.crf=true: its tags are a CRF's Viterbi paths, where "
+                       f"{layout.architecture} takes each token's best tag and has no place for the transition "
+                       "scores; keep tool.output_format=uer_ckpt, or fine-tune with task.crf=false")
     missing = [uer for uer, _ in layout.names() if uer not in uer_state]
     if missing:
         raise UerError(f"{source} is fine-tuned for task={name} but has no {missing[0]}; it is not a complete "

@@ -22,6 +22,16 @@ a label far above the others (most ids in 0..max would have no row, e.g. ``1000`
 0/1), or a label on fewer than one row in :data:`RARE_ONE_IN`.  Declaring the classes
 (``task.labels=[0,1,1000]`` or ``task.labels_num=N``) accepts them; with ``task.labels``
 a row holding another label is a bad row.
+
+Long texts (``task.long_text=sliding``; the default ``cut`` keeps the first ``seq_length``
+tokens): the input ``[CLS] a [SEP] (b [SEP])`` is read whole and split into windows, each
+``[CLS]`` and the next ``seq_length - 1`` tokens (their segments kept), starting every
+``task.stride`` tokens until one reaches the end (:func:`windows`; a row that fits is one
+window, the same input ``cut`` gives).  Every window is classified and the row's logits are
+the ``task.window_pooling`` (mean or elementwise max) of its windows' (:func:`pool_windows`),
+one prediction per row.  Training uses the same pooled logits: one loss per row, so the
+model learns the score it predicts with (a window that says nothing about the label is not
+pushed towards it).  ``finetune.batch_size`` counts rows; a batch holds all their windows.
 """
 
 from __future__ import annotations
@@ -53,13 +63,16 @@ RARE_ONE_IN = 1000  # an inferred label on fewer rows than one in this many is t
 
 class ClassifierModel(nn.Module):
     """Pooled backbone output -> logits.  With ``soft_alpha`` set, a batch holding teacher
-    logits (``soft``) is trained on ``soft_alpha * MSE + (1 - soft_alpha) * CE``."""
+    logits (``soft``) is trained on ``soft_alpha * MSE + (1 - soft_alpha) * CE``.  A batch of
+    sliding windows is scored per row: its windows' logits pooled by ``window_pooling``."""
 
-    def __init__(self, backbone: nn.Module, labels_num: int, pooling: str, soft_alpha: float | None = None):
+    def __init__(self, backbone: nn.Module, labels_num: int, pooling: str, soft_alpha: float | None = None,
+                 window_pooling: str = "mean"):
         super().__init__()
         check_pooling(pooling, "task.pooling")
         self.backbone = backbone
         self.pooling = pooling
+        self.window_pooling = window_pooling
         self.labels_num = labels_num
         self.soft_alpha = soft_alpha
         hidden = backbone.hidden_size
@@ -69,10 +82,13 @@ class ClassifierModel(nn.Module):
         self.output_layer_2.apply(init_bert_weights)
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits (B, labels_num)."""
+        """Logits (B, labels_num); a batch of windows (``windows``: how many each row has) gives the rows'."""
         hidden = self.backbone(batch["src"], batch["seg"])
         pooled = pool(hidden, batch["seg"], self.pooling)
-        return self.output_layer_2(torch.tanh(self.output_layer_1(pooled)))
+        logits = self.output_layer_2(torch.tanh(self.output_layer_1(pooled)))
+        if "windows" in batch:
+            return pool_windows(logits, batch["windows"], self.window_pooling)
+        return logits
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         logits = self.predict(batch)
@@ -121,6 +137,11 @@ class ClassifierConfig(DeclaredClassesConfig):
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
     soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
                                 bounds=PROBABILITY)
+    long_text: str = setting("cut", "a row longer than seq_length: cut (its first seq_length tokens) | sliding "
+                                    "(windows of seq_length tokens, task.stride apart, their logits pooled)")
+    stride: Optional[int] = setting(None, "task.long_text=sliding: tokens from one window's start to the next, "
+                                          "1..seq_length-1; null = half a window")
+    window_pooling: str = setting("mean", "task.long_text=sliding: a row's logits from its windows': mean | max")
 
 
 @TASKS.register("classifier", config=ClassifierConfig)
@@ -133,6 +154,7 @@ class ClassifierTask(Task):
         check_pooling(cfg.pooling, "task.pooling")
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
+        self.stride, self.window_pooling = sliding_windows(cfg, seq_length)  # None, None: rows are cut
         self.soft_alpha = self.teacher_weight(cfg)
         self.soft_targets = self.soft_alpha is not None
         self.declared_labels = declared_labels(cfg)
@@ -182,7 +204,15 @@ class ClassifierTask(Task):
         bad.summary()
         if not examples:
             raise UerError(f"{where(path)}: no usable rows; the file must hold a header row and at least one example")
+        if self.stride is not None:
+            self._log_windows(path, examples)
         return TaskData(str(path), examples, skipped=bad.count)
+
+    def _log_windows(self, path, examples: list[ClsExample]) -> None:
+        counts = [len(windows(example.src, example.seg, self.seq_length, self.stride)) for example in examples]
+        log.info("%s: %d of %d rows are longer than seq_length=%d; %d windows in all (task.stride=%d, up to %d a "
+                 "row)", path, sum(count > 1 for count in counts), len(counts), self.seq_length, sum(counts),
+                 self.stride, max(counts))
 
     def columns(self, split: str) -> tuple[str, ...]:
         """Columns the header of a ``split`` file must name."""
@@ -220,7 +250,7 @@ class ClassifierTask(Task):
         return label
 
     def encode(self, text_a: str, text_b: str | None = None) -> tuple[list[int], list[int]]:
-        """``[CLS] a [SEP] (b [SEP])`` ids and segments 1 (2), cut to ``seq_length``."""
+        """``[CLS] a [SEP] (b [SEP])`` ids and segments 1 (2), cut to ``seq_length`` unless windows slide."""
         vocab = self.tokenizer.vocab
         src = [vocab.cls_id, *self.tokenizer.encode(text_a), vocab.sep_id]
         seg = [1] * len(src)
@@ -228,7 +258,8 @@ class ClassifierTask(Task):
             second = [*self.tokenizer.encode(text_b), vocab.sep_id]
             src += second
             seg += [2] * len(second)
-        return src[:self.seq_length], seg[:self.seq_length]
+        keep = self.seq_length if self.stride is None else None  # sliding windows are cut in collate
+        return src[:keep], seg[:keep]
 
     @staticmethod
     def _teacher_logits(text: str, line: int, label: int, width: int | None, labels_num: int | None,
@@ -314,7 +345,12 @@ class ClassifierTask(Task):
         return (example.label,)
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha)
+        return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha,
+                               window_pooling=self.window_pooling)
+
+    def length(self, example: ClsExample) -> int:
+        """The input's tokens, at most ``seq_length`` (the width of a window)."""
+        return min(len(example.src), self.seq_length)
 
     def collate(self, examples: list[ClsExample]) -> dict[str, torch.Tensor]:
         batch = self.padded_inputs(examples)
@@ -324,14 +360,23 @@ class ClassifierTask(Task):
         return batch
 
     def padded_inputs(self, examples: list) -> dict[str, torch.Tensor]:
-        """``src`` and ``seg`` of ``examples``, right-padded to the longest of them."""
-        width = max(len(example.src) for example in examples)
-        src = torch.full((len(examples), width), self.tokenizer.vocab.pad_id, dtype=torch.long)
-        seg = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, example in enumerate(examples):
-            src[row, :len(example.src)] = torch.tensor(example.src)
-            seg[row, :len(example.seg)] = torch.tensor(example.seg)
-        return {"src": src, "seg": seg}
+        """``src`` and ``seg`` of ``examples``, right-padded to the longest of them; with sliding windows, each
+        row's windows in turn and ``windows`` (how many each row has)."""
+        if self.stride is None:
+            inputs = [(example.src, example.seg) for example in examples]
+        else:
+            per_row = [windows(example.src, example.seg, self.seq_length, self.stride) for example in examples]
+            inputs = [window for row in per_row for window in row]
+        width = max(len(src) for src, _ in inputs)
+        src = torch.full((len(inputs), width), self.tokenizer.vocab.pad_id, dtype=torch.long)
+        seg = torch.zeros((len(inputs), width), dtype=torch.long)
+        for row, (ids, segments) in enumerate(inputs):
+            src[row, :len(ids)] = torch.tensor(ids)
+            seg[row, :len(segments)] = torch.tensor(segments)
+        batch = {"src": src, "seg": seg}
+        if self.stride is not None:
+            batch["windows"] = torch.tensor([len(row) for row in per_row], dtype=torch.long)
+        return batch
 
     def evaluate(self, outputs: list[torch.Tensor], data: TaskData, labels_num: int) -> dict[str, float]:
         pred = torch.cat(outputs).argmax(dim=-1).tolist()
@@ -370,6 +415,58 @@ def prediction_table(labels: list[str], logits: torch.Tensor, probs: torch.Tenso
             fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
         rows.append(fields)
     return header, rows
+
+
+LONG_TEXT = ("cut", "sliding")
+WINDOW_POOLINGS = ("mean", "max")
+
+
+def sliding_windows(cfg, seq_length: int) -> tuple[int, str] | tuple[None, None]:
+    """``(stride, window pooling)`` under ``task.long_text=sliding`` (the stride checked against
+    ``seq_length``, null made half a window), ``(None, None)`` when rows are cut or the task has no such keys."""
+    if not hasattr(cfg, "long_text"):
+        return None, None
+    mode, stride, pooling = cfg.long_text, cfg.stride, cfg.window_pooling
+    if mode not in LONG_TEXT:
+        raise UerError(f"task.long_text={mode} is not known; choose one of: {', '.join(LONG_TEXT)}")
+    if pooling not in WINDOW_POOLINGS:
+        raise UerError(f"task.window_pooling={pooling} is not known; choose one of: {', '.join(WINDOW_POOLINGS)}")
+    if mode == "cut":
+        return None, None
+    width = seq_length - 1  # a window is [CLS] and this many tokens of the input
+    if stride is None:
+        return max(width // 2, 1), pooling
+    if not 1 <= stride <= width:
+        raise UerError(f"task.stride={stride} is not between 1 and {width}: a window holds [CLS] and seq_length - 1 "
+                       f"= {width} tokens (seq_length={seq_length}), and the next starts task.stride tokens later, "
+                       f"so 0 or less never moves and more skips tokens; use task.stride=1..{width}, "
+                       "or null for half a window (a model fine-tuned with this stride: infer at a longer "
+                       "infer.seq_length)")
+    return stride, pooling
+
+
+def windows(src: list[int], seg: list[int], seq_length: int, stride: int) -> list[tuple[list[int], list[int]]]:
+    """The windows ``(src, seg)`` of one input ``[CLS] tokens``: ``[CLS]`` then ``seq_length - 1`` tokens starting
+    at token 0, stride, 2 * stride, ... until a window reaches the last token (that one may be shorter).  An
+    input of at most ``seq_length`` tokens is one window, itself."""
+    width = seq_length - 1
+    starts = [0]
+    while starts[-1] + width < len(src) - 1:
+        starts.append(starts[-1] + stride)
+    return [(src[:1] + src[1 + start:1 + start + width], seg[:1] + seg[1 + start:1 + start + width])
+            for start in starts]
+
+
+def pool_windows(logits: torch.Tensor, counts: torch.Tensor, how: str) -> torch.Tensor:
+    """(windows, C) -> (rows, C): each row's ``counts[row]`` consecutive windows, by their ``mean`` or
+    elementwise ``max``; on the device, without reading ``counts`` back to the host."""
+    rows = torch.repeat_interleave(torch.arange(counts.size(0), device=counts.device), counts,
+                                   output_size=logits.size(0))
+    if how == "max":  # -inf start: a window's value never ties with the start (which would halve its gradient)
+        start = logits.new_full((counts.size(0), logits.size(1)), float("-inf"))
+        return start.scatter_reduce(0, rows.unsqueeze(1).expand_as(logits), logits, "amax", include_self=False)
+    sums = logits.new_zeros(counts.size(0), logits.size(1)).index_add(0, rows, logits)
+    return sums / counts.unsqueeze(1).to(logits.dtype)
 
 
 def declared_labels(cfg) -> list[int] | None:

@@ -19,7 +19,11 @@ Tags: ``task.label2id_path`` is a JSON object ``{"O": 0, "B-LOC": 1, ...}`` with
 (``task_info.label2id``), so ``stage=infer`` needs nothing but the checkpoint.
 
 Head: UER's ``output_layer`` (H -> labels) on every token; cross-entropy over the real
-tokens, reported as ``ner_loss``/``ner_acc`` (token accuracy).
+tokens, reported as ``ner_loss``/``ner_acc`` (token accuracy).  With ``task.crf=true`` a
+linear-chain CRF (:mod:`uer.models.crf`) sits on those scores over the characters (not
+``[CLS]``): the loss is the gold paths' negative log-likelihood per character, and tags
+are the Viterbi path.  The checkpoint's config keeps ``task.crf``, so ``stage=infer``
+decodes the same way.
 
 Scores, as ``conlleval`` (the CoNLL shared tasks' script) computes them on the prediction
 file: entity-level precision, recall and F1 (:func:`entity_scores`) and tag accuracy
@@ -42,6 +46,7 @@ from torch import nn
 from uer.config.fields import setting
 from uer.errors import UerError, where
 from uer.io.atomic import atomic_write_text
+from uer.models.crf import Crf
 from uer.models.layers import init_bert_weights
 from uer.models.model import ModelOutput
 from uer.models.targets import classification_loss
@@ -196,12 +201,16 @@ def _short(unit: str, limit: int = 12) -> str:
 # --------------------------------------------------------------------------- model
 
 class NerModel(nn.Module):
-    def __init__(self, backbone: nn.Module, labels_num: int):
+    """Tag scores on every token; with ``crf`` a :class:`~uer.models.crf.Crf` over them (trained on the
+    sentence's log-likelihood, decoded with Viterbi) instead of a softmax per token."""
+
+    def __init__(self, backbone: nn.Module, labels_num: int, crf: bool = False):
         super().__init__()
         self.backbone = backbone
         self.labels_num = labels_num
         self.output_layer = nn.Linear(backbone.hidden_size, labels_num)
         self.output_layer.apply(init_bert_weights)
+        self.crf = Crf(labels_num) if crf else None
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, L, labels_num)."""
@@ -209,13 +218,31 @@ class NerModel(nn.Module):
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tag ids (B, L); position 0 is [CLS], padding positions are meaningless."""
-        return self.logits(batch).argmax(dim=-1)
+        logits = self.logits(batch)
+        if self.crf is None:
+            return logits.argmax(dim=-1)
+        tags = self.crf.decode(logits[:, 1:].float(), batch["seg"][:, 1:] != 0)
+        return nn.functional.pad(tags, (1, 0))  # position 0, [CLS], is not tagged
 
     def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
         logits = self.logits(batch)
-        keep = batch["label"] != IGNORE
-        loss, stats = classification_loss(logits[keep], batch["label"][keep], "ner")
-        return ModelOutput(loss, stats)
+        if self.crf is None:
+            keep = batch["label"] != IGNORE
+            loss, stats = classification_loss(logits[keep], batch["label"][keep], "ner")
+            return ModelOutput(loss, stats)
+        return ModelOutput(*self.crf_loss(logits[:, 1:].float(), batch["label"][:, 1:]))
+
+    def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The sentences' negative log-likelihood summed and divided by their characters (so the loss is on
+        the scale of the softmax's per-character cross-entropy and the same learning rate suits both), and
+        ``ner_loss``/``ner_acc`` stats, the accuracy of the Viterbi paths."""
+        mask = labels != IGNORE
+        nll = self.crf.nll(emissions, labels, mask).sum()
+        count = mask.sum().float()
+        with torch.no_grad():
+            right = (self.crf.decode(emissions, mask) == labels)[mask].sum().float()
+        stats = {"ner_loss": (nll.detach(), count), "ner_acc": (right, count)}
+        return nll / count.clamp(min=1), stats
 
 
 @dataclass
@@ -233,6 +260,8 @@ class NerConfig(TaskConfig):
 
     label2id_path: Optional[str] = setting(None, 'JSON {"O": 0, "B-LOC": 1, ...}; null = tags collected from '
                                                  "finetune.train_path")
+    crf: bool = setting(False, "a CRF over the tag scores: trained on whole sentences' log-likelihood, decoded "
+                               "with Viterbi (false: a softmax per character)")
 
 
 @TASKS.register("ner", config=NerConfig)
@@ -335,7 +364,7 @@ class NerTask(Task):
         return len(self.label2id)
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
-        return NerModel(backbone, labels_num)
+        return NerModel(backbone, labels_num, crf=self.cfg.crf)
 
     def collate(self, examples: list[NerExample]) -> dict[str, torch.Tensor]:
         width = max(len(example.src) for example in examples)
