@@ -157,5 +157,5 @@ def test_a_training_step_waits_for_the_device_only_to_tell_whether_a_batch_is_pa
     with reads:
         trainer.train_step([batch("cpu"), batch("cpu")])
     per_step = {"check_finite"} if device.type == "cpu" else set()  # on CPU a check costs no wait
-    assert set(reads.places) - per_step == {"attention_mask"}
-    assert reads.places.count("attention_mask") == 2  # once per micro-batch
+    assert set(reads.places) - per_step == {"unpadded"}
+    assert reads.places.count("unpadded") == 2  # once per micro-batch

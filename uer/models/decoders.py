@@ -25,7 +25,7 @@ from torch import nn
 
 from uer.config.fields import FRACTION, at_least, setting
 from uer.errors import UerError
-from uer.models.encoders import TransformerLayersConfig, biased_mask, relative_position_bias
+from uer.models.encoders import TransformerLayersConfig, biased_mask, relative_position_bias, unpadded
 from uer.models.layer_norm import layer_norm
 from uer.models.layers import KeyValueCache, MultiHeadedAttention, check_positioning, feed_forward, residual
 from uer.registry import Registry
@@ -82,7 +82,7 @@ class DecoderState:
 def memory_mask(seg: torch.Tensor) -> Optional[torch.Tensor]:
     """(B, 1, 1, L_src) True at the source's real tokens (segment ids 0 = padding); None without padding."""
     keep = seg != 0
-    return None if bool(keep.all()) else keep[:, None, None, :]
+    return None if unpadded(keep) else keep[:, None, None, :]
 
 
 class TransformerDecoderLayer(nn.Module):

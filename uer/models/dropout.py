@@ -30,7 +30,7 @@ def dropout(x: torch.Tensor, p: float, training: bool, inplace: bool = False) ->
     """``F.dropout``, with the cheaper mask on CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():  # compiled: the compiler fuses it
         return F.dropout(x, p, training=True, inplace=inplace)
     drop = drop_mask(x.shape, p)
     if inplace:
@@ -87,7 +87,7 @@ def attention(
     ``query``, ``key`` and ``value`` share their batch dimensions (no broadcasting), and
     every query must see at least one key (the encoders' masks guarantee it).
     """
-    if dropout_p == 0.0 or query.device.type != "cpu":
+    if dropout_p == 0.0 or query.device.type != "cpu" or torch.compiler.is_compiling():
         return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                                               is_causal=is_causal, scale=scale)
     if is_causal:

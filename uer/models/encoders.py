@@ -85,6 +85,12 @@ def mask_context(cfg) -> str:
     return {"causal": CAUSAL, "causal_with_prefix": PREFIX}.get(cfg.mask, BIDIRECTIONAL)
 
 
+def unpadded(keep: torch.Tensor) -> bool:
+    """True when ``keep`` (True at real tokens) has no padding, so attention can run without a mask.  Compiled,
+    always False: the graph is then the same for every batch (reading the values would break it in two)."""
+    return not torch.compiler.is_compiling() and bool(keep.all())
+
+
 def attention_mask(seg: torch.Tensor, causal: bool, prefix: bool = False) -> tuple[Optional[torch.Tensor], bool]:
     """``(attn_mask, is_causal)`` for SDPA from segment ids (0 = padding).
 
@@ -98,7 +104,7 @@ def attention_mask(seg: torch.Tensor, causal: bool, prefix: bool = False) -> tup
     instead.  Real queries never see padded keys, so nothing leaks into real positions.
     """
     keep = seg != 0
-    if bool(keep.all()) and not prefix:
+    if not prefix and unpadded(keep):
         return None, causal
     mask = keep[:, None, None, :]  # (B, 1, 1, L): key padding
     if causal or prefix:

@@ -49,9 +49,10 @@ def recompute_in_backward(output: torch.Tensor, recipe: Callable[[], torch.Tenso
 
     ``recipe()`` must return a tensor equal to ``output`` (same dtype, contiguous) from
     tensors that are kept alive anyway; it must not hold ``output`` itself.  Without
-    autograd, or when ``output`` is not a fresh contiguous tensor, this is a no-op.
+    autograd, or when ``output`` is not a fresh contiguous tensor, this is a no-op; so it is under
+    ``torch.compile``, whose compiler decides for itself what backward keeps and recomputes.
     """
-    if not (torch.is_grad_enabled() and output.requires_grad and output.is_contiguous()
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and output.requires_grad and output.is_contiguous()
             and output.storage_offset() == 0):
         return nullcontext()
     return _recompute_saved(output, recipe)
