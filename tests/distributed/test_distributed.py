@@ -14,8 +14,9 @@ import torch
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
+from uer import launch
 from uer.app import run_stage
-from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -153,13 +154,19 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
     assert time.monotonic() - start < 90
 
 
-def test_worker_error_surfaces_with_non_zero_exit(tmp_path):
-    proc = run_main(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={tmp_path / 'missing'}",
-                     "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={tmp_path / 'm'}"],
-                    tmp_path / "run", timeout=180)
-    assert proc.returncode == 2
-    assert str(tmp_path / "missing") in proc.stderr
-    assert any("worker rank" in line for line in error_lines(proc))
+@pytest.mark.parametrize("stage", ["finetune", "pretrain"])
+def test_a_missing_data_file_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, stage):
+    """Found inside the workers, every rank would print it (after starting them for nothing)."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    data = ROOT / "datasets/test_data/book_review"
+    missing = tmp_path / "missing"
+    settings = ([f"pretrain.dataset_path={missing}"] if stage == "pretrain" else
+                ["task=classifier", f"finetune.train_path={data}/train.tsv", f"finetune.dev_path={missing}"])
+    cfg = compose_config([f"stage={stage}", "size=tiny", *SMALL, *settings, "hardware.nproc_per_node=2",
+                          "hardware.num_threads=1", f"output_model_path={tmp_path / 'm'}"])
+    key = "pretrain.dataset_path" if stage == "pretrain" else "finetune.dev_path"
+    expect_user_error(capsys, cfg, f"{key}={missing}: no such file or directory", "nothing was started")
+    assert not (tmp_path / "m").exists()
 
 
 def finetune(out, *extra):
