@@ -136,6 +136,28 @@ def test_a_killed_joblib_worker_is_a_failed_row_not_a_traceback(tmp_path):
     assert not list(sweep_dir.rglob(LOCK_FILE))  # neither the killed job's nor the one stopped with it
 
 
+def test_a_joblib_sweep_interrupted_while_its_workers_run_lists_their_jobs_as_interrupted(tmp_path):
+    """The jobs run in joblib's worker processes, not in the process the signal stops: each is still a row."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[parallel]'")
+    sweep_dir = tmp_path / "sweep"
+    proc = start_sweep(["launcher=joblib", *ENDLESS, "seed=1,2"], sweep_dir)
+    try:
+        wait_for(lambda: all(locked_pid(sweep_dir / job) not in (None, proc.pid) for job in "01"), "both jobs", proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted by SIGINT: the sweep stopped at jobs 0, 1 with 0 job(s) finished; its table is "
+        f"{sweep_dir}/results.md"]
+    table = (sweep_dir / "results.md").read_text(encoding="utf-8")
+    assert "2 job(s), 0 failed, 2 interrupted" in table
+    assert "| 0 | 1 | interrupted |" in table and "| 1 | 2 | interrupted |" in table
+    assert not list(sweep_dir.rglob(LOCK_FILE))  # the locks the stopped workers left are removed
+
+
 def test_a_sweep_stopped_by_sigterm_exits_143_with_its_table(tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = start_sweep([*ENDLESS, "seed=1,2"], sweep_dir)
