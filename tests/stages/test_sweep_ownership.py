@@ -162,6 +162,7 @@ def test_a_joblib_sweep_interrupted_while_its_workers_run_lists_their_jobs_as_in
     table = (sweep_dir / "results.md").read_text(encoding="utf-8")
     assert "2 job(s), 0 failed, 2 interrupted" in table
     assert "| 0 | 1 | interrupted |" in table and "| 1 | 2 | interrupted |" in table
+    assert "| 0 (2 interrupted) |" in table  # the seed group: stopped, not failed
     assert not list(sweep_dir.rglob(LOCK_FILE))  # the locks the stopped workers left are removed
 
 
