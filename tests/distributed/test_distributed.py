@@ -154,18 +154,25 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
     assert time.monotonic() - start < 90
 
 
-@pytest.mark.parametrize("stage", ["finetune", "pretrain"])
-def test_a_missing_data_file_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, stage):
-    """Found inside the workers, every rank would print it (after starting them for nothing)."""
+@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target"])
+def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
+                                                                          case):
+    """Found inside the workers, every rank would find it (after starting them for nothing)."""
     monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
     data = ROOT / "datasets/test_data/book_review"
     missing = tmp_path / "missing"
-    settings = ([f"pretrain.dataset_path={missing}"] if stage == "pretrain" else
-                ["task=classifier", f"finetune.train_path={data}/train.tsv", f"finetune.dev_path={missing}"])
-    cfg = compose_config([f"stage={stage}", "size=tiny", *SMALL, *settings, "hardware.nproc_per_node=2",
-                          "hardware.num_threads=1", f"output_model_path={tmp_path / 'm'}"])
-    key = "pretrain.dataset_path" if stage == "pretrain" else "finetune.dev_path"
-    expect_user_error(capsys, cfg, f"{key}={missing}: no such file or directory", "nothing was started")
+    settings, fragments = {
+        "finetune dev_path": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                               f"finetune.dev_path={missing}"],
+                              [f"finetune.dev_path={missing}: no such file or directory", "nothing was started"]),
+        "pretrain dataset_path": (["stage=pretrain", f"pretrain.dataset_path={missing}"],
+                                  [f"pretrain.dataset_path={missing}: no such file or directory"]),
+        "pretrain target": (["stage=pretrain", "target=bert", f"pretrain.dataset_path={mlm_data}"],
+                            [f"{mlm_data} was built for target 'mlm'"]),
+    }[case]
+    cfg = compose_config([*settings, "size=tiny", *SMALL, "hardware.nproc_per_node=2", "hardware.num_threads=1",
+                          f"output_model_path={tmp_path / 'm'}"])
+    expect_user_error(capsys, cfg, *fragments)
     assert not (tmp_path / "m").exists()
 
 

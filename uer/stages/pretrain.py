@@ -101,9 +101,20 @@ def prepare(cfg: DictConfig) -> None:
         _refuse_earlier_checkpoints(model_dir(cfg))
         starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.target)
+    if not cfg.resume and not cfg.pretrained_model_path:  # the configured tokenizer is the run's
+        _open_dataset(cfg, build_tokenizer(cfg.tokenizer), check_values=False)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
     _check_validation(cfg)
+
+
+def _open_dataset(cfg: DictConfig, tokenizer, check_values: bool = True) -> PretrainDataset:
+    """The training dataset, refused unless built for this target and tokenizer and within the positions; also
+    checked in ``prepare`` where the tokenizer is known there, so that workers never start to find it."""
+    dataset = PretrainDataset(cfg.pretrain.dataset_path, check_values=check_values)
+    dataset.check_compatible(cfg.target.type, tokenizer.identity())
+    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
+    return dataset
 
 
 def _check_validation(cfg: DictConfig) -> None:
@@ -149,9 +160,7 @@ def run(cfg: DictConfig):
     resume_payload = _resume_payload(cfg, out_dir)
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
-    dataset = PretrainDataset(p.dataset_path)
-    dataset.check_compatible(cfg.target.type, tokenizer.identity())
-    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
+    dataset = _open_dataset(cfg, tokenizer)
     config = run_config(cfg)
     facts = run_facts(env.world_size, dataset.fingerprint())
     if resume_payload is not None:
