@@ -59,6 +59,8 @@ def run_stage(cfg: DictConfig):
         launch.check_devices(cfg)
         distributed.adopt_slurm_tasks()
         stage = STAGES[cfg.stage]
+        if launch.needed(cfg):
+            check_data_present(cfg)
         with claimed(outputs(cfg, run_directory=True) if _holds_outputs(cfg, worker=False) else []):
             prepare = getattr(stage, "prepare", None)
             if prepare is not None:
@@ -83,14 +85,16 @@ def run_stage(cfg: DictConfig):
 
 
 def run_in_worker(cfg: DictConfig):
-    """One rank of a multi-process run: the launching process checked and prepared ``cfg``."""
+    """One rank of a multi-process run: the launching process checked and prepared ``cfg``, and prints the
+    line of a UerError raised here (once, however many ranks raise it: :mod:`uer.launch`)."""
     try:
         with claimed(outputs(cfg, run_directory=False) if _holds_outputs(cfg, worker=True) else []):
             return STAGES[cfg.stage].run(cfg)
     except UerError as err:
-        return _fail(worded(err))
+        raise UerError(one_line(worded(err))) from None
     except OSError as err:
-        return _fail(_os_error_line(err), err)
+        _traceback_to_log_files(err)
+        raise UerError(one_line(_os_error_line(err))) from None
 
 
 def outputs(cfg: DictConfig, run_directory: bool) -> list[Output]:
@@ -107,6 +111,15 @@ def inputs(cfg: DictConfig) -> list[Input]:
     """What the run reads: the files its stage's settings name (``input_keys(cfg)`` of the stage module)."""
     keys = getattr(STAGES[cfg.stage], "input_keys", None)
     return inputs_at(cfg, keys(cfg)) if keys is not None else []
+
+
+def check_data_present(cfg: DictConfig) -> None:
+    """Before workers start: the files the stage's own section names (``finetune.dev_path``,
+    ``pretrain.dataset_path``) exist -- found missing inside the workers, the run would start them for nothing."""
+    for source in inputs(cfg):
+        if source.key.startswith(f"{cfg.stage}.") and not source.path.exists():
+            raise UerError(f"{source.key}={source.path}: no such file or directory; check the path (nothing was "
+                           "started)")
 
 
 def _holds_outputs(cfg: DictConfig, worker: bool) -> bool:

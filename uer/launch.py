@@ -9,14 +9,25 @@ module-level function, passed by reference, so this module imports no stage) on 
 config; workers write into this run's directory; a restarted worker
 (:func:`uer.distributed.restarted`) resumes from the newest checkpoint.  Multi-node: run the
 same command on every node.
+
+A worker stopped by a :class:`~uer.errors.UerError` does not print it: it leaves its line in a
+file of a directory this process made for the run, and this process raises the first failed
+rank's line as its own -- one line, printed once, however many ranks met the same error (a bad
+setting or file every rank finds).  A worker's unexpected error prints its traceback itself, and
+this process names the rank.  SIGINT or SIGTERM stops the workers (the elastic agent passes it on)
+and is raised here as :class:`~uer.errors.Interrupted`, so the run ends as one in a single process
+does: one line, exit status 128 + the signal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -25,12 +36,13 @@ from typing import Callable
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 from torch.distributed.elastic.rendezvous.api import RendezvousError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from uer.distributed import DISTRIBUTED_STAGES, world_size
-from uer.errors import UerError
+from uer.errors import Interrupted, UerError
 
 log = logging.getLogger("uer.launch")
 
@@ -95,17 +107,28 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     log.info("starting %d worker(s) on this node (%d node(s), rendezvous %s)", hw.nproc_per_node, hw.nnodes,
              hw.rdzv_endpoint)
     try:
-        with _torch_reports_to_log_files():
-            results = elastic_launch(config, _worker)(entry, container, run_directory)
-    except ChildFailedError as err:
-        rank, failure = err.get_first_failure()
-        raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed above") \
-            from None
+        with _torch_reports_to_log_files(), tempfile.TemporaryDirectory(prefix="uer-errors-") as errors:
+            try:
+                results = elastic_launch(config, _worker)(entry, container, run_directory, errors)
+            except ChildFailedError as err:
+                rank, failure = err.get_first_failure()
+                line = _error_line(errors, rank)
+                if line is not None:
+                    raise UerError(line) from None
+                raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed "
+                               "above") from None
+    except SignalException as err:  # SIGINT/SIGTERM: the agent stopped the workers
+        stopped = err.sigval
     except RendezvousError as err:
         raise UerError(f"rendezvous at {hw.rdzv_endpoint} did not complete within {hw.rdzv_timeout}s "
                        f"({hw.nnodes} node(s) expected): start the same command on every node, or check "
                        f"hardware.rdzv_endpoint ({type(err).__name__})") from None
-    return results.get(0) if results else None
+    else:
+        return results.get(0) if results else None
+    # Stop as a run in one process does (uer.app, which exits at once): first the agent's frames go, and with them
+    # its queues' semaphores, which the exit would otherwise leave to the resource tracker to warn about.
+    gc.collect()
+    raise Interrupted(stopped)
 
 
 def share_cores(hardware) -> None:
@@ -137,15 +160,34 @@ def _torch_reports_to_log_files():
             logger.propagate, logger.handlers = propagate, handlers
 
 
-def _worker(entry, container: dict, run_directory: str | None):
+def _error_file(errors: str, rank: int) -> Path:
+    return Path(errors) / f"rank{rank}"
+
+
+def _error_line(errors: str, rank: int) -> str | None:
+    """The one line rank ``rank`` left when a UerError stopped it, or None (it met another error)."""
+    path = _error_file(errors, rank)
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _stopped(signum, frame):
+    """SIGINT/SIGTERM in a worker (the agent passes the run's on): end now, quietly -- the launching process says
+    so once.  A checkpoint being written is finished first (:func:`uer.io.atomic.signals_held` holds the signal)."""
+    os._exit(128 + signum)
+
+
+def _worker(entry, container: dict, run_directory: str | None, errors: str):
     """Entry point of one worker (a fresh interpreter: spawn start method)."""
-    return record(_run_worker)(entry, container, run_directory)
+    return record(_run_worker)(entry, container, run_directory, errors)
 
 
-def _run_worker(entry, container: dict, run_directory: str | None):
+def _run_worker(entry, container: dict, run_directory: str | None, errors: str):
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format=f"[%(asctime)s][%(name)s][%(levelname)s][rank {rank}] - %(message)s")
+    _error_file(errors, rank).unlink(missing_ok=True)  # left by this rank's attempt before a restart
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stopped)
     if run_directory is not None:
         os.environ[RUN_DIR_ENV] = run_directory
     if rank == 0 and run_directory is not None:
@@ -154,10 +196,13 @@ def _run_worker(entry, container: dict, run_directory: str | None):
         logging.getLogger().addHandler(handler)
     try:
         return entry(OmegaConf.create(container))
+    except UerError as err:  # the launching process prints the first failed rank's line, once
+        _error_file(errors, rank).write_text(str(err), encoding="utf-8")
+        sys.exit(2)
     except Exception:
-        # A uer error has been printed as this rank's one line (SystemExit); anything else may be this rank's
-        # collective failing because another rank failed first and left: wait to be ended by the agent, and
-        # otherwise (this rank's own unexpected error) print its traceback, as a run in one process does.
+        # Anything else may be this rank's collective failing because another rank failed first and left: wait
+        # to be ended by the agent, and otherwise (this rank's own unexpected error) print its traceback, as a
+        # run in one process does.
         time.sleep(FAILURE_GRACE)
         traceback.print_exc(file=sys.stderr)
         raise

@@ -78,7 +78,6 @@ class SweepResults(Callback):
         self.direction = direction
         self.extend = extend
         self._job_started: float | None = None  # a launcher runs one job at a time per process
-        self._job_config: DictConfig | None = None  # the job running in this process, until its row is written
         self._sweep_start: float | None = None
         self._sweep_config: DictConfig | None = None
         self._owned = contextlib.ExitStack()
@@ -110,7 +109,6 @@ class SweepResults(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if _is_multirun(config):
             self._job_started = time.perf_counter()
-            self._job_config = config
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not _is_multirun(config):
@@ -120,7 +118,6 @@ class SweepResults(Callback):
             started, self._job_started = self._job_started, None
             seconds = time.perf_counter() - started if started is not None else None
             write_row(job_dir, job_row(config, job_return, seconds))
-            self._job_config = None
             sweep_dir = Path(str(config.hydra.sweep.dir))
             write_tables(sweep_dir, collect_rows(sweep_dir), self._direction(config))
         except Exception:  # noqa: BLE001 - a table problem must not end the sweep
@@ -158,17 +155,16 @@ class SweepResults(Callback):
         release the sweep directory; the line that says so."""
         config = self._sweep_config
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        stopped = self._job_config
         with self._owned:
-            if stopped is not None:
-                job_dir = Path(str(stopped.hydra.runtime.output_dir))
-                row = job_row(stopped, FailedJob(f"{INTERRUPTED} by {name}"), None)
-                write_row(job_dir, {**row, "status": INTERRUPTED})
+            # Every job that started and wrote no row: the one running here, or those a launcher's worker
+            # processes ran (joblib's, stopped with the sweep, their locks left behind).
+            stopped = unfinished_rows(sweep_dir, config, INTERRUPTED, f"{INTERRUPTED} by {name}")
             rows = collect_rows(sweep_dir)
             _, md_path, _ = write_tables(sweep_dir, rows, self._direction(config), command=_command(config),
                                          interrupted=name)
         finished = sum(row["status"] != INTERRUPTED for row in rows)
-        where = f" at job {stopped.hydra.job.num}" if stopped is not None else ""
+        numbers = [str(row["job"]) for row in stopped]
+        where = f" at job{'s' * (len(numbers) > 1)} {', '.join(numbers)}" if numbers else ""
         return (f"interrupted by {name}: the sweep stopped{where} with {finished} job(s) finished; its table is "
                 f"{short_path(md_path)}")
 
@@ -267,19 +263,17 @@ def lost_jobs(config: DictConfig, job_overrides: Sequence[Sequence[str]], first_
     """After a launcher lost its worker processes (one was killed): every job of the batch that wrote no row
     becomes a failed row (and its run directory's lock, left by the dead worker, is removed); their returns."""
     sweep_dir = Path(str(config.hydra.sweep.dir))
-    done = {row.get("job") for row in collect_rows(sweep_dir)}
-    directories = _job_directories(sweep_dir)
     reason = f"its worker process ended without a result ({type(err).__name__}: {one_line(str(err))})"
+    started = {row["job"] for row in unfinished_rows(sweep_dir, config, "failed", reason)}
+    done = {row.get("job") for row in collect_rows(sweep_dir)} - started
     returns = []
     for number, overrides in enumerate(job_overrides, start=first_job):
         if number in done:
             returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED))
             continue
-        job_dir = directories.get(number, sweep_dir / str(number))
-        _release_left_locks(job_dir)
-        row = {"job": number, "overrides": [str(o) for o in overrides], "status": "failed", "error": reason,
-               "seconds": None, "run_dir": str(job_dir), "stage": config.get("stage")}
-        write_row(job_dir, row)
+        if number not in started:  # lost before Hydra made its directory
+            write_row(sweep_dir / str(number), _unfinished_row(number, overrides, sweep_dir / str(number), config,
+                                                               "failed", reason))
         log.error("job %d: %s", number, reason)
         # As run_stage returns a failed job inside a sweep: a sweeper reads the return value of every job.
         returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
@@ -287,12 +281,34 @@ def lost_jobs(config: DictConfig, job_overrides: Sequence[Sequence[str]], first_
     return returns
 
 
-def _job_directories(sweep_dir: Path) -> dict[int, Path]:
-    """Job number -> run directory, from the ``.hydra/hydra.yaml`` Hydra writes when a job starts."""
+def unfinished_rows(sweep_dir: Path, config: DictConfig, status: str, error: str) -> list[dict]:
+    """A row with ``status`` and ``error`` for every job of the sweep that started (Hydra made its directory)
+    and wrote none, each written after the locks its stopped process left are removed; the rows."""
+    done = {row.get("job") for row in collect_rows(sweep_dir)}
+    rows = []
+    for number, job in sorted(_started_jobs(sweep_dir).items()):
+        if number in done:
+            continue
+        job_dir = Path(str(job.hydra.runtime.output_dir))
+        _release_left_locks(job_dir)
+        row = _unfinished_row(number, job.hydra.overrides.task, job_dir, config, status, error)
+        write_row(job_dir, row)
+        rows.append(row)
+    return rows
+
+
+def _unfinished_row(number: int, overrides, job_dir: Path, config: DictConfig, status: str, error: str) -> dict:
+    return {"job": number, "overrides": [str(o) for o in overrides], "status": status, "error": error,
+            "seconds": None, "run_dir": str(job_dir), "stage": config.get("stage")}
+
+
+def _started_jobs(sweep_dir: Path) -> dict[int, DictConfig]:
+    """Job number -> the ``.hydra/hydra.yaml`` Hydra writes when a job starts (its directory and overrides)."""
     found = {}
     for path in sweep_dir.rglob(".hydra/hydra.yaml"):
         try:
-            found[int(OmegaConf.load(path).hydra.job.num)] = path.parent.parent
+            job = OmegaConf.load(path)
+            found[int(job.hydra.job.num)] = job
         except Exception:  # noqa: BLE001 - a file half written by the killed job: not one of ours to name
             continue
     return found

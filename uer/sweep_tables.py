@@ -136,7 +136,8 @@ def seed_groups(rows: list[dict], varying_keys: list[str], columns: list[tuple[s
         stats = {name: mean_std([get(row) for row in ok]) for name, get in columns}
         groups.append({"cells": dict(zip(others, key)), "jobs": [row["job"] for row in members],
                        "seeds": [row["_cells"][SEED] for row in members], "n": len(ok),
-                       "failed": len(members) - len(ok), "stats": stats,
+                       "failed": sum(row["status"] == "failed" for row in members),
+                       "interrupted": sum(row["status"] == "interrupted" for row in members), "stats": stats,
                        "metric": next((row.get("metric") for row in ok if row.get("metric")), None),
                        "varying": [f"{k}={v}" for k, v in zip(others, key)], "overrides": []})
     return groups
@@ -174,7 +175,8 @@ def _group_table(groups, varying_keys, columns, entries, best, markdown: bool) -
         is_best = group is best
         if markdown:
             values = [fmt_mean(*group["stats"][name]) for name in names]
-            n = f"{group['n']}" + (f" ({group['failed']} failed)" if group["failed"] else "")
+            left = [f"{group[status]} {status}" for status in ("failed", "interrupted") if group[status]]
+            n = f"{group['n']}" + (f" ({', '.join(left)})" if left else "")
             counts = [f"**{n}**" if is_best else n]
         else:
             values = [fmt(v) for name in names for v in group["stats"][name]]

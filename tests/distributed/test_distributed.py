@@ -14,8 +14,9 @@ import torch
 from uer.data.pretrain_dataset import PretrainDataset
 from uer.data.sampler import EpochSampler
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
+from uer import launch
 from uer.app import run_stage
-from uer_testing import ROOT, SMALL, compose_config, error_lines, run_main
+from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -153,13 +154,26 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
     assert time.monotonic() - start < 90
 
 
-def test_worker_error_surfaces_with_non_zero_exit(tmp_path):
-    proc = run_main(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={tmp_path / 'missing'}",
-                     "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={tmp_path / 'm'}"],
-                    tmp_path / "run", timeout=180)
-    assert proc.returncode == 2
-    assert str(tmp_path / "missing") in proc.stderr
-    assert any("worker rank" in line for line in error_lines(proc))
+@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target"])
+def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
+                                                                          case):
+    """Found inside the workers, every rank would find it (after starting them for nothing)."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    data = ROOT / "datasets/test_data/book_review"
+    missing = tmp_path / "missing"
+    settings, fragments = {
+        "finetune dev_path": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                               f"finetune.dev_path={missing}"],
+                              [f"finetune.dev_path={missing}: no such file or directory", "nothing was started"]),
+        "pretrain dataset_path": (["stage=pretrain", f"pretrain.dataset_path={missing}"],
+                                  [f"pretrain.dataset_path={missing}: no such file or directory"]),
+        "pretrain target": (["stage=pretrain", "target=bert", f"pretrain.dataset_path={mlm_data}"],
+                            [f"{mlm_data} was built for target 'mlm'"]),
+    }[case]
+    cfg = compose_config([*settings, "size=tiny", *SMALL, "hardware.nproc_per_node=2", "hardware.num_threads=1",
+                          f"output_model_path={tmp_path / 'm'}"])
+    expect_user_error(capsys, cfg, *fragments)
+    assert not (tmp_path / "m").exists()
 
 
 def finetune(out, *extra):

@@ -4,12 +4,14 @@ The failure is injected from outside uer: a ``sitecustomize`` on the workers' PY
 trainer raise a UerError (as a bad batch would) at its second step, while rank 0 is in that step's gradient
 all-reduce.  Before the fix rank 1's exit barrier paired with rank 0's all-reduce and both waited for the
 process-group timeout (30 minutes by default); the subprocess timeout is the guard, not the subject.
+An error every rank meets is printed once, and SIGINT ends a multi-process run with one line (issue 26).
 """
 
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -47,7 +49,9 @@ def run_failing(tmp_path, *args, failure="uer"):
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}", UER_TEST_FAIL_RANK1=failure)
+    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    if failure is not None:
+        env["UER_TEST_FAIL_RANK1"] = failure
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, "main.py", f"hydra.run.dir={tmp_path / 'run'}", *args, "hardware.nproc_per_node=2",
            "hardware.num_threads=1", f"output_model_path={tmp_path / 'model'}"]
@@ -67,10 +71,7 @@ def run_failing(tmp_path, *args, failure="uer"):
 def assert_ends_with_rank_1s_error(proc):
     assert proc.returncode != 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = error_lines(proc)
-    assert lines and lines[0] == f"error: {MESSAGE}", proc.stderr[-3000:]
-    assert lines.count(f"error: {MESSAGE}") == 1, lines
-    assert all("worker rank 1" in line for line in lines[1:]), lines  # the launcher names the rank, nothing else
+    assert error_lines(proc) == [f"error: {MESSAGE}"], proc.stderr[-3000:]  # once: not again by the launcher
     assert not [line for line in proc.stderr.splitlines() if "[ERROR][rank 0]" in line], proc.stderr[-3000:]
 
 
@@ -99,3 +100,45 @@ def test_an_unexpected_error_on_one_rank_is_its_traceback_alone(tmp_path, mlm_da
     assert error_lines(proc) == ["error: worker rank 1 failed (exit code 1); its error is printed above"], \
         proc.stderr[-3000:]
     assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_error_every_rank_meets_is_printed_once(tmp_path):
+    """A dev file every rank reads and refuses: one line, not one per rank (and no line naming a rank)."""
+    data = ROOT / "datasets/test_data/book_review"
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("label\ttext_a\n1\tgood\nx\tbad row\n", encoding="utf-8")
+    proc = run_failing(tmp_path, "stage=finetune", "task=classifier", "size=tiny", *SMALL,
+                       f"finetune.train_path={data}/train.tsv", f"finetune.dev_path={dev}", "finetune.epochs_num=1",
+                       failure=None)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert error_lines(proc) == [f"error: {dev}:3: label 'x' is not an integer; labels are class ids 0, 1, 2, ..., "
+                                 "or pass finetune.skip_bad_rows=true to skip such rows"], proc.stderr[-3000:]
+    assert proc.stderr.count("label 'x'") == 1, proc.stderr[-3000:]
+
+
+def test_sigint_to_a_multi_process_run_is_one_line_and_exit_130(tmp_path, mlm_data):
+    """The elastic agent turns the signal into its own exception; the run ends as one in a single process does."""
+    model = tmp_path / "model"
+    cmd = [sys.executable, "main.py", f"hydra.run.dir={tmp_path / 'run'}", "stage=pretrain", "size=tiny", *SMALL,
+           f"pretrain.dataset_path={mlm_data}", "pretrain.total_steps=100000", "pretrain.save_checkpoint_steps=5",
+           "pretrain.batch_size=4", "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={model}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + GUARD
+        while not list(model.glob("step_*.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=GUARD)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if not line.startswith("[")] == [
+        f"interrupted by SIGINT: the checkpoints saved so far are kept in {model}; the same command with resume=true "
+        "continues from the newest"], stderr[-3000:]

@@ -346,6 +346,30 @@ def test_a_full_disk_at_a_save_is_one_line_and_keeps_the_earlier_checkpoints(dat
     assert leftovers(out) == []
 
 
+@pytest.mark.parametrize("full", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                  OSError("77404 requested and 30656 written")],  # numpy's own short-write error
+                         ids=["errno", "short-write"])
+def test_a_full_disk_while_preprocessing_is_one_line_and_keeps_the_dataset(dataset, tmp_path, capsys, monkeypatch,
+                                                                           full):
+    import shutil
+    import uer.data.build as build
+
+    kept = tmp_path / "kept"
+    shutil.copytree(dataset, kept)
+    before = {path.name: path.read_bytes() for path in kept.iterdir()}
+
+    def save_arrays(directory, arrays):
+        raise full
+
+    monkeypatch.setattr(build, "save_arrays", save_arrays)
+    cfg = compose_config(["stage=preprocess", f"preprocess.corpus_path={corpus_slice(tmp_path, 'book_review.txt', 50)}",
+                          f"preprocess.dataset_path={kept}", "preprocess.seq_length=32", "preprocess.overwrite=true"])
+    expect_user_error(capsys, cfg, f"cannot write {kept}: No space left on device",
+                      "free space there or write elsewhere (files written before are unchanged)")
+    assert {path.name: path.read_bytes() for path in kept.iterdir()} == before
+    assert leftovers(tmp_path) == []
+
+
 def test_a_real_full_file_system_is_one_line(dataset, tmp_path, capsys):
     """torch's zip writer wraps the OS error in its own; the line still says what the OS said."""
     small = tmp_path / "small"

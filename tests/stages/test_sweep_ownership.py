@@ -85,6 +85,18 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def signalled_sweep(args, sweep_dir, signum, what: str, ready) -> tuple[int, str]:
+    """Start a sweep, send it ``signum`` once ``ready(its pid)``; its exit status and stderr."""
+    proc = start_sweep(args, sweep_dir)
+    try:
+        wait_for(lambda: ready(proc.pid), what, proc)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    return proc.returncode, stderr
+
+
 def test_a_sweep_holds_its_directory_says_it_was_interrupted_and_a_used_directory_is_refused(tmp_path):
     sweep_dir = tmp_path / "sweep"
     first = start_sweep([*ENDLESS, "seed=1,2"], sweep_dir)
@@ -136,16 +148,29 @@ def test_a_killed_joblib_worker_is_a_failed_row_not_a_traceback(tmp_path):
     assert not list(sweep_dir.rglob(LOCK_FILE))  # neither the killed job's nor the one stopped with it
 
 
+def test_a_joblib_sweep_interrupted_while_its_workers_run_lists_their_jobs_as_interrupted(tmp_path):
+    """The jobs run in joblib's worker processes, not in the process the signal stops: each is still a row."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[parallel]'")
+    sweep_dir = tmp_path / "sweep"
+    code, stderr = signalled_sweep(["launcher=joblib", *ENDLESS, "seed=1,2"], sweep_dir, signal.SIGINT, "both jobs",
+                                   lambda pid: all(locked_pid(sweep_dir / job) not in (None, pid) for job in "01"))
+    assert code == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted by SIGINT: the sweep stopped at jobs 0, 1 with 0 job(s) finished; its table is "
+        f"{sweep_dir}/results.md"]
+    table = (sweep_dir / "results.md").read_text(encoding="utf-8")
+    assert "2 job(s), 0 failed, 2 interrupted" in table
+    assert "| 0 | 1 | interrupted |" in table and "| 1 | 2 | interrupted |" in table
+    assert "| 0 (2 interrupted) |" in table  # the seed group: stopped, not failed
+    assert not list(sweep_dir.rglob(LOCK_FILE))  # the locks the stopped workers left are removed
+
+
 def test_a_sweep_stopped_by_sigterm_exits_143_with_its_table(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = start_sweep([*ENDLESS, "seed=1,2"], sweep_dir)
-    try:
-        wait_for(lambda: locked_pid(sweep_dir / "0") is not None, "its first job", proc)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        stop(proc)
-    assert proc.returncode == 143, stderr[-3000:]
+    code, stderr = signalled_sweep([*ENDLESS, "seed=1,2"], sweep_dir, signal.SIGTERM, "its first job",
+                                   lambda pid: locked_pid(sweep_dir / "0") is not None)
+    assert code == 143, stderr[-3000:]
     assert "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.strip()] == [
         f"interrupted by SIGTERM: the sweep stopped at job 0 with 0 job(s) finished; its table is {sweep_dir}/results.md"]

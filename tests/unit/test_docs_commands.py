@@ -60,6 +60,10 @@ RUNTIME_ERRORS = {
         "the lock of another live run (tests/stages/test_run_config.py, locks)",
     "error: outputs/data/br_mlm was built for target": "read from the dataset's meta.json when training opens it",
     "error: training stopped:": "the loss becomes nan during training",
+    "error: finetune.dev_path=missing.tsv: no such file": "checked by the run before it starts its workers "
+                                                         "(tests/distributed/test_distributed.py)",
+    "error: cannot write /small/disk/data: No space left": "the disk fills while the dataset is written "
+                                                          "(tests/stages/test_robustness.py, full disk)",
     "error: pretrained_model_path=outputs/models/br_tiny/step_200.pt sets the architecture":
         "compared with the checkpoint file, which an earlier command of the docs writes",
 }

@@ -169,7 +169,8 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
             position_dtype="<u2" if seq_length + 1 < 1 << 16 else "<i4",
             shard_root=str(tmp / "shards"), segmenter=segmenter, noising=noising if static else None,
         )
-        totals = _run_units(job, index, units, tokenizer, processes_num)
+        with reporting_write_errors(dataset_path):
+            totals = _run_units(job, index, units, tokenizer, processes_num)
         if totals["instances"] == 0:
             raise UerError(f"corpus {corpus_path} yields no {target} instances: its documents are empty after "
                            "tokenization or too short to split into two segments; check the corpus and the "
@@ -244,8 +245,7 @@ def build_unit(job: BuildJob, tokenizer, unit: int, starts: np.ndarray, ends: np
               "word_starts": "u1"}
     shard = {name: np.concatenate([part[name] for part in parts]).astype(dtypes.get(name, "<i4"))
              for name in parts[0]}
-    with reporting_write_errors(job.shard_dir(unit)):
-        save_arrays(job.shard_dir(unit), shard)
+    save_arrays(job.shard_dir(unit), shard)  # a failed write is worded for the dataset (build_pretrain_dataset)
     masked_tokens = len(shard["mask_positions"]) if "mask_positions" in shard else 0
     return {"instances": len(shard["lengths"]), "tokens": len(shard["tokens"]), "masked_tokens": masked_tokens}
 

@@ -16,9 +16,11 @@ from uer.errors import UerError, reason
 
 
 def save_arrays(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write 1-d ``arrays`` as ``NAME.npy`` (through Python's file writes: a full disk is an OSError naming
+    ENOSPC, where numpy's own writer reports only a short write)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, values in arrays.items():
-        np.save(directory / f"{name}.npy", np.ascontiguousarray(values), allow_pickle=False)
+        _write(directory / f"{name}.npy", values.dtype, len(values), [values])
 
 
 def merge_shards(shards: list[Path], out_dir: Path, flat: list[str], counts: dict[str, str]) -> dict[str, dict]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -45,8 +46,16 @@ def os_error_in(err: BaseException) -> OSError | None:
     return None
 
 
+# numpy's writer reports a write the OS cut short (a full disk, a quota) with the counts alone, no errno.
+_SHORT_WRITE = re.compile(r"^(\d+) requested and (\d+) written$")
+
+
 def os_reason(err: OSError) -> str:
     """The OS's reason for ``err`` and what to do, e.g. ``No space left on device; free space there ...``."""
+    short = _SHORT_WRITE.match(str(err)) if err.errno is None else None
+    if short:
+        return (f"No space left on device (or over quota: {short.group(2)} of {short.group(1)} bytes could be "
+                f"written); {_FIXES[errno.ENOSPC]}")
     return f"{err.strerror or reason(err)}; {_FIXES.get(err.errno, 'check the path')}"
 
 

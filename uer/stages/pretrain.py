@@ -103,9 +103,20 @@ def prepare(cfg: DictConfig) -> None:
         _refuse_earlier_checkpoints(model_dir(cfg))
         starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.target, cfg.decoder)
+    if not cfg.resume and not cfg.pretrained_model_path:  # the configured tokenizer is the run's
+        _open_dataset(cfg, build_tokenizer(cfg.tokenizer), check_values=False)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
     _check_validation(cfg)
+
+
+def _open_dataset(cfg: DictConfig, tokenizer, check_values: bool = True) -> PretrainDataset:
+    """The training dataset, refused unless built for this target and tokenizer and within the positions; also
+    checked in ``prepare`` where the tokenizer is known there, so that workers never start to find it."""
+    dataset = PretrainDataset(cfg.pretrain.dataset_path, check_values=check_values)
+    dataset.check_compatible(cfg.target.type, tokenizer.identity())
+    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
+    return dataset
 
 
 def _check_validation(cfg: DictConfig) -> None:
@@ -153,9 +164,7 @@ def run(cfg: DictConfig):
     tokenizer = _tokenizer(cfg, resume_payload, start)
     if cfg.decoder is not None and cfg.decoder.start_id is None:
         cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
-    dataset = PretrainDataset(p.dataset_path)
-    dataset.check_compatible(cfg.target.type, tokenizer.identity())
-    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
+    dataset = _open_dataset(cfg, tokenizer)
     config = run_config(cfg)
     facts = run_facts(env.world_size, dataset.fingerprint())
     if resume_payload is not None:
