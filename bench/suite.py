@@ -24,6 +24,9 @@ SUITE = {
     "generation": (["generate_speed.py"], ["generate_speed.py", "--new-tokens", "8", "--repeats", "1"]),
     "seq2seq_generation": (["generation_speed.py"],
                            ["generation_speed.py", "--new-tokens", "4", "--repeats", "1", "--batches", "1"]),
+    "seq2seq": (["seq2seq_speed.py"],
+                ["seq2seq_speed.py", "--steps", "1", "--warmup", "0", "--gen-rows", "4", "--new-tokens", "4",
+                 "--repeats", "1"]),
     "distributed": (["distributed_scaling.py"], ["distributed_scaling.py", "--steps", "4"]),
 }
 

@@ -44,6 +44,10 @@ PAIRS = {
     "gpt": (["target=lm"], "corpora/book_review.txt", ["encoder=gpt", "target=lm"]),
     "span": (["target=mlm", "preprocess.span_masking=true"], "corpora/book_review.txt", ["target=mlm"]),
     "dynamic": (["target=mlm", "preprocess.dynamic_masking=true"], "corpora/book_review.txt", ["target=mlm"]),
+    "seq2seq": (["target=seq2seq"], "datasets/test_data/parallel/train.tsv",
+                ["decoder=transformer", "target=seq2seq", "size=smoke"]),
+    "t5": (["target=t5"], "corpora/book_review.txt", ["decoder=transformer", "target=t5", "size=smoke"]),
+    "bart": (["target=bart"], "corpora/book_review_bert.txt", ["decoder=transformer", "target=bart", "size=smoke"]),
 }
 
 
@@ -65,7 +69,8 @@ def test_other_pairs_train_and_checkpoint(tmp_path, name):
     assert train.returncode == 0, train.stderr
     reports = read_metrics(tmp_path / "run")
     loss_keys = {k for k in reports[-1] if k.endswith("_loss")}
-    expected = {"bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"}, "gpt": {"lm_loss"}}
+    expected = {"bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"}, "gpt": {"lm_loss"},
+                "seq2seq": {"seq2seq_loss"}, "t5": {"t5_loss"}, "bart": {"bart_loss"}}
     assert loss_keys == expected.get(name, {"mlm_loss"})
     assert [s for s, _ in step_checkpoints(model)] == [20]
 

@@ -1,13 +1,15 @@
 """End to end: a parallel corpus preprocessed for target=seq2seq pre-trains the encoder-decoder model
 (decoder=transformer); its checkpoints record the decoder, and a stopped run resumes to the uninterrupted run's
-weights exactly."""
+weights exactly.  Targets longer than the decoder's positions are refused before work."""
+
+import json
 
 import pytest
 import torch
 
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
-from uer_testing import ROOT, compose_config
+from uer_testing import ROOT, compose_config, error_lines, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -44,3 +46,19 @@ def test_seq2seq_pretrains_and_resumes_bit_identically(tmp_path, parallel_data):
         assert torch.equal(a["model"][key], b["model"][key]), key
     early = load_checkpoint(straight / "step_2.pt")["model"]
     assert any(not torch.equal(early[key], a["model"][key]) for key in a["model"])
+
+
+def test_targets_longer_than_the_decoders_positions_are_refused_before_work(tmp_path):
+    data, model = tmp_path / "data", tmp_path / "model"
+    run_stage(compose_config(["stage=preprocess", "target=seq2seq", f"preprocess.corpus_path={PARALLEL}",
+                              f"preprocess.dataset_path={data}", "preprocess.seq_length=16",
+                              "preprocess.tgt_seq_length=48"]))
+    assert json.loads((data / "meta.json").read_text())["tgt_seq_length"] == 48
+    proc = run_main(["stage=pretrain", "decoder=transformer", "target=seq2seq", "size=smoke", "hardware.num_threads=1",
+                     f"pretrain.dataset_path={data}", "pretrain.total_steps=1", "model.max_seq_length=32",
+                     f"output_model_path={model}"], tmp_path / "run")
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "tgt_seq_length" in lines[0] and "only 32 positions" in lines[0] and "model.max_seq_length" in lines[0]
+    assert not model.exists()

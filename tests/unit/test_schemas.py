@@ -90,10 +90,10 @@ def option_overrides(group: str, option: str) -> list[str]:
 # A target each encoder can feed, and an encoder each target and embedding can be built with.
 TARGET_FOR_CONTEXT = {"causal": "lm", "bidirectional": "mlm", "forward+backward stacks": "bilm"}
 ENCODER_FOR = {"mlm": "bert", "bert": "bert", "albert": "bert", "lm": "gpt", "bilm": "bilstm", "cls": "bert",
-               "nsp": "bert", "prefixlm": "bert", "seq2seq": "bert", "word": "lstm", "word_pos": "gpt",
-               "word_pos_seg": "bert"}
+               "nsp": "bert", "prefixlm": "bert", "seq2seq": "bert", "t5": "bert", "bart": "bert", "word": "lstm",
+               "word_pos": "gpt", "word_pos_seg": "bert"}
 TARGET_EXTRA = {"cls": ["target.labels_num=2"], "prefixlm": ["encoder.mask=causal_with_prefix"],
-                "seq2seq": ["decoder=transformer"]}
+                "seq2seq": ["decoder=transformer"], "t5": ["decoder=transformer"], "bart": ["decoder=transformer"]}
 
 
 def model_overrides(group: str, option: str) -> list[str]:

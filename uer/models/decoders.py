@@ -62,20 +62,27 @@ class DecoderConfig(TransformerLayersConfig, DecoderSizes):
 @dataclass
 class DecoderState:
     """What incremental decoding keeps for a batch of N rows: the encoder's output (``memory``, its key
-    padding mask), every layer's cross-attention keys and values, and the self-attention cache."""
+    padding mask), every layer's cross-attention keys and values, the self-attention cache, and which source
+    each row decodes (``sources``, (N,))."""
 
     memory: torch.Tensor
     memory_mask: Optional[torch.Tensor]
     memory_keys_values: MemoryKeysValues
     cache: KeyValueCache
+    sources: torch.Tensor
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` of everything, in that order (beam search)."""
-        self.memory = self.memory.index_select(0, index)
-        if self.memory_mask is not None:
-            self.memory_mask = self.memory_mask.index_select(0, index)
-        self.memory_keys_values = [(key.index_select(0, index), value.index_select(0, index))
-                                   for key, value in self.memory_keys_values]
+        """Keep rows ``index`` of everything, in that order (beam search).  The encoder's part of a row depends
+        only on its source: when every row keeps its source (beams reordered among their own source's rows, as
+        at most steps of beam search) it stays as it is."""
+        sources = self.sources.index_select(0, index)
+        if not torch.equal(sources, self.sources):
+            self.memory = self.memory.index_select(0, index)
+            if self.memory_mask is not None:
+                self.memory_mask = self.memory_mask.index_select(0, index)
+            self.memory_keys_values = [(key.index_select(0, index), value.index_select(0, index))
+                                       for key, value in self.memory_keys_values]
+            self.sources = sources
         self.cache.reorder(index)
 
 
@@ -181,7 +188,8 @@ class TransformerDecoder(nn.Module):
         here, once)."""
         keys_values = [layer.context_attn.memory_keys_values(memory) for layer in self.transformer]
         return DecoderState(memory, memory_mask(seg), keys_values, KeyValueCache(len(self.transformer),
-                                                                                 self.max_positions))
+                                                                                 self.max_positions),
+                            torch.arange(memory.size(0), device=memory.device))
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Hidden states (N, H) after the last tokens (N,), given the earlier ones in ``state`` (advanced)."""

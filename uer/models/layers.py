@@ -90,11 +90,14 @@ class KeyValueCache:
         self.length += steps
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows ``index`` of every slot, in that order (beam search)."""
-        for slot, stored in enumerate(self.keys):
-            if stored is not None:
-                self.keys[slot] = stored.index_select(0, index)
-                self.values[slot] = self.values[slot].index_select(0, index)
+        """Keep rows ``index`` of every slot, in that order (beam search).  Only the ``length`` positions stored
+        are copied: the buffers hold ``max_length`` (a BART decoder's 1,024), and beam search reorders every step."""
+        for buffers in (self.keys, self.values):
+            for slot, stored in enumerate(buffers):
+                if stored is not None:
+                    kept = stored.new_empty((index.size(0), *stored.shape[1:]))
+                    kept[:, :, :self.length] = stored[:, :, :self.length].index_select(0, index)
+                    buffers[slot] = kept
 
 
 class MultiHeadedAttention(nn.Module):

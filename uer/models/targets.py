@@ -3,8 +3,8 @@
 ``stats`` maps a name to ``(numerator, denominator)``, detached 0-dim float tensors, so
 a trainer can report ``sum(numerators) / sum(denominators)`` over any window:
 ``{task}_loss`` = (summed cross-entropy, count) and ``{task}_acc`` = (correct, count)
-for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``prefixlm``, ``lm_forward``/``lm_backward`` (bilm) or
-``cls``.  Target ``nsp`` is next-sentence prediction alone (no MLM).
+for task ``mlm``, ``nsp``, ``sop``, ``lm``, ``prefixlm``, ``lm_forward``/``lm_backward`` (bilm),
+``cls``, ``seq2seq``, ``t5`` or ``bart``.  Target ``nsp`` is next-sentence prediction alone (no MLM).
 
 Output logits are computed only where a label exists (masked positions for MLM,
 non-ignored positions for LM): the vocabulary projection is the most expensive matmul
@@ -41,7 +41,7 @@ BOTH_SIDES = "context from both sides at every position"
 class LmTargetConfig:
     """``target=mlm`` / ``bert`` / ``albert`` / ``lm`` / ``bilm``: an output layer over the vocabulary."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq | t5 | bart (pick with target=)")
     tie_weights: bool = setting(True, "share the output projection with the word embedding")
 
 
@@ -57,23 +57,23 @@ class CausalLmTargetConfig(LmTargetConfig):
 class NspTargetConfig:
     """``target=nsp``: next-sentence prediction alone."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq | t5 | bart (pick with target=)")
 
 
 @dataclass
 class ClsTargetConfig:
     """``target=cls``: sentence classification as a pre-training target."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq | t5 | bart (pick with target=)")
     pooling: str = setting("first", "how the sequence becomes one vector: first | mean | max | last")
     labels_num: Optional[int] = setting(None, "classes; null = from the pre-training dataset", bounds=at_least(1))
 
 
 @dataclass
 class Seq2seqTargetConfig:
-    """``target=seq2seq``: the decoder's states -> the next target token, against ``tgt_out``."""
+    """``target=seq2seq`` / ``t5`` / ``bart``: the decoder's states -> the next target token, against ``tgt_out``."""
 
-    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq (pick with target=)")
+    type: str = setting(MISSING, "mlm | bert | albert | lm | prefixlm | bilm | cls | nsp | seq2seq | t5 | bart (pick with target=)")
     tie_weights: bool = setting(True, "the output matrix is the decoder's word embedding (T5 v1.0, BART); false: "
                                       "its own (T5 v1.1)")
     output_bias: bool = setting(True, "a bias on the output layer (BART's final_logits_bias; T5 has none)")
@@ -299,7 +299,7 @@ class ClsTarget(nn.Module):
 @TARGETS.register("seq2seq", config=Seq2seqTargetConfig)
 class Seq2seqTarget(nn.Module):
     """Sequence to sequence: the decoder's state at each position (``output_layer``, H -> V) predicts
-    ``tgt_out`` there (B, L_tgt; 0 = padding, no loss).  Stats ``seq2seq_loss``/``seq2seq_acc``.
+    ``tgt_out`` there (B, L_tgt; 0 = padding, no loss).  Stats ``{task}_loss``/``{task}_acc``.
 
     The output matrix is tied to the decoder's word embedding when ``tie_weights`` and the
     shapes agree (``emb_size == hidden_size``).
@@ -308,6 +308,7 @@ class Seq2seqTarget(nn.Module):
     contexts = ALL_CONTEXTS
     needs = "any encoder (the decoder attends over its states)"
     needs_decoder = True
+    task = "seq2seq"
 
     def __init__(self, cfg: Seq2seqTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
@@ -325,4 +326,20 @@ class Seq2seqTarget(nn.Module):
         labels = batch["tgt_out"].reshape(-1)
         keep = labels != 0
         logits = self.logits(hidden.reshape(-1, hidden.size(-1))[keep])
-        return classification_loss(logits, labels[keep], "seq2seq", self.label_smoothing)
+        return classification_loss(logits, labels[keep], self.task, self.label_smoothing)
+
+
+@TARGETS.register("t5", config=Seq2seqTargetConfig)
+class T5Target(Seq2seqTarget):
+    """T5's span corruption: the model and loss of ``seq2seq``; the noising (sentinel spans in the source,
+    the spans after their sentinels as the target) is in the data (:mod:`uer.data.noising`)."""
+
+    task = "t5"
+
+
+@TARGETS.register("bart", config=Seq2seqTargetConfig)
+class BartTarget(Seq2seqTarget):
+    """BART's denoising: the model and loss of ``seq2seq``; the noise (masked spans, permuted sentences) is in
+    the data (:mod:`uer.data.noising`), the target is the original text."""
+
+    task = "bart"

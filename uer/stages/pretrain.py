@@ -115,7 +115,7 @@ def _open_dataset(cfg: DictConfig, tokenizer, check_values: bool = True) -> Pret
     checked in ``prepare`` where the tokenizer is known there, so that workers never start to find it."""
     dataset = PretrainDataset(cfg.pretrain.dataset_path, check_values=check_values)
     dataset.check_compatible(cfg.target.type, tokenizer.identity())
-    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"))
+    check_positions(dataset, "pretrain.dataset_path", cfg.embedding.get("max_seq_length"), cfg.decoder is not None)
     return dataset
 
 
@@ -133,7 +133,7 @@ def _check_validation(cfg: DictConfig) -> None:
         p.dev_dataset_path = str(build_dev_dataset(p.dev_dataset_path, p.dataset_path, build_tokenizer(cfg.tokenizer),
                                                    run_dir(model_dir(cfg))))
     dev = open_dev_dataset(p.dev_dataset_path, p.dataset_path, cfg.target.type, cfg.embedding.get("max_seq_length"),
-                           distributed.world_size(cfg))
+                           distributed.world_size(cfg), decoder=cfg.decoder is not None)
     if cfg.target.type == "cls" and dev.labels_num() > cfg.target.labels_num:
         raise UerError(f"pretrain.dev_dataset_path={p.dev_dataset_path} has labels up to {dev.labels_num() - 1} but "
                        f"target.labels_num={cfg.target.labels_num}; set target.labels_num={dev.labels_num()}")

@@ -47,7 +47,8 @@ log = logging.getLogger("uer.train")
 
 DEV_MASK_SEED = 0  # dynamic masks of the dev set: the same positions in every evaluation and every run
 DEV_EPOCH = 0
-TOKEN_PARTS = ("mlm", "lm", "prefixlm", "lm_forward", "lm_backward")  # parts that predict vocabulary tokens: perplexity
+# the parts that predict vocabulary tokens: perplexity
+TOKEN_PARTS = ("mlm", "lm", "prefixlm", "lm_forward", "lm_backward", "seq2seq", "t5", "bart")
 SPLIT = "dev"
 METRIC = "loss"
 DEV_DATASET = "heldout_dataset"  # where a held-out corpus is preprocessed, in the run directory
@@ -78,10 +79,10 @@ def build_dev_dataset(corpus_path: str, train_path: str, tokenizer, run_director
 
 
 def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int | None,
-                     world_size: int) -> PretrainDataset:
+                     world_size: int, decoder: bool = False) -> PretrainDataset:
     """The dev dataset, checked against the training dataset it must match: same target and tokenizer (the
-    training dataset is checked against the run's tokenizer), instances that fit the embedding's positions,
-    at least one instance for each of the ``world_size`` processes that score it."""
+    training dataset is checked against the run's tokenizer), instances (and targets, for a ``decoder``) that
+    fit the embedding's positions, at least one instance for each of the ``world_size`` processes that score it."""
     key = f"pretrain.dev_dataset_path={dev_path}"
     if not Path(dev_path).is_dir():
         raise UerError(f"{key} is neither a file nor a directory; {BUILD_HINT}")
@@ -97,18 +98,26 @@ def open_dev_dataset(dev_path: str, train_path: str, target: str, positions: int
     if differing:
         raise UerError(f"{key} was built with another tokenizer than pretrain.dataset_path={train_path} "
                        f"(they differ in {', '.join(differing)}); {BUILD_HINT.replace('TARGET', target)}")
-    check_positions(dev, "pretrain.dev_dataset_path", positions)
+    check_positions(dev, "pretrain.dev_dataset_path", positions, decoder)
     if len(dev) < world_size:
         raise UerError(f"{key} has {len(dev)} instances, fewer than the {world_size} processes that score it; "
                        "use a larger held-out corpus")
     return dev
 
 
-def check_positions(dataset: PretrainDataset, key: str, positions: int | None) -> None:
-    """A dataset whose instances are longer than the embedding's positions is refused."""
-    if positions is not None and dataset.meta["seq_length"] > positions:
+def check_positions(dataset: PretrainDataset, key: str, positions: int | None, decoder: bool = False) -> None:
+    """A dataset whose instances are longer than the embedding's positions is refused, and with a ``decoder``
+    (whose embedding has as many positions), one whose targets are longer than that."""
+    if positions is None:
+        return
+    if dataset.meta["seq_length"] > positions:
         raise UerError(f"{key}={dataset.path} has seq_length {dataset.meta['seq_length']} but the embedding has "
                        f"only {positions} positions; raise model.max_seq_length or re-run preprocess")
+    targets = dataset.meta.get("tgt_seq_length")
+    if decoder and targets is not None and targets > positions:
+        raise UerError(f"{key}={dataset.path} has targets of up to {targets} tokens (tgt_seq_length) but the "
+                       f"decoder's embedding has only {positions} positions; raise model.max_seq_length or re-run "
+                       "preprocess with a smaller preprocess.tgt_seq_length")
 
 
 class HeldOutSet:
