@@ -33,9 +33,8 @@ from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, load_stored_weights
 from uer.io.outputs import FILE, Output
-from uer.models import build_backbone
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
-from uer.tasks import Task, TaskData, make_task, predict
+from uer.tasks import Task, TaskData, build_task_model, make_task, predict
 
 log = logging.getLogger("uer.infer")
 
@@ -176,10 +175,7 @@ def task_info(payload: dict) -> dict:
 
 
 def _model(payload: dict, task: Task, path):
-    config = payload["config"]
-    backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab),
-                              tokens=task.tokenizer.vocab.tokens)
-    model = task.build_model(backbone, task.info.get("labels_num"))
+    model = build_task_model(task, payload["config"], task.info.get("labels_num"))
     load_stored_weights(model, payload["model"], path, "fine-tuning")
     return model
 

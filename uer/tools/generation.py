@@ -32,6 +32,7 @@ from uer.models.generation import filter_logits, sample
 from uer.runtime import autocast
 from uer.config.fields import NON_NEGATIVE, at_least, Bounds, setting
 from uer.tools import TOOLS, ModelToolConfig, TextInputs
+from uer.tokenizers.detokenize import decode_ids
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
 Picker = Callable[[torch.Tensor], int]
@@ -84,25 +85,6 @@ def generate_ids(backbone, lm_head, prompt: list[int], max_new_tokens: int, pick
     return new
 
 
-def detokenize(prompt: str, tokens: list[str], kind: str) -> str:
-    """``prompt`` followed by ``tokens``: WordPiece ``##`` pieces joined, spaces between ASCII words."""
-    if kind == "space":
-        return " ".join([prompt, *tokens]) if tokens else prompt
-    text = prompt
-    for token in tokens:
-        if token.startswith("##") and len(token) > 2:
-            text += token[2:]
-        elif text and _wordlike(text[-1]) and _wordlike(token[0]):
-            text += " " + token
-        else:
-            text += token
-    return text
-
-
-def _wordlike(char: str) -> bool:
-    return char.isascii() and char.isalnum()
-
-
 @dataclass
 class GenerateConfig(TextInputs, ModelToolConfig):
     """``tool=generate``."""
@@ -140,10 +122,7 @@ def generate(cfg) -> str:
         with autocast(loaded.device, cfg.hardware.precision):
             new = generate_ids(loaded.backbone, target.output_layer, ids, t.max_new_tokens, pick,
                                use_cache=t.use_cache, stop_id=vocab.sep_id, max_length=positions)
-        if tokenizer.kind == "hf":  # its own decoder knows its pieces (bytes, ▁, ##)
-            text = prompt + tokenizer.decode(new)
-        else:
-            text = detokenize(prompt, tokenizer.convert_ids_to_tokens(new), tokenizer.kind)
+        text = decode_ids(tokenizer, new, prompt)
         logger.info("%s: %d new tokens: %s", where, len(new), text)
         texts.append(text)
     out = output_file(cfg, "generated.txt")
