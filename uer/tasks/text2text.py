@@ -23,7 +23,6 @@ Predictions: one ``generation`` per input row, in input order, beside its ``sour
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -32,7 +31,7 @@ from torch import nn
 
 from uer.config.fields import at_least, setting
 from uer.errors import UerError, where
-from uer.models.generation import GenerationConfig, generate
+from uer.models.generation import GenerationConfig, generate, generation_config
 from uer.models.model import ModelOutput, Seq2seqModel
 from uer.tasks import TASKS, Task, TaskConfig, TaskData
 from uer.tasks.classifier import write_table
@@ -180,15 +179,6 @@ class Text2TextTask(Task):
         rows = [[clean(example.source_text), clean(text)]
                 for example, text in zip(data.examples, self.generations(outputs))]
         write_table(path, ["source", "generation"], rows)
-
-
-def generation_config(values) -> GenerationConfig:
-    """``values`` (the schema's instance, a config node or what a checkpoint stored) as a GenerationConfig;
-    keys it does not know are dropped, missing ones take their defaults."""
-    if isinstance(values, GenerationConfig):
-        return values
-    names = {f.name for f in dataclasses.fields(GenerationConfig)}
-    return GenerationConfig(**{key: value for key, value in dict(values.items()).items() if key in names})
 
 
 def clean(text: str) -> str:
