@@ -18,21 +18,23 @@ their softmax, and ``label`` their argmax).  ``stage=score`` loads models the sa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_type_hints
 
 import torch
 from omegaconf import DictConfig
 
-from uer.config.fields import at_least, setting
+from uer.config.fields import at_least, help_of, setting
 from uer.config.run import InspectsWeights, RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, load_stored_weights
 from uer.io.outputs import FILE, Output
+from uer.models.generation import GenerationConfig
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
 from uer.tasks import Task, TaskData, build_task_model, make_task, predict
 
@@ -51,6 +53,13 @@ class FineTunedModelConfig:
                                               "fine-tuned with", bounds=at_least(1))
 
 
+# A generating task's settings as infer may replace them (infer.generation.num_beams=4): each of task.generation's
+# keys, null = the checkpoint's value.
+GenerationOverrides = dataclasses.make_dataclass("GenerationOverrides", [
+    (f.name, Optional[hint], setting(None, f"{help_of(f)}; null = as fine-tuned (task=text2text)"))
+    for f, hint in ((f, get_type_hints(GenerationConfig)[f.name]) for f in dataclasses.fields(GenerationConfig))])
+
+
 @dataclass
 class InferConfig(FineTunedModelConfig):
     test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
@@ -58,6 +67,7 @@ class InferConfig(FineTunedModelConfig):
                                                    "directory")
     output_logits: bool = setting(False, "add a logits column")
     output_prob: bool = setting(False, "add a probabilities column")
+    generation: GenerationOverrides = field(default_factory=GenerationOverrides)
 
 
 @stage_root("infer")
@@ -146,9 +156,23 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     if positions is not None and seq_length > positions:
         raise UerError(f"{section}.seq_length={seq_length} exceeds the {positions} positions the model has; "
                        f"use {section}.seq_length={positions} or less")
-    task = make_task(config["task"], tokenizer, seq_length, info=task_info(payload))
+    task = make_task(task_config(config["task"], options.get("generation"), section), tokenizer, seq_length,
+                     info=task_info(payload))
     return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision,
                           cfg.allow_nonfinite_weights)
+
+
+def task_config(stored: dict, overrides, section: str) -> dict:
+    """The checkpoint's task config with the settings ``{section}.generation`` sets (not null) in its
+    ``generation``."""
+    chosen = {key: value for key, value in dict((overrides or {}).items()).items() if value is not None}
+    if not chosen:
+        return stored
+    if "generation" not in stored:
+        key = next(iter(chosen))
+        raise UerError(f"{section}.generation.{key} applies to tasks that generate (task=text2text), not task="
+                       f"{stored.get('type')}; drop it")
+    return {**stored, "generation": {**stored["generation"], **chosen}}
 
 
 def model_paths(load_model_path, section: str) -> list[Path]:
