@@ -88,6 +88,22 @@ def test_infer_and_generate_write_one_generation_per_row_in_order(copy_task, bea
     assert generated.read_text(encoding="utf-8").splitlines() == rows
 
 
+def test_fine_tuning_starts_from_an_encoder_decoder_checkpoint_with_its_decoder(copy_task, tmp_path):
+    """The checkpoint's architecture (one layer, width 64, its decoder and output layer) is adopted without being
+    named, and its weights: one more step at a tiny learning rate still copies every dev row."""
+    out = tmp_path / "again"
+    run_stage(compose_config(["task=text2text", f"pretrained_model_path={copy_task['out'] / 'best.pt'}",
+                              "hardware.num_threads=1", f"finetune.train_path={copy_task['train']}",
+                              f"finetune.dev_path={copy_task['dev']}", f"output_model_path={out}",
+                              "finetune.max_steps=1", "finetune.learning_rate=1e-9", "finetune.seq_length=16"]))
+    assert results(out)[-1]["exact_match"] == 1.0
+    before, after = (load_checkpoint(path / "best.pt")["config"] for path in (copy_task["out"], out))
+    first, second = ({k: v for k, v in config["decoder"].items() if k != "dropout"}  # dropout: this run's (tunable)
+                     for config in (before, after))
+    assert first == second and after["target"] == before["target"]
+    assert after["encoder"]["layers_num"] == 1
+
+
 def test_generate_refuses_a_language_model_setting_for_an_encoder_decoder(copy_task, capsys):
     out = copy_task["dir"] / "never.txt"
     (copy_task["dir"] / "sources.txt").write_text("一二\n", encoding="utf-8")
