@@ -10,7 +10,8 @@ import pytest
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.stages.finetune import check_decoder_use
-from uer_testing import compose_config, expect_user_error
+from uer.models import build_model
+from uer_testing import compose_config, expect_user_error, save_model_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -102,6 +103,19 @@ def test_fine_tuning_starts_from_an_encoder_decoder_checkpoint_with_its_decoder(
                      for config in (before, after))
     assert first == second and after["target"] == before["target"]
     assert after["encoder"]["layers_num"] == 1
+
+
+def test_fine_tuning_an_encoder_only_checkpoint_keeps_the_task_s_decoder(copy_task, tmp_path):
+    """An mlm checkpoint gives the encoder; its target, a pre-training head, does not replace target=seq2seq."""
+    sizes = [f for f in TINY if f.startswith(("model.", "size="))]
+    cfg = compose_config(["stage=pretrain", "target=mlm", f"tokenizer.vocab_path={copy_task['vocab']}", *sizes])
+    mlm = build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5)
+    start = save_model_checkpoint(tmp_path / "mlm.pt", mlm, cfg)
+    out = tmp_path / "from_mlm"
+    run_stage(compose_config(["task=text2text", f"pretrained_model_path={start}", *args(copy_task, out),
+                              "finetune.max_steps=1"]))
+    config = load_checkpoint(out / "best.pt")["config"]
+    assert config["target"]["type"] == "seq2seq" and config["decoder"]["type"] == "transformer"
 
 
 def test_generate_refuses_a_language_model_setting_for_an_encoder_decoder(copy_task, capsys):
