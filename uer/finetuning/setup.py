@@ -74,7 +74,8 @@ def selection_metric(setup: Setup) -> str:
 
 
 def new_model(setup: Setup, labels_num: int | None) -> nn.Module:
-    """The task's model on a fresh backbone (encoder-decoder: :func:`build_task_model`), holding the starting weights, on the device."""
+    """The task's model on a fresh backbone (or encoder-decoder: :func:`build_task_model`), holding the starting
+    weights, on the device."""
     model = build_task_model(setup.task, setup.cfg, labels_num)
     if setup.state is not None:
         load_into_model(model, usable_weights(setup.state, model), source=setup.source)
