@@ -129,6 +129,15 @@ def test_generate_refuses_a_language_model_setting_for_an_encoder_decoder(copy_t
     assert not out.exists()
 
 
+def test_infer_refuses_logits_for_generations(copy_task, capsys):
+    predictions = copy_task["dir"] / "never.tsv"
+    cfg = compose_config(["stage=infer", f"infer.load_model_path={copy_task['out']}",
+                          f"infer.test_path={copy_task['dev']}", f"infer.prediction_path={predictions}",
+                          "infer.output_prob=true"])
+    expect_user_error(capsys, cfg, "task=text2text writes no logits or probabilities", "infer.output_prob")
+    assert not predictions.exists()
+
+
 def bad_run(copy_task, tmp_path, *extra):
     out = tmp_path / "model"
     return compose_config(["task=text2text", *args(copy_task, out), "finetune.max_steps=1", *extra]), out

@@ -6,7 +6,9 @@ model was trained with) and the fine-tuning ``seq_length`` (unless ``infer.seq_l
 is set).  The output has one row per input row, under a header row (``label``, plus
 ``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).  Rows are
 batched with rows of similar length (``infer.batch_size`` to a batch, longest first, so
-batches carry little padding) and written in the input's order.
+batches carry little padding) and written in the input's order.  A generating task (``task=text2text``)
+writes one ``generation`` per row, with the checkpoint's generation settings unless
+``infer.generation.KEY=`` replaces one.
 
 ``infer.load_model_path`` is a checkpoint (``best.pt``), a directory holding one, or the
 output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A
@@ -96,6 +98,9 @@ def run(cfg: DictConfig) -> str:
         raise UerError("infer.test_path is not set; e.g. infer.test_path=datasets/test_data/book_review/"
                        "test_nolabel.tsv")
     model = load_fine_tuned(cfg, "infer")
+    if (i.output_logits or i.output_prob) and not model.task.writes_scores:
+        raise UerError(f"task={model.task.name} writes no logits or probabilities; drop infer.output_logits/"
+                       "infer.output_prob")
     data = model.task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
     outputs = model.outputs(data)
     path = prediction_path(i)

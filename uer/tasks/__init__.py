@@ -87,6 +87,8 @@ class Task(ABC):
     #: whether the model is an encoder-decoder: ``build_model`` then gets the run's whole
     #: :class:`~uer.models.model.Seq2seqModel` (``decoder=`` and ``target=``) instead of the backbone
     needs_decoder = False
+    #: whether ``write_predictions`` can add the ``logits``/``prob`` columns (infer.output_logits/output_prob)
+    writes_scores = True
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         self.cfg = cfg

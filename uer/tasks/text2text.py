@@ -83,6 +83,7 @@ class Text2TextTask(Task):
     name = "text2text"
     metrics = ("bleu", *(m for m in TEXT_METRICS if m != "bleu"))
     needs_decoder = True
+    writes_scores = False  # a generation has no logits or probabilities
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         super().__init__(cfg, tokenizer, seq_length, info)
@@ -173,9 +174,6 @@ class Text2TextTask(Task):
 
     def write_predictions(self, path, outputs: list[torch.Tensor], data: TaskData, *, output_logits: bool,
                           output_prob: bool) -> None:
-        if output_logits or output_prob:
-            raise UerError("task=text2text writes generations, which have no logits or probabilities; drop "
-                           "infer.output_logits/infer.output_prob")
         rows = [[clean(example.source_text), clean(text)]
                 for example, text in zip(data.examples, self.generations(outputs))]
         write_table(path, ["source", "generation"], rows)
