@@ -6,11 +6,13 @@ import json
 import random
 
 import pytest
+import torch
 
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.stages.finetune import check_decoder_use
 from uer.models import build_model
+from uer.models.generation import GenerationConfig, generate_rows
 from uer_testing import compose_config, expect_user_error, save_model_checkpoint
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +128,42 @@ def test_generate_refuses_a_language_model_setting_for_an_encoder_decoder(copy_t
                           "tool.temperature=0.5"])
     expect_user_error(capsys, cfg, "tool.temperature does not apply to the encoder-decoder",
                       "tool.generation.temperature")
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def pretrained_seq2seq(copy_task):
+    """An encoder-decoder checkpoint as stage=pretrain decoder=transformer target=seq2seq writes it (random weights)."""
+    sizes = [f for f in TINY if f.startswith(("model.", "size="))]
+    cfg = compose_config(["stage=pretrain", "decoder=transformer", "target=seq2seq", "decoder.start_id=2",
+                          f"tokenizer.vocab_path={copy_task['vocab']}", *sizes])
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, len(CHARS) + 5, decoder_cfg=cfg.decoder)
+    (copy_task["dir"] / "three.txt").write_text("一二\n三\n四四一\n", encoding="utf-8")
+    return save_model_checkpoint(copy_task["dir"] / "seq2seq.pt", model, cfg), model.eval()
+
+
+def test_generate_from_a_pretrained_encoder_decoder_writes_a_line_per_source(copy_task, pretrained_seq2seq):
+    """Each line is the model's beam-2 generation for its source ([CLS] source [SEP], ids 2 and 3)."""
+    sources = copy_task["dir"] / "three.txt"
+    out = copy_task["dir"] / "pretrained_generated.txt"
+    path, model = pretrained_seq2seq
+    run_stage(compose_config(["stage=tool", "tool=generate", f"tool.input_path={path}",
+                              f"tool.test_path={sources}", f"tool.output_path={out}", "tool.generation.num_beams=2",
+                              "tool.generation.max_new_tokens=3"]))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *CHARS]
+    rows = [[2, *(vocab.index(ch) for ch in text), 3] for text in ("一二", "三", "四四一")]
+    generated = generate_rows(model, rows, [[1] * len(row) for row in rows],
+                              GenerationConfig(num_beams=2, max_new_tokens=3), eos_id=3, batch_size=2,
+                              device=torch.device("cpu"))
+    assert out.read_text(encoding="utf-8") == "".join("".join(vocab[i] for i in ids) + "\n" for ids in generated)
+
+
+def test_generate_refuses_more_beams_than_the_vocabulary(copy_task, pretrained_seq2seq, capsys):
+    out = copy_task["dir"] / "never_beams.txt"
+    cfg = compose_config(["stage=tool", "tool=generate", f"tool.input_path={pretrained_seq2seq[0]}",
+                          f"tool.test_path={copy_task['dir'] / 'three.txt'}", f"tool.output_path={out}",
+                          "tool.generation.num_beams=10"])
+    expect_user_error(capsys, cfg, "tool.generation.num_beams=10", "larger than the vocabulary (9 tokens)")
     assert not out.exists()
 
 
