@@ -213,13 +213,20 @@ def _group_section(add, name: str) -> None:
 
 
 def _keys_table(add, prefix: str, schema: type, values: dict | None = None) -> None:
-    instance_defaults = values if values is not None else {}
     add("| key | type | default | meaning |")
     add("| --- | --- | --- | --- |")
-    for f in dataclasses.fields(schema):
-        value = instance_defaults.get(f.name, _default(f)) if values is not None else _default(f)
-        add(f"| `{prefix}.{f.name}` | {_type_name(f.type)} | `{_cell(_value(value))}` | {_cell(_meaning(f))} |")
+    _key_rows(add, prefix, schema, values)
     add("")
+
+
+def _key_rows(add, prefix: str, schema: type, values: dict | None) -> None:
+    """One row per key of ``schema``; a nested schema's keys (``task.generation.num_beams``) each get theirs."""
+    for f in dataclasses.fields(schema):
+        value = values.get(f.name, _default(f)) if values is not None else _default(f)
+        if dataclasses.is_dataclass(f.default_factory):
+            _key_rows(add, f"{prefix}.{f.name}", f.default_factory, value if isinstance(value, dict) else None)
+            continue
+        add(f"| `{prefix}.{f.name}` | {_type_name(f.type)} | `{_cell(_value(value))}` | {_cell(_meaning(f))} |")
 
 
 def _meaning(f: dataclasses.Field) -> str:

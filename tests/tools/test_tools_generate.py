@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from uer.errors import UerError
-from uer.tools.generation import detokenize, generate_ids, token_picker
+from uer.tokenizers.detokenize import detokenize
+from uer.tools.generation import generate_ids, token_picker
 from tool_testing import make_checkpoint, make_model, run_tool, save_pt, tool_error, write_vocab
 
 GPT = ("encoder=gpt", "target=lm")

@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+from omegaconf import OmegaConf
 
 from uer import reference
 from uer.composition import registries
@@ -27,13 +28,15 @@ def test_reference_shows_every_option_with_its_own_keys(page):
         for path in (ROOT / "conf" / registry.group).glob("*.yaml"):
             option = reference.compose_group_option(registry.group, path.stem)
             section = page.split(f"#### `{registry.group}={path.stem}`", 1)[1].split("####", 1)[0]
-            for key in option.keys():
-                assert f"| `{registry.group}.{key}` |" in section, f"{registry.group}={path.stem}: {key}"
+            for key, value in option.items():
+                shown = f"| `{registry.group}.{key}." if OmegaConf.is_dict(value) else f"| `{registry.group}.{key}` |"
+                assert shown in section, f"{registry.group}={path.stem}: {key}"  # a nested node: its keys
     for name, root in STAGE_ROOTS.items():
         section = next((f for f in dataclasses.fields(root) if f.name == name), None)
         if section is not None and dataclasses.is_dataclass(section.default_factory):
             for f in dataclasses.fields(section.default_factory):
-                assert f"| `{name}.{f.name}` |" in page, f"{name}.{f.name}"
+                nested = dataclasses.is_dataclass(f.default_factory)
+                assert f"| `{name}.{f.name}{'.' if nested else '` |'}" in page, f"{name}.{f.name}"
     for group in (ROOT / "conf").iterdir():
         if group.is_dir():
             assert f"### `{group.name}`" in page

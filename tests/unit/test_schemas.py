@@ -179,6 +179,13 @@ def _distillation(tmp: Path) -> list[str]:
             "task.soft_targets=true"]
 
 
+def _text2text(tmp: Path) -> list[str]:
+    rows = ["source\ttarget"] + [f"句子{i}\t句子{i}" for i in range(8)]
+    (tmp / "t.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return [f"finetune.train_path={tmp / 't.tsv'}", f"finetune.dev_path={tmp / 't.tsv'}",
+            "task.generation.max_new_tokens=4"]
+
+
 def _files(task: str, tmp: Path) -> list[str]:
     book = DATA / "book_review"
     return {
@@ -187,7 +194,7 @@ def _files(task: str, tmp: Path) -> list[str]:
         "mt_classifier": [f"task.dataset_paths=[{book},{DATA / 'chnsenticorp'}]"],
         "ner": [f"finetune.train_path={DATA / 'msra_ner' / 'train.tsv'}", f"finetune.dev_path={DATA / 'msra_ner' / 'dev.tsv'}"],
         "cmrc": [f"finetune.train_path={DATA / 'cmrc' / 'train.json'}", f"finetune.dev_path={DATA / 'cmrc' / 'dev.json'}"],
-        "c3": _c3(tmp), "dbqa": _dbqa(tmp),
+        "c3": _c3(tmp), "dbqa": _dbqa(tmp), "text2text": _text2text(tmp),
         "multilabel": [f"finetune.train_path={synthetic_multilabel_tsv(tmp / 'ml.tsv', 0, 24)}",
                        f"finetune.dev_path={tmp / 'ml.tsv'}", "task.labels=[0,1,2]"],
         "regression": [f"finetune.train_path={synthetic_sts(tmp / 'r.tsv', 16)}", f"finetune.dev_path={tmp / 'r.tsv'}"],

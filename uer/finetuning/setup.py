@@ -24,8 +24,7 @@ from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer
 from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.uer_format import from_uer_state_dict, load_into_model
-from uer.models import build_backbone
-from uer.tasks import Task, make_task
+from uer.tasks import Task, build_task_model, decoder_positions, make_task
 from uer.tokenizers import build_tokenizer
 from uer.training.process import run_config, training_process
 
@@ -57,6 +56,10 @@ def prepare(cfg: DictConfig) -> Setup:
         raise UerError(f"finetune.seq_length={f.seq_length} exceeds the {positions} positions the embedding has; "
                        f"use finetune.seq_length={positions} or less")
     task = make_task(cfg.task, tokenizer, f.seq_length)
+    if cfg.get("decoder") is not None:  # an encoder-decoder: what its targets start with and may take
+        if cfg.decoder.start_id is None:
+            cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
+        task.info.update(decoder_start_id=cfg.decoder.start_id, target_positions=decoder_positions(cfg.embedding))
     return Setup(cfg, device, tokenizer, state, source, task, env, hf)
 
 
@@ -71,10 +74,9 @@ def selection_metric(setup: Setup) -> str:
 
 
 def new_model(setup: Setup, labels_num: int | None) -> nn.Module:
-    """The task's model on a fresh backbone, holding the starting weights, on the device."""
-    backbone = build_backbone(setup.cfg.embedding, setup.cfg.encoder, len(setup.tokenizer.vocab),
-                              tokens=setup.tokenizer.vocab.tokens)
-    model = setup.task.build_model(backbone, labels_num)
+    """The task's model on a fresh backbone (or encoder-decoder: :func:`build_task_model`), holding the starting
+    weights, on the device."""
+    model = build_task_model(setup.task, setup.cfg, labels_num)
     if setup.state is not None:
         load_into_model(model, usable_weights(setup.state, model), source=setup.source)
     return model.to(setup.device)

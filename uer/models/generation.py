@@ -95,6 +95,15 @@ class GenerationConfig:
                            f"choose at most {vocab_size}")
 
 
+def generation_config(values) -> GenerationConfig:
+    """``values`` (a GenerationConfig, a config node or what a checkpoint stored) as a GenerationConfig; keys it
+    does not know are dropped, missing ones take their defaults."""
+    if isinstance(values, GenerationConfig):
+        return values
+    names = {f.name for f in dataclasses.fields(GenerationConfig)}
+    return GenerationConfig(**{key: value for key, value in dict(values.items()).items() if key in names})
+
+
 def filter_logits(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """``logits`` (N, V) / temperature, -inf outside each row's ``top_k`` most likely tokens (0: no limit) and
     outside the smallest set of most likely tokens whose probabilities reach ``top_p`` (1: no limit)."""

@@ -39,6 +39,8 @@ def starting_checkpoint(cfg: DictConfig, nodes: tuple[str, ...]) -> dict | None:
         raise UerError(f"checkpoint {path} stores no {absent[0]} config, so its model cannot be rebuilt; "
                        "give a checkpoint written by this project's pretrain or finetune stage")
     stored = dict(stored)
+    if stored.get("decoder") is None:  # an encoder-only checkpoint: its target is a pre-training head, not the
+        nodes = tuple(node for node in nodes if node not in ("decoder", "target"))  # output layer of a decoder
     if payload.get("tokenizer") is not None:
         stored["tokenizer"] = payload["tokenizer"]["config"]
     adopt_architecture(cfg, stored, nodes, path, command_line_overrides())

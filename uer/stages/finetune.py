@@ -31,8 +31,9 @@ from uer.training.loggers import check_logger
 
 log = logging.getLogger("uer.finetune")
 
-# What a checkpoint fine-tuning starts from decides: the backbone and its input ids.
-BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder")
+# What a checkpoint fine-tuning starts from decides: the backbone and its input ids (and an encoder-decoder's
+# decoder and output layer, for a task that uses them).
+BACKBONE_NODES = ("model", "tokenizer", "embedding", "encoder", "decoder", "target")
 
 
 @dataclass
@@ -68,6 +69,10 @@ class FinetuneConfig:
 class FinetuneRun(TrainingRun):
     stage: str = stage_key("finetune")
     task: Any = setting(MISSING, "the task (task=)")
+    decoder: Any = setting(None, "the decoder of an encoder-decoder model (task=text2text brings "
+                                 "decoder=transformer); null = none")
+    target: Any = setting(None, "the output layer of an encoder-decoder model (task=text2text brings "
+                                "target=seq2seq); null = none (the task's head)")
     published: list[PublishedResult] = setting(
         [], "published results this run reproduces ({metric, value, source, split}); the summary line and sweep "
             "tables print ours beside them (uer/reference_results.py)")
@@ -97,11 +102,25 @@ def prepare(cfg: DictConfig) -> None:
     RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
+    check_decoder_use(cfg)
     starting_checkpoint(cfg, BACKBONE_NODES)
-    check_model(cfg.embedding, cfg.encoder)
+    check_model(cfg.embedding, cfg.encoder, cfg.get("target"), cfg.get("decoder"))
     warning = first_pooling_warning(cfg.encoder, cfg.task.get("pooling"))
     if warning:
         log.warning("%s", warning)
+
+
+def check_decoder_use(cfg: DictConfig) -> None:
+    """A decoder comes with the tasks that generate (with target=seq2seq), and only with them."""
+    task = get_task(cfg.task.type)
+    decoder, target = cfg.get("decoder"), cfg.get("target")
+    if task.needs_decoder and (decoder is None or target is None or target.type != "seq2seq"):
+        raise UerError(f"task={cfg.task.type} needs an encoder-decoder: keep the decoder=transformer and "
+                       "target=seq2seq it brings (drop decoder=null/target= overrides)")
+    if not task.needs_decoder and (decoder is not None or target is not None):
+        what = f"decoder={decoder.type}" if decoder is not None else f"target={target.type}"
+        raise UerError(f"task={cfg.task.type} puts its own head on the encoder and uses no {what}; drop it "
+                       "(task=text2text fine-tunes an encoder-decoder)")
 
 
 def run(cfg: DictConfig) -> float:

@@ -6,7 +6,9 @@ model was trained with) and the fine-tuning ``seq_length`` (unless ``infer.seq_l
 is set).  The output has one row per input row, under a header row (``label``, plus
 ``logits`` and ``prob`` with ``infer.output_logits``/``infer.output_prob``).  Rows are
 batched with rows of similar length (``infer.batch_size`` to a batch, longest first, so
-batches carry little padding) and written in the input's order.
+batches carry little padding) and written in the input's order.  A generating task (``task=text2text``)
+writes one ``generation`` per row, with the checkpoint's generation settings unless
+``infer.generation.KEY=`` replaces one.
 
 ``infer.load_model_path`` is a checkpoint (``best.pt``), a directory holding one, or the
 output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A
@@ -18,24 +20,25 @@ their softmax, and ``label`` their argmax).  ``stage=score`` loads models the sa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_type_hints
 
 import torch
 from omegaconf import DictConfig
 
-from uer.config.fields import at_least, setting
+from uer.config.fields import at_least, help_of, setting
 from uer.config.run import InspectsWeights, RunConfig, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import BEST
 from uer.finetuning.cross_validation import MANIFEST, read_manifest
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, load_stored_weights
 from uer.io.outputs import FILE, Output
-from uer.models import build_backbone
+from uer.models.generation import GenerationConfig
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
-from uer.tasks import Task, TaskData, make_task, predict
+from uer.tasks import Task, TaskData, build_task_model, make_task, predict
 
 log = logging.getLogger("uer.infer")
 
@@ -52,6 +55,13 @@ class FineTunedModelConfig:
                                               "fine-tuned with", bounds=at_least(1))
 
 
+# A generating task's settings as infer may replace them (infer.generation.num_beams=4): each of task.generation's
+# keys, null = the checkpoint's value.
+GenerationOverrides = dataclasses.make_dataclass("GenerationOverrides", [
+    (f.name, Optional[hint], setting(None, f"{help_of(f)}; null = as fine-tuned (task=text2text)"))
+    for f, hint in ((f, get_type_hints(GenerationConfig)[f.name]) for f in dataclasses.fields(GenerationConfig))])
+
+
 @dataclass
 class InferConfig(FineTunedModelConfig):
     test_path: Optional[str] = setting(None, "file to predict (labels, if any, are ignored)")
@@ -59,6 +69,7 @@ class InferConfig(FineTunedModelConfig):
                                                    "directory")
     output_logits: bool = setting(False, "add a logits column")
     output_prob: bool = setting(False, "add a probabilities column")
+    generation: GenerationOverrides = field(default_factory=GenerationOverrides)
 
 
 @stage_root("infer")
@@ -87,6 +98,9 @@ def run(cfg: DictConfig) -> str:
         raise UerError("infer.test_path is not set; e.g. infer.test_path=datasets/test_data/book_review/"
                        "test_nolabel.tsv")
     model = load_fine_tuned(cfg, "infer")
+    if (i.output_logits or i.output_prob) and not model.task.writes_scores:
+        raise UerError(f"task={model.task.name} writes no logits or probabilities; drop infer.output_logits/"
+                       "infer.output_prob")
     data = model.task.read(i.test_path, split="infer", labels_num=None, skip_bad_rows=False)
     outputs = model.outputs(data)
     path = prediction_path(i)
@@ -147,9 +161,23 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     if positions is not None and seq_length > positions:
         raise UerError(f"{section}.seq_length={seq_length} exceeds the {positions} positions the model has; "
                        f"use {section}.seq_length={positions} or less")
-    task = make_task(config["task"], tokenizer, seq_length, info=task_info(payload))
+    task = make_task(task_config(config["task"], options.get("generation"), section), tokenizer, seq_length,
+                     info=task_info(payload))
     return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision,
                           cfg.allow_nonfinite_weights)
+
+
+def task_config(stored: dict, overrides, section: str) -> dict:
+    """The checkpoint's task config with the settings ``{section}.generation`` sets (not null) in its
+    ``generation``."""
+    chosen = {key: value for key, value in dict((overrides or {}).items()).items() if value is not None}
+    if not chosen:
+        return stored
+    if "generation" not in stored:
+        key = next(iter(chosen))
+        raise UerError(f"{section}.generation.{key} applies to tasks that generate (task=text2text), not task="
+                       f"{stored.get('type')}; drop it")
+    return {**stored, "generation": {**stored["generation"], **chosen}}
 
 
 def model_paths(load_model_path, section: str) -> list[Path]:
@@ -176,10 +204,7 @@ def task_info(payload: dict) -> dict:
 
 
 def _model(payload: dict, task: Task, path):
-    config = payload["config"]
-    backbone = build_backbone(config["embedding"], config["encoder"], len(task.tokenizer.vocab),
-                              tokens=task.tokenizer.vocab.tokens)
-    model = task.build_model(backbone, task.info.get("labels_num"))
+    model = build_task_model(task, payload["config"], task.info.get("labels_num"))
     load_stored_weights(model, payload["model"], path, "fine-tuning")
     return model
 

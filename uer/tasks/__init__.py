@@ -16,6 +16,7 @@ The contract, in the order the stages use it:
   are :class:`~uer.errors.UerError` naming ``file:line``.
 * ``labels_num_from(train)`` -> the number of outputs when ``task.labels_num`` is unset.
 * ``build_model(backbone, labels_num)`` -> a module holding the backbone as ``backbone``
+  (a task with ``needs_decoder`` gets the whole encoder-decoder instead)
   (so UER-format key mapping applies) whose ``forward(batch)`` returns
   :class:`~uer.models.ModelOutput` (for the Trainer) and ``predict(batch)`` a tensor.
 * ``collate(examples)`` -> a batch dict of tensors (``src``, ``seg``, ...).
@@ -45,6 +46,7 @@ from torch import nn
 
 from uer.config.fields import setting
 from uer.errors import UerError
+from uer.models import EMBEDDINGS, build_backbone, build_model
 from uer.progress import Progress
 from uer.registry import Registry
 from uer.runtime import autocast
@@ -82,6 +84,11 @@ class Task(ABC):
     metrics: tuple[str, ...] = ()
     #: the registered name of the runner that fine-tunes it (:mod:`uer.finetuning.runners`)
     finetune_runner = "single"
+    #: whether the model is an encoder-decoder: ``build_model`` then gets the run's whole
+    #: :class:`~uer.models.model.Seq2seqModel` (``decoder=`` and ``target=``) instead of the backbone
+    needs_decoder = False
+    #: whether ``write_predictions`` can add the ``logits``/``prob`` columns (infer.output_logits/output_prob)
+    writes_scores = True
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
         self.cfg = cfg
@@ -148,6 +155,24 @@ def make_task(cfg, tokenizer, seq_length: int, info: dict | None = None) -> Task
     import_tasks()
     cfg = TASKS.build_config(cfg)
     return get_task(cfg.type)(cfg, tokenizer, seq_length, info)
+
+
+def build_task_model(task: Task, config, labels_num: int | None) -> nn.Module:
+    """``task``'s model on a fresh backbone built from ``config``'s ``embedding`` and ``encoder`` nodes (a run's
+    config or a checkpoint's); with a ``decoder`` node, on the whole encoder-decoder (its ``target`` too)."""
+    vocab = task.tokenizer.vocab
+    if config.get("decoder") is not None:
+        base = build_model(config["embedding"], config["encoder"], config["target"], len(vocab), tokens=vocab.tokens,
+                           decoder_cfg=config["decoder"])
+    else:
+        base = build_backbone(config["embedding"], config["encoder"], len(vocab), tokens=vocab.tokens)
+    return task.build_model(base, labels_num)
+
+
+def decoder_positions(embedding_cfg) -> int | None:
+    """The decoder inputs an encoder-decoder reads: its embedding's positions (None: an embedding without
+    positions, whose decoder reads any length with relative positions)."""
+    return embedding_cfg.get("max_seq_length") if EMBEDDINGS.lookup(embedding_cfg["type"]).has_positions else None
 
 
 def predict(model: nn.Module, task: Task, data: TaskData, *, batch_size: int, device: torch.device,

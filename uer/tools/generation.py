@@ -1,4 +1,6 @@
-"""tool=generate: continue text with a left-to-right language model (``encoder=gpt target=lm``).
+"""tool=generate: continue text with a left-to-right language model (``encoder=gpt target=lm``), or write a
+target for each source with an encoder-decoder (``decoder=transformer target=seq2seq``, pre-trained or
+fine-tuned by ``task=text2text``).
 
     python main.py stage=tool tool=generate tool.input_path=gpt.pt tool.text="这本书" tool.max_new_tokens=64
 
@@ -18,20 +20,33 @@ earlier positions' attention keys/values (``TransformerEncoder.forward_increment
 ``false`` re-encodes the whole sequence every step (same tokens, much slower).  Output: one
 line per prompt, the prompt followed by its continuation, at ``tool.output_path``
 (default ``generated.txt`` in the run directory).
+
+An encoder-decoder checkpoint reads each input as a source, encoded ``[CLS] source [SEP]`` as
+``task=text2text`` encodes it, and generates its target with the ``tool.generation`` settings
+(:class:`~uer.models.generation.GenerationConfig`: greedy, beam search or sampling, over the
+decoder's key/value cache), ``tool.batch_size`` sources at a time batched by length; each output
+line is the generated target.  The language model's settings (``tool.max_new_tokens``,
+``temperature``, ``top_k``, ``top_p``, ``use_cache``) do not apply to it, nor ``tool.generation``
+and ``tool.batch_size`` to a language model: a changed one is refused, naming its counterpart.
+
+    python main.py stage=tool tool=generate tool.input_path=t2t/best.pt tool.test_path=src.txt \\
+        tool.generation.num_beams=4
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
 
 from uer.errors import UerError
-from uer.models.generation import filter_logits, sample
+from uer.models.generation import GenerationConfig, filter_logits, generate_rows, generation_config, sample
 from uer.runtime import autocast
 from uer.config.fields import NON_NEGATIVE, at_least, Bounds, setting
 from uer.tools import TOOLS, ModelToolConfig, TextInputs
+from uer.tokenizers.detokenize import decode_ids
 from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
 
 Picker = Callable[[torch.Tensor], int]
@@ -84,25 +99,6 @@ def generate_ids(backbone, lm_head, prompt: list[int], max_new_tokens: int, pick
     return new
 
 
-def detokenize(prompt: str, tokens: list[str], kind: str) -> str:
-    """``prompt`` followed by ``tokens``: WordPiece ``##`` pieces joined, spaces between ASCII words."""
-    if kind == "space":
-        return " ".join([prompt, *tokens]) if tokens else prompt
-    text = prompt
-    for token in tokens:
-        if token.startswith("##") and len(token) > 2:
-            text += token[2:]
-        elif text and _wordlike(text[-1]) and _wordlike(token[0]):
-            text += " " + token
-        else:
-            text += token
-    return text
-
-
-def _wordlike(char: str) -> bool:
-    return char.isascii() and char.isalnum()
-
-
 @dataclass
 class GenerateConfig(TextInputs, ModelToolConfig):
     """``tool=generate``."""
@@ -114,6 +110,27 @@ class GenerateConfig(TextInputs, ModelToolConfig):
     top_p: float = setting(1.0, "sample among the most likely tokens whose probabilities sum to p",
                            bounds=Bounds(low=0, high=1, low_open=True))
     use_cache: bool = setting(True, "keep earlier positions' keys and values instead of re-encoding the prompt")
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # an encoder-decoder's settings
+    batch_size: int = setting(32, "an encoder-decoder: sources generated for at a time (batched by length)",
+                              bounds=at_least(1))
+
+
+# The settings of one kind of model only, and what the other kind uses instead.
+LM_SETTINGS = {"max_new_tokens": "tool.generation.max_new_tokens", "temperature": "tool.generation.do_sample=true "
+               "tool.generation.temperature", "top_k": "tool.generation.top_k", "top_p": "tool.generation.top_p",
+               "use_cache": "nothing (the decoder always keeps its keys and values)"}
+SEQ2SEQ_SETTINGS = {"generation": "tool.max_new_tokens, tool.temperature, tool.top_k and tool.top_p",
+                    "batch_size": "nothing (prompts are continued one at a time)"}
+
+
+def refuse_changed(t, settings: dict[str, str], model: str) -> None:
+    """A UerError for the first of ``settings`` that ``t`` (``cfg.tool``) sets to another than its default."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(GenerateConfig)}
+    for key, instead in settings.items():
+        value = generation_config(t[key]) if key == "generation" else t[key]
+        if value != defaults[key]:
+            raise UerError(f"tool.{key} does not apply to {model}; use {instead}")
 
 
 @TOOLS.register("generate", config=GenerateConfig)
@@ -123,6 +140,10 @@ def generate(cfg) -> str:
         raise UerError(f"tool.max_new_tokens={t.max_new_tokens} must be at least 1")
     prompts = inputs(cfg)
     loaded = load_model(cfg)
+    if loaded.seq2seq is not None:
+        refuse_changed(t, LM_SETTINGS, f"the encoder-decoder {loaded.path}")
+        return generate_targets(cfg, loaded, prompts)
+    refuse_changed(t, SEQ2SEQ_SETTINGS, f"the language model {loaded.path} (an encoder-decoder's settings)")
     target = loaded.require_target(("lm",), "generate")  # target=lm is only built on left-to-right encoders
     if t.use_cache and not hasattr(loaded.backbone.encoder, "forward_incremental"):
         raise UerError(f"encoder {loaded.config['encoder'].get('type')} of {loaded.path} has no key/value cache; "
@@ -140,13 +161,36 @@ def generate(cfg) -> str:
         with autocast(loaded.device, cfg.hardware.precision):
             new = generate_ids(loaded.backbone, target.output_layer, ids, t.max_new_tokens, pick,
                                use_cache=t.use_cache, stop_id=vocab.sep_id, max_length=positions)
-        if tokenizer.kind == "hf":  # its own decoder knows its pieces (bytes, ▁, ##)
-            text = prompt + tokenizer.decode(new)
-        else:
-            text = detokenize(prompt, tokenizer.convert_ids_to_tokens(new), tokenizer.kind)
+        text = decode_ids(tokenizer, new, prompt)
         logger.info("%s: %d new tokens: %s", where, len(new), text)
         texts.append(text)
     out = output_file(cfg, "generated.txt")
     write_text(out, "".join(text.replace("\n", " ") + "\n" for text in texts))
     logger.info("wrote %d generated texts to %s", len(texts), out)
+    return str(out)
+
+
+def generate_targets(cfg, loaded, sources: list[tuple[str, str]]) -> str:
+    """One generated target per source line of an encoder-decoder, in input order."""
+    t = cfg.tool
+    settings = generation_config(t.generation)
+    tokenizer, vocab = loaded.tokenizer, loaded.tokenizer.vocab
+    settings.check("tool.generation.", len(vocab))
+    positions = loaded.max_length
+    rows = []
+    for where, source in sources:
+        ids = [vocab.cls_id, *tokenizer.encode(source), vocab.sep_id]
+        if positions is not None and len(ids) > positions:
+            raise UerError(f"{where}: the source has {len(ids)} tokens with [CLS] and [SEP] but the model has "
+                           f"{positions} positions; shorten it")
+        rows.append(ids)
+    with autocast(loaded.device, cfg.hardware.precision):
+        generated = generate_rows(loaded.seq2seq, rows, [[1] * len(ids) for ids in rows], settings,
+                                  eos_id=vocab.sep_id, batch_size=t.batch_size, device=loaded.device)
+    texts = [decode_ids(tokenizer, ids) for ids in generated]
+    for (where, _), text in zip(sources, texts):
+        logger.info("%s: %s", where, text)
+    out = output_file(cfg, "generated.txt")
+    write_text(out, "".join(" ".join(text.splitlines()) + "\n" for text in texts))
+    logger.info("wrote %d generated targets to %s", len(texts), out)
     return str(out)

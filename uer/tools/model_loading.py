@@ -37,7 +37,7 @@ from uer.io.formats import CHECKPOINT, read_model_file
 from uer.io.hf_directory import is_hf_directory
 from uer.io.hf_hub import model_location
 from uer.io.uer_format import WORD_EMBEDDING, from_uer_state_dict, load_into_model
-from uer.models import Backbone, build_backbone, build_model
+from uer.models import Backbone, Seq2seqModel, build_backbone, build_model
 from uer.runtime import configure_threads, resolve_device, run_dir
 from uer.tokenizers import build_tokenizer
 
@@ -58,6 +58,7 @@ class LoadedModel:
     vocab_size: int
     device: torch.device
     tokenizer: object = None  # a VocabTokenizer when asked for
+    seq2seq: Optional[Seq2seqModel] = None  # the whole model of an encoder-decoder checkpoint (its decoder too)
     missing: list[str] = field(default_factory=list)  # model keys the file did not fill (.bin)
 
     @property
@@ -134,6 +135,7 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
                        "model of this toolkit")
     vocab_size = int(state[WORD_EMBEDDING].shape[0])
     missing: list[str] = []
+    seq2seq = None
     if payload is not None:
         stored = dict(payload.get("config") or {})
         if "embedding" not in stored or "encoder" not in stored:
@@ -148,7 +150,13 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
         config = _model_nodes(cfg, with_target="task" not in stored and "target" in stored)
         if "task" in stored:
             config["task"] = stored["task"]
-        if "target" not in config:
+        if stored.get("decoder") is not None:  # an encoder-decoder (pre-trained, or task=text2text): all of it
+            config["decoder"] = stored["decoder"]
+            config["target"] = stored["target"]
+            module = seq2seq = build_model(cfg.embedding, cfg.encoder, stored["target"], vocab_size, tokens=tokens,
+                                           decoder_cfg=stored["decoder"])
+            backbone, target = seq2seq.backbone, seq2seq.target
+        elif "target" not in config:
             backbone, target = build_backbone(cfg.embedding, cfg.encoder, vocab_size, tokens=tokens), None
             module: nn.Module = backbone
             unused = [key for key in state if not key.startswith("backbone.")]
@@ -171,9 +179,11 @@ def load_model(cfg: DictConfig, path=None, *, key: str = "tool.input_path", with
     backbone.to(device).eval()
     if target is not None:
         target.to(device).eval()
+    if seq2seq is not None:
+        seq2seq.to(device).eval()
     return LoadedModel(path=path, kind="bin" if payload is None else "pt", backbone=backbone, target=target,
                        config=config, vocab_size=vocab_size, device=device, missing=missing,
-                       tokenizer=tokenizer if with_tokenizer else None)
+                       tokenizer=tokenizer if with_tokenizer else None, seq2seq=seq2seq)
 
 
 def warn_word_embedding_alone(path, subencoder: str, result: str) -> None:
