@@ -1,0 +1,84 @@
+"""What both sides of the text-to-text reproduction share: the model, the recipe, and the results file.
+
+A results file (``results_hf.json``, ``results_uer.json``) holds the toolkit, the command, the model
+and recipe, one entry per seed (``seed``, ``best_epoch``, ``train_seconds``, ``dev`` of the best epoch,
+``test_greedy`` and where measured ``test_beam4``, each ``{bleu, rouge1, rouge2, rougeL, exact_match}``
+as ``uer.tasks.text_metrics.text_scores`` returns them) and their ``summary``: mean and sample
+standard deviation per split and metric.
+
+    python experiments/text2text/common.py     # the experiments/RESULTS.md rows of both files
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+DATA = ROOT / "datasets" / "msra_entities"
+VOCAB = ROOT / "models" / "google_zh_vocab.txt"
+SEEDS = (1, 2, 3)
+# conf/experiment/msra_entities_text2text.yaml holds the same values (tests/unit/test_msra_entities.py checks).
+MODEL = {"hidden_size": 256, "layers_num": 3, "heads_num": 4, "feedforward_size": 1024, "dropout": 0.1,
+         "max_seq_length": 128}
+RECIPE = {"epochs_num": 10, "batch_size": 32, "learning_rate": 5e-4, "warmup": 0.1, "weight_decay": 0.01,
+          "eps": 1e-6, "max_grad_norm": 1.0, "source_length": 128, "target_length": 64}
+BEST_METRIC = "rougeL"
+BEAMS = 4
+SPLITS = ("dev", "test_greedy", f"test_beam{BEAMS}")
+METRICS = ("exact_match", "rougeL", "rouge1", "rouge2", "bleu")
+
+
+def summary(runs: list[dict]) -> dict:
+    """Mean and sample standard deviation (n-1; 0 for one run) over the seeds, per split and metric."""
+    out = {}
+    for split in SPLITS:
+        values = {name: [run[split][name] for run in runs if split in run] for name in METRICS}
+        if values["exact_match"]:
+            out[split] = {name: {"mean": statistics.mean(vals), "n": len(vals),
+                                 "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+                          for name, vals in values.items()}
+    return out
+
+
+def load_runs(path: Path) -> dict[int, dict]:
+    """The runs of a results file by seed (none when there is no file yet)."""
+    if not path.is_file():
+        return {}
+    return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
+
+
+def store(path: Path, header: dict, runs: dict[int, dict]) -> None:
+    ordered = [runs[seed] for seed in sorted(runs)]
+    record = {**header, "runs": ordered, "summary": summary(ordered)}
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def cell(path: Path, split: str) -> str:
+    """``EM m ± s, ROUGE-L m ± s, BLEU m ± s (n=N)`` in percent (BLEU as sacrebleu gives it), or "not run yet"."""
+    if not path.is_file():
+        return "not run yet"
+    found = json.loads(path.read_text(encoding="utf-8"))["summary"].get(split)
+    if not found:
+        return "not run yet"
+    parts = []
+    for name, label, scale in (("exact_match", "EM", 100), ("rougeL", "ROUGE-L", 100), ("bleu", "BLEU", 1)):
+        parts.append(f"{label} {scale * found[name]['mean']:.2f} ± {scale * found[name]['std']:.2f}")
+    return f"{', '.join(parts)} (n={found['exact_match']['n']})"
+
+
+def rows() -> str:
+    """The experiments/RESULTS.md table: one row per scored split, both toolkits side by side."""
+    hf, uer = HERE / "results_hf.json", HERE / "results_uer.json"
+    lines = ["| split | uer, `experiment=msra_entities_text2text` | transformers `Seq2SeqTrainer` |",
+             "| --- | --- | --- |"]
+    for split, label in (("dev", "dev (best epoch)"), ("test_greedy", "test, greedy"),
+                         (f"test_beam{BEAMS}", f"test, beam {BEAMS}")):
+        lines.append(f"| {label} | {cell(uer, split)} | {cell(hf, split)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(rows())
