@@ -21,10 +21,11 @@ DATA = ROOT / "datasets" / "msra_entities"
 VOCAB = ROOT / "models" / "google_zh_vocab.txt"
 SEEDS = (1, 2, 3)
 # conf/experiment/msra_entities_text2text.yaml holds the same values (tests/unit/test_msra_entities.py checks).
-MODEL = {"hidden_size": 256, "layers_num": 3, "heads_num": 4, "feedforward_size": 1024, "dropout": 0.1,
+MODEL = {"hidden_size": 128, "layers_num": 3, "heads_num": 4, "feedforward_size": 512, "dropout": 0.1,
          "max_seq_length": 128}
-RECIPE = {"epochs_num": 10, "batch_size": 32, "learning_rate": 5e-4, "warmup": 0.1, "weight_decay": 0.01,
-          "eps": 1e-6, "max_grad_norm": 1.0, "source_length": 128, "target_length": 64}
+RECIPE = {"epochs_num": 8, "batch_size": 32, "learning_rate": 1e-3, "warmup": 0.1, "weight_decay": 0.01,
+          "eps": 1e-6, "max_grad_norm": 1.0, "source_length": 128, "target_length": 96,
+          "max_new_tokens": 96}
 BEST_METRIC = "rougeL"
 BEAMS = 4
 SPLITS = ("dev", "test_greedy", f"test_beam{BEAMS}")
@@ -50,10 +51,13 @@ def load_runs(path: Path) -> dict[int, dict]:
     return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
 
 
-def store(path: Path, header: dict, runs: dict[int, dict]) -> None:
+def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
+    """Write ``runs`` merged into the seeds ``path`` holds now (another process may have added one meanwhile)."""
+    runs = {**load_runs(path), **runs}
     ordered = [runs[seed] for seed in sorted(runs)]
     record = {**header, "runs": ordered, "summary": summary(ordered)}
     path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return runs
 
 
 def cell(path: Path, split: str) -> str:

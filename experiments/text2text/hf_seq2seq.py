@@ -1,7 +1,7 @@
 """Reproduction (not CI): the peer side of issue 22's text-to-text reproduction, in transformers' ``Seq2SeqTrainer``.
 
     python experiments/text2text/hf_seq2seq.py                  # seeds 1 2 3, one thread each, one after another
-    python experiments/text2text/hf_seq2seq.py --seeds 1        # one seed
+    python experiments/text2text/hf_seq2seq.py --seeds 1        # one seed (seeds run at once share --out)
     python experiments/text2text/hf_seq2seq.py --quick          # seconds: 64 rows, 1 epoch (checks the script only)
 
 The same model, data and recipe as ``experiment=msra_entities_text2text`` (``RECIPE`` and ``MODEL``
@@ -11,14 +11,14 @@ below, the preset's values):
   ``train.tsv``, the best epoch by ``BEST_METRIC`` on ``dev.tsv``, scores on ``test.tsv``;
 * ids: the project's BERT tokenizer over ``models/google_zh_vocab.txt`` (the ids uer sees): the
   encoder reads ``[CLS] source [SEP]`` (at most ``source_length`` ids), the decoder starts with
-  ``[CLS]`` and learns ``target [SEP]`` (at most ``target_length`` ids), padding id 0;
-* model: ``BartForConditionalGeneration`` from random weights (normal, std 0.02): d_model 256, 3+3
-  post-LN layers, 4 heads, feed-forward 1024, GELU, learned positions with a LayerNorm on the
+  ``[CLS]`` and learns ``target [SEP]`` (at most ``target_length`` ids: every target fits), padding id 0;
+* model: ``BartForConditionalGeneration`` from random weights (normal, std 0.02): d_model 128, 3+3
+  post-LN layers, 4 heads, feed-forward 512, GELU, learned positions with a LayerNorm on the
   embeddings, the output tied to the shared word embedding with a bias, dropout 0.1 (also on the
   attention probabilities, as uer's);
 * recipe: AdamW (eps 1e-6, weight decay 0.01, not on biases and LayerNorms), linear schedule with 10%
   warm-up, gradient clipping at 1.0, the learning rate, batch size and epochs of ``RECIPE``;
-* generation: greedy (and beam 4), at most ``target_length`` new tokens; generations are turned
+* generation: greedy (and beam 4), at most ``max_new_tokens`` new tokens; generations are turned
   back into text by the project's detokenizer (WordPiece pieces joined, no spaces between Chinese
   characters) and scored against the TSV's targets by the project's
   ``uer.tasks.text_metrics.text_scores(..., tokenize="zh")``, the code that scores ``task=text2text``.
@@ -55,14 +55,16 @@ def read_tsv(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
 
 
 class Encoded:
-    """Rows as ids: ``input_ids`` ``[CLS] source [SEP]``, ``labels`` ``target [SEP]`` (truncated to the lengths)."""
+    """Rows as ids: ``input_ids`` ``[CLS] source [SEP]``, ``labels`` ``target [SEP]`` (source cut to its length)."""
 
     def __init__(self, rows, tokenizer, source_length: int, target_length: int):
         cls, sep = tokenizer.vocab.token_to_id("[CLS]"), tokenizer.vocab.token_to_id("[SEP]")
         self.items = []
         for source, target in rows:
             src = [cls, *tokenizer.encode(source)[:source_length - 2], sep]
-            tgt = [*tokenizer.encode(target)[:target_length - 1], sep]
+            tgt = [*tokenizer.encode(target), sep]
+            if len(tgt) > target_length:  # uer refuses such a row (a bad row): no target here needs cutting
+                raise SystemExit(f"a target of {len(tgt) - 1} tokens: more than target_length={target_length} allows")
             self.items.append({"input_ids": src, "labels": tgt})
 
     def __len__(self) -> int:
@@ -148,7 +150,7 @@ def run_seed(seed: int, args, tokenizer) -> dict:
 
     set_seed(seed)
     model = BartForConditionalGeneration(bart_config(len(vocab), special["cls"], special["sep"]))
-    greedy = GenerationConfig(max_new_tokens=recipe["target_length"], num_beams=1, do_sample=False,
+    greedy = GenerationConfig(max_new_tokens=recipe["max_new_tokens"], num_beams=1, do_sample=False,
                               decoder_start_token_id=special["cls"], bos_token_id=special["cls"],
                               eos_token_id=special["sep"], pad_token_id=0)
     model.generation_config = greedy
@@ -236,7 +238,7 @@ def main() -> None:
                          ensure_ascii=False), flush=True)
         runs[seed] = run
         if not args.quick:
-            store(args.out, header, runs)
+            runs = store(args.out, header, runs)
     print(json.dumps(summary([runs[seed] for seed in sorted(runs)]), indent=1))
 
 

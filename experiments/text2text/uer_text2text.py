@@ -86,7 +86,7 @@ def main() -> None:
             entry["wall_seconds"] = round(seconds, 1)  # the whole command: training, dev and test generation
         print(json.dumps(entry, ensure_ascii=False), flush=True)
         runs[seed] = entry
-        store(args.out, header, runs)
+        runs = store(args.out, header, runs)
 
 
 if __name__ == "__main__":
