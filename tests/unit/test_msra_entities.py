@@ -85,4 +85,7 @@ def test_the_preset_and_the_transformers_side_share_the_recipe():
          recipe["source_length"], common.BEST_METRIC)
     assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
         == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+    task = preset["task"]
+    assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
+        (recipe["target_length"], recipe["max_new_tokens"], 1)
     assert all(finetune[f"{split}_path"] == f"datasets/msra_entities/{split}.tsv" for split in ("train", "dev", "test"))
