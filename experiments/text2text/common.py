@@ -6,7 +6,7 @@ and recipe, one entry per seed (``seed``, ``best_epoch``, ``train_seconds``, ``d
 as ``uer.tasks.text_metrics.text_scores`` returns them) and their ``summary``: mean and sample
 standard deviation per split and metric.
 
-    python experiments/text2text/common.py     # the experiments/RESULTS.md rows of both files
+    python experiments/text2text/common.py     # the experiments/RESULTS.md tables of both files
 """
 
 from __future__ import annotations
@@ -98,5 +98,20 @@ def rows() -> str:
     return "\n".join(lines)
 
 
+def per_seed() -> str:
+    """Every seed's scores (percent; BLEU 0-100) from both results files."""
+    lines = ["| toolkit | seed | best epoch | dev EM / ROUGE-L | test EM | test ROUGE-1 / 2 / L | test BLEU |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, path in (("uer", HERE / "results_uer.json"), ("transformers", HERE / "results_hf.json")):
+        for seed, run in sorted(load_runs(path).items()):
+            dev, test = run["dev"], run["test_greedy"]
+            lines.append(f"| {name} | {seed} | {run['best_epoch']} | {100 * dev['exact_match']:.2f} / "
+                         f"{100 * dev['rougeL']:.2f} | {100 * test['exact_match']:.2f} | {100 * test['rouge1']:.2f} / "
+                         f"{100 * test['rouge2']:.2f} / {100 * test['rougeL']:.2f} | {test['bleu']:.2f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     print(rows())
+    print()
+    print(per_seed())
