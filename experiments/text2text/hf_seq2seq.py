@@ -159,10 +159,13 @@ def run_seed(seed: int, args, tokenizer) -> dict:
         references = [target for _, target in dev_rows]
         return text_scores(texts(prediction.predictions, tokenizer, special), references, tokenize="zh")
 
+    # dataloader_drop_last (uer's epochs drop the last partial batch) holds for dev too: a batch size that
+    # divides the dev rows keeps every one of them
+    eval_batch = max(size for size in range(1, 65) if len(dev) % size == 0)
     with tempfile.TemporaryDirectory(prefix="hf_seq2seq_") as work:
         training = Seq2SeqTrainingArguments(
             output_dir=work, seed=seed, data_seed=seed, num_train_epochs=recipe["epochs_num"],
-            per_device_train_batch_size=recipe["batch_size"], per_device_eval_batch_size=64,
+            per_device_train_batch_size=recipe["batch_size"], per_device_eval_batch_size=eval_batch,
             learning_rate=recipe["learning_rate"], lr_scheduler_type="linear", warmup_steps=recipe["warmup"],
             weight_decay=recipe["weight_decay"], adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=recipe["eps"],
             optim="adamw_torch", max_grad_norm=recipe["max_grad_norm"], eval_strategy="epoch",
