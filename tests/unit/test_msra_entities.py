@@ -1,0 +1,91 @@
+"""datasets/msra_entities: the derivation script turns BIO-tagged sentences into entity strings, and
+the shipped files are what it writes; the uer preset and the transformers script share one recipe."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "experiments" / "text2text"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"text2text_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    return module
+
+
+@pytest.fixture(scope="module")
+def make():
+    return load("make_msra_entities")
+
+
+def test_entities_in_order_with_chinese_types(make):
+    chars = list("王小明在北京大学见到李华")
+    tags = ["B-PER", "I-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O", "B-PER", "I-PER"]
+    assert make.target_of(make.entities(chars, tags)) == "人名：王小明；机构：北京大学；人名：李华"
+    assert make.target_of(make.entities(list("天气好"), ["O", "O", "O"])) == "无"
+
+
+def test_adjacent_entities_stay_apart(make):
+    assert make.entities(list("中美"), ["B-LOC", "B-LOC"]) == [("LOC", "中"), ("LOC", "美")]
+
+
+@pytest.mark.parametrize("tags", [["I-PER", "O"], ["B-LOC", "I-PER"], ["O", "X"]])
+def test_a_broken_tag_sequence_is_refused(make, tags):
+    with pytest.raises(ValueError):
+        make.entities(list("甲乙"), tags)
+
+
+def test_splits_of_tiny_inputs(make, tmp_path, monkeypatch):
+    def ner(name, rows):
+        path = tmp_path / name
+        path.write_text("text_a\tlabel\n" + "".join(f"{' '.join(t)}\t{' '.join(g)}\n" for t, g in rows),
+                        encoding="utf-8")
+        return path
+
+    monkeypatch.setattr(make, "MAX_CHARS", 3)
+    monkeypatch.setattr(make, "DEV_ROWS", 1)
+    monkeypatch.setattr(make, "TEST_ROWS", 1)
+    train = ner("train.tsv", [("张三", ["B-PER", "I-PER"]), ("太长的句子", ["O"] * 5)])
+    dev = ner("dev.tsv", [("上海", ["B-LOC", "I-LOC"]), ("好", ["O"]), ("中国队", ["B-ORG", "I-ORG", "I-ORG"])])
+    test = ner("test.tsv", [("你", ["O"]), ("我", ["O"])])
+    assert make.splits(train, dev, test) == {
+        "train": [("张三", "人名：张三"), ("好", "无"), ("中国队", "机构：中国队")],
+        "dev": [("上海", "地名：上海")],
+        "test": [("你", "无")],
+    }
+    assert make.tsv([("你", "无")]) == "source\ttarget\n你\t无\n"
+
+
+def test_the_shipped_files_are_the_derivation(make):
+    assert make.main(["--check"]) == 0
+
+
+def test_the_preset_and_the_transformers_side_share_the_recipe():
+    common = load("common")
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / "msra_entities_text2text.yaml").read_text(encoding="utf-8"))
+    model, finetune = preset["model"], preset["finetune"]
+    assert {key: model[key] for key in common.MODEL} == common.MODEL
+    assert model["emb_size"] == common.MODEL["hidden_size"]
+    recipe = common.RECIPE
+    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
+            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"]) == \
+        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
+         recipe["source_length"], common.BEST_METRIC)
+    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
+        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+    task = preset["task"]
+    assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
+        (recipe["target_length"], recipe["max_new_tokens"], 1)
+    assert all(finetune[f"{split}_path"] == f"datasets/msra_entities/{split}.tsv" for split in ("train", "dev", "test"))
