@@ -99,6 +99,15 @@ class ModelDims:
     layernorm: Optional[str] = None  # the LayerNorm formula (uer.models.layer_norm)
 
 
+def vocabulary_layer(cfg, dims: ModelDims, word_embedding: nn.Embedding) -> nn.Linear:
+    """Hidden states -> vocabulary logits, with a bias if ``cfg.output_bias``; its matrix is the word
+    embedding's when ``cfg.tie_weights`` and the shapes agree (``emb_size == hidden_size``)."""
+    layer = nn.Linear(dims.hidden_size, dims.vocab_size, bias=cfg.output_bias)
+    if cfg.tie_weights and dims.emb_size == dims.hidden_size:
+        layer.weight = word_embedding.weight
+    return layer
+
+
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str,
                         label_smoothing: float = 0.0) -> tuple[torch.Tensor, Stats]:
     """Mean cross-entropy (0 when there are no labels) and its ``{task}_loss``/``{task}_acc`` stats."""
@@ -189,9 +198,7 @@ class LmTarget(nn.Module):
 
     def __init__(self, cfg: CausalLmTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
-        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size, bias=cfg.output_bias)
-        if cfg.tie_weights and dims.emb_size == dims.hidden_size:
-            self.output_layer.weight = word_embedding.weight
+        self.output_layer = vocabulary_layer(cfg, dims, word_embedding)
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
         labels = batch["lm_labels"].reshape(-1)
@@ -312,9 +319,7 @@ class Seq2seqTarget(nn.Module):
 
     def __init__(self, cfg: Seq2seqTargetConfig, dims: ModelDims, word_embedding: nn.Embedding):
         super().__init__()
-        self.output_layer = nn.Linear(dims.hidden_size, dims.vocab_size, bias=cfg.output_bias)
-        if cfg.tie_weights and dims.emb_size == dims.hidden_size:
-            self.output_layer.weight = word_embedding.weight
+        self.output_layer = vocabulary_layer(cfg, dims, word_embedding)
         self.scale = dims.hidden_size ** -0.5 if cfg.scale_output else None
         self.label_smoothing = cfg.label_smoothing
 
