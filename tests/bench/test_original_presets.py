@@ -194,8 +194,13 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
         assert our_value(cfg, key) == value, f"{what}: {key} is {our_value(cfg, key)!r}, the original ran {value!r}"
 
 
+# Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder), each with
+# what it is compared with instead.
+OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)"}
+
+
 def test_every_preset_has_its_original_command():
-    assert sorted(COMMANDS) == EXPERIMENTS
+    assert sorted(COMMANDS) == [name for name in EXPERIMENTS if name not in OWN_PRESETS]
 
 
 @pytest.mark.parametrize("preset", sorted(COMMANDS))
