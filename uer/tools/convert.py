@@ -619,7 +619,7 @@ def vocabulary_tokenizer(cfg: DictConfig, arch: dict, source: str):
 
 def _build(config: dict, tokens) -> nn.Module:
     embedding, encoder = OmegaConf.create(config["embedding"]), OmegaConf.create(config["encoder"])
-    if "target" in config:
+    if config.get("target") is not None:  # a fine-tuned checkpoint records target: null
         return build_model(embedding, encoder, OmegaConf.create(config["target"]), len(tokens), tokens=tokens)
     return nn.ModuleDict({"backbone": build_backbone(embedding, encoder, len(tokens), tokens=tokens)})
 
