@@ -11,7 +11,7 @@ import torch
 from uer.distributed import DistEnv, local_gpu, worker_device
 from uer.errors import UerError
 from uer.launch import check_devices, share_cores
-from uer.training.trainer import restore_cuda_rng
+from uer.training.trainer import restore_cuda_rng, to_device
 from uer_testing import compose_config
 
 
@@ -84,3 +84,21 @@ def test_workers_share_the_node_s_cores_unless_told_otherwise(monkeypatch):
     for chosen in (SimpleNamespace(num_threads=2, nproc_per_node=4), SimpleNamespace(num_threads=0, nproc_per_node=1)):
         share_cores(chosen)
         assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_a_batch_bound_for_a_gpu_is_pinned_once_then_copied_without_blocking(monkeypatch):
+    """Fine-tuning collates batches in the loop; from pageable memory their copy would block the host."""
+    pinned, moved = [], []
+    monkeypatch.setattr(torch.Tensor, "is_pinned", lambda self: getattr(self, "was_pinned", False))
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: pinned.append(tuple(self.shape)) or self)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, device, non_blocking=False: moved.append(
+        (device, non_blocking)) or self)
+    already = torch.zeros(1)
+    already.was_pinned = True  # as pre-training's prefetcher hands it over
+    gpu = torch.device("cuda", 0)
+    to_device({"src": torch.zeros(2, 3), "label": torch.zeros(2), "seg": already}, gpu)
+    assert pinned == [(2, 3), (2,)]
+    assert moved == [(gpu, True)] * 3
+    pinned.clear()
+    to_device({"src": torch.zeros(2, 3)}, torch.device("cpu"))
+    assert pinned == []
