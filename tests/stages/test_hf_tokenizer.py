@@ -148,7 +148,8 @@ def test_file_that_is_not_a_tokenizer_json_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("specials, roles, fragment", [
-    (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None, "no [MASK] token"),  # a BERT-like file without [MASK]
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None,  # a BERT-like file without [MASK]
+     "stage=preprocess target=mlm needs a mask ([MASK]) token (mask_token)"),
     (["<s>", "</s>", "<unk>", "<mask>"],  # RoBERTa-like, but no padding token at all
      {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"},
      "id 0 is '<s>' but must be <pad> (padding uses id 0)"),

@@ -145,7 +145,7 @@ def _write_hf(loaded: Seq2seqLoaded, path: Path, chosen: Optional[str]) -> None:
     config.update({key: carried[key] for key in CARRIED if key in carried})
     length = nodes["embedding"].get("max_seq_length") or 512
     if tokenizer.kind == "hf":
-        texts = fast_tokenizer_files(tokenizer.exported_json(0), tokenizer.stored["special_tokens"], length,
+        texts = fast_tokenizer_files(tokenizer.exported_json(0), tokenizer.exported_roles, length,
                                      token_types=False)
     else:
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases, length, token_types=False)
