@@ -9,7 +9,8 @@ from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_model
 from uer.tasks.cmrc import tokenize_with_offsets
 from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
-from tokenizer_testing import ANGLE_ROLES, DATA, byte_level_bpe, model_dir, training_lines, unigram, wordpiece_tokenizer
+from tokenizer_testing import (ANGLE_ROLES, DATA, GPT2_CONFIG, byte_level_bpe, gpt2_tokenizer, model_dir, published_dir,
+                               training_lines, unigram, wordpiece_tokenizer)
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
@@ -164,6 +165,48 @@ def test_tokenizer_without_a_role_is_refused(tmp_path, capsys, specials, roles, 
         tokenizer.save(str(path))
     line = expect_user_error(capsys, _preprocess_cfg(tmp_path, path), str(named), fragment, "special_tokens_map.json")
     assert not (tmp_path / "data").exists() and line.count("error:") == 1
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    """A GPT-2-shaped tokenizer as published: tokenizer.json and tokenizer_config.json, <|endoftext|> alone."""
+    return published_dir(tmp_path_factory.mktemp("gpt2") / "gpt2", gpt2_tokenizer(), GPT2_CONFIG)
+
+
+def _finetune_cfg(tmp_path, tokenizer_path, task: str, train) -> list[str]:
+    return compose_config(["stage=finetune", f"task={task}", "tokenizer=hf", f"tokenizer.tokenizer_path={tokenizer_path}",
+                           *FAST, f"finetune.train_path={train}", f"finetune.dev_path={train}",
+                           f"output_model_path={tmp_path / 'out'}"])
+
+
+@pytest.mark.parametrize("run, fragments", [
+    ("preprocess", ["stage=preprocess target=mlm needs a mask ([MASK]) token (mask_token)"]),
+    ("pair", ["train.tsv:1: the header has a text_b column", "puts nothing between two texts", "give single texts"]),
+    ("ner", ["task=ner needs a classification ([CLS]) token (cls_token)"]),
+], ids=["mlm-without-mask", "pair-without-separator", "ner-without-cls"])
+def test_what_a_published_gpt2_tokenizer_lacks_is_refused_before_work(gpt2, tmp_path, capsys, run, fragments):
+    """One line naming the role, the tokenizer file and the fix; nothing written."""
+    if run == "preprocess":
+        cfg = _preprocess_cfg(tmp_path, gpt2)
+    elif run == "pair":
+        train = tmp_path / "train.tsv"
+        train.write_text("label\ttext_a\ttext_b\n1\tgood\tbook\n0\tbad\tbook\n", encoding="utf-8")
+        cfg = _finetune_cfg(tmp_path, gpt2, "classifier", train)
+    else:
+        cfg = _finetune_cfg(tmp_path, gpt2, "ner", ROOT / "datasets/test_data/msra_ner/train.tsv")
+    line = expect_user_error(capsys, cfg, *fragments, str(gpt2 / "tokenizer.json"))
+    if run != "pair":
+        assert "special_tokens_map.json" in line  # how to name the role
+    assert line.count("error:") == 1 and not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_with_neither_padding_nor_eos_is_refused(gpt2, tmp_path, capsys):
+    """GPT-2's tokenizer.json without the tokenizer_config.json that names <|endoftext|> as eos: nothing to pad with."""
+    bare = tmp_path / "tokenizer.json"
+    bare.write_bytes((gpt2 / "tokenizer.json").read_bytes())
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, bare), str(bare), "no padding token",
+                      "padding falls back to eos_token")
+    assert not (tmp_path / "data").exists()
 
 
 def test_broken_special_tokens_map_names_the_file(files, tmp_path):
