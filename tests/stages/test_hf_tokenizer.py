@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tokenizers import Tokenizer, processors
 
 from uer.app import run_stage
 from uer.errors import UerError
@@ -9,6 +10,7 @@ from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_model
 from uer.tasks.cmrc import tokenize_with_offsets
 from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
+from uer.tokenizers.hf import swap_pad
 from tokenizer_testing import (ANGLE_ROLES, DATA, GPT2_CONFIG, byte_level_bpe, gpt2_tokenizer, model_dir, published_dir,
                                training_lines, unigram, wordpiece_tokenizer)
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
@@ -52,6 +54,42 @@ def test_roles_come_from_the_model_directory(files):
     bert = _hf(files["wordpiece"]).vocab
     assert [bert.tokens[i] for i in (bert.pad_id, bert.cls_id, bert.sep_id, bert.mask_id)] == \
         ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+PROCESSORS = {  # the tokenizer's own post-processor, on ANGLE_ROLES' ids: <pad> 0, <unk> 1, <s> 2, </s> 3
+    "roberta": processors.RobertaProcessing(("</s>", 3), ("<s>", 2)),
+    "template": processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+                                              special_tokens=[("<s>", 2), ("</s>", 3)]),
+    "t5-like": processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 3)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROCESSORS))
+def test_texts_are_framed_as_the_tokenizers_own_post_processor_frames_them(files, tmp_path, kind):
+    """Ids and segments (token type + 1) of one text and of a pair are transformers' for the same files."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = Tokenizer.from_file(str(files["bpe"] / "tokenizer.json"))
+    tokenizer.post_processor = PROCESSORS[kind]
+    directory = model_dir(tmp_path / "model", tokenizer, ANGLE_ROLES)
+    reference = transformers.PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+    ours = _hf(directory)
+    a, b = "这本书很好", "second text"
+    for texts in ((a,), (a, b)):
+        expected = reference(*texts, return_token_type_ids=True)
+        ids, segments = ours.framing.frame(*(ours.encode(text) for text in texts))
+        assert ids == expected["input_ids"] and segments == [t + 1 for t in expected["token_type_ids"]]
+    assert ours.exported_json() == (directory / "tokenizer.json").read_text(encoding="utf-8")  # goes out as it came
+
+
+def test_a_gpt2_tokenizer_pads_with_its_end_token_swapped_to_id_0(gpt2):
+    ours = _hf(gpt2)
+    end = Tokenizer.from_file(str(gpt2 / "tokenizer.json")).token_to_id("<|endoftext|>")
+    assert ours.file_pad_id == end == len(ours.vocab) - 1 and ours.vocab.tokens[0] == "<|endoftext|>"
+    assert ours.vocab.eos_id == ours.vocab.pad_id == 0 and not ours.vocab.has("cls") and not ours.vocab.has("mask")
+    text = "A text, and 汉字"
+    assert ours.encode(text) == swap_pad(Tokenizer.from_file(str(gpt2 / "tokenizer.json")).encode(text).ids, end)
+    assert ours.framing.frame(ours.encode(text)) == (ours.encode(text), [1] * len(ours.encode(text)))
+    assert ours.framing.pair is None and ours.decode(ours.encode(text)) == text
 
 
 def test_file_truncation_setting_is_ignored(tmp_path):

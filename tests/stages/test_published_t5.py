@@ -88,3 +88,17 @@ def test_generation_equals_transformers_generate_on_the_converted_model(t5_run, 
                               f"infer.test_path={t5_run['dev_path']}", f"infer.prediction_path={predictions}"]))
     assert predictions.read_text(encoding="utf-8").splitlines()[1:] == [
         f"{s}\t{text}" for s, text in zip(t5_run["dev"], texts)]
+
+
+def test_generate_on_the_t5_directory_itself_equals_transformers(t5_run, tmp_path):
+    """tool=generate reads the directory as saved (no conversion first): transformers' greedy generate() text."""
+    theirs = T.T5ForConditionalGeneration.from_pretrained(t5_run["directory"]).eval()
+    hf_tokenizer = T.AutoTokenizer.from_pretrained(t5_run["directory"])
+    encoded = hf_tokenizer(t5_run["dev"], padding=True, return_tensors="pt")["input_ids"]
+    expected = hf_generate(theirs, encoded, GenerationConfig(max_new_tokens=NEW_TOKENS), eos_id=1)
+    sources, generated = tmp_path / "sources.txt", tmp_path / "generated.txt"
+    sources.write_text("".join(s + "\n" for s in t5_run["dev"]), encoding="utf-8")
+    run_stage(compose_config(["stage=tool", "tool=generate", f"tool.input_path={t5_run['directory']}",
+                              f"tool.test_path={sources}", f"tool.output_path={generated}",
+                              f"tool.generation.max_new_tokens={NEW_TOKENS}", "hardware.num_threads=1"]))
+    assert generated.read_text(encoding="utf-8").splitlines() == [hf_tokenizer.decode(ids) for ids in expected]
