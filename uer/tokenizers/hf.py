@@ -38,7 +38,6 @@ import json
 import os
 from typing import Sequence
 
-
 from uer.errors import UerError, reason, where
 from uer.tokenizers.framing import A, B, Framing, Template
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN, Vocab, VocabTokenizer
@@ -140,7 +139,6 @@ class HfTokenizer(VocabTokenizer):
             raise UerError(f"{where(file)}: not a {TOKENIZER_FILE} ({reason(e)}); {HINT}") from None
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
-        self.file = file
         self.roles, self.exported_roles = resolve_roles(self.stored["special_tokens"],
                                                         lambda token: self.tokenizer.token_to_id(token) is not None)
         #: the padding token's id in the file; inside uer it is 0 (ids 0 and this one are swapped)
@@ -176,9 +174,7 @@ class HfTokenizer(VocabTokenizer):
         first, second = (self.tokenizer.encode(text, add_special_tokens=False) for text in PROBES)
         single = self._template(self.tokenizer.post_process(first, None, add_special_tokens=True), len(first.ids))
         pair = self._template(self.tokenizer.post_process(first, second, add_special_tokens=True), len(first.ids))
-        if len(single) > 1:
-            return Framing(single, pair if _separated(pair) else None), True
-        if self.vocab.has("cls") and self.vocab.has("sep"):
+        if len(single) == 1 and self.vocab.has("cls") and self.vocab.has("sep"):  # the file adds nothing
             return Framing.bert(self.vocab.cls_id, self.vocab.sep_id), False
         return Framing(single, pair if _separated(pair) else None), True
 
