@@ -155,10 +155,10 @@ class ClassifierTask(Task):
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
         self.stride, self.window_pooling = sliding_windows(cfg, seq_length)  # None, None: rows are cut
-        self.prefix = len(tokenizer.framing.prefix)  # what every window starts with
         self.soft_alpha = self.teacher_weight(cfg)
         self.soft_targets = self.soft_alpha is not None
         self.declared_labels = declared_labels(cfg)
+        self.prefix = len(tokenizer.framing.prefix)  # what every sliding window starts with
 
     @property
     def configured_labels_num(self) -> int | None:
