@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tokenizers import Tokenizer, processors
 
 from uer.app import run_stage
 from uer.errors import UerError
@@ -9,7 +10,9 @@ from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint
 from uer.models import build_model
 from uer.tasks.cmrc import tokenize_with_offsets
 from uer.tokenizers import build_tokenizer, tokenizer_from_state, tokenizer_state
-from tokenizer_testing import ANGLE_ROLES, DATA, byte_level_bpe, model_dir, training_lines, unigram, wordpiece_tokenizer
+from uer.tokenizers.hf import swap_pad
+from tokenizer_testing import (ANGLE_ROLES, DATA, GPT2_CONFIG, byte_level_bpe, gpt2_tokenizer, model_dir, published_dir,
+                               training_lines, unigram, wordpiece_tokenizer)
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
 FAST = ["hardware.num_threads=1", "finetune.seq_length=32", "finetune.batch_size=16", "finetune.epochs_num=1",
@@ -51,6 +54,42 @@ def test_roles_come_from_the_model_directory(files):
     bert = _hf(files["wordpiece"]).vocab
     assert [bert.tokens[i] for i in (bert.pad_id, bert.cls_id, bert.sep_id, bert.mask_id)] == \
         ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+PROCESSORS = {  # the tokenizer's own post-processor, on ANGLE_ROLES' ids: <pad> 0, <unk> 1, <s> 2, </s> 3
+    "roberta": processors.RobertaProcessing(("</s>", 3), ("<s>", 2)),
+    "template": processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B:1 </s>:1",
+                                              special_tokens=[("<s>", 2), ("</s>", 3)]),
+    "t5-like": processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 3)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROCESSORS))
+def test_texts_are_framed_as_the_tokenizers_own_post_processor_frames_them(files, tmp_path, kind):
+    """Ids and segments (token type + 1) of one text and of a pair are transformers' for the same files."""
+    transformers = pytest.importorskip("transformers")
+    tokenizer = Tokenizer.from_file(str(files["bpe"] / "tokenizer.json"))
+    tokenizer.post_processor = PROCESSORS[kind]
+    directory = model_dir(tmp_path / "model", tokenizer, ANGLE_ROLES)
+    reference = transformers.PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+    ours = _hf(directory)
+    a, b = "这本书很好", "second text"
+    for texts in ((a,), (a, b)):
+        expected = reference(*texts, return_token_type_ids=True)
+        ids, segments = ours.framing.frame(*(ours.encode(text) for text in texts))
+        assert ids == expected["input_ids"] and segments == [t + 1 for t in expected["token_type_ids"]]
+    assert ours.exported_json() == (directory / "tokenizer.json").read_text(encoding="utf-8")  # goes out as it came
+
+
+def test_a_gpt2_tokenizer_pads_with_its_end_token_swapped_to_id_0(gpt2):
+    ours = _hf(gpt2)
+    end = Tokenizer.from_file(str(gpt2 / "tokenizer.json")).token_to_id("<|endoftext|>")
+    assert ours.file_pad_id == end == len(ours.vocab) - 1 and ours.vocab.tokens[0] == "<|endoftext|>"
+    assert ours.vocab.eos_id == ours.vocab.pad_id == 0 and not ours.vocab.has("cls") and not ours.vocab.has("mask")
+    text = "A text, and 汉字"
+    assert ours.encode(text) == swap_pad(Tokenizer.from_file(str(gpt2 / "tokenizer.json")).encode(text).ids, end)
+    assert ours.framing.frame(ours.encode(text)) == (ours.encode(text), [1] * len(ours.encode(text)))
+    assert ours.framing.pair is None and ours.decode(ours.encode(text)) == text
 
 
 def test_file_truncation_setting_is_ignored(tmp_path):
@@ -148,7 +187,8 @@ def test_file_that_is_not_a_tokenizer_json_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("specials, roles, fragment", [
-    (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None, "no [MASK] token"),  # a BERT-like file without [MASK]
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]"], None,  # a BERT-like file without [MASK]
+     "stage=preprocess target=mlm needs a mask ([MASK]) token (mask_token)"),
     (["<s>", "</s>", "<unk>", "<mask>"],  # RoBERTa-like, but no padding token at all
      {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>", "mask_token": "<mask>"},
      "id 0 is '<s>' but must be <pad> (padding uses id 0)"),
@@ -163,6 +203,48 @@ def test_tokenizer_without_a_role_is_refused(tmp_path, capsys, specials, roles, 
         tokenizer.save(str(path))
     line = expect_user_error(capsys, _preprocess_cfg(tmp_path, path), str(named), fragment, "special_tokens_map.json")
     assert not (tmp_path / "data").exists() and line.count("error:") == 1
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    """A GPT-2-shaped tokenizer as published: tokenizer.json and tokenizer_config.json, <|endoftext|> alone."""
+    return published_dir(tmp_path_factory.mktemp("gpt2") / "gpt2", gpt2_tokenizer(), GPT2_CONFIG)
+
+
+def _finetune_cfg(tmp_path, tokenizer_path, task: str, train) -> list[str]:
+    return compose_config(["stage=finetune", f"task={task}", "tokenizer=hf", f"tokenizer.tokenizer_path={tokenizer_path}",
+                           *FAST, f"finetune.train_path={train}", f"finetune.dev_path={train}",
+                           f"output_model_path={tmp_path / 'out'}"])
+
+
+@pytest.mark.parametrize("run, fragments", [
+    ("preprocess", ["stage=preprocess target=mlm needs a mask ([MASK]) token (mask_token)"]),
+    ("pair", ["train.tsv:1: the header has a text_b column", "puts nothing between two texts", "give single texts"]),
+    ("ner", ["task=ner needs a classification ([CLS]) token (cls_token)"]),
+], ids=["mlm-without-mask", "pair-without-separator", "ner-without-cls"])
+def test_what_a_published_gpt2_tokenizer_lacks_is_refused_before_work(gpt2, tmp_path, capsys, run, fragments):
+    """One line naming the role, the tokenizer file and the fix; nothing written."""
+    if run == "preprocess":
+        cfg = _preprocess_cfg(tmp_path, gpt2)
+    elif run == "pair":
+        train = tmp_path / "train.tsv"
+        train.write_text("label\ttext_a\ttext_b\n1\tgood\tbook\n0\tbad\tbook\n", encoding="utf-8")
+        cfg = _finetune_cfg(tmp_path, gpt2, "classifier", train)
+    else:
+        cfg = _finetune_cfg(tmp_path, gpt2, "ner", ROOT / "datasets/test_data/msra_ner/train.tsv")
+    line = expect_user_error(capsys, cfg, *fragments, str(gpt2 / "tokenizer.json"))
+    if run != "pair":
+        assert "special_tokens_map.json" in line  # how to name the role
+    assert line.count("error:") == 1 and not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_with_neither_padding_nor_eos_is_refused(gpt2, tmp_path, capsys):
+    """GPT-2's tokenizer.json without the tokenizer_config.json that names <|endoftext|> as eos: nothing to pad with."""
+    bare = tmp_path / "tokenizer.json"
+    bare.write_bytes((gpt2 / "tokenizer.json").read_bytes())
+    expect_user_error(capsys, _preprocess_cfg(tmp_path, bare), str(bare), "no padding token",
+                      "padding falls back to eos_token")
+    assert not (tmp_path / "data").exists()
 
 
 def test_broken_special_tokens_map_names_the_file(files, tmp_path):

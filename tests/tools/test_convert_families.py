@@ -25,12 +25,14 @@ import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from tokenizer_testing import byte_level_bpe, model_dir
+from tokenizer_testing import GPT2_CONFIG, GPT2_END, byte_level_bpe, gpt2_tokenizer, model_dir, published_dir
 from tool_testing import no_temp_files, one_thread, payload_model  # noqa: F401  (one_thread: a fixture)
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
 from uer.io.formats import read_model_file
 from uer.models import build_model
+from uer.tasks import make_task
+from uer.tokenizers import tokenizer_from_state
 from uer.tokenizers.hf import swap_pad
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error, save_model_checkpoint, slice_file
 
@@ -63,8 +65,8 @@ FAMILIES = {
     "albert": (lambda: bert_like(T.AlbertConfig, embedding_size=E, num_hidden_layers=3),
                ["AlbertForPreTraining", "AlbertForMaskedLM", "AlbertModel"], "bert"),
     "gpt2": (lambda: T.GPT2Config(vocab_size=V, n_embd=H, n_layer=LAYERS, n_head=HEADS, n_positions=POSITIONS,
-                                  bos_token_id=2, eos_token_id=3),
-             ["GPT2LMHeadModel", "GPT2Model"], "bert"),
+                                  bos_token_id=V - 1, eos_token_id=V - 1),
+             ["GPT2LMHeadModel", "GPT2Model"], "gpt2"),
 }
 CASES = [(name, cls) for name, (_, classes, _) in FAMILIES.items() for cls in classes]
 
@@ -101,6 +103,12 @@ def hf_directory(directory, name: str, cls: str, seed: int = 1):
         (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}), encoding="utf-8")
     elif tokenizer == "angle":
         word_level(directory, ANGLE, ANGLE_ROLES)
+    elif tokenizer == "gpt2":  # as published: <|endoftext|> alone and last, no padding (uer pads with it)
+        words = [f"w{i}" for i in range(V - 1)]
+        vocabulary = {token: i for i, token in enumerate([*words, GPT2_END])}
+        tokenizer = Tokenizer(models.WordLevel(vocabulary, unk_token=GPT2_END))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        published_dir(directory, tokenizer, GPT2_CONFIG)
     else:
         word_level(directory, SPECIALS, BERT_ROLES)
     return model
@@ -154,7 +162,9 @@ def our_heads(model, hidden, pad_id: int) -> dict:
 
 
 def hf_pad(config) -> int:
-    return getattr(config, "pad_token_id", None) or 0
+    """The padding id: the config's, else (GPT-2) its end-of-text token, which uer pads with."""
+    pad = getattr(config, "pad_token_id", None)
+    return pad if pad is not None else getattr(config, "eos_token_id", None) or 0
 
 
 @torch.no_grad()
@@ -235,9 +245,15 @@ def test_family_both_ways_exact(tmp_path, name, cls):
     text = "w3 w17 w40"
     file_ids = Tokenizer.from_file(str(source / "tokenizer.json")).encode(text).ids \
         if (source / "tokenizer.json").is_file() else [int(w[1:]) + len(SPECIALS) for w in text.split()]
-    cls_id, sep_id = (0, 2) if FAMILIES[name][2] == "angle" else (2, 3)
-    assert tokenizer(text)["input_ids"] == [cls_id, *file_ids, sep_id]
-    assert tokenizer.pad_token_id == config["pad_token_id"] == hf_pad(theirs.config)
+    if name == "gpt2":  # the published tokenizer goes back unchanged: no special tokens added, no padding named
+        assert (exported / "tokenizer.json").read_text() == (source / "tokenizer.json").read_text()
+        assert tokenizer(text)["input_ids"] == file_ids and tokenizer.pad_token is None
+        assert config["bos_token_id"] == config["eos_token_id"] == tokenizer.eos_token_id == V - 1
+    else:
+        cls_id, sep_id = (0, 2) if FAMILIES[name][2] == "angle" else (2, 3)
+        assert tokenizer(text)["input_ids"] == [cls_id, *file_ids, sep_id]
+        assert tokenizer.pad_token_id == hf_pad(theirs.config)
+    assert config["pad_token_id"] == hf_pad(theirs.config)
 
     back = tmp_path / "back.pt"
     convert(exported, "hf", back, "uer_ckpt")  # uer -> hf -> uer: bit-identical
@@ -365,13 +381,14 @@ def test_finetune_from_a_hugging_face_directory_and_infer_from_its_checkpoint(tm
                                  type_vocab_size=1, pad_token_id=1)
         T.RobertaForMaskedLM(config).save_pretrained(directory)
         extra = []
-    else:
-        tokenizer = byte_level_bpe(SPECIALS)
-        directory = model_dir(tmp_path / "model", tokenizer, BERT_ROLES)
+    else:  # the published shape: byte-level BPE, <|endoftext|> alone (uer pads with it: swapped to id 0)
+        tokenizer = gpt2_tokenizer()
+        directory = published_dir(tmp_path / "model", tokenizer, GPT2_CONFIG)
+        end = tokenizer.token_to_id(GPT2_END)
         config = T.GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_embd=H, n_layer=LAYERS, n_head=HEADS,
-                              n_positions=64)
+                              n_positions=64, bos_token_id=end, eos_token_id=end)
         T.GPT2LMHeadModel(config).save_pretrained(directory)
-        extra = ["task.pooling=mean"]  # position 0 of a causal model has seen [CLS] alone
+        extra = ["task.pooling=mean"]  # position 0 of a causal model has seen one token alone
     out = tmp_path / "out"
     score = run_stage(compose_config([
         "task=classifier", f"pretrained_model_path={directory}", f"finetune.train_path={rows['train']}",
@@ -382,6 +399,10 @@ def test_finetune_from_a_hugging_face_directory_and_infer_from_its_checkpoint(tm
     payload = load_checkpoint(out / "best.pt")
     assert payload["config"]["encoder"]["layernorm_positioning"] == ("pre" if name == "gpt2" else "post")
     assert payload["tokenizer"]["config"]["type"] == "hf"
+    if name == "gpt2":  # the text alone, as GPT-2's tokenizer gives it: no [CLS] or [SEP] added
+        task = make_task(payload["config"]["task"], tokenizer_from_state(payload["tokenizer"], "best.pt"), 32)
+        ids = tokenizer.encode("好书").ids
+        assert task.encode("好书") == (swap_pad(ids, end), [1] * len(ids)) and end not in ids
     moved = tmp_path / "moved"  # the checkpoint alone: the model directory is gone
     shutil.move(directory, moved)
     prediction = tmp_path / "pred.tsv"
@@ -391,17 +412,32 @@ def test_finetune_from_a_hugging_face_directory_and_infer_from_its_checkpoint(tm
 
 
 def test_tools_read_a_hugging_face_directory(tmp_path):
-    """tool=generate on a GPT-2 directory: the cache on and off give the same tokens."""
-    directory = tmp_path / "gpt2"
-    hf_directory(directory, "gpt2", "GPT2LMHeadModel")
+    """tool=generate on a GPT-2 directory with the published tokenizer's shape: the prompt alone (no [CLS]),
+    stopping at <|endoftext|>; the cache on and off give the text transformers' generate() gives."""
+    tokenizer = gpt2_tokenizer()
+    directory = published_dir(tmp_path / "gpt2", tokenizer, GPT2_CONFIG)
+    end = tokenizer.token_to_id(GPT2_END)
+    config = T.GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_embd=H, n_layer=LAYERS, n_head=HEADS,
+                          n_positions=POSITIONS, bos_token_id=end, eos_token_id=end)
+    torch.manual_seed(3)
+    theirs = randomized(T.GPT2LMHeadModel(config), 3)
+    with torch.no_grad():
+        theirs.lm_head.weight[end] += 1.0  # <|endoftext|> likely within a few steps, as in text
+    theirs.save_pretrained(directory)
+    prompt = "The quick brown"
+    ids = torch.tensor([tokenizer.encode(prompt).ids])
+    with torch.no_grad():
+        out = theirs.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                              pad_token_id=end)[0].tolist()
+    expected = T.AutoTokenizer.from_pretrained(directory).decode(out[:out.index(end) if end in out else None])
     texts = []
     for cache in ("true", "false"):
-        out = tmp_path / f"generated_{cache}.txt"
-        run_stage(compose_config(["stage=tool", "tool=generate", f"tool.input_path={directory}", "tool.text=w1 w2",
-                                  "tool.max_new_tokens=6", "tool.temperature=0", f"tool.use_cache={cache}",
-                                  f"tool.output_path={out}", "hardware.num_threads=1"]))
-        texts.append(out.read_text(encoding="utf-8"))
-    assert texts[0] == texts[1] and len(texts[0].split()) > 2
+        generated = tmp_path / f"generated_{cache}.txt"
+        run_stage(compose_config(["stage=tool", "tool=generate", f"tool.input_path={directory}", f"tool.text={prompt}",
+                                  "tool.max_new_tokens=12", "tool.temperature=0", f"tool.use_cache={cache}",
+                                  f"tool.output_path={generated}", "hardware.num_threads=1"]))
+        texts.append(generated.read_text(encoding="utf-8"))
+    assert texts == [expected + "\n"] * 2 and len(expected) > len(prompt)
 
 
 # --- bad inputs ------------------------------------------------------------------------------------
@@ -416,7 +452,7 @@ def bad_directory(tmp_path, problem: str):
         config = json.loads((directory / "config.json").read_text())
         (directory / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
     elif problem == "vocabulary size":
-        hf_directory(directory, "gpt2", "GPT2Model")
+        hf_directory(directory, "electra", "ElectraModel")
         tokens = SPECIALS + [f"w{i}" for i in range(10)]
         tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
         tokenizer.save(str(directory / "tokenizer.json"))

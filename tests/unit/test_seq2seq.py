@@ -238,10 +238,8 @@ def test_a_decoder_with_an_encoder_only_target_is_one_line_and_nothing_is_writte
 
 # --- tool=convert ----------------------------------------------------------------------------------
 
-# uer's tokenizers need the five BERT roles: T5's are given some of its own tokens.
-TOKENS = {"t5-v1.0": (["<pad>", "</s>", "<unk>", "<s>", "<extra_id_0>"],
-                      {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>",
-                       "mask_token": "<extra_id_0>"}),
+# T5's roles as published (no [CLS], [SEP] or [MASK]); BART's five.
+TOKENS = {"t5-v1.0": (["<pad>", "</s>", "<unk>"], {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}),
           "bart": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"],  # BART's order: <pad> = 1, swapped with 0 in uer
                    {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "<s>", "sep_token": "</s>",
                     "mask_token": "<mask>"})}

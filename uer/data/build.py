@@ -134,6 +134,9 @@ def build_pretrain_dataset(corpus_path, dataset_path, tokenizer, target: str, *,
     elif segmenter_dict:
         raise UerError("preprocess.segmenter_dict is read only with preprocess.whole_word_masking=true; "
                        "set that too, or unset segmenter_dict")
+    # Instances are framed [CLS] A [SEP] (B [SEP]); masking and infilling write [MASK].
+    roles = ("mask", "cls", "sep") if builder.masked or target == "bart" else ("cls", "sep")
+    tokenizer.vocab.require(roles, f"stage=preprocess target={target}")
     dataset_path = Path(dataset_path)
     _check_replaceable(dataset_path)
     index = index_corpus(corpus_path, builder.layout)

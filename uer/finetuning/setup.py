@@ -58,7 +58,8 @@ def prepare(cfg: DictConfig) -> Setup:
     task = make_task(cfg.task, tokenizer, f.seq_length)
     if cfg.get("decoder") is not None:  # an encoder-decoder: what its targets start with and may take
         if cfg.decoder.start_id is None:
-            cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
+            # recorded in the checkpoint's config
+            cfg.decoder.start_id = tokenizer.vocab.role_id("cls", "the decoder's first input (decoder.start_id unset)")
         task.info.update(decoder_start_id=cfg.decoder.start_id, target_positions=decoder_positions(cfg.embedding))
     return Setup(cfg, device, tokenizer, state, source, task, env, hf)
 

@@ -10,6 +10,9 @@ hold.  :func:`read_hf_directory` turns it into the payload a uer checkpoint give
 * the model config nodes (``model``, ``embedding``, ``encoder``, ``target`` when the file holds
   a head uer has) from ``config.json`` and the weights' shapes, and an ``hf`` record of the
   family and its ``config.json``, so that converting back gives the same family;
+* an encoder-decoder family (T5, BART: ``SEQ2SEQ_FAMILIES``) gives the ``decoder`` node too, its
+  start id from ``decoder_start_token_id`` (:func:`read_seq2seq_directory`, which ``tool=convert``
+  reads with as well);
 * the tokenizer: ``tokenizer.json`` -> ``tokenizer=hf`` (its roles from the directory's
   ``tokenizer_config.json`` / ``special_tokens_map.json``); else ``vocab.txt`` ->
   ``tokenizer=bert`` with ``do_lower_case`` from ``tokenizer_config.json``.  A padding token
@@ -29,18 +32,20 @@ from pathlib import Path
 from uer.errors import UerError
 from uer.io.checkpoint import FORMAT, VERSION
 from uer.io.hf_families import (
+    SEQ2SEQ_FAMILIES,
     TARGET_PARTS,
     WORD,
     architecture,
     family,
     hf_to_uer,
     model_nodes,
+    seq2seq_hf_to_uer,
     swap_vocab_rows,
 )
 from uer.io.hf_format import HF_CONFIG, HF_WEIGHT_FILES, hf_weight_file, load_hf_weights, read_json_beside
 from uer.io.uer_names import from_uer_state_dict
 from uer.tokenizers import build_tokenizer, tokenizer_state
-from uer.tokenizers.hf import TOKENIZER_FILE
+from uer.tokenizers.hf import TOKENIZER_FILE, swap_pad
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,9 @@ def read_hf_directory(path) -> dict:
         raise UerError(f"{directory} has no {HF_CONFIG}, so its family and sizes are unknown; give the directory "
                        "save_pretrained wrote (it writes config.json), or convert a BERT weights file with "
                        "tool=convert tool.input_format=hf")
+    if config.get("model_type") in SEQ2SEQ_FAMILIES:
+        uer, nodes, tokenizer, tokenizer_config, _, record = read_seq2seq_directory(directory, config, config_path)
+        return _payload(uer, seq2seq_config(nodes, tokenizer_config, record), tokenizer, tokenizer_config)
     fam = family(config.get("model_type"), config_path)
     weights = hf_weight_file(directory)
     state = load_hf_weights(directory)
@@ -96,8 +104,41 @@ def read_hf_directory(path) -> dict:
         logger.info("%s: %s not used by target %s", weights, ", ".join(sorted(dropped)), target)
     uer = {key: tensor for key, tensor in uer.items() if key not in dropped}
     config_nodes = {**model_nodes(arch), "tokenizer": tokenizer_config, "hf": record}
-    return {"format": FORMAT, "version": VERSION, "model": from_uer_state_dict(uer), "config": config_nodes,
+    return _payload(uer, config_nodes, tokenizer, tokenizer_config)
+
+
+def _payload(uer: dict, config: dict, tokenizer, tokenizer_config: dict) -> dict:
+    """The checkpoint payload of weights ``uer`` (UER names) with their config nodes and tokenizer."""
+    return {"format": FORMAT, "version": VERSION, "model": from_uer_state_dict(uer), "config": config,
             "tokenizer": tokenizer_state(tokenizer, tokenizer_config), "vocab": tokenizer.identity(), "trainer": None}
+
+
+def read_seq2seq_directory(directory: Path, config: dict, config_path) -> tuple:
+    """``(UER state dict, config nodes, tokenizer, its config node, weights file, hf record)`` of an encoder-decoder
+    directory: padding at id 0 in the weights and the decoder's start id alike."""
+    weights = hf_weight_file(directory)
+    fam = SEQ2SEQ_FAMILIES[config["model_type"]]
+    uer, nodes = seq2seq_hf_to_uer(fam, load_hf_weights(directory), config, str(weights), config_path)
+    tokenizer, tokenizer_config = directory_tokenizer(directory)
+    rows = int(uer[WORD].size(0))
+    if len(tokenizer.vocab) != rows:
+        raise UerError(f"{tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens but {weights} has {rows} word "
+                       "embedding rows: they are not one model's; save the model with its tokenizer")
+    pad = getattr(tokenizer, "file_pad_id", 0)
+    nodes["decoder"]["start_id"] = swap_pad([nodes["decoder"]["start_id"]], pad)[0]
+    return swap_vocab_rows(uer, pad), nodes, tokenizer, tokenizer_config, str(weights), hf_record(fam.model_type,
+                                                                                                   config)
+
+
+def seq2seq_config(nodes: dict, tokenizer_config: dict | None, hf: dict | None) -> dict:
+    """A checkpoint's config of an encoder-decoder: its sizes (``model``), tokenizer and nodes, and the Hugging
+    Face model it came from."""
+    encoder = nodes["encoder"]
+    sizes = {"emb_size": nodes["embedding"]["emb_size"], "max_seq_length": nodes["embedding"].get("max_seq_length",
+                                                                                                  512),
+             **{key: encoder[key] for key in ("hidden_size", "feedforward_size", "heads_num", "layers_num",
+                                              "hidden_act", "layernorm", "dropout")}}
+    return {"model": sizes, "tokenizer": tokenizer_config, **nodes, **({"hf": hf} if hf else {})}
 
 
 POOLERS = ("target.nsp_linear_1.", "target.sop_linear_1.")

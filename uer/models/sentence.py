@@ -2,7 +2,8 @@
 sentence-embedding tasks (``task=siamese``, ``task=simcse``) share, so that a fine-tuned
 model's ``stage=infer`` embeddings and the tool's on the same checkpoint are the same numbers.
 
-A sentence is ``[CLS] tokens [SEP]`` (its tokens cut so the whole is at most ``seq_length``),
+A sentence is framed as the tokenizer frames one text (``[CLS] tokens [SEP]`` for BERT
+vocabularies, ``tokens </s>`` for T5; its tokens cut so the whole is at most ``seq_length``),
 segment 1 on every real position; a batch is right-padded with id 0 and segment 0.
 """
 
@@ -14,9 +15,9 @@ from uer.models.pooling import pool
 
 
 def sentence_ids(tokenizer, text: str, seq_length: int) -> list[int]:
-    """``[CLS] text [SEP]`` as ids, the text's tokens cut to ``seq_length - 2``."""
-    vocab = tokenizer.vocab
-    return [vocab.cls_id, *tokenizer.encode(text)[: seq_length - 2], vocab.sep_id]
+    """``[CLS] text [SEP]`` (the tokenizer's framing) as ids, the text's tokens cut to fit ``seq_length``."""
+    framing = tokenizer.framing
+    return framing.frame(tokenizer.encode(text)[: seq_length - framing.added()])[0]
 
 
 def pad_batch(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -163,7 +163,8 @@ def run(cfg: DictConfig):
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
     if cfg.decoder is not None and cfg.decoder.start_id is None:
-        cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
+        # recorded in the checkpoint's config
+        cfg.decoder.start_id = tokenizer.vocab.role_id("cls", "the decoder's first input (decoder.start_id unset)")
     dataset = _open_dataset(cfg, tokenizer)
     config = run_config(cfg)
     facts = run_facts(env.world_size, dataset.fingerprint())

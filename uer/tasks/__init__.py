@@ -89,8 +89,12 @@ class Task(ABC):
     needs_decoder = False
     #: whether ``write_predictions`` can add the ``logits``/``prob`` columns (infer.output_logits/output_prob)
     writes_scores = True
+    #: the tokenizer roles its inputs are built with beyond the tokenizer's own framing (:mod:`uer.tokenizers.vocab`);
+    #: a tokenizer without one is refused when the task is made, before any file is read
+    roles: tuple[str, ...] = ()
 
     def __init__(self, cfg, tokenizer, seq_length: int, info: dict | None = None):
+        tokenizer.vocab.require(self.roles, f"task={self.name}")
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.seq_length = seq_length

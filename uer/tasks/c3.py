@@ -88,6 +88,7 @@ class C3Config(TaskConfig):
 
 @TASKS.register("c3", config=C3Config)
 class C3Task(Task):
+    roles = ("cls", "sep")
     name = "c3"
     metrics = ("acc",)
 

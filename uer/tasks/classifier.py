@@ -25,9 +25,9 @@ a row holding another label is a bad row.
 
 Long texts (``task.long_text=sliding``; the default ``cut`` keeps the first ``seq_length``
 tokens): the input ``[CLS] a [SEP] (b [SEP])`` is read whole and split into windows, each
-``[CLS]`` and the next ``seq_length - 1`` tokens (their segments kept), starting every
-``task.stride`` tokens until one reaches the end (:func:`windows`; a row that fits is one
-window, the same input ``cut`` gives).  Every window is classified and the row's logits are
+``[CLS]`` (what the tokenizer's framing starts with, if anything) and the next tokens (their
+segments kept), starting every ``task.stride`` tokens until one reaches the end (:func:`windows`;
+a row that fits is one window, the same input ``cut`` gives).  Every window is classified and the row's logits are
 the ``task.window_pooling`` (mean or elementwise max) of its windows' (:func:`pool_windows`),
 one prediction per row.  Training uses the same pooled logits: one loss per row, so the
 model learns the score it predicts with (a window that says nothing about the label is not
@@ -158,6 +158,7 @@ class ClassifierTask(Task):
         self.soft_alpha = self.teacher_weight(cfg)
         self.soft_targets = self.soft_alpha is not None
         self.declared_labels = declared_labels(cfg)
+        self.prefix = len(tokenizer.framing.prefix)  # what every sliding window starts with
 
     @property
     def configured_labels_num(self) -> int | None:
@@ -208,8 +209,11 @@ class ClassifierTask(Task):
             self._log_windows(path, examples)
         return TaskData(str(path), examples, skipped=bad.count)
 
+    def _windows(self, example: ClsExample) -> list[tuple[list[int], list[int]]]:
+        return windows(example.src, example.seg, self.seq_length, self.stride, self.prefix)
+
     def _log_windows(self, path, examples: list[ClsExample]) -> None:
-        counts = [len(windows(example.src, example.seg, self.seq_length, self.stride)) for example in examples]
+        counts = [len(self._windows(example)) for example in examples]
         log.info("%s: %d of %d rows are longer than seq_length=%d; %d windows in all (task.stride=%d, up to %d a "
                  "row)", path, sum(count > 1 for count in counts), len(counts), self.seq_length, sum(counts),
                  self.stride, max(counts))
@@ -250,14 +254,10 @@ class ClassifierTask(Task):
         return label
 
     def encode(self, text_a: str, text_b: str | None = None) -> tuple[list[int], list[int]]:
-        """``[CLS] a [SEP] (b [SEP])`` ids and segments 1 (2), cut to ``seq_length`` unless windows slide."""
-        vocab = self.tokenizer.vocab
-        src = [vocab.cls_id, *self.tokenizer.encode(text_a), vocab.sep_id]
-        seg = [1] * len(src)
-        if text_b is not None:
-            second = [*self.tokenizer.encode(text_b), vocab.sep_id]
-            src += second
-            seg += [2] * len(second)
+        """The tokenizer's framing of a (and b) -- ``[CLS] a [SEP] (b [SEP])`` with segments 1 (2) for BERT
+        vocabularies, ``a </s>`` for T5 -- cut to ``seq_length`` unless windows slide."""
+        encode = self.tokenizer.encode
+        src, seg = self.tokenizer.framing.frame(encode(text_a), None if text_b is None else encode(text_b))
         keep = self.seq_length if self.stride is None else None  # sliding windows are cut in collate
         return src[:keep], seg[:keep]
 
@@ -286,6 +286,12 @@ class ClassifierTask(Task):
         return values
 
     def _check_pair(self, path, pair: bool) -> None:
+        if pair and self.tokenizer.framing.pair is None:
+            raise UerError(f"{where(path, 1)}: the header has a text_b column, but the tokenizer "
+                           f"{self.tokenizer.vocab.path} puts nothing between two texts (no separator token in its "
+                           "post-processor, no sep_token): the model could not tell where text_a ends; give single "
+                           "texts, or a tokenizer whose post-processor separates pairs (tokenizers' "
+                           "TemplateProcessing pair=...)")
         known = self.info.get("text_pair")
         if known is None:
             self.info["text_pair"] = pair
@@ -365,7 +371,7 @@ class ClassifierTask(Task):
         if self.stride is None:
             inputs = [(example.src, example.seg) for example in examples]
         else:
-            per_row = [windows(example.src, example.seg, self.seq_length, self.stride) for example in examples]
+            per_row = [self._windows(example) for example in examples]
             inputs = [window for row in per_row for window in row]
         width = max(len(src) for src, _ in inputs)
         src = torch.full((len(inputs), width), self.tokenizer.vocab.pad_id, dtype=torch.long)
@@ -445,16 +451,18 @@ def sliding_windows(cfg, seq_length: int) -> tuple[int, str] | tuple[None, None]
     return stride, pooling
 
 
-def windows(src: list[int], seg: list[int], seq_length: int, stride: int) -> list[tuple[list[int], list[int]]]:
-    """The windows ``(src, seg)`` of one input ``[CLS] tokens``: ``[CLS]`` then ``seq_length - 1`` tokens starting
-    at token 0, stride, 2 * stride, ... until a window reaches the last token (that one may be shorter).  An
-    input of at most ``seq_length`` tokens is one window, itself."""
-    width = seq_length - 1
+def windows(src: list[int], seg: list[int], seq_length: int, stride: int,
+            prefix: int = 1) -> list[tuple[list[int], list[int]]]:
+    """The windows ``(src, seg)`` of one input ``[CLS] tokens``: ``[CLS]`` (the ``prefix`` tokens the tokenizer's
+    framing starts with: 1 for ``[CLS]``, 0 for GPT-2) then ``seq_length - prefix`` tokens starting at token 0,
+    stride, 2 * stride, ... until a window reaches the last token (that one may be shorter).  An input of at
+    most ``seq_length`` tokens is one window, itself."""
+    width = seq_length - prefix
     starts = [0]
-    while starts[-1] + width < len(src) - 1:
+    while starts[-1] + width < len(src) - prefix:
         starts.append(starts[-1] + stride)
-    return [(src[:1] + src[1 + start:1 + start + width], seg[:1] + seg[1 + start:1 + start + width])
-            for start in starts]
+    return [(src[:prefix] + src[prefix + start:prefix + start + width],
+             seg[:prefix] + seg[prefix + start:prefix + start + width]) for start in starts]
 
 
 def pool_windows(logits: torch.Tensor, counts: torch.Tensor, how: str) -> torch.Tensor:

@@ -260,6 +260,7 @@ class CmrcConfig(TaskConfig):
 
 @TASKS.register("cmrc", config=CmrcConfig)
 class CmrcTask(Task):
+    roles = ("cls", "sep", "unk")
     name = "cmrc"
     metrics = ("f1", "em", "f1_char")
 

@@ -266,6 +266,7 @@ class NerConfig(TaskConfig):
 
 @TASKS.register("ner", config=NerConfig)
 class NerTask(Task):
+    roles = ("cls", "unk")  # [CLS] then each character looked up in the vocabulary
     name = "ner"
     metrics = ("f1", "precision", "recall", "token_acc")
 

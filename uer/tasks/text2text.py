@@ -7,10 +7,12 @@ ignored); ``target`` may be absent from the file of ``stage=infer``::
     source	target
     今天天气很好	今天天气很好
 
-The source is encoded ``[CLS] source [SEP]`` (segment 1) and cut to ``seq_length`` tokens; the
-target as the decoder's input ``tgt_in = [start] target`` and its labels ``tgt_out = target [SEP]``,
-as ``stage=preprocess target=seq2seq`` builds them.  ``task.tgt_seq_length`` is the longest decoder
-input (the target's tokens + 1), as ``preprocess.tgt_seq_length``; a labelled row whose target needs
+The source is framed as the tokenizer frames one text -- ``[CLS] source [SEP]`` for BERT vocabularies,
+``source </s>`` for T5 (:mod:`uer.tokenizers.framing`) -- in segment 1 and cut to ``seq_length`` tokens;
+the target as the decoder's input ``tgt_in = [start] target`` and its labels ``tgt_out = target [end]``,
+the end being the tokenizer's end-of-text token (``eos_token``: T5's ``</s>``; else ``[SEP]``), as
+``stage=preprocess target=seq2seq`` builds them for BERT vocabularies.  ``task.tgt_seq_length`` is the
+longest decoder input (the target's tokens + 1), as ``preprocess.tgt_seq_length``; a labelled row whose target needs
 more, or more than the decoder's positions, is a bad row (``finetune.skip_bad_rows``).
 
 The model is the run's :class:`~uer.models.model.Seq2seqModel` (``decoder=transformer`` and
@@ -89,6 +91,11 @@ class Text2TextTask(Task):
         super().__init__(cfg, tokenizer, seq_length, info)
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
+        if not tokenizer.vocab.eos_id:  # None, or the padding (GPT-2 pads with it), which the loss ignores
+            raise UerError(f"task=text2text ends each target with an end-of-text token other than the padding, but "
+                           f"the tokenizer {tokenizer.vocab.path} has none (no eos_token or sep_token, or it pads "
+                           "with its eos_token); name the tokens in special_tokens_map.json beside tokenizer.json "
+                           "(pad_token and eos_token, two tokens)")
         if cfg.metric_tokenize not in TOKENIZATIONS:
             raise UerError(f"task.metric_tokenize={cfg.metric_tokenize} is not known; choose one of: "
                            f"{', '.join(TOKENIZATIONS)}")
@@ -113,12 +120,11 @@ class Text2TextTask(Task):
         bad = BadRows(path, skip_bad_rows and labelled, "finetune.skip_bad_rows=true" if labelled else None)
         required = ("source", "target") if labelled else ("source",)
         table = read_tsv(path, required=required, bad=bad, example="<TAB>".join(required))
-        vocab = self.tokenizer.vocab
         limit, limited_by = self.target_limit()
         examples = []
         for line, fields in table.rows:
             row = dict(zip(table.columns, fields))
-            src = [vocab.cls_id, *self.tokenizer.encode(row["source"]), vocab.sep_id][:self.seq_length]
+            src = self.tokenizer.framing.frame(self.tokenizer.encode(row["source"]))[0][:self.seq_length]
             target = None
             if labelled:
                 target = self.tokenizer.encode(row["target"])
@@ -141,7 +147,7 @@ class Text2TextTask(Task):
         if not isinstance(backbone, Seq2seqModel):
             raise UerError("task=text2text needs an encoder-decoder model: add decoder=transformer target=seq2seq, "
                            "or start from a checkpoint of one")
-        return Text2TextModel(backbone, self.generation, self.tokenizer.vocab.sep_id)
+        return Text2TextModel(backbone, self.generation, self.tokenizer.vocab.eos_id)
 
     def collate(self, examples: list[Text2TextExample]) -> dict[str, torch.Tensor]:
         width = max(len(example.src) for example in examples)
@@ -152,7 +158,7 @@ class Text2TextTask(Task):
             seg[row, :len(example.seg)] = torch.tensor(example.seg)
         batch = {"src": src, "seg": seg}
         if all(example.target is not None for example in examples):
-            start, end = self.info["decoder_start_id"], self.tokenizer.vocab.sep_id
+            start, end = self.info["decoder_start_id"], self.tokenizer.vocab.eos_id
             longest = max(len(example.target) for example in examples) + 1
             tgt_in = torch.zeros(len(examples), longest, dtype=torch.long)
             tgt_out = torch.zeros(len(examples), longest, dtype=torch.long)

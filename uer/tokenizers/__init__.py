@@ -68,7 +68,7 @@ class HfTokenizerConfig:
     type: str = setting(MISSING, TYPES)
     tokenizer_path: str = setting("", "a tokenizer.json, or a Hugging Face model directory holding one "
                                            "(its special_tokens_map.json / tokenizer_config.json name the "
-                                           "special tokens: pad_token must be id 0)")
+                                           "special tokens; padding falls back to eos_token)")
 
 
 TOKENIZERS.register("bert", config=BertTokenizerConfig)(

@@ -8,9 +8,19 @@ file's own truncation and padding settings are switched off: each stage truncate
 ``tokenizer.tokenizer_path`` is a ``tokenizer.json`` or a model directory holding one.  The
 tokens playing the project's roles are those the directory's ``tokenizer_config.json`` and
 ``special_tokens_map.json`` (the latter wins, as in transformers) name as ``pad_token``,
-``unk_token``, ``cls_token``, ``sep_token``, ``mask_token``; a role neither names is played by
-the project's own token (``[PAD]``, ...).  A tokenizer that lacks a role (GPT-2 has no padding
-or mask token) is refused by :class:`Vocab`, as SentencePiece models without the roles are.
+``unk_token``, ``cls_token``, ``sep_token``, ``mask_token``, ``bos_token``, ``eos_token``; a role
+neither names is played by the project's own token (``[PAD]``, ...) where the tokenizer has it,
+else it is absent.  One rule for absent roles (published tokenizers lack some: GPT-2 has only
+``<|endoftext|>``, T5 no [CLS], [SEP] or [MASK]):
+
+* padding falls back to the end-of-text token (``eos_token``), as transformers users set
+  ``pad_token = eos_token`` for GPT-2; a tokenizer with neither is refused;
+* texts are framed as the tokenizer's own post-processor frames them (T5 appends ``</s>``, GPT-2
+  adds nothing; :mod:`uer.tokenizers.framing`); a file whose post-processor adds nothing is framed
+  ``[CLS] A [SEP] (B [SEP])`` when it has both roles (and exported with that template), else not at all;
+* whatever needs an absent role (``[MASK]`` for target=mlm, ``[CLS]``/``[SEP]`` for tasks that frame
+  BERT's way, a separator for text pairs) is refused before any work, naming the role, the file and
+  the fix (:meth:`uer.tokenizers.vocab.Vocab.require`).
 
 Padding is id 0 everywhere in this project.  A tokenizer whose padding token has another id
 in its file (RoBERTa and XLM-R: ``<s>`` = 0, ``<pad>`` = 1) is used with the two ids swapped:
@@ -28,8 +38,8 @@ import json
 import os
 from typing import Sequence
 
-
 from uer.errors import UerError, reason, where
+from uer.tokenizers.framing import A, B, Framing, Template
 from uer.tokenizers.vocab import CLS_TOKEN, MASK_TOKEN, PAD_TOKEN, SEP_TOKEN, UNK_TOKEN, Vocab, VocabTokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -37,12 +47,16 @@ TOKENIZER_FILE = "tokenizer.json"
 SPECIAL_TOKEN_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 ROLES = {"pad_token": PAD_TOKEN, "unk_token": UNK_TOKEN, "cls_token": CLS_TOKEN, "sep_token": SEP_TOKEN,
          "mask_token": MASK_TOKEN}
+ENDS = ("bos_token", "eos_token")  # roles with no project token: only a tokenizer's config names them
+PROBES = ("a", "b")  # texts whose framing shows where the post-processor puts its special tokens
 HINT = "set tokenizer.tokenizer_path=... to a tokenizer.json or a Hugging Face model directory holding one"
 
 
 def read_hf_tokenizer(path) -> dict:
     """What decides the ids of the tokenizer at ``path`` (a file or a model directory):
-    ``{"json": the tokenizer.json text, "special_tokens": {role: token}}``; a checkpoint stores it."""
+    ``{"json": the tokenizer.json text, "special_tokens": {role: token}}`` (the roles the directory's
+    config files name; checkpoints written before absent roles were allowed hold all five); a checkpoint
+    stores it."""
     if not path:
         raise UerError(f"tokenizer=hf has no tokenizer; {HINT}")
     path = str(path)
@@ -65,7 +79,7 @@ def tokenizer_file(path) -> str:
 
 
 def _special_tokens(directory: str | None) -> dict:
-    """``{role: token}``: the roles a model directory's config files name, the project's tokens for the rest."""
+    """``{role: token}``: the roles a model directory's config files name."""
     named = {}
     for name in SPECIAL_TOKEN_FILES if directory else ():
         file = os.path.join(directory, name)
@@ -78,13 +92,29 @@ def _special_tokens(directory: str | None) -> dict:
             raise UerError(f"{file}: not valid JSON ({reason(e)}); fix or remove it") from None
         if not isinstance(settings, dict):
             raise UerError(f"{file}: holds no JSON object; fix or remove it")
-        for role in ROLES:
+        for role in (*ROLES, *ENDS):
             value = settings.get(role)
             # transformers writes a token either as its text or as an AddedToken ({"content": ...}).
             token = value.get("content") if isinstance(value, dict) else value
             if isinstance(token, str) and token:
                 named[role] = token
-    return {role: named.get(role, default) for role, default in ROLES.items()}
+    return named
+
+
+def resolve_roles(named: dict, has_token) -> tuple[dict, dict]:
+    """``(roles, exported)``: the token playing each role (absent roles left out) and the roles a converted
+    model's config files name (``roles`` without the padding fallback).  ``has_token(token)``: whether the
+    tokenizer holds it."""
+    exported = {}
+    for role in (*ROLES, *ENDS):
+        if named.get(role):
+            exported[role] = named[role]  # the vocabulary checks it is a token
+        elif role in ROLES and has_token(ROLES[role]):
+            exported[role] = ROLES[role]
+    roles = dict(exported)
+    if "pad_token" not in roles and "eos_token" in roles:
+        roles["pad_token"] = roles["eos_token"]
+    return roles, exported
 
 
 def swap_pad(ids: Sequence[int], pad_id: int) -> list[int]:
@@ -109,9 +139,12 @@ class HfTokenizer(VocabTokenizer):
             raise UerError(f"{where(file)}: not a {TOKENIZER_FILE} ({reason(e)}); {HINT}") from None
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        self.roles, self.exported_roles = resolve_roles(self.stored["special_tokens"],
+                                                        lambda token: self.tokenizer.token_to_id(token) is not None)
         #: the padding token's id in the file; inside uer it is 0 (ids 0 and this one are swapped)
-        self.file_pad_id = self.tokenizer.token_to_id(self.stored["special_tokens"]["pad_token"]) or 0
+        self.file_pad_id = self.tokenizer.token_to_id(self.roles.get("pad_token", "")) or 0
         super().__init__(self._vocab(file), source="hf")
+        self.framing, self.own_framing = self._framing()
 
     def _vocab(self, path: str) -> Vocab:
         size = self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -119,20 +152,50 @@ class HfTokenizer(VocabTokenizer):
         if None in tokens:
             raise UerError(f"{where(path)}: id {tokens.index(None)} has no token (ids must run 0..{size - 1}); {HINT}")
         tokens = [tokens[i] for i in swap_pad(range(size), self.file_pad_id)]
-        specials = self.stored["special_tokens"]
-        digest = hashlib.sha256(json.dumps(self.stored, sort_keys=True).encode("utf-8")).hexdigest()
-        roles = ", ".join(f"{role} {token}" for role, token in specials.items())
-        fix = (f"the roles ({roles}) come from special_tokens_map.json / tokenizer_config.json in the model "
-               "directory (point tokenizer.tokenizer_path at it), else the tokens [PAD], [UNK], [CLS], [SEP], "
-               "[MASK]; a tokenizer without them cannot be used")
-        return Vocab(tokens, unk_token=specials["unk_token"], path=path, sha256=digest, fix=fix,
-                     pad_token=specials["pad_token"], cls_token=specials["cls_token"],
-                     sep_token=specials["sep_token"], mask_token=specials["mask_token"])
+        roles = self.roles
+        # What decides the ids: the file and the tokens playing the five roles (as stored before bos/eos were read).
+        decided = {"json": self.stored["json"], "special_tokens": {role: roles.get(role) for role in ROLES}}
+        digest = hashlib.sha256(json.dumps(decided, sort_keys=True).encode("utf-8")).hexdigest()
+        named = ", ".join(f"{role} {token}" for role, token in roles.items())
+        fix = (f"the roles ({named or 'none'}) come from special_tokens_map.json / tokenizer_config.json in the "
+               "model directory (point tokenizer.tokenizer_path at it), else the tokens [PAD], [UNK], [CLS], [SEP], "
+               "[MASK] where the tokenizer has them; padding falls back to eos_token")
+        role_fix = ("name the token playing it in special_tokens_map.json beside tokenizer.json (add it first if "
+                    "the tokenizer has none: tokenizer.add_special_tokens({...}), model.resize_token_embeddings("
+                    "len(tokenizer)), save_pretrained both), or choose a task/target that does not use it")
+        return Vocab(tokens, unk_token=roles.get("unk_token"), path=path, sha256=digest, fix=fix, role_fix=role_fix,
+                     pad_token=roles.get("pad_token"), cls_token=roles.get("cls_token"),
+                     sep_token=roles.get("sep_token"), mask_token=roles.get("mask_token"),
+                     bos_token=roles.get("bos_token"), eos_token=roles.get("eos_token"))
+
+    def _framing(self) -> tuple[Framing, bool]:
+        """``(framing, whether it is the file's own post-processor's)``: the file's where it adds special tokens,
+        else ``[CLS] A [SEP] (B [SEP])`` where the tokenizer has both roles, else the bare text (no pairs)."""
+        first, second = (self.tokenizer.encode(text, add_special_tokens=False) for text in PROBES)
+        single = self._template(self.tokenizer.post_process(first, None, add_special_tokens=True), len(first.ids))
+        pair = self._template(self.tokenizer.post_process(first, second, add_special_tokens=True), len(first.ids))
+        if len(single) == 1 and self.vocab.has("cls") and self.vocab.has("sep"):  # the file adds nothing
+            return Framing.bert(self.vocab.cls_id, self.vocab.sep_id), False
+        return Framing(single, pair if _separated(pair) else None), True
+
+    def _template(self, encoding, first: int) -> Template:
+        """The template a post-processed probe shows (``first``: the first text's length): its special tokens
+        (uer ids) and texts, with segments.  (The library's ``sequence_ids`` are not kept by every processor.)"""
+        template, texts = [], 0
+        for token, special, token_type in zip(encoding.ids, encoding.special_tokens_mask, encoding.type_ids):
+            piece = swap_pad([token], self.file_pad_id)[0] if special else A if texts < first else B
+            texts += not special
+            if special or not template or template[-1] != (piece, token_type + 1):
+                template.append((piece, token_type + 1))
+        return tuple(template)
 
     def exported_json(self, segments: int = 2) -> str:
-        """The tokenizer.json for a converted model: the stored one with a post-processor that adds
-        [CLS] A [SEP] (B [SEP]) as the stages do, so transformers feeds the model what it was trained on.
+        """The tokenizer.json for a converted model: the stored one, unchanged where uer frames as its own
+        post-processor does; else with a post-processor that adds [CLS] A [SEP] (B [SEP]) as the stages do,
+        so transformers feeds the model what it was trained on.
         ``segments``: the token types the model has -- 2 (B is type 1), 1 or 0 (every token type 0)."""
+        if self.own_framing:
+            return self.stored["json"]
         from tokenizers import Tokenizer, processors  # lazy: as in __init__
 
         tokenizer = Tokenizer.from_str(self.stored["json"])
@@ -166,3 +229,9 @@ class HfTokenizer(VocabTokenizer):
     def _ids(self, ids: list[int]) -> list[int]:
         """File ids -> uer ids (padding at 0)."""
         return swap_pad(ids, self.file_pad_id) if self.file_pad_id else ids
+
+
+def _separated(pair: Template) -> bool:
+    """Whether a pair template puts a special token between its two texts."""
+    pieces = [piece for piece, _ in pair]
+    return pieces.index(B) - pieces.index(A) > 1

@@ -18,13 +18,16 @@ A vocabulary comes from one of three places:
 * a Hugging Face ``tokenizer.json`` (``uer/tokenizers/hf.py``): its tokens in id order, the
   special tokens named by the tokenizer's own config (``<pad>``, ``<s>``, ... may play the roles).
 
-All kinds must have the padding token at id 0 (padding is id 0 everywhere downstream) and
-``[CLS]``, ``[SEP]``, ``[MASK]`` (or the tokens playing those roles); each violation is a
+All kinds must have the padding token at id 0 (padding is id 0 everywhere downstream).  Vocab
+files and SentencePiece models must have ``[CLS]``, ``[SEP]``, ``[MASK]`` too; a Hugging Face
+tokenizer may lack them (GPT-2, T5), and whatever uses an absent role is refused naming it
+(:meth:`Vocab.role_id`, :meth:`Vocab.require`).  Each violation is a
 :class:`~uer.errors.UerError` naming the file and what to do.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 import os
@@ -33,6 +36,7 @@ from typing import Iterable, Mapping, Sequence
 
 from uer.errors import UerError, reason, where
 from uer.paths import bundled_file
+from uer.tokenizers.framing import Framing
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -41,35 +45,84 @@ SEP_TOKEN = "[SEP]"
 MASK_TOKEN = "[MASK]"
 
 
+#: what each role is for, as messages name it
+ROLE_NAMES = {"pad": "padding", "unk": "unknown-token", "cls": "classification ([CLS])",
+              "sep": "separator ([SEP])", "mask": "mask ([MASK])"}
+
+
 class Vocab:
     """An immutable, validated token list; ``sha256`` fingerprints what decides the ids."""
 
-    def __init__(self, tokens: Sequence[str], *, unk_token: str, path: str, sha256: str, fix: str,
-                 pad_token: str = PAD_TOKEN, cls_token: str = CLS_TOKEN, sep_token: str = SEP_TOKEN,
-                 mask_token: str = MASK_TOKEN):
+    def __init__(self, tokens: Sequence[str], *, unk_token: str | None, path: str, sha256: str, fix: str,
+                 pad_token: str | None = PAD_TOKEN, cls_token: str | None = CLS_TOKEN,
+                 sep_token: str | None = SEP_TOKEN, mask_token: str | None = MASK_TOKEN,
+                 bos_token: str | None = None, eos_token: str | None = None, role_fix: str = ""):
         """``*_token`` name the tokens that play each role (a Hugging Face tokenizer may call its
-        padding ``<pad>``); whatever its name, the padding token must be id 0."""
+        padding ``<pad>``); whatever its name, the padding token must be id 0.  A role given as None
+        is absent (a published tokenizer may have no [CLS], [SEP] or [MASK]): using it is refused with
+        ``role_fix`` (:meth:`role_id`).  ``bos_token`` / ``eos_token`` start and end a text where a
+        tokenizer names them; else the [CLS] and [SEP] tokens do."""
         self._tokens = tuple(tokens)
         self._ids = {token: i for i, token in enumerate(self._tokens)}
         self.unk_token = unk_token
         self.path = str(path)
         self.sha256 = sha256
+        self.role_fix = role_fix or fix
         if not self._tokens:
             raise UerError(f"{where(path)}: the vocabulary is empty; {fix}")
+        if pad_token is None:
+            raise UerError(f"{where(path)}: the tokenizer has no padding token (and no end-of-text token to pad "
+                           f"with); {fix}")
         if self._tokens[0] != pad_token:
             raise UerError(
                 f"{where(path)}: id 0 is {self._tokens[0]!r} but must be {pad_token} "
                 f"(padding uses id 0); {fix}"
             )
-        for token in (cls_token, sep_token, mask_token, unk_token):
-            if token not in self._ids:
+        for token in (cls_token, sep_token, mask_token, unk_token, bos_token, eos_token):
+            if token is not None and token not in self._ids:
                 raise UerError(f"{where(path)}: the vocabulary has no {token} token; {fix}")
         self.pad_id = 0
-        self.unk_id = self._ids[unk_token]
-        self.cls_id = self._ids[cls_token]
-        self.sep_id = self._ids[sep_token]
-        self.mask_id = self._ids[mask_token]
-        self.special_ids = frozenset((self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id))
+        self._roles = {role: None if token is None else self._ids[token] for role, token in
+                       (("unk", unk_token), ("cls", cls_token), ("sep", sep_token), ("mask", mask_token))}
+        #: the first and last token of a text: the tokenizer's own bos/eos, else [CLS] / [SEP] (None: none)
+        self.bos_id = self._ids[bos_token] if bos_token is not None else self._roles["cls"]
+        self.eos_id = self._ids[eos_token] if eos_token is not None else self._roles["sep"]
+        self.special_ids = frozenset(i for i in (self.pad_id, *self._roles.values(), self.bos_id, self.eos_id)
+                                     if i is not None)
+
+    def has(self, role: str) -> bool:
+        """Whether a token plays ``role`` (``unk``, ``cls``, ``sep``, ``mask``)."""
+        return self._roles[role] is not None
+
+    def role_id(self, role: str, needed_by: str = "this run") -> int:
+        """The id of the token playing ``role``; a tokenizer without one is refused, naming ``needed_by``."""
+        found = self._roles[role]
+        if found is None:
+            raise UerError(f"{needed_by} needs a {ROLE_NAMES[role]} token ({role}_token), but the tokenizer "
+                           f"{self.path} has none; {self.role_fix}")
+        return found
+
+    def require(self, roles: Iterable[str], needed_by: str) -> None:
+        """Refuse, before any work, a tokenizer lacking one of ``roles`` that ``needed_by`` uses."""
+        for role in roles:
+            self.role_id(role, needed_by)
+
+    @property
+    def unk_id(self) -> int | None:
+        """The unknown token's id (None: every text has ids, as in byte-level BPE)."""
+        return self._roles["unk"]
+
+    @property
+    def cls_id(self) -> int:
+        return self.role_id("cls")
+
+    @property
+    def sep_id(self) -> int:
+        return self.role_id("sep")
+
+    @property
+    def mask_id(self) -> int:
+        return self.role_id("mask")
 
     @classmethod
     def from_file(cls, path) -> "Vocab":
@@ -194,6 +247,11 @@ class VocabTokenizer(ABC):
     @abstractmethod
     def tokenize(self, text: str) -> list[str]:
         """The tokens of ``text`` (no special tokens added)."""
+
+    @functools.cached_property
+    def framing(self) -> Framing:
+        """The special tokens around a text or a pair (``[CLS] A [SEP] (B [SEP])``; see :mod:`.framing`)."""
+        return Framing.bert(self.vocab.cls_id, self.vocab.sep_id)
 
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         lookup = self.vocab.token_to_id

@@ -64,6 +64,7 @@ def cloze_test(cfg) -> str:
     lines = inputs(cfg)
     loaded = load_model(cfg)
     target = loaded.require_target(MLM_TARGETS, "cloze_test")
+    loaded.tokenizer.vocab.require(("cls", "sep", "mask"), "tool=cloze_test")
     seq_length = sequence_length(cfg, loaded)
     if cfg.tool.mode == "random":
         results = random_cloze(cfg, loaded, target, lines, seq_length)

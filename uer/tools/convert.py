@@ -463,7 +463,7 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
     elif tokenizer.kind == "hf":
-        texts = fast_tokenizer_files(tokenizer.exported_json(segments), tokenizer.stored["special_tokens"],
+        texts = fast_tokenizer_files(tokenizer.exported_json(segments), tokenizer.exported_roles,
                                      arch["max_seq_length"], token_types=segments > 0)
     else:
         if tokenizer.kind != "bert":
@@ -496,11 +496,12 @@ def _known_tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
 
 
 def _token_ids(tokenizer) -> dict:
-    """The file ids of the padding, first ([CLS]) and last ([SEP]) tokens, for config.json and the padding row."""
+    """The file ids of the padding, first (bos_token, else [CLS]) and last (eos_token, else [SEP]) tokens, for
+    config.json and the padding row (None: the tokenizer has no such token)."""
     if tokenizer is None:
         return {"pad_id": 0}
     pad = getattr(tokenizer, "file_pad_id", 0)
-    bos, eos = swap_pad([tokenizer.vocab.cls_id, tokenizer.vocab.sep_id], pad)
+    bos, eos = (None if i is None else swap_pad([i], pad)[0] for i in (tokenizer.vocab.bos_id, tokenizer.vocab.eos_id))
     return {"pad_id": pad, "bos_id": bos, "eos_id": eos}
 
 

@@ -16,10 +16,9 @@ from typing import Optional
 
 from uer.errors import UerError
 from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, save_checkpoint
-from uer.io.hf_directory import directory_tokenizer, hf_record
-from uer.io.hf_families import SEQ2SEQ_FAMILIES, NotExpressible, seq2seq_hf_to_uer, seq2seq_uer_to_hf, swap_vocab_rows
-from uer.io.hf_format import HF_CONFIG, WORD, fast_tokenizer_files, hf_weight_file, load_hf_weights, \
-    read_json_beside, save_hf_directory, tokenizer_files
+from uer.io.hf_directory import read_seq2seq_directory, seq2seq_config
+from uer.io.hf_families import SEQ2SEQ_FAMILIES, NotExpressible, seq2seq_uer_to_hf, swap_vocab_rows
+from uer.io.hf_format import HF_CONFIG, fast_tokenizer_files, read_json_beside, save_hf_directory, tokenizer_files
 from uer.io.uer_format import from_uer_state_dict, to_uer_state_dict
 from uer.models import build_model
 from uer.tokenizers.hf import swap_pad
@@ -49,15 +48,7 @@ def read_seq2seq(fmt: str, path: Path) -> Optional[Seq2seqLoaded]:
         config, config_path = read_json_beside(path, HF_CONFIG)
         if not isinstance(config, dict) or config.get("model_type") not in SEQ2SEQ_FAMILIES:
             return None  # the encoder-only way reads it, and says what is wrong with it
-        weights = hf_weight_file(path)
-        fam = SEQ2SEQ_FAMILIES[config["model_type"]]
-        uer, nodes = seq2seq_hf_to_uer(fam, load_hf_weights(path), config, str(weights), config_path)
-        tokenizer, tokenizer_config = directory_tokenizer(path)
-        pad = getattr(tokenizer, "file_pad_id", 0)
-        _check_vocabulary(tokenizer, uer, str(weights))
-        nodes["decoder"]["start_id"] = swap_pad([nodes["decoder"]["start_id"]], pad)[0]
-        return Seq2seqLoaded(swap_vocab_rows(uer, pad), nodes, tokenizer, tokenizer_config, str(weights),
-                             hf_record(fam.model_type, config))
+        return Seq2seqLoaded(*read_seq2seq_directory(path, config, config_path))
     if fmt == "uer_ckpt" and path.is_file():
         try:
             payload = load_checkpoint(path)
@@ -70,13 +61,6 @@ def read_seq2seq(fmt: str, path: Path) -> Optional[Seq2seqLoaded]:
                              checkpoint_tokenizer(payload, str(path)), config.get("tokenizer"), str(path),
                              config.get("hf"))
     return None
-
-
-def _check_vocabulary(tokenizer, uer: dict, source: str) -> None:
-    rows = int(uer[WORD].size(0))
-    if len(tokenizer.vocab) != rows:
-        raise UerError(f"{tokenizer.vocab.path} has {len(tokenizer.vocab)} tokens but {source} has {rows} word "
-                       "embedding rows: they are not one model's; save the model with its tokenizer")
 
 
 def write_seq2seq(loaded: Seq2seqLoaded, fmt: str, path: Path, hf_model_type: Optional[str]) -> None:
@@ -102,14 +86,7 @@ def _write_checkpoint(loaded: Seq2seqLoaded, path: Path) -> None:
         raise UerError(f"{loaded.source} has no weights for {missing[0]} (in our names)")
     model.load_state_dict({key: ours[key] for key in expected})
     kept = {key: tensor for key, tensor in ours.items() if key not in expected}  # BART's unused position rows
-    encoder = nodes["encoder"]
-    sizes = {"emb_size": nodes["embedding"]["emb_size"], "max_seq_length": nodes["embedding"].get("max_seq_length",
-                                                                                                  512),
-             **{key: encoder[key] for key in ("hidden_size", "feedforward_size", "heads_num", "layers_num",
-                                              "hidden_act", "layernorm", "dropout")}}
-    config = {"model": sizes, "tokenizer": loaded.tokenizer_config, **nodes}
-    if loaded.hf:
-        config["hf"] = loaded.hf
+    config = seq2seq_config(nodes, loaded.tokenizer_config, loaded.hf)
     save_checkpoint(path, model_state={**model.state_dict(), **kept}, config=config, tokenizer=loaded.tokenizer,
                     trainer=None)
 
@@ -145,7 +122,7 @@ def _write_hf(loaded: Seq2seqLoaded, path: Path, chosen: Optional[str]) -> None:
     config.update({key: carried[key] for key in CARRIED if key in carried})
     length = nodes["embedding"].get("max_seq_length") or 512
     if tokenizer.kind == "hf":
-        texts = fast_tokenizer_files(tokenizer.exported_json(0), tokenizer.stored["special_tokens"], length,
+        texts = fast_tokenizer_files(tokenizer.exported_json(0), tokenizer.exported_roles, length,
                                      token_types=False)
     else:
         texts = tokenizer_files(list(tokenizer.vocab.tokens), tokenizer.lowercases, length, token_types=False)

@@ -154,13 +154,16 @@ def generate(cfg) -> str:
     positions = loaded.max_length
     texts = []
     for where, prompt in prompts:
-        ids = [vocab.cls_id, *tokenizer.encode(prompt)]
+        ids = [*tokenizer.framing.prefix, *tokenizer.encode(prompt)]  # [CLS] prompt; GPT-2: the prompt alone
+        if not ids:
+            raise UerError(f"{where}: the prompt has no tokens and the tokenizer starts a text with none; give a "
+                           "prompt")
         if positions is not None and len(ids) > positions:
-            raise UerError(f"{where}: the prompt has {len(ids)} tokens with [CLS] but the model has {positions} "
-                           "positions; shorten it")
+            raise UerError(f"{where}: the prompt has {len(ids)} tokens (with what the tokenizer starts a text with) "
+                           f"but the model has {positions} positions; shorten it")
         with autocast(loaded.device, cfg.hardware.precision):
             new = generate_ids(loaded.backbone, target.output_layer, ids, t.max_new_tokens, pick,
-                               use_cache=t.use_cache, stop_id=vocab.sep_id, max_length=positions)
+                               use_cache=t.use_cache, stop_id=vocab.eos_id, max_length=positions)
         text = decode_ids(tokenizer, new, prompt)
         logger.info("%s: %d new tokens: %s", where, len(new), text)
         texts.append(text)
@@ -179,14 +182,14 @@ def generate_targets(cfg, loaded, sources: list[tuple[str, str]]) -> str:
     positions = loaded.max_length
     rows = []
     for where, source in sources:
-        ids = [vocab.cls_id, *tokenizer.encode(source), vocab.sep_id]
+        ids = tokenizer.framing.frame(tokenizer.encode(source))[0]  # [CLS] source [SEP]; T5: source </s>
         if positions is not None and len(ids) > positions:
-            raise UerError(f"{where}: the source has {len(ids)} tokens with [CLS] and [SEP] but the model has "
-                           f"{positions} positions; shorten it")
+            raise UerError(f"{where}: the source has {len(ids)} tokens with the tokenizer's special tokens but the "
+                           f"model has {positions} positions; shorten it")
         rows.append(ids)
     with autocast(loaded.device, cfg.hardware.precision):
         generated = generate_rows(loaded.seq2seq, rows, [[1] * len(ids) for ids in rows], settings,
-                                  eos_id=vocab.sep_id, batch_size=t.batch_size, device=loaded.device)
+                                  eos_id=vocab.eos_id, batch_size=t.batch_size, device=loaded.device)
     texts = [decode_ids(tokenizer, ids) for ids in generated]
     for (where, _), text in zip(sources, texts):
         logger.info("%s: %s", where, text)

@@ -117,6 +117,7 @@ def topn_words_dep(cfg) -> str:
         queries.append((where, sentence.strip(), word.strip()))
     loaded = load_model(cfg)
     tokenizer, vocab = loaded.tokenizer, loaded.tokenizer.vocab
+    vocab.require(("cls", "sep"), "tool=topn_words_dep")
     seq_length = sequence_length(cfg, loaded)
     candidates = torch.tensor([i for i in range(len(vocab)) if i not in vocab.special_ids], device=loaded.device)
     results = []
