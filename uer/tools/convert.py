@@ -56,9 +56,9 @@ one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, 
 ``finetune.seq_length`` = its positions) that ``stage=infer`` reads alone; head weights
 missing, labels that disagree with them, NER labels that are not BIO tags, or a
 ``problem_type`` other than single-label classification are refused.  Every tensor crosses
-unchanged except the padding row of uer's segment embedding, which a Hugging Face model
-has no place for (it only reaches padded positions) and comes back as zeros, and RoBERTa's
-position rows up to its padding id, which no position reads (zeros too).  An
+unchanged, uer's padding segment row too (a third token type when it is not zeros:
+:meth:`uer.io.hf_families.Family.segment_out`), except RoBERTa's position rows up to its
+padding id, which no position reads (zeros coming back).  An
 ``ElectraForSequenceClassification`` or ``GPT2ForSequenceClassification`` converts as its
 backbone, with a warning that says why its head does not.
 
@@ -458,7 +458,7 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         _write_config(path, HF_CONFIG, arch, google=False, config=config)
         return
     texts = {}
-    segments = fam.type_vocab_size(arch) if arch["segment"] else 0
+    segments = fam.token_types(arch) if arch["segment"] else 0
     if tokenizer.kind == "spm":
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
