@@ -18,6 +18,7 @@ with settings its family's class does not compute (ELECTRA's dense + GELU, GPT-2
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ from transformers import pipeline
 
 from tokenizer_testing import byte_level_bpe, model_dir
 from uer.app import run_stage
+from uer.io import hf_directory
 from uer.io.checkpoint import load_checkpoint
+from uer.io.hf_format import load_hf_weights
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
 from uer.tokenizers.hf import swap_pad
@@ -254,6 +257,21 @@ def test_a_gpt2_classifier_fine_tuned_from_a_directory_exports_as_gpt2_with_infe
 
 
 GPT2_SCORE = ("task.pooling=last", "task.head=linear", "task.head_bias=false")
+
+
+def test_a_fine_tuning_run_reads_the_directory_s_weights_once(tmp_path, rows, monkeypatch):
+    """The stage's checks and the weights' loading share one read; a file that changes is read again."""
+    reads = []
+    monkeypatch.setattr(hf_directory, "load_hf_weights", lambda path: reads.append(path) or load_hf_weights(path))
+    finetuned_from(tmp_path, rows, "roberta", max_position_embeddings=40)
+    assert reads == [tmp_path / "model"]
+    directory = tmp_path / "gone"  # the same directory, renamed: another path is another read
+    hf_directory.read_hf_directory(directory)
+    hf_directory.read_hf_directory(directory)
+    weights = directory / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
+    hf_directory.read_hf_directory(directory)
+    assert reads == [tmp_path / "model", directory, directory]
 
 
 @pytest.mark.parametrize("family, settings, message", [
