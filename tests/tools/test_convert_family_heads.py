@@ -281,7 +281,7 @@ def test_a_fine_tuning_run_reads_the_directory_s_weights_once(tmp_path, rows, mo
     ("gpt2", ("task.pooling=last", "task.head=linear"), "task.head_bias=true, but GPT2ForSequenceClassification "
                                                          "computes task.pooling=last task.head=linear "
                                                          "task.head_bias=false; only such a model converts to it"),
-])
+], ids=["electra", "gpt2"])
 def test_a_classifier_its_family_s_class_does_not_compute_is_refused(tmp_path, capsys, rows, family, settings,
                                                                      message):
     checkpoint = finetuned_from(tmp_path, rows, family, *settings)

@@ -64,8 +64,12 @@ class HeadLayout:
     architecture: str
     linears: tuple[tuple[str, str], ...]  # (uer module, HF module); the last one gives labels
     labels: str  # CLASS_IDS | TAGS | SPAN
-    settings: dict = field(default_factory=dict)  # task settings the HF class implies (pooling, head)
-    bias: bool = True  # whether the linears have biases
+    settings: dict = field(default_factory=dict)  # task settings the HF class implies (pooling, head, head_bias)
+
+    @property
+    def bias(self) -> bool:
+        """Whether the head's linears have biases."""
+        return self.settings.get("head_bias", True)
 
     def names(self) -> list[tuple[str, str]]:
         kinds = ("weight", "bias") if self.bias else ("weight",)
@@ -73,8 +77,7 @@ class HeadLayout:
 
     def described_settings(self) -> str:
         """``task.pooling=first task.head=dense_tanh ...``: what a uer task computes this class with."""
-        return " ".join(f"task.{key}={str(value).lower() if isinstance(value, bool) else value}"
-                        for key, value in self.settings.items())
+        return " ".join(task_setting(key, value) for key, value in self.settings.items())
 
     @property
     def output(self) -> tuple[str, str]:
@@ -96,13 +99,17 @@ HEAD_CLASSES = {"classifier": "ForSequenceClassification", "ner": "ForTokenClass
 DENSE_TANH = {"pooling": "first", "head": "dense_tanh", "head_bias": True}
 
 
-def _heads(prefix: str, stem: str, classifier: tuple, settings: Optional[dict] = None, instead: str = "",
-           bias: bool = True) -> HeadFamily:
+def task_setting(key: str, value) -> str:
+    """``task.key=value`` as it is written on the command line (``true``, not ``True``)."""
+    return f"task.{key}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+def _heads(prefix: str, stem: str, classifier: tuple, settings: Optional[dict] = None,
+           instead: str = "") -> HeadFamily:
     """A family whose token classification and question answering are one linear each (``classifier``,
-    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, computed with ``settings``
-    (biased unless ``bias`` is false)."""
+    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, computed with ``settings``."""
     heads = {"classifier": HeadLayout("classifier", f"{stem}{HEAD_CLASSES['classifier']}", classifier, CLASS_IDS,
-                                      settings or DENSE_TANH, bias)}
+                                      settings or DENSE_TANH)}
     heads["ner"] = HeadLayout("ner", f"{stem}{HEAD_CLASSES['ner']}", (("output_layer", "classifier"),), TAGS)
     heads["cmrc"] = HeadLayout("cmrc", f"{stem}{HEAD_CLASSES['cmrc']}", (("output_layer", "qa_outputs"),), SPAN)
     return HeadFamily(prefix, heads, instead)
@@ -121,7 +128,7 @@ HEADS: dict[str, HeadFamily] = {
                       "export it with tool.hf_model_type=bert (BertForSequenceClassification computes "
                       "task.head=dense_tanh) if its embedding size is its hidden size"),
     "gpt2": _heads("transformer.", "GPT2", (("output_layer_2", "score"),),
-                   {"pooling": "last", "head": "linear", "head_bias": False}, bias=False),
+                   {"pooling": "last", "head": "linear", "head_bias": False}),
 }
 
 # Why the other tasks' heads have no Hugging Face class to go to.
@@ -186,10 +193,9 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
     if differing:
         key = differing[0]
         instead = f"; {table.instead}" if table.instead else ""
-        shown = str(task.get(key)).lower() if isinstance(task.get(key), bool) else task.get(key)
-        raise UerError(f"{source} is fine-tuned with task.{key}={shown}, but {layout.architecture} computes "
-                       f"{layout.described_settings()}; only such a model converts to it: fine-tune with those"
-                       f"{instead}, or keep tool.output_format=uer_ckpt")
+        raise UerError(f"{source} is fine-tuned with {task_setting(key, task.get(key))}, but {layout.architecture} "
+                       f"computes {layout.described_settings()}; only such a model converts to it: fine-tune with "
+                       f"those{instead}, or keep tool.output_format=uer_ckpt")
     if task.get("crf"):
         raise UerError(f"{source} is fine-tuned with task.crf=true: its tags are a CRF's Viterbi paths, where "
                        f"{layout.architecture} takes each token's best tag and has no place for the transition "
