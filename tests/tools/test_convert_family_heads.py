@@ -29,9 +29,11 @@ from transformers import pipeline
 
 from tokenizer_testing import byte_level_bpe, model_dir
 from uer.app import run_stage
+from uer.errors import UerError
 from uer.io import hf_directory
 from uer.io.checkpoint import load_checkpoint
 from uer.io.hf_format import load_hf_weights
+from uer.io.hf_heads import split_head
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
 from uer.tokenizers.hf import swap_pad
@@ -272,6 +274,16 @@ def test_a_fine_tuning_run_reads_the_directory_s_weights_once(tmp_path, rows, mo
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
     hf_directory.read_hf_directory(directory)
     assert reads == [tmp_path / "model", directory, directory]
+
+
+def test_a_last_token_head_whose_tokenizer_pads_with_its_sep_token_is_refused():
+    """transformers would score the token before uer's closing [SEP]: the export would not be the model."""
+    task = {"type": "classifier", "pooling": "last", "head": "linear", "head_bias": False}
+    _, head = split_head({"config": {"task": task}}, {"output_layer_2.weight": torch.zeros(2, H)}, "clf.pt", "gpt2")
+    head.check_last_token(0, 3, "clf.pt")  # [PAD] 0, [SEP] 3: found
+    with pytest.raises(UerError, match=r"^clf.pt's tokenizer pads with its \[SEP\] token \(id 3\), .* "
+                                       "GPT2ForSequenceClassification scores the last token that is not pad_token_id"):
+        head.check_last_token(3, 3, "clf.pt")
 
 
 @pytest.mark.parametrize("family, settings, message", [

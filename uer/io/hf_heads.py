@@ -169,6 +169,16 @@ class ExportedHead:
     def hf_config(self, config: dict) -> dict:
         return {**config, **self.config}
 
+    def check_last_token(self, pad_id: int, sep_id: Optional[int], source: str) -> None:
+        """A head on the last token (GPT-2's ``score``) is found by transformers as the last that is not
+        ``pad_token_id``; uer's is the closing [SEP], so the two must be different tokens."""
+        if self.layout.settings.get("pooling") == "last" and pad_id == sep_id:
+            raise UerError(f"{source}'s tokenizer pads with its [SEP] token (id {pad_id}), which ends every input "
+                           f"that uer's task.pooling=last scores, where {self.layout.architecture} scores the last "
+                           "token that is not pad_token_id (the one before it); fine-tune with a tokenizer whose "
+                           "padding token is its own (pad_token in special_tokens_map.json), or keep "
+                           "tool.output_format=uer_ckpt")
+
 
 def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
                family: str = "bert") -> tuple[StateDict, Optional[ExportedHead]]:

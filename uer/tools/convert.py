@@ -442,6 +442,8 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     tokenizer = _tokenizer(loaded, arch, cfg) if directory else _known_tokenizer(loaded, arch, cfg)
     arch = {**arch, **_token_ids(tokenizer)}
     backbone, head = split_head(task_model(loaded), loaded.state, loaded.source, fam.model_type)  # a task's head
+    if head is not None:
+        head.check_last_token(arch["pad_id"], arch.get("eos_id"), loaded.source)
     state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source,
                                              task_head=head is not None)
     _warn_dropped(dropped, f"Hugging Face {fam.title}")
