@@ -24,7 +24,8 @@ task name; the head classes' computations were read from transformers' source:
   - ``GPT2ForSequenceClassification``: one bias-free ``score`` linear on the last token that is
     not ``pad_token_id`` (``task.pooling=last task.head=linear task.head_bias=false``: the last
     position whose segment is not padding, the same token in right-padded rows; ``config.json``
-    gets ``pad_token_id``, so transformers batches).
+    gets ``pad_token_id``, so transformers batches; a tokenizer whose padding token is its [SEP]
+    is refused: :meth:`ExportedHead.check_last_token`).
 
   A classifier fine-tuned with other settings than its family's class computes is refused,
   with the settings to fine-tune with.  Labels are class ids: their names are the ids as
