@@ -85,6 +85,8 @@ class ClassifierModel(nn.Module):
         self.soft_alpha = soft_alpha
         self.activation = CLASSIFIER_HEADS[check_head(head)]
         hidden = backbone.hidden_size
+        # output_layer_1 is made before output_layer_2 and initialised after it: the default head draws its random
+        # numbers in the order it always did, so a seed gives the model it gave before task.head existed.
         if self.activation is not None:
             self.output_layer_1 = nn.Linear(hidden, hidden, bias=head_bias)
         self.output_layer_2 = nn.Linear(hidden, labels_num, bias=head_bias)
