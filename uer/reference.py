@@ -161,9 +161,9 @@ def _hf_families_section(add) -> None:
         targets += [f"{target} → `{fam.classes[instead][0]}` (its {instead} part)"
                     for target, instead in fam.fallback.items()]
         table = HEADS.get(name)
-        heads = ", ".join([f"{task} → `{head.architecture}`" for task, head in table.heads.items()]
-                          + [f"{task}: refused ({why})" for task, (_, why, _) in table.refused.items()]) \
-            if table else "none"
+        heads = ", ".join(f"{task} → `{head.architecture}`"
+                          + (f" (`{head.described_settings()}`)" if head.settings else "")
+                          for task, head in table.heads.items()) if table else "none"
         add(f"| `{name}` | {_cell(fam.holds)} | {'; '.join(targets)} | {heads} |")
     for name, seq2seq in SEQ2SEQ_FAMILIES.items():
         add(f"| `{name}` | {_cell(seq2seq.holds)} (encoder-decoder: `decoder=transformer`) | "

@@ -133,6 +133,7 @@ def test_rows_longer_than_the_positions_train_and_infer_one_pooled_row_each_in_o
     ("task.stride=16", ["task.stride=16", "between 1 and 15"]),
     ("task.long_text=chunks", ["task.long_text=chunks", "cut, sliding"]),
     ("task.window_pooling=sum", ["task.window_pooling=sum", "mean, max"]),
+    ("task.head=gelu", ["task.head=gelu", "dense_tanh, dense_gelu, linear"]),  # the classifier's other key
 ])
 def test_bad_values_are_one_line_naming_the_key(tmp_path, capsys, override, fragments):
     train = slice_file(DATA / "train.tsv", tmp_path / "train.tsv", 8)

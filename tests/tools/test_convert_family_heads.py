@@ -9,13 +9,16 @@ tensors (but RoBERTa's position rows below pad id + 1, which no position reads: 
 
 Then issue 21's case: a classifier fine-tuned from a RoBERTa-layout directory (byte-level BPE, pad id 1) records
 the family it started from, so its export is ``RobertaForSequenceClassification``, and
-``pipeline("text-classification")`` on it gives the labels ``stage=infer`` writes from the checkpoint alone.
-The classifiers no uer head computes (ELECTRA's dense + GELU, GPT-2's last-token ``score``) are refused.
+``pipeline("text-classification")`` on it gives the labels ``stage=infer`` writes from the checkpoint alone; the
+same for GPT-2's classifier (``task.pooling=last task.head=linear task.head_bias=false``).  A classifier fine-tuned
+with settings its family's class does not compute (ELECTRA's dense + GELU, GPT-2's bias-free last-token
+``score``) is refused, naming the settings that do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,11 @@ from transformers import pipeline
 
 from tokenizer_testing import byte_level_bpe, model_dir
 from uer.app import run_stage
+from uer.errors import UerError
+from uer.io import hf_directory
 from uer.io.checkpoint import load_checkpoint
+from uer.io.hf_format import load_hf_weights
+from uer.io.hf_heads import split_head
 from uer.models import build_backbone
 from uer.stages.infer import load_fine_tuned
 from uer.tokenizers.hf import swap_pad
@@ -59,12 +66,12 @@ FAMILIES = {  # family: (class stem, config, pad id, segments)
     "electra": ("Electra", lambda **k: bert_like(T.ElectraConfig, **{"embedding_size": E, **k}), 0, True),
     "gpt2": ("GPT2", lambda **k: T.GPT2Config(**{"vocab_size": V, "n_embd": H, "n_layer": LAYERS, "n_head": HEADS,
                                                  "n_positions": POSITIONS, "bos_token_id": 2, "eos_token_id": 3,
+                                                 "pad_token_id": 0,
                                                  **k}), 0, False),
 }
 HEAD_CLASSES = {"classifier": "ForSequenceClassification", "ner": "ForTokenClassification",
                 "cmrc": "ForQuestionAnswering"}
-CROSSING = [(family, task) for family in FAMILIES for task in HEAD_CLASSES
-            if not (task == "classifier" and family in ("electra", "gpt2"))]
+CROSSING = [(family, task) for family in FAMILIES for task in HEAD_CLASSES]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -216,7 +223,8 @@ def assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported):
     classify = pipeline("text-classification", model=str(exported), device="cpu")
     assert len(labels) == len(texts) == 16
     assert [result["label"] for result in classify(texts)] == labels
-    scores = classify(texts, top_k=None, function_to_apply="none")  # the logits too (labels may all agree)
+    # the logits too (labels may all agree), in padded batches (GPT-2 finds its last token by pad_token_id)
+    scores = classify(texts, top_k=None, function_to_apply="none", batch_size=8)
     theirs = torch.tensor([[next(s["score"] for s in row if s["label"] == str(i)) for i in range(2)] for row in scores])
     torch.testing.assert_close(theirs, logits, atol=1e-5, rtol=1e-5)
 
@@ -241,23 +249,55 @@ def test_an_electra_classifier_exports_as_bert_when_asked(tmp_path, rows):
     assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported)
 
 
-def test_an_hf_classifier_uer_does_not_compute_imports_as_its_backbone_with_the_reason(tmp_path, caplog):
-    hf_task_model(tmp_path / "hf", "electra", "classifier")  # ElectraForSequenceClassification
-    with caplog.at_level("WARNING"):
-        payload = load_checkpoint(convert(tmp_path / "hf", "hf", tmp_path / "model.pt", "uer_ckpt"))
-    assert "task" not in payload["config"]
-    assert "names ElectraForSequenceClassification: only its backbone converts, not its head " \
-           "(ElectraForSequenceClassification's head is dense + GELU" in caplog.text
+def test_a_gpt2_classifier_fine_tuned_from_a_directory_exports_as_gpt2_with_infers_labels(tmp_path, rows):
+    """GPT-2's score: the last token's vector, one bias-free linear; config.json's pad_token_id finds that token."""
+    checkpoint = finetuned_from(tmp_path, rows, "gpt2", *GPT2_SCORE, n_positions=130)
+    exported = convert(checkpoint, "uer_ckpt", tmp_path / "hf", "hf")
+    config = json.loads((exported / "config.json").read_text(encoding="utf-8"))
+    assert config["architectures"] == ["GPT2ForSequenceClassification"] and config["pad_token_id"] == 0
+    assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported)
 
 
-@pytest.mark.parametrize("family, why", [
-    ("electra", "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector"),
-    ("gpt2", "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear"),
-])
-def test_a_classifier_no_class_of_the_family_computes_is_refused(tmp_path, capsys, rows, family, why):
-    checkpoint = finetuned_from(tmp_path, rows, family, *(["task.pooling=mean"] if family == "gpt2" else []))
+GPT2_SCORE = ("task.pooling=last", "task.head=linear", "task.head_bias=false")
+
+
+def test_a_fine_tuning_run_reads_the_directory_s_weights_once(tmp_path, rows, monkeypatch):
+    """The stage's checks and the weights' loading share one read; a file that changes is read again."""
+    reads = []
+    monkeypatch.setattr(hf_directory, "load_hf_weights", lambda path: reads.append(path) or load_hf_weights(path))
+    finetuned_from(tmp_path, rows, "roberta", max_position_embeddings=40)
+    assert reads == [tmp_path / "model"]
+    directory = tmp_path / "gone"  # the same directory, renamed: another path is another read
+    hf_directory.read_hf_directory(directory)
+    hf_directory.read_hf_directory(directory)
+    weights = directory / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
+    hf_directory.read_hf_directory(directory)
+    assert reads == [tmp_path / "model", directory, directory]
+
+
+def test_a_last_token_head_whose_tokenizer_pads_with_its_sep_token_is_refused():
+    """transformers would score the token before uer's closing [SEP]: the export would not be the model."""
+    task = {"type": "classifier", "pooling": "last", "head": "linear", "head_bias": False}
+    _, head = split_head({"config": {"task": task}}, {"output_layer_2.weight": torch.zeros(2, H)}, "clf.pt", "gpt2")
+    head.check_last_token(0, 3, "clf.pt")  # [PAD] 0, [SEP] 3: found
+    with pytest.raises(UerError, match=r"^clf.pt's tokenizer pads with its \[SEP\] token \(id 3\), .* "
+                                       "GPT2ForSequenceClassification scores the last token that is not pad_token_id"):
+        head.check_last_token(3, 3, "clf.pt")
+
+
+@pytest.mark.parametrize("family, settings, message", [
+    ("electra", (), "task.head=dense_tanh, but ElectraForSequenceClassification computes task.pooling=first "
+                    "task.head=dense_gelu task.head_bias=true; only such a model converts to it: fine-tune with "
+                    "those; export it with tool.hf_model_type=bert"),
+    ("gpt2", ("task.pooling=last", "task.head=linear"), "task.head_bias=true, but GPT2ForSequenceClassification "
+                                                         "computes task.pooling=last task.head=linear "
+                                                         "task.head_bias=false; only such a model converts to it"),
+], ids=["electra", "gpt2"])
+def test_a_classifier_its_family_s_class_does_not_compute_is_refused(tmp_path, capsys, rows, family, settings,
+                                                                     message):
+    checkpoint = finetuned_from(tmp_path, rows, family, *settings)
     expect_user_error(capsys, compose_config(["stage=tool", "tool=convert", f"tool.input_path={checkpoint}",
                                               "tool.input_format=uer_ckpt", f"tool.output_path={tmp_path / 'hf'}",
-                                              "tool.output_format=hf"]),
-                      f"task=classifier, which the {family} family has no Hugging Face class for: {why}")
+                                              "tool.output_format=hf"]), message)
     assert not (tmp_path / "hf").exists()

@@ -80,6 +80,26 @@ def arch_of(*overrides, vocab):
         "mask": "causal" if "encoder=gpt" in overrides else "fully_visible", "dropout": 0.1, "layers_num": 2})
 
 
+@pytest.mark.parametrize("name", ["bert", "roberta", "electra", "albert"])
+@pytest.mark.parametrize("padding, same_segments", [(True, False), (True, True), (False, False), (False, True)],
+                         ids=["padding-two", "padding-one", "zeros-two", "zeros-one"])
+def test_segment_rows_go_out_and_come_back_identical(name, padding, same_segments):
+    """uer -> HF -> uer keeps all three segment rows; a zero padding row stays out (HF -> uer -> HF keeps the
+    file's 2 token types, RoBERTa's 1)."""
+    fam = FAMILIES[name]
+    rows = torch.randn(3, 4)
+    rows[0] *= padding
+    if same_segments:
+        rows[2] = rows[1]
+    arch = {"type_vocab_size": 1 if same_segments else 2, "padding_segment": padding}
+    out = fam.segment_out(rows, arch)
+    types = 1 if same_segments and fam.one_segment_row else 2
+    assert out.size(0) == fam.type_vocab_size(arch) == (3 if padding else types)
+    assert fam.token_types(arch) == types
+    assert torch.equal(out[:2], rows[1:1 + out.size(0)][:2])  # token types 0 (and 1) are uer's segments 1 (and 2)
+    assert torch.equal(fam.segment_in(out, "token_type_embeddings", "x"), rows)
+
+
 @pytest.mark.parametrize("overrides, expected", [
     (("target=bert",), "bert"),
     (("target=mlm", "model.emb_size=16"), "electra"),  # a projection without a shared layer

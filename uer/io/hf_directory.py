@@ -19,6 +19,9 @@ hold.  :func:`read_hf_directory` turns it into the payload a uer checkpoint give
   that is not id 0 in ``tokenizer.json`` (RoBERTa) is swapped with id 0 in the tokenizer and in
   the weights alike (:func:`uer.io.hf_families.swap_vocab_rows`).
 
+A process reads a directory's weights once while its files stay as they are (a run's checks and its loading
+share that read: :func:`read_hf_directory`).
+
 A directory without ``config.json``, weights of another family than it says, a tokenizer
 whose vocabulary does not match the word embedding, or a family uer cannot build is one
 :class:`UerError` line naming the file and what to do.
@@ -26,6 +29,7 @@ whose vocabulary does not match the word embedding, or a family uer cannot build
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -67,9 +71,38 @@ def hf_record(model_type: str, config: dict) -> dict:
     return {"model_type": model_type, "config": config}
 
 
+# The last directory read: (its key, see _files_key; its payload).  A run reads the directory it starts from in the
+# launching process's checks (uer.stages.common.starting_checkpoint) and again where it loads the weights
+# (uer.finetuning.setup, uer.stages.pretrain); the later reads are this entry unless a file changed in between.
+# One entry, the directory a run starts from, kept while the process lives.
+_last_read: list = [None, None]
+
+
 def read_hf_directory(path) -> dict:
-    """The checkpoint payload (format ``uer-checkpoint``) of the Hugging Face model directory ``path``."""
+    """The checkpoint payload (format ``uer-checkpoint``) of the Hugging Face model directory ``path``; its weights
+    are read once per process while its files stay as they are (each caller gets its own dicts, the tensors
+    shared: they are copied into a model, never changed)."""
     directory = Path(path)
+    key = _files_key(directory)
+    if _last_read[0] != key:
+        _last_read[:] = [None, None]  # a failed read keeps nothing
+        _last_read[:] = [key, _read_directory(directory)]
+    payload = _last_read[1]
+    return {name: dict(value) if name == "model" else copy.deepcopy(value) for name, value in payload.items()}
+
+
+def _files_key(directory: Path) -> tuple:
+    """The resolved ``directory`` and the (name, size, mtime_ns) of each file in it: equal while nothing changed."""
+    files = []
+    for entry in sorted(directory.iterdir()):
+        if entry.is_file():
+            stat = entry.stat()
+            files.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    return str(directory.resolve()), tuple(files)
+
+
+def _read_directory(directory: Path) -> dict:
+    """:func:`read_hf_directory` without the cache."""
     config, config_path = read_json_beside(directory, HF_CONFIG)
     if config is None:
         raise UerError(f"{directory} has no {HF_CONFIG}, so its family and sizes are unknown; give the directory "

@@ -9,7 +9,8 @@ this project's module names).  A family declares, as data:
   ``conv1d`` for GPT-2's ``Conv1D`` weights, stored ``(in, out)``; ``chunk`` for one of the
   query/key/value thirds of GPT-2's fused ``c_attn``;
 * what the table cannot say as a name: the segment rows (UER has 3: padding, first, second;
-  Hugging Face ``token_type_embeddings`` 2, or RoBERTa's 1, used for both segments), the
+  Hugging Face ``token_type_embeddings`` 2, or RoBERTa's 1, used for both segments; a padding
+  row that is not zeros goes out as a third token type, after the two), the
   position offset (RoBERTa and XLM-R number positions from ``pad_token_id + 1``: the rows
   before it are dropped coming in and zero-filled going out), ALBERT's always-present
   embedding projection;
@@ -191,19 +192,33 @@ class Family(ABC):
         return None
 
     def segment_in(self, tensor: torch.Tensor, name: str, source: str) -> torch.Tensor:
-        """Hugging Face token types (1 or 2 rows) -> UER's 3 segment rows (0 = padding, zeros)."""
-        if tensor.dim() != 2 or tensor.size(0) not in (1, 2):
-            raise NotExpressible(f"{source}: {name} has shape {tuple(tensor.shape)}; uer has two segments, so "
-                                 "a token type embedding of 1 or 2 rows")
+        """Hugging Face token types -> UER's 3 segment rows (0 padding, 1 first, 2 second): 1 row (both segments)
+        or 2 (first, second), the padding row zeros; 3 rows are first, second and the padding row
+        (:meth:`segment_out` writes them so)."""
+        if tensor.dim() != 2 or tensor.size(0) not in (1, 2, 3):
+            raise NotExpressible(f"{source}: {name} has shape {tuple(tensor.shape)}; uer has two segments and a "
+                                 "padding row, so a token type embedding of 1 or 2 rows (3: the padding row last)")
+        if tensor.size(0) == 3:
+            return torch.cat([tensor[2:], tensor[:2]])
         return torch.cat([tensor.new_zeros(1, tensor.size(1)), tensor[:1], tensor[-1:]])
 
-    def type_vocab_size(self, arch: dict) -> int:
-        """Token types written for ``arch``: one where the family has one and the model's two segments agree."""
+    def token_types(self, arch: dict) -> int:
+        """Token types a tokenizer gives ``arch``: one where the family has one and the model's two segments
+        agree, else two."""
         return 1 if self.one_segment_row and arch.get("type_vocab_size") == 1 else 2
 
+    def type_vocab_size(self, arch: dict) -> int:
+        """Rows of the token type embedding written for ``arch``: its token types, or 3 when its padding row is
+        not zeros (see :meth:`segment_out`)."""
+        return 3 if arch.get("padding_segment") else self.token_types(arch)
+
     def segment_out(self, tensor: torch.Tensor, arch: dict) -> torch.Tensor:
-        """UER's segment rows -> token types (rows 1 and 2, or row 1 alone: :meth:`type_vocab_size`)."""
-        return tensor[1:1 + self.type_vocab_size(arch)]
+        """UER's segment rows -> token types: rows 1 and 2 (or row 1 alone: :meth:`token_types`); a padding row
+        that is not zeros (a model trained here) follows them as a third token type, which no tokenizer gives,
+        so that converting back gives it again."""
+        if arch.get("padding_segment"):
+            return torch.cat([tensor[1:], tensor[:1]])
+        return tensor[1:1 + self.token_types(arch)]
 
     def check_heads_in(self, target: Optional[str], config: dict, path) -> None:
         """A head the file holds that uer computes otherwise is a :class:`NotExpressible`."""
@@ -762,6 +777,7 @@ def architecture(state: StateDict, source: str, hints: dict, fallback: dict) -> 
     if SEGMENT in state:
         rows = state[SEGMENT]
         arch["type_vocab_size"] = 1 if rows.size(0) == 3 and torch.equal(rows[1], rows[2]) else 2
+        arch["padding_segment"] = bool(rows[0].any())
     if shared and not hints.get("layers_num"):
         logger.warning("%s has one shared layer; layers_num=%d comes from model.layers_num", source,
                        arch["layers_num"])

@@ -14,7 +14,9 @@ shared FORMATS.md):
   ``target.nsp_linear_2``).  A head is either complete or absent.
 * Segment embedding: UER has 3 rows (0 = padding, 1 = first, 2 = second segment), HF/TF
   ``token_type_embeddings`` has 2 (= UER rows 1 and 2).  Converting in, UER's padding row
-  is zeros; converting out, it is dropped (it only ever reaches padded positions).
+  is zeros; converting out, it is dropped (it only ever reaches padded positions).  The
+  Hugging Face families (:mod:`uer.io.hf_families`) keep a padding row that is not zeros, as
+  a third token type; this table's converters (the TF layout's) drop it.
 * The MLM output matrix: UER ``target.mlm_linear_2.weight`` is HF's
   ``cls.predictions.decoder.weight``; both are usually tied to the word embedding, and a
   file without the decoder weight means tied.  UER ``target.mlm_linear_2.bias`` is HF's

@@ -6,23 +6,31 @@ model is a backbone (under the family's prefix: ``bert.``, ``roberta.``, ``alber
 them, tensor by tensor, keyed by family (``config.json``'s ``model_type``) and then by uer
 task name; the head classes' computations were read from transformers' source:
 
-* ``classifier`` (text and text pair).  uer's ``ClassifierModel`` with ``task.pooling=first``
-  takes the first token's vector, ``output_layer_1`` + tanh, then ``output_layer_2``:
+* ``classifier`` (text and text pair).  uer's ``ClassifierModel`` pools the sequence
+  (``task.pooling``) and scores the vector with ``task.head`` (``task.head_bias``: its linears'
+  biases); each class is one such setting, which :data:`HEADS` records as the layout's
+  ``settings``:
 
   - ``BertForSequenceClassification``: the pooler (dense + tanh on [CLS]), then ``classifier``:
-    ``output_layer_1`` = ``bert.pooler.dense``, ``output_layer_2`` = ``classifier``;
+    ``output_layer_1`` = ``bert.pooler.dense``, ``output_layer_2`` = ``classifier``
+    (``task.pooling=first task.head=dense_tanh``, the defaults);
   - ``RobertaForSequenceClassification`` / ``XLMRobertaForSequenceClassification``: the
     ``classifier`` head, ``dense`` + tanh + ``out_proj`` on <s>: ``output_layer_1`` =
     ``classifier.dense``, ``output_layer_2`` = ``classifier.out_proj``;
   - ``AlbertForSequenceClassification``: ``albert.pooler`` (one linear) + tanh, then
     ``classifier``;
-  - refused: ``ElectraForSequenceClassification`` (dense + GELU + out_proj: no weights make
-    tanh compute GELU) and ``GPT2ForSequenceClassification`` (one bias-free ``score`` linear on
-    the last non-padding token).  Exporting such a checkpoint is a :class:`UerError` with the
-    reason; importing such a model converts its backbone and warns why the head does not.
+  - ``ElectraForSequenceClassification``: ``classifier.dense`` + GELU + ``classifier.out_proj``
+    on the first vector (``task.head=dense_gelu``);
+  - ``GPT2ForSequenceClassification``: one bias-free ``score`` linear on the last token that is
+    not ``pad_token_id`` (``task.pooling=last task.head=linear task.head_bias=false``: the last
+    position whose segment is not padding, the same token in right-padded rows; ``config.json``
+    gets ``pad_token_id``, so transformers batches; a tokenizer whose padding token is its [SEP]
+    is refused: :meth:`ExportedHead.check_last_token`).
 
-  Other poolings are refused.  Labels are class ids: their names are the ids as strings unless
-  the checkpoint records names (``task_info.id2label``, kept from an imported model).
+  A classifier fine-tuned with other settings than its family's class computes is refused,
+  with the settings to fine-tune with.  Labels are class ids: their names are the ids as
+  strings unless the checkpoint records names (``task_info.id2label``, kept from an imported
+  model).
 * ``ner`` = ``*ForTokenClassification`` of every family: ``output_layer`` is ``classifier``;
   the labels are the checkpoint's tags (``task_info.label2id``).
 * ``cmrc`` = ``*ForQuestionAnswering`` of every family: ``output_layer`` (start, end) is
@@ -37,7 +45,6 @@ Hugging Face directory records it in ``config["hf"]``) and writes the files.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -46,7 +53,6 @@ import torch
 from uer.errors import UerError
 
 StateDict = dict[str, torch.Tensor]
-log = logging.getLogger(__name__)
 
 CLASS_IDS, TAGS, SPAN = "class ids", "tags", "span"  # where a head's label names come from
 
@@ -57,12 +63,22 @@ class HeadLayout:
 
     task: str
     architecture: str
-    linears: tuple[tuple[str, str], ...]  # (uer module, HF module), weight and bias each; the last one gives labels
+    linears: tuple[tuple[str, str], ...]  # (uer module, HF module); the last one gives labels
     labels: str  # CLASS_IDS | TAGS | SPAN
-    settings: dict = field(default_factory=dict)  # task settings the HF class implies (e.g. pooling)
+    settings: dict = field(default_factory=dict)  # task settings the HF class implies (pooling, head, head_bias)
+
+    @property
+    def bias(self) -> bool:
+        """Whether the head's linears have biases."""
+        return self.settings.get("head_bias", True)
 
     def names(self) -> list[tuple[str, str]]:
-        return [(f"{uer}.{kind}", f"{hf}.{kind}") for uer, hf in self.linears for kind in ("weight", "bias")]
+        kinds = ("weight", "bias") if self.bias else ("weight",)
+        return [(f"{uer}.{kind}", f"{hf}.{kind}") for uer, hf in self.linears for kind in kinds]
+
+    def described_settings(self) -> str:
+        """``task.pooling=first task.head=dense_tanh ...``: what a uer task computes this class with."""
+        return " ".join(task_setting(key, value) for key, value in self.settings.items())
 
     @property
     def output(self) -> tuple[str, str]:
@@ -75,23 +91,29 @@ class HeadLayout:
 class HeadFamily:
     prefix: str  # the backbone's prefix in a task model's state dict
     heads: dict[str, HeadLayout]
-    # task -> (the family's class for it, why uer's task does not compute it, what to do instead)
-    refused: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    instead: str = ""  # another way out for a classifier fine-tuned with settings the family's class does not compute
 
 
 HEAD_CLASSES = {"classifier": "ForSequenceClassification", "ner": "ForTokenClassification",
                 "cmrc": "ForQuestionAnswering"}
+# What uer's classifier computes with task.pooling=first and the default head: dense, tanh, output linear.
+DENSE_TANH = {"pooling": "first", "head": "dense_tanh", "head_bias": True}
 
 
-def _heads(prefix: str, stem: str, classifier: Optional[tuple], refused: Optional[dict] = None) -> HeadFamily:
+def task_setting(key: str, value) -> str:
+    """``task.key=value`` as it is written on the command line (``true``, not ``True``)."""
+    return f"task.{key}={str(value).lower() if isinstance(value, bool) else value}"
+
+
+def _heads(prefix: str, stem: str, classifier: tuple, settings: Optional[dict] = None,
+           instead: str = "") -> HeadFamily:
     """A family whose token classification and question answering are one linear each (``classifier``,
-    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, or None (``refused`` says why)."""
+    ``qa_outputs``); ``classifier``: the sequence classifier's (uer, HF) linears, computed with ``settings``."""
     heads = {"classifier": HeadLayout("classifier", f"{stem}{HEAD_CLASSES['classifier']}", classifier, CLASS_IDS,
-                                      {"pooling": "first"})} if classifier else {}
+                                      settings or DENSE_TANH)}
     heads["ner"] = HeadLayout("ner", f"{stem}{HEAD_CLASSES['ner']}", (("output_layer", "classifier"),), TAGS)
     heads["cmrc"] = HeadLayout("cmrc", f"{stem}{HEAD_CLASSES['cmrc']}", (("output_layer", "qa_outputs"),), SPAN)
-    refused = {task: (f"{stem}{HEAD_CLASSES[task]}", *why) for task, why in (refused or {}).items()}
-    return HeadFamily(prefix, heads, refused)
+    return HeadFamily(prefix, heads, instead)
 
 
 # RoBERTa's and XLM-R's classification head: the first (<s>) vector, dense, tanh, out_proj (uer's ClassifierModel).
@@ -103,15 +125,11 @@ HEADS: dict[str, HeadFamily] = {
     "xlm-roberta": _heads("roberta.", "XLMRoberta", ROBERTA_CLASSIFIER),
     # ALBERT's pooler is one linear + tanh on the first vector, then the classifier: the same computation.
     "albert": _heads("albert.", "Albert", (("output_layer_1", "albert.pooler"), ("output_layer_2", "classifier"))),
-    "electra": _heads("electra.", "Electra", None, {"classifier": (
-        "ElectraForSequenceClassification's head is dense + GELU + out_proj on the first vector, where uer's "
-        "task=classifier applies tanh after output_layer_1, so no weights make one compute the other",
-        "export it with tool.hf_model_type=bert (BertForSequenceClassification computes it) if its embedding size "
-        "is its hidden size, or keep tool.output_format=uer_ckpt")}),
-    "gpt2": _heads("transformer.", "GPT2", None, {"classifier": (
-        "GPT2ForSequenceClassification scores the last non-padding token with one bias-free linear (score), "
-        "where uer's task=classifier pools and applies output_layer_1 + tanh + output_layer_2, so no weights make "
-        "one compute the other", "keep tool.output_format=uer_ckpt")}),
+    "electra": _heads("electra.", "Electra", ROBERTA_CLASSIFIER, {**DENSE_TANH, "head": "dense_gelu"},
+                      "export it with tool.hf_model_type=bert (BertForSequenceClassification computes "
+                      "task.head=dense_tanh) if its embedding size is its hidden size"),
+    "gpt2": _heads("transformer.", "GPT2", (("output_layer_2", "score"),),
+                   {"pooling": "last", "head": "linear", "head_bias": False}),
 }
 
 # Why the other tasks' heads have no Hugging Face class to go to.
@@ -152,12 +170,22 @@ class ExportedHead:
     def hf_config(self, config: dict) -> dict:
         return {**config, **self.config}
 
+    def check_last_token(self, pad_id: int, sep_id: Optional[int], source: str) -> None:
+        """A head on the last token (GPT-2's ``score``) is found by transformers as the last that is not
+        ``pad_token_id``; uer's is the closing [SEP], so the two must be different tokens."""
+        if self.layout.settings.get("pooling") == "last" and pad_id == sep_id:
+            raise UerError(f"{source}'s tokenizer pads with its [SEP] token (id {pad_id}), which ends every input "
+                           f"that uer's task.pooling=last scores, where {self.layout.architecture} scores the last "
+                           "token that is not pad_token_id (the one before it); fine-tune with a tokenizer whose "
+                           "padding token is its own (pad_token in special_tokens_map.json), or keep "
+                           "tool.output_format=uer_ckpt")
+
 
 def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
                family: str = "bert") -> tuple[StateDict, Optional[ExportedHead]]:
-    """(``uer_state`` without the head, the head) of a fine-tuned checkpoint; (``uer_state``, None) for a
-    checkpoint of no task.  A task without a Hugging Face head, or a head the class does not compute, is a
-    :class:`UerError`."""
+    """(``uer_state`` without the head, the head) of a fine-tuned checkpoint whose ``task`` node holds every key
+    of its schema; (``uer_state``, None) for a checkpoint of no task.  A task without a Hugging Face head, or a
+    head the class does not compute, is a :class:`UerError`."""
     task = ((payload or {}).get("config") or {}).get("task") or {}
     name = task.get("type")
     if name is None:
@@ -167,21 +195,18 @@ def split_head(payload: Optional[dict], uer_state: StateDict, source: str,
         raise UerError(f"{source} is fine-tuned for task={name}; task heads cross to Hugging Face for the "
                        f"{', '.join(HEADS)} families only, not {family}: export it with tool.hf_model_type="
                        f"{next(iter(HEADS))} (the same weights), or keep tool.output_format=uer_ckpt")
-    if name in table.refused:
-        _, why, way = table.refused[name]
-        raise UerError(f"{source} is fine-tuned for task={name}, which the {family} family has no Hugging Face "
-                       f"class for: {why}; {way}")
     layout = table.heads.get(name)
     if layout is None:
         why = NO_HF_HEAD.get(name, "no Hugging Face class computes its head")
         raise UerError(f"{source} is fine-tuned for task={name}, which has no Hugging Face head: {why}; heads that "
                        f"cross: {crossing_heads(family)} (or keep tool.output_format=uer_ckpt)")
-    for key, value in layout.settings.items():
-        if task.get(key, value) != value:
-            raise UerError(f"{source} is fine-tuned with task.{key}={task.get(key)}, but {layout.architecture} "
-                           f"computes task.{key}={value} (its head reads the first token's vector); only such a "
-                           f"model converts to it: fine-tune with task.{key}={value}, or keep tool.output_format="
-                           "uer_ckpt")
+    differing = [key for key, value in layout.settings.items() if task.get(key) != value]
+    if differing:
+        key = differing[0]
+        instead = f"; {table.instead}" if table.instead else ""
+        raise UerError(f"{source} is fine-tuned with {task_setting(key, task.get(key))}, but {layout.architecture} "
+                       f"computes {layout.described_settings()}; only such a model converts to it: fine-tune with "
+                       f"those{instead}, or keep tool.output_format=uer_ckpt")
     if task.get("crf"):
         raise UerError(f"{source} is fine-tuned with task.crf=true: its tags are a CRF's Viterbi paths, where "
                        f"{layout.architecture} takes each token's best tag and has no place for the transition "
@@ -251,11 +276,6 @@ def take_head(config: Optional[dict], config_path, state: StateDict, source: str
     or a problem type uer's task does not train are a :class:`UerError`."""
     layout = head_layout(config, family)
     if layout is None:
-        architectures = (config or {}).get("architectures") or []
-        for architecture, why, _ in (HEADS[family].refused.values() if family in HEADS else ()):
-            if architecture in architectures:
-                log.warning("%s names %s: only its backbone converts, not its head (%s)", config_path, architecture,
-                            why)
         return state, None
     says = f"{config_path} says {layout.architecture}"
     absent = [hf for _, hf in layout.names() if hf not in state]
@@ -289,13 +309,15 @@ def check_shapes(layout: HeadLayout, state: StateDict, hidden, where: str) -> No
     if not isinstance(hidden, int):
         return
     for index, (_, hf) in enumerate(layout.linears):
-        weight, bias = state[f"{hf}.weight"], state[f"{hf}.bias"]
+        weight = state[f"{hf}.weight"]
         rows = hidden if index < len(layout.linears) - 1 else None
-        if weight.dim() != 2 or weight.shape[1] != hidden or rows not in (None, weight.shape[0]) \
-                or tuple(bias.shape) != tuple(weight.shape[:1]):
-            raise UerError(f"{where} {hf}.weight has shape {tuple(weight.shape)} and {hf}.bias {tuple(bias.shape)}; "
-                           f"with hidden_size {hidden} they must be ({rows or 'labels'}, {hidden}) and "
-                           f"({rows or 'labels'},): the weights are not of this model")
+        if weight.dim() != 2 or weight.shape[1] != hidden or rows not in (None, weight.shape[0]):
+            raise UerError(f"{where} {hf}.weight has shape {tuple(weight.shape)}; with hidden_size {hidden} it must "
+                           f"be ({rows or 'labels'}, {hidden}): the weights are not of this model")
+        if layout.bias and tuple(state[f"{hf}.bias"].shape) != tuple(weight.shape[:1]):
+            raise UerError(f"{where} {hf}.bias has shape {tuple(state[f'{hf}.bias'].shape)} where {hf}.weight has "
+                           f"{weight.shape[0]} rows; it must be ({weight.shape[0]},): the weights are not of this "
+                           "model")
 
 
 def id2label(config: dict, config_path) -> dict[int, str]:

@@ -3,8 +3,11 @@
 Files: TSV with a header row naming ``label`` and ``text_a`` (and ``text_b`` for pairs)
 in any order.  Inputs are ``[CLS] text_a [SEP]`` (``text_b [SEP]``) with segment 1 for
 the first part and 2 for the second, cut to ``seq_length`` tokens; a batch is padded to
-its own longest input.  The head is UER's: the pooled vector goes through
-``output_layer_1`` (H -> H) and tanh, then ``output_layer_2`` (H -> labels_num).
+its own longest input.  The head (``task.head``) is UER's by default: the pooled vector goes
+through ``output_layer_1`` (H -> H) and tanh, then ``output_layer_2`` (H -> labels_num);
+``dense_gelu`` applies GELU instead of tanh (ELECTRA's head), ``linear`` keeps
+``output_layer_2`` alone (with ``task.pooling=last`` and ``task.head_bias=false``: GPT-2's
+``score``), so a Hugging Face classifier of those families converts both ways.
 
 Distillation (``task.soft_targets=true``): the training file has one more column,
 ``logits``, holding the teacher's logits for the row -- ``labels_num`` numbers separated by
@@ -61,13 +64,18 @@ log = logging.getLogger("uer.finetune")
 
 RARE_ONE_IN = 1000  # an inferred label on fewer rows than one in this many is taken for a stray row
 
+# task.head: the activation between output_layer_1 and output_layer_2, or None where output_layer_2 alone scores.
+CLASSIFIER_HEADS = {"dense_tanh": torch.tanh, "dense_gelu": F.gelu, "linear": None}
+
+
 class ClassifierModel(nn.Module):
-    """Pooled backbone output -> logits.  With ``soft_alpha`` set, a batch holding teacher
-    logits (``soft``) is trained on ``soft_alpha * MSE + (1 - soft_alpha) * CE``.  A batch of
-    sliding windows is scored per row: its windows' logits pooled by ``window_pooling``."""
+    """Pooled backbone output -> logits through ``head`` (:data:`CLASSIFIER_HEADS`; ``head_bias``: the linears'
+    biases).  With ``soft_alpha`` set, a batch holding teacher logits (``soft``) is trained on
+    ``soft_alpha * MSE + (1 - soft_alpha) * CE``.  A batch of sliding windows is scored per row: its windows'
+    logits pooled by ``window_pooling``."""
 
     def __init__(self, backbone: nn.Module, labels_num: int, pooling: str, soft_alpha: float | None = None,
-                 window_pooling: str = "mean"):
+                 window_pooling: str = "mean", head: str = "dense_tanh", head_bias: bool = True):
         super().__init__()
         check_pooling(pooling, "task.pooling")
         self.backbone = backbone
@@ -75,17 +83,24 @@ class ClassifierModel(nn.Module):
         self.window_pooling = window_pooling
         self.labels_num = labels_num
         self.soft_alpha = soft_alpha
+        self.activation = CLASSIFIER_HEADS[check_head(head)]
         hidden = backbone.hidden_size
-        self.output_layer_1 = nn.Linear(hidden, hidden)
-        self.output_layer_2 = nn.Linear(hidden, labels_num)
-        self.output_layer_1.apply(init_bert_weights)
+        # output_layer_1 is made before output_layer_2 and initialised after it: the default head draws its random
+        # numbers in the order it always did, so a seed gives the model it gave before task.head existed.
+        if self.activation is not None:
+            self.output_layer_1 = nn.Linear(hidden, hidden, bias=head_bias)
+        self.output_layer_2 = nn.Linear(hidden, labels_num, bias=head_bias)
+        if self.activation is not None:
+            self.output_layer_1.apply(init_bert_weights)
         self.output_layer_2.apply(init_bert_weights)
 
     def predict(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits (B, labels_num); a batch of windows (``windows``: how many each row has) gives the rows'."""
         hidden = self.backbone(batch["src"], batch["seg"])
         pooled = pool(hidden, batch["seg"], self.pooling)
-        logits = self.output_layer_2(torch.tanh(self.output_layer_1(pooled)))
+        if self.activation is not None:
+            pooled = self.activation(self.output_layer_1(pooled))
+        logits = self.output_layer_2(pooled)
         if "windows" in batch:
             return pool_windows(logits, batch["windows"], self.window_pooling)
         return logits
@@ -134,6 +149,12 @@ class DeclaredClassesConfig(PooledTaskConfig):
 class ClassifierConfig(DeclaredClassesConfig):
     """``task=classifier``: text (pair) classification."""
 
+    head: str = setting("dense_tanh", "what scores the pooled vector: dense_tanh (output_layer_1, tanh, "
+                                      "output_layer_2: BERT's pooler and classifier) | dense_gelu (GELU for tanh: "
+                                      "ELECTRA's head) | linear (output_layer_2 alone: GPT-2's score, with "
+                                      "task.pooling=last task.head_bias=false)")
+    head_bias: bool = setting(True, "biases in the head's linear layers; false = none (GPT-2's score)")
+
     soft_targets: bool = setting(False, "distillation: train on a 'logits' column (teacher) mixed with the labels")
     soft_alpha: float = setting(0.5, "weight of the MSE on teacher logits; 1 - soft_alpha on cross-entropy",
                                 bounds=PROBABILITY)
@@ -155,6 +176,7 @@ class ClassifierTask(Task):
         if seq_length < 2:
             raise UerError(f"seq_length={seq_length} leaves no room for [CLS] and [SEP]; use at least 2")
         self.stride, self.window_pooling = sliding_windows(cfg, seq_length)  # None, None: rows are cut
+        self.head = classifier_head(cfg)
         self.soft_alpha = self.teacher_weight(cfg)
         self.soft_targets = self.soft_alpha is not None
         self.declared_labels = declared_labels(cfg)
@@ -352,7 +374,7 @@ class ClassifierTask(Task):
 
     def build_model(self, backbone: nn.Module, labels_num: int) -> nn.Module:
         return ClassifierModel(backbone, labels_num, self.cfg.pooling, soft_alpha=self.soft_alpha,
-                               window_pooling=self.window_pooling)
+                               window_pooling=self.window_pooling, **self.head)
 
     def length(self, example: ClsExample) -> int:
         """The input's tokens, at most ``seq_length`` (the width of a window)."""
@@ -421,6 +443,21 @@ def prediction_table(labels: list[str], logits: torch.Tensor, probs: torch.Tenso
             fields.append(" ".join(f"{x:.6g}" for x in probs[row].tolist()))
         rows.append(fields)
     return header, rows
+
+
+def check_head(head: str) -> str:
+    """``head`` if it is one of :data:`CLASSIFIER_HEADS`; else a UerError naming ``task.head``."""
+    if head not in CLASSIFIER_HEADS:
+        raise UerError(f"task.head={head} is not known; choose one of: {', '.join(CLASSIFIER_HEADS)}")
+    return head
+
+
+def classifier_head(cfg) -> dict:
+    """``head`` and ``head_bias`` of :class:`ClassifierModel` from ``task.head``/``task.head_bias`` (checked); the
+    default head for the tasks whose schema has no such keys (dbqa)."""
+    if not hasattr(cfg, "head"):
+        return {}
+    return {"head": check_head(cfg.head), "head_bias": bool(cfg.head_bias)}
 
 
 LONG_TEXT = ("cut", "sliding")

@@ -40,10 +40,12 @@ directory it started from), with ``architectures``, ``num_labels`` and
   ``output_layer_1`` + tanh is BERT's pooler, ``bert.pooler.dense``, ``output_layer_2`` its
   ``classifier``), ``RobertaForSequenceClassification`` / ``XLMRobertaForSequenceClassification``
   (``classifier.dense``, ``classifier.out_proj``) or ``AlbertForSequenceClassification``
-  (``albert.pooler``, ``classifier``); only ``task.pooling=first`` is that computation (other
-  poolings are refused).  ELECTRA's class (dense + GELU) and GPT-2's (last token, bias-free
-  ``score``) compute no uer head and are refused with the reason.  Labels are class ids, named by
-  their ids (``"0"``, ``"1"``, ...) unless the checkpoint records names (an imported model's);
+  (``albert.pooler``, ``classifier``), all of ``task.pooling=first task.head=dense_tanh`` (the
+  defaults); ``ElectraForSequenceClassification`` of ``task.head=dense_gelu``;
+  ``GPT2ForSequenceClassification`` (``score``) of ``task.pooling=last task.head=linear
+  task.head_bias=false``.  Other settings are refused, naming the family's.  Labels are class ids,
+  named by their ids (``"0"``, ``"1"``, ...) unless the checkpoint records names (an imported
+  model's);
 * ``task=ner`` -> ``*ForTokenClassification`` (``output_layer`` = ``classifier``), labelled
   with the checkpoint's tags;
 * ``task=cmrc`` -> ``*ForQuestionAnswering`` (``output_layer`` = ``qa_outputs``, start
@@ -56,11 +58,9 @@ one of these classes converts to ``uer_ckpt`` as a fine-tuned checkpoint (task, 
 ``finetune.seq_length`` = its positions) that ``stage=infer`` reads alone; head weights
 missing, labels that disagree with them, NER labels that are not BIO tags, or a
 ``problem_type`` other than single-label classification are refused.  Every tensor crosses
-unchanged except the padding row of uer's segment embedding, which a Hugging Face model
-has no place for (it only reaches padded positions) and comes back as zeros, and RoBERTa's
-position rows up to its padding id, which no position reads (zeros too).  An
-``ElectraForSequenceClassification`` or ``GPT2ForSequenceClassification`` converts as its
-backbone, with a warning that says why its head does not.
+unchanged, uer's padding segment row too (a third token type when it is not zeros:
+:meth:`uer.io.hf_families.Family.segment_out`), except RoBERTa's position rows up to its
+padding id, which no position reads (zeros coming back).
 
 What converts to what (``WHAT_CONVERTS``, quoted by every refusal): ``uer_ckpt`` and ``uer``
 hold every transformer model; ``hf`` the models a family's layout holds (each family's
@@ -441,8 +441,9 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         require_heads(arch)
     tokenizer = _tokenizer(loaded, arch, cfg) if directory else _known_tokenizer(loaded, arch, cfg)
     arch = {**arch, **_token_ids(tokenizer)}
-    task_model = loaded.head.as_payload() if loaded.head else loaded.payload
-    backbone, head = split_head(task_model, loaded.state, loaded.source, fam.model_type)  # a fine-tuned task's head
+    backbone, head = split_head(task_model(loaded), loaded.state, loaded.source, fam.model_type)  # a task's head
+    if head is not None:
+        head.check_last_token(arch["pad_id"], arch.get("eos_id"), loaded.source)
     state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source,
                                              task_head=head is not None)
     _warn_dropped(dropped, f"Hugging Face {fam.title}")
@@ -458,7 +459,7 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         _write_config(path, HF_CONFIG, arch, google=False, config=config)
         return
     texts = {}
-    segments = fam.type_vocab_size(arch) if arch["segment"] else 0
+    segments = fam.token_types(arch) if arch["segment"] else 0
     if tokenizer.kind == "spm":
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
@@ -473,6 +474,16 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
                                 arch["max_seq_length"], token_types=segments > 0)
     written = save_hf_directory(state, path, config, texts)
     log.info("wrote the Hugging Face model directory %s (%s): %s", path, config["architectures"][0], ", ".join(written))
+
+
+def task_model(loaded: Loaded) -> Optional[dict]:
+    """What the input records of its fine-tuned task, for :func:`split_head`: the ``task`` node completed by the
+    task's schema (a checkpoint written before a key existed computes that key's default)."""
+    payload = loaded.head.as_payload() if loaded.head else loaded.payload
+    task = ((payload or {}).get("config") or {}).get("task")
+    if not task:
+        return payload
+    return {**payload, "config": {**payload["config"], "task": task_config(task)}}
 
 
 def _tokenizer(loaded: Loaded, arch: dict, cfg: DictConfig):
