@@ -27,7 +27,7 @@ import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import pipeline
 
-from tokenizer_testing import byte_level_bpe, model_dir
+from tokenizer_testing import GPT2_CONFIG, GPT2_END, byte_level_bpe, gpt2_tokenizer, model_dir, published_dir
 from uer.app import run_stage
 from uer.errors import UerError
 from uer.io import hf_directory
@@ -192,9 +192,14 @@ def rows(tmp_path_factory):
 
 
 def finetuned_from(tmp_path, rows, family, *extra, **config_changes):
-    """A classifier fine-tuned from a ``family`` masked-LM / LM directory with a byte-level BPE tokenizer."""
-    tokenizer = byte_level_bpe(ANGLE if family == "roberta" else SPECIALS)
-    directory = model_dir(tmp_path / "model", tokenizer, ANGLE_ROLES if family == "roberta" else BERT_ROLES)
+    """A classifier fine-tuned from a ``family`` masked-LM / LM directory with a byte-level BPE tokenizer
+    (GPT-2's as published: <|endoftext|> alone, no padding named)."""
+    if family == "gpt2":
+        tokenizer = gpt2_tokenizer()
+        directory = published_dir(tmp_path / "model", tokenizer, GPT2_CONFIG)
+    else:
+        tokenizer = byte_level_bpe(ANGLE if family == "roberta" else SPECIALS)
+        directory = model_dir(tmp_path / "model", tokenizer, ANGLE_ROLES if family == "roberta" else BERT_ROLES)
     stem, config, _, _ = FAMILIES[family]
     cls = {"roberta": "RobertaForMaskedLM", "electra": "ElectraForMaskedLM", "gpt2": "GPT2LMHeadModel"}[family]
     torch.manual_seed(0)
@@ -254,7 +259,8 @@ def test_a_gpt2_classifier_fine_tuned_from_a_directory_exports_as_gpt2_with_infe
     checkpoint = finetuned_from(tmp_path, rows, "gpt2", *GPT2_SCORE, n_positions=130)
     exported = convert(checkpoint, "uer_ckpt", tmp_path / "hf", "hf")
     config = json.loads((exported / "config.json").read_text(encoding="utf-8"))
-    assert config["architectures"] == ["GPT2ForSequenceClassification"] and config["pad_token_id"] == 0
+    end = Tokenizer.from_file(str(exported / "tokenizer.json")).token_to_id(GPT2_END)  # uer pads with it
+    assert config["architectures"] == ["GPT2ForSequenceClassification"] and config["pad_token_id"] == end
     assert_pipeline_gives_infers_labels(tmp_path, rows, checkpoint, exported)
 
 
@@ -276,14 +282,15 @@ def test_a_fine_tuning_run_reads_the_directory_s_weights_once(tmp_path, rows, mo
     assert reads == [tmp_path / "model", directory, directory]
 
 
-def test_a_last_token_head_whose_tokenizer_pads_with_its_sep_token_is_refused():
-    """transformers would score the token before uer's closing [SEP]: the export would not be the model."""
+def test_a_last_token_head_whose_tokenizer_ends_texts_with_its_padding_token_is_refused():
+    """transformers would score the token before that closing one: the export would not be the model."""
     task = {"type": "classifier", "pooling": "last", "head": "linear", "head_bias": False}
     _, head = split_head({"config": {"task": task}}, {"output_layer_2.weight": torch.zeros(2, H)}, "clf.pt", "gpt2")
-    head.check_last_token(0, 3, "clf.pt")  # [PAD] 0, [SEP] 3: found
-    with pytest.raises(UerError, match=r"^clf.pt's tokenizer pads with its \[SEP\] token \(id 3\), .* "
+    head.check_last_token(None, "clf.pt")  # GPT-2's framing: the text's own last token
+    head.check_last_token(3, "clf.pt")  # [SEP] 3, padding 0: transformers finds [SEP]
+    with pytest.raises(UerError, match=r"^clf.pt's tokenizer ends every text with its padding token, .* "
                                        "GPT2ForSequenceClassification scores the last token that is not pad_token_id"):
-        head.check_last_token(3, 3, "clf.pt")
+        head.check_last_token(0, "clf.pt")
 
 
 @pytest.mark.parametrize("family, settings, message", [

@@ -24,8 +24,8 @@ task name; the head classes' computations were read from transformers' source:
   - ``GPT2ForSequenceClassification``: one bias-free ``score`` linear on the last token that is
     not ``pad_token_id`` (``task.pooling=last task.head=linear task.head_bias=false``: the last
     position whose segment is not padding, the same token in right-padded rows; ``config.json``
-    gets ``pad_token_id``, so transformers batches; a tokenizer whose padding token is its [SEP]
-    is refused: :meth:`ExportedHead.check_last_token`).
+    gets ``pad_token_id``, so transformers batches; a tokenizer that ends a text with its padding
+    token is refused: :meth:`ExportedHead.check_last_token`).
 
   A classifier fine-tuned with other settings than its family's class computes is refused,
   with the settings to fine-tune with.  Labels are class ids: their names are the ids as
@@ -170,12 +170,13 @@ class ExportedHead:
     def hf_config(self, config: dict) -> dict:
         return {**config, **self.config}
 
-    def check_last_token(self, pad_id: int, sep_id: Optional[int], source: str) -> None:
+    def check_last_token(self, closing_id: Optional[int], source: str) -> None:
         """A head on the last token (GPT-2's ``score``) is found by transformers as the last that is not
-        ``pad_token_id``; uer's is the closing [SEP], so the two must be different tokens."""
-        if self.layout.settings.get("pooling") == "last" and pad_id == sep_id:
-            raise UerError(f"{source}'s tokenizer pads with its [SEP] token (id {pad_id}), which ends every input "
-                           f"that uer's task.pooling=last scores, where {self.layout.architecture} scores the last "
+        ``pad_token_id``; uer's is the last of the framed text: ``closing_id``, the special token the
+        tokenizer's framing ends a text with (None: the text's own last token), must not be the padding (id 0)."""
+        if self.layout.settings.get("pooling") == "last" and closing_id == 0:
+            raise UerError(f"{source}'s tokenizer ends every text with its padding token, which uer's "
+                           f"task.pooling=last scores, where {self.layout.architecture} scores the last "
                            "token that is not pad_token_id (the one before it); fine-tune with a tokenizer whose "
                            "padding token is its own (pad_token in special_tokens_map.json), or keep "
                            "tool.output_format=uer_ckpt")

@@ -158,6 +158,7 @@ from uer.models import TARGETS, build_backbone, build_model
 from uer.models.subencoders import stored_subencoder
 from uer.tasks import TASKS, import_tasks
 from uer.tokenizers import build_tokenizer
+from uer.tokenizers.framing import A
 from uer.tokenizers.hf import swap_pad
 from uer.config.fields import setting
 from uer.tools import TOOLS, ModelInput, ToolConfig, require
@@ -443,7 +444,7 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
     arch = {**arch, **_token_ids(tokenizer)}
     backbone, head = split_head(task_model(loaded), loaded.state, loaded.source, fam.model_type)  # a task's head
     if head is not None:
-        head.check_last_token(arch["pad_id"], arch.get("eos_id"), loaded.source)
+        head.check_last_token(_closing_id(tokenizer), loaded.source)
     state, architecture, dropped = uer_to_hf(fam, swap_vocab_rows(backbone, arch["pad_id"]), arch, loaded.source,
                                              task_head=head is not None)
     _warn_dropped(dropped, f"Hugging Face {fam.title}")
@@ -464,7 +465,10 @@ def write_hf(loaded: Loaded, arch: dict, path: Path, cfg: DictConfig) -> None:
         log.warning("%s tokenizes with a SentencePiece model, which a BertTokenizer cannot read: %s holds no "
                     "tokenizer files, so AutoTokenizer will not load it", loaded.source, path)
     elif tokenizer.kind == "hf":
-        texts = fast_tokenizer_files(tokenizer.exported_json(segments), tokenizer.exported_roles,
+        # A task model names the padding uer fell back to (GPT-2: eos), as its config.json's pad_token_id does,
+        # so transformers pads a batch as uer did; a bare model's files name the roles as the file it came from.
+        roles = tokenizer.roles if head is not None else tokenizer.exported_roles
+        texts = fast_tokenizer_files(tokenizer.exported_json(segments), roles,
                                      arch["max_seq_length"], token_types=segments > 0)
     else:
         if tokenizer.kind != "bert":
@@ -514,6 +518,15 @@ def _token_ids(tokenizer) -> dict:
     pad = getattr(tokenizer, "file_pad_id", 0)
     bos, eos = (None if i is None else swap_pad([i], pad)[0] for i in (tokenizer.vocab.bos_id, tokenizer.vocab.eos_id))
     return {"pad_id": pad, "bos_id": bos, "eos_id": eos}
+
+
+def _closing_id(tokenizer) -> Optional[int]:
+    """The special token (uer's id) a framed text ends with: [SEP], T5's </s>; None when the text ends it
+    (GPT-2) or the tokenizer is unknown."""
+    if tokenizer is None:
+        return None
+    piece, _ = tokenizer.framing.single[-1]
+    return None if piece == A else piece
 
 
 def _check_vocabulary(tokenizer, rows: int, source: str) -> None:
