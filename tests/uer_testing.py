@@ -112,8 +112,8 @@ def book_review_rows(start: int, rows: int) -> list[tuple[int, str]]:
 
 
 def synthetic_label_set(sentiment: int, text: str) -> list[int]:
-    """A label set made up from a review for tests (no multi-label data is bundled): 0 = positive, 1 = it
-    mentions 书, 2 = longer than 40 characters; often empty."""
+    """A label set made up from a review for tests (small and fast; datasets/msra_entity_types is the bundled
+    multi-label data): 0 = positive, 1 = it mentions 书, 2 = longer than 40 characters; often empty."""
     return [label for label, holds in enumerate((sentiment == 1, "书" in text, len(text) > 40)) if holds]
 
 

@@ -12,14 +12,16 @@ standard deviation per split and metric.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import seed_results  # noqa: E402  (experiments/, put on the path just above)
+from seed_results import load_runs, mean_std  # noqa: E402  (the scripts beside this one import load_runs from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DATA = ROOT / "datasets" / "msra_entities"
-VOCAB = ROOT / "models" / "google_zh_vocab.txt"
 SEEDS = (1, 2, 3)
 # conf/experiment/msra_entities_text2text.yaml holds the same values (tests/unit/test_msra_entities.py checks).
 MODEL = {"hidden_size": 128, "layers_num": 3, "heads_num": 4, "feedforward_size": 512, "dropout": 0.1,
@@ -39,26 +41,13 @@ def summary(runs: list[dict]) -> dict:
     for split in SPLITS:
         values = {name: [run[split][name] for run in runs if split in run] for name in METRICS}
         if values["exact_match"]:
-            out[split] = {name: {"mean": statistics.mean(vals), "n": len(vals),
-                                 "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
-                          for name, vals in values.items()}
+            out[split] = {name: mean_std(vals) for name, vals in values.items()}
     return out
 
 
-def load_runs(path: Path) -> dict[int, dict]:
-    """The runs of a results file by seed (none when there is no file yet)."""
-    if not path.is_file():
-        return {}
-    return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
-
-
 def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
-    """Write ``runs`` merged into the seeds ``path`` holds now (another process may have added one meanwhile)."""
-    runs = {**load_runs(path), **runs}
-    ordered = [runs[seed] for seed in sorted(runs)]
-    record = {**header, "runs": ordered, "summary": summary(ordered)}
-    path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return runs
+    """Write ``runs`` merged into the seeds ``path`` holds now, with their summary (``seed_results.store``)."""
+    return seed_results.store(path, header, runs, summary)
 
 
 def cell(path: Path, split: str) -> str:

@@ -32,17 +32,14 @@ there; at the end the mean and sample standard deviation per metric are printed 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import BEAMS, BEST_METRIC, DATA, HERE, METRICS, MODEL, RECIPE, ROOT, VOCAB, load_runs, store, summary
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common import BEAMS, BEST_METRIC, DATA, HERE, METRICS, MODEL, RECIPE, load_runs, store, summary
+from hf_peer import project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
 
 
 def read_tsv(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
@@ -104,7 +101,7 @@ def bart_config(vocab_size: int, cls_id: int, sep_id: int):
 
 def texts(ids_rows, tokenizer, stop_ids: dict[str, int]) -> list[str]:
     """Generated ids back to text: the tokens up to the first [SEP], without [CLS]/[PAD], detokenized."""
-    from uer.tools.generation import detokenize
+    from uer.tokenizers.detokenize import detokenize
 
     out = []
     for ids in ids_rows:
@@ -119,22 +116,14 @@ def texts(ids_rows, tokenizer, stop_ids: dict[str, int]) -> list[str]:
     return out
 
 
-def without_hf_datasets() -> None:
-    """The repository's ``datasets/`` folder, on the path from its root, imports as a namespace package
-    named ``datasets``, which the Trainer takes for Hugging Face's library (not installed here)."""
-    import transformers.trainer
-    import transformers.trainer_seq2seq
-
-    for module in (transformers.trainer, transformers.trainer_seq2seq):
-        module.is_datasets_available = lambda: False
-
-
 def run_seed(seed: int, args, tokenizer) -> dict:
     import torch
+    import transformers.trainer
+    import transformers.trainer_seq2seq
     from transformers import (BartForConditionalGeneration, GenerationConfig, Seq2SeqTrainer,
                               Seq2SeqTrainingArguments, set_seed)
 
-    without_hf_datasets()
+    without_hf_datasets(transformers.trainer, transformers.trainer_seq2seq)
 
     from uer.tasks.text_metrics import text_scores
 
@@ -159,27 +148,12 @@ def run_seed(seed: int, args, tokenizer) -> dict:
         references = [target for _, target in dev_rows]
         return text_scores(texts(prediction.predictions, tokenizer, special), references, tokenize="zh")
 
-    # dataloader_drop_last (uer's epochs drop the last partial batch) holds for dev too: a batch size that
-    # divides the dev rows keeps every one of them
-    eval_batch = max(size for size in range(1, 65) if len(dev) % size == 0)
     with tempfile.TemporaryDirectory(prefix="hf_seq2seq_") as work:
-        training = Seq2SeqTrainingArguments(
-            output_dir=work, seed=seed, data_seed=seed, num_train_epochs=recipe["epochs_num"],
-            per_device_train_batch_size=recipe["batch_size"], per_device_eval_batch_size=eval_batch,
-            learning_rate=recipe["learning_rate"], lr_scheduler_type="linear", warmup_steps=recipe["warmup"],
-            weight_decay=recipe["weight_decay"], adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=recipe["eps"],
-            optim="adamw_torch", max_grad_norm=recipe["max_grad_norm"], eval_strategy="epoch",
-            save_strategy="epoch", save_total_limit=2, load_best_model_at_end=True,
-            metric_for_best_model=BEST_METRIC, greater_is_better=True, predict_with_generate=True,
-            generation_config=greedy, logging_strategy="epoch", report_to=[], use_cpu=True,
-            dataloader_num_workers=0, dataloader_drop_last=True, disable_tqdm=True, save_only_model=True)
+        training = training_arguments(Seq2SeqTrainingArguments, work, seed, recipe, len(dev), BEST_METRIC,
+                                      predict_with_generate=True, generation_config=greedy)
         trainer = Seq2SeqTrainer(model=model, args=training, train_dataset=train, eval_dataset=dev,
                                  data_collator=collate, compute_metrics=metrics)
-        start = time.perf_counter()
-        trainer.train()
-        train_seconds = time.perf_counter() - start
-        history = [entry for entry in trainer.state.log_history if f"eval_{BEST_METRIC}" in entry]
-        best = max(history, key=lambda entry: entry[f"eval_{BEST_METRIC}"])  # the epoch load_best_model_at_end kept
+        train_seconds, best, history = train_keeping_best(trainer, BEST_METRIC)
         model = trainer.model.eval()
         references = [target for _, target in test_rows]
         result = {"seed": seed, "best_epoch": round(best["epoch"]), "train_seconds": round(train_seconds, 1),
@@ -224,25 +198,15 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    from uer.tokenizers.bert import BertTokenizer
-    from uer.tokenizers.vocab import Vocab
-
-    tokenizer = BertTokenizer(Vocab.from_file(VOCAB), do_lower_case=True)
     import transformers
 
-    runs = {} if args.quick else load_runs(args.out)
+    tokenizer = project_tokenizer()
     header = {"toolkit": "transformers", "transformers": transformers.__version__,
               "command": "python experiments/text2text/hf_seq2seq.py " + " ".join(sys.argv[1:]),
               "data": "datasets/msra_entities", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
               "best_metric": BEST_METRIC, "threads": args.threads}
-    for seed in args.seeds:
-        run = run_seed(seed, args, tokenizer)
-        print(json.dumps({key: run[key] for key in ("seed", "best_epoch", "train_seconds", "dev", "test_greedy")},
-                         ensure_ascii=False), flush=True)
-        runs[seed] = run
-        if not args.quick:
-            runs = store(args.out, header, runs)
-    print(json.dumps(summary([runs[seed] for seed in sorted(runs)]), indent=1))
+    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), lambda runs: store(args.out, header, runs),
+              lambda: load_runs(args.out), summary, ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
 
 
 if __name__ == "__main__":

@@ -194,9 +194,11 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
         assert our_value(cfg, key) == value, f"{what}: {key} is {our_value(cfg, key)!r}, the original ran {value!r}"
 
 
-# Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder), each with
-# what it is compared with instead.
-OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)"}
+# Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder; the multi-label
+# data is derived here), each with what it is compared with instead.
+OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)",
+               "msra_entity_types_multilabel": "transformers' BertForSequenceClassification "
+                                               "(experiments/multilabel/hf_multilabel.py)"}
 
 
 def test_every_preset_has_its_original_command():

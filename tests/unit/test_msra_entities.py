@@ -3,48 +3,33 @@ the shipped files are what it writes; the uer preset and the transformers script
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "experiments" / "text2text"
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"text2text_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return module
+from experiments_testing import load_script
+from uer_testing import ROOT
 
 
 @pytest.fixture(scope="module")
 def make():
-    return load("make_msra_entities")
+    return load_script("text2text", "make_msra_entities")
 
 
 def test_entities_in_order_with_chinese_types(make):
     chars = list("王小明在北京大学见到李华")
     tags = ["B-PER", "I-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O", "B-PER", "I-PER"]
-    assert make.target_of(make.entities(chars, tags)) == "人名：王小明；机构：北京大学；人名：李华"
-    assert make.target_of(make.entities(list("天气好"), ["O", "O", "O"])) == "无"
+    assert make.target_of(make.sentences.entities(chars, tags)) == "人名：王小明；机构：北京大学；人名：李华"
+    assert make.target_of(make.sentences.entities(list("天气好"), ["O", "O", "O"])) == "无"
 
 
 def test_adjacent_entities_stay_apart(make):
-    assert make.entities(list("中美"), ["B-LOC", "B-LOC"]) == [("LOC", "中"), ("LOC", "美")]
+    assert make.sentences.entities(list("中美"), ["B-LOC", "B-LOC"]) == [("LOC", "中"), ("LOC", "美")]
 
 
 @pytest.mark.parametrize("tags", [["I-PER", "O"], ["B-LOC", "I-PER"], ["O", "X"]])
 def test_a_broken_tag_sequence_is_refused(make, tags):
     with pytest.raises(ValueError):
-        make.entities(list("甲乙"), tags)
+        make.sentences.entities(list("甲乙"), tags)
 
 
 def test_splits_of_tiny_inputs(make, tmp_path, monkeypatch):
@@ -54,13 +39,15 @@ def test_splits_of_tiny_inputs(make, tmp_path, monkeypatch):
                         encoding="utf-8")
         return path
 
-    monkeypatch.setattr(make, "MAX_CHARS", 3)
-    monkeypatch.setattr(make, "DEV_ROWS", 1)
-    monkeypatch.setattr(make, "TEST_ROWS", 1)
+    monkeypatch.setattr(make.sentences, "MAX_CHARS", 3)
+    monkeypatch.setattr(make.sentences, "DEV_ROWS", 1)
+    monkeypatch.setattr(make.sentences, "TEST_ROWS", 1)
     train = ner("train.tsv", [("张三", ["B-PER", "I-PER"]), ("太长的句子", ["O"] * 5)])
     dev = ner("dev.tsv", [("上海", ["B-LOC", "I-LOC"]), ("好", ["O"]), ("中国队", ["B-ORG", "I-ORG", "I-ORG"])])
     test = ner("test.tsv", [("你", ["O"]), ("我", ["O"])])
-    assert make.splits(train, dev, test) == {
+    found = {name: [(source, make.target_of(entities)) for source, entities in rows]
+             for name, rows in make.sentences.splits(train, dev, test).items()}
+    assert found == {
         "train": [("张三", "人名：张三"), ("好", "无"), ("中国队", "机构：中国队")],
         "dev": [("上海", "地名：上海")],
         "test": [("你", "无")],
@@ -73,7 +60,7 @@ def test_the_shipped_files_are_the_derivation(make):
 
 
 def test_the_preset_and_the_transformers_side_share_the_recipe():
-    common = load("common")
+    common = load_script("text2text", "common")
     preset = yaml.safe_load((ROOT / "conf" / "experiment" / "msra_entities_text2text.yaml").read_text(encoding="utf-8"))
     model, finetune = preset["model"], preset["finetune"]
     assert {key: model[key] for key in common.MODEL} == common.MODEL

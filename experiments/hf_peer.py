@@ -1,0 +1,74 @@
+"""What the transformers sides of the reproductions (``experiments/*/hf_*.py``) share: the project's
+tokenizer, the Trainer's arguments for uer's recipe, training that keeps the best dev epoch, and the
+loop over seeds that fills a results file (``seed_results``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = ROOT / "models" / "google_zh_vocab.txt"
+
+
+def project_tokenizer():
+    """uer's BERT tokenizer over ``models/google_zh_vocab.txt``: the ids uer's runs see."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from uer.tokenizers.bert import BertTokenizer  # lazy: uer is on the path only from here
+    from uer.tokenizers.vocab import Vocab  # lazy: as BertTokenizer
+
+    return BertTokenizer(Vocab.from_file(VOCAB), do_lower_case=True)
+
+
+def without_hf_datasets(*modules) -> None:
+    """The repository's ``datasets/`` folder, on the path from its root, imports as a namespace package
+    named ``datasets``, which the Trainer takes for Hugging Face's library (not installed here)."""
+    for module in modules:
+        module.is_datasets_available = lambda: False
+
+
+def training_arguments(cls, work: str, seed: int, recipe: dict, dev_rows: int, best_metric: str, **extra):
+    """``cls`` (``TrainingArguments`` or a subclass) for uer's recipe: AdamW (not on biases and LayerNorms), linear
+    schedule with ``recipe["warmup"]`` warm-up, clipping, shuffled batches with the last partial one dropped,
+    a dev evaluation each epoch and the best epoch by ``best_metric`` kept, on the CPU."""
+    # dataloader_drop_last (uer's epochs drop the last partial batch) holds for dev too: a batch size that
+    # divides the dev rows keeps every one of them
+    eval_batch = max(size for size in range(1, 65) if dev_rows % size == 0)
+    return cls(
+        output_dir=work, seed=seed, data_seed=seed, num_train_epochs=recipe["epochs_num"],
+        per_device_train_batch_size=recipe["batch_size"], per_device_eval_batch_size=eval_batch,
+        learning_rate=recipe["learning_rate"], lr_scheduler_type="linear", warmup_steps=recipe["warmup"],
+        weight_decay=recipe["weight_decay"], adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=recipe["eps"],
+        optim="adamw_torch", max_grad_norm=recipe["max_grad_norm"], eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=2, load_best_model_at_end=True,
+        metric_for_best_model=best_metric, greater_is_better=True, logging_strategy="epoch", report_to=[],
+        use_cpu=True, dataloader_num_workers=0, dataloader_drop_last=True, disable_tqdm=True, save_only_model=True,
+        **extra)
+
+
+def train_keeping_best(trainer, best_metric: str) -> tuple[float, dict, list[dict]]:
+    """Train; the seconds it took, the dev log entry of the best epoch (the model ``load_best_model_at_end``
+    kept) and every epoch's dev log entry."""
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    history = [entry for entry in trainer.state.log_history if f"eval_{best_metric}" in entry]
+    return seconds, max(history, key=lambda entry: entry[f"eval_{best_metric}"]), history
+
+
+def run_seeds(args, run_one: Callable[[int], dict], store_runs: Callable[[dict], dict], load_runs: Callable[[], dict],
+              summary: Callable[[list[dict]], dict], shown: tuple[str, ...]) -> None:
+    """``run_one(seed)`` for each of ``args.seeds``, printing the ``shown`` keys of each; unless ``args.quick``,
+    each merged into the results file (``store_runs``, over ``load_runs()``); the summary printed at the end."""
+    runs = {} if args.quick else load_runs()
+    for seed in args.seeds:
+        run = run_one(seed)
+        print(json.dumps({key: run[key] for key in shown}, ensure_ascii=False), flush=True)
+        runs[seed] = run
+        if not args.quick:
+            runs = store_runs(runs)
+    print(json.dumps(summary([runs[seed] for seed in sorted(runs)]), indent=1))

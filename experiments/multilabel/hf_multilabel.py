@@ -1,0 +1,162 @@
+"""Reproduction (not CI): the peer side of issue 25's multi-label reproduction, in transformers' ``Trainer``.
+
+    python experiments/multilabel/hf_multilabel.py                # seeds 1 2 3, one thread each, one after another
+    python experiments/multilabel/hf_multilabel.py --seeds 1      # one seed
+    python experiments/multilabel/hf_multilabel.py --quick        # seconds: 64 rows, 1 epoch (checks the script only)
+
+The same model, data and recipe as ``experiment=msra_entity_types_multilabel`` (``RECIPE`` and
+``MODEL`` in ``common.py``, the preset's values):
+
+* data: ``datasets/msra_entity_types/`` (which of PER, LOC, ORG a sentence of MSRA-NER names; see
+  its README), train on ``train.tsv``, the best epoch by ``BEST_METRIC`` on ``dev.tsv``, scores of
+  that epoch's model on ``test.tsv``;
+* ids: the project's BERT tokenizer over ``models/google_zh_vocab.txt`` (the ids uer sees):
+  ``[CLS] sentence [SEP]``, cut to ``seq_length`` ids (no sentence needs it), padding id 0;
+* model: ``BertForSequenceClassification(problem_type="multi_label_classification")`` from random
+  weights (normal, std 0.02): hidden 128, 3 post-LN layers, 4 heads, feed-forward 512, GELU, 128
+  positions, LayerNorm eps 1e-6 (uer's), dropout 0.1 (also on the attention probabilities), the
+  pooler (dense + tanh on [CLS]) then one logit per type with no dropout between (uer's head has
+  none), trained by binary cross-entropy. Segment ids are all 0 here (uer's are 1 on text, 0 on
+  padding, from a 3-row table; either way one segment vector is learnt);
+* recipe: AdamW (eps 1e-6, weight decay 0.01, not on biases and LayerNorms), linear schedule with
+  10% warm-up, gradient clipping at 1.0, batch 32 in shuffled order with the last partial batch
+  dropped, the learning rate and epochs of ``RECIPE``;
+* scores: a type is predicted when its sigmoid probability is at least ``RECIPE["threshold"]``,
+  scored by ``uer.tasks.metrics.multilabel_metrics``, the code that scores ``task=multilabel``
+  (micro-F1, macro-F1, exact set).
+
+Each seed's scores (dev of the best epoch, test of that epoch's model, wall time) go to ``--out``
+(default ``experiments/multilabel/results_hf.json``), merged with the seeds already there; at the
+end the mean and sample standard deviation per metric are printed and stored.
+``experiments/multilabel/uer_multilabel.py`` writes the same shape for uer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from common import BEST_METRIC, DATA, HERE, LABELS, METRICS, MODEL, RECIPE, SEEDS, load_runs, store, summary
+from hf_peer import project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
+
+
+def read_tsv(path: Path, limit: int | None = None) -> list[tuple[list[int], str]]:
+    """``(class ids, sentence)`` of each row of a ``label<TAB>text_a`` file."""
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["label", "text_a"]:
+            raise SystemExit(f"{path}: header {header}, expected label, text_a")
+        rows = []
+        for line in f:
+            label, text = line.rstrip("\n").split("\t")
+            rows.append(([int(piece) for piece in label.split(",") if piece], text))
+    return rows[:limit] if limit else rows
+
+
+def encoded(rows, tokenizer, seq_length: int) -> list[dict]:
+    """Rows as ``input_ids`` ``[CLS] sentence [SEP]`` (cut to ``seq_length``) and multi-hot ``labels``."""
+    cls, sep = tokenizer.vocab.token_to_id("[CLS]"), tokenizer.vocab.token_to_id("[SEP]")
+    return [{"input_ids": [cls, *tokenizer.encode(text), sep][:seq_length],
+             "labels": [float(label in labels) for label in range(len(LABELS))]} for labels, text in rows]
+
+
+def collate(batch: list[dict]) -> dict:
+    """Pads ``input_ids`` with 0 (mask 0 there); one segment; float multi-hot ``labels``."""
+    import torch  # lazy: the script's --help needs no torch
+
+    width = max(len(item["input_ids"]) for item in batch)
+    ids = torch.zeros(len(batch), width, dtype=torch.long)
+    for row, item in enumerate(batch):
+        ids[row, :len(item["input_ids"])] = torch.tensor(item["input_ids"])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long(), "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.tensor([item["labels"] for item in batch])}
+
+
+def bert_config(vocab_size: int):
+    from transformers import BertConfig  # lazy: the script's --help needs no transformers
+
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=MODEL["hidden_size"], num_hidden_layers=MODEL["layers_num"],
+        num_attention_heads=MODEL["heads_num"], intermediate_size=MODEL["feedforward_size"], hidden_act="gelu",
+        hidden_dropout_prob=MODEL["dropout"], attention_probs_dropout_prob=MODEL["dropout"],
+        max_position_embeddings=MODEL["max_seq_length"], type_vocab_size=2, initializer_range=0.02,
+        layer_norm_eps=1e-6, pad_token_id=0, classifier_dropout=0.0, num_labels=len(LABELS),
+        problem_type="multi_label_classification")
+
+
+def scored(logits, gold) -> dict:
+    """uer's multi-label scores of ``logits`` against the multi-hot ``gold`` at ``RECIPE["threshold"]``."""
+    import torch  # lazy: the script's --help needs no torch
+
+    from uer.tasks.metrics import multilabel_metrics  # lazy: uer is on the path once the tokenizer is built
+
+    predicted = torch.sigmoid(torch.as_tensor(logits).float()) >= RECIPE["threshold"]
+    return multilabel_metrics(torch.as_tensor(gold).numpy(), predicted.numpy())
+
+
+def test_logits(model, data: list[dict], batch_size: int = 50):
+    """The model's logits of every row of ``data`` (no row dropped), in order."""
+    import torch  # lazy: the script's --help needs no torch
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = collate(data[start:start + batch_size])
+            batch.pop("labels")
+            out.append(model(**batch).logits)
+    return torch.cat(out)
+
+
+def run_seed(seed: int, args, tokenizer) -> dict:
+    import torch  # lazy: the script's --help needs no torch
+    import transformers.trainer  # lazy: as torch
+    from transformers import BertForSequenceClassification, Trainer, TrainingArguments, set_seed  # lazy: as torch
+
+    without_hf_datasets(transformers.trainer)
+    torch.set_num_threads(args.threads)
+    limit = 64 if args.quick else None
+    recipe = dict(RECIPE, epochs_num=1 if args.quick else args.epochs)
+    train, dev, test = (encoded(read_tsv(DATA / f"{split}.tsv", limit), tokenizer, recipe["seq_length"])
+                        for split in ("train", "dev", "test"))
+
+    set_seed(seed)
+    model = BertForSequenceClassification(bert_config(len(tokenizer.vocab)))
+    with tempfile.TemporaryDirectory(prefix="hf_multilabel_") as work:
+        trainer = Trainer(model=model, args=training_arguments(TrainingArguments, work, seed, recipe, len(dev),
+                                                               BEST_METRIC),
+                          train_dataset=train, eval_dataset=dev, data_collator=collate,
+                          compute_metrics=lambda prediction: scored(prediction.predictions, prediction.label_ids))
+        seconds, best, history = train_keeping_best(trainer, BEST_METRIC)
+        return {"seed": seed, "best_epoch": round(best["epoch"]), "train_seconds": round(seconds, 1),
+                "dev": {name: best[f"eval_{name}"] for name in METRICS},
+                "dev_by_epoch": [{"epoch": round(entry["epoch"]), **{name: entry[f"eval_{name}"] for name in METRICS}}
+                                 for entry in history],
+                "test": scored(test_logits(trainer.model.eval(), test), [item["labels"] for item in test])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--epochs", type=int, default=RECIPE["epochs_num"])
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--out", type=Path, default=HERE / "results_hf.json")
+    parser.add_argument("--quick", action="store_true", help="64 rows of each split, 1 epoch: checks the script")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+
+    import transformers  # lazy: the script's --help needs no transformers
+
+    tokenizer = project_tokenizer()
+    header = {"toolkit": "transformers", "transformers": transformers.__version__,
+              "command": "python experiments/multilabel/hf_multilabel.py " + " ".join(sys.argv[1:]),
+              "data": "datasets/msra_entity_types", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
+              "best_metric": BEST_METRIC, "threads": args.threads}
+    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), lambda runs: store(args.out, header, runs),
+              lambda: load_runs(args.out), summary, ("seed", "best_epoch", "train_seconds", "dev", "test"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""A reproduction's results file (``experiments/*/results_*.json``): a header (toolkit, command, model,
+recipe), one entry per seed under ``runs`` and their ``summary``, and the mean and sample standard
+deviation that summaries hold."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def mean_std(values: list[float]) -> dict:
+    """``{mean, n, std}``: the sample standard deviation (n-1; 0 for one value)."""
+    return {"mean": statistics.mean(values), "n": len(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def load_runs(path: Path) -> dict[int, dict]:
+    """The runs of a results file by seed (none when there is no file yet)."""
+    if not path.is_file():
+        return {}
+    return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
+
+
+def store(path: Path, header: dict, runs: dict[int, dict], summary: Callable[[list[dict]], dict]) -> dict[int, dict]:
+    """Write ``runs`` merged into the seeds ``path`` holds now (another process may have added one meanwhile),
+    with ``summary`` of them all."""
+    runs = {**load_runs(path), **runs}
+    ordered = [runs[seed] for seed in sorted(runs)]
+    record = {**header, "runs": ordered, "summary": summary(ordered)}
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return runs
+
+
+def dev_and_test(run_dir: Path, metric: str) -> tuple[dict, list[dict], dict] | None:
+    """From a ``main.py`` fine-tuning run's ``results.jsonl``: the dev record of the best epoch by ``metric``,
+    every dev record, and the test record (of that epoch's model); None while the run has not scored test."""
+    path = run_dir / "results.jsonl"
+    if not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dev = [record for record in records if record.get("split") == "dev"]
+    test = [record for record in records if record.get("split") == "test"]
+    if not dev or not test:
+        return None
+    return max(dev, key=lambda record: record[metric]), dev, test[-1]
+
+
+def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int], dict | None],
+               store_runs: Callable[[dict], dict]) -> None:
+    """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` for each seed, one after another, in the
+    run directory ``args.work/seedS`` (``args.threads``, ``args.work``; ``args.dry_run`` prints the commands);
+    ``scores(run_dir, seed)`` reads a finished run's entry, and ``store_runs`` merges the entries into the results
+    file. A seed whose run directory already has its scores is not run again."""
+    root = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    runs = {}
+    for seed in seeds:
+        run_dir = args.work.resolve() / f"seed{seed}"
+        line = [sys.executable, "main.py", f"experiment={preset}", f"seed={seed}",
+                f"hardware.num_threads={args.threads}", f"output_model_path={run_dir / 'model'}",
+                f"hydra.run.dir={run_dir}"]
+        if args.dry_run:
+            print(shlex.join(line))
+            continue
+        entry = scores(run_dir, seed)
+        if entry is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            with (run_dir / "stdout.log").open("w", encoding="utf-8") as log:
+                done = subprocess.run(line, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            seconds = time.perf_counter() - start
+            if done.returncode:
+                sys.exit(f"seed {seed}: exit {done.returncode}; see {run_dir / 'stdout.log'}")
+            entry = scores(run_dir, seed)
+            if entry is None:
+                sys.exit(f"seed {seed}: no dev and test scores in {run_dir / 'results.jsonl'}")
+            entry["wall_seconds"] = round(seconds, 1)  # the whole command: training, dev and test
+        print(json.dumps(entry, ensure_ascii=False), flush=True)
+        runs[seed] = entry
+        runs = store_runs(runs)
+
+
+def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path):
+    """The command line of a uer side (``experiments/*/uer_*.py``): ``--seeds``, ``--threads``, ``--work`` (the
+    run directories), ``--out`` (the results file), ``--dry-run``; for :func:`run_preset`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    parser.add_argument("--threads", type=int, default=1, help="hardware.num_threads")
+    parser.add_argument("--work", type=Path, default=work, help="run directories")
+    parser.add_argument("--out", type=Path, default=out)
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    return parser.parse_args()

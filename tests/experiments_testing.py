@@ -1,0 +1,28 @@
+"""Loading a reproduction script of ``experiments/`` as its command would run it (its folder on the path
+while it imports), without leaving its folder's modules (each folder has its own ``common``) behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from types import ModuleType
+
+from uer_testing import ROOT
+
+EXPERIMENTS = ROOT / "experiments"
+
+
+def load_script(folder: str, name: str) -> ModuleType:
+    """``experiments/FOLDER/NAME.py`` as a module named ``FOLDER_NAME``."""
+    where = EXPERIMENTS / folder
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", where / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(where))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(where))
+        for loaded in [key for key, value in sys.modules.items()
+                       if str(getattr(value, "__file__", "") or "").startswith(f"{where}/")]:
+            del sys.modules[loaded]
+    return module

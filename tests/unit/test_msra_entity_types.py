@@ -1,0 +1,78 @@
+"""datasets/msra_entity_types: the derivation turns a sentence's entities into the set of their types and the
+shipped files are what it writes; the uer preset and the transformers script share one recipe and one scorer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from experiments_testing import load_script
+from uer.tasks.metrics import multilabel_metrics
+from uer_testing import ROOT
+
+
+@pytest.fixture(scope="module")
+def make():
+    return load_script("multilabel", "make_msra_entity_types")
+
+
+@pytest.fixture(scope="module")
+def common():
+    return load_script("multilabel", "common")
+
+
+def test_a_sentence_gives_the_ascending_distinct_ids_of_its_types(make):
+    found = make.sentences.entities(list("王小明在北京大学见到李华"),
+                                    ["B-PER", "I-PER", "I-PER", "O", "B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "O",
+                                     "B-PER", "I-PER"])
+    assert make.label_of(found) == "0,2"
+    assert make.label_of([("ORG", "中国队"), ("LOC", "上海")]) == "1,2"
+    assert make.label_of([]) == ""  # the empty set: task=multilabel reads an empty field so
+    assert make.tsv([("", "你好"), ("1", "上海")]) == "label\ttext_a\n\t你好\n1\t上海\n"
+
+
+def test_the_shipped_files_are_the_derivation(make):
+    assert make.main(["--check"]) == 0
+
+
+def test_the_shipped_files_are_the_entities_data_with_type_sets():
+    """The same sentences as datasets/msra_entities, the label the set of the types its target names."""
+    types = {"人名": "0", "地名": "1", "机构": "2"}
+    for split in ("train", "dev", "test"):
+        entities = (ROOT / "datasets" / "msra_entities" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        labelled = (ROOT / "datasets" / "msra_entity_types" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        assert len(entities) == len(labelled) and labelled[0] == "label\ttext_a"
+        for (source, target), (label, text) in zip((row.split("\t") for row in entities[1:]),
+                                                   (row.split("\t") for row in labelled[1:])):
+            named = {types[pair.split("：", 1)[0]] for pair in target.split("；")} if target != "无" else set()
+            assert (text, label) == (source, ",".join(sorted(named)))
+
+
+def test_the_preset_and_the_transformers_side_share_the_recipe(common):
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESET}.yaml").read_text(encoding="utf-8"))
+    model, finetune, recipe = preset["model"], preset["finetune"], common.RECIPE
+    assert {key: model[key] for key in common.MODEL} == common.MODEL
+    assert model["emb_size"] == common.MODEL["hidden_size"]
+    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
+            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
+        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
+         recipe["seq_length"], common.BEST_METRIC, False)
+    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
+        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+    assert (preset["task"]["threshold"], preset["task"]["labels"]) == (recipe["threshold"], [0, 1, 2])
+    assert all(finetune[f"{split}_path"] == f"datasets/msra_entity_types/{split}.tsv"
+               for split in ("train", "dev", "test"))
+
+
+def test_the_transformers_side_reads_and_scores_as_uer(tmp_path):
+    hf = load_script("multilabel", "hf_multilabel")
+    path = tmp_path / "rows.tsv"
+    path.write_text("label\ttext_a\n0,2\t甲乙\n\t丙\n1\t丁\n", encoding="utf-8")
+    rows = hf.read_tsv(path)
+    assert [labels for labels, _ in rows] == [[0, 2], [], [1]]
+    gold = [[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    logits = torch.tensor([[2.0, -1.0, 0.0], [-3.0, -3.0, -3.0], [-1.0, -0.1, 0.5]])  # 0.0: probability 0.5, kept
+    expected = multilabel_metrics(torch.tensor(gold).bool().numpy(), (torch.sigmoid(logits) >= 0.5).numpy())
+    assert hf.scored(logits, gold) == expected
+    assert expected["micro_f1"] == pytest.approx(2 * 2 / (3 + 3))  # two right of three predicted, three gold
