@@ -154,7 +154,8 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
     assert time.monotonic() - start < 90
 
 
-@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target"])
+@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target", "finetune vocab",
+                                  "pretrain vocab"])
 def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
                                                                           case):
     """Found inside the workers, every rank would find it (after starting them for nothing)."""
@@ -169,11 +170,50 @@ def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_pa
                                   [f"pretrain.dataset_path={missing}: no such file or directory"]),
         "pretrain target": (["stage=pretrain", "target=bert", f"pretrain.dataset_path={mlm_data}"],
                             [f"{mlm_data} was built for target 'mlm'"]),
+        "finetune vocab": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                            f"finetune.dev_path={data}/dev.tsv", f"tokenizer.vocab_path={missing}"],
+                           [f"vocab file {missing} not found"]),
+        "pretrain vocab": (["stage=pretrain", f"pretrain.dataset_path={mlm_data}", f"tokenizer.vocab_path={missing}"],
+                           [f"vocab file {missing} not found"]),
     }[case]
     cfg = compose_config([*settings, "size=tiny", *SMALL, "hardware.nproc_per_node=2", "hardware.num_threads=1",
                           f"output_model_path={tmp_path / 'm'}"])
     expect_user_error(capsys, cfg, *fragments)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def one_process_checkpoint(tmp_path_factory, mlm_data):
+    """A pre-training stopped at step 2 of 4 in one process: its step_2.pt."""
+    out = tmp_path_factory.mktemp("one_process") / "model"
+    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                              "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2", "pretrain.stop_after_steps=2",
+                              "pretrain.batch_size=4", "hardware.num_threads=1", f"output_model_path={out}"]))
+    return out
+
+
+@pytest.mark.parametrize("case", ["no checkpoint", "processes", "dataset"])
+def test_a_resume_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
+                                                                       lm_data, one_process_checkpoint, case):
+    """resume=true under hardware.nproc_per_node=2: the checkpoint to continue is found and checked against the
+    run's settings and data in the launching process, not by every worker after starting; nothing is changed."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    out, dataset = one_process_checkpoint, mlm_data
+    if case == "no checkpoint":
+        out = tmp_path / "empty"
+        out.mkdir()
+    elif case == "dataset":
+        dataset = lm_data
+    before = {path: path.read_bytes() for path in out.rglob('*') if path.is_file()}
+    cfg = compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={dataset}",
+                          "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2", "pretrain.batch_size=4",
+                          "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={out}",
+                          "resume=true"])
+    fragment = {"no checkpoint": f"resume=true but {out} has no step_N.pt checkpoint",
+                "processes": "cannot resume: world_size: checkpoint 1, now 2",
+                "dataset": f"{lm_data} was built for target 'lm'"}[case]
+    expect_user_error(capsys, cfg, fragment)
+    assert {path: path.read_bytes() for path in out.rglob('*') if path.is_file()} == before
 
 
 def finetune(out, *extra):

@@ -21,6 +21,7 @@ from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
 from uer.finetuning.checkpoints import check_output_dir
 from uer.finetuning.runners import MULTI_PROCESS, RUNNERS
+from uer.finetuning.setup import run_task, starting_tokenizer
 from uer.io.outputs import DIRECTORY, FILE, Output, path_keys
 from uer.models.compat import check_model, first_pooling_warning
 from uer.paths import model_dir
@@ -103,8 +104,9 @@ def prepare(cfg: DictConfig) -> None:
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
     check_decoder_use(cfg)
-    starting_checkpoint(cfg, BACKBONE_NODES)
+    start = starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.get("target"), cfg.get("decoder"))
+    run_task(cfg, starting_tokenizer(cfg, start))  # the vocabulary and what the task needs of it
     warning = first_pooling_warning(cfg.encoder, cfg.task.get("pooling"))
     if warning:
         log.warning("%s", warning)
