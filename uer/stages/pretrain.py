@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import MISSING, DictConfig
 
-from uer import distributed
+from uer import distributed, launch
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.data.prefetch import BatchSource
@@ -98,20 +98,23 @@ def prepare(cfg: DictConfig) -> None:
     checkpoint to continue (readable, verified, its settings and data this run's) -- every check the
     workers would otherwise make after starting."""
     check_logger(cfg.logger)
-    resumed = None
+    resumed = tokenizer = None
     if cfg.resume:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
-        resumed, _ = _newest_resumable(cfg, model_dir(cfg))
-        tokenizer = _tokenizer(cfg, resumed, None)
+        if launch.needed(cfg):  # in one process, run() finds and checks it (reading it once)
+            resumed, _ = _newest_resumable(cfg, model_dir(cfg))
+            tokenizer = _tokenizer(cfg, resumed, None)
     else:
         _refuse_earlier_checkpoints(model_dir(cfg))
         start = starting_checkpoint(cfg, BACKBONE_NODES)
         tokenizer = (checkpoint_tokenizer(start, cfg.pretrained_model_path) if start is not None
                      else build_tokenizer(cfg.tokenizer))
     check_model(cfg.embedding, cfg.encoder, cfg.target, cfg.decoder)
-    dataset = _open_dataset(cfg, tokenizer, check_values=False)
-    _adopt_start_id(cfg, tokenizer)
+    dataset = None
+    if tokenizer is not None:  # the run's tokenizer is known here (with resume=true in one process, run() checks)
+        dataset = _open_dataset(cfg, tokenizer, check_values=False)
+        _adopt_start_id(cfg, tokenizer)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
     _check_validation(cfg)
