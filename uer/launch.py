@@ -182,16 +182,24 @@ def _failure_line(errors: str, err: ChildFailedError) -> str:
     if first.is_file():
         print(first.read_text(encoding="utf-8"), end="", file=sys.stderr, flush=True)
         line += "; its error is printed above"
-    others = [_other_failure(errors, err, other, _last_line(first)) for other in sorted(err.failures) if other != rank]
+    others = _other_failures(errors, err, rank)
     return f"{line}; also failed: {', '.join(others)}" if others else line
 
 
-def _other_failure(errors: str, err: ChildFailedError, rank: int, first: str | None) -> str:
-    """How rank ``rank`` failed, in a few words: beside the first failure ``first`` (its exception line)."""
-    last = _last_line(_traceback_file(errors, rank))
-    if last is None:
-        return f"rank {rank} (exit code {err.failures[rank].exitcode})"
-    return f"rank {rank} ({'the same error' if last == first else last})"
+def _other_failures(errors: str, err: ChildFailedError, first: int) -> list[str]:
+    """The other ranks that failed, a few words each: those that met the first rank's error (the agent may have
+    stopped them meanwhile), and those the agent saw fail otherwise -- not a rank whose collective merely failed
+    because the first one left, and was stopped waiting."""
+    error = _last_line(_traceback_file(errors, first))
+    ranks = {int(path.name[len("rank"):-len(".traceback")]) for path in Path(errors).glob("rank*.traceback")}
+    told = []
+    for rank in sorted((ranks | set(err.failures)) - {first}):
+        last = _last_line(_traceback_file(errors, rank))
+        if last is not None and last == error:
+            told.append(f"rank {rank} (the same error)")
+        elif rank in err.failures:
+            told.append(f"rank {rank} ({last or f'exit code {err.failures[rank].exitcode}'})")
+    return told
 
 
 def _last_line(path: Path) -> str | None:
@@ -233,9 +241,9 @@ def _run_worker(entry, container: dict, run_directory: str | None, errors: str):
         _error_file(errors, rank).write_text(str(err), encoding="utf-8")
         sys.exit(2)
     except Exception:
-        # Anything else may be this rank's collective failing because another rank failed first and left: wait
-        # to be ended by the agent, and otherwise (this rank's own unexpected error) leave its traceback for the
-        # launching process, which prints the first failed rank's (once, though every rank meet the same bug).
-        time.sleep(FAILURE_GRACE)
+        # Its traceback is for the launching process, which prints the first failed rank's (once, though every
+        # rank meet the same bug).  This may be the rank's collective failing because another rank failed first
+        # and left: wait to be ended by the agent, so that the run's error is the rank that caused it.
         _traceback_file(errors, rank).write_text(traceback.format_exc(), encoding="utf-8")
+        time.sleep(FAILURE_GRACE)
         raise
