@@ -16,7 +16,7 @@ from uer.data.sampler import EpochSampler
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer import launch
 from uer.app import run_stage
-from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
+from uer_testing import ROOT, SMALL, book_review_slices, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -214,6 +214,40 @@ def test_a_resume_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path,
                 "dataset": f"{lm_data} was built for target 'lm'"}[case]
     expect_user_error(capsys, cfg, fragment)
     assert {path: path.read_bytes() for path in out.rglob('*') if path.is_file()} == before
+
+
+@pytest.fixture(scope="module")
+def one_process_fine_tune(tmp_path_factory):
+    """A fine-tuning of one epoch in one process on a slice of book_review: its directory and data files."""
+    tmp = tmp_path_factory.mktemp("one_process_fine_tune")
+    slices = book_review_slices(tmp, train=64, dev=16)
+    out = tmp / "clf"
+    run_stage(compose_config(["task=classifier", "size=tiny", *SMALL, f"finetune.train_path={slices['train']}",
+                              f"finetune.dev_path={slices['dev']}", "finetune.epochs_num=1", "finetune.batch_size=16",
+                              "finetune.seq_length=16", "hardware.num_threads=1", f"output_model_path={out}"]))
+    return out, slices
+
+
+@pytest.mark.parametrize("case", ["processes", "data"])
+def test_a_fine_tuning_resume_the_run_refuses_is_one_line_before_any_worker_starts(
+        tmp_path, monkeypatch, capsys, one_process_fine_tune, case):
+    """last.pt's processes and data files are compared in the launching process; nothing is changed."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    out, slices = one_process_fine_tune
+    train, allowed = slices["train"], []
+    if case == "data":
+        train = tmp_path / "train.tsv"
+        train.write_text(slices["train"].read_text(encoding="utf-8") + "1\tone more row\n", encoding="utf-8")
+        allowed = ["resume_allow_changes=[world_size]"]
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    cfg = compose_config(["task=classifier", "size=tiny", *SMALL, f"finetune.train_path={train}",
+                          f"finetune.dev_path={slices['dev']}", "finetune.epochs_num=1", "finetune.batch_size=16",
+                          "finetune.seq_length=16", "hardware.nproc_per_node=2", "hardware.num_threads=1",
+                          f"output_model_path={out}", "resume=true", *allowed])
+    fragment = {"processes": "cannot resume: world_size: checkpoint 1, now 2",
+                "data": "cannot resume: dataset: checkpoint "}[case]
+    expect_user_error(capsys, cfg, fragment)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
 def finetune(out, *extra):
