@@ -13,9 +13,10 @@ same command on every node.
 A worker stopped by a :class:`~uer.errors.UerError` does not print it: it leaves its line in a
 file of a directory this process made for the run, and this process raises the first failed
 rank's line as its own -- one line, printed once, however many ranks met the same error (a bad
-setting or file every rank finds).  A worker's unexpected error leaves its traceback in that directory too:
-this process prints the first failed rank's, once, and names that rank in its line, with the other ranks
-that failed summed up in the same line (a bug every rank meets is one traceback, not one per rank).  SIGINT or SIGTERM stops the workers (the elastic agent passes it on)
+setting or file every rank finds).  A worker's unexpected error leaves its traceback in that
+directory too: this process prints the first failed rank's, once, and names that rank in its line,
+with the other ranks that failed summed up in the same line (a bug every rank meets is one
+traceback, not one per rank).  SIGINT or SIGTERM stops the workers (the elastic agent passes it on)
 and is raised here as :class:`~uer.errors.Interrupted`, so the run ends as one in a single process
 does: one line, exit status 128 + the signal.
 """
@@ -241,9 +242,9 @@ def _run_worker(entry, container: dict, run_directory: str | None, errors: str):
         _error_file(errors, rank).write_text(str(err), encoding="utf-8")
         sys.exit(2)
     except Exception:
-        # Its traceback is for the launching process, which prints the first failed rank's (once, though every
-        # rank meet the same bug).  This may be the rank's collective failing because another rank failed first
-        # and left: wait to be ended by the agent, so that the run's error is the rank that caused it.
+        # Its traceback is for the launching process, which prints the first failed rank's (once, even when
+        # every rank meets the same bug).  This may be the rank's collective failing because another rank
+        # failed first and left: wait to be ended by the agent, so that the run's error is the rank that caused it.
         _traceback_file(errors, rank).write_text(traceback.format_exc(), encoding="utf-8")
         time.sleep(FAILURE_GRACE)
         raise

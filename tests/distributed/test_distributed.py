@@ -187,8 +187,9 @@ def one_process_checkpoint(tmp_path_factory, mlm_data):
     """A pre-training stopped at step 2 of 4 in one process: its step_2.pt."""
     out = tmp_path_factory.mktemp("one_process") / "model"
     run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
-                              "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2", "pretrain.stop_after_steps=2",
-                              "pretrain.batch_size=4", "hardware.num_threads=1", f"output_model_path={out}"]))
+                              "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2",
+                              "pretrain.stop_after_steps=2", "pretrain.batch_size=4", "hardware.num_threads=1",
+                              f"output_model_path={out}"]))
     return out
 
 

@@ -202,7 +202,8 @@ def test_cloze_on_nan_weights_allowed_still_writes_json(tmp_path, vocab, nan_che
     out = tmp_path / "cloze.jsonl"
     run_tool("cloze_test", f"tool.input_path={nan_checkpoint}", f"tool.output_path={out}", *TOOL_RUNS["cloze_test"],
              "allow_nonfinite_weights=true", vocab=vocab)
-    [record] = [json.loads(line, parse_constant=refuse_constant) for line in out.read_text(encoding="utf-8").splitlines()]
+    [record] = [json.loads(line, parse_constant=refuse_constant)
+                for line in out.read_text(encoding="utf-8").splitlines()]
     assert [score for _, score in record["predictions"][0]] == [None] * len(record["predictions"][0])
 
 
