@@ -82,10 +82,6 @@ def check_devices(cfg: DictConfig) -> None:
                        f"visible; set hardware.nproc_per_node={visible}")
 
 
-def needed(cfg: DictConfig) -> bool:
-    return world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES and "RANK" not in os.environ
-
-
 def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     """``entry(cfg)`` in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
     hw = cfg.hardware

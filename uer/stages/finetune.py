@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from uer import distributed, launch
+from uer import distributed
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
@@ -106,7 +106,7 @@ def prepare(cfg: DictConfig) -> None:
     RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
-    if cfg.resume and launch.needed(cfg):  # in one process, the run checks it as it loads it
+    if cfg.resume and distributed.starts_workers(cfg):  # in one process, the run checks it as it loads it
         _check_resumable_data(cfg)
     check_decoder_use(cfg)
     start = starting_checkpoint(cfg, BACKBONE_NODES)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 from omegaconf import MISSING, DictConfig
 
-from uer import distributed, launch
+from uer import distributed
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.data.prefetch import BatchSource
@@ -102,7 +102,7 @@ def prepare(cfg: DictConfig) -> None:
     if cfg.resume:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
-        if launch.needed(cfg):  # in one process, run() finds and checks it (reading it once)
+        if distributed.starts_workers(cfg):  # in one process, run() finds and checks it (reading it once)
             resumed, _ = _newest_resumable(cfg, model_dir(cfg))
             tokenizer = _tokenizer(cfg, resumed, None)
     else:
