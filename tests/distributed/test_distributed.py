@@ -155,7 +155,7 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
 
 
 @pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target", "finetune vocab",
-                                  "pretrain vocab"])
+                                  "pretrain vocab", "finetune metric"])
 def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
                                                                           case):
     """Found inside the workers, every rank would find it (after starting them for nothing)."""
@@ -175,6 +175,9 @@ def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_pa
                            [f"vocab file {missing} not found"]),
         "pretrain vocab": (["stage=pretrain", f"pretrain.dataset_path={mlm_data}", f"tokenizer.vocab_path={missing}"],
                            [f"vocab file {missing} not found"]),
+        "finetune metric": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                             f"finetune.dev_path={data}/dev.tsv", "finetune.metric=bogus"],
+                            ["finetune.metric=bogus is not reported by task classifier"]),
     }[case]
     cfg = compose_config([*settings, "size=tiny", *SMALL, "hardware.nproc_per_node=2", "hardware.num_threads=1",
                           f"output_model_path={tmp_path / 'm'}"])

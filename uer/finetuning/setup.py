@@ -54,14 +54,16 @@ def prepare(cfg: DictConfig) -> Setup:
 
 
 def run_task(cfg: DictConfig, tokenizer) -> Task:
-    """The run's task on ``tokenizer``, once ``finetune.seq_length`` is checked against the embedding's positions.
-    The stage makes it before any worker starts too (:func:`uer.stages.finetune.prepare`), so that what the
-    task refuses (a vocabulary without a token it needs, a setting) stops the run there."""
+    """The run's task on ``tokenizer``, once ``finetune.seq_length`` is checked against the embedding's positions
+    (and ``finetune.metric`` against what the task reports).  The stage makes it before any worker starts too
+    (:func:`uer.stages.finetune.prepare`), so that what the task refuses (a vocabulary without a token it needs,
+    a setting) stops the run there."""
     seq_length, positions = cfg.finetune.seq_length, cfg.embedding.get("max_seq_length")
     if positions is not None and seq_length > positions:
         raise UerError(f"finetune.seq_length={seq_length} exceeds the {positions} positions the embedding has; "
                        f"use finetune.seq_length={positions} or less")
     task = make_task(cfg.task, tokenizer, seq_length)
+    selection_metric(cfg, task)
     if cfg.get("decoder") is not None:  # an encoder-decoder: what its targets start with and may take
         if cfg.decoder.start_id is None:
             cfg.decoder.start_id = tokenizer.vocab.cls_id  # recorded in the checkpoint's config
@@ -69,10 +71,9 @@ def run_task(cfg: DictConfig, tokenizer) -> Task:
     return task
 
 
-def selection_metric(setup: Setup) -> str:
+def selection_metric(cfg: DictConfig, task: Task) -> str:
     """``finetune.metric`` (or the task's first metric), checked against what the task reports."""
-    task = setup.task
-    metric = setup.cfg.finetune.metric or task.metrics[0]
+    metric = cfg.finetune.metric or task.metrics[0]
     if metric not in task.metrics:
         raise UerError(f"finetune.metric={metric} is not reported by task {task.name}; "
                        f"choose one of: {', '.join(task.metrics)}")

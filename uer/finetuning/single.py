@@ -47,7 +47,7 @@ def run(cfg: DictConfig) -> float:
     dev = task.read(f.dev_path, split="dev", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows)
     test = task.read(f.test_path, split="test", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows) \
         if f.test_path else None
-    metric = selection_metric(setup)
+    metric = selection_metric(cfg, setup.task)
     log.info("%s: %d train, %d dev%s examples, labels_num=%d", task.name, len(train), len(dev),
              f", {len(test)} test" if test is not None else "", labels_num)
 
