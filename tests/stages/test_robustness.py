@@ -181,9 +181,17 @@ def test_a_second_fine_tuning_into_one_path_is_refused_while_the_first_runs(tmp_
         _wait_for(lambda: (out / LOCK_FILE).is_file() and (out / LOCK_FILE).read_text(), "its lock", first)
         second = run_main([*FINETUNE, f"output_model_path={out}"], tmp_path / "run_b")
         assert_one_line_no_traceback(second, f"output_model_path={out} is in use by another run", f"pid {first.pid}")
+        first.send_signal(signal.SIGINT)  # a fine-tuning stopped anywhere: one line, as pre-training is
+        _, stderr = first.communicate(timeout=120)
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    [line] = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+    assert line.startswith("interrupted by SIGINT: "), line
+    assert not (out / LOCK_FILE).exists()
     if (out / "best.pt").exists():  # the first run finished an epoch before it was stopped: its model
         assert load_checkpoint(out / "best.pt")["config"]["finetune"]["epochs_num"] == 1000
 
