@@ -5,11 +5,19 @@
     python main.py task=classifier finetune.train_path=...      # task= implies stage=finetune
 """
 
-if __name__ == "__main__":  # before torch is loaded: glibc reads its malloc settings at start-up
-    from uer.malloc_tuning import restart_with_tuned_malloc
+import sys
 
-    restart_with_tuned_malloc(__file__)
+if __name__ == "__main__":
+    try:
+        from uer.malloc_tuning import restart_with_tuned_malloc
 
-    from uer.cli import main
+        restart_with_tuned_malloc(__file__)  # before torch is loaded: glibc reads its malloc settings at start-up
 
-    main()
+        from uer.cli import main
+
+        main()
+    except KeyboardInterrupt:  # while loading (torch takes seconds) or checking: a run stopped after starts ends
+        # itself with its own line (uer.app)
+        print("interrupted by SIGINT before the run started: nothing was written; run the command again",
+              file=sys.stderr, flush=True)
+        sys.exit(130)

@@ -59,14 +59,14 @@ def run_stage(cfg: DictConfig):
         launch.check_devices(cfg)
         distributed.adopt_slurm_tasks()
         stage = STAGES[cfg.stage]
-        if launch.needed(cfg):
+        if distributed.starts_workers(cfg):
             check_data_present(cfg)
         with claimed(outputs(cfg, run_directory=True) if _holds_outputs(cfg, worker=False) else []):
             prepare = getattr(stage, "prepare", None)
             if prepare is not None:
                 prepare(cfg)
             record_config(cfg)
-            result = launch.launch(cfg, run_in_worker) if launch.needed(cfg) else stage.run(cfg)
+            result = launch.launch(cfg, run_in_worker) if distributed.starts_workers(cfg) else stage.run(cfg)
     except UerError as err:
         return _fail(worded(err))
     except OSError as err:  # one the stage did not expect (a file that vanished, a write it does not guard)
@@ -129,7 +129,7 @@ def _holds_outputs(cfg: DictConfig, worker: bool) -> bool:
         return False
     if worker:
         return cfg.hardware.nnodes > 1
-    return not (launch.needed(cfg) and cfg.hardware.nnodes > 1)
+    return not (distributed.starts_workers(cfg) and cfg.hardware.nnodes > 1)
 
 
 CONFIG_FILE = "config.yaml"

@@ -46,6 +46,12 @@ def world_size(cfg) -> int:
     return hardware.nproc_per_node * hardware.nnodes if hardware is not None else 1
 
 
+def starts_workers(cfg) -> bool:
+    """Whether this process starts the workers of ``cfg``'s run (:mod:`uer.launch`): several processes asked for,
+    and this process is not one of them already (torchrun, a restart or SLURM sets ``RANK``)."""
+    return world_size(cfg) > 1 and "RANK" not in os.environ
+
+
 def env_from_os() -> DistEnv:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistEnv()

@@ -13,8 +13,10 @@ same command on every node.
 A worker stopped by a :class:`~uer.errors.UerError` does not print it: it leaves its line in a
 file of a directory this process made for the run, and this process raises the first failed
 rank's line as its own -- one line, printed once, however many ranks met the same error (a bad
-setting or file every rank finds).  A worker's unexpected error prints its traceback itself, and
-this process names the rank.  SIGINT or SIGTERM stops the workers (the elastic agent passes it on)
+setting or file every rank finds).  A worker's unexpected error leaves its traceback in that
+directory too: this process prints the first failed rank's, once, and names that rank in its line,
+with the other ranks that failed summed up in the same line (a bug every rank meets is one
+traceback, not one per rank).  SIGINT or SIGTERM stops the workers (the elastic agent passes it on)
 and is raised here as :class:`~uer.errors.Interrupted`, so the run ends as one in a single process
 does: one line, exit status 128 + the signal.
 """
@@ -80,10 +82,6 @@ def check_devices(cfg: DictConfig) -> None:
                        f"visible; set hardware.nproc_per_node={visible}")
 
 
-def needed(cfg: DictConfig) -> bool:
-    return world_size(cfg) > 1 and cfg.stage in DISTRIBUTED_STAGES and "RANK" not in os.environ
-
-
 def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     """``entry(cfg)`` in ``nproc_per_node`` workers here (and as many on each other node); rank 0's result."""
     hw = cfg.hardware
@@ -111,12 +109,7 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
             try:
                 results = elastic_launch(config, _worker)(entry, container, run_directory, errors)
             except ChildFailedError as err:
-                rank, failure = err.get_first_failure()
-                line = _error_line(errors, rank)
-                if line is not None:
-                    raise UerError(line) from None
-                raise UerError(f"worker rank {rank} failed (exit code {failure.exitcode}); its error is printed "
-                               "above") from None
+                raise UerError(_failure_line(errors, err)) from None
     except SignalException as err:  # SIGINT/SIGTERM: the agent stopped the workers
         stopped = err.sigval
     except RendezvousError as err:
@@ -164,10 +157,54 @@ def _error_file(errors: str, rank: int) -> Path:
     return Path(errors) / f"rank{rank}"
 
 
+def _traceback_file(errors: str, rank: int) -> Path:
+    return Path(errors) / f"rank{rank}.traceback"
+
+
 def _error_line(errors: str, rank: int) -> str | None:
     """The one line rank ``rank`` left when a UerError stopped it, or None (it met another error)."""
     path = _error_file(errors, rank)
     return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def _failure_line(errors: str, err: ChildFailedError) -> str:
+    """The run's error line when workers failed: the first failed rank's UerError line; for another error, its
+    traceback is printed here (once, whichever ranks met it) and the line names the rank and sums up the others."""
+    rank, failure = err.get_first_failure()
+    line = _error_line(errors, rank)
+    if line is not None:
+        return line
+    first = _traceback_file(errors, rank)
+    line = f"worker rank {rank} failed (exit code {failure.exitcode})"  # ended by a signal: it printed nothing
+    if first.is_file():
+        print(first.read_text(encoding="utf-8"), end="", file=sys.stderr, flush=True)
+        line += "; its error is printed above"
+    others = _other_failures(errors, err, rank)
+    return f"{line}; also failed: {', '.join(others)}" if others else line
+
+
+def _other_failures(errors: str, err: ChildFailedError, first: int) -> list[str]:
+    """The other ranks that failed, a few words each: those that met the first rank's error (the agent may have
+    stopped them meanwhile), and those the agent saw fail otherwise -- not a rank whose collective merely failed
+    because the first one left, and was stopped waiting."""
+    error = _last_line(_traceback_file(errors, first))
+    ranks = {int(path.name[len("rank"):-len(".traceback")]) for path in Path(errors).glob("rank*.traceback")}
+    told = []
+    for rank in sorted((ranks | set(err.failures)) - {first}):
+        last = _last_line(_traceback_file(errors, rank))
+        if last is not None and last == error:
+            told.append(f"rank {rank} (the same error)")
+        elif rank in err.failures:
+            told.append(f"rank {rank} ({last or f'exit code {err.failures[rank].exitcode}'})")
+    return told
+
+
+def _last_line(path: Path) -> str | None:
+    """The exception line ending the traceback a rank left in ``path``, or None (it left none)."""
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").strip().splitlines()
+    return lines[-1] if lines else None
 
 
 def _stopped(signum, frame):
@@ -185,7 +222,8 @@ def _run_worker(entry, container: dict, run_directory: str | None, errors: str):
     rank = int(os.environ.get("RANK", 0))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
                         format=f"[%(asctime)s][%(name)s][%(levelname)s][rank {rank}] - %(message)s")
-    _error_file(errors, rank).unlink(missing_ok=True)  # left by this rank's attempt before a restart
+    for left in (_error_file(errors, rank), _traceback_file(errors, rank)):  # by this rank's attempt before a restart
+        left.unlink(missing_ok=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _stopped)
     if run_directory is not None:
@@ -200,9 +238,9 @@ def _run_worker(entry, container: dict, run_directory: str | None, errors: str):
         _error_file(errors, rank).write_text(str(err), encoding="utf-8")
         sys.exit(2)
     except Exception:
-        # Anything else may be this rank's collective failing because another rank failed first and left: wait
-        # to be ended by the agent, and otherwise (this rank's own unexpected error) print its traceback, as a
-        # run in one process does.
+        # Its traceback is for the launching process, which prints the first failed rank's (once, even when
+        # every rank meets the same bug).  This may be the rank's collective failing because another rank
+        # failed first and left: wait to be ended by the agent, so that the run's error is the rank that caused it.
+        _traceback_file(errors, rank).write_text(traceback.format_exc(), encoding="utf-8")
         time.sleep(FAILURE_GRACE)
-        traceback.print_exc(file=sys.stderr)
         raise

@@ -16,7 +16,7 @@ from uer.data.sampler import EpochSampler
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer import launch
 from uer.app import run_stage
-from uer_testing import ROOT, SMALL, compose_config, error_lines, expect_user_error, run_main
+from uer_testing import ROOT, SMALL, book_review_slices, compose_config, error_lines, expect_user_error, run_main
 
 pytestmark = pytest.mark.e2e
 
@@ -154,7 +154,8 @@ def test_unreachable_rendezvous_fails_clearly_within_the_timeout(tmp_path, mlm_d
     assert time.monotonic() - start < 90
 
 
-@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target"])
+@pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target", "finetune vocab",
+                                  "pretrain vocab", "finetune metric"])
 def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
                                                                           case):
     """Found inside the workers, every rank would find it (after starting them for nothing)."""
@@ -169,11 +170,88 @@ def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_pa
                                   [f"pretrain.dataset_path={missing}: no such file or directory"]),
         "pretrain target": (["stage=pretrain", "target=bert", f"pretrain.dataset_path={mlm_data}"],
                             [f"{mlm_data} was built for target 'mlm'"]),
+        "finetune vocab": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                            f"finetune.dev_path={data}/dev.tsv", f"tokenizer.vocab_path={missing}"],
+                           [f"vocab file {missing} not found"]),
+        "pretrain vocab": (["stage=pretrain", f"pretrain.dataset_path={mlm_data}", f"tokenizer.vocab_path={missing}"],
+                           [f"vocab file {missing} not found"]),
+        "finetune metric": (["task=classifier", f"finetune.train_path={data}/train.tsv",
+                             f"finetune.dev_path={data}/dev.tsv", "finetune.metric=bogus"],
+                            ["finetune.metric=bogus is not reported by task classifier"]),
     }[case]
     cfg = compose_config([*settings, "size=tiny", *SMALL, "hardware.nproc_per_node=2", "hardware.num_threads=1",
                           f"output_model_path={tmp_path / 'm'}"])
     expect_user_error(capsys, cfg, *fragments)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def one_process_checkpoint(tmp_path_factory, mlm_data):
+    """A pre-training stopped at step 2 of 4 in one process: its step_2.pt."""
+    out = tmp_path_factory.mktemp("one_process") / "model"
+    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                              "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2",
+                              "pretrain.stop_after_steps=2", "pretrain.batch_size=4", "hardware.num_threads=1",
+                              f"output_model_path={out}"]))
+    return out
+
+
+@pytest.mark.parametrize("case", ["no checkpoint", "processes", "dataset"])
+def test_a_resume_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,
+                                                                       lm_data, one_process_checkpoint, case):
+    """resume=true under hardware.nproc_per_node=2: the checkpoint to continue is found and checked against the
+    run's settings and data in the launching process, not by every worker after starting; nothing is changed."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    out, dataset = one_process_checkpoint, mlm_data
+    if case == "no checkpoint":
+        out = tmp_path / "empty"
+        out.mkdir()
+    elif case == "dataset":
+        dataset = lm_data
+    before = {path: path.read_bytes() for path in out.rglob('*') if path.is_file()}
+    cfg = compose_config(["stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={dataset}",
+                          "pretrain.total_steps=4", "pretrain.save_checkpoint_steps=2", "pretrain.batch_size=4",
+                          "hardware.nproc_per_node=2", "hardware.num_threads=1", f"output_model_path={out}",
+                          "resume=true"])
+    fragment = {"no checkpoint": f"resume=true but {out} has no step_N.pt checkpoint",
+                "processes": "cannot resume: world_size: checkpoint 1, now 2",
+                "dataset": f"{lm_data} was built for target 'lm'"}[case]
+    expect_user_error(capsys, cfg, fragment)
+    assert {path: path.read_bytes() for path in out.rglob('*') if path.is_file()} == before
+
+
+@pytest.fixture(scope="module")
+def one_process_fine_tune(tmp_path_factory):
+    """A fine-tuning of one epoch in one process on a slice of book_review: its directory and data files."""
+    tmp = tmp_path_factory.mktemp("one_process_fine_tune")
+    slices = book_review_slices(tmp, train=64, dev=16)
+    out = tmp / "clf"
+    run_stage(compose_config(["task=classifier", "size=tiny", *SMALL, f"finetune.train_path={slices['train']}",
+                              f"finetune.dev_path={slices['dev']}", "finetune.epochs_num=1", "finetune.batch_size=16",
+                              "finetune.seq_length=16", "hardware.num_threads=1", f"output_model_path={out}"]))
+    return out, slices
+
+
+@pytest.mark.parametrize("case", ["processes", "data"])
+def test_a_fine_tuning_resume_the_run_refuses_is_one_line_before_any_worker_starts(
+        tmp_path, monkeypatch, capsys, one_process_fine_tune, case):
+    """last.pt's processes and data files are compared in the launching process; nothing is changed."""
+    monkeypatch.setattr(launch, "launch", lambda cfg, entry: pytest.fail("workers were started"))
+    out, slices = one_process_fine_tune
+    train, allowed = slices["train"], []
+    if case == "data":
+        train = tmp_path / "train.tsv"
+        train.write_text(slices["train"].read_text(encoding="utf-8") + "1\tone more row\n", encoding="utf-8")
+        allowed = ["resume_allow_changes=[world_size]"]
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    cfg = compose_config(["task=classifier", "size=tiny", *SMALL, f"finetune.train_path={train}",
+                          f"finetune.dev_path={slices['dev']}", "finetune.epochs_num=1", "finetune.batch_size=16",
+                          "finetune.seq_length=16", "hardware.nproc_per_node=2", "hardware.num_threads=1",
+                          f"output_model_path={out}", "resume=true", *allowed])
+    fragment = {"processes": "cannot resume: world_size: checkpoint 1, now 2",
+                "data": "cannot resume: dataset: checkpoint "}[case]
+    expect_user_error(capsys, cfg, fragment)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
 
 
 def finetune(out, *extra):

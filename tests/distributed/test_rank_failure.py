@@ -8,6 +8,7 @@ An error every rank meets is printed once, and SIGINT ends a multi-process run w
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ MESSAGE = "injected: a corrupt batch on rank 1 at step 2"
 
 OOM = "injected: out of memory on rank 1 at step 2"
 
+BUG = "injected: a bug every rank meets at step 2"
+
 SITECUSTOMIZE = f'''
 import os
 if "UER_TEST_FAIL_RANK1" in os.environ:  # RANK is set later, when the worker's function starts
@@ -33,6 +36,8 @@ if "UER_TEST_FAIL_RANK1" in os.environ:  # RANK is set later, when the worker's 
     train_step = Trainer.train_step
 
     def failing_train_step(self, micro_batches):
+        if os.environ["UER_TEST_FAIL_RANK1"] == "every" and self.step + 1 == 2:
+            raise RuntimeError({BUG!r})
         if os.environ.get("RANK") == "1" and self.step + 1 == 2:
             if os.environ["UER_TEST_FAIL_RANK1"] == "oom":
                 raise torch.OutOfMemoryError({OOM!r})
@@ -100,6 +105,20 @@ def test_an_unexpected_error_on_one_rank_is_its_traceback_alone(tmp_path, mlm_da
     assert error_lines(proc) == ["error: worker rank 1 failed (exit code 1); its error is printed above"], \
         proc.stderr[-3000:]
     assert "Connection closed" not in proc.stderr, proc.stderr[-3000:]
+
+
+def test_an_unexpected_error_every_rank_meets_is_one_traceback(tmp_path, mlm_data):
+    """A plain bug (a RuntimeError) on every rank: the first failed rank's traceback, printed once; the other
+    rank's failure is summed up in the error line, not printed again."""
+    proc = run_failing(tmp_path, "stage=pretrain", "size=tiny", *SMALL, f"pretrain.dataset_path={mlm_data}",
+                       "pretrain.total_steps=20", "pretrain.batch_size=4", failure="every")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("Traceback") == 1, proc.stderr[-5000:]
+    assert proc.stderr.count(f"RuntimeError: {BUG}") == 1, proc.stderr[-5000:]
+    [line] = error_lines(proc)
+    first = re.fullmatch(r"error: worker rank ([01]) failed \(exit code 1\); its error is printed above; also "
+                         r"failed: rank ([01]) \(the same error\)", line)
+    assert first is not None and first[1] != first[2], line
 
 
 def test_an_error_every_rank_meets_is_printed_once(tmp_path):

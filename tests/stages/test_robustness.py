@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,6 +154,26 @@ def test_an_interrupted_pre_training_says_what_it_kept_in_one_line_and_resumes(d
     assert step_checkpoints(out)[-1][0] == newest + 1
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches /proc/PID/maps")
+def test_sigint_while_main_py_is_still_loading_is_one_line_and_exit_130(tmp_path):
+    """The signal arrives while torch is being imported (its library just mapped into the process): before any
+    handler of uer's, Python's own would print a KeyboardInterrupt traceback."""
+    run = _start(["stage=preprocess", f"preprocess.corpus_path={corpus_slice(tmp_path, 'book_review.txt', 20)}",
+                  f"preprocess.dataset_path={tmp_path / 'data'}"], tmp_path / "run")
+    try:
+        _wait_for(lambda: "libtorch" in Path(f"/proc/{run.pid}/maps").read_text(), "torch to load", run)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert len([line for line in stderr.splitlines() if line.startswith("interrupted by SIGINT")]) == 1, stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_second_fine_tuning_into_one_path_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "clf"
     first = _start([*FINETUNE, "finetune.epochs_num=1000", f"output_model_path={out}"], tmp_path / "run_a")
@@ -160,9 +181,17 @@ def test_a_second_fine_tuning_into_one_path_is_refused_while_the_first_runs(tmp_
         _wait_for(lambda: (out / LOCK_FILE).is_file() and (out / LOCK_FILE).read_text(), "its lock", first)
         second = run_main([*FINETUNE, f"output_model_path={out}"], tmp_path / "run_b")
         assert_one_line_no_traceback(second, f"output_model_path={out} is in use by another run", f"pid {first.pid}")
+        first.send_signal(signal.SIGINT)  # a fine-tuning stopped anywhere: one line, as pre-training is
+        _, stderr = first.communicate(timeout=120)
     finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    [line] = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+    assert line.startswith("interrupted by SIGINT: "), line
+    assert not (out / LOCK_FILE).exists()
     if (out / "best.pt").exists():  # the first run finished an epoch before it was stopped: its model
         assert load_checkpoint(out / "best.pt")["config"]["finetune"]["epochs_num"] == 1000
 

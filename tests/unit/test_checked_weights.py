@@ -2,6 +2,7 @@
 the newest checkpoint that verifies; weights holding NaN or inf are refused unless asked for."""
 
 import hashlib
+import json
 import logging
 import struct
 import zipfile
@@ -190,6 +191,20 @@ def test_nan_weights_can_be_inspected_when_allowed(tmp_path, vocab, nan_checkpoi
              "allow_nonfinite_weights=true", vocab=vocab)
     assert out.is_file()
     assert any(NAN_TENSOR in record.getMessage() for record in caplog.records if record.levelno == logging.WARNING)
+
+
+def refuse_constant(name):
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_cloze_on_nan_weights_allowed_still_writes_json(tmp_path, vocab, nan_checkpoint):
+    """Allowed to load NaN weights, cloze_test scores every token NaN: written as JSON's null, not a bare NaN."""
+    out = tmp_path / "cloze.jsonl"
+    run_tool("cloze_test", f"tool.input_path={nan_checkpoint}", f"tool.output_path={out}", *TOOL_RUNS["cloze_test"],
+             "allow_nonfinite_weights=true", vocab=vocab)
+    [record] = [json.loads(line, parse_constant=refuse_constant)
+                for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [score for _, score in record["predictions"][0]] == [None] * len(record["predictions"][0])
 
 
 def test_original_bin_with_inf_is_refused(tmp_path, vocab, capsys):

@@ -92,7 +92,7 @@ def run(cfg: DictConfig) -> float:
                        f"or task.folds_num")
     test = task.read(f.test_path, split="test", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows) \
         if f.test_path else None
-    metric = finetune_setup.selection_metric(setup)
+    metric = finetune_setup.selection_metric(cfg, setup.task)
     log.info("%s: %d train rows in %d folds of %d-%d rows%s, labels_num=%d", task.name, len(train), folds_num,
              int(np.bincount(folds).min()), largest, f", {len(test)} test" if test is not None else "", labels_num)
 

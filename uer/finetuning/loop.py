@@ -97,15 +97,22 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     return best
 
 
-def resume(last_path: Path, model: nn.Module, session: TrainingSession, batches, best: Best, *, config: dict,
-           allowed) -> list[dict]:
-    """Load ``last.pt`` into the run: weights, optimizer, schedule, step, random state, data position and
-    best so far, once its settings are checked against this run's; returns its evaluations so far."""
+def resumable_checkpoint(last_path: Path) -> dict:
+    """``last.pt`` read and verified, refused unless it holds the fine-tuning state a run resumes from."""
     payload = load_checkpoint(last_path)
     state = payload.get("trainer")
     if not state or "best" not in state:
         raise UerError(f"{last_path} holds no fine-tuning state to resume from; drop resume=true, or use the "
                        "last.pt of the run to continue")
+    return payload
+
+
+def resume(last_path: Path, model: nn.Module, session: TrainingSession, batches, best: Best, *, config: dict,
+           allowed) -> list[dict]:
+    """Load ``last.pt`` into the run: weights, optimizer, schedule, step, random state, data position and
+    best so far, once its settings are checked against this run's; returns its evaluations so far."""
+    payload = resumable_checkpoint(last_path)
+    state = payload["trainer"]
     check_resumable(payload, config, session.facts, allowed)
     model.load_state_dict(payload["model"])
     session.restore(state, batches)

@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> float:
     tests = [(i, task.read_dataset(i, folder / "test.tsv", split="test", labels_num=labels_nums[i],
                                    skip_bad_rows=f.skip_bad_rows))
              for i, folder in enumerate(folders) if (folder / "test.tsv").is_file()]
-    metric = finetune_setup.selection_metric(setup)
+    metric = finetune_setup.selection_metric(cfg, setup.task)
     for i, folder in enumerate(folders):
         log.info("%s dataset %d (%s): %d train, %d dev examples, labels_num=%d", task.name, i, folder,
                  len(trains[i]), len(devs[i]), labels_nums[i])

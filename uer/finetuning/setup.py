@@ -47,27 +47,34 @@ class Setup:
 
 def prepare(cfg: DictConfig) -> Setup:
     """Set threads/device/seed, load the starting weights, make the task."""
-    f = cfg.finetune
     device, env = training_process(cfg)
 
     tokenizer, state, source, hf = starting_point(cfg)
-    positions = cfg.embedding.get("max_seq_length")
-    if positions is not None and f.seq_length > positions:
-        raise UerError(f"finetune.seq_length={f.seq_length} exceeds the {positions} positions the embedding has; "
+    return Setup(cfg, device, tokenizer, state, source, run_task(cfg, tokenizer), env, hf)
+
+
+def run_task(cfg: DictConfig, tokenizer) -> Task:
+    """The run's task on ``tokenizer``, once ``finetune.seq_length`` is checked against the embedding's positions
+    (and ``finetune.metric`` against what the task reports).  The stage makes it before any worker starts too
+    (:func:`uer.stages.finetune.prepare`), so that what the task refuses (a vocabulary without a token it needs,
+    a setting) stops the run there."""
+    seq_length, positions = cfg.finetune.seq_length, cfg.embedding.get("max_seq_length")
+    if positions is not None and seq_length > positions:
+        raise UerError(f"finetune.seq_length={seq_length} exceeds the {positions} positions the embedding has; "
                        f"use finetune.seq_length={positions} or less")
-    task = make_task(cfg.task, tokenizer, f.seq_length)
+    task = make_task(cfg.task, tokenizer, seq_length)
+    selection_metric(cfg, task)
     if cfg.get("decoder") is not None:  # an encoder-decoder: what its targets start with and may take
         if cfg.decoder.start_id is None:
             # recorded in the checkpoint's config
             cfg.decoder.start_id = tokenizer.vocab.role_id("cls", "the decoder's first input (decoder.start_id unset)")
         task.info.update(decoder_start_id=cfg.decoder.start_id, target_positions=decoder_positions(cfg.embedding))
-    return Setup(cfg, device, tokenizer, state, source, task, env, hf)
+    return task
 
 
-def selection_metric(setup: Setup) -> str:
+def selection_metric(cfg: DictConfig, task: Task) -> str:
     """``finetune.metric`` (or the task's first metric), checked against what the task reports."""
-    task = setup.task
-    metric = setup.cfg.finetune.metric or task.metrics[0]
+    metric = cfg.finetune.metric or task.metrics[0]
     if metric not in task.metrics:
         raise UerError(f"finetune.metric={metric} is not reported by task {task.name}; "
                        f"choose one of: {', '.join(task.metrics)}")
@@ -100,14 +107,21 @@ def starting_point(cfg: DictConfig):
     path = cfg.pretrained_model_path
     if not path:
         log.info("pretrained_model_path is null: the model starts from random weights")
-        return build_tokenizer(cfg.tokenizer), None, None, None
+        return starting_tokenizer(cfg, None), None, None, None
     kind, content = read_model_file(path, "pretrained_model_path")
     if kind != CHECKPOINT:
         log.info("starting from the original UER model %s with the composed embedding/encoder/size config", path)
-        return build_tokenizer(cfg.tokenizer), from_uer_state_dict(content), str(path), None
+        return starting_tokenizer(cfg, None), from_uer_state_dict(content), str(path), None
     log.info("starting from %s, with its architecture and tokenizer", path)
-    return (checkpoint_tokenizer(content, path), content["model"], str(path),
-            (content.get("config") or {}).get("hf"))
+    return (starting_tokenizer(cfg, content), content["model"], str(path), (content.get("config") or {}).get("hf"))
+
+
+def starting_tokenizer(cfg: DictConfig, checkpoint: dict | None):
+    """The tokenizer of a run starting from ``checkpoint`` (one of ours, at ``pretrained_model_path``): the one it
+    was trained with; without one (random weights, an original UER file), the configured one."""
+    if checkpoint is not None:
+        return checkpoint_tokenizer(checkpoint, cfg.pretrained_model_path)
+    return build_tokenizer(cfg.tokenizer)
 
 
 def usable_weights(state: dict, model: torch.nn.Module) -> dict:

@@ -29,6 +29,12 @@ from uer.paths import model_dir
 log = logging.getLogger("uer.finetune")
 
 
+
+def data_files(f: DictConfig) -> list:
+    """The files a run of this runner learns from (``f`` is ``cfg.finetune``): a resumed run checks they did not
+    change."""
+    return [f.train_path, f.dev_path]
+
 def run(cfg: DictConfig) -> float:
     f = cfg.finetune
     check_paths(f, ("train_path", "dev_path"))
@@ -41,7 +47,7 @@ def run(cfg: DictConfig) -> float:
     dev = task.read(f.dev_path, split="dev", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows)
     test = task.read(f.test_path, split="test", labels_num=labels_num, skip_bad_rows=f.skip_bad_rows) \
         if f.test_path else None
-    metric = selection_metric(setup)
+    metric = selection_metric(cfg, setup.task)
     log.info("%s: %d train, %d dev%s examples, labels_num=%d", task.name, len(train), len(dev),
              f", {len(test)} test" if test is not None else "", labels_num)
 
@@ -52,7 +58,7 @@ def run(cfg: DictConfig) -> float:
                              length_bucketing=f.length_bucketing, env=setup.env)
     best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num),
                FitOutputs(model_dir=out_dir, report_dir=report_dir), metric=metric,
-               data_files=[f.train_path, f.dev_path], checkpoint_config=checkpoint_config(setup))
+               data_files=data_files(f), checkpoint_config=checkpoint_config(setup))
 
     if test is not None and setup.env.is_main:
         model.load_state_dict(load_checkpoint(best.path)["model"])

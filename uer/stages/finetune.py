@@ -19,8 +19,11 @@ from uer import distributed
 from uer.config.fields import NON_NEGATIVE, POSITIVE, at_least, setting
 from uer.config.run import TrainingRun, stage_key, stage_root
 from uer.errors import UerError
-from uer.finetuning.checkpoints import check_output_dir
+from uer.finetuning import single
+from uer.finetuning.checkpoints import LAST, check_output_dir, files_fingerprint
+from uer.finetuning.loop import resumable_checkpoint
 from uer.finetuning.runners import MULTI_PROCESS, RUNNERS
+from uer.finetuning.setup import run_task, starting_tokenizer
 from uer.io.outputs import DIRECTORY, FILE, Output, path_keys
 from uer.models.compat import check_model, first_pooling_warning
 from uer.paths import model_dir
@@ -28,6 +31,7 @@ from uer.reference_results import PublishedResult, check_published
 from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tasks import get_task
 from uer.training.loggers import check_logger
+from uer.training.resume import check_resumable_facts, run_facts
 
 log = logging.getLogger("uer.finetune")
 
@@ -102,12 +106,25 @@ def prepare(cfg: DictConfig) -> None:
     RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
         raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
+    if cfg.resume and distributed.starts_workers(cfg):  # in one process, the run checks it as it loads it
+        _check_resumable_data(cfg)
     check_decoder_use(cfg)
-    starting_checkpoint(cfg, BACKBONE_NODES)
+    start = starting_checkpoint(cfg, BACKBONE_NODES)
     check_model(cfg.embedding, cfg.encoder, cfg.get("target"), cfg.get("decoder"))
+    run_task(cfg, starting_tokenizer(cfg, start))  # the vocabulary and what the task needs of it
     warning = first_pooling_warning(cfg.encoder, cfg.task.get("pooling"))
     if warning:
         log.warning("%s", warning)
+
+
+def _check_resumable_data(cfg: DictConfig) -> None:
+    """Before workers start: the last.pt to continue verifies, holds fine-tuning state and was trained with this
+    run's processes and data files (the single runner's: the one that runs in several processes)."""
+    last = model_dir(cfg) / LAST
+    if not last.is_file():
+        return  # a run stopped before its first last.pt starts again (check_output_dir says so)
+    facts = run_facts(distributed.world_size(cfg), files_fingerprint(single.data_files(cfg.finetune)))
+    check_resumable_facts(resumable_checkpoint(last), facts, cfg.resume_allow_changes)
 
 
 def check_decoder_use(cfg: DictConfig) -> None:

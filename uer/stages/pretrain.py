@@ -94,20 +94,39 @@ def input_keys(cfg: DictConfig) -> list[str]:
 
 def prepare(cfg: DictConfig) -> None:
     """Before any worker starts: no earlier run's checkpoints in the way, the starting checkpoint's
-    architecture, the combination."""
+    architecture, the combination, the dataset against the run's tokenizer, and with resume=true the
+    checkpoint to continue (readable, verified, its settings and data this run's) -- every check the
+    workers would otherwise make after starting."""
     check_logger(cfg.logger)
+    resumed = tokenizer = None
     if cfg.resume:
         if cfg.pretrained_model_path:
             raise UerError("resume=true continues output_model_path's own checkpoint; drop pretrained_model_path")
+        if distributed.starts_workers(cfg):  # in one process, run() finds and checks it (reading it once)
+            resumed, _ = _newest_resumable(cfg, model_dir(cfg))
+            tokenizer = _tokenizer(cfg, resumed, None)
     else:
         _refuse_earlier_checkpoints(model_dir(cfg))
-        starting_checkpoint(cfg, BACKBONE_NODES)
+        start = starting_checkpoint(cfg, BACKBONE_NODES)
+        tokenizer = (checkpoint_tokenizer(start, cfg.pretrained_model_path) if start is not None
+                     else build_tokenizer(cfg.tokenizer))
     check_model(cfg.embedding, cfg.encoder, cfg.target, cfg.decoder)
-    if not cfg.resume and not cfg.pretrained_model_path:  # the configured tokenizer is the run's
-        _open_dataset(cfg, build_tokenizer(cfg.tokenizer), check_values=False)
+    dataset = None
+    if tokenizer is not None:  # the run's tokenizer is known here (with resume=true in one process, run() checks)
+        dataset = _open_dataset(cfg, tokenizer, check_values=False)
+        _adopt_start_id(cfg, tokenizer)
     if cfg.target.type == "cls":
         _resolve_cls_labels(cfg)
     _check_validation(cfg)
+    if resumed is not None:
+        check_resumable(resumed, run_config(cfg), run_facts(distributed.world_size(cfg), dataset.fingerprint()),
+                        cfg.resume_allow_changes)
+
+
+def _adopt_start_id(cfg: DictConfig, tokenizer) -> None:
+    """An encoder-decoder's targets start with the tokenizer's [CLS] unless set: recorded in the checkpoint."""
+    if cfg.decoder is not None and cfg.decoder.start_id is None:
+        cfg.decoder.start_id = tokenizer.vocab.role_id("cls", "the decoder's first input (decoder.start_id unset)")
 
 
 def _open_dataset(cfg: DictConfig, tokenizer, check_values: bool = True) -> PretrainDataset:
@@ -162,9 +181,7 @@ def run(cfg: DictConfig):
     resume_payload = _resume_payload(cfg, out_dir)
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
-    if cfg.decoder is not None and cfg.decoder.start_id is None:
-        # recorded in the checkpoint's config
-        cfg.decoder.start_id = tokenizer.vocab.role_id("cls", "the decoder's first input (decoder.start_id unset)")
+    _adopt_start_id(cfg, tokenizer)
     dataset = _open_dataset(cfg, tokenizer)
     config = run_config(cfg)
     facts = run_facts(env.world_size, dataset.fingerprint())

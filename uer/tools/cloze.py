@@ -20,7 +20,6 @@ answer)}``, and the log says in how many lines the topn held it.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.models.sentence import pad_batch
 from uer.tools.inspection import sequence_length
-from uer.tools.model_loading import inputs, load_model, logger, output_file, write_text
+from uer.tools.model_loading import inputs, load_model, logger, output_file, write_jsonl
 
 MLM_TARGETS = ("mlm", "bert", "albert")
 MODES = ("marked", "random")
@@ -71,7 +70,7 @@ def cloze_test(cfg) -> str:
     else:
         results = marked_cloze(cfg, loaded, target, lines, seq_length)
     out = output_file(cfg, "cloze.jsonl")
-    write_text(out, "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in results))
+    write_jsonl(out, results)
     logger.info("wrote predictions for %d lines to %s", len(results), out)
     return str(out)
 

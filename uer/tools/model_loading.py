@@ -18,7 +18,9 @@ target.  Outputs are written atomically (a temporary file renamed into place).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -225,6 +227,23 @@ def output_file(cfg: DictConfig, default_name: str) -> Path:
 
 def write_text(path, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text))
+
+
+def write_jsonl(path, records: list[dict]) -> Path:
+    """One JSON object a line.  A score that is not a finite number (weights allowed to hold NaN:
+    ``allow_nonfinite_weights=true``) is written ``null``: Python's bare ``NaN`` is not JSON."""
+    return write_text(path, "".join(json.dumps(_finite_or_null(record), ensure_ascii=False, allow_nan=False) + "\n"
+                                    for record in records))
+
+
+def _finite_or_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def write_array(path, array: np.ndarray) -> Path:

@@ -19,7 +19,6 @@ directory), ``{"word", "token", "neighbours": [[token, cosine], ...]}`` (plus
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -31,7 +30,7 @@ from uer.runtime import autocast
 from uer.config.fields import at_least, setting
 from uer.tools import TOOLS, Batching, ModelToolConfig, TextInputs
 from uer.tools.inspection import sequence_length
-from uer.tools.model_loading import inputs, load_model, logger, output_file, warn_word_embedding_alone, write_text
+from uer.tools.model_loading import inputs, load_model, logger, output_file, warn_word_embedding_alone, write_jsonl
 
 
 def word_id(tokenizer, word: str) -> Optional[int]:
@@ -60,7 +59,7 @@ def _top(scores: torch.Tensor, excluded: list[int], topn: int, tokenizer) -> lis
 
 def _write(cfg, results: list[dict]) -> str:
     out = output_file(cfg, "neighbours.jsonl")
-    write_text(out, "".join(json.dumps(result, ensure_ascii=False) + "\n" for result in results))
+    write_jsonl(out, results)
     for result in results:
         shown = ", ".join(f"{token} ({score:.3f})" for token, score in result["neighbours"])
         logger.info("%s: %s", result["word"], shown or "not in the vocabulary")

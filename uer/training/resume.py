@@ -68,8 +68,30 @@ def check_resumable(payload: dict, config: dict, facts: dict, allowed) -> None:
         return
     changed = [key for key in sorted(set(saved) | set(now))
                if _under(key, COMMON_TRAINING_KEYS + TRAINING_KEYS[stage]) and saved.get(key) != now.get(key)]
-    recorded = (payload.get("trainer") or {}).get("run") or {}
-    changed += [name for name in RUN_FACTS if name in recorded and recorded[name] != facts.get(name)]
+    changed += _changed_facts(payload, facts)
+    recorded = _recorded_facts(payload)
+    _refuse(changed, saved, now, recorded, facts, allowed)
+    for key in changed:
+        log.warning("resuming with %s changed (%s -> %s), as resume_allow_changes allows", key,
+                    _value(key, saved, recorded), _value(key, now, facts))
+
+
+def check_resumable_facts(payload: dict, facts: dict, allowed) -> None:
+    """The :data:`RUN_FACTS` part of :func:`check_resumable`: what can be compared before the run's whole config
+    is known (fine-tuning learns its number of classes from its data), e.g. before workers start."""
+    _refuse(_changed_facts(payload, facts), {}, {}, _recorded_facts(payload), facts, allowed)
+
+
+def _recorded_facts(payload: dict) -> dict:
+    return (payload.get("trainer") or {}).get("run") or {}
+
+
+def _changed_facts(payload: dict, facts: dict) -> list[str]:
+    recorded = _recorded_facts(payload)
+    return [name for name in RUN_FACTS if name in recorded and recorded[name] != facts.get(name)]
+
+
+def _refuse(changed: list[str], saved: dict, now: dict, recorded: dict, facts: dict, allowed) -> None:
     allowed = set(allowed or ())
     refused = [key for key in changed if not _under(key, allowed)]
     if refused:
@@ -77,9 +99,6 @@ def check_resumable(payload: dict, config: dict, facts: dict, allowed) -> None:
                      for key in refused[:4]]
         raise UerError(f"cannot resume: {'; '.join(described)}; resume with the same settings, or allow the change "
                        f"with resume_allow_changes=[{','.join(refused)}]")
-    for key in changed:
-        log.warning("resuming with %s changed (%s -> %s), as resume_allow_changes allows", key,
-                    _value(key, saved, recorded), _value(key, now, facts))
 
 
 def _value(key: str, config: dict, facts: dict):
