@@ -45,10 +45,10 @@ from uer.composition import register_configs
 from uer.config.validate import check_run_config, unknown_key
 from uer.errors import UerError, one_line
 from uer.launch import check_devices
-from uer.training.fsdp import check_strategy
 from uer.models.compat import check_model
 from uer.paths import CONF
 from uer.sweep import stop_interrupted
+from uer.training.fsdp import check_strategy
 
 log = logging.getLogger("uer")
 

@@ -4,6 +4,7 @@ beside a single-file step_N.pt, a bit-identical resume, and what it refuses."""
 import copy
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from uer.app import run_stage
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_model
+from uer.stages.pretrain import _newest_resumable
 from uer.training import fsdp
 from uer_testing import SMALL, compose_config, expect_user_error
 
@@ -67,24 +69,26 @@ def test_fsdp_resumes_from_sharded_checkpoint_bit_identically(tmp_path, mlm_data
     whole = fsdp_run[1]
     split = pretrain(mlm_data, tmp_path / "split", "fsdp", f"pretrain.stop_after_steps={STEPS // 2}")
     assert sorted(path.name for path in split.glob("step_*")) == ["step_2.optim", "step_2.pt"]
-    resumed = last_checkpoint(pretrain(mlm_data, split, "fsdp", "resume=true"))
+    resumed = last_checkpoint(pretrain(mlm_data, split, "fsdp", "resume=true", "pretrain.keep_checkpoints=1"))
     for key in whole["model"]:
         assert torch.equal(whole["model"][key], resumed["model"][key]), key
     assert resumed["trainer"]["step"] == STEPS
+    assert sorted(path.name for path in split.glob("step_*")) == ["step_4.optim", "step_4.pt"]  # shards go too
 
 
-def test_damaged_optimizer_shards_are_refused_before_loading(tmp_path, fsdp_run):
+def test_resuming_skips_a_checkpoint_whose_optimizer_shards_were_damaged(tmp_path, fsdp_run, caplog):
     out, sharded = fsdp_run
-    checkpoint = tmp_path / f"step_{STEPS}.pt"
-    shutil.copytree(out / f"step_{STEPS}.optim", tmp_path / f"step_{STEPS}.optim")
-    with open(tmp_path / f"step_{STEPS}.optim" / "__1_0.distcp", "r+b") as handle:
+    copied = shutil.copytree(out, tmp_path / "model")
+    with open(copied / "step_4.optim" / "__1_0.distcp", "r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 1]))
-    with pytest.raises(UerError, match=r"step_4\.optim does not match the checksums .* \(__1_0\.distcp missing or "
-                                       r"changed"):
-        fsdp.load_optimizer(None, None, checkpoint, sharded["trainer"]["optimizer"])
+    with pytest.raises(UerError, match=r"step_4\.optim do not match the checksums it recorded \(__1_0\.distcp "):
+        fsdp.check_shards(copied / "step_4.pt", sharded["trainer"]["optimizer"])
+    payload, path = _newest_resumable(SimpleNamespace(resume=True), copied)
+    assert path.name == "step_2.pt" and payload["trainer"]["step"] == 2
+    assert "skipped step_4.pt" in caplog.text
 
 
 @pytest.mark.parametrize("options, fragment", [

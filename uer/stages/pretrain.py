@@ -319,6 +319,7 @@ def _newest_resumable(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path
     for _, path in reversed(existing):
         try:
             payload = load_checkpoint(path)
+            fsdp.check_shards(path, (payload.get("trainer") or {}).get("optimizer"))
         except UerError as err:
             skipped.append(f"{path.name} ({err})")
             continue

@@ -13,7 +13,8 @@ so every stage and tool reads it as it is) and, beside it, a directory ``step_N.
 state written by every rank with ``torch.distributed.checkpoint`` (one file per rank and its metadata).  The
 directory is written under a temporary name and renamed once every rank is done, before ``step_N.pt`` is
 written: a ``step_N.pt`` exists only with its complete shards.  ``step_N.pt`` records each shard file's
-sha256 (inside its own checksum), and resuming checks them before reading.
+sha256 (inside its own checksum); resuming checks them as it checks ``step_N.pt`` itself, and continues from
+the newest checkpoint whose shards pass.
 """
 
 from __future__ import annotations
@@ -133,24 +134,35 @@ def save_optimizer(model: nn.Module, optimizer, checkpoint: Path) -> dict | None
     return {"shards": final.name, "sha256": digests}
 
 
-def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record: dict) -> None:
-    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory, checked against the
-    sha256 ``record`` (from :func:`save_optimizer`) first."""
-    if not isinstance(record, dict) or "shards" not in record:
-        raise UerError(f"{checkpoint} was written by a run without hardware.strategy=fsdp (its optimizer state is "
-                       "one file); resume it with hardware.strategy=ddp")
+def holds_shards(record) -> bool:
+    """Whether a checkpoint's trainer ``optimizer`` entry is a record of shards (:func:`save_optimizer`)."""
+    return isinstance(record, dict) and "shards" in record
+
+
+def check_shards(checkpoint: Path, record) -> None:
+    """When ``checkpoint``'s optimizer state is sharded (``record``, its trainer's ``optimizer``), a UerError
+    unless the shards are all there with the sha256 it recorded (resuming skips such a checkpoint)."""
+    if not holds_shards(record):
+        return
     directory = checkpoint.parent / record["shards"]
     if not directory.is_dir():
-        raise UerError(f"{checkpoint}'s optimizer shards {directory} are missing; restore that directory or resume "
-                       "from another checkpoint")
+        raise UerError(f"its optimizer shards {directory} are missing")
     found = _digests(directory)
-    if found != record["sha256"]:
-        damaged = sorted(name for name in set(found) | set(record["sha256"])
-                         if found.get(name) != record["sha256"].get(name))
-        raise UerError(f"{directory} does not match the checksums {checkpoint} recorded ({', '.join(damaged)} "
-                       "missing or changed since it was written); restore it or resume from another checkpoint")
+    damaged = sorted(name for name in set(found) | set(record["sha256"])
+                     if found.get(name) != record["sha256"].get(name))
+    if damaged:
+        raise UerError(f"its optimizer shards {directory} do not match the checksums it recorded "
+                       f"({', '.join(damaged)} missing or changed since)")
+
+
+def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> None:
+    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory (checked by
+    :func:`check_shards` when the checkpoint was chosen)."""
+    if not holds_shards(record):
+        raise UerError(f"{checkpoint} was written by a run without hardware.strategy=fsdp (its optimizer state is "
+                       "one file); resume it with hardware.strategy=ddp")
     state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
-    dcp.load(state, checkpoint_id=directory)
+    dcp.load(state, checkpoint_id=checkpoint.parent / record["shards"])
     set_optimizer_state_dict(model, optimizer, state["optimizer"])
 
 

@@ -77,7 +77,7 @@ class TrainingSession:
         ``load_state_dict``)."""
         if self.trainer.sharded:
             fsdp.load_optimizer(self.model, self.optimizer, checkpoint, state["optimizer"])
-        elif isinstance(state["optimizer"], dict) and "shards" in state["optimizer"]:
+        elif fsdp.holds_shards(state["optimizer"]):
             raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
                            "sharded); resume it with hardware.strategy=fsdp and as many processes")
         self.trainer.load_state_dict(state)
