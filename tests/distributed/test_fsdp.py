@@ -16,6 +16,8 @@ from uer.io.checkpoint import load_checkpoint
 from uer.models import build_model
 from uer.stages.pretrain import _newest_resumable
 from uer.training import fsdp
+from uer.training.report import Reporter
+from uer.training.trainer import Trainer
 from uer_testing import SMALL, compose_config, expect_user_error
 
 pytestmark = pytest.mark.e2e
@@ -122,18 +124,24 @@ def one_rank_group(tmp_path):
         dist.destroy_process_group()
 
 
-def test_a_sharded_encoder_decoder_trains_as_the_unsharded_one(one_rank_group):
-    """Each decoder layer is an FSDP unit whose weights exist only inside its forward: the cross-attention's
-    keys and values are computed there (outside, FSDP's DTensor weights meet plain tensors and torch refuses)."""
+def seq2seq_model_and_batch():
+    """A smoke-sized encoder-decoder (dropout off) and one batch for it."""
     cfg = compose_config(["stage=pretrain", "decoder=transformer", "target=seq2seq", "size=smoke", "model.dropout=0.0"])
     cfg.decoder.start_id = 1
     torch.manual_seed(0)
-    plain = build_model(cfg.embedding, cfg.encoder, cfg.target, 40, decoder_cfg=cfg.decoder)
-    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, 40, decoder_cfg=cfg.decoder)
     generator = torch.Generator().manual_seed(3)
     src, tgt = torch.randint(5, 40, (4, 9), generator=generator), torch.randint(5, 40, (4, 7), generator=generator)
     batch = {"src": src, "seg": torch.ones_like(src), "tgt_in": torch.cat([torch.ones(4, 1).long(), tgt[:, :-1]], 1),
              "tgt_out": tgt}
+    return model, batch
+
+
+def test_a_sharded_encoder_decoder_trains_as_the_unsharded_one(one_rank_group):
+    """Each decoder layer is an FSDP unit whose weights exist only inside its forward: the cross-attention's
+    keys and values are computed there (outside, FSDP's DTensor weights meet plain tensors and torch refuses)."""
+    plain, batch = seq2seq_model_and_batch()
+    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
     trajectories = []
     for model in (plain, sharded):
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -147,3 +155,21 @@ def test_a_sharded_encoder_decoder_trains_as_the_unsharded_one(one_rank_group):
         trajectories.append(losses)
     assert trajectories[0][0] > trajectories[0][-1]  # it learns
     torch.testing.assert_close(trajectories[1], trajectories[0], rtol=1e-5, atol=0)
+
+
+def test_a_sharded_model_s_non_finite_loss_and_norm_stop_the_run(tmp_path, one_rank_group):
+    """The clipping norm of sharded gradients is a DTensor: the non-finite watch reads it as a plain tensor."""
+    model, batch = seq2seq_model_and_batch()
+    model = fsdp.shard(model, "fp32", torch.device("cpu"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    trainer = Trainer(model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                      device=torch.device("cpu"), precision="fp32", accumulation_steps=2, max_grad_norm=1.0,
+                      reporter=Reporter(tmp_path, 3, enabled=False))
+    assert trainer.sharded and trainer.state_dict()["optimizer"] is None  # the session writes its shards
+
+    def break_a_weight(step):
+        with torch.no_grad():
+            next(model.parameters()).to_local().fill_(float("nan"))
+
+    with pytest.raises(UerError, match="the loss and the gradient norm became nan or inf at step 2"):
+        trainer.fit(lambda: dict(batch), 3, 1, break_a_weight)
