@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from uer.app import run_stage
+from uer.data.pretrain_dataset import PretrainDataset
 from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_model
@@ -18,7 +19,7 @@ from uer.stages.pretrain import _newest_resumable
 from uer.training import fsdp
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
-from uer_testing import SMALL, compose_config, expect_user_error
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +27,26 @@ STEPS = 4
 TIED = ("backbone.embedding.word_embedding.weight", "target.mlm_linear_2.weight")  # target=mlm ties them
 
 
+@pytest.fixture(scope="module")
+def dev_data(tmp_path_factory):
+    """5 held-out lines (13 instances), as mlm_data was built: rank 0 scores 4 batches of 2, rank 1 three."""
+    directory = tmp_path_factory.mktemp("dev")
+    corpus = directory / "corpus.txt"
+    corpus.write_text("\n".join((ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[300:305])
+                      + "\n", encoding="utf-8")
+    run_stage(compose_config(["stage=preprocess", "target=mlm", f"preprocess.corpus_path={corpus}",
+                              f"preprocess.dataset_path={directory / 'data'}", "preprocess.seq_length=32",
+                              "preprocess.dynamic_masking=true"]))
+    assert len(PretrainDataset(directory / "data")) == 13
+    return directory / "data"
+
+
 def pretrain(data, out, strategy, *extra):
-    """Two ranks, two micro-batches per step (gradient accumulation), dropout on, clipping on (the default)."""
+    """Two ranks, two micro-batches per step (gradient accumulation), dropout on, clipping on (the default),
+    the held-out set scored every 2 steps."""
+    data, dev = data
     run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.1", f"pretrain.dataset_path={data}",
+                              f"pretrain.dev_dataset_path={dev}", "pretrain.eval_steps=2",
                               f"pretrain.total_steps={STEPS}", "pretrain.report_steps=1", "pretrain.batch_size=2",
                               "pretrain.accumulation_steps=2", "pretrain.learning_rate=1e-3",
                               "pretrain.save_checkpoint_steps=2", "hardware.nproc_per_node=2", "hardware.num_threads=1",
@@ -41,21 +59,27 @@ def last_checkpoint(out):
 
 
 def losses(out):
-    return [record["mlm_loss"] for record in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+    """The training loss of every step and the held-out loss of every evaluation, in order."""
+    return [json.loads(line)["mlm_loss"] for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(tmp_path_factory, mlm_data):
+def data(mlm_data, dev_data):
+    return mlm_data, dev_data
+
+
+@pytest.fixture(scope="module")
+def fsdp_run(tmp_path_factory, data):
     out = tmp_path_factory.mktemp("fsdp") / "model"
-    return out, last_checkpoint(pretrain(mlm_data, out, "fsdp"))
+    return out, last_checkpoint(pretrain(data, out, "fsdp"))
 
 
-def test_fsdp_trains_as_ddp_and_writes_a_single_file_checkpoint(tmp_path, mlm_data, fsdp_run):
+def test_fsdp_trains_as_ddp_and_writes_a_single_file_checkpoint(tmp_path, data, fsdp_run):
     """Within fp tolerance, not bit for bit: the ranks' gradients are reduce-scattered into shards instead of
     all-reduced, and the clipping norm is summed from the shards' partial norms, in other orders."""
     out, sharded = fsdp_run
-    ddp = last_checkpoint(pretrain(mlm_data, tmp_path / "ddp", "ddp"))
-    assert len(losses(out)) == STEPS
+    ddp = last_checkpoint(pretrain(data, tmp_path / "ddp", "ddp"))
+    assert len(losses(out)) == STEPS + 2  # held-out scores at steps 2 and 4
     torch.testing.assert_close(losses(out), losses(tmp_path / "ddp"), rtol=1e-5, atol=0)
     assert sharded["model"].keys() == ddp["model"].keys()
     for key in ddp["model"]:
@@ -67,11 +91,11 @@ def test_fsdp_trains_as_ddp_and_writes_a_single_file_checkpoint(tmp_path, mlm_da
     assert isinstance(ddp["trainer"]["optimizer"]["state"], dict)  # DDP's stays in the one file
 
 
-def test_fsdp_resumes_from_sharded_checkpoint_bit_identically(tmp_path, mlm_data, fsdp_run):
+def test_fsdp_resumes_from_sharded_checkpoint_bit_identically(tmp_path, data, fsdp_run):
     whole = fsdp_run[1]
-    split = pretrain(mlm_data, tmp_path / "split", "fsdp", f"pretrain.stop_after_steps={STEPS // 2}")
+    split = pretrain(data, tmp_path / "split", "fsdp", f"pretrain.stop_after_steps={STEPS // 2}")
     assert sorted(path.name for path in split.glob("step_*")) == ["step_2.optim", "step_2.pt"]
-    resumed = last_checkpoint(pretrain(mlm_data, split, "fsdp", "resume=true", "pretrain.keep_checkpoints=1"))
+    resumed = last_checkpoint(pretrain(data, split, "fsdp", "resume=true", "pretrain.keep_checkpoints=1"))
     for key in whole["model"]:
         assert torch.equal(whole["model"][key], resumed["model"][key]), key
     assert resumed["trainer"]["step"] == STEPS
