@@ -44,9 +44,10 @@ def dev_data(tmp_path_factory):
 def pretrain(data, out, strategy, *extra):
     """Two ranks, two micro-batches per step (gradient accumulation), dropout on, clipping on (the default),
     the held-out set scored every 2 steps."""
-    data, dev = data
-    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.1", f"pretrain.dataset_path={data}",
-                              f"pretrain.dev_dataset_path={dev}", "pretrain.eval_steps=2",
+    train, dev = data
+    run_stage(compose_config(["stage=pretrain", "size=tiny", *SMALL, "model.dropout=0.1",
+                              f"pretrain.dataset_path={train}", f"pretrain.dev_dataset_path={dev}",
+                              "pretrain.eval_steps=2",
                               f"pretrain.total_steps={STEPS}", "pretrain.report_steps=1", "pretrain.batch_size=2",
                               "pretrain.accumulation_steps=2", "pretrain.learning_rate=1e-3",
                               "pretrain.save_checkpoint_steps=2", "hardware.nproc_per_node=2", "hardware.num_threads=1",

@@ -30,11 +30,11 @@ from uer.progress import short_path
 from uer.runtime import run_dir
 from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tokenizers import build_tokenizer
+from uer.training import fsdp
 from uer.training.heldout import HeldOutSet, Validation, build_dev_dataset, check_positions, open_dev_dataset
 from uer.training.loggers import check_logger
 from uer.training.process import run_config, training_process
 from uer.training.resume import check_resumable, run_facts
-from uer.training import fsdp
 from uer.training.session import TrainingSession
 
 log = logging.getLogger("uer.pretrain")
@@ -289,9 +289,9 @@ def _refuse_earlier_checkpoints(out_dir: Path) -> None:
 
 def _resume_payload(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path | None]:
     """``(payload, path)`` of the checkpoint this run continues: the newest readable step_N.pt when resuming (or
-    restarted), as rank 0 finds it; ``(None, None)`` when starting afresh.  Every rank resumes from rank 0's choice, so all continue from one step even where a node sees
-    other files (after a restart of several nodes, each in its own run directory); a rank that cannot read
-    that file stops the run."""
+    restarted), as rank 0 finds it; ``(None, None)`` when starting afresh.  Every rank resumes from rank 0's
+    choice, so all continue from one step even where a node sees other files (after a restart of several nodes,
+    each in its own run directory); a rank that cannot read that file stops the run."""
     payload, path = _newest_resumable(cfg, out_dir)
     chosen = distributed.broadcast_object(None if path is None else str(path))
     if chosen is None:

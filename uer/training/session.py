@@ -79,7 +79,7 @@ class TrainingSession:
             fsdp.load_optimizer(self.model, self.optimizer, checkpoint, state["optimizer"])
         elif fsdp.holds_shards(state["optimizer"]):
             raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
-                           "sharded); resume it with hardware.strategy=fsdp and as many processes")
+                           "sharded); resume it with hardware.strategy=fsdp")
         self.trainer.load_state_dict(state)
         data.load_state_dict(state["data"])
 

@@ -5,8 +5,8 @@ takes a batch dict and returns ``.loss`` and ``.stats``, a source of micro-batch
 hooks; the Trainer owns precision, gradient accumulation, clipping, the optimiser/schedule
 step, progress reports, the resumable state (step, optimiser, schedule, RNG) and the
 model's wrap for training (DDP, ``torch.compile``; an FSDP model comes sharded, see
-:mod:`uer.training.fsdp`): :meth:`Trainer.fit` trains the
-wrapped model and drops the wrapper when it returns, before the process group goes.
+:mod:`uer.training.fsdp`): :meth:`Trainer.fit` trains the wrapped model and drops the wrapper
+when it returns, before the process group goes.
 
 A loss or gradient norm that is not finite (nan, inf) stops the run.  Whether each step's
 are finite is noted on the device without waiting for it, so watching costs no
