@@ -44,6 +44,7 @@ from uer.paths import model_dir
 from uer.progress import is_main_process
 from uer.runtime import run_dir
 from uer.stages import STAGES
+from uer.training import fsdp
 from uer.training.loggers import log_run_end
 
 log = logging.getLogger("uer")
@@ -57,6 +58,7 @@ def run_stage(cfg: DictConfig):
         check_apart(outputs(cfg, run_directory=True), inputs(cfg))
         apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
+        fsdp.check_strategy(cfg)
         distributed.adopt_slurm_tasks()
         stage = STAGES[cfg.stage]
         if distributed.starts_workers(cfg):

@@ -48,6 +48,7 @@ from uer.launch import check_devices
 from uer.models.compat import check_model
 from uer.paths import CONF
 from uer.sweep import stop_interrupted
+from uer.training.fsdp import check_strategy
 
 log = logging.getLogger("uer")
 
@@ -213,6 +214,7 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
         if machine:
             check_run_directory(cfg, multirun)
         check_combination(run_cfg)
+        check_strategy(run_cfg)
     except UerError as err:
         raise UerError(where + worded(err)) from None
     return cfg

@@ -46,7 +46,7 @@ def test_early_stopping_is_rank_0_s_decision_on_every_rank(tmp_path):
 def resumed_step_of_rank(rank: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        payload = _resume_payload(SimpleNamespace(resume=True), Path(out) / f"node{rank}")
+        payload, _ = _resume_payload(SimpleNamespace(resume=True), Path(out) / f"node{rank}")
         Path(out, f"rank{rank}").write_text(str(payload["trainer"]["step"]))
     finally:
         dist.destroy_process_group()

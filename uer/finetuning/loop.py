@@ -115,7 +115,7 @@ def resume(last_path: Path, model: nn.Module, session: TrainingSession, batches,
     state = payload["trainer"]
     check_resumable(payload, config, session.facts, allowed)
     model.load_state_dict(payload["model"])
-    session.restore(state, batches)
+    session.restore(state, batches, last_path)
     best.load_state_dict(state["best"])
     log.info("resumed from step %d of %s", session.trainer.step, last_path)
     return list(state["evaluations"])

@@ -59,7 +59,7 @@ class SaveBestAndLast:
         self.best, self.history, self.last_path, self.config = best, history, last_path, config
 
     def __call__(self, evaluation: Evaluation) -> None:
-        state = self.session.checkpoint_state(self.batches, best=self.best.state_dict(), evaluations=self.history)
+        state = self.session.checkpoint_state(self.batches, self.last_path, best=self.best.state_dict(), evaluations=self.history)
         if state is None:
             return
         if evaluation.improved:

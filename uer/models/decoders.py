@@ -115,10 +115,12 @@ class TransformerDecoderLayer(nn.Module):
             return residual(x, sublayer(norm(x)).view(x.shape), self.p, self.training)
         return norm(residual(x, sublayer(x).view(x.shape), self.p, self.training))
 
-    def forward(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], is_causal: bool,
-                memory: tuple[torch.Tensor, torch.Tensor], cross_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], is_causal: bool, memory: torch.Tensor,
+                cross_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """``memory``: the encoder's output, projected to keys and values here, inside the layer's own forward
+        (an FSDP unit's weights are gathered only for that)."""
         x = self._block(x, self.layer_norm_1, lambda h: self.self_attn.flat_output(h, self_mask, is_causal))
-        return self._cross_and_feed_forward(x, memory, cross_mask)
+        return self._cross_and_feed_forward(x, self.context_attn.memory_keys_values(memory), cross_mask)
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int,
                             position_bias: Optional[torch.Tensor], memory: tuple[torch.Tensor, torch.Tensor],
@@ -180,7 +182,7 @@ class TransformerDecoder(nn.Module):
             self_mask, is_causal = biased_mask(self.relative_pos_emb(length, length), None, True)
         cross_mask = memory_mask(seg)
         for layer in self.transformer:
-            hidden = layer(hidden, self_mask, is_causal, layer.context_attn.memory_keys_values(memory), cross_mask)
+            hidden = layer(hidden, self_mask, is_causal, memory, cross_mask)
         return self._finish(hidden)
 
     def start(self, memory: torch.Tensor, seg: torch.Tensor) -> DecoderState:

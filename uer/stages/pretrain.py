@@ -30,6 +30,7 @@ from uer.progress import short_path
 from uer.runtime import run_dir
 from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tokenizers import build_tokenizer
+from uer.training import fsdp
 from uer.training.heldout import HeldOutSet, Validation, build_dev_dataset, check_positions, open_dev_dataset
 from uer.training.loggers import check_logger
 from uer.training.process import run_config, training_process
@@ -178,7 +179,7 @@ def run(cfg: DictConfig):
     device, env = training_process(cfg)
 
     out_dir = model_dir(cfg)
-    resume_payload = _resume_payload(cfg, out_dir)
+    resume_payload, resume_path = _resume_payload(cfg, out_dir)
     start = None if resume_payload is not None or not cfg.pretrained_model_path else cfg.pretrained_model_path
     tokenizer = _tokenizer(cfg, resume_payload, start)
     _adopt_start_id(cfg, tokenizer)
@@ -219,15 +220,15 @@ def run(cfg: DictConfig):
                 validation = Validation(heldout, model, session.trainer.autocast, session.reporter,
                                         eval_steps=p.eval_steps, report_dir=report_dir, is_main=env.is_main)
             if resume_payload is not None:
-                session.restore(resume_payload["trainer"], sampler)
+                session.restore(resume_payload["trainer"], sampler, resume_path)
                 if validation is not None:
                     validation.load_state_dict(resume_payload["trainer"].get("heldout"))
                 log.info("resumed from step %d of %s", session.trainer.step, out_dir)
             end_step = p.total_steps
             if p.stop_after_steps is not None:
                 end_step = min(end_step, session.trainer.step + p.stop_after_steps)
-            checkpoints = StepCheckpoints(session, sampler, out_dir, end_step, p, model=model, config=config,
-                                          tokenizer=tokenizer, validation=validation)
+            checkpoints = StepCheckpoints(session, sampler, out_dir, end_step, p, config=config, tokenizer=tokenizer,
+                                          validation=validation)
             batches = BatchSource(dataset, sampler, cfg.seed, workers=p.data_workers,
                                   pin_memory=device.type == "cuda")
             try:
@@ -247,15 +248,15 @@ def run(cfg: DictConfig):
 class StepCheckpoints:
     """The session callback of pre-training: ``step_N.pt`` every ``save_checkpoint_steps`` steps and at
     ``end_step``, keeping the newest ``keep_checkpoints`` (``p`` is ``cfg.pretrain``).  Each holds
-    ``model``'s weights, the run's ``config``, the ``tokenizer`` and the session's resumable state.
+    the session model's weights, the run's ``config``, the ``tokenizer`` and the session's resumable state.
     With a ``validation``, the held-out set is scored when it is due (before that step's checkpoint, which
     records the scores so far) and ``keep_best`` writes ``best.pt`` whenever the held-out loss improves."""
 
     def __init__(self, session: TrainingSession, sampler: EpochSampler, out_dir: Path, end_step: int, p, *,
-                 model: torch.nn.Module, config: dict, tokenizer, validation: Validation | None = None):
+                 config: dict, tokenizer, validation: Validation | None = None):
         self.session, self.sampler, self.out_dir, self.end_step = session, sampler, out_dir, end_step
         self.every, self.keep, self.keep_best = p.save_checkpoint_steps, p.keep_checkpoints, p.keep_best
-        self.model, self.config, self.tokenizer = model, config, tokenizer
+        self.config, self.tokenizer = config, tokenizer
         self.validation = validation
 
     def __call__(self, step: int) -> None:
@@ -272,15 +273,16 @@ class StepCheckpoints:
     def save(self, step: int, path: Path) -> None:
         self.session.trainer.check_finite()  # on every rank, before anything is written
         extra = {"heldout": self.validation.state_dict()} if self.validation is not None else {}
-        state = self.session.checkpoint_state(self.sampler, **extra)
+        model_state = self.session.model_state()
+        state = self.session.checkpoint_state(self.sampler, path, **extra)
         if state is None:
             return
-        save_checkpoint(path, model_state=self.model.state_dict(), config=self.config, tokenizer=self.tokenizer,
-                        trainer=state)
+        save_checkpoint(path, model_state=model_state, config=self.config, tokenizer=self.tokenizer, trainer=state)
         log.info("saved %s", path)
         if self.keep > 0 and path.name != BEST:
             for _, old in step_checkpoints(self.out_dir)[:-self.keep]:
                 old.unlink()
+                fsdp.remove_shards(old)
 
 
 def _tokenizer(cfg: DictConfig, resume_payload: dict | None, start: str | None):
@@ -303,22 +305,22 @@ def _refuse_earlier_checkpoints(out_dir: Path) -> None:
                        "pass resume=true to continue it, or choose another output_model_path")
 
 
-def _resume_payload(cfg: DictConfig, out_dir: Path) -> dict | None:
-    """The checkpoint this run continues: the newest readable step_N.pt when resuming (or restarted), as rank 0
-    finds it.  Every rank resumes from rank 0's choice, so all continue from one step even where a node sees
-    other files (after a restart of several nodes, each in its own run directory); a rank that cannot read
-    that file stops the run."""
+def _resume_payload(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path | None]:
+    """``(payload, path)`` of the checkpoint this run continues: the newest readable step_N.pt when resuming (or
+    restarted), as rank 0 finds it; ``(None, None)`` when starting afresh.  Every rank resumes from rank 0's
+    choice, so all continue from one step even where a node sees other files (after a restart of several nodes,
+    each in its own run directory); a rank that cannot read that file stops the run."""
     payload, path = _newest_resumable(cfg, out_dir)
     chosen = distributed.broadcast_object(None if path is None else str(path))
     if chosen is None:
-        return None
+        return None, None
     if chosen == str(path):
-        return payload
+        return payload, path
     rank = distributed.current_rank_and_size()[0]
     if not Path(chosen).is_file():
         raise UerError(f"rank {rank} cannot see {chosen}, the checkpoint rank 0 resumes from (it sees "
                        f"{path or 'no checkpoint'}): put output_model_path on a filesystem every node shares")
-    return load_checkpoint(chosen)
+    return load_checkpoint(chosen), Path(chosen)
 
 
 def _newest_resumable(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path | None]:
@@ -335,6 +337,7 @@ def _newest_resumable(cfg: DictConfig, out_dir: Path) -> tuple[dict | None, Path
     for _, path in reversed(existing):
         try:
             payload = load_checkpoint(path)
+            fsdp.check_shards(path, (payload.get("trainer") or {}).get("optimizer"))
         except UerError as err:
             skipped.append(f"{path.name} ({err})")
             continue

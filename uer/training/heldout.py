@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 from uer.data.build import build_pretrain_dataset
 from uer.data.noising import preprocess_options
@@ -130,6 +131,9 @@ class HeldOutSet:
         by_length = np.argsort(dataset.lengths(), kind="stable")
         mine = by_length[rank::world_size]
         self.batches = [mine[start:start + batch_size] for start in range(0, len(mine), batch_size)]
+        # Rank 0 holds the most batches; a sharded model's forward is a collective (each FSDP unit gathers its
+        # weights), so a rank with fewer repeats its last one that many times, uncounted, to keep in step.
+        self.catch_up = math.ceil(len(by_length[0::world_size]) / batch_size) - len(self.batches)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, autocast: Callable) -> dict[str, float]:
@@ -145,6 +149,9 @@ class HeldOutSet:
                 for name, (num, den) in stats.items():
                     pair = torch.stack((num.double(), den.double()))
                     sums[name] = pair if name not in sums else sums[name] + pair
+            for _ in range(self.catch_up if isinstance(model, FSDPModule) else 0):
+                with autocast():
+                    model(batch)
         finally:
             model.train(was_training)
         names = sorted(sums)

@@ -7,6 +7,7 @@ import logging
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.distributed.fsdp import FSDPModule
 
 from uer import distributed, malloc_tuning
 from uer.errors import UerError
@@ -30,7 +31,8 @@ def training_process(cfg: DictConfig):
 
 
 def training_model(model, hardware: DictConfig, env, device):
-    """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks, ``torch.compile``."""
+    """``model`` as the Trainer runs it: activation checkpointing, DDP across ranks (an FSDP-sharded model is
+    its own wrapper), ``torch.compile``."""
     if hardware.activation_checkpointing:
         encoder = model.backbone.encoder
         if not hasattr(encoder, "enable_activation_checkpointing"):
@@ -39,5 +41,5 @@ def training_model(model, hardware: DictConfig, env, device):
         encoder.enable_activation_checkpointing()
     if device.type == "cpu":
         log.info("memory: %s", malloc_tuning.describe())
-    train_model = distributed.wrap(model, env, device)
+    train_model = model if isinstance(model, FSDPModule) else distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model

@@ -5,7 +5,8 @@ A :class:`TrainingSession` builds, in this order (the order the random state and
 run's checkpoint expect), the optimizer, the learning-rate schedule, the progress
 :class:`~uer.training.report.Reporter` and the :class:`~uer.training.trainer.Trainer`, which
 trains the model under DDP and ``torch.compile`` as ``hardware`` asks
-(:func:`uer.training.process.training_model`).  It restores a resumable checkpoint's trainer
+(:func:`uer.training.process.training_model`); under ``hardware.strategy=fsdp`` the session
+shards the model first (:mod:`uer.training.fsdp`).  It restores a resumable checkpoint's trainer
 state and gathers the state such a checkpoint records; leaving it (``with``) closes the
 reporter and, when training ended without an error, waits for every rank.
 
@@ -26,6 +27,8 @@ from torch import nn
 
 from uer import distributed
 from uer.distributed import DistEnv
+from uer.errors import UerError
+from uer.training import fsdp
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.process import training_model
 from uer.training.report import Reporter
@@ -48,6 +51,9 @@ class TrainingSession:
         self.env = env
         self.facts = facts
         self.report_steps = settings.report_steps
+        if fsdp.sharded(cfg.hardware, env):  # in place, before the optimizer is built on its parameters
+            model = fsdp.shard(model, cfg.hardware.precision, device)
+        self.model = model
         self.optimizer = build_optimizer(cfg.optimizer, model, settings.learning_rate)
         self.scheduler = build_scheduler(cfg.lr_scheduler, self.optimizer, total_steps)
         self.reporter = Reporter(report_dir, total_steps, enabled=env.is_main, logger=cfg.logger,
@@ -65,17 +71,30 @@ class TrainingSession:
         if exc_type is None:  # a failing rank enters no collective: its barrier would pair with the others'
             distributed.barrier()  # gradient all-reduce and the run would wait for the process-group timeout
 
-    def restore(self, state: dict, data) -> None:
-        """Continue from a checkpoint's trainer ``state``: optimizer, schedule, step, random state, and the
-        position of ``data`` (a batch source with ``load_state_dict``)."""
+    def restore(self, state: dict, data, checkpoint: Path) -> None:
+        """Continue from the trainer ``state`` of ``checkpoint``: optimizer (a sharded model's from the shards
+        beside it), schedule, step, random state, and the position of ``data`` (a batch source with
+        ``load_state_dict``)."""
+        if self.trainer.sharded:
+            fsdp.load_optimizer(self.model, self.optimizer, checkpoint, state["optimizer"])
+        elif fsdp.holds_shards(state["optimizer"]):
+            raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
+                           "sharded); resume it with hardware.strategy=fsdp")
         self.trainer.load_state_dict(state)
         data.load_state_dict(state["data"])
 
-    def checkpoint_state(self, data, **extra) -> dict | None:
-        """The trainer state a resumable checkpoint records, with the position of ``data``, the run's facts
-        and ``extra``; every rank calls it (it gathers each rank's random state), the main rank gets it,
-        the others None."""
+    def model_state(self) -> dict:
+        """The model's full weights (a sharded model's gathered to the main rank, the others get an empty
+        dict); every rank calls it."""
+        return fsdp.full_model_state(self.model)
+
+    def checkpoint_state(self, data, checkpoint: Path, **extra) -> dict | None:
+        """The trainer state the resumable ``checkpoint`` records, with the position of ``data``, the run's
+        facts and ``extra`` (a sharded model's optimizer state is written beside it now); every rank calls it
+        (it gathers each rank's random state), the main rank gets it, the others None."""
         state = self.trainer.state_dict()
+        if self.trainer.sharded:
+            state["optimizer"] = fsdp.save_optimizer(self.model, self.optimizer, checkpoint)
         if not self.env.is_main:
             return None
         state.update(data=data.state_dict(), run=self.facts, **extra)

@@ -4,8 +4,9 @@ A training session (:mod:`uer.training.session`) hands the Trainer a model whose
 takes a batch dict and returns ``.loss`` and ``.stats``, a source of micro-batches, and
 hooks; the Trainer owns precision, gradient accumulation, clipping, the optimiser/schedule
 step, progress reports, the resumable state (step, optimiser, schedule, RNG) and the
-model's wrap for training (DDP, ``torch.compile``): :meth:`Trainer.fit` trains the
-wrapped model and drops the wrapper when it returns, before the process group goes.
+model's wrap for training (DDP, ``torch.compile``; an FSDP model comes sharded, see
+:mod:`uer.training.fsdp`): :meth:`Trainer.fit` trains the wrapped model and drops the wrapper
+when it returns, before the process group goes.
 
 A loss or gradient norm that is not finite (nan, inf) stops the run.  Whether each step's
 are finite is noted on the device without waiting for it, so watching costs no
@@ -25,6 +26,8 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 
 from uer import distributed
 from uer.errors import UerError
@@ -68,6 +71,11 @@ class Trainer:
         self._unchecked_lr: dict[int, float] = {}  # the learning rate each unchecked step used (ranks share it)
         self._check_each_step = device.type == "cpu" and not torch.distributed.is_initialized()
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the model is FSDP-sharded (hardware.strategy=fsdp), and so each rank's optimizer state its own."""
+        return isinstance(self.model, FSDPModule)
+
     def train_step(self, micro_batches: Iterable[dict]) -> None:
         """One optimiser step over ``accumulation_steps`` micro-batches."""
         model = self._train_model
@@ -76,10 +84,8 @@ class Trainer:
         loss = None
         for index, batch in enumerate(micro_batches):
             batch = to_device(batch, self.device)
-            # Under DDP only the last micro-batch all-reduces gradients; the others accumulate locally.
-            final = index == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if final or not hasattr(model, "no_sync") else model.no_sync()
-            with sync:
+            # Only the last micro-batch reduces gradients across ranks; the others accumulate locally.
+            with gradient_sync(model, index == len(micro_batches) - 1):
                 with self.autocast():
                     out = model(batch)
                 self.scaler.scale(out.loss / len(micro_batches)).backward()
@@ -89,6 +95,8 @@ class Trainer:
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+            if isinstance(norm, DTensor):  # sharded gradients: the norm over all of them, on every rank
+                norm = norm.full_tensor()
         self._note_nonfinite(loss, norm if not self.scaler.is_enabled() else None)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -169,7 +177,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            # A sharded model's optimizer state is each rank's own: the session writes it beside the checkpoint.
+            "optimizer": None if self.sharded else self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             # Each rank draws its own dropout masks: every rank's generators, so all of them resume.
@@ -178,7 +187,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not self.sharded:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -191,6 +201,15 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         random.setstate(_as_random_state(rng["python"]))
         restore_cuda_rng(rng.get("cuda"), self.device)
+
+
+def gradient_sync(model: nn.Module, sync: bool):
+    """A context in which backward reduces gradients across ranks only if ``sync`` (DDP's ``no_sync``, FSDP's
+    ``set_requires_gradient_sync``); without either, gradients are local anyway."""
+    if isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+    return model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
 
 
 def restore_cuda_rng(state, device: torch.device) -> None:
