@@ -98,15 +98,16 @@ class TensorBoardLogger(RunLogger):
         self.writer.flush()
 
     def hparams(self, params: dict, metrics: dict) -> None:
+        writer = self.writer  # first: it keeps TensorFlow out of the import below (uer.tensorboard)
         from torch.utils.tensorboard.summary import hparams  # lazy: TensorBoard takes seconds to import
 
         # In this run's own directory (SummaryWriter.add_hparams would open a sub-run), with each
         # metric also a scalar: the HParams view reads a metric's value from the run's scalars.
         for summary in hparams(params, metrics):
-            self.writer.file_writer.add_summary(summary)
+            writer.file_writer.add_summary(summary)
         for key, value in metrics.items():
-            self.writer.add_scalar(key, value)
-        self.writer.flush()
+            writer.add_scalar(key, value)
+        writer.flush()
 
     def close(self) -> None:
         if self._writer is not None:
