@@ -24,7 +24,7 @@ SEEDS = (1, 2, 3)
 # conf/experiment/msra_entities_text2text.yaml holds the same values (tests/unit/test_msra_entities.py checks).
 MODEL = {"hidden_size": 128, "layers_num": 3, "heads_num": 4, "feedforward_size": 512, "dropout": 0.1,
          "max_seq_length": 128}
-RECIPE = {"epochs_num": 2, "batch_size": 32, "learning_rate": 1e-3, "warmup": 0.1, "weight_decay": 0.01,
+RECIPE = {"epochs_num": 4, "batch_size": 16, "learning_rate": 1e-3, "warmup": 0.1, "weight_decay": 0.01,
           "eps": 1e-6, "max_grad_norm": 1.0, "source_length": 128, "target_length": 96,
           "max_new_tokens": 96}
 BEST_METRIC = "rougeL"
@@ -45,16 +45,27 @@ def summary(runs: list[dict]) -> dict:
     return out
 
 
-def load_runs(path: Path) -> dict[int, dict]:
-    """The runs of a results file by seed (none when there is no file yet)."""
+def recipe_change(path: Path, recipe: dict) -> str | None:
+    """How the recipe ``path``'s runs were measured with differs from ``recipe`` (None: the same, or no file)."""
     if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))["recipe"]
+    changed = [f"{key} {stored.get(key)}" for key, value in recipe.items() if stored.get(key) != value]
+    return ", ".join(changed) or None
+
+
+def load_runs(path: Path, recipe: dict | None = None) -> dict[int, dict]:
+    """The runs of a results file by seed: none when there is no file yet, or when it was measured with
+    another recipe than ``recipe`` (default ``RECIPE``), whose seeds a new run replaces instead of joining."""
+    if not path.is_file() or recipe_change(path, recipe or RECIPE):
         return {}
     return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
 
 
 def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
-    """Write ``runs`` merged into the seeds ``path`` holds now (another process may have added one meanwhile)."""
-    runs = {**load_runs(path), **runs}
+    """Write ``runs`` merged into the seeds ``path`` holds now of the same recipe (another process may have
+    added one meanwhile)."""
+    runs = {**load_runs(path, header["recipe"]), **runs}
     ordered = [runs[seed] for seed in sorted(runs)]
     record = {**header, "runs": ordered, "summary": summary(ordered)}
     path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
@@ -62,9 +73,13 @@ def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
 
 
 def cell(path: Path, split: str) -> str:
-    """``EM m ± s, ROUGE-L m ± s, BLEU m ± s (n=N)`` in percent (BLEU as sacrebleu gives it), or "not run yet"."""
+    """``EM m ± s, ROUGE-L m ± s, BLEU m ± s (n=N)`` in percent (BLEU as sacrebleu gives it), "not run yet",
+    or "not run with this recipe" when the file holds runs of another one."""
     if not path.is_file():
         return "not run yet"
+    changed = recipe_change(path, RECIPE)
+    if changed:
+        return f"not run with this recipe yet (`{path.name}` holds {changed})"
     found = json.loads(path.read_text(encoding="utf-8"))["summary"].get(split)
     if not found:
         return "not run yet"

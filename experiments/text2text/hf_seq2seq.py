@@ -230,11 +230,11 @@ def main() -> None:
     tokenizer = BertTokenizer(Vocab.from_file(VOCAB), do_lower_case=True)
     import transformers
 
-    runs = {} if args.quick else load_runs(args.out)
     header = {"toolkit": "transformers", "transformers": transformers.__version__,
               "command": "python experiments/text2text/hf_seq2seq.py " + " ".join(sys.argv[1:]),
               "data": "datasets/msra_entities", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
               "best_metric": BEST_METRIC, "threads": args.threads}
+    runs = {} if args.quick else load_runs(args.out, header["recipe"])
     for seed in args.seeds:
         run = run_seed(seed, args, tokenizer)
         print(json.dumps({key: run[key] for key in ("seed", "best_epoch", "train_seconds", "dev", "test_greedy")},
