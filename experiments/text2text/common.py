@@ -24,7 +24,7 @@ SEEDS = (1, 2, 3)
 # conf/experiment/msra_entities_text2text.yaml holds the same values (tests/unit/test_msra_entities.py checks).
 MODEL = {"hidden_size": 128, "layers_num": 3, "heads_num": 4, "feedforward_size": 512, "dropout": 0.1,
          "max_seq_length": 128}
-RECIPE = {"epochs_num": 4, "batch_size": 16, "learning_rate": 1e-3, "warmup": 0.1, "weight_decay": 0.01,
+RECIPE = {"epochs_num": 2, "batch_size": 32, "learning_rate": 1e-3, "warmup": 0.1, "weight_decay": 0.01,
           "eps": 1e-6, "max_grad_norm": 1.0, "source_length": 128, "target_length": 96,
           "max_new_tokens": 96}
 BEST_METRIC = "rougeL"
