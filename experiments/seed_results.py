@@ -22,17 +22,27 @@ def mean_std(values: list[float]) -> dict:
             "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def load_runs(path: Path) -> dict[int, dict]:
-    """The runs of a results file by seed (none when there is no file yet)."""
+def recipe_change(path: Path, recipe: dict) -> str | None:
+    """How the recipe ``path``'s runs were measured with differs from ``recipe`` (None: the same, or no file)."""
     if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8")).get("recipe") or {}
+    changed = [f"{key} {stored.get(key)}" for key, value in recipe.items() if stored.get(key) != value]
+    return ", ".join(changed) or None
+
+
+def load_runs(path: Path, recipe: dict | None = None) -> dict[int, dict]:
+    """The runs of a results file by seed: none when there is no file yet, or when it was measured with
+    another recipe than ``recipe`` (when given), whose seeds a new run replaces instead of joining."""
+    if not path.is_file() or (recipe is not None and recipe_change(path, recipe)):
         return {}
     return {run["seed"]: run for run in json.loads(path.read_text(encoding="utf-8"))["runs"]}
 
 
 def store(path: Path, header: dict, runs: dict[int, dict], summary: Callable[[list[dict]], dict]) -> dict[int, dict]:
-    """Write ``runs`` merged into the seeds ``path`` holds now (another process may have added one meanwhile),
-    with ``summary`` of them all."""
-    runs = {**load_runs(path), **runs}
+    """Write ``runs`` merged into the seeds ``path`` holds now of the same recipe (``header["recipe"]``; another
+    process may have added one meanwhile), with ``summary`` of them all: a recipe change never averages two."""
+    runs = {**load_runs(path, header.get("recipe")), **runs}
     ordered = [runs[seed] for seed in sorted(runs)]
     record = {**header, "runs": ordered, "summary": summary(ordered)}
     path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
-from seed_results import load_runs, mean_std  # noqa: E402  (the scripts beside this one import load_runs from here)
+from seed_results import mean_std, recipe_change  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -45,15 +45,25 @@ def summary(runs: list[dict]) -> dict:
     return out
 
 
+def load_runs(path: Path, recipe: dict | None = None) -> dict[int, dict]:
+    """The runs of ``path`` measured with ``recipe`` (default ``RECIPE``; ``seed_results.load_runs``)."""
+    return seed_results.load_runs(path, recipe or RECIPE)
+
+
 def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
-    """Write ``runs`` merged into the seeds ``path`` holds now, with their summary (``seed_results.store``)."""
+    """Write ``runs`` merged into the seeds ``path`` holds now of the same recipe, with their summary
+    (``seed_results.store``)."""
     return seed_results.store(path, header, runs, summary)
 
 
 def cell(path: Path, split: str) -> str:
-    """``EM m ± s, ROUGE-L m ± s, BLEU m ± s (n=N)`` in percent (BLEU as sacrebleu gives it), or "not run yet"."""
+    """``EM m ± s, ROUGE-L m ± s, BLEU m ± s (n=N)`` in percent (BLEU as sacrebleu gives it), "not run yet",
+    or "not run with this recipe" when the file holds runs of another one."""
     if not path.is_file():
         return "not run yet"
+    changed = recipe_change(path, RECIPE)
+    if changed:
+        return f"not run with this recipe yet (`{path.name}` holds {changed})"
     found = json.loads(path.read_text(encoding="utf-8"))["summary"].get(split)
     if not found:
         return "not run yet"

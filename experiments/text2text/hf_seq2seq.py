@@ -206,7 +206,7 @@ def main() -> None:
               "data": "datasets/msra_entities", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
               "best_metric": BEST_METRIC, "threads": args.threads}
     run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), lambda runs: store(args.out, header, runs),
-              lambda: load_runs(args.out), summary, ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
+              lambda: load_runs(args.out, header["recipe"]), summary, ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from transformers import AutoTokenizer, BartForConditionalGeneration
 
 from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint
@@ -45,8 +46,8 @@ def copy_task(tmp_path_factory):
              "train": write_tsv(tmp / "train.tsv", "source\ttarget", [f"{s}\t{s}" for s in strings(1600, 1)]),
              "dev": write_tsv(tmp / "dev.tsv", "target\tsource", [f"{s}\t{s}" for s in dev]),  # any column order
              "out": tmp / "model"}
-    run_stage(compose_config(["task=text2text", *args(files, files["out"]), *TRAIN,
-                              f"finetune.test_path={files['dev']}"]))
+    run_stage(compose_config(["task=text2text", "embedding=word_pos", *args(files, files["out"]), *TRAIN,
+                              f"finetune.test_path={files['dev']}"]))  # word_pos: BART's embedding, to export
     return files
 
 
@@ -89,6 +90,28 @@ def test_infer_and_generate_write_one_generation_per_row_in_order(copy_task, bea
                               f"tool.test_path={lines_file}", f"tool.output_path={generated}", "tool.batch_size=3",
                               f"tool.generation.num_beams={beams}"]))
     assert generated.read_text(encoding="utf-8").splitlines() == rows
+
+
+def test_the_fine_tuned_model_exported_to_hugging_face_generates_what_infer_writes(copy_task, tmp_path):
+    """tool=convert writes the fine-tuned checkpoint as BartForConditionalGeneration whose generate(), with only
+    what the directory says (start and end ids, tokenizer), stops at [SEP] and writes stage=infer's generations."""
+    rows = copy_task["dev_rows"]
+    sources = write_tsv(tmp_path / "infer.tsv", "source", rows)
+    predictions = tmp_path / "predictions.tsv"
+    run_stage(compose_config(["stage=infer", f"infer.load_model_path={copy_task['out']}", f"infer.test_path={sources}",
+                              f"infer.prediction_path={predictions}"]))
+    written = [line.split("\t")[1] for line in predictions.read_text(encoding="utf-8").splitlines()[1:]]
+    run_stage(compose_config(["stage=tool", "tool=convert", "tool.input_format=uer_ckpt", "hardware.num_threads=1",
+                              f"tool.input_path={copy_task['out'] / 'best.pt'}", "tool.output_format=hf",
+                              f"tool.output_path={tmp_path / 'hf'}"]))
+    model = BartForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    batch = tokenizer(rows, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**batch, num_beams=1, do_sample=False, max_new_tokens=12)
+    for ids in out.tolist():  # [start] generation [SEP] [PAD]...: each row stopped at its [SEP], as uer's do
+        assert set(ids[ids.index(tokenizer.sep_token_id) + 1:]) <= {tokenizer.pad_token_id}
+    assert [text.replace(" ", "") for text in tokenizer.batch_decode(out, skip_special_tokens=True)] == written
 
 
 def test_fine_tuning_starts_from_an_encoder_decoder_checkpoint_with_its_decoder(copy_task, tmp_path):

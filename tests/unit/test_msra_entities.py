@@ -76,3 +76,19 @@ def test_the_preset_and_the_transformers_side_share_the_recipe():
     assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
         (recipe["target_length"], recipe["max_new_tokens"], 1)
     assert all(finetune[f"{split}_path"] == f"datasets/msra_entities/{split}.tsv" for split in ("train", "dev", "test"))
+
+
+def test_runs_of_another_recipe_are_neither_merged_nor_shown(tmp_path):
+    """A results file measured with an older recipe: a new run starts it afresh, and the table says so."""
+    common = load_script("text2text", "common")
+    scores = {name: 0.5 for name in common.METRICS}
+    run = {"seed": 1, "best_epoch": 1, "dev": scores, "test_greedy": scores}
+    path = tmp_path / "results.json"
+    old = dict(common.RECIPE, epochs_num=common.RECIPE["epochs_num"] + 1)
+    common.store(path, {"recipe": old}, {1: run})
+    assert common.load_runs(path, old) == {1: run} and common.load_runs(path) == {}
+    assert common.cell(path, "dev") == \
+        f"not run with this recipe yet (`results.json` holds epochs_num {old['epochs_num']})"
+    common.store(path, {"recipe": common.RECIPE}, {2: dict(run, seed=2)})
+    assert sorted(common.load_runs(path)) == [2]
+    assert common.cell(path, "dev") == "EM 50.00 ± 0.00, ROUGE-L 50.00 ± 0.00, BLEU 0.50 ± 0.00 (n=1)"

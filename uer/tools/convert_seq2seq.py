@@ -104,6 +104,14 @@ def _family(loaded: Seq2seqLoaded, chosen: Optional[str]):
     return SEQ2SEQ_FAMILIES["t5" if loaded.nodes["encoder"].get("relative_position_buckets") else "bart"]
 
 
+def _generation_ids(tokenizer, pad: int) -> dict:
+    """The file ids of the tokens uer's generation uses: it stops at the tokenizer's [SEP] and forces no token.
+    Written out, so that transformers' ``generate()`` on the directory does not take the family's defaults
+    instead (BART's end id 2, also forced at the last step; T5's 1), which are other tokens of this vocabulary."""
+    bos, eos = swap_pad([tokenizer.vocab.cls_id, tokenizer.vocab.sep_id], pad)
+    return {"bos_token_id": bos, "eos_token_id": eos, "forced_bos_token_id": None, "forced_eos_token_id": None}
+
+
 def _write_hf(loaded: Seq2seqLoaded, path: Path, chosen: Optional[str]) -> None:
     if path.suffix:
         raise UerError(f"tool.output_path {path} must be a directory for an encoder-decoder model (config.json, "
@@ -118,6 +126,7 @@ def _write_hf(loaded: Seq2seqLoaded, path: Path, chosen: Optional[str]) -> None:
     except NotExpressible as err:
         raise UerError(f"{loaded.source}: {err}") from None
     config["pad_token_id"] = pad
+    config.update(_generation_ids(tokenizer, pad))
     carried = (loaded.hf or {}).get("config") or {} if (loaded.hf or {}).get("model_type") == fam.model_type else {}
     config.update({key: carried[key] for key in CARRIED if key in carried})
     length = nodes["embedding"].get("max_seq_length") or 512
