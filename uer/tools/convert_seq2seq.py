@@ -105,10 +105,11 @@ def _family(loaded: Seq2seqLoaded, chosen: Optional[str]):
 
 
 def _generation_ids(tokenizer, pad: int) -> dict:
-    """The file ids of the tokens uer's generation uses: it stops at the tokenizer's [SEP] and forces no token.
-    Written out, so that transformers' ``generate()`` on the directory does not take the family's defaults
-    instead (BART's end id 2, also forced at the last step; T5's 1), which are other tokens of this vocabulary."""
-    bos, eos = swap_pad([tokenizer.vocab.cls_id, tokenizer.vocab.sep_id], pad)
+    """The file ids of the tokens uer's generation uses: it stops at the tokenizer's end of text (eos_token, else
+    [SEP]) and forces no token.  Written out, so that transformers' ``generate()`` on the directory does not take
+    the family's defaults instead (BART's end id 2, also forced at the last step; T5's 1), which may be other
+    tokens of this vocabulary.  A token the tokenizer lacks (T5 has no bos/[CLS]) is written as null."""
+    bos, eos = (None if i is None else swap_pad([i], pad)[0] for i in (tokenizer.vocab.bos_id, tokenizer.vocab.eos_id))
     return {"bos_token_id": bos, "eos_token_id": eos, "forced_bos_token_id": None, "forced_eos_token_id": None}
 
 
