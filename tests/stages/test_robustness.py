@@ -6,6 +6,7 @@ and never calls a broken model done or best.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -97,6 +98,27 @@ def _start(args, run_dir):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def _running(args, run_dir):
+    """``python main.py ARGS`` started; killed on the way out if the test left it running."""
+    run = _start(args, run_dir)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def _stop(run, signum) -> str:
+    """Send ``signum`` to ``run``; its stderr, once it has ended with exit 128 + signum and no traceback."""
+    run.send_signal(signum)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    return stderr
+
+
 def test_a_second_run_into_a_location_in_use_is_refused_naming_the_holder_and_a_killed_one_s_is_taken_over(
         dataset, tmp_path):
     out = tmp_path / "model"
@@ -131,17 +153,9 @@ def test_a_second_run_into_a_location_in_use_is_refused_naming_the_holder_and_a_
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_pre_training_says_what_it_kept_in_one_line_and_resumes(dataset, tmp_path, signum):
     out = tmp_path / "model"
-    run = _start(pretrain_args(dataset, out, "pretrain.total_steps=100000"), tmp_path / "run_a")
-    try:
+    with _running(pretrain_args(dataset, out, "pretrain.total_steps=100000"), tmp_path / "run_a") as run:
         _wait_for(lambda: step_checkpoints(out), "its first checkpoint", run)
-        run.send_signal(signum)
-        _, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 128 + signum, stderr[-3000:]
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+        stderr = _stop(run, signum)
     assert [line for line in stderr.splitlines() if line.strip()] == [
         f"interrupted by {signal.Signals(signum).name}: the checkpoints saved so far are kept in {out}; the same "
         "command with resume=true continues from the newest"]
@@ -158,37 +172,21 @@ def test_an_interrupted_pre_training_says_what_it_kept_in_one_line_and_resumes(d
 def test_sigint_while_main_py_is_still_loading_is_one_line_and_exit_130(tmp_path):
     """The signal arrives while torch is being imported (its library just mapped into the process): before any
     handler of uer's, Python's own would print a KeyboardInterrupt traceback."""
-    run = _start(["stage=preprocess", f"preprocess.corpus_path={corpus_slice(tmp_path, 'book_review.txt', 20)}",
-                  f"preprocess.dataset_path={tmp_path / 'data'}"], tmp_path / "run")
-    try:
+    with _running(["stage=preprocess", f"preprocess.corpus_path={corpus_slice(tmp_path, 'book_review.txt', 20)}",
+                   f"preprocess.dataset_path={tmp_path / 'data'}"], tmp_path / "run") as run:
         _wait_for(lambda: "libtorch" in Path(f"/proc/{run.pid}/maps").read_text(), "torch to load", run)
-        run.send_signal(signal.SIGINT)
-        _, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 130, stderr[-3000:]
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+        stderr = _stop(run, signal.SIGINT)
     assert len([line for line in stderr.splitlines() if line.startswith("interrupted by SIGINT")]) == 1, stderr
     assert not (tmp_path / "data").exists()
 
 
 def test_a_second_fine_tuning_into_one_path_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "clf"
-    first = _start([*FINETUNE, "finetune.epochs_num=1000", f"output_model_path={out}"], tmp_path / "run_a")
-    try:
+    with _running([*FINETUNE, "finetune.epochs_num=1000", f"output_model_path={out}"], tmp_path / "run_a") as first:
         _wait_for(lambda: (out / LOCK_FILE).is_file() and (out / LOCK_FILE).read_text(), "its lock", first)
         second = run_main([*FINETUNE, f"output_model_path={out}"], tmp_path / "run_b")
         assert_one_line_no_traceback(second, f"output_model_path={out} is in use by another run", f"pid {first.pid}")
-        first.send_signal(signal.SIGINT)  # a fine-tuning stopped anywhere: one line, as pre-training is
-        _, stderr = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
-    assert first.returncode == 130, stderr[-3000:]
-    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+        stderr = _stop(first, signal.SIGINT)  # a fine-tuning stopped anywhere: one line, as pre-training is
     [line] = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
     assert line.startswith("interrupted by SIGINT: "), line
     assert not (out / LOCK_FILE).exists()
