@@ -538,3 +538,20 @@ def test_the_lock_file_names_its_holder(tmp_path):
     with claimed([Output("output_model_path", tmp_path, DIRECTORY)]):
         record = json.loads((tmp_path / LOCK_FILE).read_text())
     assert record["pid"] == os.getpid() and record["host"] and record["started"]
+
+
+def test_an_interrupted_inference_is_one_line_and_writes_no_predictions(tmp_path):
+    """SIGINT while the model reads and scores a long file: exit 130, one line, no partial prediction file."""
+    model = tmp_path / "clf"
+    run_stage(compose_config([*FINETUNE, f"output_model_path={model}"]))
+    texts = [row.split("\t", 1)[1] for row in (DATA / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    test = tmp_path / "long.tsv"
+    test.write_text("text_a\n" + "\n".join(texts * 4000) + "\n", encoding="utf-8")  # 200,000 rows: seconds of work
+    predictions = tmp_path / "predictions.tsv"
+    with _running(["stage=infer", f"infer.load_model_path={model / 'best.pt'}", f"infer.test_path={test}",
+                   f"infer.prediction_path={predictions}", "hardware.num_threads=1"], tmp_path / "run") as run:
+        _wait_for(lambda: (tmp_path / "run" / "config.yaml").is_file(), "the run to start", run)
+        stderr = _stop(run, signal.SIGINT)
+    [line] = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[")]
+    assert line.startswith("interrupted by SIGINT"), line
+    assert not predictions.exists() and leftovers(tmp_path) == []

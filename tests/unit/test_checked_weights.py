@@ -117,10 +117,13 @@ def test_inference_and_scoring_refuse_a_corrupt_checkpoint(capsys, tmp_path, cor
     expect_user_error(capsys, cfg, "is corrupt", str(corrupt))
 
 
-def test_training_from_a_corrupt_checkpoint_is_refused(capsys, tmp_path, corrupt):
-    cfg = compose_config(["task=classifier", f"pretrained_model_path={corrupt}", "finetune.train_path=t.tsv",
-                          "finetune.dev_path=d.tsv", f"output_model_path={tmp_path / 'out'}"])
+@pytest.mark.parametrize("stage", ["finetune", "pretrain"])
+def test_training_from_a_corrupt_checkpoint_is_refused(capsys, tmp_path, corrupt, stage):
+    data = {"finetune": ["task=classifier", "finetune.train_path=t.tsv", "finetune.dev_path=d.tsv"],
+            "pretrain": ["stage=pretrain", "target=mlm", f"pretrain.dataset_path={tmp_path / 'data'}"]}[stage]
+    cfg = compose_config([*data, f"pretrained_model_path={corrupt}", f"output_model_path={tmp_path / 'out'}"])
     expect_user_error(capsys, cfg, "is corrupt", str(corrupt))
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_checkpoint_without_checksum_loads_quietly(tmp_path, vocab, caplog):
