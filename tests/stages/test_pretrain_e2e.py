@@ -58,16 +58,15 @@ def test_other_pairs_train_and_checkpoint(tmp_path, name):
     small_corpus = tmp_path / "corpus.txt"
     small_corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     data, model = tmp_path / "data", tmp_path / "model"
-    pre = run_main(["stage=preprocess", *pre_args, f"preprocess.corpus_path={small_corpus}",
-                    f"preprocess.dataset_path={data}", "preprocess.seq_length=64", "preprocess.processes_num=2"],
-                   tmp_path / "run_pre")
-    assert pre.returncode == 0, pre.stderr
+    # In-process (main.py's own path is the README pair's test above): two worker processes preprocess.
+    run_stage(compose_config(["stage=preprocess", *pre_args, f"preprocess.corpus_path={small_corpus}",
+                              f"preprocess.dataset_path={data}", "preprocess.seq_length=64",
+                              "preprocess.processes_num=2"]))
     size = [a for a in train_args if a.startswith("size=")] or ["size=tiny"]
-    train = run_main(["stage=pretrain", *[a for a in train_args if not a.startswith("size=")], *size, *SMALL,
-                      f"pretrain.dataset_path={data}", "pretrain.total_steps=20", "pretrain.batch_size=8",
-                      "pretrain.report_steps=10", f"output_model_path={model}"], tmp_path / "run")
-    assert train.returncode == 0, train.stderr
-    reports = read_metrics(tmp_path / "run")
+    run_stage(compose_config(["stage=pretrain", *[a for a in train_args if not a.startswith("size=")], *size, *SMALL,
+                              "hardware.num_threads=1", f"pretrain.dataset_path={data}", "pretrain.total_steps=20",
+                              "pretrain.batch_size=8", "pretrain.report_steps=10", f"output_model_path={model}"]))
+    reports = read_metrics(model)
     loss_keys = {k for k in reports[-1] if k.endswith("_loss")}
     expected = {"bert": {"mlm_loss", "nsp_loss"}, "albert": {"mlm_loss", "sop_loss"}, "gpt": {"lm_loss"},
                 "seq2seq": {"seq2seq_loss"}, "t5": {"t5_loss"}, "bart": {"bart_loss"}}
