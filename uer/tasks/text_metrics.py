@@ -18,9 +18,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import sacrebleu
-from rouge_score import rouge_scorer, tokenizers
-
 from uer.errors import UerError
 
 TOKENIZATIONS = ("13a", "zh", "char")
@@ -28,8 +25,8 @@ TEXT_METRICS = ("bleu", "rouge1", "rouge2", "rougeL", "exact_match")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 
-class CharacterTokenizer(tokenizers.Tokenizer):
-    """Every non-whitespace character is a token (rouge-score's tokenizer interface)."""
+class CharacterTokenizer:
+    """Every non-whitespace character is a token (rouge-score takes any object with this ``tokenize``)."""
 
     def tokenize(self, text: str) -> list[str]:
         return [ch for ch in text if not ch.isspace()]
@@ -43,6 +40,9 @@ def text_scores(generated: Sequence[str], references: Sequence[str], tokenize: s
         raise UerError(f"{len(generated)} generations for {len(references)} references")
     if not references:
         return {name: 0.0 for name in TEXT_METRICS}
+    import sacrebleu  # lazy: with rouge-score (nltk, scipy) most of a second of every main.py start-up
+    from rouge_score import rouge_scorer  # lazy: as above
+
     bleu = sacrebleu.corpus_bleu(list(generated), [list(references)], tokenize=tokenize).score
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=None if tokenize == "13a" else CharacterTokenizer())
     rouge = {name: 0.0 for name in ROUGE_TYPES}

@@ -25,14 +25,11 @@ import os
 import shutil
 from pathlib import Path
 
+import sys
+
 import torch
-import torch.distributed.checkpoint as dcp
 from omegaconf import DictConfig
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_optimizer_state_dict)
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from uer import distributed
 from uer.errors import UerError
@@ -46,6 +43,13 @@ STRATEGIES = ("ddp", "fsdp")
 LAYERS = (TransformerLayer, TransformerDecoderLayer)  # the FSDP units, where they sit in a layer list
 SHARDS_SUFFIX = ".optim"
 _HASH_CHUNK = 1 << 20
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether ``fully_shard`` sharded ``model``: never while torch's FSDP is not imported, which keeps that
+    import (half a second: DTensor, sympy) out of every run that does not shard."""
+    module = sys.modules.get("torch.distributed.fsdp")
+    return module is not None and isinstance(model, module.FSDPModule)
 
 
 def check_strategy(cfg: DictConfig) -> None:
@@ -80,6 +84,8 @@ def sharded(hardware: DictConfig, env: distributed.DistEnv) -> bool:
 
 def mixed_precision(precision: str) -> MixedPrecisionPolicy:
     """The FSDP policy of ``hardware.precision``: bf16 computes in bf16 and reduces gradients in fp32."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy  # lazy: see is_sharded
+
     if precision == "bf16":
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     return MixedPrecisionPolicy()
@@ -88,6 +94,9 @@ def mixed_precision(precision: str) -> MixedPrecisionPolicy:
 def shard(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     """Shard ``model`` in place across every rank (each layer of a layer list, then the root); the optimizer
     must be built after, on the sharded parameters."""
+    from torch.distributed.device_mesh import init_device_mesh  # lazy: see is_sharded
+    from torch.distributed.fsdp import fully_shard  # lazy: see is_sharded
+
     mesh = init_device_mesh(device.type, (distributed.current_rank_and_size()[1],))
     policy = mixed_precision(precision)
     units = [module for list_ in model.modules() if isinstance(list_, nn.ModuleList)
@@ -103,8 +112,10 @@ def shard(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
 def full_model_state(model: nn.Module) -> dict:
     """The full weights of ``model`` on the CPU, gathered to rank 0 (the others get an empty dict); every rank
     must call it.  A model that is not sharded gives its own state dict."""
-    if not isinstance(model, FSDPModule):
+    if not is_sharded(model):
         return model.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # lazy: sharded only
+
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
@@ -122,6 +133,9 @@ def save_optimizer(model: nn.Module, optimizer, checkpoint: Path) -> dict | None
     if is_main:
         shutil.rmtree(temporary, ignore_errors=True)  # a crashed save's
     distributed.barrier()
+    import torch.distributed.checkpoint as dcp  # lazy: see is_sharded
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict  # lazy: see is_sharded
+
     state = get_optimizer_state_dict(model, optimizer)
     with signals_held(), reporting_write_errors(final):
         dcp.save({"optimizer": state}, checkpoint_id=temporary)
@@ -161,6 +175,10 @@ def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> Non
     if not holds_shards(record):
         raise UerError(f"{checkpoint} was written by a run without hardware.strategy=fsdp (its optimizer state is "
                        "one file); resume it with hardware.strategy=ddp")
+    import torch.distributed.checkpoint as dcp  # lazy: see is_sharded
+    from torch.distributed.checkpoint.state_dict import (  # lazy: see is_sharded
+        get_optimizer_state_dict, set_optimizer_state_dict)
+
     state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
     dcp.load(state, checkpoint_id=checkpoint.parent / record["shards"])
     set_optimizer_state_dict(model, optimizer, state["optimizer"])

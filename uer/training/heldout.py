@@ -33,7 +33,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.distributed.fsdp import FSDPModule
 
 from uer.data.build import build_pretrain_dataset
 from uer.data.noising import preprocess_options
@@ -41,6 +40,7 @@ from uer.data.pretrain_dataset import PretrainDataset
 from uer.distributed import all_reduce_sum
 from uer.errors import UerError
 from uer.outcome import RESULTS, read_jsonl
+from uer.training.fsdp import is_sharded
 from uer.training.report import Reporter, append_record
 from uer.training.trainer import to_device
 
@@ -149,7 +149,7 @@ class HeldOutSet:
                 for name, (num, den) in stats.items():
                     pair = torch.stack((num.double(), den.double()))
                     sums[name] = pair if name not in sums else sums[name] + pair
-            for _ in range(self.catch_up if isinstance(model, FSDPModule) else 0):
+            for _ in range(self.catch_up if is_sharded(model) else 0):
                 with autocast():
                     model(batch)
         finally:

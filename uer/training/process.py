@@ -7,11 +7,11 @@ import logging
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.distributed.fsdp import FSDPModule
 
 from uer import distributed, malloc_tuning
 from uer.errors import UerError
 from uer.runtime import configure_threads, resolve_device, seed_everything
+from uer.training.fsdp import is_sharded
 
 log = logging.getLogger("uer")
 
@@ -41,5 +41,5 @@ def training_model(model, hardware: DictConfig, env, device):
         encoder.enable_activation_checkpointing()
     if device.type == "cpu":
         log.info("memory: %s", malloc_tuning.describe())
-    train_model = model if isinstance(model, FSDPModule) else distributed.wrap(model, env, device)
+    train_model = model if is_sharded(model) else distributed.wrap(model, env, device)
     return torch.compile(train_model) if hardware.compile else train_model

@@ -26,12 +26,12 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 from uer import distributed
 from uer.errors import UerError
 from uer.runtime import autocast
+from uer.training.fsdp import is_sharded
 from uer.training.report import Reporter
 
 log = logging.getLogger("uer.train")
@@ -74,7 +74,7 @@ class Trainer:
     @property
     def sharded(self) -> bool:
         """Whether the model is FSDP-sharded (hardware.strategy=fsdp), and so each rank's optimizer state its own."""
-        return isinstance(self.model, FSDPModule)
+        return is_sharded(self.model)
 
     def train_step(self, micro_batches: Iterable[dict]) -> None:
         """One optimiser step over ``accumulation_steps`` micro-batches."""
@@ -206,7 +206,7 @@ class Trainer:
 def gradient_sync(model: nn.Module, sync: bool):
     """A context in which backward reduces gradients across ranks only if ``sync`` (DDP's ``no_sync``, FSDP's
     ``set_requires_gradient_sync``); without either, gradients are local anyway."""
-    if isinstance(model, FSDPModule):
+    if is_sharded(model):
         model.set_requires_gradient_sync(sync)
         return contextlib.nullcontext()
     return model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
