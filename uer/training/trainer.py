@@ -26,7 +26,6 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from torch.distributed.tensor import DTensor
 
 from uer import distributed
 from uer.errors import UerError
@@ -95,7 +94,7 @@ class Trainer:
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-            if isinstance(norm, DTensor):  # sharded gradients: the norm over all of them, on every rank
+            if is_sharded(model):  # sharded gradients: their norm is a DTensor; the norm over all, on every rank
                 norm = norm.full_tensor()
         self._note_nonfinite(loss, norm if not self.scaler.is_enabled() else None)
         self.scaler.step(self.optimizer)
