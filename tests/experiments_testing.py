@@ -17,6 +17,9 @@ def load_script(folder: str, name: str) -> ModuleType:
     where = EXPERIMENTS / folder
     spec = importlib.util.spec_from_file_location(f"{folder}_{name}", where / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # Another folder's module of the same name (bench/common.py, imported by the bench tests as ``common``)
+    # would answer the script's ``from common import ...``: set aside while it imports, put back after.
+    shadowed = {path.stem: sys.modules.pop(path.stem) for path in where.glob("*.py") if path.stem in sys.modules}
     sys.path.insert(0, str(where))
     try:
         spec.loader.exec_module(module)
@@ -25,4 +28,5 @@ def load_script(folder: str, name: str) -> ModuleType:
         for loaded in [key for key, value in sys.modules.items()
                        if str(getattr(value, "__file__", "") or "").startswith(f"{where}/")]:
             del sys.modules[loaded]
+        sys.modules.update(shadowed)
     return module
