@@ -4,11 +4,15 @@ loop over seeds that fills a results file (``seed_results``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import seed_results
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "models" / "google_zh_vocab.txt"
@@ -60,15 +64,33 @@ def train_keeping_best(trainer, best_metric: str) -> tuple[float, dict, list[dic
     return seconds, max(history, key=lambda entry: entry[f"eval_{best_metric}"]), history
 
 
-def run_seeds(args, run_one: Callable[[int], dict], store_runs: Callable[[dict], dict], load_runs: Callable[[], dict],
-              summary: Callable[[list[dict]], dict], shown: tuple[str, ...]) -> None:
+def peer_arguments(description: str, seeds, epochs: int, out: Path, *extra: tuple[str, dict]):
+    """The command line of a transformers side: ``--seeds``, ``--epochs``, ``--threads`` (OMP_NUM_THREADS set
+    from it before torch starts its threads), ``--out`` (the results file), ``--quick``, and ``extra``
+    (flag, ``add_argument`` keywords)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--out", type=Path, default=out)
+    for flag, options in extra:
+        parser.add_argument(flag, **options)
+    parser.add_argument("--quick", action="store_true", help="64 rows of each split, 1 epoch: checks the script")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    return args
+
+
+def run_seeds(args, run_one: Callable[[int], dict], header: dict, summary: Callable[[list[dict]], dict],
+              shown: tuple[str, ...]) -> None:
     """``run_one(seed)`` for each of ``args.seeds``, printing the ``shown`` keys of each; unless ``args.quick``,
-    each merged into the results file (``store_runs``, over ``load_runs()``); the summary printed at the end."""
-    runs = {} if args.quick else load_runs()
+    each merged into ``args.out`` with the runs it holds of the same recipe (``header["recipe"]``,
+    ``seed_results.store``); the summary printed at the end."""
+    runs = {} if args.quick else seed_results.load_runs(args.out, header["recipe"])
     for seed in args.seeds:
         run = run_one(seed)
         print(json.dumps({key: run[key] for key in shown}, ensure_ascii=False), flush=True)
         runs[seed] = run
         if not args.quick:
-            runs = store_runs(runs)
+            runs = seed_results.store(args.out, header, runs, summary)
     print(json.dumps(summary([runs[seed] for seed in sorted(runs)]), indent=1))

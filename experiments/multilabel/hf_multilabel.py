@@ -33,14 +33,12 @@ end the mean and sample standard deviation per metric are printed and stored.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from common import BEST_METRIC, DATA, HERE, LABELS, METRICS, MODEL, RECIPE, SEEDS, load_runs, store, summary
-from hf_peer import project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
+from common import BEST_METRIC, DATA, HERE, LABELS, METRICS, MODEL, RECIPE, SEEDS, summary
+from hf_peer import peer_arguments, project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
 
 
 def read_tsv(path: Path, limit: int | None = None) -> list[tuple[list[int], str]]:
@@ -138,15 +136,7 @@ def run_seed(seed: int, args, tokenizer) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--epochs", type=int, default=RECIPE["epochs_num"])
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--out", type=Path, default=HERE / "results_hf.json")
-    parser.add_argument("--quick", action="store_true", help="64 rows of each split, 1 epoch: checks the script")
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-
+    args = peer_arguments(__doc__, SEEDS, RECIPE["epochs_num"], HERE / "results_hf.json")
     import transformers  # lazy: the script's --help needs no transformers
 
     tokenizer = project_tokenizer()
@@ -154,8 +144,8 @@ def main() -> None:
               "command": "python experiments/multilabel/hf_multilabel.py " + " ".join(sys.argv[1:]),
               "data": "datasets/msra_entity_types", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
               "best_metric": BEST_METRIC, "threads": args.threads}
-    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), lambda runs: store(args.out, header, runs),
-              lambda: load_runs(args.out), summary, ("seed", "best_epoch", "train_seconds", "dev", "test"))
+    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), header, summary,
+              ("seed", "best_epoch", "train_seconds", "dev", "test"))
 
 
 if __name__ == "__main__":

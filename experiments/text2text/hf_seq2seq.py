@@ -31,15 +31,13 @@ there; at the end the mean and sample standard deviation per metric are printed 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import BEAMS, BEST_METRIC, DATA, HERE, METRICS, MODEL, RECIPE, load_runs, store, summary
-from hf_peer import project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
+from common import BEAMS, BEST_METRIC, DATA, HERE, METRICS, MODEL, RECIPE, summary
+from hf_peer import peer_arguments, project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
 
 
 def read_tsv(path: Path, limit: int | None = None) -> list[tuple[str, str]]:
@@ -188,25 +186,17 @@ def generate(model, data, collate_fn, beams: int, base, batch_size: int = 64) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=RECIPE["epochs_num"])
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--out", type=Path, default=HERE / "results_hf.json")
-    parser.add_argument("--no-beam", action="store_true", help="greedy only on test")
-    parser.add_argument("--quick", action="store_true", help="64 rows of each split, 1 epoch: checks the script")
-    args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-
-    import transformers
+    args = peer_arguments(__doc__, (1, 2, 3), RECIPE["epochs_num"], HERE / "results_hf.json",
+                          ("--no-beam", {"action": "store_true", "help": "greedy only on test"}))
+    import transformers  # lazy: the script's --help needs no transformers
 
     tokenizer = project_tokenizer()
     header = {"toolkit": "transformers", "transformers": transformers.__version__,
               "command": "python experiments/text2text/hf_seq2seq.py " + " ".join(sys.argv[1:]),
               "data": "datasets/msra_entities", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
               "best_metric": BEST_METRIC, "threads": args.threads}
-    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), lambda runs: store(args.out, header, runs),
-              lambda: load_runs(args.out, header["recipe"]), summary, ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
+    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), header, summary,
+              ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
 
 
 if __name__ == "__main__":
