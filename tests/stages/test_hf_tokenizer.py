@@ -81,6 +81,29 @@ def test_texts_are_framed_as_the_tokenizers_own_post_processor_frames_them(files
     assert ours.exported_json() == (directory / "tokenizer.json").read_text(encoding="utf-8")  # goes out as it came
 
 
+def test_a_checkpoint_frames_pairs_by_the_rule_it_was_trained_with(files, tmp_path):
+    """The state records the framing; a state from before the record (no "framing") was framed [CLS] A [SEP] B [SEP]
+    by the uer that wrote it, so a RoBERTa pair is read that way, not as the file's <s> A </s></s> B </s> today."""
+    tokenizer = Tokenizer.from_file(str(files["bpe"] / "tokenizer.json"))
+    tokenizer.post_processor = PROCESSORS["roberta"]
+    directory = model_dir(tmp_path / "roberta", tokenizer, ANGLE_ROLES)
+    cfg = dict(type="hf", tokenizer_path=str(directory))
+    ours = build_tokenizer(cfg)
+    a, b = ours.encode("这本书很好"), ours.encode("second text")
+    state = tokenizer_state(ours, cfg)
+    assert state["hf_tokenizer"]["framing"] == "own"
+    assert tokenizer_from_state(state, "new.pt").framing.frame(a, b) == ours.framing.frame(a, b) == \
+        ([2, *a, 3, 3, *b, 3], [1] * (len(a) + len(b) + 4))
+    legacy = dict(state, hf_tokenizer={k: v for k, v in state["hf_tokenizer"].items() if k != "framing"})
+    old = tokenizer_from_state(legacy, "old.pt")
+    assert old.framing.frame(a, b) == ([2, *a, 3, *b, 3], [1] * (len(a) + 2) + [2] * (len(b) + 1))
+    assert old.framing.frame(a) == ours.framing.frame(a)  # one text: the same either way
+    assert tokenizer_state(old, cfg)["hf_tokenizer"]["framing"] == "bert"  # kept when saved again
+    damaged = dict(state, hf_tokenizer={**state["hf_tokenizer"], "framing": "roberta"})
+    with pytest.raises(UerError, match="records framing 'roberta'"):
+        tokenizer_from_state(damaged, "damaged.pt")
+
+
 def test_a_gpt2_tokenizer_pads_with_its_end_token_swapped_to_id_0(gpt2):
     ours = _hf(gpt2)
     end = Tokenizer.from_file(str(gpt2 / "tokenizer.json")).token_to_id("<|endoftext|>")

@@ -22,7 +22,7 @@ from uer.config.fields import setting
 from uer.errors import UerError
 from uer.registry import Registry
 from uer.tokenizers.bert import BertTokenizer
-from uer.tokenizers.hf import HfTokenizer
+from uer.tokenizers.hf import BERT, HfTokenizer
 from uer.tokenizers.simple import CharTokenizer, SpaceTokenizer
 from uer.tokenizers.spm import SpmTokenizer
 from uer.tokenizers.vocab import Vocab, VocabTokenizer
@@ -115,7 +115,8 @@ def tokenizer_from_state(state: dict, where: str) -> VocabTokenizer:
         if cfg.type == "spm":
             return TOKENIZERS.lookup("spm")(cfg, bytes(state["spm_model"].numpy().tobytes()))
         if cfg.type == "hf":
-            return TOKENIZERS.lookup("hf")(cfg, state["hf_tokenizer"])
+            # Written before checkpoints recorded their framing: uer framed every such text [CLS] A [SEP] (B [SEP]).
+            return TOKENIZERS.lookup("hf")(cfg, {"framing": BERT, **state["hf_tokenizer"]})
         return TOKENIZERS.lookup(cfg.type)(cfg, Vocab.from_tokens(state["tokens"], f"{where} (stored vocabulary)"))
     except (KeyError, TypeError, AttributeError) as err:
         raise UerError(f"checkpoint {where}: its stored tokenizer cannot be read ({type(err).__name__}: {err}); "

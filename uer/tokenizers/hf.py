@@ -22,6 +22,13 @@ else it is absent.  One rule for absent roles (published tokenizers lack some: G
   BERT's way, a separator for text pairs) is refused before any work, naming the role, the file and
   the fix (:meth:`uer.tokenizers.vocab.Vocab.require`).
 
+A checkpoint records which of the two framed its texts (``framing``: ``own`` or ``bert``) and is read
+back by that rule, whatever the rule would choose for the file today: the model sees the framing it
+was trained on.  A checkpoint from before that record (uer before 2026-12-07 15:40 UTC, commit
+bb8bc4f) was framed ``[CLS] A [SEP] (B [SEP])`` whatever the file's post-processor, so that is how
+it is read (:func:`uer.tokenizers.tokenizer_from_state`); the two differ only for a text pair of a
+tokenizer whose post-processor frames pairs otherwise (RoBERTa: ``<s> A </s></s> B </s>``, one segment).
+
 Padding is id 0 everywhere in this project.  A tokenizer whose padding token has another id
 in its file (RoBERTa and XLM-R: ``<s>`` = 0, ``<pad>`` = 1) is used with the two ids swapped:
 inside uer its padding token is id 0 and the file's id 0 token takes the padding token's id
@@ -49,6 +56,8 @@ ROLES = {"pad_token": PAD_TOKEN, "unk_token": UNK_TOKEN, "cls_token": CLS_TOKEN,
          "mask_token": MASK_TOKEN}
 ENDS = ("bos_token", "eos_token")  # roles with no project token: only a tokenizer's config names them
 PROBES = ("a", "b")  # texts whose framing shows where the post-processor puts its special tokens
+# How a checkpoint's texts were framed: by the file's own post-processor, or [CLS] A [SEP] (B [SEP]).
+OWN, BERT = "own", "bert"
 HINT = "set tokenizer.tokenizer_path=... to a tokenizer.json or a Hugging Face model directory holding one"
 
 
@@ -144,7 +153,8 @@ class HfTokenizer(VocabTokenizer):
         #: the padding token's id in the file; inside uer it is 0 (ids 0 and this one are swapped)
         self.file_pad_id = self.tokenizer.token_to_id(self.roles.get("pad_token", "")) or 0
         super().__init__(self._vocab(file), source="hf")
-        self.framing, self.own_framing = self._framing()
+        self.framing, self.own_framing = self._framing(self.stored.get("framing"))
+        self.stored = {**self.stored, "framing": OWN if self.own_framing else BERT}  # a checkpoint records the rule
 
     def _vocab(self, path: str) -> Vocab:
         size = self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -168,13 +178,18 @@ class HfTokenizer(VocabTokenizer):
                      sep_token=roles.get("sep_token"), mask_token=roles.get("mask_token"),
                      bos_token=roles.get("bos_token"), eos_token=roles.get("eos_token"))
 
-    def _framing(self) -> tuple[Framing, bool]:
-        """``(framing, whether it is the file's own post-processor's)``: the file's where it adds special tokens,
-        else ``[CLS] A [SEP] (B [SEP])`` where the tokenizer has both roles, else the bare text (no pairs)."""
+    def _framing(self, recorded: str | None) -> tuple[Framing, bool]:
+        """``(framing, whether it is the file's own post-processor's)``: the rule a checkpoint ``recorded``
+        (:data:`OWN` or :data:`BERT`), else the file's where it adds special tokens, else ``[CLS] A [SEP] (B [SEP])``
+        where the tokenizer has both roles, else the bare text (no pairs)."""
         first, second = (self.tokenizer.encode(text, add_special_tokens=False) for text in PROBES)
         single = self._template(self.tokenizer.post_process(first, None, add_special_tokens=True), len(first.ids))
         pair = self._template(self.tokenizer.post_process(first, second, add_special_tokens=True), len(first.ids))
-        if len(single) == 1 and self.vocab.has("cls") and self.vocab.has("sep"):  # the file adds nothing
+        bert = self.vocab.has("cls") and self.vocab.has("sep")
+        if recorded not in (None, OWN, BERT) or (recorded == BERT and not bert):
+            raise UerError(f"the stored tokenizer records framing {recorded!r}, which it cannot frame by (it was "
+                           "modified after it was written); fine-tune the model again")
+        if recorded == BERT or (recorded is None and len(single) == 1 and bert):  # the file adds nothing
             return Framing.bert(self.vocab.cls_id, self.vocab.sep_id), False
         return Framing(single, pair if _separated(pair) else None), True
 
