@@ -5,9 +5,18 @@
     python main.py task=classifier finetune.train_path=...      # task= implies stage=finetune
 """
 
+import signal
 import sys
 
+
+def _stop_loading(signum, frame):
+    """SIGTERM before the run starts ends as SIGINT does (Python's default would end the process without a word);
+    uer.app installs the run's own handler once the run starts."""
+    raise KeyboardInterrupt(signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop_loading)
     try:
         from uer.malloc_tuning import restart_with_tuned_malloc
 
@@ -16,8 +25,9 @@ if __name__ == "__main__":
         from uer.cli import main
 
         main()
-    except KeyboardInterrupt:  # while loading (torch takes seconds) or checking: a run stopped after starts ends
-        # itself with its own line (uer.app)
-        print("interrupted by SIGINT before the run started: nothing was written; run the command again",
-              file=sys.stderr, flush=True)
-        sys.exit(130)
+    except KeyboardInterrupt as stop:  # while loading (torch takes seconds) or checking: a run stopped after starts
+        # ends itself with its own line (uer.app)
+        signum = next((arg for arg in stop.args if isinstance(arg, int)), signal.SIGINT)
+        print(f"interrupted by {signal.Signals(signum).name} before the run started: nothing was written; run the "
+              "command again", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
