@@ -28,8 +28,8 @@ class HardwareConfig:
     precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (CUDA only, with a grad scaler)")
     compile: bool = setting(False, "torch.compile the model")
     activation_checkpointing: bool = setting(
-        False, "recompute each transformer layer in backward: about a third more compute, a fraction of the "
-               "activation memory")
+        False, "recompute each transformer layer (encoder and decoder) in backward: about a third more compute, a "
+               "fraction of the activation memory")
     num_threads: int = setting(0, "intra-op CPU threads; 0 = torch's default", bounds=NON_NEGATIVE)
     strategy: str = setting(
         "ddp", "ddp (every rank holds the whole model) | fsdp (parameters, gradients and optimizer state sharded "

@@ -9,9 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from uer.distributed import DistEnv
+from uer.models import build_model
 from uer.models.layers import PositionwiseFeedForward, TransformerLayer
 from uer.models.recompute import recompute_in_backward
+from uer.training.process import training_model
 from test_models import make_batch, make_model
+from tool_testing import write_vocab
 from uer_testing import SMALL, compose_config, expect_user_error
 
 
@@ -20,7 +24,7 @@ def gradients(model, batch, seed=7):
     model.zero_grad(set_to_none=True)
     model.train()
     model(batch).loss.backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters()}
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 def assert_same_gradients(first, second):
@@ -97,6 +101,31 @@ def test_activation_checkpointing_gives_the_same_gradients(arch):
     plain = gradients(model, batch)
     model.backbone.encoder.enable_activation_checkpointing()
     assert_same_gradients(plain, gradients(model, batch))
+
+
+@pytest.mark.parametrize("extra", [[], [f"{part}.{key}" for part in ("encoder", "decoder") for key in (
+    "layernorm_positioning=pre", "relative_position_buckets=8", "feedforward=gated")]], ids=["bart-like", "t5-like"])
+def test_activation_checkpointing_of_an_encoder_decoder_recomputes_both_stacks_with_the_same_gradients(
+        tmp_path, extra):
+    vocab_path = write_vocab(tmp_path / "vocab.txt")
+    cfg = compose_config(["stage=pretrain", "decoder=transformer", "target=seq2seq", "size=smoke",
+                          f"tokenizer.vocab_path={vocab_path}", "model.dropout=0.1",
+                          "hardware.activation_checkpointing=true", *extra])
+    cfg.decoder.start_id = 2
+    torch.manual_seed(0)
+    model = build_model(cfg.embedding, cfg.encoder, cfg.target, 30, decoder_cfg=cfg.decoder)
+    generator = torch.Generator().manual_seed(3)
+    src, tgt = torch.randint(5, 30, (4, 9), generator=generator), torch.randint(5, 30, (4, 7), generator=generator)
+    src[0, 6:], tgt[1, 5:] = 0, 0
+    batch = {"src": src, "seg": (src != 0).long(), "tgt_in": torch.cat([torch.full((4, 1), 2), tgt[:, :-1]], 1),
+             "tgt_out": tgt}
+    plain, kept = gradients(model, batch), saved_bytes(model, batch)
+    assert training_model(model, cfg.hardware, DistEnv(), torch.device("cpu")) is model
+    assert model.backbone.encoder.activation_checkpointing and model.decoder.activation_checkpointing
+    assert_same_gradients(plain, gradients(model, batch))
+    assert saved_bytes(model, batch) < kept / 2
+    model.backbone.encoder.activation_checkpointing = False  # the decoder's alone keeps less too
+    assert saved_bytes(model, batch) < kept
 
 
 def test_activation_checkpointing_with_a_recurrent_encoder_is_refused(capsys, tmp_path):

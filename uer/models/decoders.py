@@ -22,12 +22,14 @@ from typing import Callable, Optional
 import torch
 from omegaconf import II, MISSING
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from uer.config.fields import FRACTION, at_least, setting
 from uer.errors import UerError
 from uer.models.encoders import TransformerLayersConfig, biased_mask, relative_position_bias, unpadded
 from uer.models.layer_norm import layer_norm
-from uer.models.layers import KeyValueCache, MultiHeadedAttention, check_positioning, feed_forward, residual
+from uer.models.layers import (KeyValueCache, MultiHeadedAttention, check_positioning, feed_forward, recipes_off,
+                               residual)
 from uer.registry import Registry
 
 DECODERS: Registry = Registry("decoder", group="decoder")
@@ -157,6 +159,12 @@ class TransformerDecoder(nn.Module):
         self.layer_norm = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm) \
             if cfg.layernorm_positioning == "pre" else None
         self.relative_pos_emb = relative_position_bias(cfg, bidirectional=False)
+        self.activation_checkpointing = False
+
+    def enable_activation_checkpointing(self) -> None:
+        """As the encoder's: keep only each layer's inputs for backward and run the layer again there."""
+        self.activation_checkpointing = True
+        recipes_off(self)
 
     @property
     def max_positions(self) -> Optional[int]:
@@ -181,8 +189,12 @@ class TransformerDecoder(nn.Module):
             length = tgt.size(1)
             self_mask, is_causal = biased_mask(self.relative_pos_emb(length, length), None, True)
         cross_mask = memory_mask(seg)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.transformer:
-            hidden = layer(hidden, self_mask, is_causal, memory, cross_mask)
+            if recompute:  # the dropout masks are drawn again from the saved RNG state: same as without
+                hidden = checkpoint(layer, hidden, self_mask, is_causal, memory, cross_mask, use_reentrant=False)
+            else:
+                hidden = layer(hidden, self_mask, is_causal, memory, cross_mask)
         return self._finish(hidden)
 
     def start(self, memory: torch.Tensor, seg: torch.Tensor) -> DecoderState:

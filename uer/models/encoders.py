@@ -21,7 +21,7 @@ from uer.config.fields import FRACTION, POSITIVE, at_least, setting
 from uer.errors import UerError
 from uer.models.context import BIDIRECTIONAL, CAUSAL, PREFIX
 from uer.models.layer_norm import LAYERNORM_HELP, layer_norm
-from uer.models.layers import KeyValueCache, PositionwiseFeedForward, RelativePositionBias, TransformerLayer
+from uer.models.layers import KeyValueCache, RelativePositionBias, TransformerLayer, recipes_off
 from uer.registry import Registry
 
 ENCODERS: Registry = Registry("encoder", group="encoder")
@@ -200,15 +200,9 @@ class TransformerEncoder(nn.Module):
 
     def enable_activation_checkpointing(self) -> None:
         """Keep only each layer's input for backward and run the layer again there
-        (hardware.activation_checkpointing: about a third more compute, a fraction of the memory).
-
-        The layers' own recompute recipes are switched off: under checkpointing they would
-        keep tensors that checkpointing would otherwise drop.
-        """
+        (hardware.activation_checkpointing: about a third more compute, a fraction of the memory)."""
         self.activation_checkpointing = True
-        for module in self.modules():
-            if isinstance(module, (PositionwiseFeedForward, TransformerLayer)):
-                module.recompute = False
+        recipes_off(self)
 
     def new_cache(self, max_length: int) -> KeyValueCache:
         """An empty key/value cache for :meth:`forward_incremental`, room for ``max_length`` positions."""

@@ -357,3 +357,11 @@ def residual(x: torch.Tensor, sublayer_out: torch.Tensor, p: float, training: bo
     """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
     out = dropout(sublayer_out, p, training, inplace=True)
     return out.add_(x) if out.dtype == x.dtype else x + out
+
+
+def recipes_off(module: nn.Module) -> None:
+    """Switch off the recompute recipes of ``module``'s layers (:mod:`uer.models.recompute`) for activation
+    checkpointing, under which they would keep tensors that checkpointing would otherwise drop."""
+    for layer in module.modules():
+        if isinstance(layer, (PositionwiseFeedForward, TransformerLayer)):
+            layer.recompute = False

@@ -39,6 +39,9 @@ def training_model(model, hardware: DictConfig, env, device):
             raise UerError(f"hardware.activation_checkpointing=true supports the transformer encoders (bert, gpt, "
                            f"albert), not {type(encoder).__name__}; set it to false")
         encoder.enable_activation_checkpointing()
+        decoder = getattr(model, "decoder", None)  # an encoder-decoder's: always a transformer
+        if decoder is not None:
+            decoder.enable_activation_checkpointing()
     if device.type == "cpu":
         log.info("memory: %s", malloc_tuning.describe())
     train_model = model if is_sharded(model) else distributed.wrap(model, env, device)
