@@ -64,9 +64,9 @@ def dev_and_test(run_dir: Path, metric: str) -> tuple[dict, list[dict], dict] | 
 
 
 def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int], dict | None],
-               store_runs: Callable[[dict], dict]) -> None:
-    """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` for each seed, one after another, in the
-    run directory ``args.work/seedS`` (``args.threads``, ``args.work``; ``args.dry_run`` prints the commands);
+               store_runs: Callable[[dict], dict], overrides: tuple[str, ...] = ()) -> None:
+    """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` (then ``overrides``) for each seed, one after
+    another, in the run directory ``args.work/seedS`` (``args.threads``, ``args.work``; ``args.dry_run`` prints the commands);
     ``scores(run_dir, seed)`` reads a finished run's entry, and ``store_runs`` merges the entries into the results
     file. A seed whose run directory already has its scores is not run again."""
     root = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int]
         run_dir = args.work.resolve() / f"seed{seed}"
         line = [sys.executable, "main.py", f"experiment={preset}", f"seed={seed}",
                 f"hardware.num_threads={args.threads}", f"output_model_path={run_dir / 'model'}",
-                f"hydra.run.dir={run_dir}"]
+                f"hydra.run.dir={run_dir}", *overrides]
         if args.dry_run:
             print(shlex.join(line))
             continue
