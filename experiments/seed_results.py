@@ -98,10 +98,14 @@ def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int]
         runs = store_runs(runs)
 
 
-def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path):
+def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path | None,
+                     *extra: tuple[str, dict]):
     """The command line of a uer side (``experiments/*/uer_*.py``): ``--seeds``, ``--threads``, ``--work`` (the
-    run directories), ``--out`` (the results file), ``--dry-run``; for :func:`run_preset`."""
+    run directories), ``--out`` (the results file), ``--dry-run`` and ``extra`` (flag, ``add_argument``
+    keywords); for :func:`run_preset`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, options in extra:
+        parser.add_argument(flag, **options)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
     parser.add_argument("--threads", type=int, default=1, help="hardware.num_threads")
     parser.add_argument("--work", type=Path, default=work, help="run directories")
