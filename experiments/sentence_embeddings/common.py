@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
-from seed_results import load_runs, mean_std  # noqa: E402
+from seed_results import load_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -68,13 +68,8 @@ def read_sts(path: Path, limit: int | None = None) -> list[tuple[str, str, float
 
 
 def summary(runs: list[dict]) -> dict:
-    """Mean and sample standard deviation (n-1; 0 for one run) over the seeds, per split and metric."""
-    return {split: {name: mean_std([run[split][name] for run in runs]) for name in METRICS} for split in SPLITS}
-
-
-def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
-    """Write ``runs`` merged into the seeds ``path`` holds now, with their summary (``seed_results.store``)."""
-    return seed_results.store(path, header, runs, summary)
+    """Mean and sample standard deviation over the seeds of each split's ``METRICS`` (a results file's summary)."""
+    return seed_results.split_summary(runs, SPLITS, METRICS)
 
 
 def cell(path: Path, split: str) -> str:

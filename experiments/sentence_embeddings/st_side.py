@@ -63,15 +63,13 @@ def encoded(rows, tokenizer, task: str, seq_length: int) -> list[tuple[list[int]
 
 
 def features(sequences: list[list[int]]) -> dict:
-    """A batch's features: ids padded with 0 on the right, mask 1 on the real positions, one segment."""
+    """A batch's features: ids padded with 0 on the right as uer pads them (``pad_batch``), mask 1 on the real
+    positions, one segment."""
     import torch  # lazy: the script's --help needs no torch
 
-    width = max(len(ids) for ids in sequences)
-    ids = torch.zeros(len(sequences), width, dtype=torch.long)
-    mask = torch.zeros(len(sequences), width, dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, :len(sequence)] = torch.tensor(sequence)
-        mask[row, :len(sequence)] = 1
+    from uer.models.sentence import pad_batch  # lazy: uer is on the path once the tokenizer is built
+
+    ids, mask = pad_batch(sequences)  # uer's segment ids are 1 exactly on the real positions: the mask
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
 
 

@@ -19,20 +19,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common import BEST_METRIC, METRICS, MODEL, PRESETS, RECIPES, ROOT, SEEDS, TASKS, results_path, store
-from seed_results import dev_and_test, preset_arguments, run_preset  # experiments/: common.py puts it on the path
+from common import BEST_METRIC, METRICS, MODEL, PRESETS, RECIPES, ROOT, SEEDS, TASKS, results_path, summary
+from seed_results import preset_arguments, run_preset, seed_entry, store  # experiments/: common.py puts it on the path
 
 
 def scores(run_dir: Path, seed: int) -> dict | None:
     """The seed's entry from ``run_dir/results.jsonl``: dev of the best epoch, test of that epoch's model."""
-    found = dev_and_test(run_dir, BEST_METRIC)
-    if found is None:
-        return None
-    best, dev, test = found
-    return {"seed": seed, "best_epoch": best.get("epoch"), "dev": {name: best[name] for name in METRICS},
-            "dev_by_epoch": [{"epoch": record.get("epoch"), **{name: record[name] for name in METRICS}}
-                             for record in dev],
-            "test": {name: test[name] for name in METRICS}}
+    found = seed_entry(run_dir, seed, BEST_METRIC, METRICS)
+    return None if found is None else found[0]
 
 
 def main() -> None:
@@ -43,7 +37,7 @@ def main() -> None:
     header = {"toolkit": "uer", "command": "python experiments/sentence_embeddings/uer_side.py " + " ".join(sys.argv[1:]),
               "preset": f"experiment={preset}", "data": "datasets/chinese_stsb", "model": MODEL,
               "recipe": RECIPES[args.task], "best_metric": BEST_METRIC, "threads": args.threads}
-    run_preset(preset, args.seeds, args, scores, lambda runs: store(args.out, header, runs))
+    run_preset(preset, args.seeds, args, scores, lambda runs: store(args.out, header, runs, summary))
 
 
 if __name__ == "__main__":

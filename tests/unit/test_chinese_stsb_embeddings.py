@@ -12,39 +12,37 @@ import pytest
 import torch
 import yaml
 
-from experiments_testing import load_script
+from experiments_testing import assert_preset_follows, load_script
 from uer.models.sentence import embed, sentence_ids
 from uer.tasks.sentence_embedding import SiameseModel, SimcseModel, sts_correlations
 from uer_testing import ROOT
 
 
-@pytest.fixture(scope="module")
+# Each script as its command runs it (experiments_testing.load_script), once for the module.
+SCRIPTS = {name: load_script("sentence_embeddings", name) for name in ("common", "st_side", "uer_side")}
+
+
+@pytest.fixture
 def common():
-    return load_script("sentence_embeddings", "common")
+    return SCRIPTS["common"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def st_side():
-    return load_script("sentence_embeddings", "st_side")
+    return SCRIPTS["st_side"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_script("sentence_embeddings", "st_side").project_tokenizer()
+    return SCRIPTS["st_side"].project_tokenizer()
 
 
 @pytest.mark.parametrize("task", ["siamese", "simcse"])
 def test_the_presets_and_the_sentence_transformers_side_share_the_recipe(common, task):
     preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESETS[task]}.yaml").read_text(encoding="utf-8"))
-    model, finetune, recipe = preset["model"], preset["finetune"], common.RECIPES[task]
-    assert {key: model[key] for key in common.MODEL} == common.MODEL
-    assert model["emb_size"] == common.MODEL["hidden_size"] and preset["defaults"][3] == {"override /task": task}
-    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
-            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
-        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
-         recipe["seq_length"], common.BEST_METRIC, False)
-    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
-        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+    assert_preset_follows(preset, common.MODEL, common.RECIPES[task], common.BEST_METRIC)
+    finetune, recipe = preset["finetune"], common.RECIPES[task]
+    assert preset["defaults"][3] == {"override /task": task}
     assert preset["task"]["pooling"] == recipe["pooling"]
     extra = {"siamese": ("max_score", 5.0), "simcse": ("temperature", 0.05)}[task]
     assert preset["task"][extra[0]] == recipe[extra[0]] == extra[1]
@@ -139,7 +137,7 @@ def test_the_peer_scores_its_cosines_with_uers_code(st_side):
 
 
 def test_the_uer_side_reads_a_run_and_the_tables_show_every_file(common, tmp_path, monkeypatch):
-    uer_side = load_script("sentence_embeddings", "uer_side")
+    uer_side = SCRIPTS["uer_side"]
     records = [{"split": "dev", "epoch": 1, "spearman": 0.5, "pearson": 0.4},
                {"split": "dev", "epoch": 2, "spearman": 0.7, "pearson": 0.6},
                {"split": "test", "epoch": 2, "spearman": 0.65, "pearson": 0.55}]
@@ -152,7 +150,8 @@ def test_the_uer_side_reads_a_run_and_the_tables_show_every_file(common, tmp_pat
 
     monkeypatch.setattr(common, "HERE", tmp_path)
     second = dict(entry, seed=2, test={"spearman": 0.75, "pearson": 0.65})
-    common.store(common.results_path("uer", "simcse"), {"recipe": common.RECIPES["simcse"]}, {1: entry, 2: second})
+    common.seed_results.store(common.results_path("uer", "simcse"), {"recipe": common.RECIPES["simcse"]},
+                              {1: entry, 2: second}, common.summary)
     table = common.rows("simcse")
     assert "| test (that epoch's model) | Spearman 70.00 ± 7.07, Pearson 60.00 ± 7.07 (n=2) | not run yet |" in table
     assert "| simcse | uer | 2 | 2 | 70.00 / 60.00 | 75.00 / 65.00 |" in common.per_seed()
