@@ -155,3 +155,11 @@ def test_the_uer_side_reads_a_run_and_the_tables_show_every_file(common, tmp_pat
     table = common.rows("simcse")
     assert "| test (that epoch's model) | Spearman 70.00 ± 7.07, Pearson 60.00 ± 7.07 (n=2) | not run yet |" in table
     assert "| simcse | uer | 2 | 2 | 70.00 / 60.00 | 75.00 / 65.00 |" in common.per_seed()
+
+
+def test_experiments_results_shows_what_the_results_files_hold(common):
+    """The tables of experiments/RESULTS.md's section are what ``common.py`` prints from the committed files."""
+    text = (ROOT / "experiments" / "RESULTS.md").read_text(encoding="utf-8")
+    for task in common.TASKS:
+        assert common.rows(task) in text
+    assert common.per_seed() in text
