@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from experiments_testing import assert_preset_follows, load_script
-from uer.models.sentence import embed, sentence_ids
+from uer.models.sentence import embed, pad_batch, sentence_ids
 from uer.tasks.sentence_embedding import SiameseModel, SimcseModel, sts_correlations
 from uer_testing import ROOT
 
@@ -98,8 +98,6 @@ class Lookup(torch.nn.Module):
 
 
 def uer_batch(texts: list[list[list[int]]], labels: list[float]) -> dict:
-    from uer.models.sentence import pad_batch
-
     src, seg = pad_batch([example[k] for k in range(len(texts[0])) for example in texts])
     return {"src": src, "seg": seg, "label": torch.tensor(labels)}
 
