@@ -34,7 +34,8 @@ def main() -> None:
                             ("--task", {"choices": TASKS, "required": True}))
     args.work, args.out = args.work / args.task, args.out or results_path("uer", args.task)
     preset = PRESETS[args.task]
-    header = {"toolkit": "uer", "command": "python experiments/sentence_embeddings/uer_side.py " + " ".join(sys.argv[1:]),
+    command = "python experiments/sentence_embeddings/uer_side.py " + " ".join(sys.argv[1:])
+    header = {"toolkit": "uer", "command": command,
               "preset": f"experiment={preset}", "data": "datasets/chinese_stsb", "model": MODEL,
               "recipe": RECIPES[args.task], "best_metric": BEST_METRIC, "threads": args.threads}
     run_preset(preset, args.seeds, args, scores, lambda runs: store(args.out, header, runs, summary))

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -127,7 +130,8 @@ def test_the_peer_scores_its_cosines_with_uers_code(st_side):
             ids = features["input_ids"].float()
             return {"sentence_embedding": torch.stack([ids.sum(1), ids[:, 1], torch.ones(len(ids))], dim=1)}
 
-    rows = [([101, 3, 102], [101, 4, 102], 1.0), ([101, 9, 102], [101, 2, 102], 4.0), ([101, 5, 102], [101, 5, 102], 5.0)]
+    rows = [([101, 3, 102], [101, 4, 102], 1.0), ([101, 9, 102], [101, 2, 102], 4.0),
+            ([101, 5, 102], [101, 5, 102], 5.0)]
     cosines = [torch.nn.functional.cosine_similarity(torch.tensor([[sum(a), a[1], 1.0]]),
                                                      torch.tensor([[sum(b), b[1], 1.0]])).item() for a, b, _ in rows]
     assert st_side.cosines(Model(), [(a, b) for a, b, _ in rows], batch_size=2) == pytest.approx(cosines)
@@ -161,3 +165,36 @@ def test_experiments_results_shows_what_the_results_files_hold(common):
     for task in common.TASKS:
         assert common.rows(task) in text
     assert common.per_seed() in text
+
+
+def script_run(name: str, *args: str) -> subprocess.CompletedProcess:
+    """``python experiments/sentence_embeddings/NAME.py ARGS`` from the repository root, one thread."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, f"experiments/sentence_embeddings/{name}.py", *args], cwd=ROOT,
+                          env=environment, capture_output=True, text=True, timeout=600)
+
+
+def test_the_uer_side_runs_each_preset_per_seed():
+    done = script_run("uer_side", "--task", "simcse", "--seeds", "1", "2", "--dry-run", "--work", "/tmp/w")
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[2:4] for line in done.stdout.splitlines()] == [
+        ["experiment=chinese_stsb_simcse", "seed=1"], ["experiment=chinese_stsb_simcse", "seed=2"]]
+    assert "hydra.run.dir=/tmp/w/simcse/seed2" in done.stdout
+
+
+@pytest.mark.parametrize("task", ["simcse", "siamese"])
+def test_the_quick_peer_trains_and_scores_without_writing_results(task, common):
+    pytest.importorskip("sentence_transformers")
+    before = {path.name: path.stat().st_mtime for path in common.HERE.glob("results_*.json")}
+    done = script_run("st_side", "--task", task, "--quick", "--seeds", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    entry = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"seed"')))
+    assert entry["best_epoch"] == 1 and all(-1 <= entry[split][name] <= 1 for split in ("dev", "test")
+                                            for name in ("spearman", "pearson"))
+    assert {path.name: path.stat().st_mtime for path in common.HERE.glob("results_*.json")} == before
+
+
+def test_the_peer_needs_a_task_unless_untrained():
+    done = script_run("st_side")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "st_side.py: give --task siamese or --task simcse (or --untrained)"
