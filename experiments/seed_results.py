@@ -63,6 +63,25 @@ def dev_and_test(run_dir: Path, metric: str) -> tuple[dict, list[dict], dict] | 
     return max(dev, key=lambda record: record[metric]), dev, test[-1]
 
 
+def split_summary(runs: list[dict], splits: tuple[str, ...], metrics: tuple[str, ...]) -> dict:
+    """Mean and sample standard deviation (n-1; 0 for one run) over the seeds, per split and metric."""
+    return {split: {name: mean_std([run[split][name] for run in runs]) for name in metrics} for split in splits}
+
+
+def seed_entry(run_dir: Path, seed: int, metric: str, metrics: tuple[str, ...]) -> tuple[dict, dict] | None:
+    """A finished ``main.py`` run's entry for a results file (``seed``, ``best_epoch``, ``dev`` of the best epoch by
+    ``metric``, ``dev_by_epoch``, ``test`` of that epoch's model, each with ``metrics``) and its whole test record;
+    None while the run has not scored test (:func:`dev_and_test`)."""
+    found = dev_and_test(run_dir, metric)
+    if found is None:
+        return None
+    best, dev, test = found
+    return {"seed": seed, "best_epoch": best.get("epoch"), "dev": {name: best[name] for name in metrics},
+            "dev_by_epoch": [{"epoch": record.get("epoch"), **{name: record[name] for name in metrics}}
+                             for record in dev],
+            "test": {name: test[name] for name in metrics}}, test
+
+
 def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int], dict | None],
                store_runs: Callable[[dict], dict], overrides: tuple[str, ...] = ()) -> None:
     """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` (then ``overrides``) for each seed, one after
@@ -98,10 +117,14 @@ def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int]
         runs = store_runs(runs)
 
 
-def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path):
+def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path | None,
+                     *extra: tuple[str, dict]):
     """The command line of a uer side (``experiments/*/uer_*.py``): ``--seeds``, ``--threads``, ``--work`` (the
-    run directories), ``--out`` (the results file), ``--dry-run``; for :func:`run_preset`."""
+    run directories), ``--out`` (the results file), ``--dry-run`` and ``extra`` (flag, ``add_argument``
+    keywords); for :func:`run_preset`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, options in extra:
+        parser.add_argument(flag, **options)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
     parser.add_argument("--threads", type=int, default=1, help="hardware.num_threads")
     parser.add_argument("--work", type=Path, default=work, help="run directories")

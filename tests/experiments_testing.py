@@ -30,3 +30,18 @@ def load_script(folder: str, name: str) -> ModuleType:
             del sys.modules[loaded]
         sys.modules.update(shadowed)
     return module
+
+
+def assert_preset_follows(preset: dict, model: dict, recipe: dict, best_metric: str) -> None:
+    """A reproduction's preset (its YAML as a dict) holds the ``model`` and ``recipe`` its peer script trains with:
+    the model's shape, the epochs, batch, learning rate, clipping, length, the metric that picks the best epoch,
+    shuffled batches, AdamW's weight decay and eps, and the warm-up."""
+    found, finetune = preset["model"], preset["finetune"]
+    assert {key: found[key] for key in model} == model
+    assert found["emb_size"] == model["hidden_size"]
+    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
+            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
+        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
+         recipe["seq_length"], best_metric, False)
+    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
+        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])

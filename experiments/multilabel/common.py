@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
-from seed_results import load_runs, mean_std  # noqa: E402
+from seed_results import load_runs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ METRICS = ("micro_f1", "macro_f1", "acc")
 
 def summary(runs: list[dict]) -> dict:
     """Mean and sample standard deviation (n-1; 0 for one run) over the seeds, per split and metric."""
-    return {split: {name: mean_std([run[split][name] for run in runs]) for name in METRICS} for split in SPLITS}
+    return seed_results.split_summary(runs, SPLITS, METRICS)
 
 
 def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:

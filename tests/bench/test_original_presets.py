@@ -195,12 +195,17 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
 
 
 # Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder; the multi-label
-# data is derived here; cut against sliding windows is measured here), each with what it is compared with instead.
+# data is derived here; cut against sliding windows is measured here; it had no sentence-embedding task), each with
+# what it is compared with instead.
 OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)",
                "msra_entity_types_multilabel": "transformers' BertForSequenceClassification "
                                                "(experiments/multilabel/hf_multilabel.py)",
                "chnsenticorp_sliding": "the same preset with task.long_text=cut "
-                                       "(experiments/long_text/uer_long_text.py)"}
+                                       "(experiments/long_text/uer_long_text.py)",
+               "chinese_stsb_siamese": "sentence-transformers' CosineSimilarityLoss "
+                                       "(experiments/sentence_embeddings/st_side.py)",
+               "chinese_stsb_simcse": "sentence-transformers' MultipleNegativesRankingLoss over (s, s) pairs "
+                                      "(experiments/sentence_embeddings/st_side.py)"}
 
 
 def test_every_preset_has_its_original_command():
