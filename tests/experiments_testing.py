@@ -30,3 +30,25 @@ def load_script(folder: str, name: str) -> ModuleType:
             del sys.modules[loaded]
         sys.modules.update(shadowed)
     return module
+
+
+def assert_text2text_preset_shares(common: ModuleType, dataset) -> None:
+    """``dataset``'s preset (``conf/experiment/PRESET.yaml``) holds the model, recipe, best-epoch metric and data of
+    ``experiments/text2text/common.py`` (``common``): what uer's side runs is what the transformers side runs."""
+    import yaml  # lazy: only these checks read a preset's YAML
+
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{dataset.preset}.yaml").read_text(encoding="utf-8"))
+    model, finetune, recipe = preset["model"], preset["finetune"], dataset.recipe
+    assert {key: model[key] for key in common.MODEL} == common.MODEL
+    assert model["emb_size"] == common.MODEL["hidden_size"]
+    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
+            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
+        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
+         recipe["source_length"], dataset.best_metric, False)
+    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
+        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+    task = preset["task"]
+    assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
+        (recipe["target_length"], recipe["max_new_tokens"], 1)
+    data = dataset.data.relative_to(ROOT).as_posix()
+    assert all(finetune[f"{split}_path"] == f"{data}/{split}.tsv" for split in ("train", "dev", "test"))

@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
@@ -46,8 +46,7 @@ TYPE_NAMES = ("人名", "地名", "机构")  # PER, LOC, ORG: experiments/text2t
 TYPE_SEP = "；"
 
 
-@dataclass(frozen=True)
-class Dataset:
+class Dataset(NamedTuple):
     """One reproduction: its data, preset, recipe, the dev metric that picks the best epoch, where its results go,
     and the scores its tables show (metric, label, scale)."""
 
