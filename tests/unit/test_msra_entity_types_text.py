@@ -4,6 +4,8 @@ the types read back from a generation with one function."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from experiments_testing import assert_text2text_preset_shares, load_script
@@ -105,3 +107,26 @@ def test_the_summary_keeps_the_type_scores_only_where_every_seed_has_them(common
 
 def test_the_baseline_writes_none_everywhere(common):
     assert common.always_none(common.TYPES, "test") == "EM 48.80, type micro-F1 0.00, type macro-F1 0.00"
+
+
+def test_uer_side_adds_the_type_scores_of_the_best_models_generations(common, tmp_path):
+    """uer_text2text.py: dev of the best epoch and test from results.jsonl, type scores from the generations that
+    stage=infer wrote (here already there, so nothing runs)."""
+    uer = load_script("text2text", "uer_text2text")
+    data, run_dir = tmp_path / "data", tmp_path / "seed1"
+    data.mkdir()
+    run_dir.mkdir()
+    for split, targets in (("dev", ["地名", "无"]), ("test", ["人名；机构", "无"])):
+        (data / f"{split}.tsv").write_text("source\ttarget\n" + "".join(f"句{i}\t{t}\n" for i, t in enumerate(targets)),
+                                           encoding="utf-8")
+    (run_dir / "dev_generations.tsv").write_text("source\tgeneration\n句0\t地名\n句1\t无\n", encoding="utf-8")
+    (run_dir / "test_generations.tsv").write_text("source\tgeneration\n句0\t人名\n句1\t地名\n", encoding="utf-8")
+    text = {name: 0.5 for name in common.METRICS}
+    records = [{"split": "dev", "epoch": 1, **dict(text, exact_match=0.0)}, {"split": "dev", "epoch": 2, **text},
+               {"split": "test", **text}]
+    (run_dir / "results.jsonl").write_text("".join(f"{json.dumps(r)}\n" for r in records), encoding="utf-8")
+    entry = uer.scores(run_dir, 1, common.TYPES._replace(data=data), threads=1)
+    assert entry["best_epoch"] == 2 and [e["epoch"] for e in entry["dev_by_epoch"]] == [1, 2]
+    assert entry["dev"] == {**text, "micro_f1": 1.0, "macro_f1": 1.0, "acc": 1.0}
+    assert entry["test_greedy"]["micro_f1"] == pytest.approx(2 * 1 / (2 + 2)) and entry["test_greedy"]["acc"] == 0.0
+    assert uer.scores(tmp_path, 1, common.TYPES, threads=1) is None  # no results.jsonl yet: the seed runs
