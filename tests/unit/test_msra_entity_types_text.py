@@ -117,8 +117,8 @@ def test_uer_side_adds_the_type_scores_of_the_best_models_generations(common, tm
     data.mkdir()
     run_dir.mkdir()
     for split, targets in (("dev", ["地名", "无"]), ("test", ["人名；机构", "无"])):
-        (data / f"{split}.tsv").write_text("source\ttarget\n" + "".join(f"句{i}\t{t}\n" for i, t in enumerate(targets)),
-                                           encoding="utf-8")
+        rows = "".join(f"句{i}\t{target}\n" for i, target in enumerate(targets))
+        (data / f"{split}.tsv").write_text("source\ttarget\n" + rows, encoding="utf-8")
     (run_dir / "dev_generations.tsv").write_text("source\tgeneration\n句0\t地名\n句1\t无\n", encoding="utf-8")
     (run_dir / "test_generations.tsv").write_text("source\tgeneration\n句0\t人名\n句1\t地名\n", encoding="utf-8")
     text = {name: 0.5 for name in common.METRICS}
