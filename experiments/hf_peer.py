@@ -64,10 +64,10 @@ def train_keeping_best(trainer, best_metric: str) -> tuple[float, dict, list[dic
     return seconds, max(history, key=lambda entry: entry[f"eval_{best_metric}"]), history
 
 
-def peer_arguments(description: str, seeds, epochs: int, out: Path, *extra: tuple[str, dict]):
+def peer_arguments(description: str, seeds, epochs: int | None, out: Path | None, *extra: tuple[str, dict]):
     """The command line of a transformers side: ``--seeds``, ``--epochs``, ``--threads`` (OMP_NUM_THREADS set
     from it before torch starts its threads), ``--out`` (the results file), ``--quick``, and ``extra``
-    (flag, ``add_argument`` keywords)."""
+    (flag, ``add_argument`` keywords). An ``epochs`` or ``out`` of None leaves the default to the caller."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds))
     parser.add_argument("--epochs", type=int, default=epochs)

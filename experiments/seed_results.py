@@ -117,11 +117,11 @@ def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int]
         runs = store_runs(runs)
 
 
-def preset_arguments(description: str, seeds: tuple[int, ...], work: Path, out: Path | None,
+def preset_arguments(description: str, seeds: tuple[int, ...], work: Path | None, out: Path | None,
                      *extra: tuple[str, dict]):
     """The command line of a uer side (``experiments/*/uer_*.py``): ``--seeds``, ``--threads``, ``--work`` (the
-    run directories), ``--out`` (the results file), ``--dry-run`` and ``extra`` (flag, ``add_argument``
-    keywords); for :func:`run_preset`."""
+    run directories), ``--out`` (the results file), ``--dry-run``, and ``extra`` (flag, ``add_argument``
+    keywords); for :func:`run_preset`. A ``work`` or ``out`` of None leaves the default to the caller."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag, options in extra:
         parser.add_argument(flag, **options)

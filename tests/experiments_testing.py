@@ -45,3 +45,18 @@ def assert_preset_follows(preset: dict, model: dict, recipe: dict, best_metric: 
          recipe["seq_length"], best_metric, False)
     assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
         == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
+
+
+def assert_text2text_preset_shares(common: ModuleType, dataset) -> None:
+    """``dataset``'s preset (``conf/experiment/PRESET.yaml``) holds the model, recipe, best-epoch metric and data of
+    ``experiments/text2text/common.py`` (``common``): what uer's side runs is what the transformers side runs."""
+    import yaml  # lazy: only these checks read a preset's YAML
+
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{dataset.preset}.yaml").read_text(encoding="utf-8"))
+    recipe = dataset.recipe
+    assert_preset_follows(preset, common.MODEL, {**recipe, "seq_length": recipe["source_length"]}, dataset.best_metric)
+    task, finetune = preset["task"], preset["finetune"]
+    assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
+        (recipe["target_length"], recipe["max_new_tokens"], 1)
+    data = dataset.data.relative_to(ROOT).as_posix()
+    assert all(finetune[f"{split}_path"] == f"{data}/{split}.tsv" for split in ("train", "dev", "test"))

@@ -1,14 +1,17 @@
-"""Reproduction (not CI): the peer side of issue 22's text-to-text reproduction, in transformers' ``Seq2SeqTrainer``.
+"""Reproduction (not CI): the peer side of issue 22's text-to-text reproductions, in transformers' ``Seq2SeqTrainer``.
 
-    python experiments/text2text/hf_seq2seq.py                  # seeds 1 2 3, one thread each, one after another
+    python experiments/text2text/hf_seq2seq.py                  # entities: seeds 1 2 3, one thread, one after another
+    python experiments/text2text/hf_seq2seq.py --task types     # types (datasets/msra_entity_types_text)
     python experiments/text2text/hf_seq2seq.py --seeds 1        # one seed (seeds run at once share --out)
     python experiments/text2text/hf_seq2seq.py --quick          # seconds: 64 rows, 1 epoch (checks the script only)
 
-The same model, data and recipe as ``experiment=msra_entities_text2text`` (``RECIPE`` and ``MODEL``
-below, the preset's values):
+The same model, data and recipe as the data set's preset (``common.DATASETS``: ``experiment=msra_entities_text2text``
+for ``--task entities``, ``experiment=msra_entity_types_text2text`` for ``--task types``; their ``recipe`` and
+``common.MODEL`` are the presets' values):
 
-* data: ``datasets/msra_entities/`` (MSRA-NER as entity extraction; see its README), train on
-  ``train.tsv``, the best epoch by ``BEST_METRIC`` on ``dev.tsv``, scores on ``test.tsv``;
+* data: the data set's ``train.tsv``, the best epoch by its ``best_metric`` on ``dev.tsv``, scores on
+  ``test.tsv`` (``datasets/msra_entities``: MSRA-NER as entity extraction; ``datasets/msra_entity_types_text``:
+  the entity types of the same sentences; see their READMEs);
 * ids: the project's BERT tokenizer over ``models/google_zh_vocab.txt`` (the ids uer sees): the
   encoder reads ``[CLS] source [SEP]`` (at most ``source_length`` ids), the decoder starts with
   ``[CLS]`` and learns ``target [SEP]`` (at most ``target_length`` ids: every target fits), padding id 0;
@@ -17,15 +20,16 @@ below, the preset's values):
   embeddings, the output tied to the shared word embedding with a bias, dropout 0.1 (also on the
   attention probabilities, as uer's);
 * recipe: AdamW (eps 1e-6, weight decay 0.01, not on biases and LayerNorms), linear schedule with 10%
-  warm-up, gradient clipping at 1.0, the learning rate, batch size and epochs of ``RECIPE``;
+  warm-up, gradient clipping at 1.0, the learning rate, batch size and epochs of the data set's ``recipe``;
 * generation: greedy (and beam 4), at most ``max_new_tokens`` new tokens; generations are turned
   back into text by the project's detokenizer (WordPiece pieces joined, no spaces between Chinese
-  characters) and scored against the TSV's targets by the project's
-  ``uer.tasks.text_metrics.text_scores(..., tokenize="zh")``, the code that scores ``task=text2text``.
+  characters) and scored against the TSV's targets by ``common.scores``: the project's
+  ``uer.tasks.text_metrics.text_scores(..., tokenize="zh")``, the code that scores ``task=text2text``, and for
+  ``types`` the set-level ``common.type_scores`` that uer's side uses too.
 
 Each seed's scores (dev of the best epoch, test greedy and beam 4, wall time) go to
-``--out`` (default ``experiments/text2text/results_hf.json``), merged with the seeds already
-there; at the end the mean and sample standard deviation per metric are printed and stored.
+``--out`` (default the data set's ``results_hf.json`` / ``results_types_hf.json``), merged with the seeds
+already there; at the end the mean and sample standard deviation per metric are printed and stored.
 ``experiments/text2text/uer_text2text.py`` writes the same shape for uer.
 """
 
@@ -36,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BEAMS, BEST_METRIC, DATA, HERE, METRICS, MODEL, RECIPE, summary
+from common import BEAMS, DATASETS, MODEL, ROOT, SEEDS, TASK_ARGUMENT, scores, summary_of
 from hf_peer import peer_arguments, project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
 
 
@@ -114,7 +118,7 @@ def texts(ids_rows, tokenizer, stop_ids: dict[str, int]) -> list[str]:
     return out
 
 
-def run_seed(seed: int, args, tokenizer) -> dict:
+def run_seed(seed: int, args, tokenizer, dataset) -> dict:
     import torch
     import transformers.trainer
     import transformers.trainer_seq2seq
@@ -123,13 +127,11 @@ def run_seed(seed: int, args, tokenizer) -> dict:
 
     without_hf_datasets(transformers.trainer, transformers.trainer_seq2seq)
 
-    from uer.tasks.text_metrics import text_scores
-
     torch.set_num_threads(args.threads)
     limit = 64 if args.quick else None
-    train_rows = read_tsv(DATA / "train.tsv", limit)
-    dev_rows, test_rows = read_tsv(DATA / "dev.tsv", limit), read_tsv(DATA / "test.tsv", limit)
-    recipe = dict(RECIPE, epochs_num=1 if args.quick else args.epochs)
+    train_rows = read_tsv(dataset.data / "train.tsv", limit)
+    dev_rows, test_rows = read_tsv(dataset.data / "dev.tsv", limit), read_tsv(dataset.data / "test.tsv", limit)
+    recipe = dict(dataset.recipe, epochs_num=1 if args.quick else args.epochs)
     lengths = (recipe["source_length"], recipe["target_length"])
     train, dev, test = (Encoded(rows, tokenizer, *lengths) for rows in (train_rows, dev_rows, test_rows))
     vocab = tokenizer.vocab
@@ -144,19 +146,20 @@ def run_seed(seed: int, args, tokenizer) -> dict:
 
     def metrics(prediction) -> dict:
         references = [target for _, target in dev_rows]
-        return text_scores(texts(prediction.predictions, tokenizer, special), references, tokenize="zh")
+        return scores(texts(prediction.predictions, tokenizer, special), references, dataset)
 
     with tempfile.TemporaryDirectory(prefix="hf_seq2seq_") as work:
-        training = training_arguments(Seq2SeqTrainingArguments, work, seed, recipe, len(dev), BEST_METRIC,
+        best_metric, metrics_kept = dataset.best_metric, dataset.metrics()
+        training = training_arguments(Seq2SeqTrainingArguments, work, seed, recipe, len(dev), best_metric,
                                       predict_with_generate=True, generation_config=greedy)
         trainer = Seq2SeqTrainer(model=model, args=training, train_dataset=train, eval_dataset=dev,
                                  data_collator=collate, compute_metrics=metrics)
-        train_seconds, best, history = train_keeping_best(trainer, BEST_METRIC)
+        train_seconds, best, history = train_keeping_best(trainer, best_metric)
         model = trainer.model.eval()
         references = [target for _, target in test_rows]
         result = {"seed": seed, "best_epoch": round(best["epoch"]), "train_seconds": round(train_seconds, 1),
-                  "dev": {name: best[f"eval_{name}"] for name in METRICS},
-                  "dev_by_epoch": [{"epoch": round(entry["epoch"]), BEST_METRIC: entry[f"eval_{BEST_METRIC}"],
+                  "dev": {name: best[f"eval_{name}"] for name in metrics_kept},
+                  "dev_by_epoch": [{"epoch": round(entry["epoch"]), best_metric: entry[f"eval_{best_metric}"],
                                     "exact_match": entry["eval_exact_match"]} for entry in history]}
         for name, beams in (("test_greedy", 1), (f"test_beam{BEAMS}", BEAMS)):
             if beams > 1 and args.no_beam:
@@ -164,7 +167,7 @@ def run_seed(seed: int, args, tokenizer) -> dict:
             start = time.perf_counter()
             generated = generate(model, test, collate, beams, greedy)
             outputs = texts(generated, tokenizer, special)
-            result[name] = text_scores(outputs, references, tokenize="zh")
+            result[name] = scores(outputs, references, dataset)
             result[name]["seconds"] = round(time.perf_counter() - start, 1)
             result[f"{name}_examples"] = [{"source": s, "target": t, "generated": g}
                                           for (s, t), g in zip(test_rows[:5], outputs[:5])]
@@ -186,16 +189,19 @@ def generate(model, data, collate_fn, beams: int, base, batch_size: int = 64) ->
 
 
 def main() -> None:
-    args = peer_arguments(__doc__, (1, 2, 3), RECIPE["epochs_num"], HERE / "results_hf.json",
+    args = peer_arguments(__doc__, SEEDS, None, None, TASK_ARGUMENT,
                           ("--no-beam", {"action": "store_true", "help": "greedy only on test"}))
+    dataset = DATASETS[args.task]
+    args.epochs, args.out = args.epochs or dataset.recipe["epochs_num"], args.out or dataset.results("hf")
     import transformers  # lazy: the script's --help needs no transformers
 
     tokenizer = project_tokenizer()
     header = {"toolkit": "transformers", "transformers": transformers.__version__,
               "command": "python experiments/text2text/hf_seq2seq.py " + " ".join(sys.argv[1:]),
-              "data": "datasets/msra_entities", "model": MODEL, "recipe": dict(RECIPE, epochs_num=args.epochs),
-              "best_metric": BEST_METRIC, "threads": args.threads}
-    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer), header, summary,
+              "data": str(dataset.data.relative_to(ROOT)), "model": MODEL,
+              "recipe": dict(dataset.recipe, epochs_num=args.epochs), "best_metric": dataset.best_metric,
+              "threads": args.threads}
+    run_seeds(args, lambda seed: run_seed(seed, args, tokenizer, dataset), header, summary_of(dataset),
               ("seed", "best_epoch", "train_seconds", "dev", "test_greedy"))
 
 

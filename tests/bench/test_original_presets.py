@@ -198,6 +198,8 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
 # data is derived here; cut against sliding windows is measured here; it had no sentence-embedding task), each with
 # what it is compared with instead.
 OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)",
+               "msra_entity_types_text2text": "transformers' Seq2SeqTrainer "
+                                              "(experiments/text2text/hf_seq2seq.py --task types)",
                "msra_entity_types_multilabel": "transformers' BertForSequenceClassification "
                                                "(experiments/multilabel/hf_multilabel.py)",
                "chnsenticorp_sliding": "the same preset with task.long_text=cut "

@@ -4,10 +4,8 @@ the shipped files are what it writes; the uer preset and the transformers script
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from experiments_testing import load_script
-from uer_testing import ROOT
+from experiments_testing import assert_text2text_preset_shares, load_script
 
 
 @pytest.fixture(scope="module")
@@ -61,21 +59,7 @@ def test_the_shipped_files_are_the_derivation(make):
 
 def test_the_preset_and_the_transformers_side_share_the_recipe():
     common = load_script("text2text", "common")
-    preset = yaml.safe_load((ROOT / "conf" / "experiment" / "msra_entities_text2text.yaml").read_text(encoding="utf-8"))
-    model, finetune = preset["model"], preset["finetune"]
-    assert {key: model[key] for key in common.MODEL} == common.MODEL
-    assert model["emb_size"] == common.MODEL["hidden_size"]
-    recipe = common.RECIPE
-    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
-            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"]) == \
-        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
-         recipe["source_length"], common.BEST_METRIC)
-    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
-        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
-    task = preset["task"]
-    assert (task["tgt_seq_length"], task["generation"]["max_new_tokens"], task["generation"]["num_beams"]) == \
-        (recipe["target_length"], recipe["max_new_tokens"], 1)
-    assert all(finetune[f"{split}_path"] == f"datasets/msra_entities/{split}.tsv" for split in ("train", "dev", "test"))
+    assert_text2text_preset_shares(common, common.ENTITIES)
 
 
 def test_runs_of_another_recipe_are_neither_merged_nor_shown(tmp_path):
@@ -84,11 +68,13 @@ def test_runs_of_another_recipe_are_neither_merged_nor_shown(tmp_path):
     scores = {name: 0.5 for name in common.METRICS}
     run = {"seed": 1, "best_epoch": 1, "dev": scores, "test_greedy": scores}
     path = tmp_path / "results.json"
-    old = dict(common.RECIPE, epochs_num=common.RECIPE["epochs_num"] + 1)
+    recipe = common.ENTITIES.recipe
+    old = dict(recipe, epochs_num=recipe["epochs_num"] + 1)
     common.store(path, {"recipe": old}, {1: run})
-    assert common.load_runs(path, old) == {1: run} and common.load_runs(path) == {}
+    assert common.load_runs(path, common.ENTITIES._replace(recipe=old)) == {1: run}
+    assert common.load_runs(path) == {}
     assert common.cell(path, "dev") == \
         f"not run with this recipe yet (`results.json` holds epochs_num {old['epochs_num']})"
-    common.store(path, {"recipe": common.RECIPE}, {2: dict(run, seed=2)})
+    common.store(path, {"recipe": recipe}, {2: dict(run, seed=2)})
     assert sorted(common.load_runs(path)) == [2]
     assert common.cell(path, "dev") == "EM 50.00 ± 0.00, ROUGE-L 50.00 ± 0.00, BLEU 0.50 ± 0.00 (n=1)"
