@@ -63,6 +63,20 @@ def dev_and_test(run_dir: Path, metric: str) -> tuple[dict, list[dict], dict] | 
     return max(dev, key=lambda record: record[metric]), dev, test[-1]
 
 
+def seed_entry(run_dir: Path, seed: int, metric: str, metrics: tuple[str, ...]) -> tuple[dict, dict] | None:
+    """A seed's results-file entry from its run's ``results.jsonl`` (``seed``, ``best_epoch`` by ``metric``, its
+    ``dev`` scores, ``dev_by_epoch`` and that model's ``test`` scores, each of ``metrics``) and the whole test
+    record; None while the run has not scored test."""
+    found = dev_and_test(run_dir, metric)
+    if found is None:
+        return None
+    best, dev, test = found
+    return {"seed": seed, "best_epoch": best.get("epoch"), "dev": {name: best[name] for name in metrics},
+            "dev_by_epoch": [{"epoch": record.get("epoch"), **{name: record[name] for name in metrics}}
+                             for record in dev],
+            "test": {name: test[name] for name in metrics}}, test
+
+
 def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int], dict | None],
                store_runs: Callable[[dict], dict]) -> None:
     """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` for each seed, one after another, in the

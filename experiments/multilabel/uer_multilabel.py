@@ -18,19 +18,17 @@ import sys
 from pathlib import Path
 
 from common import BEST_METRIC, HERE, METRICS, MODEL, PRESET, RECIPE, ROOT, SEEDS, store
-from seed_results import dev_and_test, preset_arguments, run_preset  # experiments/: common.py puts it on the path
+from seed_results import preset_arguments, run_preset, seed_entry  # experiments/: common.py puts it on the path
 
 
 def scores(run_dir: Path, seed: int) -> dict | None:
-    """The seed's entry from ``run_dir/results.jsonl``: dev of the best epoch, test of that epoch's model."""
-    found = dev_and_test(run_dir, BEST_METRIC)
+    """The seed's entry from ``run_dir/results.jsonl``: dev of the best epoch, test of that epoch's model, with the
+    test scores per type."""
+    found = seed_entry(run_dir, seed, BEST_METRIC, METRICS)
     if found is None:
         return None
-    best, dev, test = found
-    return {"seed": seed, "best_epoch": best.get("epoch"), "dev": {name: best[name] for name in METRICS},
-            "dev_by_epoch": [{"epoch": record.get("epoch"), **{name: record[name] for name in METRICS}}
-                             for record in dev],
-            "test": {name: test[name] for name in METRICS}, "test_per_class": test["report"]["per_class"]}
+    entry, test = found
+    return {**entry, "test_per_class": test["report"]["per_class"]}
 
 
 def main() -> None:

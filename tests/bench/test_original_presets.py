@@ -195,10 +195,12 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
 
 
 # Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder; the multi-label
-# data is derived here), each with what it is compared with instead.
+# data is derived here; no original command trains on Chinese STS-B), each with what it is compared with instead.
 OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)",
                "msra_entity_types_multilabel": "transformers' BertForSequenceClassification "
-                                               "(experiments/multilabel/hf_multilabel.py)"}
+                                               "(experiments/multilabel/hf_multilabel.py)",
+               "chinese_stsb_regression": "transformers' BertForSequenceClassification(num_labels=1) "
+                                          "(experiments/regression/hf_regression.py)"}
 
 
 def test_every_preset_has_its_original_command():
