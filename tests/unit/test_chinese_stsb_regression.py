@@ -3,6 +3,8 @@ the same ids and segments, the same tensors and one scorer; the lexical baseline
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -103,3 +105,18 @@ def test_the_pairs_are_read_and_a_bad_row_is_one_line(common, tmp_path):
 def test_the_bundled_splits_read_whole(common):
     counts = {split: len(common.read_pairs(common.DATA / f"{split}.tsv")) for split in ("train", "dev", "test")}
     assert counts == {"train": 5231, "dev": 1458, "test": 1361}
+
+
+def test_uer_side_takes_the_best_dev_epoch_and_its_test_scores(tmp_path):
+    uer = load_script("regression", "uer_regression")
+    records = [{"split": "dev", "epoch": 1, "spearman": 0.1, "pearson": 0.3},
+               {"split": "dev", "epoch": 2, "spearman": 0.2, "pearson": 0.1}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    assert uer.scores(tmp_path, 7) is None  # test not scored yet: the seed is run again
+    test = {"split": "test", "epoch": 2, "spearman": 0.25, "pearson": 0.24}
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(record) + "\n" for record in [*records, test]),
+                                            encoding="utf-8")
+    assert uer.scores(tmp_path, 7) == {
+        "seed": 7, "best_epoch": 2, "dev": {"spearman": 0.2, "pearson": 0.1},
+        "dev_by_epoch": [{"epoch": 1, "spearman": 0.1, "pearson": 0.3}, {"epoch": 2, "spearman": 0.2, "pearson": 0.1}],
+        "test": {"spearman": 0.25, "pearson": 0.24}}
