@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-import yaml
 
-from experiments_testing import load_script
+from experiments_testing import load_script, preset_of_the_recipe
 from uer.tasks import build_task_model, make_task
 from uer.tasks.sentence_embedding import sts_correlations
 from uer.tokenizers import build_tokenizer
@@ -32,18 +31,8 @@ def preset_cfg(common):
 
 
 def test_the_preset_and_the_transformers_side_share_the_recipe(common):
-    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESET}.yaml").read_text(encoding="utf-8"))
-    model, finetune, recipe = preset["model"], preset["finetune"], common.RECIPE
-    assert {key: model[key] for key in common.MODEL} == common.MODEL
-    assert model["emb_size"] == common.MODEL["hidden_size"]
-    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
-            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
-        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
-         recipe["seq_length"], common.BEST_METRIC, False)
-    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
-        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
-    assert preset["task"]["pooling"] == "first"
-    assert all(finetune[f"{split}_path"] == f"datasets/chinese_stsb/{split}.tsv" for split in ("train", "dev", "test"))
+    preset = preset_of_the_recipe(common)
+    assert preset["task"]["pooling"] == "first" and common.DATA == ROOT / "datasets" / "chinese_stsb"
 
 
 def test_the_transformers_side_feeds_the_ids_and_segments_uer_feeds(common, hf, preset_cfg):

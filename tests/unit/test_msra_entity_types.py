@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
-from experiments_testing import load_script
+from experiments_testing import load_script, preset_of_the_recipe
 from uer.tasks.metrics import multilabel_metrics
 from uer_testing import ROOT
 
@@ -50,19 +49,9 @@ def test_the_shipped_files_are_the_entities_data_with_type_sets():
 
 
 def test_the_preset_and_the_transformers_side_share_the_recipe(common):
-    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESET}.yaml").read_text(encoding="utf-8"))
-    model, finetune, recipe = preset["model"], preset["finetune"], common.RECIPE
-    assert {key: model[key] for key in common.MODEL} == common.MODEL
-    assert model["emb_size"] == common.MODEL["hidden_size"]
-    assert (finetune["epochs_num"], finetune["batch_size"], float(finetune["learning_rate"]),
-            finetune["max_grad_norm"], finetune["seq_length"], finetune["metric"], finetune["length_bucketing"]) == \
-        (recipe["epochs_num"], recipe["batch_size"], recipe["learning_rate"], recipe["max_grad_norm"],
-         recipe["seq_length"], common.BEST_METRIC, False)
-    assert (preset["optimizer"]["weight_decay"], float(preset["optimizer"]["eps"]), preset["lr_scheduler"]["warmup"]) \
-        == (recipe["weight_decay"], recipe["eps"], recipe["warmup"])
-    assert (preset["task"]["threshold"], preset["task"]["labels"]) == (recipe["threshold"], [0, 1, 2])
-    assert all(finetune[f"{split}_path"] == f"datasets/msra_entity_types/{split}.tsv"
-               for split in ("train", "dev", "test"))
+    preset = preset_of_the_recipe(common)
+    assert (preset["task"]["threshold"], preset["task"]["labels"]) == (common.RECIPE["threshold"], [0, 1, 2])
+    assert common.DATA == ROOT / "datasets" / "msra_entity_types"
 
 
 def test_the_transformers_side_reads_and_scores_as_uer(tmp_path):
