@@ -1,6 +1,7 @@
 """What the transformers sides of the reproductions (``experiments/*/hf_*.py``) share: the project's
-tokenizer, the Trainer's arguments for uer's recipe, training that keeps the best dev epoch, and the
-loop over seeds that fills a results file (``seed_results``)."""
+tokenizer, the Trainer's arguments for uer's recipe, training that keeps the best dev epoch, one seed of
+a ``BertForSequenceClassification`` side (its config, training and test scores), and the loop over seeds
+that fills a results file (``seed_results``)."""
 
 from __future__ import annotations
 
