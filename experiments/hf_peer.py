@@ -1,6 +1,7 @@
 """What the transformers sides of the reproductions (``experiments/*/hf_*.py``) share: the project's
-tokenizer, the Trainer's arguments for uer's recipe, training that keeps the best dev epoch, and the
-loop over seeds that fills a results file (``seed_results``)."""
+tokenizer, the Trainer's arguments for uer's recipe, training that keeps the best dev epoch, one seed of
+a ``BertForSequenceClassification`` side (its config, training and test scores), and the loop over seeds
+that fills a results file (``seed_results``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +64,71 @@ def train_keeping_best(trainer, best_metric: str) -> tuple[float, dict, list[dic
     seconds = time.perf_counter() - start
     history = [entry for entry in trainer.state.log_history if f"eval_{best_metric}" in entry]
     return seconds, max(history, key=lambda entry: entry[f"eval_{best_metric}"]), history
+
+
+def bert_classifier_config(vocab_size: int, model: dict, num_labels: int, problem_type: str):
+    """The ``BertConfig`` of uer's small BERT ``model`` (a reproduction's ``MODEL``) with a sequence head of
+    ``num_labels`` outputs: GELU, LayerNorm eps 1e-6 (uer's), 2 token types, normal(0.02) initialisation,
+    dropout also on the attention probabilities, none between the pooler and the output (uer's head has none)."""
+    from transformers import BertConfig  # lazy: the scripts' --help needs no transformers
+
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=model["hidden_size"], num_hidden_layers=model["layers_num"],
+        num_attention_heads=model["heads_num"], intermediate_size=model["feedforward_size"], hidden_act="gelu",
+        hidden_dropout_prob=model["dropout"], attention_probs_dropout_prob=model["dropout"],
+        max_position_embeddings=model["max_seq_length"], type_vocab_size=2, initializer_range=0.02,
+        layer_norm_eps=1e-6, pad_token_id=0, classifier_dropout=0.0, num_labels=num_labels, problem_type=problem_type)
+
+
+def rows_output(model, data: list[dict], collate: Callable[[list[dict]], dict], batch_size: int = 50):
+    """The model's logits of every row of ``data`` (no row dropped), in order."""
+    import torch  # lazy: the scripts' --help needs no torch
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            batch = collate(data[start:start + batch_size])
+            batch.pop("labels")
+            out.append(model(**batch).logits)
+    return torch.cat(out)
+
+
+def recipe_and_splits(args, recipe: dict, load: Callable[[str, int | None], list]) -> tuple[dict, tuple]:
+    """The recipe of this run (``args.epochs``; 1 epoch with ``args.quick``) and the encoded train, dev and test
+    rows, ``load(split, limit)`` of each (the first 64 rows with ``args.quick``, else all)."""
+    limit = 64 if args.quick else None
+    return (dict(recipe, epochs_num=1 if args.quick else args.epochs),
+            tuple(load(split, limit) for split in ("train", "dev", "test")))
+
+
+def sequence_classifier_seed(seed: int, args, config, recipe: dict, splits: tuple[list, list, list],
+                             collate: Callable[[list[dict]], dict], scored: Callable, best_metric: str,
+                             metrics: tuple[str, ...]) -> dict:
+    """``BertForSequenceClassification(config)`` from random weights (``seed``), trained by the Trainer on uer's
+    ``recipe`` over the encoded ``(train, dev, test)`` rows (``collate`` batches them) with ``args.threads``
+    threads; the best dev epoch by ``best_metric`` kept and ``scored(logits, gold labels)`` on test. The seed's
+    entry: best epoch, training seconds, parameter count, dev of the best epoch, dev by epoch, test."""
+    import torch  # lazy: the scripts' --help needs no torch
+    import transformers.trainer  # lazy: as torch
+    from transformers import BertForSequenceClassification, Trainer, TrainingArguments, set_seed  # lazy: as torch
+
+    without_hf_datasets(transformers.trainer)
+    torch.set_num_threads(args.threads)
+    train, dev, test = splits
+    set_seed(seed)
+    model = BertForSequenceClassification(config)
+    with tempfile.TemporaryDirectory(prefix="hf_peer_") as work:
+        trainer = Trainer(model=model, args=training_arguments(TrainingArguments, work, seed, recipe, len(dev),
+                                                               best_metric),
+                          train_dataset=train, eval_dataset=dev, data_collator=collate,
+                          compute_metrics=lambda prediction: scored(prediction.predictions, prediction.label_ids))
+        seconds, best, history = train_keeping_best(trainer, best_metric)
+        return {"seed": seed, "best_epoch": round(best["epoch"]), "train_seconds": round(seconds, 1),
+                "parameters": model.num_parameters(),
+                "dev": {name: best[f"eval_{name}"] for name in metrics},
+                "dev_by_epoch": [{"epoch": round(entry["epoch"]), **{name: entry[f"eval_{name}"] for name in metrics}}
+                                 for entry in history],
+                "test": scored(rows_output(trainer.model.eval(), test, collate), [item["labels"] for item in test])}
 
 
 def peer_arguments(description: str, seeds, epochs: int | None, out: Path | None, *extra: tuple[str, dict]):

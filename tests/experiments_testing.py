@@ -1,11 +1,14 @@
 """Loading a reproduction script of ``experiments/`` as its command would run it (its folder on the path
-while it imports), without leaving its folder's modules (each folder has its own ``common``) behind."""
+while it imports), without leaving its folder's modules (each folder has its own ``common``) behind; and the
+check that a BERT reproduction's preset holds its transformers side's model and recipe."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from types import ModuleType
+
+import yaml
 
 from uer_testing import ROOT
 
@@ -50,8 +53,6 @@ def assert_preset_follows(preset: dict, model: dict, recipe: dict, best_metric: 
 def assert_text2text_preset_shares(common: ModuleType, dataset) -> None:
     """``dataset``'s preset (``conf/experiment/PRESET.yaml``) holds the model, recipe, best-epoch metric and data of
     ``experiments/text2text/common.py`` (``common``): what uer's side runs is what the transformers side runs."""
-    import yaml  # lazy: only these checks read a preset's YAML
-
     preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{dataset.preset}.yaml").read_text(encoding="utf-8"))
     recipe = dataset.recipe
     assert_preset_follows(preset, common.MODEL, {**recipe, "seq_length": recipe["source_length"]}, dataset.best_metric)
@@ -60,3 +61,14 @@ def assert_text2text_preset_shares(common: ModuleType, dataset) -> None:
         (recipe["target_length"], recipe["max_new_tokens"], 1)
     data = dataset.data.relative_to(ROOT).as_posix()
     assert all(finetune[f"{split}_path"] == f"{data}/{split}.tsv" for split in ("train", "dev", "test"))
+
+
+def preset_of_the_recipe(common) -> dict:
+    """The preset ``conf/experiment/{common.PRESET}.yaml`` of a BERT reproduction, checked to hold the model
+    (``common.MODEL``), recipe (``common.RECIPE``) and best-epoch metric (``common.BEST_METRIC``) its transformers
+    side trains with (:func:`assert_preset_follows`) and to read ``common.DATA``'s splits; the preset for more checks."""
+    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESET}.yaml").read_text(encoding="utf-8"))
+    assert_preset_follows(preset, common.MODEL, common.RECIPE, common.BEST_METRIC)
+    data = common.DATA.relative_to(ROOT).as_posix()
+    assert all(preset["finetune"][f"{split}_path"] == f"{data}/{split}.tsv" for split in ("train", "dev", "test"))
+    return preset

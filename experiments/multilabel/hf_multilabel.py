@@ -34,11 +34,11 @@ end the mean and sample standard deviation per metric are printed and stored.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 from common import BEST_METRIC, DATA, HERE, LABELS, METRICS, MODEL, RECIPE, SEEDS, summary
-from hf_peer import peer_arguments, project_tokenizer, run_seeds, train_keeping_best, training_arguments, without_hf_datasets
+from hf_peer import (bert_classifier_config, peer_arguments, project_tokenizer, recipe_and_splits, run_seeds,
+                     sequence_classifier_seed)
 
 
 def read_tsv(path: Path, limit: int | None = None) -> list[tuple[list[int], str]]:
@@ -73,18 +73,6 @@ def collate(batch: list[dict]) -> dict:
             "labels": torch.tensor([item["labels"] for item in batch])}
 
 
-def bert_config(vocab_size: int):
-    from transformers import BertConfig  # lazy: the script's --help needs no transformers
-
-    return BertConfig(
-        vocab_size=vocab_size, hidden_size=MODEL["hidden_size"], num_hidden_layers=MODEL["layers_num"],
-        num_attention_heads=MODEL["heads_num"], intermediate_size=MODEL["feedforward_size"], hidden_act="gelu",
-        hidden_dropout_prob=MODEL["dropout"], attention_probs_dropout_prob=MODEL["dropout"],
-        max_position_embeddings=MODEL["max_seq_length"], type_vocab_size=2, initializer_range=0.02,
-        layer_norm_eps=1e-6, pad_token_id=0, classifier_dropout=0.0, num_labels=len(LABELS),
-        problem_type="multi_label_classification")
-
-
 def scored(logits, gold) -> dict:
     """uer's multi-label scores of ``logits`` against the multi-hot ``gold`` at ``RECIPE["threshold"]``."""
     import torch  # lazy: the script's --help needs no torch
@@ -95,44 +83,11 @@ def scored(logits, gold) -> dict:
     return multilabel_metrics(torch.as_tensor(gold).numpy(), predicted.numpy())
 
 
-def test_logits(model, data: list[dict], batch_size: int = 50):
-    """The model's logits of every row of ``data`` (no row dropped), in order."""
-    import torch  # lazy: the script's --help needs no torch
-
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            batch = collate(data[start:start + batch_size])
-            batch.pop("labels")
-            out.append(model(**batch).logits)
-    return torch.cat(out)
-
-
 def run_seed(seed: int, args, tokenizer) -> dict:
-    import torch  # lazy: the script's --help needs no torch
-    import transformers.trainer  # lazy: as torch
-    from transformers import BertForSequenceClassification, Trainer, TrainingArguments, set_seed  # lazy: as torch
-
-    without_hf_datasets(transformers.trainer)
-    torch.set_num_threads(args.threads)
-    limit = 64 if args.quick else None
-    recipe = dict(RECIPE, epochs_num=1 if args.quick else args.epochs)
-    train, dev, test = (encoded(read_tsv(DATA / f"{split}.tsv", limit), tokenizer, recipe["seq_length"])
-                        for split in ("train", "dev", "test"))
-
-    set_seed(seed)
-    model = BertForSequenceClassification(bert_config(len(tokenizer.vocab)))
-    with tempfile.TemporaryDirectory(prefix="hf_multilabel_") as work:
-        trainer = Trainer(model=model, args=training_arguments(TrainingArguments, work, seed, recipe, len(dev),
-                                                               BEST_METRIC),
-                          train_dataset=train, eval_dataset=dev, data_collator=collate,
-                          compute_metrics=lambda prediction: scored(prediction.predictions, prediction.label_ids))
-        seconds, best, history = train_keeping_best(trainer, BEST_METRIC)
-        return {"seed": seed, "best_epoch": round(best["epoch"]), "train_seconds": round(seconds, 1),
-                "dev": {name: best[f"eval_{name}"] for name in METRICS},
-                "dev_by_epoch": [{"epoch": round(entry["epoch"]), **{name: entry[f"eval_{name}"] for name in METRICS}}
-                                 for entry in history],
-                "test": scored(test_logits(trainer.model.eval(), test), [item["labels"] for item in test])}
+    recipe, splits = recipe_and_splits(args, RECIPE, lambda split, limit: encoded(
+        read_tsv(DATA / f"{split}.tsv", limit), tokenizer, RECIPE["seq_length"]))
+    config = bert_classifier_config(len(tokenizer.vocab), MODEL, len(LABELS), "multi_label_classification")
+    return sequence_classifier_seed(seed, args, config, recipe, splits, collate, scored, BEST_METRIC, METRICS)
 
 
 def main() -> None:

@@ -195,8 +195,8 @@ def check(cfg, script: str, flags: dict, what: str) -> None:
 
 
 # Presets that reproduce no command of the original (its revision rebuilt here has no encoder-decoder; the multi-label
-# data is derived here; cut against sliding windows is measured here; it had no sentence-embedding task), each with
-# what it is compared with instead.
+# data is derived here; cut against sliding windows is measured here; it had no sentence-embedding task; no original
+# command trains on Chinese STS-B), each with what it is compared with instead.
 OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experiments/text2text/hf_seq2seq.py)",
                "msra_entity_types_text2text": "transformers' Seq2SeqTrainer "
                                               "(experiments/text2text/hf_seq2seq.py --task types)",
@@ -207,7 +207,9 @@ OWN_PRESETS = {"msra_entities_text2text": "transformers' Seq2SeqTrainer (experim
                "chinese_stsb_siamese": "sentence-transformers' CosineSimilarityLoss "
                                        "(experiments/sentence_embeddings/st_side.py)",
                "chinese_stsb_simcse": "sentence-transformers' MultipleNegativesRankingLoss over (s, s) pairs "
-                                      "(experiments/sentence_embeddings/st_side.py)"}
+                                      "(experiments/sentence_embeddings/st_side.py)",
+               "chinese_stsb_regression": "transformers' BertForSequenceClassification(num_labels=1) "
+                                          "(experiments/regression/hf_regression.py)"}
 
 
 def test_every_preset_has_its_original_command():

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import yaml
 
-from experiments_testing import assert_preset_follows, load_script
+from experiments_testing import load_script, preset_of_the_recipe
 from uer.tasks.metrics import multilabel_metrics
 from uer_testing import ROOT
 
@@ -50,12 +49,9 @@ def test_the_shipped_files_are_the_entities_data_with_type_sets():
 
 
 def test_the_preset_and_the_transformers_side_share_the_recipe(common):
-    preset = yaml.safe_load((ROOT / "conf" / "experiment" / f"{common.PRESET}.yaml").read_text(encoding="utf-8"))
-    assert_preset_follows(preset, common.MODEL, common.RECIPE, common.BEST_METRIC)
-    finetune, recipe = preset["finetune"], common.RECIPE
-    assert (preset["task"]["threshold"], preset["task"]["labels"]) == (recipe["threshold"], [0, 1, 2])
-    assert all(finetune[f"{split}_path"] == f"datasets/msra_entity_types/{split}.tsv"
-               for split in ("train", "dev", "test"))
+    preset = preset_of_the_recipe(common)
+    assert (preset["task"]["threshold"], preset["task"]["labels"]) == (common.RECIPE["threshold"], [0, 1, 2])
+    assert common.DATA == ROOT / "datasets" / "msra_entity_types"
 
 
 def test_the_transformers_side_reads_and_scores_as_uer(tmp_path):
