@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
 from seed_results import load_runs, mean_std  # noqa: E402
+from sts_pairs import read_pairs  # noqa: E402  (also hf_regression.py's reader)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -44,24 +45,6 @@ def summary(runs: list[dict]) -> dict:
 def store(path: Path, header: dict, runs: dict[int, dict]) -> dict[int, dict]:
     """Write ``runs`` merged into the seeds ``path`` holds now, with their summary (``seed_results.store``)."""
     return seed_results.store(path, header, runs, summary)
-
-
-def read_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str, float]]:
-    """``(text_a, text_b, score)`` of each row of a ``text_a<TAB>text_b<TAB>label`` file."""
-    with path.open(encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["text_a", "text_b", "label"]:
-            raise SystemExit(f"{path}: header {header}, expected text_a, text_b, label")
-        rows = []
-        for number, line in enumerate(f, start=2):
-            fields = line.rstrip("\n").split("\t")
-            try:
-                text_a, text_b, label = fields
-                rows.append((text_a, text_b, float(label)))
-            except ValueError:
-                raise SystemExit(f"{path}:{number}: expected text_a, text_b and a numeric label, got {fields}") \
-                    from None
-    return rows[:limit] if limit else rows
 
 
 def char_overlap(text_a: str, text_b: str) -> float:

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
 from seed_results import load_runs  # noqa: E402
+from sts_pairs import read_pairs  # noqa: E402,F401  (the peer's reader, used by st_side.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -50,21 +51,6 @@ TOOLKITS = {"uer": "uer", "st": "sentence-transformers"}
 def results_path(toolkit: str, task: str | None) -> Path:
     """``results_{toolkit}_{task}.json``; ``task`` None: the untrained model's ``results_untrained.json``."""
     return HERE / ("results_untrained.json" if task is None else f"results_{toolkit}_{task}.json")
-
-
-def read_sts(path: Path, limit: int | None = None) -> list[tuple[str, str, float]]:
-    """``(text_a, text_b, score)`` of each row of a ``text_a<TAB>text_b<TAB>label`` file."""
-    with path.open(encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        if header != ["text_a", "text_b", "label"]:
-            raise SystemExit(f"{path}: header {header}, expected text_a, text_b, label")
-        rows = []
-        for number, line in enumerate(f, start=2):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3:
-                raise SystemExit(f"{path}:{number}: {len(fields)} fields, expected text_a, text_b, label")
-            rows.append((fields[0], fields[1], float(fields[2])))
-    return rows[:limit] if limit else rows
 
 
 def summary(runs: list[dict]) -> dict:

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 
-from common import BEST_METRIC, DATA, METRICS, MODEL, RECIPES, SEEDS, TASKS, read_sts, results_path, summary
+from common import BEST_METRIC, DATA, METRICS, MODEL, RECIPES, SEEDS, TASKS, read_pairs, results_path, summary
 from hf_peer import VOCAB, peer_arguments, project_tokenizer, run_seeds
 
 
@@ -185,13 +185,13 @@ def run_seed(seed: int, args, tokenizer) -> dict:
     torch.set_num_threads(args.threads)
     limit = 64 if args.quick else None
     recipe = dict(RECIPES[args.task or "siamese"], epochs_num=1 if args.quick else args.epochs)
-    dev, test = (encoded(read_sts(DATA / f"{split}.tsv", limit), tokenizer, "siamese", recipe["seq_length"])
+    dev, test = (encoded(read_pairs(DATA / f"{split}.tsv", limit), tokenizer, "siamese", recipe["seq_length"])
                  for split in ("dev", "test"))
     with tempfile.TemporaryDirectory(prefix="st_side_") as work:
         model = build_model(seed, len(tokenizer.vocab), work)
         if args.untrained:
             return {"seed": seed, "best_epoch": 0, "dev": scored(model, dev), "test": scored(model, test)}
-        train_rows = encoded(read_sts(DATA / "train.tsv", limit), tokenizer, args.task, recipe["seq_length"])
+        train_rows = encoded(read_pairs(DATA / "train.tsv", limit), tokenizer, args.task, recipe["seq_length"])
         start = time.perf_counter()
         best_epoch, history, best = train(args.task, model, train_rows, dev, recipe, seed)
         seconds = time.perf_counter() - start

@@ -54,16 +54,16 @@ def test_the_presets_and_the_sentence_transformers_side_share_the_recipe(common,
 
 
 def test_the_peer_reads_the_sts_files_and_stops_at_a_bad_one(common, tmp_path):
-    rows = common.read_sts(common.DATA / "dev.tsv")
+    rows = common.read_pairs(common.DATA / "dev.tsv")
     assert len(rows) == 1458 and all(0 <= score <= 5 for _, _, score in rows)
-    assert len(common.read_sts(common.DATA / "train.tsv", limit=7)) == 7
+    assert len(common.read_pairs(common.DATA / "train.tsv", limit=7)) == 7
     bad = tmp_path / "bad.tsv"
     bad.write_text("a\tb\tscore\n甲\t乙\t1\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="header"):
-        common.read_sts(bad)
+        common.read_pairs(bad)
     bad.write_text("text_a\ttext_b\tlabel\n甲\t1\n", encoding="utf-8")
-    with pytest.raises(SystemExit, match=r"bad.tsv:2: 2 fields"):
-        common.read_sts(bad)
+    with pytest.raises(SystemExit, match=r"bad.tsv:2: expected text_a, text_b and a numeric label"):
+        common.read_pairs(bad)
 
 
 def test_the_peer_sees_uers_ids(st_side, tokenizer):

@@ -1,0 +1,25 @@
+"""Chinese STS-B's pairs (``datasets/chinese_stsb``) as the regression and sentence-embedding reproductions' peers
+read them: ``text_a<TAB>text_b<TAB>label`` rows under that header, the label a number (the score, 0..5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def read_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str, float]]:
+    """``(text_a, text_b, score)`` of each row of ``path`` (the first ``limit`` rows if given); a bad header or row
+    stops the script with one line naming the file and line."""
+    with path.open(encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["text_a", "text_b", "label"]:
+            raise SystemExit(f"{path}: header {header}, expected text_a, text_b, label")
+        rows = []
+        for number, line in enumerate(f, start=2):
+            fields = line.rstrip("\n").split("\t")
+            try:
+                text_a, text_b, label = fields
+                rows.append((text_a, text_b, float(label)))
+            except ValueError:
+                raise SystemExit(f"{path}:{number}: expected text_a, text_b and a numeric label, got {fields}") \
+                    from None
+    return rows[:limit] if limit else rows
