@@ -19,14 +19,14 @@ def read_metrics(run_dir):
 
 def test_mlm_pair_as_documented_loss_falls(tmp_path):
     """The README's pair, as written but for output paths and a shorter run (25 steps instead of 200, reported every
-    5, to keep the suite within its time): the loss at the last report is clearly below the first."""
+    5, on one thread, to keep the suite within its time): the loss at the last report is clearly below the first."""
     data, model = tmp_path / "br_mlm", tmp_path / "br_tiny"
     pre = run_main(["stage=preprocess", "target=mlm", "preprocess.corpus_path=corpora/book_review.txt",
                     f"preprocess.dataset_path={data}", "preprocess.processes_num=2"], tmp_path / "run_pre")
     assert pre.returncode == 0, pre.stderr
     train = run_main(["stage=pretrain", "encoder=bert", "size=tiny", "target=mlm", f"pretrain.dataset_path={data}",
                       "pretrain.total_steps=25", "pretrain.batch_size=16", "pretrain.report_steps=5",
-                      f"output_model_path={model}"], tmp_path / "run")
+                      "hardware.num_threads=1", f"output_model_path={model}"], tmp_path / "run")
     assert train.returncode == 0, train.stderr
     reports = read_metrics(tmp_path / "run")
     assert [r["step"] for r in reports] == list(range(5, 26, 5))
