@@ -80,11 +80,18 @@ def _train_cfg(data, model, *extra):
                            "pretrain.save_checkpoint_steps=50", f"output_model_path={model}", *extra])
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, mlm_data):
+    """The uninterrupted run both resumed runs must end as (batches built in the loop)."""
+    out = tmp_path_factory.mktemp("straight") / "model"
+    run_stage(_train_cfg(mlm_data, out))
+    return out
+
+
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-loop batches", "data_workers=2"])
-def test_resume_after_stop_matches_uninterrupted_run(tmp_path, mlm_data, workers):
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, mlm_data, straight, workers):
     """The interrupted run may build its batches in worker processes: the same batches, the same weights."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    run_stage(_train_cfg(mlm_data, straight))
+    split = tmp_path / "split"
     workers_arg = f"pretrain.data_workers={workers}"
     run_stage(_train_cfg(mlm_data, split, "pretrain.stop_after_steps=100", workers_arg))
     assert [s for s, _ in step_checkpoints(split)] == [50, 100]
