@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from uer.cli import normalize_overrides
 from uer.composition import compose
@@ -152,3 +153,10 @@ def expect_main_error(args: list[str], run_dir: Path, *fragments: str) -> str:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in proc.stderr
     return lines[0]
+
+
+def assert_close_weights(a: dict, b: dict) -> None:
+    """Checkpoints ``a`` and ``b`` hold the same weights up to float noise (runs that sum gradients in another order:
+    ranks all-reduced, or micro-batches accumulated)."""
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5, msg=key)

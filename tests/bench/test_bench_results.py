@@ -1,6 +1,7 @@
 """The Benchmarks table (docs/benchmarks.md, linked from the README) is generated from bench/results.json,
 whose figures come from the bench scripts (python bench/run_all.py); nothing here times anything."""
 
+import json
 import re
 import subprocess
 import sys
@@ -91,15 +92,36 @@ def test_gpu_script_commands_name_existing_scripts_and_options():
 SCRIPTS = sorted({command[0] for command, _ in suite.SUITE.values()})
 
 
+# Runs each script as ``python bench/SCRIPT --help`` runs it (its folder first on sys.path, as __main__), one after
+# another in one interpreter: torch is started once for all of them, not once per script.
+HELP_DRIVER = """
+import contextlib, io, json, runpy, sys, traceback
+bench, scripts = sys.argv[1], sys.argv[2:]
+sys.path.insert(0, bench)
+results = {}
+for script in scripts:
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    sys.argv = [f"{bench}/{script}", "--help"]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(f"{bench}/{script}", run_name="__main__")
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[script] = (code, out.getvalue(), err.getvalue())
+print(json.dumps(results))
+"""
+
+
 @pytest.fixture(scope="module")
 def help_runs():
-    """``{script: (exit code, stdout, stderr)}`` of ``python bench/SCRIPT --help``, the processes all started at
-    once: each is mostly a torch start-up on one core, so together they keep every core busy."""
-    started = {script: subprocess.Popen([sys.executable, str(ROOT / "bench" / script), "--help"], cwd=ROOT,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for script in SCRIPTS}
-    outputs = {script: process.communicate(timeout=300) for script, process in started.items()}
-    return {script: (started[script].returncode, *outputs[script]) for script in SCRIPTS}
+    """``{script: (exit code, stdout, stderr)}`` of each bench script run with ``--help`` (HELP_DRIVER)."""
+    proc = subprocess.run([sys.executable, "-c", HELP_DRIVER, str(ROOT / "bench"), *SCRIPTS], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {script: tuple(result) for script, result in json.loads(proc.stdout).items()}
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -18,22 +18,22 @@ def read_metrics(run_dir):
 
 
 def test_mlm_pair_as_documented_loss_falls(tmp_path):
-    """The README's pair, as written but for output paths and a shorter run (50 steps instead of 200, to keep the
-    suite within its time): the loss at the last report is clearly below the first."""
+    """The README's pair, as written but for output paths and a shorter run (25 steps instead of 200, reported every
+    5, on one thread, to keep the suite within its time): the loss at the last report is clearly below the first."""
     data, model = tmp_path / "br_mlm", tmp_path / "br_tiny"
     pre = run_main(["stage=preprocess", "target=mlm", "preprocess.corpus_path=corpora/book_review.txt",
                     f"preprocess.dataset_path={data}", "preprocess.processes_num=2"], tmp_path / "run_pre")
     assert pre.returncode == 0, pre.stderr
     train = run_main(["stage=pretrain", "encoder=bert", "size=tiny", "target=mlm", f"pretrain.dataset_path={data}",
-                      "pretrain.total_steps=50", "pretrain.batch_size=16", "pretrain.report_steps=10",
-                      f"output_model_path={model}"], tmp_path / "run")
+                      "pretrain.total_steps=25", "pretrain.batch_size=16", "pretrain.report_steps=5",
+                      "hardware.num_threads=1", f"output_model_path={model}"], tmp_path / "run")
     assert train.returncode == 0, train.stderr
     reports = read_metrics(tmp_path / "run")
-    assert [r["step"] for r in reports] == list(range(10, 51, 10))
+    assert [r["step"] for r in reports] == list(range(5, 26, 5))
     first, last = reports[0]["mlm_loss"], reports[-1]["mlm_loss"]
     assert last < first - 0.5, (first, last)
     assert (tmp_path / "run" / "tensorboard").is_dir()
-    payload = load_checkpoint(model / "step_50.pt")
+    payload = load_checkpoint(model / "step_25.pt")
     assert payload["config"]["encoder"]["hidden_size"] == 384
     assert payload["vocab"]["vocab_size"] == 21128
 
@@ -80,11 +80,18 @@ def _train_cfg(data, model, *extra):
                            "pretrain.save_checkpoint_steps=50", f"output_model_path={model}", *extra])
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, mlm_data):
+    """The uninterrupted run both resumed runs must end as (batches built in the loop)."""
+    out = tmp_path_factory.mktemp("straight") / "model"
+    run_stage(_train_cfg(mlm_data, out))
+    return out
+
+
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-loop batches", "data_workers=2"])
-def test_resume_after_stop_matches_uninterrupted_run(tmp_path, mlm_data, workers):
+def test_resume_after_stop_matches_uninterrupted_run(tmp_path, mlm_data, straight, workers):
     """The interrupted run may build its batches in worker processes: the same batches, the same weights."""
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    run_stage(_train_cfg(mlm_data, straight))
+    split = tmp_path / "split"
     workers_arg = f"pretrain.data_workers={workers}"
     run_stage(_train_cfg(mlm_data, split, "pretrain.stop_after_steps=100", workers_arg))
     assert [s for s, _ in step_checkpoints(split)] == [50, 100]

@@ -299,11 +299,10 @@ def crf_overrides(data, out):
 
 @pytest.fixture(scope="module")
 def crf_trained(data, tmp_path_factory):
-    """task.crf=true trained 3 steps at size=smoke through main.py."""
+    """task.crf=true trained 3 steps at size=smoke, in-process (main.py's own path: test_bad_input_via_main)."""
     tmp = tmp_path_factory.mktemp("crf")
     small = {"train": slice_file(data["train"], tmp / "train.tsv", 24), "dev": slice_file(data["dev"], tmp / "dev.tsv", 8)}
-    proc = run_main(crf_overrides(small, tmp / "ner"), tmp / "run")
-    assert proc.returncode == 0, proc.stderr
+    run_stage(compose_config(crf_overrides(small, tmp / "ner")))
     return tmp
 
 
@@ -312,7 +311,7 @@ def test_crf_checkpoint_records_the_crf_and_its_scores(crf_trained):
     assert payload["config"]["task"]["crf"] is True
     assert tuple(payload["model"]["crf.transitions"].shape) == (7, 7)
     assert {"crf.start", "crf.end"} <= set(payload["model"])
-    record = json.loads((crf_trained / "run" / "results.jsonl").read_text().splitlines()[0])
+    record = json.loads((crf_trained / "ner" / "results.jsonl").read_text().splitlines()[0])
     assert record["split"] == "dev"
     assert all(0.0 <= record[key] <= 1.0 for key in ("f1", "precision", "recall", "token_acc"))
 
@@ -330,9 +329,9 @@ def test_crf_infer_from_the_checkpoint_alone_decodes_with_its_transitions(crf_tr
     state["crf.transitions"][inside, inside] = 1e4
     forced = tmp_path / "forced.pt"
     atomic_torch_save(sealed(payload), forced)
-    proc = run_main(["stage=infer", f"infer.load_model_path={forced}", f"infer.test_path={data['test_nolabel']}",
-                     f"infer.prediction_path={tmp_path / 'pred.tsv'}", "hardware.num_threads=1"], tmp_path / "run")
-    assert proc.returncode == 0, proc.stderr
+    run_stage(compose_config(["stage=infer", f"infer.load_model_path={forced}",
+                              f"infer.test_path={data['test_nolabel']}", f"infer.prediction_path={tmp_path / 'pred.tsv'}",
+                              "hardware.num_threads=1"]))
     rows = (tmp_path / "pred.tsv").read_text(encoding="utf-8").splitlines()[1:]
     expected = characters(data["test_nolabel"])
     assert len(rows) == len(expected)
