@@ -23,3 +23,10 @@ def read_pairs(path: Path, limit: int | None = None) -> list[tuple[str, str, flo
                 raise SystemExit(f"{path}:{number}: expected text_a, text_b and a numeric label, got {fields}") \
                     from None
     return rows[:limit] if limit else rows
+
+
+def correlation_cells(run: dict) -> str:
+    """A results-file seed's best epoch and its dev and test Spearman / Pearson (x100) as table cells."""
+    dev, test = run["dev"], run["test"]
+    return (f"{run['best_epoch']} | {100 * dev['spearman']:.2f} / {100 * dev['pearson']:.2f} | "
+            f"{100 * test['spearman']:.2f} / {100 * test['pearson']:.2f}")

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
 from seed_results import load_runs, mean_std  # noqa: E402
-from sts_pairs import read_pairs  # noqa: E402  (also hf_regression.py's reader)
+from sts_pairs import correlation_cells, read_pairs  # noqa: E402  (read_pairs: also hf_regression.py's reader)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -94,9 +94,7 @@ def per_seed() -> str:
              "| --- | --- | --- | --- | --- |"]
     for name, path in (("uer", HERE / "results_uer.json"), ("transformers", HERE / "results_hf.json")):
         for seed, run in sorted(load_runs(path).items()):
-            dev, test = run["dev"], run["test"]
-            lines.append(f"| {name} | {seed} | {run['best_epoch']} | {100 * dev['spearman']:.2f} / "
-                         f"{100 * dev['pearson']:.2f} | {100 * test['spearman']:.2f} / {100 * test['pearson']:.2f} |")
+            lines.append(f"| {name} | {seed} | {correlation_cells(run)} |")
     return "\n".join(lines)
 
 

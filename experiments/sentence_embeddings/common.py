@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import seed_results  # noqa: E402  (experiments/, put on the path just above)
 from seed_results import load_runs  # noqa: E402
-from sts_pairs import read_pairs  # noqa: E402,F401  (the peer's reader, used by st_side.py)
+from sts_pairs import correlation_cells, read_pairs  # noqa: E402  (read_pairs: the peer's reader, st_side.py's)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -86,9 +86,7 @@ def per_seed() -> str:
     files = [(task, TOOLKITS[toolkit], results_path(toolkit, task)) for task in TASKS for toolkit in TOOLKITS]
     for task, name, path in [*files, ("none", "untrained", results_path("st", None))]:
         for seed, run in sorted(load_runs(path).items()):
-            dev, test = run["dev"], run["test"]
-            lines.append(f"| {task} | {name} | {seed} | {run['best_epoch']} | {100 * dev['spearman']:.2f} / "
-                         f"{100 * dev['pearson']:.2f} | {100 * test['spearman']:.2f} / {100 * test['pearson']:.2f} |")
+            lines.append(f"| {task} | {name} | {seed} | {correlation_cells(run)} |")
     return "\n".join(lines)
 
 
