@@ -153,7 +153,7 @@ def run_seeds(args, run_one: Callable[[int], dict], header: dict, summary: Calla
     """``run_one(seed)`` for each of ``args.seeds``, printing the ``shown`` keys of each; unless ``args.quick``,
     each merged into ``args.out`` with the runs it holds of the same recipe (``header["recipe"]``,
     ``seed_results.store``); the summary printed at the end."""
-    runs = {} if args.quick else seed_results.load_runs(args.out, header["recipe"])
+    runs = {} if args.quick else seed_results.load_runs(seed_results.check_results_file(args.out), header["recipe"])
     for seed in args.seeds:
         run = run_one(seed)
         print(json.dumps({key: run[key] for key in shown}, ensure_ascii=False), flush=True)

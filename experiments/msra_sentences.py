@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from uer.io.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 NER_TRAIN = ROOT / "datasets" / "test_data" / "msra_ner" / "train.tsv"
 NER_DEV = ROOT / "datasets" / "msra_ner" / "dev.tsv"
@@ -79,23 +81,39 @@ def splits(ner_train: Path = NER_TRAIN, ner_dev: Path = NER_DEV, ner_test: Path 
             "test": read_ner(ner_test)[:TEST_ROWS]}
 
 
+def first_line(path: Path) -> str:
+    """The first line of ``path`` without its end ("" for an empty or undecodable file)."""
+    with path.open("rb") as handle:
+        return handle.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+
+
 def write_or_check(argv: list[str] | None, description: str, out: Path,
                    tables: Callable[[], dict[str, tuple[str, int]]]) -> int:
     """The derivation command: ``tables()`` gives each split's file text and row count; they are written
-    to ``--out/SPLIT.tsv``, or with ``--check`` compared with the files there (exit 1 if any differs)."""
+    to ``--out/SPLIT.tsv`` (never over a file of another header: one line and exit 1 before writing any), or with
+    ``--check`` compared with the files there (exit 1 if any differs)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--check", action="store_true", help="compare with the files in --out, write nothing")
     args = parser.parse_args(argv)
+    splits_text = tables()
+    paths = {name: args.out / f"{name}.tsv" for name in splits_text}
+    if not args.check:  # before writing any: an existing file with another header is not an earlier output
+        if args.out.exists() and not args.out.is_dir():
+            sys.exit(f"--out {args.out} is a file; it names the directory of the splits, choose another --out")
+        for name, path in paths.items():
+            header = splits_text[name][0].partition("\n")[0]
+            if path.is_file() and first_line(path) != header:
+                sys.exit(f"--out {args.out}: {path} exists and is not this derivation's output (its first line is "
+                         f"not {header!r}); writing there would destroy it, choose another --out")
     differ = []
-    for name, (text, count) in tables().items():
-        path = args.out / f"{name}.tsv"
+    for name, (text, count) in splits_text.items():
+        path = paths[name]
         if args.check:
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 differ.append(str(path))
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        atomic_write_text(path, text)
         print(f"{path}: {count} rows")
     if differ:
         print("differ from the derivation: " + ", ".join(differ), file=sys.stderr)

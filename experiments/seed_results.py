@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from uer.io.atomic import atomic_write_text
+
 
 def mean_std(values: list[float]) -> dict:
     """``{mean, n, std}``: the sample standard deviation (n-1; 0 for one value)."""
@@ -31,6 +33,28 @@ def recipe_change(path: Path, recipe: dict) -> str | None:
     return ", ".join(changed) or None
 
 
+def check_results_file(path: Path) -> Path:
+    """``path`` as a reproduction's ``--out``, checked before any seed runs: a new file in an existing directory,
+    or a results file (a JSON object with its ``runs``) whose seeds a run joins; anything else (a data set, a
+    directory) is one line on standard error and exit 1, so that storing a result never overwrites an input."""
+    fix = "choose a new file name or an experiments/*/results_*.json"
+    if path.is_dir():
+        sys.exit(f"--out {path} is a directory; it names the results file: {fix}")
+    if not path.exists():
+        if not path.parent.is_dir():
+            sys.exit(f"--out {path}: the directory {path.parent} does not exist; create it or {fix}")
+        return path
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        sys.exit(f"--out {path} is not a results file ({type(err).__name__}) and storing a seed would overwrite "
+                 f"it; {fix}")
+    if not (isinstance(record, dict) and isinstance(record.get("runs"), list)):
+        sys.exit(f"--out {path} is a JSON file without a \"runs\" list, not a results file, and storing a seed "
+                 f"would overwrite it; {fix}")
+    return path
+
+
 def load_runs(path: Path, recipe: dict | None = None) -> dict[int, dict]:
     """The runs of a results file by seed: none when there is no file yet, or when it was measured with
     another recipe than ``recipe`` (when given), whose seeds a new run replaces instead of joining."""
@@ -45,7 +69,7 @@ def store(path: Path, header: dict, runs: dict[int, dict], summary: Callable[[li
     runs = {**load_runs(path, header.get("recipe")), **runs}
     ordered = [runs[seed] for seed in sorted(runs)]
     record = {**header, "runs": ordered, "summary": summary(ordered)}
-    path.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(record, ensure_ascii=False, indent=1) + "\n")
     return runs
 
 
@@ -83,11 +107,13 @@ def seed_entry(run_dir: Path, seed: int, metric: str, metrics: tuple[str, ...]) 
 
 
 def run_preset(preset: str, seeds: list[int], args, scores: Callable[[Path, int], dict | None],
-               store_runs: Callable[[dict], dict], overrides: tuple[str, ...] = ()) -> None:
+               store_runs: Callable[[dict], dict], out: Path, overrides: tuple[str, ...] = ()) -> None:
     """``python main.py experiment=PRESET seed=S hardware.num_threads=T`` (then ``overrides``) for each seed, one after
     another, in the run directory ``args.work/seedS`` (``args.threads``, ``args.work``; ``args.dry_run`` prints the commands);
     ``scores(run_dir, seed)`` reads a finished run's entry, and ``store_runs`` merges the entries into the results
-    file. A seed whose run directory already has its scores is not run again."""
+    file ``out`` (checked first: :func:`check_results_file`). A seed whose run directory already has its scores
+    is not run again."""
+    check_results_file(out)
     root = Path(__file__).resolve().parents[1]
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     runs = {}

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from common import (BEST_METRIC, DATA, HERE, MODEL, PRESET, RECIPE, ROOT, SEEDS, SEQ_LENGTH, VARIANTS, accuracies,
                     labelled_rows, read_predictions, results_path, store, token_lengths)
-from seed_results import dev_and_test, preset_arguments, run_preset  # experiments/: common.py puts it on the path
+from seed_results import (  # experiments/: common.py puts it on the path
+    check_results_file, dev_and_test, preset_arguments, run_preset)
 
 PREDICTIONS = "test_predictions.tsv"
 
@@ -79,6 +80,8 @@ def scorer(threads: int):
 def main() -> None:
     args = preset_arguments(__doc__, SEEDS, ROOT / "outputs" / "long_text_repro", HERE)
     scores = scorer(args.threads)
+    for variant in VARIANTS:  # both results files, before either variant runs
+        check_results_file(args.out / results_path(variant).name)
     for variant in VARIANTS:
         header = {"toolkit": "uer", "variant": variant,
                   "command": "python experiments/long_text/uer_long_text.py " + " ".join(sys.argv[1:]),
@@ -87,7 +90,7 @@ def main() -> None:
         out = args.out / results_path(variant).name
         work = argparse.Namespace(**{**vars(args), "work": args.work / variant})
         run_preset(PRESET, args.seeds, work, scores, lambda runs, header=header, out=out: store(out, header, runs),
-                   overrides=(f"task.long_text={variant}",))
+                   out, overrides=(f"task.long_text={variant}",))
 
 
 if __name__ == "__main__":

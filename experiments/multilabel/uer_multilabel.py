@@ -36,7 +36,7 @@ def main() -> None:
     header = {"toolkit": "uer", "command": "python experiments/multilabel/uer_multilabel.py " + " ".join(sys.argv[1:]),
               "preset": f"experiment={PRESET}", "data": "datasets/msra_entity_types", "model": MODEL,
               "recipe": RECIPE, "best_metric": BEST_METRIC, "threads": args.threads}
-    run_preset(PRESET, args.seeds, args, scores, lambda runs: store(args.out, header, runs))
+    run_preset(PRESET, args.seeds, args, scores, lambda runs: store(args.out, header, runs), args.out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def main() -> None:
     header = {"toolkit": "uer", "command": "python experiments/regression/uer_regression.py " + " ".join(sys.argv[1:]),
               "preset": f"experiment={PRESET}", "data": "datasets/chinese_stsb", "model": MODEL,
               "recipe": RECIPE, "best_metric": BEST_METRIC, "threads": args.threads}
-    run_preset(PRESET, args.seeds, args, scores, lambda runs: store(args.out, header, runs))
+    run_preset(PRESET, args.seeds, args, scores, lambda runs: store(args.out, header, runs), args.out)
 
 
 if __name__ == "__main__":

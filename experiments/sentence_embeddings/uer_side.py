@@ -38,7 +38,7 @@ def main() -> None:
     header = {"toolkit": "uer", "command": command,
               "preset": f"experiment={preset}", "data": "datasets/chinese_stsb", "model": MODEL,
               "recipe": RECIPES[args.task], "best_metric": BEST_METRIC, "threads": args.threads}
-    run_preset(preset, args.seeds, args, scores, lambda runs: store(args.out, header, runs, summary))
+    run_preset(preset, args.seeds, args, scores, lambda runs: store(args.out, header, runs, summary), args.out)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main() -> None:
               "preset": f"experiment={dataset.preset}", "data": str(dataset.data.relative_to(ROOT)), "model": MODEL,
               "recipe": dataset.recipe, "best_metric": dataset.best_metric, "threads": args.threads}
     run_preset(dataset.preset, args.seeds, args, lambda run_dir, seed: scores(run_dir, seed, dataset, args.threads),
-               lambda runs: store(args.out, header, runs, dataset))
+               lambda runs: store(args.out, header, runs, dataset), args.out)
 
 
 if __name__ == "__main__":
