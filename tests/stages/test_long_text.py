@@ -5,9 +5,13 @@ import json
 import pytest
 import torch
 
+from omegaconf import OmegaConf
+
 from uer.app import run_stage
+from uer.errors import UerError
 from uer.io.checkpoint import load_checkpoint
 from uer.models import build_backbone
+from uer.stages.infer import task_config
 from uer.tasks import TaskData, make_task
 from uer.tasks.classifier import ClsExample, pool_windows, windows
 from uer.tokenizers import build_tokenizer
@@ -105,27 +109,77 @@ def test_rows_longer_than_the_positions_train_and_infer_one_pooled_row_each_in_o
     texts = [line for line in files["test_nolabel"].read_text(encoding="utf-8").splitlines()[1:]]
     assert lines[0] == "label\tlogits" and len(lines) == 1 + len(texts)
     # Each row's logits, worked out here: its windows (16 tokens, 8 apart) classified one by one, then averaged.
-    cfg = compose_config(["task=classifier", "size=smoke", "model.max_seq_length=32"])
-    task, tok = classifier(16)
-    backbone = build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab))
-    model = task.build_model(backbone, 2)
-    model.load_state_dict(payload["model"])
-    model.eval()
+    model, tok = trained_model(payload)
     lengths = []
     for text, line in zip(texts, lines[1:]):
         tokens = [*tok.encode(text), tok.vocab.sep_id]
         lengths.append(len(tokens) + 1)
-        starts = range(0, max(len(tokens) - 15, 0) + 8, 8)
-        with torch.no_grad():
-            each = [model.predict({"src": torch.tensor([[tok.vocab.cls_id, *tokens[s:s + 15]]]),
-                                   "seg": torch.ones(1, 1 + len(tokens[s:s + 15]), dtype=torch.long)})[0]
-                    for s in starts]
-        expected = torch.stack(each).mean(dim=0)
+        expected = hand_worked(model, tok, text, stride=8, pooling="mean")
         label, logits = line.split("\t")
         written = torch.tensor([float(x) for x in logits.split(" ")])
         torch.testing.assert_close(written, expected, rtol=1e-4, atol=1e-4)
         assert int(label) == int(expected.argmax())
     assert max(lengths) > 32  # rows longer than the 32 positions were read whole
+
+
+def trained_model(payload):
+    """The fine-tuned classifier of ``payload`` (RUN's smoke model) in eval mode, and its tokenizer."""
+    cfg = compose_config(["task=classifier", "size=smoke", "model.max_seq_length=32"])
+    task, tok = classifier(16)
+    model = task.build_model(build_backbone(cfg.embedding, cfg.encoder, len(tok.vocab)), 2)
+    model.load_state_dict(payload["model"])
+    return model.eval(), tok
+
+
+def hand_worked(model, tok, text, stride, pooling) -> torch.Tensor:
+    """``text``'s logits by hand: windows of [CLS] and 15 tokens ``stride`` apart (None: the first one alone, the
+    cut row), each classified alone, then pooled."""
+    tokens = [*tok.encode(text), tok.vocab.sep_id]
+    starts = [0] if stride is None else range(0, max(len(tokens) - 15, 0) + stride, stride)
+    with torch.no_grad():
+        each = torch.stack([model.predict({"src": torch.tensor([[tok.vocab.cls_id, *tokens[s:s + 15]]]),
+                                           "seg": torch.ones(1, 1 + len(tokens[s:s + 15]), dtype=torch.long)})[0]
+                            for s in starts])
+    return each.mean(dim=0) if pooling == "mean" else each.max(dim=0).values
+
+
+@pytest.mark.parametrize("overrides, stride, pooling", [
+    (["infer.long_text=cut"], None, "mean"),  # a model trained on windows, read as the first window alone
+    (["infer.stride=4", "infer.window_pooling=max"], 4, "max"),
+])
+def test_infer_reads_long_rows_another_way_than_the_model_was_fine_tuned_with(trained, overrides, stride, pooling):
+    tmp, files = trained
+    pred = tmp / f"pred_{stride}.tsv"
+    run_stage(compose_config(["stage=infer", f"infer.load_model_path={tmp / 'clf' / 'best.pt'}",
+                              f"infer.test_path={files['test_nolabel']}", f"infer.prediction_path={pred}",
+                              "infer.output_logits=true", "hardware.num_threads=1", *overrides]))
+    model, tok = trained_model(load_checkpoint(tmp / "clf" / "best.pt"))
+    texts = files["test_nolabel"].read_text(encoding="utf-8").splitlines()[1:]
+    for text, line in zip(texts, pred.read_text(encoding="utf-8").splitlines()[1:], strict=True):
+        written = torch.tensor([float(x) for x in line.split("\t")[1].split(" ")])
+        torch.testing.assert_close(written, hand_worked(model, tok, text, stride, pooling), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("override, fragments", [
+    ("infer.long_text=chunks", ["infer.long_text=chunks is not known", "cut, sliding"]),
+    ("infer.window_pooling=sum", ["infer.window_pooling=sum is not known", "mean, max"]),
+])
+def test_infer_long_text_values_are_checked_before_writing(trained, capsys, override, fragments):
+    tmp, files = trained
+    pred = tmp / "checked.tsv"
+    cfg = compose_config(["stage=infer", f"infer.load_model_path={tmp / 'clf' / 'best.pt'}",
+                          f"infer.test_path={files['test_nolabel']}", f"infer.prediction_path={pred}",
+                          "hardware.num_threads=1", override])
+    expect_user_error(capsys, cfg, *fragments)
+    assert not pred.exists()
+
+
+def test_long_text_keys_on_a_task_without_windows_are_one_line():
+    options = OmegaConf.create({"long_text": "sliding", "stride": None, "window_pooling": None, "generation": None})
+    with pytest.raises(UerError, match=r"^infer.long_text applies to tasks that read a long row by windows .* "
+                                       r"not task=ner; drop it$"):
+        task_config({"type": "ner"}, options, "infer")
+    assert task_config({"type": "classifier", "long_text": "cut"}, options, "infer")["long_text"] == "sliding"
 
 
 @pytest.mark.parametrize("override, fragments", [

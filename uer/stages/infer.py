@@ -8,7 +8,8 @@ is set).  The output has one row per input row, under a header row (``label``, p
 batched with rows of similar length (``infer.batch_size`` to a batch, longest first, so
 batches carry little padding) and written in the input's order.  A generating task (``task=text2text``)
 writes one ``generation`` per row, with the checkpoint's generation settings unless
-``infer.generation.KEY=`` replaces one.
+``infer.generation.KEY=`` replaces one; a classifier reads long rows as it was fine-tuned to (cut or
+sliding windows) unless ``infer.long_text`` / ``infer.stride`` / ``infer.window_pooling`` say otherwise.
 
 ``infer.load_model_path`` is a checkpoint (``best.pt``), a directory holding one, or the
 output of ``task=classifier_cv``: its directory or the ``folds.json`` in it.  A
@@ -38,7 +39,8 @@ from uer.io.checkpoint import checkpoint_tokenizer, load_checkpoint, load_stored
 from uer.io.outputs import FILE, Output
 from uer.models.generation import GenerationConfig
 from uer.runtime import HardwareConfig, configure_threads, resolve_device, run_dir
-from uer.tasks import Task, TaskData, build_task_model, make_task, predict
+from uer.tasks.classifier import LONG_TEXT, WINDOW_POOLINGS
+from uer.tasks import TASKS, Task, TaskData, build_task_model, import_tasks, make_task, predict
 
 log = logging.getLogger("uer.infer")
 
@@ -53,6 +55,13 @@ class FineTunedModelConfig:
     batch_size: int = setting(64, "examples per batch", bounds=at_least(1))
     seq_length: Optional[int] = setting(None, "longest input in tokens; null = the seq_length the model was "
                                               "fine-tuned with", bounds=at_least(1))
+    long_text: Optional[str] = setting(None, "a row longer than seq_length: cut | sliding (windows, their logits "
+                                             "pooled); null = as fine-tuned (task=classifier and the tasks built "
+                                             "on it)")
+    stride: Optional[int] = setting(None, "long_text=sliding: tokens from one window's start to the next; null = as "
+                                          "fine-tuned", bounds=at_least(1))
+    window_pooling: Optional[str] = setting(None, "long_text=sliding: a row's logits from its windows': mean | max; "
+                                                  "null = as fine-tuned")
 
 
 # A generating task's settings as infer may replace them (infer.generation.num_beams=4): each of task.generation's
@@ -161,23 +170,40 @@ def load_fine_tuned(cfg: DictConfig, section: str) -> FineTunedModel:
     if positions is not None and seq_length > positions:
         raise UerError(f"{section}.seq_length={seq_length} exceeds the {positions} positions the model has; "
                        f"use {section}.seq_length={positions} or less")
-    task = make_task(task_config(config["task"], options.get("generation"), section), tokenizer, seq_length,
+    task = make_task(task_config(config["task"], options, section), tokenizer, seq_length,
                      info=task_info(payload))
     return FineTunedModel(paths, payload, task, device, options.batch_size, cfg.hardware.precision,
                           cfg.allow_nonfinite_weights)
 
 
-def task_config(stored: dict, overrides, section: str) -> dict:
-    """The checkpoint's task config with the settings ``{section}.generation`` sets (not null) in its
-    ``generation``."""
-    chosen = {key: value for key, value in dict((overrides or {}).items()).items() if value is not None}
-    if not chosen:
-        return stored
-    if "generation" not in stored:
-        key = next(iter(chosen))
-        raise UerError(f"{section}.generation.{key} applies to tasks that generate (task=text2text), not task="
-                       f"{stored.get('type')}; drop it")
-    return {**stored, "generation": {**stored["generation"], **chosen}}
+LONG_TEXT_KEYS = ("long_text", "stride", "window_pooling")  # FineTunedModelConfig's, named as the task's
+
+
+def task_config(stored: dict, options, section: str) -> dict:
+    """The checkpoint's task config with what ``{section}`` sets (not null) in its place: the keys of
+    ``{section}.generation`` in its ``generation``, and the long-text keys (``{section}.long_text``, ...)."""
+    def chosen(node, keys) -> dict:
+        return {key: node.get(key) for key in keys if node is not None and node.get(key) is not None}
+
+    generation = options.get("generation")
+    generating = chosen(generation, list(generation or {}))
+    long_text = chosen(options, LONG_TEXT_KEYS)
+    if generating and "generation" not in stored:
+        raise UerError(f"{section}.generation.{next(iter(generating))} applies to tasks that generate "
+                       f"(task=text2text), not task={stored.get('type')}; drop it")
+    if long_text:
+        import_tasks()
+        fields = {f.name for f in dataclasses.fields(TASKS.config_class(stored.get("type")))}
+        if "long_text" not in fields:
+            raise UerError(f"{section}.{next(iter(long_text))} applies to tasks that read a long row by windows "
+                           f"(task=classifier and the tasks built on it), not task={stored.get('type')}; drop it")
+        for key, known in (("long_text", LONG_TEXT), ("window_pooling", WINDOW_POOLINGS)):
+            if long_text.get(key, known[0]) not in known:
+                raise UerError(f"{section}.{key}={long_text[key]} is not known; choose one of: {', '.join(known)}")
+    updated = {**stored, **long_text}
+    if generating:
+        updated["generation"] = {**stored["generation"], **generating}
+    return updated
 
 
 def model_paths(load_model_path, section: str) -> list[Path]:
