@@ -132,13 +132,6 @@ def test_what_fsdp_cannot_do_is_one_line_before_any_worker(tmp_path, capsys, mlm
     assert not (tmp_path / "m").exists()
 
 
-def test_fsdp_fine_tuning_is_refused(tmp_path, capsys):
-    cfg = compose_config(["task=classifier", "size=tiny", *SMALL, "hardware.strategy=fsdp",
-                          "hardware.nproc_per_node=2", f"output_model_path={tmp_path / 'm'}"])
-    expect_user_error(capsys, cfg, "hardware.strategy=fsdp with stage=finetune", "hardware.strategy=ddp")
-    assert not (tmp_path / "m").exists()
-
-
 @pytest.fixture
 def one_rank_group(tmp_path):
     """A process group of this process alone: FSDP's sharded parameters and hooks without starting workers."""

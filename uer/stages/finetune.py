@@ -105,7 +105,9 @@ def prepare(cfg: DictConfig) -> None:
     runner = get_task(cfg.task.type).finetune_runner
     RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
-        raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
+        sharding = " and hardware.strategy=fsdp (one process shards nothing)" \
+            if cfg.hardware.strategy == "fsdp" else ""
+        raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes{sharding}")
     if cfg.resume and distributed.starts_workers(cfg):  # in one process, the run checks it as it loads it
         _check_resumable_data(cfg)
     check_decoder_use(cfg)

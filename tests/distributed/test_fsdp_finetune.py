@@ -1,0 +1,132 @@
+"""hardware.strategy=fsdp fine-tuning on CPU with gloo, two processes, on an encoder-decoder (task=text2text, whose
+dev evaluations generate): DDP's losses and dev scores, best.pt/last.pt holding the full model in the usual single
+file (stage=infer reads it), the optimizer shards beside last.pt, early stopping on every rank at once, a
+bit-identical resume; and what it refuses, before any worker starts."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from uer.app import run_stage
+from uer.errors import UerError
+from uer.finetuning.loop import resumable_checkpoint
+from uer.io.checkpoint import load_checkpoint
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error
+
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("error:FSDP2-wrapped module:UserWarning")]
+
+STEPS = 4
+SYMBOLS = "一二三四"
+
+
+@pytest.fixture(scope="module")
+def copy_task(tmp_path_factory):
+    """A vocabulary of four symbols and a copy task over strings of them: 64 training rows, 8 dev rows."""
+    directory = tmp_path_factory.mktemp("copy")
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *SYMBOLS]) + "\n", encoding="utf-8")
+    generator = random.Random(0)
+    for name, rows in (("train", 64), ("dev", 8)):
+        strings = ["".join(generator.choice(SYMBOLS) for _ in range(generator.randint(2, 5))) for _ in range(rows)]
+        (directory / f"{name}.tsv").write_text("source\ttarget\n" + "".join(f"{s}\t{s}\n" for s in strings),
+                                               encoding="utf-8")
+    return directory
+
+
+def finetune(data, out, strategy, *extra):
+    """Two ranks of 4 rows each, dropout on, clipping on (the default), a dev evaluation after every step."""
+    run_stage(compose_config([
+        "task=text2text", "size=tiny", *SMALL, "model.dropout=0.1", "model.max_seq_length=16",
+        "finetune.seq_length=16", f"tokenizer.vocab_path={data / 'vocab.txt'}", f"finetune.train_path={data / 'train.tsv'}",
+        f"finetune.dev_path={data / 'dev.tsv'}", f"finetune.max_steps={STEPS}", "finetune.batch_size=4",
+        "finetune.eval_every_steps=1", "finetune.learning_rate=3e-3", "finetune.metric=exact_match",
+        "finetune.report_steps=1", "hardware.nproc_per_node=2", "hardware.num_threads=1", "logger=csv",
+        f"hardware.strategy={strategy}", f"output_model_path={out}", *extra]))
+    return out
+
+
+def records(out, name):
+    return [json.loads(line) for line in (out / name).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, copy_task):
+    """The same fine-tuning under ddp and fsdp (which also scores test.tsv at the end, with its best model)."""
+    root = tmp_path_factory.mktemp("runs")
+    return {"ddp": finetune(copy_task, root / "ddp", "ddp"),
+            "fsdp": finetune(copy_task, root / "fsdp", "fsdp", f"finetune.test_path={copy_task / 'dev.tsv'}")}
+
+
+def test_fsdp_fine_tunes_as_ddp_into_single_file_checkpoints(runs, copy_task, tmp_path):
+    """Within fp tolerance, not bit for bit (gradients are reduce-scattered into shards instead of all-reduced);
+    every evaluation, on the full model, scores as DDP's."""
+    sharded, ddp = runs["fsdp"], runs["ddp"]
+    losses = [[record["seq2seq_loss"] for record in records(out, "metrics.jsonl")] for out in (sharded, ddp)]
+    assert len(losses[0]) == STEPS
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=0)
+    dev = [[{key: record[key] for key in ("step", "exact_match", "bleu")} for record in records(out, "results.jsonl")
+            if record["split"] == "dev"] for out in (sharded, ddp)]
+    assert [record["step"] for record in dev[0]] == [1, 2, 3, 4] and dev[0] == dev[1]
+    assert [record["split"] for record in records(sharded, "results.jsonl")][-1] == "test"
+    for name in ("best.pt", "last.pt"):
+        mine, theirs = load_checkpoint(sharded / name), load_checkpoint(ddp / name)
+        assert mine["model"].keys() == theirs["model"].keys()
+        for key, tensor in mine["model"].items():
+            assert type(tensor) is torch.Tensor and tensor.device.type == "cpu", key  # no DTensor
+            torch.testing.assert_close(tensor, theirs["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    record = load_checkpoint(sharded / "last.pt")["trainer"]["optimizer"]
+    assert record["shards"] == f"last.step_{STEPS}.optim"
+    assert sorted(record["sha256"]) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert sorted(path.name for path in sharded.glob("last.*")) == ["last.pt", f"last.step_{STEPS}.optim"]
+    predictions = tmp_path / "predictions.tsv"  # stage=infer reads best.pt as any checkpoint
+    run_stage(compose_config(["stage=infer", f"infer.load_model_path={sharded}", "hardware.num_threads=1",
+                              f"infer.test_path={copy_task / 'dev.tsv'}", f"infer.prediction_path={predictions}"]))
+    assert len(predictions.read_text(encoding="utf-8").splitlines()) == 1 + 8
+
+
+def test_fsdp_fine_tuning_stopped_early_resumes_bit_identically(runs, copy_task, tmp_path):
+    """Early stopping ends the run on both ranks at once (the ranks take rank 0's scores); resumed from its
+    last.pt and optimizer shards, it ends with exactly the uninterrupted sharded run's weights."""
+    split = finetune(copy_task, tmp_path / "split", "fsdp", "finetune.early_stopping_patience=1")
+    stopped = load_checkpoint(split / "last.pt")["trainer"]["step"]
+    assert stopped < STEPS, stopped
+    assert (split / f"last.step_{stopped}.optim").is_dir()
+    finetune(copy_task, split, "fsdp", "resume=true", "resume_allow_changes=[finetune.early_stopping_patience]")
+    for name in ("best.pt", "last.pt"):
+        whole, resumed = load_checkpoint(runs["fsdp"] / name), load_checkpoint(split / name)
+        for key in whole["model"]:
+            assert torch.equal(whole["model"][key], resumed["model"][key]), (name, key)
+    assert load_checkpoint(split / "last.pt")["trainer"]["step"] == STEPS
+    assert sorted(path.name for path in split.glob("last.*")) == ["last.pt", f"last.step_{STEPS}.optim"]
+
+
+def test_a_last_pt_whose_shards_are_damaged_is_refused_before_any_worker(runs, copy_task, tmp_path, capsys):
+    out = shutil.copytree(runs["fsdp"], tmp_path / "model")
+    shard = out / f"last.step_{STEPS}.optim" / "__1_0.distcp"
+    shard.write_bytes(shard.read_bytes()[:-1])
+    with pytest.raises(UerError, match=r"last\.pt cannot be resumed: its optimizer shards .* do not match"):
+        resumable_checkpoint(out / "last.pt")
+    cfg = compose_config(["task=text2text", "size=tiny", *SMALL, f"tokenizer.vocab_path={copy_task / 'vocab.txt'}",
+                          f"finetune.train_path={copy_task / 'train.tsv'}", f"finetune.dev_path={copy_task / 'dev.tsv'}",
+                          "hardware.nproc_per_node=2", "hardware.strategy=fsdp", "resume=true",
+                          f"output_model_path={out}"])
+    expect_user_error(capsys, cfg, "last.pt cannot be resumed", "__1_0.distcp")
+
+
+@pytest.mark.parametrize("task, option, fragment", [
+    ("classifier", "hardware.nproc_per_node=1", "1 process shards nothing"),
+    ("classifier", "hardware.precision=fp16", "hardware.precision=fp16"),
+    ("classifier", "hardware.compile=true", "hardware.compile=true"),
+    ("classifier_cv", "hardware.nnodes=1", "task=classifier_cv runs in one process; drop hardware.nproc_per_node/nnodes "
+                                           "and hardware.strategy=fsdp"),
+])
+def test_what_fsdp_fine_tuning_cannot_do_is_one_line_before_any_worker(tmp_path, capsys, task, option, fragment):
+    data = ROOT / "datasets/test_data/book_review"
+    cfg = compose_config([f"task={task}", "size=tiny", *SMALL, f"finetune.train_path={data}/train.tsv",
+                          f"finetune.dev_path={data}/dev.tsv", "hardware.strategy=fsdp", "hardware.nproc_per_node=2",
+                          option, f"output_model_path={tmp_path / 'm'}"])
+    expect_user_error(capsys, cfg, fragment)
+    assert not (tmp_path / "m").exists()
