@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from uer.app import run_stage
 from uer.data.pretrain_dataset import PretrainDataset
@@ -131,16 +130,6 @@ def test_what_fsdp_cannot_do_is_one_line_before_any_worker(tmp_path, capsys, mlm
                           f"output_model_path={tmp_path / 'm'}"])
     expect_user_error(capsys, cfg, fragment)
     assert not (tmp_path / "m").exists()
-
-
-@pytest.fixture
-def one_rank_group(tmp_path):
-    """A process group of this process alone: FSDP's sharded parameters and hooks without starting workers."""
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
 
 
 def seq2seq_model_and_batch(positioning="post"):

@@ -1,8 +1,10 @@
 """hardware.strategy=fsdp fine-tuning on CPU with gloo, two processes, on an encoder-decoder (task=text2text, whose
 dev evaluations generate): DDP's losses and dev scores, best.pt/last.pt holding the full model in the usual single
 file (stage=infer reads it), the optimizer shards beside last.pt, early stopping on every rank at once, a
-bit-identical resume; and what it refuses, before any worker starts."""
+bit-identical resume; every other kind of task's model sharded in one process; and what it refuses, before any
+worker starts."""
 
+import copy
 import json
 import random
 import shutil
@@ -13,7 +15,11 @@ import torch
 from uer.app import run_stage
 from uer.errors import UerError
 from uer.finetuning.loop import resumable_checkpoint
+from uer.finetuning.setup import run_task
 from uer.io.checkpoint import load_checkpoint
+from uer.tasks import build_task_model
+from uer.tokenizers import build_tokenizer
+from uer.training import fsdp
 from uer_testing import ROOT, SMALL, compose_config, expect_user_error
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("error:FSDP2-wrapped module:UserWarning")]
@@ -130,3 +136,40 @@ def test_what_fsdp_fine_tuning_cannot_do_is_one_line_before_any_worker(tmp_path,
                           option, f"output_model_path={tmp_path / 'm'}"])
     expect_user_error(capsys, cfg, fragment)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("task, data, options", [
+    ("classifier", "book_review/train.tsv", []),
+    ("ner", "msra_ner/train.tsv", ["task.crf=true"]),
+    ("cmrc", "cmrc/train.json", []),
+    ("c3", "c3/train.json", []),
+])
+def test_each_task_s_model_trains_sharded_and_scores_in_its_unsharded_copy(one_rank_group, task, data, options):
+    """The tasks' heads (a CRF's transitions, a span scorer, a choice scorer) sit in the root FSDP unit: two steps
+    sharded give the unsharded losses, and the unsharded copy holding the full weights predicts as the model."""
+    cfg = compose_config([f"task={task}", "size=tiny", *SMALL, "model.dropout=0.0", "finetune.seq_length=64",
+                          *options])
+    made = run_task(cfg, build_tokenizer(cfg.tokenizer))
+    rows = made.read(ROOT / "datasets/test_data" / data, split="train", labels_num=made.configured_labels_num,
+                     skip_bad_rows=False)
+    labels_num = made.configured_labels_num or made.labels_num_from(rows)
+    batch = made.collate(rows.examples[:4])
+    torch.manual_seed(0)
+    plain = build_task_model(made, cfg, labels_num)
+    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
+    trajectories = []
+    for model in (plain, sharded):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(2):
+            loss = model(batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        trajectories.append(losses)
+    torch.testing.assert_close(trajectories[1], trajectories[0], rtol=1e-5, atol=0)
+    scored = fsdp.unsharded(sharded, fsdp.full_model_state(sharded, every_rank=True))
+    assert not fsdp.is_sharded(scored)
+    with torch.no_grad():
+        torch.testing.assert_close(scored.eval().predict(batch), plain.eval().predict(batch), rtol=1e-4, atol=1e-5)
