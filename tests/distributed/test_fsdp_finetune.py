@@ -173,3 +173,26 @@ def test_each_task_s_model_trains_sharded_and_scores_in_its_unsharded_copy(one_r
     assert not fsdp.is_sharded(scored)
     with torch.no_grad():
         torch.testing.assert_close(scored.eval().predict(batch), plain.eval().predict(batch), rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_fine_tuning_computes_in_bf16_and_keeps_fp32_weights(one_rank_group):
+    """hardware.precision=bf16 is pre-training's policy: bf16 parameters in forward and backward, the fp32 shards
+    updated; the unsharded copy scores fp32 weights (under autocast, as DDP's model)."""
+    cfg = compose_config(["task=classifier", "size=tiny", *SMALL, "model.dropout=0.0", "finetune.seq_length=64"])
+    made = run_task(cfg, build_tokenizer(cfg.tokenizer))
+    rows = made.read(ROOT / "datasets/test_data/book_review/train.tsv", split="train", labels_num=None,
+                     skip_bad_rows=False)
+    batch = made.collate(rows.examples[:8])
+    torch.manual_seed(0)
+    sharded = fsdp.shard(build_task_model(made, cfg, 2), "bf16", torch.device("cpu"))
+    optimizer = torch.optim.AdamW(sharded.parameters(), lr=1e-3)
+    computed = []
+    layer = next(module for module in sharded.modules() if isinstance(module, fsdp.LAYERS))
+    layer.register_forward_hook(lambda module, inputs, output: computed.append(output.dtype))
+    out = sharded(batch)
+    out.loss.backward()
+    optimizer.step()
+    assert torch.isfinite(out.loss) and computed == [torch.bfloat16]
+    assert {parameter.dtype for parameter in sharded.parameters()} == {torch.float32}
+    state = fsdp.full_model_state(sharded, every_rank=True)
+    assert {tensor.dtype for tensor in state.values() if tensor.is_floating_point()} == {torch.float32}
