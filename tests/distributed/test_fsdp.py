@@ -1,7 +1,6 @@
 """hardware.strategy=fsdp on CPU with gloo, two processes: the same training as DDP, sharded optimizer state
 beside a single-file step_N.pt, a bit-identical resume, and what it refuses."""
 
-import copy
 import json
 import shutil
 from types import SimpleNamespace
@@ -18,7 +17,7 @@ from uer.stages.pretrain import _newest_resumable
 from uer.training import fsdp
 from uer.training.report import Reporter
 from uer.training.trainer import Trainer
-from uer_testing import ROOT, SMALL, compose_config, expect_user_error
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, plain_and_sharded_losses
 
 # A sharded layer whose output is a view (FSDP2 warns: an in-place operation on it would drop its backward hook).
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("error:FSDP2-wrapped module:UserWarning")]
@@ -153,21 +152,9 @@ def test_a_sharded_encoder_decoder_trains_as_the_unsharded_one(one_rank_group, p
     """Each decoder layer is an FSDP unit whose weights exist only inside its forward: the cross-attention's
     keys and values are computed there (outside, FSDP's DTensor weights meet plain tensors and torch refuses).
     Each layer returns a tensor of its own, not a view (the module's warnings filter makes a view fail)."""
-    plain, batch = seq2seq_model_and_batch(positioning)
-    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
-    trajectories = []
-    for model in (plain, sharded):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        losses = []
-        for _ in range(3):
-            loss = model(batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        trajectories.append(losses)
-    assert trajectories[0][0] > trajectories[0][-1]  # it learns
-    torch.testing.assert_close(trajectories[1], trajectories[0], rtol=1e-5, atol=0)
+    plain, sharded, _ = plain_and_sharded_losses(*seq2seq_model_and_batch(positioning), steps=3)
+    assert plain[0] > plain[-1]  # it learns
+    torch.testing.assert_close(sharded, plain, rtol=1e-5, atol=0)
 
 
 def test_a_sharded_model_s_non_finite_loss_and_norm_stop_the_run(tmp_path, one_rank_group):

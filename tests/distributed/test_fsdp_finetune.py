@@ -4,7 +4,6 @@ file (stage=infer reads it), the optimizer shards beside last.pt, early stopping
 bit-identical resume; every other kind of task's model sharded in one process; and what it refuses, before any
 worker starts."""
 
-import copy
 import json
 import random
 import shutil
@@ -20,7 +19,7 @@ from uer.io.checkpoint import load_checkpoint
 from uer.tasks import build_task_model
 from uer.tokenizers import build_tokenizer
 from uer.training import fsdp
-from uer_testing import ROOT, SMALL, compose_config, expect_user_error
+from uer_testing import ROOT, SMALL, compose_config, expect_user_error, plain_and_sharded_losses
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("error:FSDP2-wrapped module:UserWarning")]
 
@@ -156,19 +155,8 @@ def test_each_task_s_model_trains_sharded_and_scores_in_its_unsharded_copy(one_r
     batch = made.collate(rows.examples[:4])
     torch.manual_seed(0)
     plain = build_task_model(made, cfg, labels_num)
-    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
-    trajectories = []
-    for model in (plain, sharded):
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        losses = []
-        for _ in range(2):
-            loss = model(batch).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(loss.item())
-        trajectories.append(losses)
-    torch.testing.assert_close(trajectories[1], trajectories[0], rtol=1e-5, atol=0)
+    plain_losses, sharded_losses, sharded = plain_and_sharded_losses(plain, batch, steps=2)
+    torch.testing.assert_close(sharded_losses, plain_losses, rtol=1e-5, atol=0)
     scored = fsdp.unsharded(sharded, fsdp.full_model_state(sharded, every_rank=True))
     assert not fsdp.is_sharded(scored)
     with torch.no_grad():
