@@ -121,6 +121,20 @@ def test_a_last_pt_whose_shards_are_damaged_is_refused_before_any_worker(runs, c
     expect_user_error(capsys, cfg, "last.pt cannot be resumed", "__1_0.distcp")
 
 
+@pytest.mark.parametrize("run, strategy, fragment", [
+    ("fsdp", "ddp", "was written by a run with hardware.strategy=fsdp (its optimizer state is sharded); resume it "
+                    "with hardware.strategy=fsdp"),
+    ("ddp", "fsdp", "was written by a run without hardware.strategy=fsdp"),
+])
+def test_a_last_pt_resumes_only_under_its_own_strategy(runs, copy_task, tmp_path, capsys, run, strategy, fragment):
+    out = shutil.copytree(runs[run], tmp_path / "model")
+    cfg = compose_config(["task=text2text", "size=tiny", *SMALL, f"tokenizer.vocab_path={copy_task / 'vocab.txt'}",
+                          f"finetune.train_path={copy_task / 'train.tsv'}", f"finetune.dev_path={copy_task / 'dev.tsv'}",
+                          "hardware.nproc_per_node=2", f"hardware.strategy={strategy}", "resume=true",
+                          f"output_model_path={out}"])
+    expect_user_error(capsys, cfg, fragment)
+
+
 @pytest.mark.parametrize("task, option, fragment", [
     ("classifier", "hardware.nproc_per_node=1", "1 process shards nothing"),
     ("classifier", "hardware.precision=fp16", "hardware.precision=fp16"),

@@ -199,12 +199,20 @@ def check_shards(checkpoint: Path, record) -> None:
                        f"({', '.join(damaged)} missing or changed since)")
 
 
-def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> None:
-    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory (checked by
-    :func:`check_shards` when the checkpoint was chosen)."""
-    if not holds_shards(record):
+def check_resumed_strategy(checkpoint: Path, record, sharded: bool) -> None:
+    """A UerError unless ``checkpoint``, whose trainer ``optimizer`` entry is ``record``, was written under the
+    strategy of the run resuming it (``sharded``: hardware.strategy=fsdp)."""
+    if sharded and not holds_shards(record):
         raise UerError(f"{checkpoint} was written by a run without hardware.strategy=fsdp (its optimizer state is "
                        "one file); resume it with hardware.strategy=ddp")
+    if not sharded and holds_shards(record):
+        raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
+                       "sharded); resume it with hardware.strategy=fsdp")
+
+
+def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> None:
+    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory (checked by
+    :func:`check_shards` when the checkpoint was chosen, and by :func:`check_resumed_strategy`)."""
     import torch.distributed.checkpoint as dcp  # lazy: see is_sharded
     from torch.distributed.checkpoint.state_dict import (  # lazy: see is_sharded
         get_optimizer_state_dict, set_optimizer_state_dict)

@@ -27,7 +27,6 @@ from torch import nn
 
 from uer import distributed
 from uer.distributed import DistEnv
-from uer.errors import UerError
 from uer.training import fsdp
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.process import training_model
@@ -75,11 +74,9 @@ class TrainingSession:
         """Continue from the trainer ``state`` of ``checkpoint``: optimizer (a sharded model's from the shards
         beside it), schedule, step, random state, and the position of ``data`` (a batch source with
         ``load_state_dict``)."""
+        fsdp.check_resumed_strategy(checkpoint, state["optimizer"], self.trainer.sharded)
         if self.trainer.sharded:
             fsdp.load_optimizer(self.model, self.optimizer, checkpoint, state["optimizer"])
-        elif fsdp.holds_shards(state["optimizer"]):
-            raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
-                           "sharded); resume it with hardware.strategy=fsdp")
         self.trainer.load_state_dict(state)
         data.load_state_dict(state["data"])
 
