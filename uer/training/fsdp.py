@@ -14,7 +14,8 @@ state written by every rank with ``torch.distributed.checkpoint`` (one file per 
 directory is written under a temporary name and renamed once every rank is done, before ``step_N.pt`` is
 written: a ``step_N.pt`` exists only with its complete shards.  ``step_N.pt`` records each shard file's
 sha256 (inside its own checksum); resuming checks them as it checks ``step_N.pt`` itself, and continues from
-the newest checkpoint whose shards pass.
+the newest checkpoint whose shards pass.  Fine-tuning's ``best.pt`` and ``last.pt`` are such single files
+too, ``last.pt``'s shards in a directory of their own per step (:mod:`uer.finetuning.checkpoints`).
 
 A sharded model is scored unsharded (fine-tuning's dev and test evaluations): :func:`shard` keeps a copy of
 the model's modules whose parameters take no memory (the meta device), and :func:`unsharded` fills a copy of
