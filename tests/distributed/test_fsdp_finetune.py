@@ -45,12 +45,22 @@ def finetune(data, out, strategy, *extra):
     """Two ranks of 4 rows each, dropout on, clipping on (the default), a dev evaluation after every step."""
     run_stage(compose_config([
         "task=text2text", "size=tiny", *SMALL, "model.dropout=0.1", "model.max_seq_length=16",
-        "finetune.seq_length=16", f"tokenizer.vocab_path={data / 'vocab.txt'}", f"finetune.train_path={data / 'train.tsv'}",
-        f"finetune.dev_path={data / 'dev.tsv'}", f"finetune.max_steps={STEPS}", "finetune.batch_size=4",
+        "finetune.seq_length=16", *copy_task_files(data), f"finetune.max_steps={STEPS}", "finetune.batch_size=4",
         "finetune.eval_every_steps=1", "finetune.learning_rate=3e-3", "finetune.metric=exact_match",
         "finetune.report_steps=1", "hardware.nproc_per_node=2", "hardware.num_threads=1", "logger=csv",
         f"hardware.strategy={strategy}", f"output_model_path={out}", *extra]))
     return out
+
+
+def copy_task_files(data) -> list[str]:
+    return [f"tokenizer.vocab_path={data / 'vocab.txt'}", f"finetune.train_path={data / 'train.tsv'}",
+            f"finetune.dev_path={data / 'dev.tsv'}"]
+
+
+def resuming(data, out, strategy):
+    """The config of two ranks resuming ``out`` (checked before any worker starts)."""
+    return compose_config(["task=text2text", "size=tiny", *SMALL, *copy_task_files(data), "hardware.nproc_per_node=2",
+                           f"hardware.strategy={strategy}", "resume=true", f"output_model_path={out}"])
 
 
 def records(out, name):
@@ -59,7 +69,8 @@ def records(out, name):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, copy_task):
-    """The same fine-tuning under ddp and fsdp (which also scores test.tsv at the end, with its best model)."""
+    """The same fine-tuning under ddp and fsdp (which also scores dev.tsv as its test set at the end, with its best
+    model)."""
     root = tmp_path_factory.mktemp("runs")
     return {"ddp": finetune(copy_task, root / "ddp", "ddp"),
             "fsdp": finetune(copy_task, root / "fsdp", "fsdp", f"finetune.test_path={copy_task / 'dev.tsv'}")}
@@ -114,11 +125,7 @@ def test_a_last_pt_whose_shards_are_damaged_is_refused_before_any_worker(runs, c
     shard.write_bytes(shard.read_bytes()[:-1])
     with pytest.raises(UerError, match=r"last\.pt cannot be resumed: its optimizer shards .* do not match"):
         resumable_checkpoint(out / "last.pt")
-    cfg = compose_config(["task=text2text", "size=tiny", *SMALL, f"tokenizer.vocab_path={copy_task / 'vocab.txt'}",
-                          f"finetune.train_path={copy_task / 'train.tsv'}", f"finetune.dev_path={copy_task / 'dev.tsv'}",
-                          "hardware.nproc_per_node=2", "hardware.strategy=fsdp", "resume=true",
-                          f"output_model_path={out}"])
-    expect_user_error(capsys, cfg, "last.pt cannot be resumed", "__1_0.distcp")
+    expect_user_error(capsys, resuming(copy_task, out, "fsdp"), "last.pt cannot be resumed", "__1_0.distcp")
 
 
 @pytest.mark.parametrize("run, strategy, fragment", [
@@ -128,19 +135,15 @@ def test_a_last_pt_whose_shards_are_damaged_is_refused_before_any_worker(runs, c
 ])
 def test_a_last_pt_resumes_only_under_its_own_strategy(runs, copy_task, tmp_path, capsys, run, strategy, fragment):
     out = shutil.copytree(runs[run], tmp_path / "model")
-    cfg = compose_config(["task=text2text", "size=tiny", *SMALL, f"tokenizer.vocab_path={copy_task / 'vocab.txt'}",
-                          f"finetune.train_path={copy_task / 'train.tsv'}", f"finetune.dev_path={copy_task / 'dev.tsv'}",
-                          "hardware.nproc_per_node=2", f"hardware.strategy={strategy}", "resume=true",
-                          f"output_model_path={out}"])
-    expect_user_error(capsys, cfg, fragment)
+    expect_user_error(capsys, resuming(copy_task, out, strategy), fragment)
 
 
 @pytest.mark.parametrize("task, option, fragment", [
     ("classifier", "hardware.nproc_per_node=1", "1 process shards nothing"),
     ("classifier", "hardware.precision=fp16", "hardware.precision=fp16"),
     ("classifier", "hardware.compile=true", "hardware.compile=true"),
-    ("classifier_cv", "hardware.nnodes=1", "task=classifier_cv runs in one process; drop hardware.nproc_per_node/nnodes "
-                                           "and hardware.strategy=fsdp"),
+    ("classifier_cv", "hardware.nnodes=1",
+     "task=classifier_cv runs in one process; drop hardware.nproc_per_node/nnodes and hardware.strategy=fsdp"),
 ])
 def test_what_fsdp_fine_tuning_cannot_do_is_one_line_before_any_worker(tmp_path, capsys, task, option, fragment):
     data = ROOT / "datasets/test_data/book_review"
