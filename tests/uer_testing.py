@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from uer.cli import normalize_overrides
 from uer.composition import compose
 from uer.app import run_stage
+from uer.training import fsdp
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ROOT / "models" / "google_zh_vocab.txt"
@@ -160,3 +162,21 @@ def assert_close_weights(a: dict, b: dict) -> None:
     ranks all-reduced, or micro-batches accumulated)."""
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def plain_and_sharded_losses(plain, batch: dict, steps: int):
+    """``steps`` AdamW steps on ``batch`` of the model ``plain`` and of a copy of it sharded with FSDP (in a process
+    group that exists, e.g. of this process alone): each one's losses, and the sharded copy."""
+    sharded = fsdp.shard(copy.deepcopy(plain), "fp32", torch.device("cpu"))
+    trajectories = []
+    for model in (plain, sharded):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(steps):
+            loss = model(batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(loss.item())
+        trajectories.append(losses)
+    return trajectories[0], trajectories[1], sharded

@@ -33,7 +33,7 @@ class HardwareConfig:
     num_threads: int = setting(0, "intra-op CPU threads; 0 = torch's default", bounds=NON_NEGATIVE)
     strategy: str = setting(
         "ddp", "ddp (every rank holds the whole model) | fsdp (parameters, gradients and optimizer state sharded "
-               "across the ranks: models past one device's memory; stage=pretrain, 2 or more processes)")
+               "across the ranks: models past one device's memory; 2 or more processes)")
     nproc_per_node: int = setting(1, "worker processes on each machine (main.py starts them)", bounds=at_least(1))
     nnodes: int = setting(1, "machines of a multi-node run", bounds=at_least(1))
     backend: Optional[str] = setting(None, "gloo | nccl; null = nccl on CUDA, gloo on CPU")

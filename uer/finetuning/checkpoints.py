@@ -5,7 +5,10 @@
 * ``last.pt`` -- the state after the latest dev evaluation: the model, and in its
   ``trainer`` entry the optimizer, schedule, step, every rank's random state, the data
   position, the best score so far and the evaluations so far; ``resume=true`` continues
-  from it.
+  from it.  Under ``hardware.strategy=fsdp`` its optimizer state is sharded: every rank's shard is in
+  ``last.step_N.optim/`` beside it (N its step; :mod:`uer.training.fsdp`), written before ``last.pt``
+  is replaced, and the previous step's directory is deleted after, so the ``last.pt`` on disk always
+  has its shards.
 
 Cross-validation keeps a pair per fold (``fold_K/best.pt``, ``fold_K/last.pt``).
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 
 from uer.errors import UerError
+from uer.training.fsdp import SHARDS_SUFFIX
 
 log = logging.getLogger("uer.finetune")
 
@@ -51,6 +56,19 @@ def check_output_dir(out_dir: Path, resume: bool) -> None:
                else "pass resume=true to continue it")
         raise UerError(f"output_model_path {out_dir} already holds {earlier[0].relative_to(out_dir)} from an earlier "
                        f"run; {how}, or choose another output_model_path")
+
+
+def last_shards(last_path: Path, step: int) -> Path:
+    """The directory of the optimizer shards of ``last_path`` written at ``step``: ``last.step_N.optim``."""
+    return last_path.with_name(f"{last_path.stem}.step_{step}{SHARDS_SUFFIX}")
+
+
+def remove_earlier_shards(last_path: Path, *, keep: Path) -> None:
+    """Delete the shard directories of ``last_path`` but ``keep``: those of the ``last.pt`` it replaced (or of
+    one a stopped run wrote no ``last.pt`` for)."""
+    for directory in last_path.parent.glob(f"{last_path.stem}.step_*{SHARDS_SUFFIX}"):
+        if directory != keep:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def files_fingerprint(paths) -> str:

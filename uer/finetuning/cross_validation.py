@@ -113,8 +113,8 @@ def run(cfg: DictConfig) -> float:
         fold_outputs = FitOutputs(model_dir=out_dir / f"fold_{k}", report_dir=report_dir,
                                   progress_dir=report_dir / f"fold_{k}", name=f"fold {k + 1}/{folds_num}",
                                   record_extra={"fold": k})
-        best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num), fold_outputs, metric=metric,
-                   data_files=[f.train_path],
+        best = fit(setup, model, batches, lambda scored: evaluate(setup, scored, dev, labels_num), fold_outputs,
+                   metric=metric, data_files=[f.train_path],
                    checkpoint_config=finetune_setup.checkpoint_config(setup, cv={"fold": k, "folds_num": folds_num}))
         model.load_state_dict(load_checkpoint(best.path)["model"])
         logits = torch.cat(model_outputs(setup, model, dev))

@@ -81,9 +81,10 @@ class DevEvaluations:
     keep the best by ``metric`` and hand the :class:`Evaluation` to each of ``policies`` in turn; True
     once early stopping ends training.
 
-    Every rank scores the whole dev set and all take rank 0's scores, so they agree on the best and on
-    stopping even where two GPUs' kernels round differently (a disagreement would leave one rank waiting
-    in a collective the others never reach).  ``history``
+    Every rank scores the whole dev set (an FSDP-sharded model's full weights, in an unsharded copy: see
+    :meth:`~uer.training.session.TrainingSession.scoring_model`) and all take rank 0's scores, so they agree
+    on the best and on stopping even where two GPUs' kernels round differently (a disagreement would leave
+    one rank waiting in a collective the others never reach).  ``history``
     collects every evaluation's record (``last.pt`` carries them into a resumed run's results);
     ``record_extra`` goes into each record (e.g. ``{"fold": 2}``), and ``metric`` by name: what picks the best,
     which the sweep table reads.

@@ -33,6 +33,7 @@ from uer.finetuning.results import restore_records
 from uer.finetuning.setup import Setup
 from uer.io.checkpoint import load_checkpoint
 from uer.progress import short_path
+from uer.training import fsdp
 from uer.training.resume import check_resumable, run_facts
 from uer.training.session import TrainingSession
 
@@ -50,15 +51,17 @@ class FitOutputs:
     record_extra: dict = field(default_factory=dict)  # goes into every results.jsonl record, e.g. {"fold": 2}
 
 
-def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict], outputs: FitOutputs, *,
+def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[nn.Module], dict], outputs: FitOutputs, *,
         metric: str, data_files: list, checkpoint_config: dict) -> Best:
-    """Train ``model`` on ``batches``, scoring it with ``evaluate_dev()`` (see the module docstring).
+    """Train ``model`` on ``batches``, scoring it with ``evaluate_dev(model)`` (see the module docstring).
 
     ``batches`` has ``batches_per_epoch``, ``next_batch()`` and ``state_dict()``/``load_state_dict()``
-    (the data position).  ``evaluate_dev`` returns flat ``{name: float}`` scores holding
-    ``metric``.  With ``resume=true`` training continues from ``outputs.model_dir/last.pt``, if
-    there is one (a finished run trains no further).  ``data_files`` are the files the run
-    learns from; a resumed run checks they did not change.  Checkpoints record ``checkpoint_config``.
+    (the data position).  ``evaluate_dev`` returns flat ``{name: float}`` scores holding ``metric`` of the
+    model it gets: ``model`` itself, or under ``hardware.strategy=fsdp`` an unsharded copy holding its full
+    weights (:meth:`~uer.training.session.TrainingSession.scoring_model`).  With ``resume=true`` training
+    continues from ``outputs.model_dir/last.pt``, if there is one (a finished run trains no further).
+    ``data_files`` are the files the run learns from; a resumed run checks they did not change.  Checkpoints
+    record ``checkpoint_config``.
     """
     cfg, f = setup.cfg, setup.cfg.finetune
     if batches.batches_per_epoch < f.accumulation_steps:
@@ -71,12 +74,17 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
     patience = f.early_stopping_patience
     prefix = f"{outputs.name} " if outputs.name else ""
     facts = run_facts(setup.env.world_size, files_fingerprint(data_files))
+    payload = None
+    if (cfg.resume or distributed.restarted()) and last_path.is_file():
+        # its weights go into the model before the session shards it
+        payload = resumable_checkpoint(last_path)
+        check_resumable(payload, checkpoint_config, facts, cfg.resume_allow_changes)
+        model.load_state_dict(payload["model"])
     with TrainingSession(cfg, model, f, total_steps=schedule.total_steps,
                          report_dir=outputs.progress_dir or outputs.report_dir, env=setup.env, device=setup.device,
                          facts=facts) as session:
-        if (cfg.resume or distributed.restarted()) and last_path.is_file():
-            history = resume(last_path, model, session, batches, best, config=checkpoint_config,
-                             allowed=cfg.resume_allow_changes)
+        if payload is not None:
+            history = resume(last_path, payload, session, batches, best)
             if setup.env.is_main:
                 restore_records(outputs.report_dir, history, session.reporter)
         if session.trainer.step >= schedule.total_steps or (patience is not None and best.stale >= patience):
@@ -85,12 +93,12 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
         else:
             is_main = setup.env.is_main
             policies = [LogEvaluation(schedule, metric=metric, patience=patience, name=outputs.name, enabled=is_main),
-                        SaveBestAndLast(session, setup, model, batches, best, history, last_path=last_path,
+                        SaveBestAndLast(session, setup, batches, best, history, last_path=last_path,
                                         config=checkpoint_config),
                         RecordEvaluation(outputs.report_dir, session.reporter, enabled=is_main)]
-            evaluations = DevEvaluations(session.trainer, evaluate_dev, schedule, best, metric=metric,
-                                         patience=patience, history=history, record_extra=outputs.record_extra,
-                                         policies=policies)
+            evaluations = DevEvaluations(session.trainer, lambda: evaluate_dev(session.scoring_model()), schedule,
+                                         best, metric=metric, patience=patience, history=history,
+                                         record_extra=outputs.record_extra, policies=policies)
             session.fit(batches.next_batch, schedule.total_steps, [evaluations])
     log.info("%sbest dev %s %.4f at epoch %s (step %d); saved %s", prefix, metric, best.score, best.epoch, best.step,
              short_path(best.path))
@@ -98,23 +106,25 @@ def fit(setup: Setup, model: nn.Module, batches, evaluate_dev: Callable[[], dict
 
 
 def resumable_checkpoint(last_path: Path) -> dict:
-    """``last.pt`` read and verified, refused unless it holds the fine-tuning state a run resumes from."""
+    """``last.pt`` read and verified, refused unless it holds the fine-tuning state a run resumes from (and,
+    when its optimizer state is sharded, the shards it recorded)."""
     payload = load_checkpoint(last_path)
     state = payload.get("trainer")
     if not state or "best" not in state:
         raise UerError(f"{last_path} holds no fine-tuning state to resume from; drop resume=true, or use the "
                        "last.pt of the run to continue")
+    try:
+        fsdp.check_shards(last_path, state["optimizer"])
+    except UerError as err:
+        raise UerError(f"{last_path} cannot be resumed: {err}; train again into another output_model_path") \
+            from None
     return payload
 
 
-def resume(last_path: Path, model: nn.Module, session: TrainingSession, batches, best: Best, *, config: dict,
-           allowed) -> list[dict]:
-    """Load ``last.pt`` into the run: weights, optimizer, schedule, step, random state, data position and
-    best so far, once its settings are checked against this run's; returns its evaluations so far."""
-    payload = resumable_checkpoint(last_path)
+def resume(last_path: Path, payload: dict, session: TrainingSession, batches, best: Best) -> list[dict]:
+    """Continue the run from ``payload``, the checked ``last.pt`` whose weights the model holds: optimizer,
+    schedule, step, random state, data position and best so far; returns its evaluations so far."""
     state = payload["trainer"]
-    check_resumable(payload, config, session.facts, allowed)
-    model.load_state_dict(payload["model"])
     session.restore(state, batches, last_path)
     best.load_state_dict(state["best"])
     log.info("resumed from step %d of %s", session.trainer.step, last_path)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from uer.errors import UerError
 from uer.finetuning import setup as finetune_setup
@@ -80,21 +81,21 @@ def run(cfg: DictConfig) -> float:
     report_dir = run_dir(out_dir)
     batches = InterleavedBatches(task, trains, f.batch_size, cfg.seed, folders, f.length_bucketing)
 
-    def scores_on(datasets: list[tuple[int, TaskData]]) -> dict[str, float]:
-        per = {i: evaluate(setup, model, data, labels_nums[i]) for i, data in datasets}
+    def scores_on(scored: nn.Module, datasets: list[tuple[int, TaskData]]) -> dict[str, float]:
+        per = {i: evaluate(setup, scored, data, labels_nums[i]) for i, data in datasets}
         names = list(next(iter(per.values())))
         flat = {name: float(np.mean([scores[name] for scores in per.values()])) for name in names}
         for i, scores in per.items():
             flat.update({f"{name}_{i}": value for name, value in scores.items()})
         return flat
 
-    best = fit(setup, model, batches, lambda: scores_on(list(enumerate(devs))),
+    best = fit(setup, model, batches, lambda scored: scores_on(scored, list(enumerate(devs))),
                FitOutputs(model_dir=out_dir, report_dir=report_dir), metric=metric,
                data_files=[folder / name for folder in folders for name in FILES],
                checkpoint_config=finetune_setup.checkpoint_config(setup))
     if tests:
         model.load_state_dict(load_checkpoint(best.path)["model"])
-        scores = scores_on(tests)
+        scores = scores_on(model, tests)
         log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
         record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores})
     return float(best.score)

@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from torch import nn
-
+from uer.finetuning.checkpoints import last_shards, remove_earlier_shards
 from uer.finetuning.evaluation import Best, Evaluation, EvaluationSchedule
 from uer.finetuning.results import record
 from uer.finetuning.scores import format_scores, log_report
@@ -51,23 +50,30 @@ class LogEvaluation:
 
 class SaveBestAndLast:
     """``best.pt`` (the model alone) at a new best; ``last.pt`` (the model and the session's resumable
-    state: data position, best so far, every evaluation so far) at every evaluation."""
+    state: data position, best so far, every evaluation so far) at every evaluation.  Both hold the full
+    model (a sharded one's gathered to the main rank); a sharded model's optimizer state goes beside
+    ``last.pt``, one directory per step (:func:`~uer.finetuning.checkpoints.last_shards`), the one before
+    deleted once the new ``last.pt`` is written."""
 
-    def __init__(self, session: TrainingSession, setup: Setup, model: nn.Module, batches, best: Best,
-                 history: list[dict], *, last_path: Path, config: dict):
-        self.session, self.setup, self.model, self.batches = session, setup, model, batches
+    def __init__(self, session: TrainingSession, setup: Setup, batches, best: Best, history: list[dict], *,
+                 last_path: Path, config: dict):
+        self.session, self.setup, self.batches = session, setup, batches
         self.best, self.history, self.last_path, self.config = best, history, last_path, config
 
     def __call__(self, evaluation: Evaluation) -> None:
-        state = self.session.checkpoint_state(self.batches, self.last_path, best=self.best.state_dict(), evaluations=self.history)
+        model_state = self.session.model_state()
+        shards = last_shards(self.last_path, evaluation.step)
+        state = self.session.checkpoint_state(self.batches, self.last_path, shards=shards,
+                                              best=self.best.state_dict(), evaluations=self.history)
         if state is None:
             return
         if evaluation.improved:
-            self._save(self.best.path, None)
-        self._save(self.last_path, state)
+            self._save(self.best.path, model_state, None)
+        self._save(self.last_path, model_state, state)
+        remove_earlier_shards(self.last_path, keep=shards)
 
-    def _save(self, path: Path, trainer: dict | None) -> None:
-        save_checkpoint(path, model_state=self.model.state_dict(), config=self.config, tokenizer=self.setup.tokenizer,
+    def _save(self, path: Path, model_state: dict, trainer: dict | None) -> None:
+        save_checkpoint(path, model_state=model_state, config=self.config, tokenizer=self.setup.tokenizer,
                         trainer=trainer, task_info=dict(self.setup.task.info))
 
 

@@ -23,8 +23,9 @@ from uer.finetuning.results import record
 from uer.finetuning.scores import evaluate, format_scores, log_report, report_fields
 from uer.finetuning.setup import checkpoint_config, new_model, prepare, selection_metric
 from uer.io.checkpoint import load_checkpoint
-from uer.runtime import run_dir
 from uer.paths import model_dir
+from uer.runtime import run_dir
+from uer.training.fsdp import unsharded
 
 log = logging.getLogger("uer.finetune")
 
@@ -56,13 +57,13 @@ def run(cfg: DictConfig) -> float:
     report_dir = run_dir(out_dir)
     batches = SampledBatches(task, train.examples, f.batch_size, cfg.seed, source=f"finetune.train_path {f.train_path}",
                              length_bucketing=f.length_bucketing, env=setup.env)
-    best = fit(setup, model, batches, lambda: evaluate(setup, model, dev, labels_num),
+    best = fit(setup, model, batches, lambda scored: evaluate(setup, scored, dev, labels_num),
                FitOutputs(model_dir=out_dir, report_dir=report_dir), metric=metric,
                data_files=data_files(f), checkpoint_config=checkpoint_config(setup))
 
-    if test is not None and setup.env.is_main:
-        model.load_state_dict(load_checkpoint(best.path)["model"])
-        scores = evaluate(setup, model, test, labels_num)
+    if test is not None and setup.env.is_main:  # a sharded model's full weights, in an unsharded copy
+        scored = unsharded(model, load_checkpoint(best.path)["model"])
+        scores = evaluate(setup, scored, test, labels_num)
         log.info("test (epoch %s model, step %d): %s", best.epoch, best.step, format_scores(scores))
         log_report("test", scores)
         record(report_dir, {"split": "test", "epoch": best.epoch, "step": best.step, **scores, **report_fields(scores)})

@@ -111,10 +111,13 @@ class TransformerDecoderLayer(nn.Module):
                                          cfg.feedforward, "decoder")
         self.layer_norm_3 = layer_norm(cfg.hidden_size, cfg.layernorm_eps, cfg.layernorm)
 
-    def _block(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor]):
-        """Pre-LN ``x + sublayer(norm(x))``, post-LN ``norm(x + sublayer(x))`` (dropout on the sub-layer)."""
+    def _block(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor], *,
+               last: bool = False):
+        """Pre-LN ``x + sublayer(norm(x))``, post-LN ``norm(x + sublayer(x))`` (dropout on the sub-layer).  The
+        ``last`` block's sum is what the layer returns: pre-LN, a tensor of its own rather than a view of the
+        sub-layer's output (see TransformerLayer.forward)."""
         if self.pre:
-            return residual(x, sublayer(norm(x)).view(x.shape), self.p, self.training)
+            return residual(x, sublayer(norm(x)).view(x.shape), self.p, self.training, new=last)
         return norm(residual(x, sublayer(x).view(x.shape), self.p, self.training))
 
     def forward(self, x: torch.Tensor, self_mask: Optional[torch.Tensor], is_causal: bool, memory: torch.Tensor,
@@ -134,7 +137,7 @@ class TransformerDecoderLayer(nn.Module):
 
     def _cross_and_feed_forward(self, x, memory, cross_mask) -> torch.Tensor:
         x = self._block(x, self.layer_norm_2, lambda h: self.context_attn.flat_output(h, cross_mask, False, memory))
-        return self._block(x, self.layer_norm_3, self.feed_forward)
+        return self._block(x, self.layer_norm_3, self.feed_forward, last=True)
 
 
 @DECODERS.register("transformer", config=DecoderConfig)

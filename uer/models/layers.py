@@ -321,24 +321,28 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
         # (B * L, H) inside: every linear's output is then a tensor of its own, which the
-        # residual writes into in place (see MultiHeadedAttention.flat_output).
+        # residual writes into in place (see MultiHeadedAttention.flat_output).  What the layer
+        # returns is (B, L, H) made by its last operation, not a view of a (B * L, H) tensor: FSDP2
+        # runs the backward of a sharded layer from a hook on its output, which an in-place
+        # operation on a view of it would drop.
         shape = x.shape
         if self.pre:
-            return self._forward_pre(x, attn_mask, is_causal).view(shape)
+            return self._forward_pre(x, attn_mask, is_causal)
         summed = self._residual(x.reshape(-1, shape[-1]), self.self_attn.flat_output(x, attn_mask, is_causal))
         x = self.layer_norm_1(summed)
         # The feed-forward input is the LayerNorm's output: rebuilt in backward from the LayerNorm's input.
         out = self.feed_forward(x, partial(self.layer_norm_1, summed) if self.recompute else None)
-        return self.layer_norm_2(self._residual(x, out)).view(shape)
+        return self.layer_norm_2(self._residual(x, out).view(shape))
 
     def _forward_pre(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor], is_causal: bool) -> torch.Tensor:
-        """``x + attn(ln_1(x))``, then ``+ ff(ln_2(.))``, as (B * L, H)."""
-        summed = self._residual(x.reshape(-1, x.size(-1)),
+        """``x + attn(ln_1(x))``, then ``+ ff(ln_2(.))``, as (B * L, H) until the last sum, a new (B, L, H)."""
+        shape = x.shape
+        summed = self._residual(x.reshape(-1, shape[-1]),
                                 self.self_attn.flat_output(self.layer_norm_1(x), attn_mask, is_causal))
         normed = self.layer_norm_2(summed)
         # As in post-LN: the feed-forward input is rebuilt in backward from the LayerNorm's input.
         out = self.feed_forward(normed, partial(self.layer_norm_2, summed) if self.recompute else None)
-        return self._residual(summed, out)
+        return residual(summed.view(shape), out.view(shape), self.dropout.p, self.training, new=True)
 
     def forward_incremental(self, x: torch.Tensor, cache: KeyValueCache, slot: int,
                             position_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -353,10 +357,12 @@ class TransformerLayer(nn.Module):
         return residual(x, sublayer_out, self.dropout.p, self.training)
 
 
-def residual(x: torch.Tensor, sublayer_out: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs)."""
+def residual(x: torch.Tensor, sublayer_out: torch.Tensor, p: float, training: bool, *,
+             new: bool = False) -> torch.Tensor:
+    """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs); with
+    ``new``, in a tensor of its own, the same sum (a layer's output, which must not be a view)."""
     out = dropout(sublayer_out, p, training, inplace=True)
-    return out.add_(x) if out.dtype == x.dtype else x + out
+    return out.add_(x) if out.dtype == x.dtype and not new else x + out
 
 
 def recipes_off(module: nn.Module) -> None:

@@ -30,6 +30,7 @@ from uer.paths import model_dir
 from uer.reference_results import PublishedResult, check_published
 from uer.stages.common import model_inputs, starting_checkpoint
 from uer.tasks import get_task
+from uer.training import fsdp
 from uer.training.loggers import check_logger
 from uer.training.resume import check_resumable_facts, run_facts
 
@@ -105,7 +106,9 @@ def prepare(cfg: DictConfig) -> None:
     runner = get_task(cfg.task.type).finetune_runner
     RUNNERS.lookup(runner)  # a task naming no registered runner fails before any worker starts
     if distributed.world_size(cfg) > 1 and runner not in MULTI_PROCESS:
-        raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes")
+        sharding = " and hardware.strategy=fsdp (one process shards nothing)" \
+            if cfg.hardware.strategy == "fsdp" else ""
+        raise UerError(f"task={cfg.task.type} runs in one process; drop hardware.nproc_per_node/nnodes{sharding}")
     if cfg.resume and distributed.starts_workers(cfg):  # in one process, the run checks it as it loads it
         _check_resumable_data(cfg)
     check_decoder_use(cfg)
@@ -118,13 +121,16 @@ def prepare(cfg: DictConfig) -> None:
 
 
 def _check_resumable_data(cfg: DictConfig) -> None:
-    """Before workers start: the last.pt to continue verifies, holds fine-tuning state and was trained with this
-    run's processes and data files (the single runner's: the one that runs in several processes)."""
+    """Before workers start: the last.pt to continue verifies (its optimizer shards too), holds fine-tuning state
+    and was trained with this run's processes, data files (the single runner's: the one that runs in several
+    processes) and strategy."""
     last = model_dir(cfg) / LAST
     if not last.is_file():
         return  # a run stopped before its first last.pt starts again (check_output_dir says so)
     facts = run_facts(distributed.world_size(cfg), files_fingerprint(single.data_files(cfg.finetune)))
-    check_resumable_facts(resumable_checkpoint(last), facts, cfg.resume_allow_changes)
+    payload = resumable_checkpoint(last)
+    check_resumable_facts(payload, facts, cfg.resume_allow_changes)
+    fsdp.check_resumed_strategy(last, payload["trainer"]["optimizer"], cfg.hardware.strategy == "fsdp")
 
 
 def check_decoder_use(cfg: DictConfig) -> None:

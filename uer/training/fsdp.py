@@ -14,18 +14,25 @@ state written by every rank with ``torch.distributed.checkpoint`` (one file per 
 directory is written under a temporary name and renamed once every rank is done, before ``step_N.pt`` is
 written: a ``step_N.pt`` exists only with its complete shards.  ``step_N.pt`` records each shard file's
 sha256 (inside its own checksum); resuming checks them as it checks ``step_N.pt`` itself, and continues from
-the newest checkpoint whose shards pass.
+the newest checkpoint whose shards pass.  Fine-tuning's ``best.pt`` and ``last.pt`` are such single files
+too, ``last.pt``'s shards in a directory of their own per step (:mod:`uer.finetuning.checkpoints`).
+
+A sharded model is scored unsharded (fine-tuning's dev and test evaluations): :func:`shard` keeps a copy of
+the model's modules whose parameters take no memory (the meta device), and :func:`unsharded` fills a copy of
+it with the full weights, so a model whose forward is no collective scores the data (a generation, whose
+steps depend on what is generated, could otherwise leave the ranks in different collectives).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
 import shutil
-from pathlib import Path
-
 import sys
+import weakref
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -43,6 +50,8 @@ STRATEGIES = ("ddp", "fsdp")
 LAYERS = (TransformerLayer, TransformerDecoderLayer)  # the FSDP units, where they sit in a layer list
 SHARDS_SUFFIX = ".optim"
 _HASH_CHUNK = 1 << 20
+# Each sharded model's modules as they were before sharding, their parameters on the meta device (see unsharded).
+_STRUCTURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -63,8 +72,6 @@ def check_strategy(cfg: DictConfig) -> None:
         return
     processes = distributed.world_size(cfg)
     refusals = [
-        (cfg.stage != "pretrain", f"stage={cfg.stage}: fsdp shards pre-training only; fine-tune with "
-                                  "hardware.strategy=ddp"),
         (processes < 2, f"{processes} process shards nothing (hardware.nproc_per_node x hardware.nnodes = "
                         f"{processes}); set hardware.nproc_per_node=2 or more, or hardware.strategy=ddp"),
         (hardware.precision == "fp16", "hardware.precision=fp16: its grad scaler is not wired to sharded "
@@ -97,6 +104,7 @@ def shard(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh  # lazy: see is_sharded
     from torch.distributed.fsdp import fully_shard  # lazy: see is_sharded
 
+    _STRUCTURES[model] = structure(model)
     mesh = init_device_mesh(device.type, (distributed.current_rank_and_size()[1],))
     policy = mixed_precision(precision)
     units = [module for list_ in model.modules() if isinstance(list_, nn.ModuleList)
@@ -109,14 +117,36 @@ def shard(model: nn.Module, precision: str, device: torch.device) -> nn.Module:
     return model
 
 
-def full_model_state(model: nn.Module) -> dict:
-    """The full weights of ``model`` on the CPU, gathered to rank 0 (the others get an empty dict); every rank
-    must call it.  A model that is not sharded gives its own state dict."""
+def full_model_state(model: nn.Module, *, every_rank: bool = False) -> dict:
+    """The full weights of ``model`` on the CPU, gathered to rank 0 (the others get an empty dict), or with
+    ``every_rank`` on every rank, on the device; every rank must call it.  A model that is not sharded gives
+    its own state dict."""
     if not is_sharded(model):
         return model.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # lazy: sharded only
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=not every_rank))
+
+
+def structure(model: nn.Module) -> nn.Module:
+    """A copy of ``model``'s modules whose parameters are on the meta device (no memory; a tied parameter
+    stays one), its buffers copied."""
+    memo = {id(parameter): nn.Parameter(torch.empty_like(parameter, device="meta"),
+                                        requires_grad=parameter.requires_grad)
+            for parameter in model.parameters()}
+    return copy.deepcopy(model, memo)
+
+
+def unsharded(model: nn.Module, state: dict) -> nn.Module:
+    """A model to score holding the full weights ``state``: ``model`` itself, loaded with them, when it is not
+    sharded; for a sharded ``model``, a new copy of its modules as they were before :func:`shard` whose
+    parameters are the tensors of ``state`` (no collective in its forward)."""
+    if not is_sharded(model):
+        model.load_state_dict(state)
+        return model
+    filled = copy.deepcopy(_STRUCTURES[model])
+    filled.load_state_dict(state, assign=True)
+    return filled
 
 
 def shards_path(checkpoint: Path) -> Path:
@@ -124,10 +154,11 @@ def shards_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(SHARDS_SUFFIX)
 
 
-def save_optimizer(model: nn.Module, optimizer, checkpoint: Path) -> dict | None:
-    """Write this rank's shard of ``optimizer``'s state into ``checkpoint``'s shards directory (every rank must
-    call it); rank 0 gets what ``step_N.pt`` records of them (the directory's name and each file's sha256)."""
-    final = shards_path(checkpoint)
+def save_optimizer(model: nn.Module, optimizer, checkpoint: Path, shards: Path | None = None) -> dict | None:
+    """Write this rank's shard of ``optimizer``'s state into ``checkpoint``'s shards directory (``shards``,
+    beside it; by default :func:`shards_path`) (every rank must call it); rank 0 gets what ``step_N.pt``
+    records of them (the directory's name and each file's sha256)."""
+    final = shards or shards_path(checkpoint)
     temporary = final.with_name(f".{final.name}.tmp")
     is_main = distributed.current_rank_and_size()[0] == 0
     if is_main:
@@ -169,12 +200,20 @@ def check_shards(checkpoint: Path, record) -> None:
                        f"({', '.join(damaged)} missing or changed since)")
 
 
-def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> None:
-    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory (checked by
-    :func:`check_shards` when the checkpoint was chosen)."""
-    if not holds_shards(record):
+def check_resumed_strategy(checkpoint: Path, record, sharded: bool) -> None:
+    """A UerError unless ``checkpoint``, whose trainer ``optimizer`` entry is ``record``, was written under the
+    strategy of the run resuming it (``sharded``: hardware.strategy=fsdp)."""
+    if sharded and not holds_shards(record):
         raise UerError(f"{checkpoint} was written by a run without hardware.strategy=fsdp (its optimizer state is "
                        "one file); resume it with hardware.strategy=ddp")
+    if not sharded and holds_shards(record):
+        raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
+                       "sharded); resume it with hardware.strategy=fsdp")
+
+
+def load_optimizer(model: nn.Module, optimizer, checkpoint: Path, record) -> None:
+    """Restore ``optimizer``'s shard on every rank from ``checkpoint``'s shards directory (checked by
+    :func:`check_shards` when the checkpoint was chosen, and by :func:`check_resumed_strategy`)."""
     import torch.distributed.checkpoint as dcp  # lazy: see is_sharded
     from torch.distributed.checkpoint.state_dict import (  # lazy: see is_sharded
         get_optimizer_state_dict, set_optimizer_state_dict)

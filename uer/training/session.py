@@ -27,7 +27,6 @@ from torch import nn
 
 from uer import distributed
 from uer.distributed import DistEnv
-from uer.errors import UerError
 from uer.training import fsdp
 from uer.training.optim import build_optimizer, build_scheduler
 from uer.training.process import training_model
@@ -75,11 +74,9 @@ class TrainingSession:
         """Continue from the trainer ``state`` of ``checkpoint``: optimizer (a sharded model's from the shards
         beside it), schedule, step, random state, and the position of ``data`` (a batch source with
         ``load_state_dict``)."""
+        fsdp.check_resumed_strategy(checkpoint, state["optimizer"], self.trainer.sharded)
         if self.trainer.sharded:
             fsdp.load_optimizer(self.model, self.optimizer, checkpoint, state["optimizer"])
-        elif fsdp.holds_shards(state["optimizer"]):
-            raise UerError(f"{checkpoint} was written by a run with hardware.strategy=fsdp (its optimizer state is "
-                           "sharded); resume it with hardware.strategy=fsdp")
         self.trainer.load_state_dict(state)
         data.load_state_dict(state["data"])
 
@@ -88,13 +85,21 @@ class TrainingSession:
         dict); every rank calls it."""
         return fsdp.full_model_state(self.model)
 
-    def checkpoint_state(self, data, checkpoint: Path, **extra) -> dict | None:
+    def scoring_model(self) -> nn.Module:
+        """The model to score: the trained one itself, or a sharded one's full weights gathered onto every rank
+        in an unsharded copy of it (:func:`uer.training.fsdp.unsharded`); every rank calls it."""
+        if not self.trainer.sharded:
+            return self.model
+        return fsdp.unsharded(self.model, fsdp.full_model_state(self.model, every_rank=True))
+
+    def checkpoint_state(self, data, checkpoint: Path, *, shards: Path | None = None, **extra) -> dict | None:
         """The trainer state the resumable ``checkpoint`` records, with the position of ``data``, the run's
-        facts and ``extra`` (a sharded model's optimizer state is written beside it now); every rank calls it
-        (it gathers each rank's random state), the main rank gets it, the others None."""
+        facts and ``extra`` (a sharded model's optimizer state is written beside it now, into ``shards``: by
+        default :func:`uer.training.fsdp.shards_path`); every rank calls it (it gathers each rank's random
+        state), the main rank gets it, the others None."""
         state = self.trainer.state_dict()
         if self.trainer.sharded:
-            state["optimizer"] = fsdp.save_optimizer(self.model, self.optimizer, checkpoint)
+            state["optimizer"] = fsdp.save_optimizer(self.model, self.optimizer, checkpoint, shards)
         if not self.env.is_main:
             return None
         state.update(data=data.state_dict(), run=self.facts, **extra)
