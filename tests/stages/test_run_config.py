@@ -114,14 +114,6 @@ def test_no_preset_pins_an_output_location():
         assert (raw.get("task") or {}).get("train_features_path") is None, path.name
 
 
-def test_task_classifier_cv_via_main_is_a_cross_validation(tmp_path):
-    proc = run_main(["task=classifier_cv", "task.folds_num=2", *TRAIN[:1], "size=tiny", *SMALL, *FAST],
-                    tmp_path / "run")
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "run" / "model" / "folds.json").is_file()
-    assert "2-fold cross-validation" in proc.stdout
-
-
 # --- the run owns its outputs; sweeps --------------------------------------------------------
 
 def test_a_sweep_with_one_explicit_output_path_is_refused_before_any_job(tmp_path):
