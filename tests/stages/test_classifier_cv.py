@@ -181,12 +181,14 @@ def test_infer_refuses_broken_fold_lists(cv_run, train, tmp_path, capsys):
 
 
 def test_documented_command_via_main(tmp_path):
+    """``task=classifier_cv`` alone (it implies stage=finetune) through main.py is a cross-validation, written into
+    the run directory's ``model`` when no output_model_path is given; inference reads the folds from there."""
     train = slice_file(VIRUS, tmp_path / "train.tsv", 40)
-    out, features = tmp_path / "virus_cv", tmp_path / "virus_oof.npy"
-    proc = run_main(["stage=finetune", "task=classifier_cv", "task.folds_num=2", f"finetune.train_path={train}",
-                     f"task.train_features_path={features}", f"output_model_path={out}", *FAST,
-                     "finetune.batch_size=8"], tmp_path / "run")
+    out, features = tmp_path / "run" / "model", tmp_path / "virus_oof.npy"
+    proc = run_main(["task=classifier_cv", "task.folds_num=2", f"finetune.train_path={train}",
+                     f"task.train_features_path={features}", *FAST, "finetune.batch_size=8"], tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
+    assert "2-fold cross-validation" in proc.stdout and (out / "folds.json").is_file()
     assert np.load(features).shape == (40, LABELS)
     assert (tmp_path / "run" / "results.jsonl").is_file() and (tmp_path / "run" / "fold_1" / "metrics.jsonl").is_file()
     proc = run_main(["stage=infer", f"infer.load_model_path={out}",

@@ -67,11 +67,14 @@ def test_a_label_far_above_the_others_is_refused_naming_its_row_and_declaring_it
     assert Counter(example.label for example in data.examples)[1000] == 1
 
 
-def test_a_label_on_one_row_in_thousands_is_refused(tmp_path):
+def test_a_label_on_one_row_in_thousands_is_refused(tmp_path, capsys):
     train, line = with_stray_row(tmp_path, DOUBAN, 1500, 2, after=700)
-    proc = run_main(finetune_args(train, tmp_path / "model"), tmp_path / "run")
-    refused(proc, f"{train}:{line}: label 2 is on 1 of 1501 rows, so the classes inferred from the data would be 3",
-            "task.labels=[0,1,2] (or task.labels_num=3)")
+    # In-process: main.py's one line, exit status and no traceback for a refused label set are checked by
+    # test_a_label_far_above_the_others_is_refused_naming_its_row_and_declaring_it_is_accepted.
+    expect_user_error(capsys, compose_config(finetune_args(train, tmp_path / "model")),
+                      f"{train}:{line}: label 2 is on 1 of 1501 rows, so the classes inferred from the data would be 3",
+                      "task.labels=[0,1,2] (or task.labels_num=3)")
+    assert not (tmp_path / "model").exists()
     # The same row declared by its number of classes: read as the third class.
     cfg = compose_config(finetune_args(train, tmp_path / "model", "task.labels_num=3"))
     task = make_task(cfg.task, build_tokenizer(cfg.tokenizer), 16)

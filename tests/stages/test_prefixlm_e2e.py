@@ -1,5 +1,5 @@
-"""target=prefixlm end to end: preprocess a source<TAB>target corpus through main.py, pre-train a few steps at
-size=smoke on one stack with encoder.mask=causal_with_prefix, resume bit-identically; its bad inputs."""
+"""target=prefixlm end to end: preprocess a source<TAB>target corpus (in-process, two processes), pre-train a few
+steps at size=smoke on one stack with encoder.mask=causal_with_prefix, resume bit-identically; its bad inputs."""
 
 import json
 
@@ -10,7 +10,7 @@ from uer.app import run_stage
 from uer.io.checkpoint import load_checkpoint, step_checkpoints
 from uer.models.compat import IncompatibleModel, check_model
 from uer.models.encoders import attention_mask
-from uer_testing import ROOT, compose_config, expect_user_error, run_main
+from uer_testing import ROOT, compose_config, expect_user_error
 
 pytestmark = pytest.mark.e2e
 
@@ -19,12 +19,11 @@ PARALLEL = ROOT / "datasets/test_data/parallel/train.tsv"
 
 @pytest.fixture(scope="module")
 def prefix_data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("prefixlm")
-    proc = run_main(["stage=preprocess", "target=prefixlm", f"preprocess.corpus_path={PARALLEL}",
-                     f"preprocess.dataset_path={tmp / 'data'}", "preprocess.seq_length=48",
-                     "preprocess.processes_num=2"], tmp / "run_pre")
-    assert proc.returncode == 0, proc.stderr
-    return tmp / "data"
+    data = tmp_path_factory.mktemp("prefixlm") / "data"
+    run_stage(compose_config(["stage=preprocess", "target=prefixlm", f"preprocess.corpus_path={PARALLEL}",
+                              f"preprocess.dataset_path={data}", "preprocess.seq_length=48",
+                              "preprocess.processes_num=2"]))
+    return data
 
 
 def _train_cfg(data, model, *extra):

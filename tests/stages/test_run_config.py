@@ -114,14 +114,6 @@ def test_no_preset_pins_an_output_location():
         assert (raw.get("task") or {}).get("train_features_path") is None, path.name
 
 
-def test_task_classifier_cv_via_main_is_a_cross_validation(tmp_path):
-    proc = run_main(["task=classifier_cv", "task.folds_num=2", *TRAIN[:1], "size=tiny", *SMALL, *FAST],
-                    tmp_path / "run")
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "run" / "model" / "folds.json").is_file()
-    assert "2-fold cross-validation" in proc.stdout
-
-
 # --- the run owns its outputs; sweeps --------------------------------------------------------
 
 def test_a_sweep_with_one_explicit_output_path_is_refused_before_any_job(tmp_path):
@@ -201,17 +193,21 @@ def test_checkpoint_files_honour_the_umask(tmp_path, mask):
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
 
-def test_infer_from_another_directory_with_no_tokenizer_keys_gives_the_same_predictions(fine_tuned, tmp_path):
+def test_infer_from_another_directory_with_no_tokenizer_keys_gives_the_same_predictions(fine_tuned, tmp_path,
+                                                                                       monkeypatch):
+    """main.py started in another directory predicts as a run from the repository root (the reference run is
+    in-process, from the root; the one elsewhere is main.py's, whose working directory is the subject)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    outputs = []
-    for cwd, name in ((ROOT, "root.tsv"), (elsewhere, "elsewhere.tsv")):
-        prediction = tmp_path / name
-        proc = _main_in(cwd, ["stage=infer", f"infer.load_model_path={fine_tuned}",
-                              f"infer.test_path={DATA / 'test_nolabel.tsv'}", f"infer.prediction_path={prediction}",
-                              "infer.output_logits=true", f"hydra.run.dir={tmp_path / name}.run"])
-        assert proc.returncode == 0, proc.stderr
-        outputs.append(prediction.read_text(encoding="utf-8"))
+    infer = ["stage=infer", f"infer.load_model_path={fine_tuned}", f"infer.test_path={DATA / 'test_nolabel.tsv'}",
+             "infer.output_logits=true"]
+    with monkeypatch.context() as at_root:
+        at_root.chdir(ROOT)
+        run_stage(compose_config([*infer, f"infer.prediction_path={tmp_path / 'root.tsv'}"]))
+    proc = _main_in(elsewhere, [*infer, f"infer.prediction_path={tmp_path / 'elsewhere.tsv'}",
+                                f"hydra.run.dir={tmp_path / 'elsewhere.run'}"])
+    assert proc.returncode == 0, proc.stderr
+    outputs = [(tmp_path / name).read_text(encoding="utf-8") for name in ("root.tsv", "elsewhere.tsv")]
     assert outputs[0] == outputs[1] and len(outputs[0].splitlines()) == 51
 
 

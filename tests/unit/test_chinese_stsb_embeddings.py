@@ -183,12 +183,19 @@ def test_the_uer_side_runs_each_preset_per_seed():
 
 
 @pytest.mark.parametrize("task", ["simcse", "siamese"])
-def test_the_quick_peer_trains_and_scores_without_writing_results(task, common):
+def test_the_quick_peer_trains_and_scores_without_writing_results(task, common, st_side, monkeypatch, capsys):
+    """The script's main() in this process, as ``st_side.py --task TASK --quick --seeds 1`` runs it (its command
+    line as a process is test_the_peer_needs_a_task_unless_untrained's subject); one thread, restored after."""
     pytest.importorskip("sentence_transformers")
     before = {path.name: path.stat().st_mtime for path in common.HERE.glob("results_*.json")}
-    done = script_run("st_side", "--task", task, "--quick", "--seeds", "1")
-    assert done.returncode == 0, done.stderr[-2000:]
-    entry = json.loads(next(line for line in done.stdout.splitlines() if line.startswith('{"seed"')))
+    monkeypatch.setattr(sys, "argv", ["st_side.py", "--task", task, "--quick", "--seeds", "1"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    threads = torch.get_num_threads()
+    try:
+        st_side.main()
+    finally:
+        torch.set_num_threads(threads)
+    entry = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith('{"seed"')))
     assert entry["best_epoch"] == 1 and all(-1 <= entry[split][name] <= 1 for split in ("dev", "test")
                                             for name in ("spearman", "pearson"))
     assert {path.name: path.stat().st_mtime for path in common.HERE.glob("results_*.json")} == before
