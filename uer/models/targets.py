@@ -84,6 +84,7 @@ class Seq2seqTargetConfig:
 
 
 IGNORE_INDEX = -100
+FEW_ROWS = 16  # Seq2seqTarget.step_logits: up to this many rows, the output matrix is the left operand
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -325,7 +326,23 @@ class Seq2seqTarget(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of decoder states (..., H)."""
-        return self.output_layer(hidden * self.scale if self.scale is not None else hidden)
+        return self.output_layer(self._scaled(hidden))
+
+    def step_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` of the states (N, H) of one generation step, as (N, V).  Up to
+        ``FEW_ROWS`` rows they are computed as ``(W @ hidden^T)^T``, which reads the (V, H) output matrix in
+        its own layout: CPU BLAS then runs about twice as fast as ``hidden @ W^T`` (measured on 8 rows; equal
+        at 16, slower at 32), and the vocabulary projection is half of a greedy step of a small model."""
+        states = self._scaled(hidden)
+        layer = self.output_layer
+        if states.size(0) > FEW_ROWS:
+            return layer(states)
+        if layer.bias is None:
+            return torch.mm(layer.weight, states.t()).t()
+        return torch.addmm(layer.bias[:, None], layer.weight, states.t()).t()
+
+    def _scaled(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * self.scale if self.scale is not None else hidden
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
         labels = batch["tgt_out"].reshape(-1)
