@@ -134,6 +134,15 @@ def test_step_by_step_logits_equal_the_teacher_forced_ones(converted):
     torch.testing.assert_close(torch.stack(steps, 1), full[index], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [1, 3, 16, 17, 40])
+def test_a_steps_logits_are_the_output_layers_for_any_number_of_rows(converted, rows):
+    """Up to FEW_ROWS rows :meth:`step_logits` multiplies in the other order (W @ h^T): the same logits."""
+    _, _, _, _, _, model, _ = converted
+    hidden = torch.randn(rows, model.target.output_layer.in_features, generator=torch.Generator().manual_seed(rows))
+    with torch.no_grad():
+        torch.testing.assert_close(model.target.step_logits(hidden), model.target.logits(hidden), atol=1e-5, rtol=1e-5)
+
+
 # --- the composed model ----------------------------------------------------------------------------
 
 T5_LIKE = ["embedding=word", "embedding.remove_layernorm=true", "model.layernorm=rms",
