@@ -34,6 +34,7 @@ class _CrossEntropySum(torch.autograd.Function):
         else:
             log_probs = torch.log_softmax(logits, dim=-1)
         ctx.mark_non_differentiable(log_probs)
+        ctx.set_materialize_grads(False)  # else backward gets a zero-filled gradient of log_probs' size
         loss = -log_probs.gather(-1, labels[:, None]).sum()
         if smoothing:
             loss = (1 - smoothing) * loss - smoothing / logits.size(-1) * log_probs.sum()
@@ -42,7 +43,7 @@ class _CrossEntropySum(torch.autograd.Function):
         return loss, log_probs
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor, _unused: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, _unused: None):
         if ctx.consumed:
             raise RuntimeError("cross_entropy_sum's backward ran twice: it consumes its log-probabilities; "
                                "compute the loss again for a second backward")
