@@ -86,6 +86,7 @@ def ours_of(uer: dict, nodes: dict) -> tuple[Seq2seqModel, dict]:
 @pytest.fixture(scope="module", params=list(CASES))
 def converted(request):
     cls, config = CASES[request.param]
+    torch.manual_seed(0)  # transformers initialises from the global generator: the same model whatever ran before
     theirs = randomized(cls(config()))
     fam = SEQ2SEQ_FAMILIES[theirs.config.model_type]
     state = theirs.state_dict()
@@ -132,6 +133,15 @@ def test_step_by_step_logits_equal_the_teacher_forced_ones(converted):
         steps += [model.step(tgt[index, i], state) for i in range(2, tgt.size(1))]
     assert all(step.dtype == torch.float32 and step.shape == (4, V) for step in steps)
     torch.testing.assert_close(torch.stack(steps, 1), full[index], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16, 17, 40])
+def test_a_steps_logits_are_the_output_layers_for_any_number_of_rows(converted, rows):
+    """Up to FEW_ROWS rows :meth:`step_logits` multiplies in the other order (W @ h^T): the same logits."""
+    _, _, _, _, _, model, _ = converted
+    hidden = torch.randn(rows, model.target.output_layer.in_features, generator=torch.Generator().manual_seed(rows))
+    with torch.no_grad():
+        torch.testing.assert_close(model.target.step_logits(hidden), model.target.logits(hidden), atol=1e-5, rtol=1e-5)
 
 
 # --- the composed model ----------------------------------------------------------------------------

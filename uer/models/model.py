@@ -101,7 +101,7 @@ class Seq2seqModel(nn.Module):
 
     def step(self, tokens: torch.Tensor, state: DecoderState) -> torch.Tensor:
         """Logits (N, V), float32, of the token after ``tokens`` (N,), the last of each row."""
-        return self.target.logits(self.decoder.step(tokens, state)).float()
+        return self.target.step_logits(self.decoder.step(tokens, state)).float()
 
     def reorder(self, state: DecoderState, index: torch.Tensor) -> None:
         """Keep rows ``index`` (N',) of the state, in that order."""

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from omegaconf import MISSING
 from torch import nn
 
 from uer.config.fields import FRACTION, at_least, setting
 from uer.errors import UerError
 from uer.models.context import ALL_CONTEXTS, BIDIRECTIONAL, CAUSAL, PREFIX, STACKS
+from uer.models.cross_entropy import cross_entropy_sum
 from uer.models.layer_norm import layer_norm
 from uer.models.layers import activation
 from uer.models.pooling import check_pooling, pool
@@ -84,6 +84,7 @@ class Seq2seqTargetConfig:
 
 
 IGNORE_INDEX = -100
+FEW_ROWS = 16  # Seq2seqTarget.step_logits: up to this many rows, the output matrix is the left operand
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -108,12 +109,13 @@ def vocabulary_layer(cfg, dims: ModelDims, word_embedding: nn.Embedding) -> nn.L
     return layer
 
 
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str,
-                        label_smoothing: float = 0.0) -> tuple[torch.Tensor, Stats]:
-    """Mean cross-entropy (0 when there are no labels) and its ``{task}_loss``/``{task}_acc`` stats."""
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, task: str, label_smoothing: float = 0.0, *,
+                        consume_logits: bool = False) -> tuple[torch.Tensor, Stats]:
+    """Mean cross-entropy (0 when there are no labels) and its ``{task}_loss``/``{task}_acc`` stats.
+    ``consume_logits``: the loss overwrites ``logits`` (see :func:`cross_entropy_sum`)."""
     logits = logits.float()
-    loss_sum = F.cross_entropy(logits, labels, reduction="sum", label_smoothing=label_smoothing)
     correct = (logits.argmax(dim=-1) == labels).sum().float()
+    loss_sum = cross_entropy_sum(logits, labels, label_smoothing, consume_logits=consume_logits)
     count = torch.full((), float(labels.numel()), device=logits.device)  # a fill, not a host-to-device copy
     stats = {f"{task}_loss": (loss_sum.detach(), count), f"{task}_acc": (correct.detach(), count)}
     return loss_sum / max(labels.numel(), 1), stats
@@ -325,13 +327,30 @@ class Seq2seqTarget(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits of decoder states (..., H)."""
-        return self.output_layer(hidden * self.scale if self.scale is not None else hidden)
+        return self.output_layer(self._scaled(hidden))
+
+    def step_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` of the states (N, H) of one generation step, as (N, V).  Up to
+        ``FEW_ROWS`` rows they are computed as ``(W @ hidden^T)^T``, which reads the (V, H) output matrix in
+        its own layout: CPU BLAS then runs about 1.7 times as fast as ``hidden @ W^T`` on 8 rows (the vocabulary
+        projection is half of a greedy step of a small model); from 16 rows on the two are alike, and the
+        transposed result would slow beam search's log-softmax."""
+        states = self._scaled(hidden)
+        layer = self.output_layer
+        if states.size(0) > FEW_ROWS:
+            return layer(states)
+        if layer.bias is None:
+            return torch.mm(layer.weight, states.t()).t()
+        return torch.addmm(layer.bias[:, None], layer.weight, states.t()).t()
+
+    def _scaled(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * self.scale if self.scale is not None else hidden
 
     def forward(self, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Stats]:
         labels = batch["tgt_out"].reshape(-1)
         keep = labels != 0
-        logits = self.logits(hidden.reshape(-1, hidden.size(-1))[keep])
-        return classification_loss(logits, labels[keep], self.task, self.label_smoothing)
+        logits = self.logits(hidden.reshape(-1, hidden.size(-1))[keep])  # the output layer's own tensor
+        return classification_loss(logits, labels[keep], self.task, self.label_smoothing, consume_logits=True)
 
 
 @TARGETS.register("t5", config=Seq2seqTargetConfig)
