@@ -134,8 +134,8 @@ def main() -> None:
         if step >= args.warmup:
             for name, value in elapsed.items():
                 seconds[name] += value
-            rows, length = shapes[0]  # the head scores one pooled vector a row (a window of a long row is a row)
-            flops += common.transformer_flops(size, rows, length, rows, labels_num)
+            batch_rows, length = shapes[0]  # the head scores one pooled vector a row (a long row's window is one)
+            flops += common.transformer_flops(size, batch_rows, length, batch_rows, labels_num)
             if (step - args.warmup) % 5 == 0:
                 rates.sample()
     examples = (steps - args.warmup) * args.batch
