@@ -83,8 +83,10 @@ class MatmulRates:
 
 
 def transformer_flops(size: dict, batch: int, length: int, predicted: int, vocab_size: int) -> float:
-    """Forward + backward (3x forward) matmul FLOPs of a BERT encoder on (batch, length) and an MLM
-    head on ``predicted`` positions: projections, feed-forward, attention scores and mixing."""
+    """Forward + backward (3x forward) matmul FLOPs of a BERT encoder on (batch, length) (projections,
+    feed-forward, attention scores and mixing) and a head of an H x H layer and an H x ``vocab_size`` one
+    on ``predicted`` vectors: the MLM head on the masked positions (``vocab_size`` the vocabulary), or a
+    classifier's pooler and output layer on one pooled vector a row (``vocab_size`` the labels)."""
     h, f, layers = size["hidden_size"], size["feedforward_size"], size["layers_num"]
     tokens = batch * length
     per_layer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * batch * length * length * h

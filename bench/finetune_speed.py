@@ -17,8 +17,9 @@ Training: one epoch over the first ``--rows`` rows of train.tsv, the steps of th
 alternating (the first ``--warmup`` untimed); the time counts collating each batch and
 the step.  Inference: ``--repeats`` passes each over the first ``--rows`` rows of
 test.tsv, alternating.  Printed, and recorded with ``--json``: examples/s and ratios, and
-uer's training model FLOP/s (matmul FLOPs of its padded batches / time) against this
-machine's matmul rate: how much room there is left.
+uer's training model FLOP/s (matmul FLOPs of its padded batches, the classifier head
+included, by pre-training's formula ``common.transformer_flops``, over the time) against
+this machine's matmul rate: how much room there is left.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def main() -> None:
         if step >= args.warmup:
             for name, value in elapsed.items():
                 seconds[name] += value
-            flops += common.transformer_flops(size, *shapes[0], 0, 0)
+            batch_rows, length = shapes[0]  # the head scores one pooled vector a row (a long row's window is one)
+            flops += common.transformer_flops(size, batch_rows, length, batch_rows, labels_num)
             if (step - args.warmup) % 5 == 0:
                 rates.sample()
     examples = (steps - args.warmup) * args.batch

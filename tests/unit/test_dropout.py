@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uer.models.dropout import Dropout, attention, drop_mask, dropout, effective_rate, kept_scale
+from uer.models.dropout import Dropout, attention, dropout, effective_rate, keep_mask, kept_scale
 
 
 def test_dropout_drops_p_and_scales_the_rest():
@@ -25,10 +25,11 @@ def test_the_rate_is_p_to_16_bits_and_the_scale_keeps_the_expectation():
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 1000)])
-def test_drop_mask_lanes_are_independent_and_at_the_rate(shape):
+def test_keep_mask_lanes_are_independent_and_at_the_rate(shape):
     torch.manual_seed(0)
-    masks = torch.stack([drop_mask(shape, 0.3) for _ in range(4000 // shape[-1] + 200)])
-    assert masks.dtype == torch.bool and masks.shape[1:] == shape
+    kept = torch.stack([keep_mask(shape, 0.3) for _ in range(4000 // shape[-1] + 200)])
+    assert kept.dtype == torch.uint8 and kept.shape[1:] == shape and set(kept.unique().tolist()) == {0, 1}
+    masks = kept == 0  # dropped
     rate = masks.float().mean().item()
     assert abs(rate - 0.3) < 0.01
     # the four 16-bit lanes of one draw must not agree more than independent draws would
@@ -45,6 +46,24 @@ def test_dropout_gradient_is_the_mask_times_the_scale():
     y.sum().backward()
     kept = (y != 0).float()
     torch.testing.assert_close(x.grad, kept / 0.75)
+
+
+def test_keep_mask_decides_at_the_threshold_and_keeps_all_at_a_zero_rate():
+    torch.manual_seed(2)
+    kept = keep_mask((40_000,), 0.5)
+    torch.manual_seed(2)  # the same draw: a lane below 0 (the threshold of 0.5) drops its element
+    lanes = torch.empty(10_000, dtype=torch.int64).random_(-2**63, None).view(torch.int16)
+    assert torch.equal(kept, (lanes >= 0).to(torch.uint8))
+    assert torch.equal(keep_mask((3, 4), 1e-12), torch.ones(3, 4, dtype=torch.uint8))
+
+
+def test_dropout_keeps_only_the_one_byte_mask_for_backward():
+    x = torch.randn(16, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.dtype) or t, lambda t: t):
+        dropout(x * 1, 0.1, training=True)
+        dropout(x * 1, 0.1, training=True, inplace=True)
+    assert saved == [torch.uint8, torch.uint8]
 
 
 def test_dropout_is_identity_in_eval_and_at_zero():
@@ -125,7 +144,7 @@ def test_attention_with_dropout_has_autograds_gradients(mask, causal):
     attention(q, k, v, mask, causal, 0.3).backward(grad_out)
     ours = [t.grad.clone() for t in (q, k, v)]
     torch.manual_seed(5)  # the same mask: the first draw, (batch x heads, queries, keys)
-    keep = (~drop_mask((6, 6, 6), 0.3)).view(2, 3, 6, 6)
+    keep = keep_mask((6, 6, 6), 0.3).bool().view(2, 3, 6, 6)
     reference_mask = torch.ones(6, 6, dtype=torch.bool).tril() if causal else mask
     for t in (q, k, v):
         t.grad = None
@@ -146,7 +165,7 @@ def test_attention_with_dropout_keeps_no_probabilities_for_backward():
         attention(q, k, v, PADDING, False, 0.1)
     probability_shaped = [shape for shape, dtype in saved if shape[-2:] == (6, 6) and dtype.is_floating_point]
     assert probability_shaped == []
-    assert ((6, 6, 6), torch.bool) in saved  # the dropout mask, one byte an entry
+    assert ((6, 6, 6), torch.uint8) in saved  # the dropout mask, one byte an entry
 
 
 def test_attention_gradients_under_bf16_autocast_stay_close_to_fp32():

@@ -360,9 +360,16 @@ class TransformerLayer(nn.Module):
 def residual(x: torch.Tensor, sublayer_out: torch.Tensor, p: float, training: bool, *,
              new: bool = False) -> torch.Tensor:
     """``x + dropout(sublayer_out)``, in ``sublayer_out``'s memory (a fresh tensor no backward needs); with
-    ``new``, in a tensor of its own, the same sum (a layer's output, which must not be a view)."""
+    ``new``, in a tensor of its own, the same sum (a layer's output, which must not be a view).
+
+    Under autocast the sub-layer's output is bf16 and ``x`` (a LayerNorm's output) fp32: the sum is
+    taken in fp32 after converting the bf16 side, as ``x + out`` does inside, but torch's CPU add of
+    two dtypes takes nearly twice as long as the conversion and an add of one dtype."""
     out = dropout(sublayer_out, p, training, inplace=True)
-    return out.add_(x) if out.dtype == x.dtype and not new else x + out
+    if out.dtype == x.dtype:
+        return x + out if new else out.add_(x)
+    wide = torch.promote_types(x.dtype, out.dtype)
+    return out.to(wide).add_(x.to(wide))
 
 
 def recipes_off(module: nn.Module) -> None:

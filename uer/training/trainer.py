@@ -93,9 +93,7 @@ class Trainer:
         norm = None
         if self.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-            if is_sharded(model):  # sharded gradients: their norm is a DTensor; the norm over all, on every rank
-                norm = norm.full_tensor()
+            norm = clip_gradients(model, self.max_grad_norm)
         self._note_nonfinite(loss, norm if not self.scaler.is_enabled() else None)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -200,6 +198,24 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         random.setstate(_as_random_state(rng["python"]))
         restore_cuda_rng(rng.get("cuda"), self.device)
+
+
+def clip_gradients(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """``clip_grad_norm_`` of ``model``'s gradients: their total norm (on every rank of a sharded model).
+
+    On a CPU the norm is at hand without a wait, so the gradients are multiplied only when the
+    norm is above ``max_norm`` (the factor below 1, computed as torch computes it); torch
+    multiplies every gradient by 1 otherwise, one pass over them all for nothing.
+    """
+    if is_sharded(model):  # sharded gradients: their norm is a DTensor; the norm over all, on every rank
+        return nn.utils.clip_grad_norm_(model.parameters(), max_norm).full_tensor()
+    parameters = [param for param in model.parameters() if param.grad is not None]
+    if not parameters or parameters[0].device.type != "cpu":
+        return nn.utils.clip_grad_norm_(parameters, max_norm)
+    norm = nn.utils.get_total_norm([param.grad for param in parameters])
+    if not bool(max_norm / (norm + 1e-6) >= 1.0):  # clip_grad_norm_'s factor, clamped to 1 (nan: multiplied too)
+        nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    return norm
 
 
 def gradient_sync(model: nn.Module, sync: bool):
