@@ -3,6 +3,7 @@
     python bench/finetune_speed.py --size tiny                  # 2,000 Douban rows, batch 32, one thread
     python bench/finetune_speed.py --size base --rows 512 --threads 2
     python bench/finetune_speed.py --size base --device cuda --precision bf16 --rows 8000 --batch 64  # bench/gpu.sh
+    python bench/finetune_speed.py --size tiny --rows 960 --warmup 4 --compile  # hardware.compile=true vs eager
 
 uer: the model, batches and Trainer ``python main.py stage=finetune task=classifier
 size=SIZE`` uses (``finetune.length_bucketing``, on by default, batches rows of similar
@@ -20,6 +21,10 @@ test.tsv, alternating.  Printed, and recorded with ``--json``: examples/s and ra
 uer's training model FLOP/s (matmul FLOPs of its padded batches, the classifier head
 included, by pre-training's formula ``common.transformer_flops``, over the time) against
 this machine's matmul rate: how much room there is left.
+
+``--compile``: training only, each side eager and under ``torch.compile`` as ``hardware.compile=true``
+trains (bench/compiling.py; transformers in ``group_by_length`` order), reporting compiled vs compiled,
+compiled vs eager, and the compile times apart from the rates.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import common  # noqa: E402  (bench/common.py)
+import compiling  # noqa: E402
 import peers  # noqa: E402
 import results  # noqa: E402
 from uer.runtime import autocast  # noqa: E402
 from uer.finetuning import setup as finetune  # noqa: E402
 from uer.finetuning.batches import SampledBatches  # noqa: E402
 from uer.tasks import predict  # noqa: E402
+from uer.training.process import compiled  # noqa: E402
+from compiling import COMPILED  # noqa: E402
 
 DOUBAN = ROOT / "datasets" / "douban_book_review"
 GOALS = {"training": 1.3, "inference": 1.5}  # uer / transformers' best, CPU
@@ -70,8 +78,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads; 0 = torch's default")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--compile", action="store_true",
+                        help="train each side eager and under torch.compile (inductor, a cold cache), as "
+                             "hardware.compile=true does, transformers in group_by_length order; report compiled vs "
+                             "compiled, compiled vs eager and the compile times, no inference (recorded as "
+                             "finetune_SIZE_compile)")
     results.add_arguments(parser)
     args = parser.parse_args()
+    if args.compile:
+        compiling.cold_inductor_cache()
 
     work = Path(tempfile.mkdtemp(prefix="uer-bench-"))
     train_path, test_path = head_rows(DOUBAN / "train.tsv", args.rows, work), head_rows(DOUBAN / "test.tsv", args.rows,
@@ -87,12 +102,16 @@ def main() -> None:
     labels_num = task.labels_num_from(train)
     hf_tokenizer = peers.tokenizer(str(common.VOCAB))
     collate = peers.padding_collator(hf_tokenizer)
+    threads = f"{torch.get_num_threads()} thread" + ("" if torch.get_num_threads() == 1 else "s")
     recorder = results.Recorder(
-        f"finetune_{args.size}" + ("" if device.type == "cpu" else f"_{device.type}"),
-        f"fine-tuning and inference, `size={args.size}`, {args.rows:,} Douban rows, batch {args.batch}, "
-        f"{args.precision}, {device.type}",
+        f"finetune_{args.size}" + ("" if device.type == "cpu" else f"_{device.type}") + ("_compile" * args.compile),
+        (f"fine-tuning, `size={args.size}`, {args.rows:,} Douban rows, batch {args.batch}, {args.precision}, "
+         f"{device.type}, `hardware.compile=true` (inductor, {threads}, cold cache) vs eager" if args.compile else
+         f"fine-tuning and inference, `size={args.size}`, {args.rows:,} Douban rows, batch {args.batch}, "
+         f"{args.precision}, {device.type}"),
         "transformers `BertForSequenceClassification` (SDPA, fused AdamW, `DataCollatorWithPadding`; "
-        "random order and `group_by_length` order)", args.json, device=device.type, provisional=args.provisional)
+        + ("`group_by_length` order), `torch.compile`d the same way, and each side eager" if args.compile else
+           "random order and `group_by_length` order)"), args.json, device=device.type, provisional=args.provisional)
 
     ours_batches = SampledBatches(task, train.examples, args.batch, cfg.seed, source=str(train_path),
                                   length_bucketing=cfg.finetune.length_bucketing)
@@ -102,45 +121,50 @@ def main() -> None:
     rows = features(train.examples)
     shuffled = list(range(len(rows)))
     random.Random(cfg.seed).shuffle(shuffled)
-    orders = {PER_BATCH: [shuffled[i * args.batch:(i + 1) * args.batch] for i in range(steps)],
-              GROUPED: peers.length_grouped_batches([len(r["input_ids"]) for r in rows], args.batch, cfg.seed)[:steps]}
+    grouped = peers.length_grouped_batches([len(r["input_ids"]) for r in rows], args.batch, cfg.seed)[:steps]
+    orders = ({"transformers": grouped} if args.compile else
+              {PER_BATCH: [shuffled[i * args.batch:(i + 1) * args.batch] for i in range(steps)], GROUPED: grouped})
 
     ours_model = finetune.new_model(setup, labels_num)
-    ours = common.trainer(ours_model, cfg.finetune.learning_rate, device=device, precision=args.precision,
-                          steps=steps)
     size = dict(cfg.model)
+    shapes = []  # of uer's batches, for its FLOPs
+    variants = {}  # name -> one training step on the batch of step i
     theirs = {}
-    for name in orders:
-        torch.manual_seed(cfg.seed)
-        theirs[name] = peers.Step(peers.sequence_classifier(size, len(setup.tokenizer.vocab), labels_num),
-                                  cfg.finetune.learning_rate, device=device, precision=args.precision)
+    for suffix in ("", COMPILED) if args.compile else ("",):
+        model = finetune.new_model(setup, labels_num) if suffix else ours_model
+        trainer = common.trainer(compiled(model) if suffix else model, cfg.finetune.learning_rate, device=device,
+                                 precision=args.precision, steps=steps)
+        batches = ours_batches if not suffix else SampledBatches(  # the same seed: the same batches
+            task, train.examples, args.batch, cfg.seed, source=str(train_path),
+            length_bucketing=cfg.finetune.length_bucketing)
+        variants["uer" + suffix] = lambda i, t=trainer, b=batches, record=not suffix: ours_step(t, b, shapes, record)
+        for name, order in orders.items():
+            torch.manual_seed(cfg.seed)
+            hf_model = peers.sequence_classifier(size, len(setup.tokenizer.vocab), labels_num)
+            peer = theirs[name + suffix] = peers.Step(hf_model, cfg.finetune.learning_rate, device=device,
+                                                      precision=args.precision, compile_model=bool(suffix))
+            variants[name + suffix] = lambda i, s=peer, o=order: s(collate([rows[j] for j in o[i]]))
     print(f"{len(train)} training rows, {len(test)} test rows of {DOUBAN}, size={args.size} batch={args.batch} "
           f"device={device} precision={args.precision} threads={torch.get_num_threads()} torch={torch.__version__}")
 
-    seconds = {"uer": 0.0, **dict.fromkeys(orders, 0.0)}
-    flops = 0.0
+    times = {name: [] for name in variants}
     rates = common.MatmulRates([args.precision], device)
     for step in range(steps):
-        shapes = []
-
-        def ours_step():
-            batch = ours_batches.next_batch()
-            shapes.append(batch["src"].shape)
-            ours.train_step([batch])
-
-        elapsed = {"uer": common.timed(device, ours_step)}
-        for name, order in orders.items():
-            elapsed[name] = common.timed(device, lambda: theirs[name](collate([rows[i] for i in order[step]])))
-        if step >= args.warmup:
-            for name, value in elapsed.items():
-                seconds[name] += value
-            batch_rows, length = shapes[0]  # the head scores one pooled vector a row (a long row's window is one)
-            flops += common.transformer_flops(size, batch_rows, length, batch_rows, labels_num)
-            if (step - args.warmup) % 5 == 0:
-                rates.sample()
-    examples = (steps - args.warmup) * args.batch
-    train_rate = {name: examples / value for name, value in seconds.items()}
-    print(f"training, {steps - args.warmup} timed steps of {args.batch} rows each:")
+        for name, variant in variants.items():
+            times[name].append(common.timed(device, lambda: variant(step)))
+        if step >= args.warmup and (step - args.warmup) % 5 == 0:
+            rates.sample()
+    timed = compiling.timed_rounds(times, args.warmup) if args.compile else range(args.warmup, steps)
+    seconds = {name: sum(values[i] for i in timed) for name, values in times.items()}
+    # The head scores one pooled vector a row (a long row's windows pool into one).
+    flops = sum(common.transformer_flops(size, batch_rows, length, batch_rows, labels_num)
+                for batch_rows, length in (shapes[i] for i in timed))
+    train_rate = {name: len(timed) * args.batch / value for name, value in seconds.items()}
+    print(f"training, {len(timed)} timed steps of {args.batch} rows each:")
+    if args.compile:
+        compiling.add_figures(recorder, f"training, {args.precision}", "examples/s", train_rate, times, timed)
+        recorder.save()
+        return
     report(recorder, "training", train_rate, device.type == "cpu")
     achieved, peak = flops / seconds["uer"], rates.median(args.precision)
     figure = recorder.add(f"training model FLOP/s, {args.precision}", achieved / 1e9, "GFLOP/s",
@@ -162,6 +186,14 @@ def main() -> None:
     report(recorder, "inference", {name: args.repeats * len(test) / value for name, value in infer_s.items()},
            device.type == "cpu")
     recorder.save()
+
+
+def ours_step(trainer, batches: SampledBatches, shapes: list, record: bool) -> None:
+    """uer's training step on its next batch (collated inside the time, as the transformers side's)."""
+    batch = batches.next_batch()
+    if record:
+        shapes.append(batch["src"].shape)
+    trainer.train_step([batch])
 
 
 def hf_predict(model, collate, rows: list[dict], batch_size: int, device: torch.device, precision: str) -> list:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from uer.training.process import compiled
+
 SCHEDULE_STEPS = 10_000  # the schedules run far longer than any bench: the rate stays in warm-up
 
 
@@ -76,10 +78,12 @@ class Step:
     """One Trainer-style optimisation step of a transformers model on a batch dict of tensors."""
 
     def __init__(self, model: nn.Module, learning_rate: float, *, device: torch.device, precision: str = "fp32",
-                 weight_decay: float = 0.01, max_grad_norm: float = 1.0):
+                 weight_decay: float = 0.01, max_grad_norm: float = 1.0, compile_model: bool = False):
+        """``compile_model``: train ``model`` under ``torch.compile`` as uer's ``hardware.compile=true`` does."""
         from transformers import get_linear_schedule_with_warmup
 
-        self.model = model.to(device)
+        model = model.to(device)
+        self.model = compiled(model) if compile_model else model
         self.device = device
         no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
         ids = {id(p) for p in no_decay}

@@ -3,6 +3,7 @@
     python bench/pretrain_speed.py --size tiny
     python bench/pretrain_speed.py --size base --steps 4
     python bench/pretrain_speed.py --size base --device cuda --batch 32 --steps 30 --precisions bf16  # bench/gpu.sh
+    python bench/pretrain_speed.py --size tiny --precisions fp32 --warmup 3 --compile   # hardware.compile=true
 
 uer trains the model ``python main.py stage=pretrain size=SIZE`` builds (BERT, MLM target),
 through its Trainer; transformers trains ``BertForMaskedLM`` of the same size as a competent
@@ -23,6 +24,12 @@ Printed, and recorded with ``--json``: non-padding tokens/s of each; uer / trans
 and bf16 / fp32; uer's model FLOP/s (the step's matmul FLOPs / its time) as a fraction of
 this machine's matmul rate in the same precision, measured between the rounds; on CUDA
 also as a fraction of ``--peak-tflops`` (MFU).
+
+``--compile`` runs each side eager and under ``torch.compile`` (inductor, as ``hardware.compile=true``
+trains; the transformers model compiled the same way: bench/compiling.py) and reports, instead of the
+above, compiled uer vs compiled transformers, each side's compiled vs eager rate, and each side's compile
+time (its untimed steps less as many timed ones: the first ``--warmup`` and any round where a compiled
+side recompiled, untimed for every variant; never in a rate) with the steps it takes to pay back.
 
 Like main.py, the script restarts itself once with uer's glibc malloc settings
 (uer/malloc_tuning.py; ``UER_MALLOC_TUNING=0`` keeps glibc's defaults); both sides run under them.
@@ -45,6 +52,7 @@ malloc_tuning.restart_with_tuned_malloc(__file__)
 import torch  # noqa: E402
 
 import common  # noqa: E402  (bench/common.py)
+import compiling  # noqa: E402
 import peers  # noqa: E402
 import results  # noqa: E402
 from uer.data.build import build_pretrain_dataset  # noqa: E402
@@ -52,6 +60,8 @@ from uer.data.pretrain_dataset import PretrainDataset  # noqa: E402
 from uer.data.sampler import EpochSampler  # noqa: E402
 from uer.models import build_model  # noqa: E402
 from uer.tokenizers import build_tokenizer  # noqa: E402
+from uer.training.process import compiled  # noqa: E402
+from compiling import COMPILED  # noqa: E402
 
 DATASETS = {"full": "full-length rows", "reviews": "real reviews (non-padding tokens)"}
 GOALS = {("base", "full", "fp32"): 1.15}  # uer / transformers, CPU
@@ -82,29 +92,31 @@ def batch_pairs(dataset: PretrainDataset, collator, batch: int, count: int, seed
     return pairs
 
 
-def time_variants(cfg, size: dict, vocab_size: int, precisions, pairs, warmup: int, device: torch.device):
-    """Seconds of each (side, precision) over the timed rounds, and matmul rates sampled between them.
+def time_variants(cfg, size: dict, vocab_size: int, precisions, pairs, warmup: int, device: torch.device,
+                  compile_: bool = False):
+    """Every step's seconds of each (side, precision) (the first ``warmup`` untimed), and matmul rates sampled
+    between the timed rounds; with ``compile_`` each side also runs compiled ("uer compiled", ...).
 
     All models live only here: the next dataset's models start from free memory."""
     steps = {}
     for precision in precisions:
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
-        trainer = common.trainer(model, cfg.pretrain.learning_rate, device=device, precision=precision)
-        steps[("uer", precision)] = lambda pair, t=trainer: t.train_step([pair[0]])
-        peer = peers.Step(peers.masked_lm(size, vocab_size), cfg.pretrain.learning_rate, device=device,
-                          precision=precision)
-        steps[("transformers", precision)] = lambda pair, s=peer: s(pair[1])
-    seconds = dict.fromkeys(steps, 0.0)
+        for suffix in ("", COMPILED) if compile_ else ("",):
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
+            trainer = common.trainer(compiled(model) if suffix else model, cfg.pretrain.learning_rate, device=device,
+                                     precision=precision)
+            steps[("uer" + suffix, precision)] = lambda pair, t=trainer: t.train_step([pair[0]])
+            peer = peers.Step(peers.masked_lm(size, vocab_size), cfg.pretrain.learning_rate, device=device,
+                              precision=precision, compile_model=bool(suffix))
+            steps[("transformers" + suffix, precision)] = lambda pair, s=peer: s(pair[1])
+    times = {key: [] for key in steps}
     rates = common.MatmulRates(precisions, device)
     for round_, pair in enumerate(pairs):
         for key, step in steps.items():
-            elapsed = common.timed(device, lambda: step(pair))
-            if round_ >= warmup:
-                seconds[key] += elapsed
+            times[key].append(common.timed(device, lambda: step(pair)))
         if round_ >= warmup:
             rates.sample()
-    return seconds, rates
+    return times, rates
 
 
 def main() -> None:
@@ -121,8 +133,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's dense bf16 peak (spec sheet), for MFU; e.g. 989 for an H100/H200 SXM")
+    parser.add_argument("--compile", action="store_true",
+                        help="also train each side under torch.compile (inductor, a cold cache), as "
+                             "hardware.compile=true does, and report compiled vs compiled, compiled vs eager and "
+                             "the compile times (recorded as pretrain_SIZE_compile)")
     results.add_arguments(parser)
     args = parser.parse_args()
+    if args.compile:
+        compiling.cold_inductor_cache()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -133,10 +151,13 @@ def main() -> None:
     hf_tokenizer = peers.tokenizer(str(common.VOCAB))
     size, vocab_size = dict(cfg.model), len(tokenizer.vocab)
     lines = (ROOT / "corpora/book_review.txt").read_text(encoding="utf-8").splitlines()[:args.rows]
+    threads = f"{torch.get_num_threads()} thread" + ("" if torch.get_num_threads() == 1 else "s")
+    compiled_title = f", `hardware.compile=true` (inductor, {threads}, cold cache) vs eager" if args.compile else ""
     recorder = results.Recorder(
-        f"pretrain_{args.size}" + ("" if device.type == "cpu" else f"_{device.type}"),
-        f"pre-training, `size={args.size}`, batch {args.batch}, seq {args.seq}, {device.type}",
-        "transformers `BertForMaskedLM` (SDPA, fused AdamW, per-batch padding; same rows and batches)",
+        f"pretrain_{args.size}" + ("" if device.type == "cpu" else f"_{device.type}") + ("_compile" * args.compile),
+        f"pre-training, `size={args.size}`, batch {args.batch}, seq {args.seq}, {device.type}{compiled_title}",
+        "transformers `BertForMaskedLM` (SDPA, fused AdamW, per-batch padding; same rows and batches)"
+        + (", `torch.compile`d the same way, and each side eager" if args.compile else ""),
         args.json, device=device.type, provisional=args.provisional)
     print(f"size={args.size} batch={args.batch} seq={args.seq} device={device} threads={torch.get_num_threads()} "
           f"torch={torch.__version__}; {malloc_tuning.describe()}")
@@ -145,9 +166,18 @@ def main() -> None:
     for name in args.datasets.split(","):
         dataset = build_dataset(tokenizer, lines, args.seq, name == "full", work / name)
         pairs = batch_pairs(dataset, peers.mlm_collator(hf_tokenizer), args.batch, args.warmup + args.steps, cfg.seed)
-        seconds, rates = time_variants(cfg, size, vocab_size, precisions, pairs, args.warmup, device)
-        timed = [ours for ours, _ in pairs[args.warmup:]]
+        times, rates = time_variants(cfg, size, vocab_size, precisions, pairs, args.warmup, device, args.compile)
+        rounds = compiling.timed_rounds(times, args.warmup) if args.compile else range(args.warmup, len(pairs))
+        seconds = {key: sum(values[i] for i in rounds) for key, values in times.items()}
+        timed = [pairs[i][0] for i in rounds]
         tokens = sum(int((batch["src"] != 0).sum()) for batch in timed)
+        if args.compile:
+            print(f"{DATASETS[name]}, {len(rounds)} timed steps of {args.batch} rows each:")
+            for precision in precisions:
+                compiling.add_figures(recorder, f"{DATASETS[name]}, {precision}", "tokens/s",
+                                      {side: tokens / s for (side, p), s in seconds.items() if p == precision},
+                                      {side: t for (side, p), t in times.items() if p == precision}, rounds)
+            continue
         flops = sum(common.transformer_flops(size, *b["src"].shape, len(b["mlm_positions"]), vocab_size) for b in timed)
         report(recorder, args, name, precisions, {k: tokens / s for k, s in seconds.items()},
                {p: flops / seconds[("uer", p)] for p in precisions}, rates)

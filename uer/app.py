@@ -45,6 +45,7 @@ from uer.progress import is_main_process
 from uer.runtime import run_dir
 from uer.stages import STAGES
 from uer.training import fsdp
+from uer.training.process import check_compile
 from uer.training.loggers import log_run_end
 
 log = logging.getLogger("uer")
@@ -59,6 +60,7 @@ def run_stage(cfg: DictConfig):
         apply_config_path(cfg, command_line_overrides())
         launch.check_devices(cfg)
         fsdp.check_strategy(cfg)
+        check_compile(cfg)
         distributed.adopt_slurm_tasks()
         stage = STAGES[cfg.stage]
         if distributed.starts_workers(cfg):

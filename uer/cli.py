@@ -49,6 +49,7 @@ from uer.models.compat import check_model
 from uer.paths import CONF
 from uer.sweep import stop_interrupted
 from uer.training.fsdp import check_strategy
+from uer.training.process import check_compile
 
 log = logging.getLogger("uer")
 
@@ -215,6 +216,7 @@ def check_point(overrides: list[str], multirun: bool, job: Optional[int] = None,
             check_run_directory(cfg, multirun)
         check_combination(run_cfg)
         check_strategy(run_cfg)
+        check_compile(run_cfg)
     except UerError as err:
         raise UerError(where + worded(err)) from None
     return cfg

@@ -26,7 +26,13 @@ class HardwareConfig:
 
     device: str = setting("cpu", "cpu | cuda | cuda:N | auto (CUDA when visible, else CPU; the choice is logged)")
     precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (CUDA only, with a grad scaler)")
-    compile: bool = setting(False, "torch.compile the model")
+    compile: bool = setting(
+        False, "torch.compile the training model (off by default: on CPU its compile time outweighs what it saves in "
+               "short runs; docs/scaling.md has the numbers)")
+    compile_backend: str = setting(
+        "inductor", "torch.compile's backend with hardware.compile=true: inductor (generated kernels) | aot_eager "
+                    "(traces forward and backward as inductor does, runs them eagerly: checks that a model compiles, "
+                    "in seconds) | another name torch.compiler.list_backends(exclude_tags=()) gives")
     activation_checkpointing: bool = setting(
         False, "recompute each transformer layer (encoder and decoder) in backward: about a third more compute, a "
                "fraction of the activation memory")

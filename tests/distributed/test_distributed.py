@@ -66,6 +66,14 @@ def test_two_processes_equal_gradient_accumulation_for_any_target_counts(tmp_pat
     assert two["trainer"]["step"] == STEPS
 
 
+def test_two_compiled_processes_equal_eager_gradient_accumulation(tmp_path, mlm_data):
+    """hardware.compile=true under DDP (gloo): aot_eager traces forward and backward as inductor does, in seconds."""
+    two = train(mlm_data, tmp_path / "two", "pretrain.batch_size=4", "hardware.nproc_per_node=2",
+                "hardware.compile=true", "hardware.compile_backend=aot_eager")
+    accumulated = train(mlm_data, tmp_path / "acc", "pretrain.batch_size=4", "pretrain.accumulation_steps=2")
+    assert_close_weights(two, accumulated)
+
+
 @pytest.mark.parametrize("case", ["finetune dev_path", "pretrain dataset_path", "pretrain target", "finetune vocab",
                                   "pretrain vocab", "finetune metric"])
 def test_a_data_file_the_run_refuses_is_one_line_before_any_worker_starts(tmp_path, monkeypatch, capsys, mlm_data,

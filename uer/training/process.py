@@ -45,4 +45,23 @@ def training_model(model, hardware: DictConfig, env, device):
     if device.type == "cpu":
         log.info("memory: %s", malloc_tuning.describe())
     train_model = model if is_sharded(model) else distributed.wrap(model, env, device)
-    return torch.compile(train_model) if hardware.compile else train_model
+    return compiled(train_model, hardware.compile_backend) if hardware.compile else train_model
+
+
+def compiled(model, backend: str = "inductor"):
+    """``model`` under ``torch.compile`` as ``hardware.compile=true`` runs it (the benches compile their
+    transformers peers the same way).  Shapes are left to torch's automatic dynamic shapes: the first batch
+    compiles a graph for its shape, the first batch of another length one graph with that length (and
+    the batch size, when it changes) symbolic, which every later length reuses."""
+    return torch.compile(model, backend=backend)
+
+
+def check_compile(cfg: DictConfig) -> None:
+    """Before any worker starts: ``hardware.compile_backend`` names a backend torch has."""
+    hardware = cfg.get("hardware")
+    if hardware is None or not hardware.get("compile"):
+        return
+    backends = torch.compiler.list_backends(exclude_tags=())
+    if hardware.compile_backend not in backends:
+        raise UerError(f"hardware.compile_backend={hardware.compile_backend} is not a torch.compile backend; "
+                       f"choose inductor or aot_eager (torch has: {', '.join(backends)})")
