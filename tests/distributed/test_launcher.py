@@ -72,9 +72,10 @@ def test_killed_worker_is_restarted_and_the_run_finishes_from_the_last_checkpoin
     while not step_checkpoints(model) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert step_checkpoints(model), "no checkpoint appeared"
-    workers = [pid for pid in children(proc.pid)]  # the elastic agent runs in the main process
-    victims = [pid for pid in workers if b"spawn" in open(f"/proc/{pid}/cmdline", "rb").read()]
-    assert victims, workers
+    # The elastic agent runs in the main process; its workers are forks of its forkserver.
+    servers = [pid for pid in children(proc.pid) if b"forkserver" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    victims = [pid for server in servers for pid in children(server)]
+    assert victims, servers
     os.kill(victims[-1], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
