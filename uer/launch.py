@@ -130,13 +130,13 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
 
 
 def _start_method(entry: Callable) -> str:
-    """``forkserver`` where there is one: a server process imports torch and ``entry``'s module once (for the
-    first run this process launches; later runs reuse it) and each worker is a fork of it, instead of an
-    interpreter importing them all again (``spawn``: seconds of CPU per worker, most of a short run's cost).
+    """``forkserver`` where there is one: a server process imports torch, ``entry``'s module and
+    :mod:`uer.forkserver_preload` once (for the first run this process launches; later runs reuse it) and each
+    worker is a fork of it, instead of an interpreter importing them all again (``spawn``: seconds of CPU per worker, most of a short run's cost).
     The server only imports: it runs nothing on a device before it forks."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return "spawn"
-    multiprocessing.set_forkserver_preload(["torch", entry.__module__])
+    multiprocessing.set_forkserver_preload(["torch", entry.__module__, "uer.forkserver_preload"])
     return "forkserver"
 
 
