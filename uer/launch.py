@@ -144,7 +144,8 @@ def _take_environment(launcher: dict[str, str]) -> None:
     """A forked worker has the server's environment (the launching process's when the server started, perhaps
     an earlier run's) under the variables the agent set for it: make it the launching process's now, under the
     agent's -- the variables it sets that a launching process has too (the agent chose them), and those only
-    workers have (RANK, LOCAL_RANK, WORLD_SIZE, ...)."""
+    workers have (RANK, LOCAL_RANK, WORLD_SIZE, ...; a variable the server has and the launching process has
+    since dropped stays, as it cannot be told from those)."""
     agent = {key: value for key, value in os.environ.items() if key in AGENT_VARIABLES or key not in launcher}
     os.environ.clear()
     os.environ.update(launcher)

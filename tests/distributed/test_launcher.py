@@ -125,3 +125,16 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "node1"
 
 
+
+
+def test_a_forked_worker_takes_the_launching_process_s_environment_under_the_agent_s(monkeypatch):
+    """The forkserver keeps the environment it started with (perhaps an earlier run's): a worker's is the launching
+    process's at this launch, with the agent's per-worker variables on top."""
+    from uer import launch
+
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    launcher = dict(os.environ, UER_TEST_CHANGED="now", MASTER_ADDR="launcher-host")
+    os.environ.update(UER_TEST_CHANGED="at the server's start", RANK="1", MASTER_ADDR="agent-host")
+    launch._take_environment(launcher)
+    assert os.environ["UER_TEST_CHANGED"] == "now"
+    assert os.environ["RANK"] == "1" and os.environ["MASTER_ADDR"] == "agent-host"
