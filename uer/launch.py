@@ -2,8 +2,8 @@
 
 When ``hardware.nproc_per_node * hardware.nnodes > 1`` and this process is not already a
 worker (torchrun sets ``RANK``), the checked and prepared config is resolved once and
-handed to ``nproc_per_node`` workers started by torch.distributed's elastic launcher — the
-same machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
+handed to ``nproc_per_node`` workers (forks of a server that imported torch once) started by
+torch.distributed's elastic launcher — the same machinery as ``torchrun``: c10d rendezvous at ``hardware.rdzv_endpoint``, ``nnodes``
 machines, ``max_restarts`` restarts of failed workers.  Each worker calls ``entry`` (a
 module-level function, passed by reference, so this module imports no stage) on the
 config; workers write into this run's directory; a restarted worker
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -55,6 +56,9 @@ MONITOR_INTERVAL = 0.5  # seconds between the elastic agent's looks at its worke
 # first (and closed its connections, so this rank's collective raised), the agent ends this worker meanwhile, and
 # the run's only error is the rank that caused it.
 FAILURE_GRACE = 10 * MONITOR_INTERVAL
+
+# What torch's elastic agent sets for a worker over a value the launching process may hold too.
+AGENT_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS", "TORCH_NCCL_ASYNC_ERROR_HANDLING")
 
 # torch's own loggers that report a failed or stopped worker (with a traceback of the agent's) on the terminal.
 TORCH_LAUNCH_LOGGERS = ("torch.distributed.elastic", "torch.multiprocessing")
@@ -95,7 +99,7 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
         min_nodes=hw.nnodes, max_nodes=hw.nnodes, nproc_per_node=hw.nproc_per_node, run_id=hw.rdzv_id,
         rdzv_backend="c10d", rdzv_endpoint=hw.rdzv_endpoint,
         rdzv_configs={"join_timeout": hw.rdzv_timeout, "timeout": hw.rdzv_timeout},
-        max_restarts=hw.max_restarts, monitor_interval=MONITOR_INTERVAL, start_method="spawn",
+        max_restarts=hw.max_restarts, monitor_interval=MONITOR_INTERVAL, start_method=_start_method(entry),
     )
     container = OmegaConf.to_container(cfg, resolve=True)
     # Workers write into this Hydra run's directory; outside main.py (tests, notebooks)
@@ -107,7 +111,8 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     try:
         with _torch_reports_to_log_files(), tempfile.TemporaryDirectory(prefix="uer-errors-") as errors:
             try:
-                results = elastic_launch(config, _worker)(entry, container, run_directory, errors)
+                results = elastic_launch(config, _worker)(entry, container, run_directory, errors,
+                                                          dict(os.environ))
             except ChildFailedError as err:
                 raise UerError(_failure_line(errors, err)) from None
     except SignalException as err:  # SIGINT/SIGTERM: the agent stopped the workers
@@ -122,6 +127,29 @@ def launch(cfg: DictConfig, entry: Callable[[DictConfig], object]):
     # its queues' semaphores, which the exit would otherwise leave to the resource tracker to warn about.
     gc.collect()
     raise Interrupted(stopped)
+
+
+def _start_method(entry: Callable) -> str:
+    """``forkserver`` where there is one: a server process imports torch, ``entry``'s module and
+    :mod:`uer.forkserver_preload` once (for the first run this process launches; later runs reuse it) and each
+    worker is a fork of it, instead of an interpreter importing them all again (``spawn``: seconds of CPU per worker, most of a short run's cost).
+    The server only imports: it runs nothing on a device before it forks."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    multiprocessing.set_forkserver_preload(["torch", entry.__module__, "uer.forkserver_preload"])
+    return "forkserver"
+
+
+def _take_environment(launcher: dict[str, str]) -> None:
+    """A forked worker has the server's environment (the launching process's when the server started, perhaps
+    an earlier run's) under the variables the agent set for it: make it the launching process's now, under the
+    agent's -- the variables it sets that a launching process has too (the agent chose them), and those only
+    workers have (RANK, LOCAL_RANK, WORLD_SIZE, ...; a variable the server has and the launching process has
+    since dropped stays, as it cannot be told from those)."""
+    agent = {key: value for key, value in os.environ.items() if key in AGENT_VARIABLES or key not in launcher}
+    os.environ.clear()
+    os.environ.update(launcher)
+    os.environ.update(agent)
 
 
 def share_cores(hardware) -> None:
@@ -213,8 +241,9 @@ def _stopped(signum, frame):
     os._exit(128 + signum)
 
 
-def _worker(entry, container: dict, run_directory: str | None, errors: str):
-    """Entry point of one worker (a fresh interpreter: spawn start method)."""
+def _worker(entry, container: dict, run_directory: str | None, errors: str, environment: dict[str, str]):
+    """Entry point of one worker (a fork of the forkserver, see :func:`_start_method`)."""
+    _take_environment(environment)
     return record(_run_worker)(entry, container, run_directory, errors)
 
 

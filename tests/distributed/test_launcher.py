@@ -72,9 +72,10 @@ def test_killed_worker_is_restarted_and_the_run_finishes_from_the_last_checkpoin
     while not step_checkpoints(model) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert step_checkpoints(model), "no checkpoint appeared"
-    workers = [pid for pid in children(proc.pid)]  # the elastic agent runs in the main process
-    victims = [pid for pid in workers if b"spawn" in open(f"/proc/{pid}/cmdline", "rb").read()]
-    assert victims, workers
+    # The elastic agent runs in the main process; its workers are forks of its forkserver.
+    servers = [pid for pid in children(proc.pid) if b"forkserver" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    victims = [pid for server in servers for pid in children(server)]
+    assert victims, servers
     os.kill(victims[-1], signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
@@ -124,3 +125,16 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "node1"
 
 
+
+
+def test_a_forked_worker_takes_the_launching_process_s_environment_under_the_agent_s(monkeypatch):
+    """The forkserver keeps the environment it started with (perhaps an earlier run's): a worker's is the launching
+    process's at this launch, with the agent's per-worker variables on top."""
+    from uer import launch
+
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    launcher = dict(os.environ, UER_TEST_CHANGED="now", MASTER_ADDR="launcher-host")
+    os.environ.update(UER_TEST_CHANGED="at the server's start", RANK="1", MASTER_ADDR="agent-host")
+    launch._take_environment(launcher)
+    assert os.environ["UER_TEST_CHANGED"] == "now"
+    assert os.environ["RANK"] == "1" and os.environ["MASTER_ADDR"] == "agent-host"
