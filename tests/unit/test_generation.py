@@ -71,6 +71,17 @@ def test_greedy_and_beam_search_choose_transformers_tokens(models, batch, name, 
     assert len(ours) == len(LENGTHS) and all(len(ids) <= 12 and eos not in ids for ids in ours)
 
 
+@pytest.mark.parametrize("beams", [5, 9])
+@pytest.mark.parametrize("name", MODELS)
+def test_beams_over_half_the_vocabulary_choose_transformers_tokens(name, beams):
+    """Each step keeps 2 * num_beams continuations: with a vocabulary of 9, more than one beam offers them."""
+    build, eos = MODELS[name]
+    model = build(vocab=9)
+    batch = ragged_batch(LENGTHS, 9)
+    config = GenerationConfig(max_new_tokens=6, num_beams=beams, length_penalty=0.6)
+    assert generate(HFSeq2Seq(model), *batch, config, eos_id=eos) == hf_generate(model, batch[0], config, eos)
+
+
 def test_the_cases_end_rows_at_varied_steps(models, batch):
     """The comparisons above mean something: rows end early and late, on both models."""
     for model, eos in models.values():
