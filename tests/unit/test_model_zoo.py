@@ -2,7 +2,8 @@
 bilm and cls targets, and the table of combinations that can work.
 
 The matrix test runs every encoder choice x every target the table allows (preprocess a
-tiny corpus, 2 pre-training steps, save, load into a classifier, 1 fine-tuning step); the
+tiny corpus, 2 pre-training steps, save); a covering subset of the pairs (every encoder choice
+and every target at least once) then loads into a classifier for 1 fine-tuning step.  The
 table test checks that every other pair is refused before any work.
 """
 
@@ -40,6 +41,13 @@ ALLOWED = [(choice.text, target) for choice in ENCODER_CHOICES for target in TAR
 # so one transformer encoder each covers them and keeps the matrix 40 runs smaller.
 SEQ2SEQ_DATA_ONLY = {"t5": "bert", "bart": "bert"}
 MATRIX = [(name, target) for name, target in ALLOWED if SEQ2SEQ_DATA_ONLY.get(target, name) == name]
+# The classifier keeps a checkpoint's backbone and drops the rest: which keys a checkpoint has depends on the
+# encoder (the backbone) and on the target (its head, a decoder), so each encoder and each target loading once
+# covers what a pair can break, at a quarter of the matrix's fine-tuning runs.
+FINE_TUNED: list[tuple[str, str]] = []
+for _pair in MATRIX:
+    if all(_pair[0] != name for name, _ in FINE_TUNED) or all(_pair[1] != target for _, target in FINE_TUNED):
+        FINE_TUNED.append(_pair)
 REFUSED = [(choice.text, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
            if choice.context not in TARGET_CONTEXTS[target]]
 BOOK_REVIEW = ROOT / "datasets" / "test_data" / "book_review"
@@ -422,8 +430,11 @@ def test_pretrain_then_finetune(name, target, datasets, tmp_path):
     assert {k for k in reports[-1] if k.endswith("_loss")} == LOSSES[target]
     assert all(np.isfinite(v) for r in reports for k, v in r.items() if k.endswith("_loss"))
     pretrained = load_checkpoint(model_dir / "step_2.pt")
+    assert pretrained["config"]["target"]["type"] == target
+    if (name, target) not in FINE_TUNED:
+        return
 
-    pooling = POOLINGS[MATRIX.index((name, target)) % len(POOLINGS)]
+    pooling = POOLINGS[FINE_TUNED.index((name, target)) % len(POOLINGS)]
     out = tmp_path / "clf"
     score = run_stage(compose_config(["stage=finetune", "task=classifier", f"task.pooling={pooling}",
                                       "task.labels_num=2",
