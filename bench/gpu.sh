@@ -15,7 +15,9 @@
 # 2. pre-training at size=base, bf16, batch 32, seq 128: uer vs transformers BertForMaskedLM (SDPA, fused
 #    AdamW) on the same GPU: tokens/s, steps/s, model FLOP/s against the measured bf16 matmul rate and
 #    against the GPU's dense bf16 peak (MFU; UER_GPU_PEAK_TFLOPS, default 989 = H100/H200 SXM);
-# 3. fine-tuning and inference at size=base, bf16: uer vs BertForSequenceClassification (dynamic padding).
+# 3. fine-tuning and inference at size=base, bf16: uer vs BertForSequenceClassification (dynamic padding);
+# 4. the encoder-decoder (a random BART, d_model 256): training tokens/s, greedy and beam-4 generation tokens/s vs
+#    BartForConditionalGeneration on the same batches (bench/seq2seq_speed.py, fp32, batch 32).
 # Results go to bench/results.json (UER_BENCH_JSON to change) as the *_cuda entries; CPU entries stay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,15 +54,18 @@ fi
 if [ "$mode" = --cpu-check ]; then  # shrunk: tiny model, a step or two
   pretrain=(--size tiny --batch 4 --steps 1 --warmup 1 --rows 300)
   finetune=(--size tiny --rows 64 --batch 16 --warmup 1 --repeats 1)
+  seq2seq=(--steps 1 --warmup 0 --gen-rows 4 --new-tokens 4 --repeats 1)
 else
   pretrain=(--size base --batch 32 --steps 30 --warmup 5)
   finetune=(--size base --rows 4000 --batch 64 --warmup 3 --repeats 3)
+  seq2seq=(--batch 32 --steps 20 --warmup 3 --repeats 5)
 fi
 
-step 150 python -m pytest -q -n 0 "${tests[@]}"
+step 90 python -m pytest -q -n 0 "${tests[@]}"
 step 150 python bench/pretrain_speed.py "${pretrain[@]}" --device "$device" --precisions bf16 --datasets full \
   --peak-tflops "$peak" --threads 0 --json "$json"
 step 140 python bench/finetune_speed.py "${finetune[@]}" --device "$device" --precision bf16 --threads 0 --json "$json"
+step 60 python bench/seq2seq_speed.py "${seq2seq[@]}" --device "$device" --threads 0 --json "$json"
 if [ "$mode" != --cpu-check ] && [ "$json" = bench/results.json ]; then
   step 20 python bench/results.py
 fi

@@ -197,7 +197,7 @@ def main() -> None:
     print(f"model: random BART, d_model {args.width}, {args.layers}+{args.layers} layers, vocabulary {vocab_size}, "
           f"device={device}, threads={torch.get_num_threads()}, torch={torch.__version__}")
     recorder = results.Recorder(
-        "seq2seq", f"encoder-decoder, random BART (d_model {args.width}, {args.layers}+{args.layers} layers), "
+        "seq2seq" + ("" if device.type == "cpu" else f"_{device.type}"), f"encoder-decoder, random BART (d_model {args.width}, {args.layers}+{args.layers} layers), "
                    f"training batch {args.batch}, generation batch {args.gen_batch} with {args.new_tokens} new tokens, "
                    f"{device.type}",
         "transformers `BartForConditionalGeneration` (SDPA, fused AdamW; generate()), same weights and batches",

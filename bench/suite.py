@@ -46,4 +46,5 @@ SUITE = {
 GPU = {
     "pretrain_base_cuda": "GPU pre-training, `size=base`, bf16, batch 32, seq 128: tokens/s and MFU, vs transformers",
     "finetune_base_cuda": "GPU fine-tuning and inference, `size=base`, bf16, vs transformers",
+    "seq2seq_cuda": "GPU encoder-decoder training and generation, random BART (d_model 256), fp32, vs transformers",
 }

@@ -85,6 +85,8 @@ def test_gpu_script_commands_name_existing_scripts_and_options():
     assert {c[1] for c in commands} >= {"bench/pretrain_speed.py", "bench/finetune_speed.py", "bench/results.py"}
     for command in commands:
         source = (ROOT / command[1]).read_text(encoding="utf-8")
+        if "common.add_decoding_arguments(" in source:  # the decoding benches' shared options
+            source += (ROOT / "bench" / "common.py").read_text(encoding="utf-8")
         for option in (arg for arg in command[2:] if arg.startswith("--")):
             assert re.search(rf'"{option}"', source) or option in ("--json", "--provisional"), (command[1], option)
 
