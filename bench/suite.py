@@ -35,7 +35,7 @@ SUITE = {
     "generation": (["generate_speed.py"], ["generate_speed.py", "--new-tokens", "8", "--repeats", "1"]),
     "seq2seq_generation": (["generation_speed.py"],
                            ["generation_speed.py", "--new-tokens", "4", "--repeats", "1", "--batches", "1"]),
-    # Best of 7: with best of 3, the same code measured beam 4 at 1.03x to 1.23x of transformers on this machine.
+    # Best of 7: with best of 3, the same code measured beam 4 at 1.03x and 1.15x of transformers an hour apart.
     "seq2seq": (["seq2seq_speed.py", "--repeats", "7"],
                 ["seq2seq_speed.py", "--steps", "1", "--warmup", "0", "--gen-rows", "4", "--new-tokens", "4",
                  "--repeats", "1"]),
