@@ -38,8 +38,8 @@ def timed_rounds(times: dict, warmup: int) -> list[int]:
 
 def compile_seconds(steps: list[float], timed: list[int]) -> float:
     """Seconds the untimed steps took beyond as many steps at the timed mean: the compile time."""
-    mean = sum(steps[i] for i in timed) / len(timed)
-    return sum(t - mean for i, t in enumerate(steps) if i not in set(timed))
+    mean, timed_set = sum(steps[i] for i in timed) / len(timed), set(timed)
+    return sum(t - mean for i, t in enumerate(steps) if i not in timed_set)
 
 
 def payback_note(compile_s: float, eager_step_s: float, compiled_step_s: float) -> str:

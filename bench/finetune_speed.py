@@ -49,7 +49,6 @@ from uer.finetuning import setup as finetune  # noqa: E402
 from uer.finetuning.batches import SampledBatches  # noqa: E402
 from uer.tasks import predict  # noqa: E402
 from uer.training.process import compiled  # noqa: E402
-from compiling import COMPILED  # noqa: E402
 
 DOUBAN = ROOT / "datasets" / "douban_book_review"
 GOALS = {"training": 1.3, "inference": 1.5}  # uer / transformers' best, CPU
@@ -130,7 +129,7 @@ def main() -> None:
     shapes = []  # of uer's batches, for its FLOPs
     variants = {}  # name -> one training step on the batch of step i
     theirs = {}
-    for suffix in ("", COMPILED) if args.compile else ("",):
+    for suffix in ("", compiling.COMPILED) if args.compile else ("",):
         model = finetune.new_model(setup, labels_num) if suffix else ours_model
         trainer = common.trainer(compiled(model) if suffix else model, cfg.finetune.learning_rate, device=device,
                                  precision=args.precision, steps=steps)

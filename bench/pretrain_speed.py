@@ -61,7 +61,6 @@ from uer.data.sampler import EpochSampler  # noqa: E402
 from uer.models import build_model  # noqa: E402
 from uer.tokenizers import build_tokenizer  # noqa: E402
 from uer.training.process import compiled  # noqa: E402
-from compiling import COMPILED  # noqa: E402
 
 DATASETS = {"full": "full-length rows", "reviews": "real reviews (non-padding tokens)"}
 GOALS = {("base", "full", "fp32"): 1.15}  # uer / transformers, CPU
@@ -100,7 +99,7 @@ def time_variants(cfg, size: dict, vocab_size: int, precisions, pairs, warmup: i
     All models live only here: the next dataset's models start from free memory."""
     steps = {}
     for precision in precisions:
-        for suffix in ("", COMPILED) if compile_ else ("",):
+        for suffix in ("", compiling.COMPILED) if compile_ else ("",):
             torch.manual_seed(cfg.seed)
             model = build_model(cfg.embedding, cfg.encoder, cfg.target, vocab_size).to(device)
             trainer = common.trainer(compiled(model) if suffix else model, cfg.pretrain.learning_rate, device=device,
