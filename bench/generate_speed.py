@@ -53,6 +53,10 @@ def main() -> None:
     greedy = token_picker(0.0, 0, 1.0, None)
     max_length = cfg.embedding.max_seq_length
 
+    recorder = results.Recorder("generation", f"generation, `size={args.size}` GPT, {len(prompt)}-token prompt, "
+                                f"{args.new_tokens} new tokens, greedy", "the same model without the key/value cache",
+                                args.json, device=args.device, provisional=args.provisional)
+
     def run(use_cache: bool) -> tuple[float, list[int]]:
         best, tokens = float("inf"), []
         for _ in range(args.repeats):
@@ -77,9 +81,6 @@ def main() -> None:
     print(f"speed-up: {plain_s / cached_s:.2f}x; same tokens: {plain == cached}")
     if plain != cached:
         raise SystemExit("the cached and uncached runs produced different tokens: the cache is wrong")
-    recorder = results.Recorder("generation", f"generation, `size={args.size}` GPT, {len(prompt)}-token prompt, "
-                                f"{args.new_tokens} new tokens, greedy", "the same model without the key/value cache",
-                                args.json, device=args.device, provisional=args.provisional)
     recorder.add("with the key/value cache", len(cached) / cached_s, "tokens/s", "without", len(plain) / plain_s,
                  note=f"best of {args.repeats}; same tokens")
     recorder.save()

@@ -19,9 +19,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import suite  # bench/suite.py
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import suite  # noqa: E402  (bench/suite.py)
+from uer.io.atomic import atomic_write_text  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results.json"
 TABLE_DOC = ROOT / "docs" / "benchmarks.md"  # the file holding the generated table (the README links to it)
 BEGIN = ("<!-- benchmarks table: generated from bench/results.json by `python bench/results.py` "
@@ -83,6 +86,8 @@ class Recorder:
         self.device, self.provisional, self.threads = device, provisional, threads
         self.figures: list[Figure] = []
         self.load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        if path and Path(path).exists():
+            load(Path(path))  # a file the figures could not be merged into stops the bench before it runs
 
     def add(self, name: str, value: float, unit: str, reference: str | None = None,
             reference_value: float | None = None, *, goal: float | None = None, at_most: float | None = None,
@@ -113,7 +118,7 @@ class Recorder:
         path = Path(self.path)
         data = load(path) if path.exists() else {"schema": SCHEMA, "benches": {}}
         data["benches"][self.bench] = self.entry()
-        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        save(data, path)
         print(f"recorded {len(self.figures)} figures of {self.bench} in {path}")
 
 
@@ -139,10 +144,19 @@ def _arguments() -> list[str]:
 
 
 def load(path: Path = RESULTS) -> dict:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("schema") != SCHEMA:
-        raise SystemExit(f"{path}: schema {data.get('schema')}, this code reads {SCHEMA}")
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SystemExit(f"{path} is not a results file ({error}); give --json a new path or a results file")
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise SystemExit(f"{path}: schema {schema}, this code reads {SCHEMA}")
     return data
+
+
+def save(data: dict, path: Path = RESULTS) -> None:
+    """Write a results file whole or not at all (a bench stopped while it writes leaves the old one)."""
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def number(value: float) -> str:
@@ -223,7 +237,7 @@ def write_table(results: Path = RESULTS, doc: Path = TABLE_DOC) -> None:
     text = doc.read_text(encoding="utf-8")
     new = text.replace(table_in(text), render(load(results)))
     if new != text:
-        doc.write_text(new, encoding="utf-8")
+        atomic_write_text(doc, new)
     where = doc.relative_to(ROOT) if doc.is_relative_to(ROOT) else doc
     print(f"{where} benchmarks table {'rewritten' if new != text else 'already current'} from {results}")
 

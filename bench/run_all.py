@@ -18,7 +18,6 @@ bench/results.json or docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -53,11 +52,10 @@ def main() -> None:
             print(f"{name:<17} python {' '.join(command)}")
         return
 
+    before = results.load(path)["benches"] if path.exists() else {}  # a file it cannot merge into: before any bench
     if not args.only:  # a full run starts afresh; GPU entries (bench/gpu.sh) stay
-        kept = {}
-        if path.exists():
-            kept = {k: v for k, v in results.load(path)["benches"].items() if v["device"] != "cpu"}
-        path.write_text(json.dumps({"schema": results.SCHEMA, "benches": kept}, indent=1) + "\n", encoding="utf-8")
+        kept = {k: v for k, v in before.items() if v["device"] != "cpu"}
+        results.save({"schema": results.SCHEMA, "benches": kept}, path)
     started = time.perf_counter()
     for name, command in commands.items():
         print(f"=== {name}: python {' '.join(command)}", flush=True)

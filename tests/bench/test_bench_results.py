@@ -70,6 +70,34 @@ def test_benches_of_the_set_without_results_say_not_measured():
     assert table.count("not measured yet") == len(suite.SUITE) + len(suite.GPU) - 1
 
 
+def test_a_results_file_that_cannot_take_the_figures_stops_the_bench_before_it_runs(tmp_path):
+    not_json = tmp_path / "notes.json"
+    not_json.write_text("my notes, not a results file\n", encoding="utf-8")
+    other_schema = tmp_path / "other.json"
+    other_schema.write_text('{"schema": 99}\n', encoding="utf-8")
+    for path, fragment in ((not_json, "is not a results file"), (other_schema, "schema 99")):
+        with pytest.raises(SystemExit) as stopped:
+            results.Recorder("x", "t", "r", str(path))
+        assert str(path) in str(stopped.value) and fragment in str(stopped.value)
+    assert not_json.read_text(encoding="utf-8") == "my notes, not a results file\n"
+    proc = subprocess.run([sys.executable, "bench/run_all.py", "--only", "encoders", "--json", str(not_json)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "===" not in proc.stdout, proc.stdout  # no bench started
+    assert proc.stderr.strip().splitlines() == [f"{not_json} is not a results file (Expecting value: line 1 "
+                                                "column 1 (char 0)); give --json a new path or a results file"]
+
+
+def test_recorded_figures_merge_into_the_results_file_beside_the_other_benches(tmp_path):
+    path = tmp_path / "results.json"
+    for bench, value in (("a", 1.0), ("b", 2.0), ("a", 3.0)):
+        recorder = results.Recorder(bench, "t", "r", str(path))
+        recorder.add("f", value, "tokens/s")
+        recorder.save()
+    benches = results.load(path)["benches"]
+    assert {name: entry["figures"][0]["value"] for name, entry in benches.items()} == {"a": 3.0, "b": 2.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left beside it
+
+
 def test_every_bench_of_the_set_records_its_figures():
     for name, (command, quick) in suite.SUITE.items():
         assert command[0] == quick[0], name
