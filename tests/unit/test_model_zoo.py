@@ -4,7 +4,8 @@ bilm and cls targets, and the table of combinations that can work.
 The matrix test runs every encoder choice x every target the table allows (preprocess a
 tiny corpus, 2 pre-training steps, save); a covering subset of the pairs (every encoder choice
 and every target at least once) then loads into a classifier for 1 fine-tuning step.  The
-table test checks that every other pair is refused before any work.
+table test checks that check_model refuses every other pair, and a covering subset of those is refused by a run
+before any work.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from uer.combinations import combination_rows, combinations_markdown
-from uer.models.compat import check_model, encoder_context
+from uer.models.compat import IncompatibleModel, check_model, encoder_context
 from uer.models.context import CAUSAL, PREFIX, STACKS
 from uer.models.targets import TARGETS
 from uer.data.build import build_pretrain_dataset
@@ -50,6 +51,12 @@ for _pair in MATRIX:
         FINE_TUNED.append(_pair)
 REFUSED = [(choice.text, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
            if choice.context not in TARGET_CONTEXTS[target]]
+# Whether a pair is refused is check_model's answer (asked for every pair); the refusal as a run meets it, through
+# run_stage, once for each encoder choice and each target that has refused pairs.
+REFUSED_RUNS: list[tuple[str, str]] = []
+for _pair in REFUSED:
+    if all(_pair[0] != name for name, _ in REFUSED_RUNS) or all(_pair[1] != target for _, target in REFUSED_RUNS):
+        REFUSED_RUNS.append(_pair)
 BOOK_REVIEW = ROOT / "datasets" / "test_data" / "book_review"
 SMALL_VOCAB = 100
 
@@ -102,7 +109,19 @@ def test_composed_encoder_is_what_the_table_says(name):
     assert encoder_context(cfg.encoder) == CHOICES[name].context
 
 
-@pytest.mark.parametrize("name, target", REFUSED)
+def test_check_model_refuses_exactly_the_pairs_the_table_refuses():
+    targets = {target: compose_config(["stage=pretrain", f"target={target}"]).target for target in TARGET_CONTEXTS}
+    for choice in ENCODER_CHOICES:
+        cfg = compose_config([*choice.overrides])
+        for target, target_cfg in targets.items():
+            if (choice.text, target) in REFUSED:
+                with pytest.raises(IncompatibleModel, match=f"target={target} needs"):
+                    check_model(cfg.embedding, cfg.encoder, target_cfg)
+            elif not getattr(TARGETS.get(target), "needs_decoder", False):  # those: with their decoder, the matrix
+                check_model(cfg.embedding, cfg.encoder, target_cfg)
+
+
+@pytest.mark.parametrize("name, target", REFUSED_RUNS)
 def test_combination_that_cannot_work_fails_before_any_work(name, target, tmp_path, capsys):
     cfg = compose_config(["stage=pretrain", *CHOICES[name].overrides, f"target={target}", *SMALL, *THREADS,
                           f"pretrain.dataset_path={tmp_path / 'missing'}", f"output_model_path={tmp_path / 'm'}"])
