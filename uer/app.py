@@ -35,7 +35,7 @@ from uer.combinations import worded
 from uer.config.config_path import apply_config_path
 from uer.config.overrides import command_line_overrides
 from uer.config.validate import check_run_config
-from uer.errors import Interrupted, UerError, one_line, reason
+from uer.errors import UerError, one_line, reason
 from uer.finetuning.checkpoints import LAST, earlier_models
 from uer.io.atomic import atomic_write, os_reason
 from uer.io.checkpoint import step_checkpoints
@@ -159,16 +159,6 @@ def _fail(message: str, err: BaseException | None = None):
     if outcome.in_multirun():
         return outcome.FailedJob(message)
     sys.exit(2)
-
-
-def stop_on_sigterm() -> None:
-    """SIGTERM (a scheduler's or ``kill``'s stop) stops the run as SIGINT does: at the point it is at, with
-    one line (:func:`_interrupted`), instead of ending the process mid-write."""
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _interrupted(cfg: DictConfig, signum: int):

@@ -39,7 +39,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from uer.app import run_stage, stop_on_sigterm
+from uer.app import run_stage
 from uer.combinations import worded
 from uer.composition import register_configs
 from uer.config.validate import check_run_config, unknown_key
@@ -47,6 +47,7 @@ from uer.errors import UerError, one_line
 from uer.launch import check_devices
 from uer.models.compat import check_model
 from uer.paths import CONF
+from uer.stop_signals import stop_on_signals
 from uer.sweep import stop_interrupted
 from uer.training.fsdp import check_strategy
 from uer.training.process import check_compile
@@ -85,7 +86,7 @@ def main() -> None:
     if not MULTIRUN_FLAGS.intersection(names):
         hydra_app()
         return
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         hydra_app()
     except KeyboardInterrupt as err:  # a single run ends itself (uer.app); a sweep's job lets it through
@@ -103,7 +104,7 @@ def main() -> None:
 
 @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
 def hydra_app(cfg: DictConfig):
-    stop_on_sigterm()
+    stop_on_signals()
     return run_stage(cfg)
 
 

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from uer.stop_signals import raise_if_stopped
+
 log = logging.getLogger("uer.progress")
 
 REDRAW_SECONDS = 0.2
@@ -132,6 +134,7 @@ class Progress:
         return eta_seconds(self.done - self._initial, self.total - self._initial, self.elapsed)
 
     def update(self, n: int = 1, postfix: str | None = None) -> None:
+        raise_if_stopped()  # a long loop's pass: where a stop whose exception Python swallowed takes effect
         self.done += n
         if postfix is not None:
             self.postfix = postfix

@@ -167,6 +167,47 @@ def test_an_interrupted_pre_training_says_what_it_kept_in_one_line_and_resumes(d
     assert step_checkpoints(out)[-1][0] == newest + 1
 
 
+# A Ctrl-C landing while the garbage collector runs a __del__ (here at step 3, after the checkpoint of step 2):
+# Python swallows the exception raised there ("Exception ignored in ...") and goes on.
+SWALLOWED_STOP = """
+import signal
+from uer.training.trainer import Trainer
+
+train_step = Trainer.train_step
+
+
+class Collected:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # the handler runs here, inside __del__
+
+
+def train_step_collecting(self, micro_batches):
+    result = train_step(self, micro_batches)
+    if self.step == 3:
+        Collected()
+    return result
+
+
+Trainer.train_step = train_step_collecting
+"""
+
+
+def test_a_stop_python_swallows_in_a_del_still_stops_the_run_in_one_line(dataset, tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SWALLOWED_STOP, encoding="utf-8")
+    out = tmp_path / "model"
+    env = dict(os.environ, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    proc = subprocess.run([sys.executable, "main.py", f"hydra.run.dir={tmp_path / 'run'}",
+                           *pretrain_args(dataset, out, "pretrain.total_steps=8")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-3000:]  # not 0: the run did not go on to step 8
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        f"interrupted by SIGINT: the checkpoints saved so far are kept in {out}; the same command with resume=true "
+        "continues from the newest"]
+    assert [step for step, _ in step_checkpoints(out)] == [2]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches /proc/PID/maps")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_main_py_is_still_loading_is_one_line(tmp_path, signum):

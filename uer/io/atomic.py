@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from uer.errors import UerError, reason
+from uer.stop_signals import STOP_SIGNALS
 
 _UMASK_LOCK = threading.Lock()
 TEMP_SUFFIX = ".tmp"  # a temporary file is .NAME.XXXXXXXX.tmp beside NAME
@@ -87,9 +88,6 @@ def current_umask() -> int:
         mask = os.umask(0o022)
         os.umask(mask)
     return mask
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
