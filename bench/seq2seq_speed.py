@@ -197,9 +197,10 @@ def main() -> None:
     print(f"model: random BART, d_model {args.width}, {args.layers}+{args.layers} layers, vocabulary {vocab_size}, "
           f"device={device}, threads={torch.get_num_threads()}, torch={torch.__version__}")
     recorder = results.Recorder(
-        "seq2seq" + ("" if device.type == "cpu" else f"_{device.type}"), f"encoder-decoder, random BART (d_model {args.width}, {args.layers}+{args.layers} layers), "
-                   f"training batch {args.batch}, generation batch {args.gen_batch} with {args.new_tokens} new tokens, "
-                   f"{device.type}",
+        "seq2seq" + ("" if device.type == "cpu" else f"_{device.type}"),
+        f"encoder-decoder, random BART (d_model {args.width}, {args.layers}+{args.layers} layers), "
+        f"training batch {args.batch}, generation batch {args.gen_batch} with {args.new_tokens} new tokens, "
+        f"{device.type}",
         "transformers `BartForConditionalGeneration` (SDPA, fused AdamW; generate()), same weights and batches",
         args.json, device=device.type, provisional=args.provisional)
     with tempfile.TemporaryDirectory(prefix="uer-bench-") as work:

@@ -35,7 +35,7 @@ def compose_config(overrides: list[str]):
 @functools.lru_cache(maxsize=None)
 def _composed(overrides: tuple[str, ...]):
     """Each distinct override list composed once per test process: a Hydra composition takes ~0.15 s, a copy of
-    its result ~0.01 s, and the suite asks for the same config many times (parametrised tests, collection)."""
+    its result ~4 ms, and the suite asks for the same config many times (parametrised tests, collection)."""
     cfg = compose(list(overrides))
     if "tokenizer" in cfg and cfg.tokenizer.get("vocab_path") == "models/google_zh_vocab.txt":
         cfg.tokenizer.vocab_path = str(VOCAB)

@@ -17,16 +17,17 @@ from uer.errors import Interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []  # the stop signals this process was sent, first first
+_reported = sys.unraisablehook  # what reports the exceptions Python could not raise, before ours
 
 
 def stop_on_signals() -> None:
     """From now on SIGINT and SIGTERM raise :class:`Interrupted` in the main thread (a scheduler's ``kill``
     stops the run as a Ctrl-C does, instead of ending the process mid-write)."""
+    global _reported
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop)
     if sys.unraisablehook is not _unraisable:
-        _unraisable.previous = sys.unraisablehook
-        sys.unraisablehook = _unraisable
+        _reported, sys.unraisablehook = sys.unraisablehook, _unraisable
 
 
 def raise_if_stopped() -> None:
@@ -43,7 +44,4 @@ def _stop(signum, frame):
 def _unraisable(unraisable) -> None:
     """Python's report of an exception it could not raise, unless it is a stop (acted on at the next loop pass)."""
     if not isinstance(unraisable.exc_value, Interrupted):
-        _unraisable.previous(unraisable)
-
-
-_unraisable.previous = sys.unraisablehook
+        _reported(unraisable)

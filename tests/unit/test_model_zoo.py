@@ -45,18 +45,23 @@ MATRIX = [(name, target) for name, target in ALLOWED if SEQ2SEQ_DATA_ONLY.get(ta
 # The classifier keeps a checkpoint's backbone and drops the rest: which keys a checkpoint has depends on the
 # encoder (the backbone) and on the target (its head, a decoder), so each encoder and each target loading once
 # covers what a pair can break, at a quarter of the matrix's fine-tuning runs.
-FINE_TUNED: list[tuple[str, str]] = []
-for _pair in MATRIX:
-    if all(_pair[0] != name for name, _ in FINE_TUNED) or all(_pair[1] != target for _, target in FINE_TUNED):
-        FINE_TUNED.append(_pair)
+
+
+def covering(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs, in order, that bring an encoder choice or a target not seen in an earlier one."""
+    chosen: list[tuple[str, str]] = []
+    for name, target in pairs:
+        if all(name != n for n, _ in chosen) or all(target != t for _, t in chosen):
+            chosen.append((name, target))
+    return chosen
+
+
+FINE_TUNED = covering(MATRIX)
 REFUSED = [(choice.text, target) for choice in ENCODER_CHOICES for target in TARGET_CONTEXTS
            if choice.context not in TARGET_CONTEXTS[target]]
 # Whether a pair is refused is check_model's answer (asked for every pair); the refusal as a run meets it, through
 # run_stage, once for each encoder choice and each target that has refused pairs.
-REFUSED_RUNS: list[tuple[str, str]] = []
-for _pair in REFUSED:
-    if all(_pair[0] != name for name, _ in REFUSED_RUNS) or all(_pair[1] != target for _, target in REFUSED_RUNS):
-        REFUSED_RUNS.append(_pair)
+REFUSED_RUNS = covering(REFUSED)
 BOOK_REVIEW = ROOT / "datasets" / "test_data" / "book_review"
 SMALL_VOCAB = 100
 
